@@ -1,0 +1,83 @@
+/**
+ * Every error uplinkd throws on purpose, in one catalogue. Each has a stable
+ * `code` that callers (CLI, control API, tests) match on; a code is never
+ * reused for another meaning.
+ */
+
+/** Base of all uplinkd errors. `code` is stable; `message` is for humans. */
+export class UplinkdError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** One problem in a config file, located at FILE:LINE:COL (1-based). */
+export interface ConfigIssue {
+  file: string;
+  line: number;
+  col: number;
+  /** Dotted key path, e.g. `uplinks.1.gateway`; empty for the document itself. */
+  path: string;
+  message: string;
+}
+
+/** Formats one issue as `FILE:LINE:COL: path: message` (the contract of `uplinkd check`). */
+export function formatConfigIssue(issue: ConfigIssue): string {
+  const where = `${issue.file}:${issue.line}:${issue.col}`;
+  return issue.path ? `${where}: ${issue.path}: ${issue.message}` : `${where}: ${issue.message}`;
+}
+
+/** A config file that cannot be used: every issue found, all at once. */
+export class ConfigError extends UplinkdError {
+  readonly issues: readonly ConfigIssue[];
+  constructor(issues: readonly ConfigIssue[]) {
+    super("UPLINKD_ERR_CONFIG", issues.map(formatConfigIssue).join("\n"));
+    this.issues = issues;
+  }
+}
+
+/** A kernel command (ip, nft, conntrack) failed; names the command and the kernel's message. */
+export class KernelCommandError extends UplinkdError {
+  readonly command: string;
+  readonly exitCode: number | null;
+  readonly stderr: string;
+  constructor(command: string, exitCode: number | null, stderr: string) {
+    const said = stderr.trim() || "(no message)";
+    super(
+      "UPLINKD_ERR_KERNEL_COMMAND",
+      `\`${command}\` failed (exit ${exitCode ?? "signal"}): ${said}`,
+    );
+    this.command = command;
+    this.exitCode = exitCode;
+    this.stderr = stderr;
+  }
+}
+
+/** After applying, the kernel does not hold what was rendered. */
+export class DataplaneVerifyError extends UplinkdError {
+  readonly differences: readonly string[];
+  constructor(differences: readonly string[]) {
+    super(
+      "UPLINKD_ERR_VERIFY",
+      `kernel state differs from the desired state after apply:\n  ${differences.join("\n  ")}`,
+    );
+    this.differences = differences;
+  }
+}
+
+/** The control socket could not be reached or answered with an error. */
+export class ControlError extends UplinkdError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("UPLINKD_ERR_CONTROL", message, options);
+  }
+}
+
+/** A lab operation failed (namespace, veth, process). */
+export class LabError extends UplinkdError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("UPLINKD_ERR_LAB", message, options);
+  }
+}
