@@ -2,8 +2,15 @@
  * The one schema of uplinkd's YAML config: types, defaults and validation.
  * The JSON Schema for editors (`schema/uplinkd.schema.json`) is generated
  * from it by `npm run schema`.
+ *
+ * Defaults a user could write are given as `prefault` (the text form,
+ * parsed like the user's own), so the JSON Schema shows them as written:
+ * `interval: "500ms"`, `mark_mask: "0xff00"`.
+ *
+ * Checks that need more than one value (duplicate names, ids against the
+ * mark mask, reliability against the number of targets) live in
+ * `checks.ts`; `loadConfig` runs both and locates every problem in the file.
  */
-import { isIPv4 } from "node:net";
 import { z } from "zod";
 import { parseDuration } from "./duration.js";
 
@@ -15,12 +22,21 @@ export const interfaceName = z
     "must be a Linux interface name (1 to 15 characters, no '/', ':' or spaces)",
   );
 
-/** An IPv4 address in dotted-quad form. */
-export const ipv4 = z.string().refine((s) => isIPv4(s), { message: "must be an IPv4 address" });
+/** An IPv4 address in dotted-quad form (no leading zeros). */
+export const ipv4 = z.ipv4({ error: "must be an IPv4 address (e.g. 192.0.2.1)" });
+
+/** The text form of a duration, as `parseDuration` accepts it. */
+const DURATION_TEXT = /^\s*\d+(?:\.\d+)?\s*(?:ms|s|m|h)\s*$/;
 
 /** A duration (`200ms`, `5s`, `1m`) or a number of ms; parsed to ms. */
 export const duration = z
-  .union([z.number().nonnegative(), z.string()])
+  .union(
+    [
+      z.number().nonnegative(),
+      z.string().regex(DURATION_TEXT, "must be a duration such as 200ms, 5s, 1m or 1h"),
+    ],
+    { error: "must be a duration such as 200ms, 5s, 1m or 1h, or a number of ms" },
+  )
   .transform((value, ctx) => {
     if (typeof value === "number") return value;
     try {
@@ -32,6 +48,9 @@ export const duration = z
   })
   .meta({ description: "duration: 200ms, 5s, 1m, or a number of ms" });
 
+/** Shortest probe interval accepted, in ms: below it probing becomes a flood. */
+export const MIN_PROBE_INTERVAL_MS = 10;
+
 /** Names of uplinks and policies: used in nft chain names and log lines. */
 export const objectName = z
   .string()
@@ -40,38 +59,96 @@ export const objectName = z
     "must start with a letter and hold only letters, digits, '_' and '-' (at most 24)",
   );
 
+/**
+ * The health fields without defaults, shared by `health` (which adds the
+ * defaults) and each uplink's `health` override (which must not: a field the
+ * uplink leaves out comes from the top-level `health`).
+ */
+const healthFields = {
+  targets: z
+    .array(ipv4)
+    .min(1)
+    .describe(
+      "ICMP echo targets probed through each uplink; pick hosts beyond the ISP, not its gateway",
+    ),
+  interval: duration
+    .pipe(z.number().min(MIN_PROBE_INTERVAL_MS, `must be at least ${MIN_PROBE_INTERVAL_MS}ms`))
+    .describe("time between probe rounds (200ms, 1s, or a number of ms; at least 10ms)"),
+  timeout: duration
+    .pipe(z.number().positive("must be more than 0ms"))
+    .describe("a probe without an answer after this is lost (500ms, 1s, or a number of ms)"),
+  down: z
+    .number()
+    .int()
+    .min(1)
+    .max(100)
+    .describe("failed rounds in a row after which the uplink is down"),
+  up: z
+    .number()
+    .int()
+    .min(1)
+    .max(1000)
+    .describe("good rounds in a row after which a down uplink is up again"),
+  reliability: z
+    .number()
+    .int()
+    .min(1)
+    .describe("targets that must answer for a round to pass (at most the number of targets)"),
+};
+
 /** Health check settings; `health` at the top sets the defaults of every uplink. */
 export const healthSchema = z
   .object({
-    targets: z
-      .array(ipv4)
-      .min(1)
-      .default(["198.51.100.1", "203.0.113.1"])
-      .describe("ICMP echo targets probed through each uplink"),
-    interval: duration.default(500).describe("time between probe rounds"),
-    timeout: duration.default(1000).describe("a probe without an answer after this is lost"),
-    down: z.number().int().min(1).max(100).default(3).describe("failed rounds in a row -> down"),
-    up: z.number().int().min(1).max(1000).default(5).describe("good rounds in a row -> up"),
-    reliability: z
-      .number()
-      .int()
-      .min(1)
-      .default(1)
-      .describe("targets that must answer for a round to pass"),
+    targets: healthFields.targets.default(["198.51.100.1", "203.0.113.1"]),
+    interval: healthFields.interval.prefault("500ms"),
+    timeout: healthFields.timeout.prefault("1s"),
+    down: healthFields.down.default(3),
+    up: healthFields.up.default(5),
+    reliability: healthFields.reliability.default(1),
   })
   .strict();
+
+/**
+ * One uplink's `health`: any field of the top-level `health`; a field left
+ * out is taken from there (see `uplinkHealth`).
+ */
+export const healthOverrideSchema = z
+  .object({
+    targets: healthFields.targets.optional(),
+    interval: healthFields.interval.optional(),
+    timeout: healthFields.timeout.optional(),
+    down: healthFields.down.optional(),
+    up: healthFields.up.optional(),
+    reliability: healthFields.reliability.optional(),
+  })
+  .strict()
+  .describe("this uplink's health settings; fields left out come from the top-level health");
 
 /** One uplink: an interface towards one ISP. */
 export const uplinkSchema = z
   .object({
-    name: objectName,
-    interface: interfaceName,
+    name: objectName.describe("the uplink's name in logs, status and metrics"),
+    interface: interfaceName.describe("the interface towards the ISP, e.g. wan1, ppp0, wwan0"),
     gateway: z
-      .union([z.literal("auto"), ipv4])
+      .union([z.literal("auto"), ipv4], { error: 'must be "auto" or an IPv4 address' })
       .default("auto")
       .describe('gateway address, or "auto" to learn it from the kernel (DHCP, PPP)'),
-    weight: z.number().int().min(1).max(1000).default(1),
-    tier: z.number().int().min(1).max(16).default(1),
+    weight: z
+      .number()
+      .int()
+      .min(1)
+      .max(1000)
+      .default(1)
+      .describe("share of new connections relative to the other uplinks of its tier"),
+    tier: z
+      .number()
+      .int()
+      .min(1)
+      .max(16)
+      .default(1)
+      .describe(
+        "1 is used first; tier n+1 carries traffic only when every uplink of tier n is down",
+      ),
     id: z
       .number()
       .int()
@@ -80,7 +157,7 @@ export const uplinkSchema = z
       .optional()
       .describe("fixes the uplink's fwmark and routing table; default: its position (1-based)"),
     snat: ipv4.optional().describe("SNAT to this address instead of masquerade"),
-    health: healthSchema.partial().optional(),
+    health: healthOverrideSchema.optional(),
   })
   .strict();
 
@@ -89,14 +166,25 @@ export const dataplaneSchema = z
   .object({
     table: z
       .string()
-      .regex(/^[a-zA-Z][a-zA-Z0-9_]{0,30}$/)
+      .regex(
+        /^[a-zA-Z][a-zA-Z0-9_]{0,30}$/,
+        "must start with a letter and hold only letters, digits and '_' (at most 31)",
+      )
       .default("uplinkd")
       .describe("name of the nft table (family inet) owned by uplinkd"),
     mark_mask: z
-      .union([z.number().int(), z.string().regex(/^0x[0-9a-fA-F]{1,8}$/)])
+      .union(
+        [
+          z.number().int().min(0).max(0xffffffff),
+          z.string().regex(/^0x[0-9a-fA-F]{1,8}$/, "must be a hex number such as 0xff00"),
+        ],
+        { error: "must be a 32-bit mask such as 0xff00" },
+      )
       .transform((v) => (typeof v === "number" ? v : Number.parseInt(v, 16)))
-      .default(0xff00)
-      .describe("fwmark/connmark bits uplinkd may use; other bits are left alone"),
+      .prefault("0xff00")
+      .describe(
+        "fwmark/connmark bits uplinkd may use, one run of bits (e.g. 0xff00); other bits are left alone",
+      ),
     table_base: z
       .number()
       .int()
@@ -131,21 +219,31 @@ export const dataplaneSchema = z
   })
   .strict();
 
+/** The control API. */
+export const controlSchema = z
+  .object({
+    socket: z
+      .string()
+      .min(1)
+      .default("/run/uplinkd/uplinkd.sock")
+      .describe("Unix socket of the control API (uplinkd status, the dashboard)"),
+  })
+  .strict();
+
 /** The whole config file. */
 export const configSchema = z
   .object({
     lan: z.array(interfaceName).min(1).describe("interfaces whose new connections are balanced"),
-    uplinks: z.array(uplinkSchema).min(1),
-    health: healthSchema.default(healthSchema.parse({})),
-    dataplane: dataplaneSchema.default(dataplaneSchema.parse({})),
-    control: z
-      .object({
-        socket: z.string().min(1).default("/run/uplinkd/uplinkd.sock"),
-      })
-      .strict()
-      .default({ socket: "/run/uplinkd/uplinkd.sock" }),
+    uplinks: z.array(uplinkSchema).min(1).describe("the internet uplinks, one per ISP"),
+    health: healthSchema.prefault({}),
+    dataplane: dataplaneSchema.prefault({}),
+    control: controlSchema.prefault({}),
   })
-  .strict();
+  .strict()
+  .meta({
+    title: "uplinkd configuration",
+    description: "uplinkd's config file, by default /etc/uplinkd/uplinkd.yaml",
+  });
 
 /** A validated config with every default filled in (durations in ms). */
 export type Config = z.output<typeof configSchema>;
@@ -155,3 +253,24 @@ export type UplinkConfig = z.output<typeof uplinkSchema>;
 export type HealthConfig = z.output<typeof healthSchema>;
 /** Kernel resource settings with every default filled in. */
 export type DataplaneConfig = z.output<typeof dataplaneSchema>;
+
+/**
+ * The health settings an uplink runs with: its own `health` fields, the rest
+ * from the top-level `health` (durations in ms).
+ */
+export function uplinkHealth(config: Config, uplink: UplinkConfig): HealthConfig {
+  const own = uplink.health ?? {};
+  return {
+    targets: own.targets ?? config.health.targets,
+    interval: own.interval ?? config.health.interval,
+    timeout: own.timeout ?? config.health.timeout,
+    down: own.down ?? config.health.down,
+    up: own.up ?? config.health.up,
+    reliability: own.reliability ?? config.health.reliability,
+  };
+}
+
+/** The id of the uplink at `index` (0-based) in `config.uplinks`: its `id`, else its 1-based position. */
+export function uplinkId(uplink: UplinkConfig, index: number): number {
+  return uplink.id ?? index + 1;
+}
