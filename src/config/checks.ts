@@ -1,0 +1,225 @@
+/**
+ * Checks of a config that the schema cannot make value by value: names,
+ * interfaces and ids that must be unique, ids that must fit the mark mask,
+ * routing tables the kernel reserves, reliability against the number of
+ * targets. Each problem names the path of the value to blame, so the caller
+ * can locate it in the file.
+ */
+import { hex, maxUplinkId } from "../dataplane/slots.js";
+import { uplinkHealth, uplinkId, type Config } from "./schema.js";
+import type { ConfigPath } from "./source.js";
+
+/** One problem found by `checkConfig`: the value to blame and what is wrong. */
+export interface ConfigProblem {
+  /** Path of the offending value, e.g. `["uplinks", 1, "id"]`. */
+  path: ConfigPath;
+  message: string;
+}
+
+/** Largest routing table number: table ids are 32-bit. */
+export const MAX_ROUTING_TABLE = 0xffffffff;
+
+/** Routing tables the kernel reserves (rt_tables): uplinkd must not use them. */
+export const RESERVED_ROUTING_TABLES: ReadonlyMap<number, string> = new Map([
+  [0, "unspec"],
+  [253, "default"],
+  [254, "main"],
+  [255, "local"],
+]);
+
+/**
+ * Every cross-field problem of a config that passed the schema, in no
+ * particular order; empty when the config can be used.
+ */
+export function checkConfig(config: Config): ConfigProblem[] {
+  return [
+    ...checkInterfaces(config),
+    ...checkNames(config),
+    ...checkIds(config),
+    ...checkHealth(config),
+  ];
+}
+
+/** LAN interfaces listed once and not used as an uplink; one uplink per interface. */
+function checkInterfaces(config: Config): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const uplinkOf = new Map<string, number>();
+  config.uplinks.forEach((uplink, i) => {
+    const first = uplinkOf.get(uplink.interface);
+    if (first === undefined) {
+      uplinkOf.set(uplink.interface, i);
+      return;
+    }
+    problems.push({
+      path: ["uplinks", i, "interface"],
+      message: `interface "${uplink.interface}" is already the interface of uplink "${nameAt(config, first)}" (uplinks.${first})`,
+    });
+  });
+  const seen = new Set<string>();
+  config.lan.forEach((name, j) => {
+    if (seen.has(name)) {
+      problems.push({ path: ["lan", j], message: `"${name}" is listed twice` });
+      return;
+    }
+    seen.add(name);
+    const uplink = uplinkOf.get(name);
+    if (uplink !== undefined) {
+      problems.push({
+        path: ["lan", j],
+        message: `"${name}" is also the interface of uplink "${nameAt(config, uplink)}" (uplinks.${uplink}.interface); an interface is LAN or uplink, not both`,
+      });
+    }
+  });
+  return problems;
+}
+
+/** Uplink names are unique: they name nft chains, metrics and log lines. */
+function checkNames(config: Config): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const first = new Map<string, number>();
+  config.uplinks.forEach((uplink, i) => {
+    const earlier = first.get(uplink.name);
+    if (earlier === undefined) first.set(uplink.name, i);
+    else {
+      problems.push({
+        path: ["uplinks", i, "name"],
+        message: `uplink name "${uplink.name}" is already used by uplinks.${earlier}`,
+      });
+    }
+  });
+  return problems;
+}
+
+/**
+ * The mark mask is usable; uplink ids (explicit, or the 1-based position)
+ * are unique, fit in the mask, and give routing tables the kernel does not
+ * reserve.
+ */
+function checkIds(config: Config): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const mask = config.dataplane.mark_mask >>> 0;
+  const maskPath = ["dataplane", "mark_mask"];
+  let maxId: number | undefined;
+  if (mask === 0) {
+    problems.push({
+      path: maskPath,
+      message: "must not be 0: uplinkd needs mark bits for its uplinks (e.g. 0xff00)",
+    });
+  } else if (!isOneRunOfBits(mask)) {
+    problems.push({
+      path: maskPath,
+      message: `must be one run of consecutive bits such as 0xff00 or 0xf00, not ${hex(mask)}`,
+    });
+  } else if (maxUplinkId(mask) < 1) {
+    problems.push({
+      path: maskPath,
+      message: `${hex(mask)} is too narrow to hold any uplink id; use more bits (e.g. 0xff00)`,
+    });
+  } else {
+    maxId = maxUplinkId(mask);
+  }
+
+  const ids = config.uplinks.map((uplink, i) => uplinkId(uplink, i));
+  config.uplinks.forEach((uplink, i) => {
+    const id = uplinkId(uplink, i);
+    const explicit = uplink.id !== undefined;
+    const idPath: ConfigPath = explicit ? ["uplinks", i, "id"] : ["uplinks", i];
+    const how = explicit ? `id ${id}` : `id ${id} (its position)`;
+
+    if (explicit) {
+      // Blame an explicit id: against an earlier explicit id, or any position.
+      const other = ids.findIndex(
+        (otherId, j) => j !== i && otherId === id && (config.uplinks[j]?.id === undefined || j < i),
+      );
+      if (other !== -1) {
+        const byPosition = config.uplinks[other]?.id === undefined ? ", by its position" : "";
+        problems.push({
+          path: idPath,
+          message: `id ${id} is already the id of uplink "${nameAt(config, other)}" (uplinks.${other}${byPosition}); every uplink needs its own id`,
+        });
+      }
+    }
+
+    if (maxId !== undefined && id > maxId) {
+      problems.push({
+        path: idPath,
+        message: `uplink "${uplink.name}" has ${how}, which does not fit in dataplane.mark_mask ${hex(mask)} (ids 1 to ${maxId}); widen the mask`,
+      });
+    }
+
+    const table = config.dataplane.table_base + id;
+    const reserved = RESERVED_ROUTING_TABLES.get(table);
+    if (reserved !== undefined || table > MAX_ROUTING_TABLE) {
+      const why =
+        reserved !== undefined
+          ? `which the kernel reserves ("${reserved}")`
+          : `beyond the largest table ${MAX_ROUTING_TABLE}`;
+      problems.push({
+        path: explicit ? idPath : ["dataplane", "table_base"],
+        message: `uplink "${uplink.name}" with ${how} would use routing table ${table} (dataplane.table_base ${config.dataplane.table_base} + id), ${why}; choose another id or table_base`,
+      });
+    }
+  });
+  return problems;
+}
+
+/** Targets listed once; reliability at most the number of targets (top level and per uplink). */
+function checkHealth(config: Config): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  problems.push(...duplicateTargets(config.health.targets, ["health", "targets"]));
+  const { targets, reliability } = config.health;
+  if (reliability > targets.length) {
+    problems.push({
+      path: ["health", "reliability"],
+      message: `${reliability} targets must answer, but health.targets lists only ${targets.length}`,
+    });
+  }
+  config.uplinks.forEach((uplink, i) => {
+    const own = uplink.health;
+    if (own?.targets !== undefined) {
+      problems.push(...duplicateTargets(own.targets, ["uplinks", i, "health", "targets"]));
+    }
+    // An uplink that overrides neither inherits the top-level verdict above.
+    const effective = uplinkHealth(config, uplink);
+    if (effective.reliability <= effective.targets.length) return;
+    if (own?.reliability !== undefined) {
+      problems.push({
+        path: ["uplinks", i, "health", "reliability"],
+        message: `${effective.reliability} targets must answer, but uplink "${uplink.name}" probes only ${effective.targets.length}`,
+      });
+    } else if (own?.targets !== undefined) {
+      problems.push({
+        path: ["uplinks", i, "health", "targets"],
+        message: `lists ${count(effective.targets.length, "target")}, fewer than the ${effective.reliability} that must answer (health.reliability); add targets or set this uplink's health.reliability`,
+      });
+    }
+  });
+  return problems;
+}
+
+function duplicateTargets(targets: readonly string[], path: ConfigPath): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  targets.forEach((target, k) => {
+    if (targets.indexOf(target) !== k) {
+      problems.push({ path: [...path, k], message: `${target} is listed twice` });
+    }
+  });
+  return problems;
+}
+
+/** True when the set bits of `mask` (non-zero) are one consecutive run, like 0xff00. */
+function isOneRunOfBits(mask: number): boolean {
+  const lowest = (mask & -mask) >>> 0;
+  const filled = (mask + lowest) >>> 0;
+  // Adding the lowest bit carries through a single run and leaves no bit of it.
+  return (filled & mask) === 0;
+}
+
+/** `1 target`, `2 targets`. */
+function count(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? "" : "s"}`;
+}
+
+function nameAt(config: Config, index: number): string {
+  return config.uplinks[index]?.name ?? `#${index}`;
+}

@@ -1,0 +1,125 @@
+/**
+ * Reading a config file: YAML -> schema -> cross-field checks -> `Config`.
+ * Every problem is reported at once, each at its FILE:LINE:COL.
+ */
+import { readFile } from "node:fs/promises";
+import { LineCounter, isMap, parseDocument, type YAMLError } from "yaml";
+import { ConfigError, type ConfigIssue } from "../errors.js";
+import { checkConfig } from "./checks.js";
+import { friendlyMessage, zodIssueToConfigIssues } from "./messages.js";
+import { configSchema, type Config } from "./schema.js";
+import { ConfigSource, START } from "./source.js";
+
+/** Where `uplinkd run` and `uplinkd check` look when no `-c FILE` is given. */
+export const DEFAULT_CONFIG_PATH = "/etc/uplinkd/uplinkd.yaml";
+
+/**
+ * Validate config text and fill in every default.
+ *
+ * Runs in three stages and stops after the first that finds problems,
+ * reporting all of that stage's problems at once: YAML syntax (each at its
+ * own position), the schema (each at the offending value; a missing key at
+ * the mapping that should hold it; an unknown key at the key), then checks
+ * across fields (duplicate uplink names, interfaces and ids, ids beyond
+ * `dataplane.mark_mask`, reserved routing tables, reliability above the
+ * number of targets).
+ *
+ * @param text the file's content (UTF-8 YAML, one document).
+ * @param file the name issues carry, as the user wrote it.
+ * @returns the config; durations in ms, `mark_mask` as a number.
+ * @throws {ConfigError} with every issue, sorted by line and column; paths
+ *   are dotted with 0-based list indexes (`uplinks.1.gateway`).
+ */
+export function parseConfig(text: string, file: string): Config {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const source = new ConfigSource(file, doc, lines);
+
+  if (doc.errors.length > 0) fail(doc.errors.map((error) => yamlIssue(error, source)));
+  if (doc.contents === null) {
+    fail([source.issueAt(START, [], "the config is empty; it needs at least lan and uplinks")]);
+  }
+  if (!isMap(doc.contents)) {
+    fail([
+      source.issueAt(
+        START,
+        [],
+        "the config must be a mapping of keys (lan, uplinks, health, ...), not a single value or a list",
+      ),
+    ]);
+  }
+
+  let data: unknown;
+  try {
+    data = doc.toJS({ maxAliasCount: 100 });
+  } catch (error) {
+    fail([source.issueAt(START, [], `cannot read the YAML: ${(error as Error).message}`)]);
+  }
+
+  const result = configSchema.safeParse(data, { error: friendlyMessage });
+  if (!result.success) {
+    fail(
+      result.error.issues.flatMap((issue) => zodIssueToConfigIssues(issue, source, configSchema)),
+    );
+  }
+
+  const problems = checkConfig(result.data);
+  if (problems.length > 0) {
+    fail(problems.map((problem) => source.valueIssue(problem.path, problem.message)));
+  }
+  return result.data;
+}
+
+/**
+ * Read and validate a config file (see `parseConfig`).
+ *
+ * @param file path of the YAML file; default `DEFAULT_CONFIG_PATH`.
+ * @throws {ConfigError} with every issue; a file that cannot be read gives
+ *   one issue at line 1, column 1 that says why (missing, not allowed, a
+ *   directory).
+ */
+export async function loadConfig(file: string = DEFAULT_CONFIG_PATH): Promise<Config> {
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (error) {
+    throw new ConfigError([
+      { file, ...START, path: "", message: `cannot read the config: ${readFailure(error)}` },
+    ]);
+  }
+  return parseConfig(text, file);
+}
+
+/** Throws the issues as one ConfigError, in file order. */
+function fail(issues: ConfigIssue[]): never {
+  const sorted = issues
+    .map((issue, index) => ({ issue, index }))
+    .sort((a, b) => a.issue.line - b.issue.line || a.issue.col - b.issue.col || a.index - b.index)
+    .map(({ issue }) => issue);
+  throw new ConfigError(sorted);
+}
+
+function yamlIssue(error: YAMLError, source: ConfigSource): ConfigIssue {
+  // Some messages of the yaml package carry their own "at line L, column C: <excerpt>".
+  const said = error.message.replace(/ at line \d+, column \d+:[\s\S]*$/, "").trim();
+  const message =
+    error.code === "MULTIPLE_DOCS"
+      ? "the config must be one YAML document; remove this '---' and what follows"
+      : said;
+  return source.issueAt(source.position(error.pos[0]), [], message);
+}
+
+function readFailure(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  switch (code) {
+    case "ENOENT":
+      return "no such file";
+    case "EACCES":
+    case "EPERM":
+      return "permission denied";
+    case "EISDIR":
+      return "it is a directory, not a file";
+    default:
+      return (error as Error).message;
+  }
+}

@@ -1,0 +1,644 @@
+// node:test runs describe() and test() itself; the promises they return need no await.
+/* eslint-disable @typescript-eslint/no-floating-promises */
+import assert from "node:assert/strict";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, test } from "node:test";
+import { DEFAULT_CONFIG_PATH, loadConfig, parseConfig } from "../../src/config/load.js";
+import { uplinkHealth, type Config } from "../../src/config/schema.js";
+import { maxUplinkId } from "../../src/dataplane/slots.js";
+import { ConfigError, formatConfigIssue } from "../../src/errors.js";
+
+/** A YAML text from lines, so line N of the file is argument N. */
+function lines(...text: string[]): string {
+  return `${text.join("\n")}\n`;
+}
+
+/** The `uplinkd check` lines for a config that must be rejected. */
+function problems(text: string, file = "uplinkd.yaml"): string[] {
+  try {
+    parseConfig(text, file);
+  } catch (error) {
+    if (error instanceof ConfigError) return error.issues.map(formatConfigIssue);
+    throw error;
+  }
+  return assert.fail("the config was accepted");
+}
+
+/** A valid config with two uplinks, to which a test adds lines. */
+const TWO_UPLINKS = [
+  "lan: [lan0]",
+  "uplinks:",
+  "  - name: isp1",
+  "    interface: wan1",
+  "  - name: isp2",
+  "    interface: wan2",
+];
+
+describe("the config contract of DESIGN.md", () => {
+  const example = lines(
+    "# /etc/uplinkd/uplinkd.yaml  (uplinkd run -c FILE to choose another)",
+    "lan: [lan0]                 # interfaces whose new connections are balanced",
+    "uplinks:",
+    "  - name: isp1",
+    "    interface: wan1",
+    '    gateway: 100.64.1.1     # or "auto": learned from the kernel (DHCP/PPP)',
+    "    weight: 2               # default 1",
+    "    tier: 1                 # default 1; tier 2 only when every tier-1 is down",
+    "  - name: isp2",
+    "    interface: wan2",
+    "    gateway: auto",
+    "health:",
+    "  targets: [198.51.100.1, 203.0.113.1]   # default targets for every uplink",
+    "  interval: 200ms",
+    "  timeout: 500ms",
+    "  down: 3          # failed rounds in a row -> down",
+    "  up: 5            # good rounds in a row -> up",
+    "  reliability: 1   # targets that must answer for a round to pass",
+    "control:",
+    "  socket: /run/uplinkd/uplinkd.sock",
+  );
+
+  test("is accepted as written, with durations in ms and every default filled in", () => {
+    const expected: Config = {
+      lan: ["lan0"],
+      uplinks: [
+        { name: "isp1", interface: "wan1", gateway: "100.64.1.1", weight: 2, tier: 1 },
+        { name: "isp2", interface: "wan2", gateway: "auto", weight: 1, tier: 1 },
+      ],
+      health: {
+        targets: ["198.51.100.1", "203.0.113.1"],
+        interval: 200,
+        timeout: 500,
+        down: 3,
+        up: 5,
+        reliability: 1,
+      },
+      dataplane: {
+        table: "uplinkd",
+        mark_mask: 0xff00,
+        table_base: 100,
+        rule_priority: 1000,
+        route_protocol: 73,
+        main_metric: 4096,
+        on_stop: "remove",
+      },
+      control: { socket: "/run/uplinkd/uplinkd.sock" },
+    };
+    assert.deepEqual(parseConfig(example, "uplinkd.yaml"), expected);
+  });
+
+  test("lan and uplinks are all a config needs; the rest has defaults", () => {
+    const config = parseConfig(lines(...TWO_UPLINKS), "uplinkd.yaml");
+    assert.deepEqual(config.health, {
+      targets: ["198.51.100.1", "203.0.113.1"],
+      interval: 500,
+      timeout: 1000,
+      down: 3,
+      up: 5,
+      reliability: 1,
+    });
+    assert.equal(config.dataplane.mark_mask, 0xff00);
+    assert.equal(config.control.socket, "/run/uplinkd/uplinkd.sock");
+    assert.deepEqual(
+      config.uplinks.map((u) => [u.gateway, u.weight, u.tier, u.id]),
+      [
+        ["auto", 1, 1, undefined],
+        ["auto", 1, 1, undefined],
+      ],
+    );
+  });
+
+  test("the default config file is /etc/uplinkd/uplinkd.yaml", () => {
+    assert.equal(DEFAULT_CONFIG_PATH, "/etc/uplinkd/uplinkd.yaml");
+  });
+});
+
+describe("durations", () => {
+  function health(interval: string, timeout: string) {
+    return parseConfig(
+      lines(...TWO_UPLINKS, "health:", `  interval: ${interval}`, `  timeout: ${timeout}`),
+      "uplinkd.yaml",
+    ).health;
+  }
+
+  test("are read in ms from ms, s, m and h", () => {
+    assert.deepEqual([health("200ms", "5s").interval, health("200ms", "5s").timeout], [200, 5000]);
+    assert.equal(health("1.5s", "1s").interval, 1500);
+    assert.equal(health("1m", "1s").interval, 60_000);
+    assert.equal(health("1h", "1s").interval, 3_600_000);
+  });
+
+  test("a bare number is ms", () => {
+    assert.deepEqual([health("250", "1000").interval, health("250", "1000").timeout], [250, 1000]);
+  });
+
+  test("a timeout longer or shorter than the interval is fine", () => {
+    assert.equal(health("200ms", "1s").timeout, 1000);
+    assert.equal(health("1s", "200ms").timeout, 200);
+  });
+
+  test("an interval below 10ms is rejected, with or without a unit", () => {
+    const text = (interval: string) => lines(...TWO_UPLINKS, "health:", `  interval: ${interval}`);
+    assert.deepEqual(problems(text("5ms")), [
+      "uplinkd.yaml:8:13: health.interval: must be at least 10ms",
+    ]);
+    assert.deepEqual(problems(text("9")), [
+      "uplinkd.yaml:8:13: health.interval: must be at least 10ms",
+    ]);
+    assert.equal(health("10ms", "1s").interval, 10);
+  });
+
+  test("a timeout of 0 is rejected", () => {
+    assert.deepEqual(problems(lines(...TWO_UPLINKS, "health:", "  timeout: 0s")), [
+      "uplinkd.yaml:8:12: health.timeout: must be more than 0ms",
+    ]);
+  });
+
+  test("text without a known unit is rejected with an example of what works", () => {
+    assert.deepEqual(problems(lines(...TWO_UPLINKS, "health:", "  interval: 3 seconds")), [
+      "uplinkd.yaml:8:13: health.interval: must be a duration such as 200ms, 5s, 1m or 1h",
+    ]);
+  });
+});
+
+describe("an uplink's own health settings", () => {
+  test("override the top-level health field by field; the rest is inherited", () => {
+    const config = parseConfig(
+      lines(
+        ...TWO_UPLINKS,
+        "    health: { interval: 1s, up: 10 }",
+        "health:",
+        "  targets: [192.0.2.7, 192.0.2.8]",
+        "  interval: 200ms",
+      ),
+      "uplinkd.yaml",
+    );
+    const [isp1, isp2] = config.uplinks;
+    assert.ok(isp1 && isp2);
+    assert.deepEqual(isp2.health, { interval: 1000, up: 10 });
+    assert.deepEqual(uplinkHealth(config, isp2), {
+      targets: ["192.0.2.7", "192.0.2.8"],
+      interval: 1000,
+      timeout: 1000,
+      down: 3,
+      up: 10,
+      reliability: 1,
+    });
+    assert.deepEqual(uplinkHealth(config, isp1), config.health);
+  });
+});
+
+describe("YAML that cannot be parsed", () => {
+  test("an unclosed flow sequence is reported where YAML notices it", () => {
+    assert.deepEqual(problems(lines("lan: [lan0", "uplinks: []")), [
+      "uplinkd.yaml:2:1: Flow sequence in block collection must be sufficiently indented and end with a ]",
+    ]);
+  });
+
+  test("tabs as indentation are reported at the tab", () => {
+    assert.deepEqual(problems(lines("lan: [lan0]", "uplinks:", "\t- name: isp1")), [
+      "uplinkd.yaml:3:1: Tabs are not allowed as indentation",
+    ]);
+  });
+
+  test("a key given twice is reported at its second occurrence", () => {
+    assert.deepEqual(problems(lines(...TWO_UPLINKS, "lan: [lan1]")), [
+      "uplinkd.yaml:7:1: Map keys must be unique",
+    ]);
+  });
+
+  test("a second YAML document is reported at its '---'", () => {
+    assert.deepEqual(problems(lines(...TWO_UPLINKS, "---", "lan: [lan1]")), [
+      "uplinkd.yaml:7:1: the config must be one YAML document; remove this '---' and what follows",
+    ]);
+  });
+
+  test("an empty file, or one with only comments, is reported at 1:1", () => {
+    const empty = "uplinkd.yaml:1:1: the config is empty; it needs at least lan and uplinks";
+    assert.deepEqual(problems(""), [empty]);
+    assert.deepEqual(problems(lines("# nothing here yet", "")), [empty]);
+  });
+
+  test("a document that is a list or a single value, not a mapping, is reported at 1:1", () => {
+    const notMapping =
+      "uplinkd.yaml:1:1: the config must be a mapping of keys (lan, uplinks, health, ...), not a single value or a list";
+    assert.deepEqual(problems(lines("# uplinks", "- name: isp1")), [notMapping]);
+    assert.deepEqual(problems("uplinks\n"), [notMapping]);
+  });
+});
+
+describe("values the schema rejects", () => {
+  test("a value of the wrong type is reported at the value, saying what was found", () => {
+    assert.deepEqual(
+      problems(
+        lines(
+          "lan: lan0",
+          "uplinks:",
+          "  - name: isp1",
+          "    interface: wan1",
+          "    weight: two",
+          "    gateway: 5",
+          "  - name: isp2",
+          "    interface: 7",
+          "    tier: 1.5",
+          "dataplane:",
+          "  mark_mask: true",
+          "  on_stop: maybe",
+        ),
+      ),
+      [
+        'uplinkd.yaml:1:6: lan: must be a list, not the string "lan0"',
+        'uplinkd.yaml:5:13: uplinks.0.weight: must be a number, not the string "two"',
+        'uplinkd.yaml:6:14: uplinks.0.gateway: must be "auto" or an IPv4 address',
+        "uplinkd.yaml:8:16: uplinks.1.interface: must be a string, not 7",
+        "uplinkd.yaml:9:11: uplinks.1.tier: must be a whole number, not 1.5",
+        "uplinkd.yaml:11:14: dataplane.mark_mask: must be a 32-bit mask such as 0xff00",
+        'uplinkd.yaml:12:12: dataplane.on_stop: must be one of "remove", "keep"',
+      ],
+    );
+  });
+
+  test("values out of range or badly formed say what is allowed", () => {
+    assert.deepEqual(
+      problems(
+        lines(
+          "lan: []",
+          "uplinks:",
+          "  - name: 1st",
+          "    interface: wan/1",
+          "    gateway: 100.64.1.256",
+          "    weight: 0",
+          "    id: 255",
+          "health:",
+          "  targets: [198.51.100.1, example.com]",
+          "dataplane:",
+          '  mark_mask: "ff00"',
+        ),
+      ),
+      [
+        "uplinkd.yaml:1:6: lan: must list at least one item",
+        "uplinkd.yaml:3:11: uplinks.0.name: must start with a letter and hold only letters, digits, '_' and '-' (at most 24)",
+        "uplinkd.yaml:4:16: uplinks.0.interface: must be a Linux interface name (1 to 15 characters, no '/', ':' or spaces)",
+        "uplinkd.yaml:5:14: uplinks.0.gateway: must be an IPv4 address (e.g. 192.0.2.1)",
+        "uplinkd.yaml:6:13: uplinks.0.weight: must be at least 1",
+        "uplinkd.yaml:7:9: uplinks.0.id: must be at most 254",
+        "uplinkd.yaml:9:27: health.targets.1: must be an IPv4 address (e.g. 192.0.2.1)",
+        "uplinkd.yaml:11:14: dataplane.mark_mask: must be a hex number such as 0xff00",
+      ],
+    );
+  });
+
+  test("a missing key is reported at the mapping that should hold it", () => {
+    assert.deepEqual(
+      problems(lines("uplinks:", "  - name: isp1", "  - interface: wan2", "    weight: 2")),
+      [
+        'uplinkd.yaml:1:1: lan: required key "lan" is missing',
+        'uplinkd.yaml:2:5: uplinks.0.interface: required key "interface" is missing',
+        'uplinkd.yaml:3:5: uplinks.1.name: required key "name" is missing',
+      ],
+    );
+  });
+
+  test("a key with no value is reported at the key", () => {
+    assert.deepEqual(problems(lines("lan:", "uplinks:", "  - name: isp1", "    interface:")), [
+      "uplinkd.yaml:1:1: lan: must be a list, not an empty value",
+      "uplinkd.yaml:4:5: uplinks.0.interface: must be a string, not an empty value",
+    ]);
+  });
+
+  test("an unknown key is reported at the key itself, with the key it most likely meant", () => {
+    assert.deepEqual(
+      problems(
+        lines(
+          "lan: [lan0]",
+          "uplinks:",
+          "  - name: isp1",
+          "    interface: wan1",
+          "    gatway: 100.64.1.1",
+          "    health: { intervall: 1s }",
+          "helth:",
+          "  down: 3",
+        ),
+      ),
+      [
+        'uplinkd.yaml:5:5: uplinks.0.gatway: unknown key "gatway"; did you mean "gateway"?',
+        'uplinkd.yaml:6:15: uplinks.0.health.intervall: unknown key "intervall"; did you mean "interval"?',
+        'uplinkd.yaml:7:1: helth: unknown key "helth"; did you mean "health"?',
+      ],
+    );
+  });
+
+  test("an unknown key like no known one lists the known keys", () => {
+    assert.deepEqual(problems(lines(...TWO_UPLINKS, "dataplane:", "  nft_family: ip")), [
+      'uplinkd.yaml:8:3: dataplane.nft_family: unknown key "nft_family"; known keys: table, mark_mask, table_base, rule_priority, route_protocol, main_metric, on_stop',
+    ]);
+  });
+
+  test("every problem of the file is reported at once, in file order", () => {
+    const found = problems(
+      lines(
+        "lan: [lan0]",
+        "uplinks:",
+        "  - name: isp1",
+        "    interface: wan1",
+        "    weight: -1",
+        "  - name: isp2",
+        "    interfaces: wan2",
+        "health:",
+        "  interval: soon",
+        "  reliability: 0",
+      ),
+      "/etc/uplinkd/uplinkd.yaml",
+    );
+    assert.deepEqual(found, [
+      "/etc/uplinkd/uplinkd.yaml:5:13: uplinks.0.weight: must be at least 1",
+      '/etc/uplinkd/uplinkd.yaml:6:5: uplinks.1.interface: required key "interface" is missing',
+      '/etc/uplinkd/uplinkd.yaml:7:5: uplinks.1.interfaces: unknown key "interfaces"; did you mean "interface"?',
+      "/etc/uplinkd/uplinkd.yaml:9:13: health.interval: must be a duration such as 200ms, 5s, 1m or 1h",
+      "/etc/uplinkd/uplinkd.yaml:10:16: health.reliability: must be at least 1",
+    ]);
+  });
+
+  test("the ConfigError carries each issue's parts and the code UPLINKD_ERR_CONFIG", () => {
+    try {
+      parseConfig(lines(...TWO_UPLINKS, "    weight: 0"), "a.yaml");
+      assert.fail("the config was accepted");
+    } catch (error) {
+      assert.ok(error instanceof ConfigError);
+      assert.equal(error.code, "UPLINKD_ERR_CONFIG");
+      assert.deepEqual(error.issues, [
+        {
+          file: "a.yaml",
+          line: 7,
+          col: 13,
+          path: "uplinks.1.weight",
+          message: "must be at least 1",
+        },
+      ]);
+      assert.equal(error.message, "a.yaml:7:13: uplinks.1.weight: must be at least 1");
+    }
+  });
+});
+
+describe("checks across fields", () => {
+  test("two uplinks with one name: the second name is reported", () => {
+    assert.deepEqual(
+      problems(
+        lines(
+          "lan: [lan0]",
+          "uplinks:",
+          "  - { name: isp, interface: wan1 }",
+          "  - name: isp",
+          "    interface: wan2",
+        ),
+      ),
+      ['uplinkd.yaml:4:11: uplinks.1.name: uplink name "isp" is already used by uplinks.0'],
+    );
+  });
+
+  test("two uplinks on one interface: the second interface is reported", () => {
+    assert.deepEqual(
+      problems(
+        lines(
+          "lan: [lan0]",
+          "uplinks:",
+          "  - { name: isp1, interface: wan1 }",
+          "  - { name: isp2, interface: wan1 }",
+        ),
+      ),
+      [
+        'uplinkd.yaml:4:30: uplinks.1.interface: interface "wan1" is already the interface of uplink "isp1" (uplinks.0)',
+      ],
+    );
+  });
+
+  test("a LAN interface that is also an uplink's is reported in lan", () => {
+    assert.deepEqual(problems(lines("lan: [lan0, wan2]", ...TWO_UPLINKS.slice(1))), [
+      'uplinkd.yaml:1:13: lan.1: "wan2" is also the interface of uplink "isp2" (uplinks.1.interface); an interface is LAN or uplink, not both',
+    ]);
+  });
+
+  test("a LAN interface listed twice is reported at the second", () => {
+    assert.deepEqual(problems(lines("lan: [lan0, lan1, lan0]", ...TWO_UPLINKS.slice(1))), [
+      'uplinkd.yaml:1:19: lan.2: "lan0" is listed twice',
+    ]);
+  });
+
+  test("two uplinks with one explicit id: the second id is reported", () => {
+    assert.deepEqual(
+      problems(
+        lines(
+          "lan: [lan0]",
+          "uplinks:",
+          "  - { name: isp1, interface: wan1, id: 7 }",
+          "  - { name: isp2, interface: wan2, id: 7 }",
+        ),
+      ),
+      [
+        'uplinkd.yaml:4:40: uplinks.1.id: id 7 is already the id of uplink "isp1" (uplinks.0); every uplink needs its own id',
+      ],
+    );
+  });
+
+  test("an explicit id equal to another uplink's position is reported at the explicit id", () => {
+    // isp2 has no id, so it gets its position, 2; isp1 takes 2 as well.
+    assert.deepEqual(
+      problems(
+        lines(
+          "lan: [lan0]",
+          "uplinks:",
+          "  - name: isp1",
+          "    interface: wan1",
+          "    id: 2",
+          "  - name: isp2",
+          "    interface: wan2",
+        ),
+      ),
+      [
+        'uplinkd.yaml:5:9: uplinks.0.id: id 2 is already the id of uplink "isp2" (uplinks.1, by its position); every uplink needs its own id',
+      ],
+    );
+  });
+
+  test("an id whose mark does not fit in dataplane.mark_mask is reported at the id", () => {
+    const max = maxUplinkId(0xf00);
+    assert.deepEqual(
+      problems(lines(...TWO_UPLINKS, "    id: 20", "dataplane:", "  mark_mask: 0x0f00")),
+      [
+        `uplinkd.yaml:7:9: uplinks.1.id: uplink "isp2" has id 20, which does not fit in dataplane.mark_mask 0xf00 (ids 1 to ${max}); widen the mask`,
+      ],
+    );
+  });
+
+  test("an uplink whose position does not fit in the mask is reported at the uplink", () => {
+    const max = maxUplinkId(0x300);
+    const uplinks = Array.from(
+      { length: max + 1 },
+      (_, i) => `  - { name: isp${i + 1}, interface: wan${i + 1} }`,
+    );
+    assert.deepEqual(
+      problems(lines("lan: [lan0]", "dataplane: { mark_mask: 0x300 }", "uplinks:", ...uplinks)),
+      [
+        `uplinkd.yaml:${4 + max}:5: uplinks.${max}: uplink "isp${max + 1}" has id ${max + 1} (its position), which does not fit in dataplane.mark_mask 0x300 (ids 1 to ${max}); widen the mask`,
+      ],
+    );
+  });
+
+  test("a mark_mask of 0 is rejected at the mask", () => {
+    assert.deepEqual(problems(lines(...TWO_UPLINKS, "dataplane:", "  mark_mask: 0")), [
+      "uplinkd.yaml:8:14: dataplane.mark_mask: must not be 0: uplinkd needs mark bits for its uplinks (e.g. 0xff00)",
+    ]);
+  });
+
+  test("a mark_mask whose bits are not one run is rejected at the mask", () => {
+    assert.deepEqual(problems(lines(...TWO_UPLINKS, "dataplane:", '  mark_mask: "0xf0f0"')), [
+      "uplinkd.yaml:8:14: dataplane.mark_mask: must be one run of consecutive bits such as 0xff00 or 0xf00, not 0xf0f0",
+    ]);
+  });
+
+  test("mark_mask may be written as a YAML number or a quoted hex string", () => {
+    const mask = (value: string) =>
+      parseConfig(lines(...TWO_UPLINKS, "dataplane:", `  mark_mask: ${value}`), "u.yaml").dataplane
+        .mark_mask;
+    assert.equal(mask("0x0f00"), 0xf00);
+    assert.equal(mask('"0x0f00"'), 0xf00);
+    assert.equal(mask("3840"), 0xf00);
+  });
+
+  test("an explicit id that lands on a reserved routing table is reported at the id", () => {
+    // table_base 100 + id 153 = 253, the kernel's "default" table.
+    assert.deepEqual(problems(lines(...TWO_UPLINKS, "    id: 153")), [
+      'uplinkd.yaml:7:9: uplinks.1.id: uplink "isp2" with id 153 would use routing table 253 (dataplane.table_base 100 + id), which the kernel reserves ("default"); choose another id or table_base',
+    ]);
+  });
+
+  test("a table_base that puts uplinks on reserved tables is reported at table_base, once per uplink", () => {
+    assert.deepEqual(problems(lines(...TWO_UPLINKS, "dataplane:", "  table_base: 253")), [
+      'uplinkd.yaml:8:15: dataplane.table_base: uplink "isp1" with id 1 (its position) would use routing table 254 (dataplane.table_base 253 + id), which the kernel reserves ("main"); choose another id or table_base',
+      'uplinkd.yaml:8:15: dataplane.table_base: uplink "isp2" with id 2 (its position) would use routing table 255 (dataplane.table_base 253 + id), which the kernel reserves ("local"); choose another id or table_base',
+    ]);
+  });
+
+  test("a routing table beyond 2^32-1 is rejected", () => {
+    assert.deepEqual(
+      problems(lines(...TWO_UPLINKS, "    id: 16", "dataplane:", "  table_base: 0xfffffff0")),
+      [
+        'uplinkd.yaml:7:9: uplinks.1.id: uplink "isp2" with id 16 would use routing table 4294967296 (dataplane.table_base 4294967280 + id), beyond the largest table 4294967295; choose another id or table_base',
+      ],
+    );
+  });
+
+  test("reliability above the number of targets is reported at reliability", () => {
+    assert.deepEqual(
+      problems(
+        lines(...TWO_UPLINKS, "health:", "  targets: [192.0.2.1, 192.0.2.2]", "  reliability: 3"),
+      ),
+      [
+        "uplinkd.yaml:9:16: health.reliability: 3 targets must answer, but health.targets lists only 2",
+      ],
+    );
+  });
+
+  test("reliability counts the default targets when none are given", () => {
+    assert.deepEqual(problems(lines(...TWO_UPLINKS, "health: { reliability: 3 }")), [
+      "uplinkd.yaml:7:24: health.reliability: 3 targets must answer, but health.targets lists only 2",
+    ]);
+  });
+
+  test("an uplink's own reliability above its targets is reported at that reliability", () => {
+    assert.deepEqual(problems(lines(...TWO_UPLINKS, "    health: { reliability: 4 }")), [
+      'uplinkd.yaml:7:28: uplinks.1.health.reliability: 4 targets must answer, but uplink "isp2" probes only 2',
+    ]);
+  });
+
+  test("an uplink's own targets fewer than the inherited reliability are reported at those targets", () => {
+    assert.deepEqual(
+      problems(
+        lines(...TWO_UPLINKS, "    health: { targets: [192.0.2.1] }", "health: { reliability: 2 }"),
+      ),
+      [
+        "uplinkd.yaml:7:24: uplinks.1.health.targets: lists 1 target, fewer than the 2 that must answer (health.reliability); add targets or set this uplink's health.reliability",
+      ],
+    );
+  });
+
+  test("a target listed twice is reported at the second", () => {
+    assert.deepEqual(
+      problems(lines(...TWO_UPLINKS, "health:", "  targets: [192.0.2.1, 192.0.2.1]")),
+      ["uplinkd.yaml:8:24: health.targets.1: 192.0.2.1 is listed twice"],
+    );
+  });
+
+  test("every cross-field problem is reported at once, in file order", () => {
+    assert.deepEqual(
+      problems(
+        lines(
+          "lan: [wan1]",
+          "uplinks:",
+          "  - { name: isp, interface: wan1, id: 3 }",
+          "  - { name: isp, interface: wan2, id: 3 }",
+          "health: { targets: [192.0.2.1], reliability: 2 }",
+        ),
+      ),
+      [
+        'uplinkd.yaml:1:7: lan.0: "wan1" is also the interface of uplink "isp" (uplinks.0.interface); an interface is LAN or uplink, not both',
+        'uplinkd.yaml:4:13: uplinks.1.name: uplink name "isp" is already used by uplinks.0',
+        'uplinkd.yaml:4:39: uplinks.1.id: id 3 is already the id of uplink "isp" (uplinks.0); every uplink needs its own id',
+        "uplinkd.yaml:5:46: health.reliability: 2 targets must answer, but health.targets lists only 1",
+      ],
+    );
+  });
+});
+
+describe("loadConfig", () => {
+  test("reads and validates a file", async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), "uplinkd-config-"));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const file = join(dir, "uplinkd.yaml");
+    await writeFile(file, lines(...TWO_UPLINKS));
+    const config = await loadConfig(file);
+    assert.deepEqual(
+      config.uplinks.map((u) => u.name),
+      ["isp1", "isp2"],
+    );
+  });
+
+  test("reports problems with the file name it was given", async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), "uplinkd-config-"));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const file = join(dir, "uplinkd.yaml");
+    await writeFile(file, lines(...TWO_UPLINKS, "    weight: 0"));
+    await assert.rejects(loadConfig(file), (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.deepEqual(error.issues.map(formatConfigIssue), [
+        `${file}:7:13: uplinks.1.weight: must be at least 1`,
+      ]);
+      return true;
+    });
+  });
+
+  test("a missing file is a ConfigError at 1:1 that says so", async () => {
+    const file = join(tmpdir(), "uplinkd-no-such-dir", "uplinkd.yaml");
+    await assert.rejects(loadConfig(file), (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.deepEqual(error.issues.map(formatConfigIssue), [
+        `${file}:1:1: cannot read the config: no such file`,
+      ]);
+      return true;
+    });
+  });
+
+  test("a directory is a ConfigError at 1:1 that says so", async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), "uplinkd-config-"));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    await assert.rejects(loadConfig(dir), (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.deepEqual(error.issues.map(formatConfigIssue), [
+        `${dir}:1:1: cannot read the config: it is a directory, not a file`,
+      ]);
+      return true;
+    });
+  });
+});
