@@ -1,0 +1,44 @@
+// node:test runs describe() and test() itself; the promises they return need no await.
+/* eslint-disable @typescript-eslint/no-floating-promises */
+import assert from "node:assert/strict";
+import { access, readFile } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
+import { describe, test } from "node:test";
+import { loadConfig } from "../../src/config/load.js";
+import { uplinkHealth } from "../../src/config/schema.js";
+
+const EXAMPLE = fileURLToPath(new URL("../../examples/uplinkd.yaml", import.meta.url));
+
+describe("examples/uplinkd.yaml", () => {
+  test("is a valid config", async () => {
+    await assert.doesNotReject(loadConfig(EXAMPLE));
+  });
+
+  test("shows weighted tier-1 uplinks, one with a DHCP gateway, and a tier-2 backup", async () => {
+    const config = await loadConfig(EXAMPLE);
+    const tier1 = config.uplinks.filter((u) => u.tier === 1);
+    assert.ok(tier1.length >= 2);
+    assert.ok(
+      new Set(tier1.map((u) => u.weight)).size > 1,
+      "tier-1 uplinks with different weights",
+    );
+    assert.ok(config.uplinks.some((u) => u.gateway === "auto"));
+    assert.ok(config.uplinks.some((u) => u.tier === 2));
+  });
+
+  test("probes several targets, and each uplink can get a round to pass", async () => {
+    const config = await loadConfig(EXAMPLE);
+    assert.ok(config.health.targets.length >= 2);
+    for (const uplink of config.uplinks) {
+      const health = uplinkHealth(config, uplink);
+      assert.ok(health.reliability <= health.targets.length, uplink.name);
+    }
+  });
+
+  test("points editors at the shipped JSON Schema", async () => {
+    const text = await readFile(EXAMPLE, "utf8");
+    const match = /^# yaml-language-server: \$schema=(\S+)$/m.exec(text);
+    assert.ok(match?.[1], "a yaml-language-server $schema line");
+    await access(new URL(match[1], new URL("../../examples/", import.meta.url)));
+  });
+});
