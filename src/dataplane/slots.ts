@@ -27,13 +27,28 @@ export function lowestBit(mask: number): number {
   return shift;
 }
 
-/**
- * Largest uplink id whose mark fits in the mask: the mask's bits above its
- * lowest set bit, taken as a number (mask 0xff00 -> 255, 0x0f00 -> 15).
- */
-export function maxUplinkId(mask: number): number {
+/** The mask's bits shifted down to bit 0 (mask 0xff00 -> 255, 0x0f00 -> 15). */
+function markCapacity(mask: number): number {
   const shift = lowestBit(mask);
   return shift < 0 ? 0 : (mask >>> 0) >>> shift;
+}
+
+/**
+ * Largest uplink id whose mark fits in the mask (mask 0xff00 -> 254,
+ * 0x0f00 -> 14). The value above it is reserved for {@link unreachableMark}.
+ */
+export function maxUplinkId(mask: number): number {
+  return Math.max(0, markCapacity(mask) - 1);
+}
+
+/**
+ * The mark of packets that a policy's `unreachable` last resort rejects: the
+ * mask's largest value (0xff00 under mask 0xff00). An ip rule of type
+ * `unreachable` matches it, so the kernel answers with ICMP net unreachable
+ * (forwarded) or ENETUNREACH (local sockets).
+ */
+export function unreachableMark(mask: number): number {
+  return markFor(markCapacity(mask), mask);
 }
 
 /** The mark of uplink `id` under `mask`: id shifted to the mask's lowest bit. */

@@ -1,5 +1,3 @@
-// node:test runs describe() and test() itself; the promises they return need no await.
-/* eslint-disable @typescript-eslint/no-floating-promises */
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { describe, test } from "node:test";

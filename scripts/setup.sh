@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what uplinkd, its lab and its tests need on a Debian machine (as root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+packages=(iproute2 nftables iputils-ping conntrack dnsmasq-base busybox iperf3 procps psmisc)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+if ! command -v node >/dev/null || ! node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=19)?0:1)'; then
+  echo "uplinkd needs Node.js >= 20.19" >&2
+  exit 1
+fi
+npm ci --no-audit --no-fund
+npm run build

@@ -1,0 +1,86 @@
+/**
+ * What the kernel says about each uplink's interface now: present, up,
+ * carrier, address, gateway. Pure: fed with `ip -j` output already parsed.
+ */
+import type { Config } from "../config/schema.js";
+import type { LinkState, Route } from "../kernel/types.js";
+
+/** One uplink's interface as the kernel has it now. */
+export interface UplinkLink {
+  /** The interface exists. */
+  present: boolean;
+  /** Administratively up. */
+  up: boolean;
+  /** Carrier present (LOWER_UP). */
+  carrier: boolean;
+  pointToPoint: boolean;
+  /** First IPv4 address on the interface, if any. */
+  address?: string;
+  /** Prefix of that address, e.g. `100.64.1.0/24`. */
+  network?: string;
+  /**
+   * The gateway: the configured one, or for `gateway: auto` the gateway of a
+   * default route through the interface installed by someone else (a DHCP
+   * or PPP client), lowest metric first; for point-to-point links the peer.
+   */
+  gateway?: string;
+}
+
+function networkOf(address: string, prefixlen: number): string {
+  const value = address.split(".").reduce((acc, octet) => (acc << 8) + Number(octet), 0) >>> 0;
+  const mask = prefixlen === 0 ? 0 : (~0 << (32 - prefixlen)) >>> 0;
+  const net = (value & mask) >>> 0;
+  return `${[24, 16, 8, 0].map((s) => (net >>> s) & 255).join(".")}/${prefixlen}`;
+}
+
+/**
+ * The state of every configured uplink's interface.
+ *
+ * @param links `ip -j addr show`, parsed.
+ * @param routes `ip -4 -j route show table all`, parsed.
+ * @param ownProtocol uplinkd's route protocol: its own routes never count as learned gateways.
+ * @returns uplink name -> its link state.
+ */
+export function observeUplinks(
+  config: Config,
+  links: readonly LinkState[],
+  routes: readonly Route[],
+  ownProtocol: number,
+): Map<string, UplinkLink> {
+  const byName = new Map(links.map((l) => [l.name, l]));
+  const result = new Map<string, UplinkLink>();
+  for (const uplink of config.uplinks) {
+    const link = byName.get(uplink.interface);
+    if (link === undefined) {
+      result.set(uplink.name, { present: false, up: false, carrier: false, pointToPoint: false });
+      continue;
+    }
+    const first = link.addresses[0];
+    let gateway: string | undefined;
+    if (uplink.gateway !== "auto") gateway = uplink.gateway;
+    else if (link.pointToPoint && first?.peer !== undefined) gateway = first.peer.split("/")[0];
+    else {
+      const learned = routes
+        .filter(
+          (r) =>
+            r.dst === "default" &&
+            r.dev === uplink.interface &&
+            r.gateway !== undefined &&
+            r.protocol !== ownProtocol,
+        )
+        .sort((a, b) => a.metric - b.metric)[0];
+      gateway = learned?.gateway;
+    }
+    result.set(uplink.name, {
+      present: true,
+      up: link.up,
+      carrier: link.carrier,
+      pointToPoint: link.pointToPoint,
+      ...(first === undefined
+        ? {}
+        : { address: first.address, network: networkOf(first.address, first.prefixlen) }),
+      ...(gateway === undefined ? {} : { gateway }),
+    });
+  }
+  return result;
+}
