@@ -17,6 +17,7 @@ function sameRoute(a: Route, b: Route): boolean {
     a.type === b.type &&
     a.gateway === b.gateway &&
     a.dev === b.dev &&
+    a.src === b.src &&
     a.protocol === b.protocol &&
     options(a) === options(b)
   );
@@ -48,6 +49,7 @@ export function routeCommand(verb: "replace" | "del", route: Route): string {
   if (verb === "replace") {
     if (route.gateway !== undefined) parts.push("via", route.gateway);
     if (route.dev !== undefined) parts.push("dev", route.dev);
+    if (route.src !== undefined) parts.push("src", route.src);
   }
   parts.push("table", String(route.table), "proto", String(route.protocol));
   parts.push("metric", String(route.metric));
@@ -134,8 +136,9 @@ export function isEmpty(changes: IpChanges): boolean {
  * (`0-4999 : goto uplink_1`, `0x100 : goto uplink_1`, `"wan1" : goto uplink_1`).
  */
 export function canonicalElement(text: string): string {
-  const [rawKey = "", rawVerdict = ""] = text.split(" : ");
+  const [rawKey = "", rawVerdict] = text.split(" : ");
   const key = rawKey.trim();
+  if (rawVerdict === undefined) return key.startsWith('"') ? (JSON.parse(key) as string) : key;
   let canonicalKey: string;
   if (key.startsWith('"')) canonicalKey = JSON.parse(key) as string;
   else if (key.includes("-")) {
@@ -146,6 +149,7 @@ export function canonicalElement(text: string): string {
 }
 
 function canonicalJsonElement(elem: unknown): string | undefined {
+  if (typeof elem === "string") return elem;
   if (!Array.isArray(elem) || elem.length !== 2) return undefined;
   const [key, verdict] = elem as [unknown, Record<string, unknown>];
   let canonicalKey: string;
@@ -179,7 +183,7 @@ export function summariseNft(json: NftJson): NftSummary {
     if (typeof element === "number") hash = element.toString(16).padStart(8, "0");
     const chain = object.chain as { name?: string } | undefined;
     if (chain?.name !== undefined) chains.add(chain.name);
-    const map = object.map as { name?: string; elem?: unknown[] } | undefined;
+    const map = (object.map ?? object.set) as { name?: string; elem?: unknown[] } | undefined;
     if (map?.name !== undefined) {
       const elements = (map.elem ?? []).map(canonicalJsonElement).filter((e) => e !== undefined);
       maps.set(map.name, elements.sort());

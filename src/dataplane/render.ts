@@ -150,6 +150,11 @@ export function renderNft(
   );
   out.push(`\tset lan_interfaces {`, `\t\ttype ifname`, `\t\telements = { ${lan} }`, `\t}`);
   out.push(...mapBlock("restore", ["typeof ct mark : verdict"], maps.restore ?? []));
+  out.push(
+    ...mapBlock("uplink_addresses", ["type ipv4_addr"], maps.uplink_addresses ?? []).map((line) =>
+      line.replace("map uplink_addresses", "set uplink_addresses"),
+    ),
+  );
   out.push(...mapBlock("inbound", ["type ifname : verdict"], maps.inbound ?? []));
   for (const [name, elements] of Object.entries(maps)) {
     if (!name.startsWith("balance_")) continue;
@@ -194,6 +199,7 @@ export function renderNft(
     `\t\tmeta nfproto != ipv4 return`,
     `\t\tmeta mark & ${hex(mask)} vmap @restore`,
     `\t\tct mark & ${hex(mask)} vmap @restore`,
+    `\t\tip saddr @uplink_addresses return`,
     `\t\toifname "lo" return`,
     `\t\toifname @lan_interfaces return`,
     `\t\tfib daddr type { local, broadcast, multicast } return`,
@@ -234,6 +240,9 @@ export function renderMaps(
   return {
     maps: {
       restore: views.map((v) => `${hex(v.mark)} : goto ${uplinkChain(v.id)}`),
+      uplink_addresses: [
+        ...new Set(views.flatMap((v) => (v.address === undefined ? [] : [v.address]))),
+      ],
       inbound: views.map((v) => `${q(v.interface)} : goto ${uplinkChain(v.id)}`),
       [`balance_${DEFAULT_POLICY}`]: balanceElements(choice, views, "mark_unreachable"),
     },
@@ -251,12 +260,16 @@ export function renderMaps(
  * - in main: a default route via the first chosen uplink of the default
  *   policy, because a local socket's first route lookup happens before the
  *   output hook marks it (without a default in main, connect() fails with
- *   ENETUNREACH).
+ *   ENETUNREACH). Its preferred source is the LAN address, so an unbound
+ *   socket is told apart from one bound to an uplink's address (probes,
+ *   services): only the first kind is balanced; masquerade then sets the
+ *   chosen uplink's address.
  */
 export function renderRoutes(
   config: Config,
   views: readonly UplinkView[],
   choice: PolicyChoice,
+  lanAddress?: string,
 ): Route[] {
   const protocol = config.dataplane.route_protocol;
   const routes: Route[] = [];
@@ -286,7 +299,8 @@ export function renderRoutes(
       ? views.find((v) => choice.members.some((m) => m.uplink === v.name) && routable(v))
       : undefined) ?? views.find(routable);
   if (preferred !== undefined) {
-    routes.push(viaUplink(preferred, TABLE_MAIN, config.dataplane.main_metric));
+    const main = viaUplink(preferred, TABLE_MAIN, config.dataplane.main_metric);
+    routes.push(lanAddress === undefined ? main : { ...main, src: lanAddress });
   }
   return routes;
 }
@@ -341,8 +355,14 @@ export function renderRules(config: Config, views: readonly UplinkView[]): Rule[
  *
  * @param config a validated config.
  * @param views one view per configured uplink, in config order.
+ * @param lanAddress the router's address on its first LAN interface, if any
+ *   (preferred source of the main default route).
  */
-export function renderDesired(config: Config, views: readonly UplinkView[]): DesiredState {
+export function renderDesired(
+  config: Config,
+  views: readonly UplinkView[],
+  lanAddress?: string,
+): DesiredState {
   const { maps, choices } = renderMaps(views);
   const choice = choices[DEFAULT_POLICY] ?? { kind: "balance", members: [] };
   const structure = renderNft(
@@ -355,20 +375,24 @@ export function renderDesired(config: Config, views: readonly UplinkView[]): Des
     nftScript: renderNft(config, views, maps, nftHash),
     nftHash,
     maps,
-    routes: renderRoutes(config, views, choice),
+    routes: renderRoutes(config, views, choice, lanAddress),
     rules: renderRules(config, views),
     choices,
   };
 }
 
+/** Dynamic nft objects that are sets (the others are maps). */
+const DYNAMIC_SETS = new Set(["uplink_addresses"]);
+
 /**
- * An nft script that replaces the elements of the given maps only: the
- * small transaction a failover needs. Atomic like every `nft -f`.
+ * An nft script that replaces the elements of the given maps (and dynamic
+ * sets) only: the small transaction a failover needs. Atomic like every
+ * `nft -f`.
  */
 export function renderMapUpdate(table: string, maps: Record<string, readonly string[]>): string {
   const lines: string[] = [];
   for (const [name, elements] of Object.entries(maps)) {
-    lines.push(`flush map inet ${table} ${name}`);
+    lines.push(`flush ${DYNAMIC_SETS.has(name) ? "set" : "map"} inet ${table} ${name}`);
     if (elements.length > 0) {
       lines.push(`add element inet ${table} ${name} { ${elements.join(", ")} }`);
     }

@@ -105,6 +105,7 @@ export function parseRoutes(json: string): Route[] {
       dst: String(r.dst),
       ...(typeof r.gateway === "string" ? { gateway: r.gateway } : {}),
       ...(typeof r.dev === "string" ? { dev: r.dev } : {}),
+      ...(typeof r.prefsrc === "string" ? { src: r.prefsrc } : {}),
       metric: typeof r.metric === "number" ? r.metric : 0,
       protocol: parseProtocol(r.protocol),
       options,

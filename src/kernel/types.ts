@@ -47,6 +47,8 @@ export interface Route {
   dst: string;
   gateway?: string;
   dev?: string;
+  /** Preferred source address ("src"). */
+  src?: string;
   /** Route priority ("metric"); 0 when absent. */
   metric: number;
   /** rtnetlink protocol number ("proto"). */

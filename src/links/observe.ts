@@ -84,3 +84,15 @@ export function observeUplinks(
   }
   return result;
 }
+
+/**
+ * The router's address on its LAN: the first IPv4 address of the first
+ * `lan` interface that has one; undefined when none has.
+ */
+export function lanAddress(config: Config, links: readonly LinkState[]): string | undefined {
+  for (const name of config.lan) {
+    const address = links.find((l) => l.name === name)?.addresses[0]?.address;
+    if (address !== undefined) return address;
+  }
+  return undefined;
+}

@@ -174,6 +174,7 @@ describe("diffing against the kernel", () => {
       nftables: [
         { table: { family: "inet", name: "uplinkd" } },
         { set: { name: "structure", elem: [Number.parseInt(desired.nftHash, 16)] } },
+        { set: { name: "uplink_addresses", elem: ["100.64.1.2", "100.64.2.2", "100.64.3.2"] } },
         ...[
           "prerouting",
           "output",

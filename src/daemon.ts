@@ -1,0 +1,402 @@
+/**
+ * The controller: observe -> decide -> render -> apply -> verify.
+ *
+ * It watches the uplinks' interfaces (links), runs one health monitor per
+ * uplink, decides which uplinks take new connections (policy), renders the
+ * desired kernel state and applies it with the smallest change (dataplane).
+ * All kernel writes go through one queue, so they never interleave.
+ */
+import type { Server } from "node:http";
+import type { Logger } from "pino";
+import type { Config } from "./config/schema.js";
+import { Dataplane } from "./dataplane/apply.js";
+import { renderDesired, renderMaps, type UplinkView } from "./dataplane/render.js";
+import { buildViews } from "./dataplane/views.js";
+import { uplinkSlots } from "./dataplane/slots.js";
+import { ConfigError } from "./errors.js";
+import type { Kernel } from "./kernel/types.js";
+import { KernelMonitor } from "./links/monitor.js";
+import { lanAddress, observeUplinks, type UplinkLink } from "./links/observe.js";
+import { startControlServer } from "./control/server.js";
+import type { PolicyChoice } from "./policy/select.js";
+import type {
+  HealthSnapshot,
+  Transition,
+  UplinkHealth,
+  UplinkHealthOptions,
+  UplinkState,
+} from "./uplink-health.js";
+import { uplinkHealth } from "./config/schema.js";
+
+/** Options of a daemon instance. */
+export interface DaemonOptions {
+  /** Path of the config file (for reload and messages). */
+  configPath: string;
+  /** Loads and validates the config file; throws ConfigError. */
+  loadConfig: (file: string) => Promise<Config>;
+  kernel: Kernel;
+  log: Logger;
+  /** Creates the health monitor of one uplink. */
+  createHealth: (options: UplinkHealthOptions) => UplinkHealth;
+  /** Full re-read and verify of the kernel state, in ms (default 10 s). */
+  verifyIntervalMs?: number;
+  /** Most recent transitions kept in memory (default 1000). */
+  eventLimit?: number;
+}
+
+/** One uplink in `uplinkd status --json`. */
+export interface UplinkStatus {
+  name: string;
+  interface: string;
+  state: UplinkState;
+  /** ISO time of the last state change. */
+  since: string;
+  /** Takes new connections now. */
+  active: boolean;
+  weight: number;
+  tier: number;
+  id: number;
+  mark: string;
+  table: number;
+  address: string | null;
+  gateway: string | null;
+  carrier: boolean;
+  /** Loss over the probe window, % (0..100); null before the first probe. */
+  loss: number | null;
+  /** Mean RTT over the window, ms. */
+  rtt: number | null;
+  /** RTT standard deviation over the window, ms. */
+  jitter: number | null;
+  reason: string;
+}
+
+/** The status document served at `/status`. */
+export interface StatusDocument {
+  version: string;
+  pid: number;
+  config: string;
+  startedAt: string;
+  uplinks: UplinkStatus[];
+  policies: Record<string, PolicyChoice>;
+  lastApply: { at: string; ok: boolean; error?: string } | null;
+}
+
+/** The daemon. `start()` brings it up; `stop()` takes it down. */
+export class Daemon {
+  private config!: Config;
+  private dataplane!: Dataplane;
+  private links = new Map<string, UplinkLink>();
+  private lan: string | undefined;
+  private readonly health = new Map<string, UplinkHealth>();
+  private readonly events: Transition[] = [];
+  private queue: Promise<void> = Promise.resolve();
+  private monitor: KernelMonitor | undefined;
+  private server: Server | undefined;
+  private verifyTimer: NodeJS.Timeout | undefined;
+  private lastMaps: Record<string, string[]> = {};
+  private choices: Record<string, PolicyChoice> = {};
+  private lastApply: StatusDocument["lastApply"] = null;
+  private readonly startedAt = new Date();
+  private stopping = false;
+
+  constructor(private readonly options: DaemonOptions) {}
+
+  /**
+   * Load the config, adopt or build the kernel state, start monitors and the
+   * control socket.
+   * @throws {ConfigError} when the config is invalid.
+   * @throws {KernelCommandError} when the first apply fails (nothing was changed by nft).
+   */
+  async start(): Promise<void> {
+    this.config = await this.options.loadConfig(this.options.configPath);
+    this.resetDataplane();
+    this.monitor = new KernelMonitor(() => {
+      this.enqueue("links changed", () => this.refreshLinks());
+    });
+    this.monitor.start();
+    await this.refreshLinks(false);
+    this.createHealth();
+    await this.reconcile("start");
+    this.server = await startControlServer(this.config.control.socket, {
+      status: () => this.status(),
+      events: () => ({ events: this.events }),
+      reload: () => this.reload(),
+    });
+    const verifyMs = this.options.verifyIntervalMs ?? 10_000;
+    this.verifyTimer = setInterval(() => {
+      this.enqueue("verify", () => this.reconcile("verify"));
+    }, verifyMs);
+    this.verifyTimer.unref();
+    this.options.log.info(
+      { uplinks: this.config.uplinks.map((u) => u.name), socket: this.config.control.socket },
+      "uplinkd started",
+    );
+  }
+
+  private resetDataplane(): void {
+    this.dataplane = new Dataplane(this.options.kernel, {
+      table: this.config.dataplane.table,
+      protocol: this.config.dataplane.route_protocol,
+    });
+  }
+
+  private createHealth(): void {
+    for (const slot of uplinkSlots(this.config)) {
+      const uplink = this.config.uplinks.find((u) => u.name === slot.name);
+      if (uplink === undefined) continue;
+      const link = this.links.get(slot.name);
+      const health = this.options.createHealth({
+        uplink,
+        health: uplinkHealth(this.config, uplink),
+        mark: slot.mark,
+        address: link?.address,
+        carrier: link?.carrier ?? false,
+        log: this.options.log.child({ uplink: slot.name }),
+        onTransition: (t) => {
+          this.onTransition(t);
+        },
+      });
+      this.health.set(slot.name, health);
+      health.start();
+    }
+  }
+
+  /** Run kernel work one at a time, logging (not throwing) failures. */
+  private enqueue(what: string, work: () => Promise<void>): void {
+    this.queue = this.queue.then(async () => {
+      if (this.stopping) return;
+      try {
+        await work();
+      } catch (error) {
+        this.options.log.error(
+          { err: error, during: what },
+          `${what}: ${(error as Error).message}`,
+        );
+      }
+    });
+  }
+
+  /** Wait until every queued kernel change has run (tests, shutdown). */
+  async idle(): Promise<void> {
+    let seen: Promise<void> | undefined;
+    while (seen !== this.queue) {
+      seen = this.queue;
+      await seen;
+    }
+  }
+
+  private async refreshLinks(reconcile = true): Promise<void> {
+    const [links, routes] = await Promise.all([
+      this.options.kernel.readLinks(),
+      this.options.kernel.readRoutes(),
+    ]);
+    const next = observeUplinks(this.config, links, routes, this.config.dataplane.route_protocol);
+    const lan = lanAddress(this.config, links);
+    const lanChanged = lan !== this.lan;
+    this.lan = lan;
+    const changed = lanChanged || JSON.stringify([...next]) !== JSON.stringify([...this.links]);
+    const before = this.links;
+    this.links = next;
+    if (!changed) return;
+    for (const [name, link] of next) {
+      const old = before.get(name);
+      const uplink = this.config.uplinks.find((u) => u.name === name);
+      if (!link.present && old?.present !== false) {
+        this.options.log.warn(
+          { uplink: name },
+          `interface ${uplink?.interface ?? "?"} of uplink ${name} is missing; waiting for it`,
+        );
+      }
+      const health = this.health.get(name);
+      if (health !== undefined) {
+        if (old?.carrier !== link.carrier) health.setCarrier(link.carrier && link.up);
+        if (old?.address !== link.address) health.setAddress(link.address);
+      }
+      if (old?.address !== link.address || old?.gateway !== link.gateway) {
+        this.options.log.info(
+          { uplink: name, address: link.address ?? null, gateway: link.gateway ?? null },
+          `uplink ${name}: address ${link.address ?? "none"}, gateway ${link.gateway ?? "none"}`,
+        );
+      }
+    }
+    if (reconcile) await this.reconcile("links changed");
+  }
+
+  /** Every uplink as the renderer sees it now. */
+  views(): UplinkView[] {
+    return buildViews(this.config, this.links, (name) =>
+      takesConnections(this.health.get(name)?.snapshot().state ?? "init"),
+    );
+  }
+
+  /** Render everything and apply the difference (first start, link changes, periodic verify). */
+  private async reconcile(why: string): Promise<void> {
+    const views = this.views();
+    const desired = renderDesired(this.config, views, this.lan);
+    try {
+      const plan = await this.dataplane.apply(desired, views);
+      this.lastMaps = desired.maps;
+      this.choices = desired.choices;
+      this.lastApply = { at: new Date().toISOString(), ok: true };
+      const changed =
+        plan.nft.reload.length + Object.keys(plan.nft.maps).length + plan.ipCommands.length;
+      if (changed > 0) {
+        this.options.log.info(
+          {
+            why,
+            nftReload: plan.nft.reload,
+            nftMaps: Object.keys(plan.nft.maps),
+            ip: plan.ipCommands,
+          },
+          `applied kernel changes (${why})`,
+        );
+      }
+    } catch (error) {
+      this.lastApply = { at: new Date().toISOString(), ok: false, error: (error as Error).message };
+      throw error;
+    }
+  }
+
+  /** A health transition: update only the maps and routes that change, then clear stale connections. */
+  private onTransition(transition: Transition): void {
+    this.events.push(transition);
+    const limit = this.options.eventLimit ?? 1000;
+    if (this.events.length > limit) this.events.splice(0, this.events.length - limit);
+    this.options.log.info(
+      { event: "transition", ...transition },
+      `uplink ${transition.uplink}: ${transition.from} -> ${transition.to} (${transition.reason})`,
+    );
+    this.enqueue(`transition of ${transition.uplink}`, async () => {
+      const views = this.views();
+      const { maps, choices } = renderMaps(views);
+      const changed = Object.fromEntries(
+        Object.entries(maps).filter(
+          ([name, elements]) => JSON.stringify(elements) !== JSON.stringify(this.lastMaps[name]),
+        ),
+      );
+      if (Object.keys(changed).length > 0) {
+        await this.dataplane.updateMaps(changed);
+        this.lastMaps = maps;
+      }
+      this.choices = choices;
+      const view = views.find((v) => v.name === transition.uplink);
+      if (
+        view !== undefined &&
+        !takesConnections(transition.to) &&
+        takesConnections(transition.from)
+      ) {
+        const deleted = await this.options.kernel.conntrackDelete(view.mark, view.mask);
+        this.options.log.info(
+          { uplink: view.name, deleted },
+          `cleared ${deleted} conntrack entries of ${view.name}`,
+        );
+      }
+      await this.dataplane.applyIp(renderDesired(this.config, views, this.lan));
+    });
+  }
+
+  /** Re-read the config file; apply what changed. A bad config is refused and the old one stays. */
+  async reload(): Promise<{ ok: true; uplinks: string[] }> {
+    let next: Config;
+    try {
+      next = await this.options.loadConfig(this.options.configPath);
+    } catch (error) {
+      if (error instanceof ConfigError) {
+        this.options.log.error(
+          { issues: error.issues },
+          `reload refused, config unchanged:\n${error.message}`,
+        );
+      }
+      throw error;
+    }
+    await new Promise<void>((resolve, reject) => {
+      this.enqueue("reload", async () => {
+        try {
+          for (const health of this.health.values()) health.stop();
+          this.health.clear();
+          this.config = next;
+          this.resetDataplane();
+          await this.refreshLinks(false);
+          this.createHealth();
+          await this.reconcile("reload");
+          resolve();
+        } catch (error) {
+          reject(error);
+        }
+      });
+    });
+    this.options.log.info("config reloaded");
+    return { ok: true, uplinks: this.config.uplinks.map((u) => u.name) };
+  }
+
+  /** The status document. */
+  status(): StatusDocument {
+    const views = this.views();
+    const active = new Set(
+      Object.values(this.choices).flatMap((c) =>
+        c.kind === "balance" ? c.members.map((m) => m.uplink) : [],
+      ),
+    );
+    return {
+      version: "0.1.0",
+      pid: process.pid,
+      config: this.options.configPath,
+      startedAt: this.startedAt.toISOString(),
+      uplinks: views.map((view) => {
+        const snap: HealthSnapshot | undefined = this.health.get(view.name)?.snapshot();
+        const link = this.links.get(view.name);
+        return {
+          name: view.name,
+          interface: view.interface,
+          state: snap?.state ?? "init",
+          since: new Date(snap?.since ?? this.startedAt.getTime()).toISOString(),
+          active: active.has(view.name),
+          weight: view.weight,
+          tier: view.tier,
+          id: view.id,
+          mark: `0x${view.mark.toString(16)}`,
+          table: view.table,
+          address: view.address ?? null,
+          gateway: view.gateway ?? null,
+          carrier: link?.carrier ?? false,
+          loss: snap?.loss ?? null,
+          rtt: snap?.rtt ?? null,
+          jitter: snap?.jitter ?? null,
+          reason: snap?.reason ?? "",
+        };
+      }),
+      policies: this.choices,
+      lastApply: this.lastApply,
+    };
+  }
+
+  /**
+   * Stop: monitors, control socket, and (unless `keep`) every kernel object
+   * uplinkd owns.
+   * @param keep leave the kernel state in place (config `dataplane.on_stop: keep`).
+   */
+  async stop(keep = this.config.dataplane.on_stop === "keep"): Promise<void> {
+    this.monitor?.stop();
+    if (this.verifyTimer !== undefined) clearInterval(this.verifyTimer);
+    for (const health of this.health.values()) health.stop();
+    await this.idle();
+    this.stopping = true;
+    await new Promise<void>((resolve) => {
+      if (this.server === undefined) resolve();
+      else
+        this.server.close(() => {
+          resolve();
+        });
+    });
+    if (!keep) await this.dataplane.removeAll();
+    this.options.log.info(
+      { kept: keep },
+      keep ? "stopped; kernel state kept" : "stopped; kernel state removed",
+    );
+  }
+}
+
+/** States in which an uplink takes new connections. `init` does: a restart must not cut traffic. */
+export function takesConnections(state: UplinkState): boolean {
+  return state === "up" || state === "init" || state === "degraded";
+}

@@ -1,0 +1,64 @@
+/**
+ * What the daemon needs from health monitoring, per uplink: its state, the
+ * measured loss/RTT/jitter, transitions, and the inputs the daemon feeds
+ * (carrier, address changes).
+ */
+import type { Logger } from "pino";
+import type { HealthConfig, UplinkConfig } from "./config/schema.js";
+
+/** States of an uplink (the contract of `uplinkd status --json`). */
+export type UplinkState = "init" | "up" | "degraded" | "down" | "disabled";
+
+/** One state change of an uplink. */
+export interface Transition {
+  /** ISO time. */
+  time: string;
+  uplink: string;
+  from: UplinkState;
+  to: UplinkState;
+  /** Why: which targets failed, loss and RTT measured, carrier, hold. */
+  reason: string;
+  /** Loss over the window, % (0..100), at the transition; null if unknown. */
+  loss: number | null;
+  /** Mean RTT, ms; null if unknown. */
+  rtt: number | null;
+}
+
+/** An uplink's health now. */
+export interface HealthSnapshot {
+  state: UplinkState;
+  /** Epoch ms of the last transition (or start). */
+  since: number;
+  /** Loss %, 0..100; null before any probe resolved. */
+  loss: number | null;
+  /** Mean RTT, ms. */
+  rtt: number | null;
+  /** RTT standard deviation, ms. */
+  jitter: number | null;
+  /** Reason of the last transition. */
+  reason: string;
+}
+
+/** Health monitoring of one uplink. */
+export interface UplinkHealth {
+  start(): void;
+  stop(): void;
+  snapshot(): HealthSnapshot;
+  /** Carrier of the uplink's interface changed (from the kernel monitor). */
+  setCarrier(carrier: boolean): void;
+  /** The uplink's address changed (DHCP, PPP); undefined when it has none. */
+  setAddress(address: string | undefined): void;
+}
+
+/** What the daemon passes to create an uplink's monitor. */
+export interface UplinkHealthOptions {
+  uplink: UplinkConfig;
+  /** Health settings with the uplink's own overrides merged. */
+  health: HealthConfig;
+  /** The uplink's fwmark (probes carry it). */
+  mark: number;
+  address: string | undefined;
+  carrier: boolean;
+  log: Logger;
+  onTransition: (transition: Transition) => void;
+}
