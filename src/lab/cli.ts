@@ -1,0 +1,207 @@
+/**
+ * `uplinkd lab ...`: build, inspect, break and remove a lab from the shell.
+ *
+ *     uplinkd lab up [--uplinks N] [--prefix P] [--dhcp UPLINK...] [--weights 3,2,1] [--tiers 1,1,2]
+ *     uplinkd lab down [--prefix P]
+ *     uplinkd lab status [--prefix P] [--json]
+ *     uplinkd lab fault UPLINK carrier|blackhole|loss=PCT|rate=RATE|dhcp-change... [--prefix P]
+ *     uplinkd lab heal UPLINK [--prefix P]
+ *     uplinkd lab exec NODE [--prefix P] -- CMD...
+ *
+ * Errors are thrown as LabError for the program's error handler; `exec`
+ * exits with the command's exit code.
+ */
+import type { Command } from "commander";
+import { LabError } from "../errors.js";
+import { describeFaults, parseFault } from "./faults.js";
+import { labDown, labExists, labUp, openLab, type IspCounters, type LabStatus } from "./lab.js";
+import { DEFAULT_PREFIX, MAX_UPLINKS } from "./topology.js";
+
+function intList(what: string, text: string | undefined): number[] | undefined {
+  if (text === undefined) return undefined;
+  const values = text.split(",").map((s) => s.trim());
+  if (values.some((v) => !/^\d+$/.test(v))) {
+    throw new LabError(`--${what} takes whole numbers separated by commas (3,2,1), not ${text}`);
+  }
+  return values.map(Number);
+}
+
+function counterText(c: IspCounters | undefined): [string, string, string] {
+  if (c === undefined) return ["-", "-", "-"];
+  const f = (x: { packets: number; bytes: number }): string => `${x.packets}p/${x.bytes}B`;
+  return [f(c.up), f(c.down), String(c.spoofed.packets)];
+}
+
+function table(rows: string[][]): string {
+  const widths: number[] = [];
+  for (const row of rows) {
+    row.forEach((cell, i) => {
+      widths[i] = Math.max(widths[i] ?? 0, cell.length);
+    });
+  }
+  return rows
+    .map((row) =>
+      row
+        .map((cell, i) => cell.padEnd(widths[i] ?? 0))
+        .join("  ")
+        .trimEnd(),
+    )
+    .join("\n");
+}
+
+/** Human form of `lab status`. */
+export function formatLabStatus(s: LabStatus): string {
+  const missing = s.namespaces.filter((n) => !n.present).map((n) => n.name);
+  const lines = [
+    `lab ${s.prefix}: ${s.uplinks.length} uplinks, up since ${s.createdAt} (built in ${s.upMs} ms)`,
+    `  state:  ${s.stateDir}`,
+    `  config: ${s.configPath}`,
+    `  namespaces: ${s.namespaces.map((n) => n.name).join(" ")}` +
+      (missing.length > 0 ? ` (MISSING: ${missing.join(" ")})` : ""),
+    `  processes: ${s.processes.map((p) => `${p.name}[${p.pid}${p.alive ? "" : " DEAD"}]`).join(" ")}`,
+    "",
+  ];
+  const rows = [
+    ["uplink", "iface", "router address", "gateway", "carrier", "faults", "up", "down", "spoofed"],
+  ];
+  for (const u of s.uplinks) {
+    rows.push([
+      u.name,
+      u.interface,
+      (u.addresses.join(",") || "-") + (u.dhcp ? " (dhcp)" : ""),
+      u.gateway,
+      u.carrier ? "yes" : "NO",
+      u.faults.join(",") || "-",
+      ...counterText(u.counters),
+    ]);
+  }
+  return `${lines.join("\n")}${table(rows)}\n`;
+}
+
+/** Add `lab up|down|status|fault|heal|exec` to the program. */
+export function registerLabCommands(program: Command): void {
+  const lab = program
+    .command("lab")
+    .description(
+      "a lab in network namespaces: LAN client, router, one ISP per uplink, an internet with test hosts",
+    );
+
+  lab
+    .command("up")
+    .description("build a lab (an existing lab with the same prefix is removed first)")
+    .option("--uplinks <n>", `number of uplinks, 1..${MAX_UPLINKS}`, "3")
+    .option("--prefix <prefix>", "prefix of every namespace name", DEFAULT_PREFIX)
+    .option("--dhcp <uplink...>", "uplinks (isp2 or 2) whose router address comes from DHCP")
+    .option("--weights <list>", "weights in the written config, one per uplink: 3,2,1")
+    .option("--tiers <list>", "tiers in the written config, one per uplink: 1,1,2")
+    .option("--json", "print the lab's status as JSON")
+    .action(
+      async (opts: {
+        uplinks: string;
+        prefix: string;
+        dhcp?: string[];
+        weights?: string;
+        tiers?: string;
+        json?: boolean;
+      }) => {
+        const uplinks = Number(opts.uplinks);
+        if (await labExists(opts.prefix)) {
+          process.stderr.write(`removing the existing lab ${opts.prefix} first\n`);
+        }
+        const created = await labUp({
+          prefix: opts.prefix,
+          uplinks,
+          dhcp: (opts.dhcp ?? []).flatMap((d) => d.split(",")).filter((d) => d !== ""),
+          weights: intList("weights", opts.weights),
+          tiers: intList("tiers", opts.tiers),
+        });
+        const status = await created.status();
+        if (opts.json) {
+          process.stdout.write(`${JSON.stringify(status, null, 2)}\n`);
+          return;
+        }
+        process.stdout.write(
+          `${formatLabStatus(status)}\n` +
+            `run the daemon:  uplinkd lab exec rtr --prefix ${created.prefix} -- uplinkd run -c ${created.configPath}\n` +
+            `remove the lab:  uplinkd lab down --prefix ${created.prefix}\n`,
+        );
+      },
+    );
+
+  lab
+    .command("down")
+    .description("remove a lab: its processes, namespaces and state directory")
+    .option("--prefix <prefix>", "prefix of the lab", DEFAULT_PREFIX)
+    .action(async (opts: { prefix: string }) => {
+      const report = await labDown(opts.prefix);
+      process.stdout.write(
+        report.namespaces.length === 0
+          ? `no lab with prefix ${report.prefix}\n`
+          : `removed lab ${report.prefix}: ${report.namespaces.length} namespaces, ${report.processes} processes\n`,
+      );
+    });
+
+  lab
+    .command("status")
+    .description("namespaces, processes, and per uplink: address, carrier, faults, ISP counters")
+    .option("--prefix <prefix>", "prefix of the lab", DEFAULT_PREFIX)
+    .option("--json", "print JSON")
+    .action(async (opts: { prefix: string; json?: boolean }) => {
+      const status = await (await openLab(opts.prefix)).status();
+      process.stdout.write(
+        opts.json ? `${JSON.stringify(status, null, 2)}\n` : formatLabStatus(status),
+      );
+    });
+
+  lab
+    .command("fault")
+    .description(
+      "break an uplink at its ISP: carrier, blackhole, loss=PCT (round trip), rate=RATE (tc units), dhcp-change",
+    )
+    .argument("<uplink>", "uplink name (isp1) or number (1)")
+    .argument("<fault...>", "carrier | blackhole | loss=PCT | rate=RATE | dhcp-change")
+    .option("--prefix <prefix>", "prefix of the lab", DEFAULT_PREFIX)
+    .action(async (uplink: string, faults: string[], opts: { prefix: string }) => {
+      const parsed = faults.map(parseFault);
+      const opened = await openLab(opts.prefix);
+      for (const fault of parsed) await opened.fault(uplink, fault);
+      const u = opened.uplink(uplink);
+      const now = describeFaults(await opened.faults(u.number));
+      const address = await opened.routerAddress(u.number);
+      process.stdout.write(
+        `${u.name}: ${faults.join(" ")} applied; faults now: ${now.join(" ") || "none"}; ` +
+          `router address ${address ?? "none"}\n`,
+      );
+    });
+
+  lab
+    .command("heal")
+    .description("remove every fault of an uplink")
+    .argument("<uplink>", "uplink name (isp1) or number (1)")
+    .option("--prefix <prefix>", "prefix of the lab", DEFAULT_PREFIX)
+    .action(async (uplink: string, opts: { prefix: string }) => {
+      const opened = await openLab(opts.prefix);
+      await opened.heal(uplink);
+      process.stdout.write(`${opened.uplink(uplink).name}: healed\n`);
+    });
+
+  lab
+    .command("exec")
+    .description("run a command in a lab node: lan, rtr, net, isp1.. (put -- before the command)")
+    .argument("<node>", "lan | rtr | net | ispN")
+    .argument("<command...>", "the command and its arguments")
+    .option("--prefix <prefix>", "prefix of the lab", DEFAULT_PREFIX)
+    .action(async (node: string, command: string[], opts: { prefix: string }) => {
+      const opened = await openLab(opts.prefix);
+      const child = opened.spawn(node, command, { stdio: "inherit" });
+      const code = await new Promise<number>((resolve, reject) => {
+        child.on("error", (error) => {
+          reject(new LabError(`lab exec ${node}: ${error.message}`, { cause: error }));
+        });
+        child.on("exit", (exitCode, signal) => {
+          resolve(exitCode ?? (signal === null ? 1 : 128));
+        });
+      });
+      process.exitCode = code;
+    });
+}

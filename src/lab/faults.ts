@@ -1,0 +1,169 @@
+/**
+ * Faults the lab injects into one uplink, applied in that uplink's ISP
+ * namespace: parsing, and rendering the nft/tc commands (pure).
+ */
+import { LabError } from "../errors.js";
+
+/**
+ * One fault as given on the command line.
+ * - `carrier`: the ISP's side of the router link goes down; the router's
+ *   `wanI` loses carrier (NO-CARRIER, LOWER_DOWN).
+ * - `blackhole`: the ISP forwards nothing in either direction; its gateway
+ *   still answers pings to itself.
+ * - `loss`: random loss of forwarded packets, `percent` (0..100) being the
+ *   round-trip loss a ping through the ISP sees. Each direction drops
+ *   1 - sqrt(1 - percent/100) of its packets (30% -> 16.3% each way).
+ * - `rate`: token bucket (tbf) on both of the ISP's egresses, so upload and
+ *   download are each limited to `rate` (tc syntax: `1mbit`, `500kbit`).
+ * - `dhcp-change`: an event, not a state: the ISP's DHCP server hands out a
+ *   different address and the router's client renews (DHCP uplinks only).
+ */
+export type Fault =
+  | { kind: "carrier" }
+  | { kind: "blackhole" }
+  | { kind: "loss"; percent: number }
+  | { kind: "rate"; rate: string }
+  | { kind: "dhcp-change" };
+
+/** The faults an uplink currently has; an empty object is a healthy uplink. */
+export interface FaultSet {
+  carrier?: boolean;
+  blackhole?: boolean;
+  /** Round-trip loss, percent, 1..100. */
+  loss?: number;
+  /** tc rate, e.g. `1mbit`. */
+  rate?: string;
+}
+
+const RATE_RE = /^(\d+(?:\.\d+)?)(bit|kbit|mbit|gbit|bps|kbps|mbps|gbps)$/i;
+const RATE_FACTORS: Readonly<Record<string, number>> = {
+  bit: 1,
+  kbit: 1e3,
+  mbit: 1e6,
+  gbit: 1e9,
+  bps: 8,
+  kbps: 8e3,
+  mbps: 8e6,
+  gbps: 8e9,
+};
+
+/**
+ * A tc rate in bits per second (`1mbit` -> 1e6, `100kbps` -> 8e5).
+ * @throws {LabError} when it is not a number followed by bit, kbit, mbit,
+ *   gbit, bps, kbps, mbps or gbps, or is below 8kbit.
+ */
+export function parseRate(rate: string): number {
+  const m = RATE_RE.exec(rate.trim());
+  const unit = m?.[2]?.toLowerCase();
+  const factor = unit === undefined ? undefined : RATE_FACTORS[unit];
+  if (m?.[1] === undefined || factor === undefined) {
+    throw new LabError(`invalid rate ${JSON.stringify(rate)}: use e.g. 1mbit, 500kbit, 10mbit`);
+  }
+  const bits = Number(m[1]) * factor;
+  if (bits < 8000) throw new LabError(`rate ${rate} is below the lab's minimum of 8kbit`);
+  return bits;
+}
+
+/**
+ * Parse `carrier`, `blackhole`, `loss=PCT` (`loss=30` or `loss=30%`),
+ * `rate=RATE` or `dhcp-change`.
+ * @throws {LabError} for anything else.
+ */
+export function parseFault(text: string): Fault {
+  const t = text.trim();
+  if (t === "carrier" || t === "blackhole" || t === "dhcp-change") return { kind: t };
+  const loss = /^loss=(\d+(?:\.\d+)?)%?$/.exec(t);
+  if (loss?.[1] !== undefined) {
+    const percent = Number(loss[1]);
+    if (percent > 100) throw new LabError(`loss must be 0..100 percent, not ${percent}`);
+    return { kind: "loss", percent };
+  }
+  const rate = /^rate=(.+)$/.exec(t);
+  if (rate?.[1] !== undefined) {
+    parseRate(rate[1]);
+    return { kind: "rate", rate: rate[1].trim().toLowerCase() };
+  }
+  throw new LabError(
+    `unknown fault ${JSON.stringify(t)}: use carrier, blackhole, loss=PCT, rate=RATE or dhcp-change`,
+  );
+}
+
+/** `set` with `fault` added (dhcp-change is an event and leaves it unchanged). */
+export function addFault(set: FaultSet, fault: Fault): FaultSet {
+  const next = { ...set };
+  switch (fault.kind) {
+    case "carrier":
+      next.carrier = true;
+      break;
+    case "blackhole":
+      next.blackhole = true;
+      break;
+    case "loss":
+      if (fault.percent > 0) next.loss = fault.percent;
+      else delete next.loss;
+      break;
+    case "rate":
+      next.rate = fault.rate;
+      break;
+    case "dhcp-change":
+      break;
+  }
+  return next;
+}
+
+/** Human form of a fault set: `["carrier", "loss=30"]`. */
+export function describeFaults(set: FaultSet): string[] {
+  const out: string[] = [];
+  if (set.carrier) out.push("carrier");
+  if (set.blackhole) out.push("blackhole");
+  if (set.loss !== undefined) out.push(`loss=${set.loss}`);
+  if (set.rate !== undefined) out.push(`rate=${set.rate}`);
+  return out;
+}
+
+/**
+ * Per-direction drop threshold out of 10000 for a round-trip loss of
+ * `percent`: round((1 - sqrt(1 - p)) * 10000).
+ */
+export function lossThreshold(percent: number): number {
+  const p = Math.min(Math.max(percent, 0), 100) / 100;
+  return Math.round((1 - Math.sqrt(1 - p)) * 10000);
+}
+
+/**
+ * nft script replacing the ISP's `faults` chain with the rules of `set`
+ * (one transaction; an empty set leaves the chain empty).
+ */
+export function renderFaultChain(set: FaultSet): string {
+  const lines = ["flush chain inet lab faults"];
+  if (set.blackhole) lines.push("add rule inet lab faults counter drop");
+  if (set.loss !== undefined && set.loss > 0) {
+    lines.push(
+      `add rule inet lab faults numgen random mod 10000 < ${lossThreshold(set.loss)} counter drop`,
+    );
+  }
+  return lines.map((l) => `${l}\n`).join("");
+}
+
+/**
+ * tc arguments installing a tbf of `rate` as the root qdisc of `dev`.
+ * Burst: 10 ms worth of bytes, at least 16 KiB; queue: 100 ms.
+ */
+export function tbfArgs(dev: string, rate: string): string[] {
+  const bits = parseRate(rate);
+  const burst = Math.max(16384, Math.ceil(bits / 8 / 100));
+  return [
+    "qdisc",
+    "replace",
+    "dev",
+    dev,
+    "root",
+    "tbf",
+    "rate",
+    rate,
+    "burst",
+    String(burst),
+    "latency",
+    "100ms",
+  ];
+}

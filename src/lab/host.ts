@@ -1,0 +1,148 @@
+/**
+ * The lab's echo host, run by `lab up` inside the `net` namespace: it tells
+ * each client the address it saw, so a test knows which uplink (and which
+ * masquerade address) carried a connection.
+ *
+ * - HTTP (default port 80): `GET /` -> the client address and a newline
+ *   (text/plain); `GET /json` -> `{"client":"100.64.1.2","port":40112}`.
+ * - whoami (default TCP port 7): for every line received, the client address
+ *   and a newline; one connection can ask many times.
+ *
+ * Usage: `host.js [--address 192.0.2.10] [--http-port 80] [--whoami-port 7]`.
+ * Prints `ready` on stdout once both listen; errors go to stderr.
+ */
+import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
+import { createServer as createTcpServer, type Server as TcpServer, type Socket } from "node:net";
+import { parseArgs } from "node:util";
+import { isMainModule } from "./scripts.js";
+
+/** Longest whoami line accepted (bytes); a longer one closes the connection. */
+const MAX_LINE = 1024;
+
+/** Where the echo host listens. */
+export interface EchoHostOptions {
+  address: string;
+  /** TCP port of the HTTP echo. */
+  httpPort: number;
+  /** TCP port of the line-based whoami. */
+  whoamiPort: number;
+}
+
+/** A running echo host. */
+export interface EchoHost {
+  http: HttpServer;
+  whoami: TcpServer;
+  /** Stop listening and drop open connections. */
+  close(): Promise<void>;
+}
+
+/** The client's address as text, without an IPv4-mapped `::ffff:` prefix. */
+function clientAddress(socket: Socket): string {
+  const a = socket.remoteAddress ?? "unknown";
+  return a.startsWith("::ffff:") ? a.slice(7) : a;
+}
+
+function handleWhoami(socket: Socket): void {
+  const who = `${clientAddress(socket)}\n`;
+  let pending = 0;
+  socket.setNoDelay(true);
+  socket.on("data", (chunk: Buffer) => {
+    let lines = 0;
+    for (const byte of chunk) {
+      if (byte === 0x0a) {
+        lines++;
+        pending = 0;
+      } else {
+        pending++;
+      }
+    }
+    if (pending > MAX_LINE) {
+      socket.destroy();
+      return;
+    }
+    if (lines > 0) socket.write(who.repeat(lines));
+  });
+  socket.on("error", () => undefined);
+}
+
+function listen(server: HttpServer | TcpServer, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+}
+
+/**
+ * Start the echo host.
+ * @throws the listen error (EADDRNOTAVAIL when the address is not local, EADDRINUSE).
+ */
+export async function startEchoHost(options: EchoHostOptions): Promise<EchoHost> {
+  const http = createHttpServer((req, res) => {
+    const client = clientAddress(req.socket);
+    const path = (req.url ?? "/").split("?")[0];
+    if (req.method === "GET" && path === "/") {
+      res.writeHead(200, { "content-type": "text/plain" }).end(`${client}\n`);
+    } else if (req.method === "GET" && path === "/json") {
+      const body = JSON.stringify({ client, port: req.socket.remotePort ?? 0 });
+      res.writeHead(200, { "content-type": "application/json" }).end(`${body}\n`);
+    } else {
+      res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
+    }
+  });
+  http.keepAliveTimeout = 5000;
+  const open = new Set<Socket>();
+  const whoami = createTcpServer((socket) => {
+    open.add(socket);
+    socket.on("close", () => open.delete(socket));
+    handleWhoami(socket);
+  });
+  await listen(http, options.httpPort, options.address);
+  await listen(whoami, options.whoamiPort, options.address);
+  return {
+    http,
+    whoami,
+    close: async () => {
+      http.closeAllConnections();
+      for (const socket of open) socket.destroy();
+      await Promise.all([
+        new Promise((r) => http.close(r)),
+        new Promise((r) => {
+          whoami.close(r);
+        }),
+      ]);
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      address: { type: "string", default: "192.0.2.10" },
+      "http-port": { type: "string", default: "80" },
+      "whoami-port": { type: "string", default: "7" },
+    },
+  });
+  const host = await startEchoHost({
+    address: values.address,
+    httpPort: Number(values["http-port"]),
+    whoamiPort: Number(values["whoami-port"]),
+  });
+  process.stdout.on("error", () => undefined);
+  process.stdout.write("ready\n");
+  const stop = (): void => {
+    setTimeout(() => process.exit(0), 1000).unref();
+    void host.close().then(() => process.exit(0));
+  };
+  process.on("SIGTERM", stop);
+  process.on("SIGINT", stop);
+}
+
+if (isMainModule(import.meta.url)) {
+  main().catch((error: unknown) => {
+    process.stderr.write(`echo host: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,999 @@
+/**
+ * The lab: network namespaces wired as LAN client, router, one ISP per
+ * uplink and an "internet" with test hosts, plus fault injection. Used by
+ * integration tests, the demo, the benchmark and `uplinkd lab ...`.
+ *
+ *     const lab = await labUp({ prefix: "t1", uplinks: 3, dhcp: [3] });
+ *     try {
+ *       await lab.fault("isp2", "blackhole");
+ *       const r = await lab.exec("lan", ["ping", "-c", "1", "198.51.100.1"]);
+ *     } finally {
+ *       await lab.down();
+ *     }
+ *
+ * Nothing here touches the host's own network namespace: links are created
+ * directly inside lab namespaces and every command names its namespace.
+ */
+import type { ChildProcess, SpawnOptions } from "node:child_process";
+import { access, chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { closeSync, constants as fsConstants, openSync } from "node:fs";
+import { delimiter, join } from "node:path";
+import { LabError, UplinkdError } from "../errors.js";
+import { renderLabConfig } from "./config.js";
+import {
+  addFault,
+  describeFaults,
+  parseFault,
+  renderFaultChain,
+  tbfArgs,
+  type Fault,
+  type FaultSet,
+} from "./faults.js";
+import {
+  execIn,
+  ipBatch,
+  killNamespaceProcesses,
+  labRun,
+  listNamespaces,
+  namespacePids,
+  setSysctls,
+  spawnIn,
+  waitFor,
+  type ExecResult,
+} from "./netns.js";
+import { labScriptArgv } from "./scripts.js";
+import {
+  readState,
+  removeStateDir,
+  stateDirOf,
+  stateFileOf,
+  writeState,
+  type LabProcess,
+  type LabState,
+} from "./state.js";
+import {
+  DEFAULT_PREFIX,
+  DEFAULT_STATE_ROOT,
+  ISP_INTERFACES,
+  LAB_DNS_RECORDS,
+  LAB_HOSTS,
+  LAB_PORTS,
+  allNamespaces,
+  dhcpAddress,
+  isLabNamespace,
+  namespaceOf,
+  namespaceSysctls,
+  parseNode,
+  parseUplink,
+  planLab,
+  renderIspBatch,
+  renderIspRuleset,
+  renderLanBatch,
+  renderNamespaceBatch,
+  renderNetBatch,
+  renderNetRoutesBatch,
+  renderRouterBatch,
+  validatePrefix,
+  type LabNode,
+  type LabPlan,
+  type UplinkPlan,
+} from "./topology.js";
+
+export type { ExecResult } from "./netns.js";
+export type { Fault, FaultSet } from "./faults.js";
+export type { LabNode, LabPlan, UplinkPlan } from "./topology.js";
+
+/** What to build; every field is optional. */
+export interface LabUpOptions {
+  /** Names every namespace (`P-lan`, `P-rtr`, ...); default `ul`. */
+  prefix?: string;
+  /** 1..32; default 3. */
+  uplinks?: number;
+  /** Uplinks (numbers or names like `isp2`) whose router address comes from DHCP. */
+  dhcp?: readonly (number | string)[];
+  /** One weight per uplink for the generated config; default 1 each. */
+  weights?: readonly number[];
+  /** One tier per uplink for the generated config; default 1 each. */
+  tiers?: readonly number[];
+  /** Parent of the state directory; default `/run/uplinkd-lab`. */
+  stateRoot?: string;
+  /** Tear down a lab with the same prefix first (default true); false: throw instead. */
+  replace?: boolean;
+  /**
+   * iperf3 servers on the echo host, on ports 5201, 5202, ... (default 1;
+   * at most 64). One server runs one test at a time.
+   */
+  iperf3Servers?: number;
+}
+
+/** Packets and bytes a counter saw. */
+export interface Count {
+  packets: number;
+  bytes: number;
+}
+
+/**
+ * What crossed one ISP (nft named counters in its `inet lab` table):
+ * `up` customer -> internet, `down` internet -> customer, `spoofed`
+ * dropped by BCP38 (source outside the customer subnet). Faulted packets
+ * (blackhole, loss) are in none of them.
+ */
+export interface IspCounters {
+  up: Count;
+  down: Count;
+  spoofed: Count;
+}
+
+/** One uplink as `lab status` shows it. */
+export interface UplinkStatus {
+  name: string;
+  number: number;
+  interface: string;
+  dhcp: boolean;
+  gateway: string;
+  /** The router's IPv4 addresses on the uplink interface (CIDR). */
+  addresses: string[];
+  /** The router's interface has carrier (LOWER_UP). */
+  carrier: boolean;
+  /** Active faults, e.g. `["blackhole", "loss=30"]`. */
+  faults: string[];
+  /** Undefined when the ISP namespace is gone. */
+  counters?: IspCounters;
+}
+
+/** `lab status`: namespaces, processes and uplinks of one lab. */
+export interface LabStatus {
+  prefix: string;
+  stateDir: string;
+  configPath: string;
+  controlSocket: string;
+  createdAt: string;
+  upMs: number;
+  namespaces: { name: string; present: boolean }[];
+  processes: (LabProcess & { alive: boolean })[];
+  uplinks: UplinkStatus[];
+}
+
+/** What `lab down` removed. */
+export interface LabDownReport {
+  prefix: string;
+  /** Namespaces deleted. */
+  namespaces: string[];
+  /** Processes ended inside them. */
+  processes: number;
+}
+
+/** Options for {@link Lab.exec}. */
+export interface LabExecOptions {
+  /** Fed to the command's stdin. */
+  input?: string;
+  /** SIGKILL after this many ms (default 60000); the call then throws LabError. */
+  timeoutMs?: number;
+  env?: NodeJS.ProcessEnv;
+}
+
+/** Event script busybox udhcpc runs in the router namespace (only `ip addr`/`ip route` on its interface). */
+const UDHCPC_SCRIPT = `#!/bin/sh
+# udhcpc event script of the uplinkd lab; runs inside the router namespace.
+# Sets the lease's address and default route on $interface, nothing else
+# (never /etc/resolv.conf). udhcpc sets interface, ip, mask (prefix length)
+# and router; the lab sets UPLINKD_LAB_METRIC.
+metric="\${UPLINKD_LAB_METRIC:-100}"
+case "$1" in
+  deconfig)
+    ip -4 addr flush dev "$interface"
+    ;;
+  bound|renew)
+    ip -4 -o addr show dev "$interface" | while read -r _ _ _ cidr _; do
+      [ "$cidr" = "$ip/\${mask:-24}" ] || ip addr del "$cidr" dev "$interface"
+    done
+    ip addr replace "$ip/\${mask:-24}" dev "$interface"
+    gw="\${router%% *}"
+    if [ -n "$gw" ]; then
+      ip route replace default via "$gw" dev "$interface" metric "$metric"
+    fi
+    ;;
+esac
+exit 0
+`;
+
+/** Lease time the ISPs' DHCP servers give. */
+const DHCP_LEASE = "1h";
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+async function onPath(program: string): Promise<boolean> {
+  for (const dir of (process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin").split(delimiter)) {
+    try {
+      await access(join(dir, program), fsConstants.X_OK);
+      return true;
+    } catch {
+      // not here
+    }
+  }
+  return false;
+}
+
+async function tail(file: string, lines = 5): Promise<string> {
+  try {
+    const text = await readFile(file, "utf8");
+    return text.trim().split("\n").slice(-lines).join(" | ");
+  } catch {
+    return "(no log)";
+  }
+}
+
+/**
+ * Start a long-running process in a namespace, detached from the caller (it
+ * outlives a CLI `lab up`), stdout and stderr appended to `log`.
+ * @returns its pid.
+ * @throws {LabError} when it cannot be started.
+ */
+function startDetached(
+  ns: string,
+  argv: readonly string[],
+  log: string,
+  env?: NodeJS.ProcessEnv,
+): number {
+  const fd = openSync(log, "a");
+  try {
+    const child = spawnIn(ns, argv, {
+      detached: true,
+      stdio: ["ignore", fd, fd],
+      env: env ?? process.env,
+    });
+    child.on("error", () => undefined);
+    child.unref();
+    if (child.pid === undefined) throw new LabError(`could not start ${argv.join(" ")} in ${ns}`);
+    return child.pid;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Start the echo host in `ns` and wait (at most `timeoutMs`) until it
+ * prints `ready`.
+ * @throws {LabError} when it exits first or takes too long; names its log.
+ */
+function launchEchoHost(ns: string, log: string, timeoutMs = 20_000): Promise<number> {
+  const argv = [
+    ...labScriptArgv("host"),
+    "--address",
+    LAB_HOSTS.echo,
+    "--http-port",
+    String(LAB_PORTS.http),
+    "--whoami-port",
+    String(LAB_PORTS.whoami),
+  ];
+  const fd = openSync(log, "a");
+  let child: ChildProcess;
+  try {
+    child = spawnIn(ns, argv, { detached: true, stdio: ["ignore", "pipe", fd] });
+  } finally {
+    closeSync(fd);
+  }
+  return new Promise((resolve, reject) => {
+    let out = "";
+    const fail = (why: string): void => {
+      clearTimeout(timer);
+      child.removeAllListeners();
+      child.on("error", () => undefined);
+      child.stdout?.destroy();
+      child.unref();
+      void tail(log).then((t) => {
+        reject(new LabError(`echo host in ${ns} ${why}; ${log}: ${t}`));
+      });
+    };
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      fail(`was not ready within ${timeoutMs} ms`);
+    }, timeoutMs);
+    child.on("error", (error) => {
+      fail(`could not start: ${error.message}`);
+    });
+    child.on("exit", (code, signal) => {
+      fail(`exited (${code ?? signal ?? "?"}) before it was ready`);
+    });
+    child.stdout?.on("data", (chunk: Buffer) => {
+      out += chunk.toString("utf8");
+      if (!out.includes("ready\n")) return;
+      clearTimeout(timer);
+      child.removeAllListeners();
+      child.on("error", () => undefined);
+      child.stdout?.removeAllListeners();
+      child.stdout?.on("error", () => undefined);
+      child.stdout?.destroy();
+      child.unref();
+      if (child.pid === undefined) reject(new LabError(`echo host in ${ns} has no pid`));
+      else resolve(child.pid);
+    });
+  });
+}
+
+function dhcpServerArgv(u: UplinkPlan, address: string, dir: string): string[] {
+  return [
+    "dnsmasq",
+    "--keep-in-foreground",
+    "--conf-file=/dev/null",
+    "--port=0",
+    `--interface=${ISP_INTERFACES.customer}`,
+    "--bind-interfaces",
+    `--dhcp-range=${address},${address},255.255.255.0,${DHCP_LEASE}`,
+    `--dhcp-option=option:router,${u.gateway}`,
+    `--dhcp-option=option:dns-server,${LAB_HOSTS.dns}`,
+    "--dhcp-authoritative",
+    "--no-ping",
+    `--dhcp-leasefile=${join(dir, `dhcp-${u.name}.leases`)}`,
+    `--pid-file=${join(dir, `dhcp-${u.name}.pid`)}`,
+    `--log-facility=${join(dir, `dhcp-${u.name}.log`)}`,
+    "--log-dhcp",
+    "--user=root",
+    "--group=root",
+  ];
+}
+
+function dnsServerArgv(dir: string): string[] {
+  return [
+    "dnsmasq",
+    "--keep-in-foreground",
+    "--conf-file=/dev/null",
+    "--no-resolv",
+    "--no-hosts",
+    "--no-poll",
+    `--listen-address=${LAB_HOSTS.dns}`,
+    "--bind-interfaces",
+    "--local=/lab.test/",
+    ...Object.entries(LAB_DNS_RECORDS).map(([name, a]) => `--host-record=${name},${a}`),
+    `--pid-file=${join(dir, "dns.pid")}`,
+    `--log-facility=${join(dir, "dns.log")}`,
+    "--user=root",
+    "--group=root",
+  ];
+}
+
+/** Read a pid file; undefined while it is missing or empty. */
+async function readPidFile(file: string): Promise<number | undefined> {
+  try {
+    const pid = Number((await readFile(file, "utf8")).trim());
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Check that every process the lab started still runs in its namespace (a
+ * service with a bad option or a missing program exits at once).
+ * @throws {LabError} naming the dead process and the end of its log.
+ */
+async function checkAlive(prefix: string, processes: readonly LabProcess[]): Promise<void> {
+  const pids = new Map<string, number[]>();
+  for (const p of processes) {
+    const ns = namespaceOf(prefix, p.node);
+    let inNs = pids.get(ns);
+    if (inNs === undefined) {
+      inNs = await namespacePids(ns);
+      pids.set(ns, inNs);
+    }
+    if (!inNs.includes(p.pid)) {
+      throw new LabError(
+        `${p.name} (pid ${p.pid}) in ${ns} exited at start; ${p.log}: ${await tail(p.log)}`,
+      );
+    }
+  }
+}
+
+/**
+ * Remove the lab with this prefix: end every process in its namespaces,
+ * delete the namespaces (`P-lan`, `P-rtr`, `P-net`, `P-ispN`, found by name,
+ * so a half-built lab goes too) and its state directory. Nothing else is
+ * touched; a prefix with no lab is not an error.
+ * @throws {LabError} when a process or namespace cannot be removed.
+ */
+export async function labDown(
+  prefix: string = DEFAULT_PREFIX,
+  options: { stateRoot?: string } = {},
+): Promise<LabDownReport> {
+  validatePrefix(prefix);
+  const dir = stateDirOf(prefix, options.stateRoot ?? DEFAULT_STATE_ROOT);
+  const mine = (await listNamespaces()).filter((n) => isLabNamespace(prefix, n));
+  const killed = await Promise.all(mine.map((ns) => killNamespaceProcesses(ns)));
+  if (mine.length > 0) {
+    try {
+      await ipBatch(
+        `delete namespaces of lab ${prefix}`,
+        null,
+        mine.map((ns) => `netns del ${ns}\n`).join(""),
+      );
+    } catch (error) {
+      const left = (await listNamespaces()).filter((n) => isLabNamespace(prefix, n));
+      if (left.length > 0) throw error;
+    }
+  }
+  await removeStateDir(dir);
+  return { prefix, namespaces: mine, processes: killed.reduce((a, b) => a + b, 0) };
+}
+
+/** True when a lab with this prefix exists (a namespace or a state file). */
+export async function labExists(
+  prefix: string = DEFAULT_PREFIX,
+  options: { stateRoot?: string } = {},
+): Promise<boolean> {
+  validatePrefix(prefix);
+  const dir = stateDirOf(prefix, options.stateRoot ?? DEFAULT_STATE_ROOT);
+  if ((await readState(dir)) !== undefined) return true;
+  return (await listNamespaces()).some((n) => isLabNamespace(prefix, n));
+}
+
+/**
+ * Build a lab and start its services: echo host (HTTP 80, whoami 7), DNS
+ * (192.0.2.53), iperf3 servers (192.0.2.10:5201 and up), and for DHCP uplinks
+ * dnsmasq in the ISP and busybox udhcpc on the router. Returns once
+ * everything answers and every DHCP uplink has its address. Writes the
+ * daemon config (`STATE_DIR/uplinkd.yaml`) and the state file
+ * (`STATE_DIR/lab.json`). On failure, removes whatever it built.
+ * @throws {LabError} on bad options, an existing lab when `replace` is
+ *   false, a missing tool (busybox for DHCP), or any failing command (named,
+ *   with the kernel's message).
+ */
+export async function labUp(options: LabUpOptions = {}): Promise<Lab> {
+  const started = performance.now();
+  const plan = planLab({
+    prefix: options.prefix ?? DEFAULT_PREFIX,
+    uplinks: options.uplinks ?? 3,
+    dhcp: (options.dhcp ?? []).map((d) => parseUplink(d, options.uplinks ?? 3)),
+    weights: options.weights,
+    tiers: options.tiers,
+  });
+  const prefix = plan.prefix;
+  const stateRoot = options.stateRoot ?? DEFAULT_STATE_ROOT;
+  const dir = stateDirOf(prefix, stateRoot);
+  const dhcpUplinks = plan.uplinks.filter((u) => u.dhcp);
+  const iperf3Servers = options.iperf3Servers ?? 1;
+  if (!Number.isInteger(iperf3Servers) || iperf3Servers < 0 || iperf3Servers > 64) {
+    throw new LabError(`iperf3Servers must be 0..64, not ${iperf3Servers}`);
+  }
+  if (dhcpUplinks.length > 0 && !(await onPath("busybox"))) {
+    throw new LabError(
+      "DHCP uplinks need busybox (its udhcpc is the router's DHCP client): apt-get install busybox",
+    );
+  }
+  if (await labExists(prefix, { stateRoot })) {
+    if (options.replace === false) {
+      throw new LabError(
+        `a lab with prefix ${prefix} exists: remove it with \`uplinkd lab down --prefix ${prefix}\``,
+      );
+    }
+    await labDown(prefix, { stateRoot });
+  }
+  const ns = plan.namespaces;
+  const state: LabState = {
+    version: 1,
+    prefix,
+    uplinks: plan.uplinks.length,
+    dhcp: dhcpUplinks.map((u) => u.number),
+    weights: plan.uplinks.map((u) => u.weight),
+    tiers: plan.uplinks.map((u) => u.tier),
+    stateDir: dir,
+    configPath: join(dir, "uplinkd.yaml"),
+    controlSocket: join(dir, "uplinkd.sock"),
+    createdAt: new Date().toISOString(),
+    upMs: 0,
+    processes: [],
+    faults: {},
+    dhcpGeneration: Object.fromEntries(dhcpUplinks.map((u) => [String(u.number), 0])),
+  };
+  try {
+    await mkdir(dir, { recursive: true });
+    await writeState(state);
+    await ipBatch(`create namespaces of lab ${prefix}`, null, renderNamespaceBatch(plan));
+    await Promise.all(
+      [...namespaceSysctls(plan)].map(([name, settings]) => setSysctls(name, settings)),
+    );
+    await Promise.all([
+      ipBatch(`build router ${ns.rtr}`, ns.rtr, renderRouterBatch(plan)),
+      ipBatch(`build internet ${ns.net}`, ns.net, renderNetBatch(plan)),
+    ]);
+    await Promise.all([
+      ipBatch(`configure LAN client ${ns.lan}`, ns.lan, renderLanBatch()),
+      ipBatch(`add routes in ${ns.net}`, ns.net, renderNetRoutesBatch(plan)),
+      ...plan.uplinks.map((u) =>
+        ipBatch(`configure ISP ${u.namespace}`, u.namespace, renderIspBatch(u)),
+      ),
+      ...plan.uplinks.map((u) =>
+        labRun(
+          `load nft table lab in ${u.namespace}`,
+          "ip",
+          ["netns", "exec", u.namespace, "nft", "-f", "-"],
+          {
+            input: renderIspRuleset(u),
+          },
+        ),
+      ),
+    ]);
+
+    // Services. DHCP servers first, so the clients' first DISCOVER is answered.
+    const udhcpcScript = join(dir, "udhcpc.sh");
+    await writeFile(udhcpcScript, UDHCPC_SCRIPT);
+    await chmod(udhcpcScript, 0o755);
+    const record = (name: string, node: LabNode, pid: number, log: string): void => {
+      state.processes.push({ name, node, pid, log });
+    };
+    for (const u of dhcpUplinks) {
+      await rm(join(dir, `dhcp-${u.name}.pid`), { force: true });
+      const log = join(dir, `dhcp-${u.name}.out`);
+      const argv = dhcpServerArgv(u, dhcpAddress(u.number, 0), dir);
+      record(`dhcp-${u.name}`, `isp${u.number}`, startDetached(u.namespace, argv, log), log);
+    }
+    const dnsLog = join(dir, "dns.out");
+    record("dns", "net", startDetached(ns.net, dnsServerArgv(dir), dnsLog), dnsLog);
+    for (let k = 0; k < iperf3Servers; k++) {
+      const port = String(LAB_PORTS.iperf3 + k);
+      const name = k === 0 ? "iperf3" : `iperf3-${port}`;
+      const log = join(dir, `${name}.log`);
+      const argv = ["iperf3", "-s", "-B", LAB_HOSTS.echo, "-p", port];
+      record(name, "net", startDetached(ns.net, argv, log), log);
+    }
+    const hostLog = join(dir, "host.log");
+    const hostReady = launchEchoHost(ns.net, hostLog).then((pid) => {
+      record("host", "net", pid, hostLog);
+    });
+    const dhcpReady = Promise.all(
+      dhcpUplinks.map(async (u) => {
+        await waitFor(`DHCP server of ${u.name} writing its pid file`, 5000, () =>
+          readPidFile(join(dir, `dhcp-${u.name}.pid`)),
+        );
+        const log = join(dir, `udhcpc-${u.routerInterface}.log`);
+        const pid = startDetached(
+          ns.rtr,
+          [
+            "busybox",
+            "udhcpc",
+            "-f",
+            "-i",
+            u.routerInterface,
+            "-s",
+            udhcpcScript,
+            "-t",
+            "5",
+            "-T",
+            "1",
+            "-A",
+            "1",
+          ],
+          log,
+          { ...process.env, UPLINKD_LAB_METRIC: String(100 + u.number) },
+        );
+        record(`udhcpc-${u.routerInterface}`, "rtr", pid, log);
+        const want = dhcpAddress(u.number, 0);
+        await waitFor(`router address ${want} on ${u.routerInterface} by DHCP`, 10_000, () =>
+          dhcpApplied(ns.rtr, u.routerInterface, want),
+        ).catch(async (error: unknown) => {
+          throw new LabError(`${errorText(error)}; ${log}: ${await tail(log)}`, { cause: error });
+        });
+      }),
+    );
+    await Promise.all([hostReady, dhcpReady]);
+    await checkAlive(plan.prefix, state.processes);
+    await writeFile(state.configPath, renderLabConfig(plan, state.controlSocket, state.configPath));
+    state.upMs = Math.round(performance.now() - started);
+    await writeState(state);
+  } catch (error) {
+    await labDown(prefix, { stateRoot }).catch(() => undefined);
+    if (error instanceof UplinkdError) throw error;
+    throw new LabError(`lab up ${prefix}: ${errorText(error)}`, { cause: error });
+  }
+  return new Lab(state, plan);
+}
+
+/**
+ * A lab that `lab up` built (possibly in another process).
+ * @throws {LabError} when there is no lab with this prefix.
+ */
+export async function openLab(
+  prefix: string = DEFAULT_PREFIX,
+  options: { stateRoot?: string } = {},
+): Promise<Lab> {
+  validatePrefix(prefix);
+  const dir = stateDirOf(prefix, options.stateRoot ?? DEFAULT_STATE_ROOT);
+  const state = await readState(dir);
+  if (state === undefined) {
+    throw new LabError(
+      `no lab with prefix ${prefix} (no ${stateFileOf(dir)}): start one with \`uplinkd lab up --prefix ${prefix}\``,
+    );
+  }
+  return new Lab(state, planFromState(state));
+}
+
+function planFromState(state: LabState): LabPlan {
+  return planLab({
+    prefix: state.prefix,
+    uplinks: state.uplinks,
+    dhcp: state.dhcp,
+    weights: state.weights,
+    tiers: state.tiers,
+  });
+}
+
+interface IpAddrJson {
+  ifname?: string;
+  flags?: string[];
+  operstate?: string;
+  addr_info?: { family?: string; local?: string; prefixlen?: number }[];
+}
+
+async function readRouterLinks(rtr: string): Promise<IpAddrJson[]> {
+  const { stdout } = await labRun(`read addresses in ${rtr}`, "ip", [
+    "-n",
+    rtr,
+    "-j",
+    "addr",
+    "show",
+  ]);
+  return JSON.parse(stdout) as IpAddrJson[];
+}
+
+function ipv4Of(link: IpAddrJson | undefined): string[] {
+  return (link?.addr_info ?? [])
+    .filter((a) => a.family === "inet" && a.local !== undefined)
+    .map((a) => `${a.local ?? ""}/${a.prefixlen ?? 32}`);
+}
+
+/**
+ * True once the router holds `address` on `dev` and a default route via
+ * `dev` in its main table (what the udhcpc script installs); else undefined.
+ */
+async function dhcpApplied(rtr: string, dev: string, address: string): Promise<true | undefined> {
+  const addresses = await routerAddresses(rtr, dev);
+  if (!addresses.some((c) => c.startsWith(`${address}/`))) return undefined;
+  const { stdout } = await labRun(`read routes in ${rtr}`, "ip", [
+    "-n",
+    rtr,
+    "-j",
+    "-4",
+    "route",
+    "show",
+    "default",
+    "dev",
+    dev,
+  ]);
+  return (JSON.parse(stdout) as unknown[]).length > 0 ? true : undefined;
+}
+
+/** IPv4 addresses (CIDR) of `dev` in namespace `rtr`; [] when it has none. */
+async function routerAddresses(rtr: string, dev: string): Promise<string[]> {
+  const { stdout } = await labRun(`read addresses of ${dev} in ${rtr}`, "ip", [
+    "-n",
+    rtr,
+    "-j",
+    "-4",
+    "addr",
+    "show",
+    "dev",
+    dev,
+  ]);
+  return ipv4Of((JSON.parse(stdout) as IpAddrJson[])[0]);
+}
+
+/** A built lab. Get one from {@link labUp} or {@link openLab}. */
+export class Lab {
+  #state: LabState;
+  readonly plan: LabPlan;
+
+  /** @internal use labUp or openLab. */
+  constructor(state: LabState, plan: LabPlan) {
+    this.#state = state;
+    this.plan = plan;
+  }
+
+  /** The prefix of every namespace name. */
+  get prefix(): string {
+    return this.plan.prefix;
+  }
+
+  /** Every uplink, in order (uplink i at index i - 1). */
+  get uplinks(): readonly UplinkPlan[] {
+    return this.plan.uplinks;
+  }
+
+  /** Directory with the state file, config, logs, leases: `/run/uplinkd-lab/P`. */
+  get stateDir(): string {
+    return this.#state.stateDir;
+  }
+
+  /** The daemon config written by `lab up`. */
+  get configPath(): string {
+    return this.#state.configPath;
+  }
+
+  /** The control socket named in that config. */
+  get controlSocket(): string {
+    return this.#state.controlSocket;
+  }
+
+  /** How long `lab up` took, ms. */
+  get upMs(): number {
+    return this.#state.upMs;
+  }
+
+  /** Processes the lab started (as recorded; see status() for liveness). */
+  get processes(): readonly LabProcess[] {
+    return this.#state.processes;
+  }
+
+  /**
+   * Namespace of a node: `lan`, `rtr`, `net`, `isp1`.. (aliases `router`, `client`).
+   * @throws {LabError} for an unknown node.
+   */
+  namespace(node: string): string {
+    return namespaceOf(this.prefix, parseNode(node, this.uplinks.length));
+  }
+
+  /**
+   * The uplink given by name (`isp2`) or number (2).
+   * @throws {LabError} when the lab has no such uplink.
+   */
+  uplink(uplink: string | number): UplinkPlan {
+    const n = parseUplink(uplink, this.uplinks.length);
+    const u = this.uplinks[n - 1];
+    if (u === undefined) throw new LabError(`no uplink ${n}`);
+    return u;
+  }
+
+  /**
+   * Run a command in a lab node and wait for it. A non-zero exit is
+   * returned in `code`, not thrown.
+   * @throws {LabError} for an unknown node, a command that cannot start, or a timeout.
+   */
+  exec(node: string, argv: readonly string[], options: LabExecOptions = {}): Promise<ExecResult> {
+    return execIn(this.namespace(node), argv, options);
+  }
+
+  /**
+   * Start a long-running command in a lab node (e.g. the daemon in `rtr`).
+   * The caller owns the process; `down()` ends it too if it is still running.
+   * @throws {LabError} for an unknown node.
+   */
+  spawn(node: string, argv: readonly string[], options: SpawnOptions = {}): ChildProcess {
+    return spawnIn(this.namespace(node), argv, options);
+  }
+
+  /** The router's IPv4 addresses on an uplink's interface, CIDR (`["100.64.1.2/24"]`). */
+  async routerAddresses(uplink: string | number): Promise<string[]> {
+    const u = this.uplink(uplink);
+    return routerAddresses(this.namespace("rtr"), u.routerInterface);
+  }
+
+  /** The router's address on an uplink (no prefix length), or undefined while it has none. */
+  async routerAddress(uplink: string | number): Promise<string | undefined> {
+    return (await this.routerAddresses(uplink))[0]?.split("/")[0];
+  }
+
+  /**
+   * Packets and bytes that crossed an uplink's ISP so far.
+   * @throws {LabError} when the ISP's nft table cannot be read.
+   */
+  async ispCounters(uplink: string | number): Promise<IspCounters> {
+    const u = this.uplink(uplink);
+    const { stdout } = await labRun(`read counters of ${u.name}`, "ip", [
+      "netns",
+      "exec",
+      u.namespace,
+      "nft",
+      "-j",
+      "list",
+      "counters",
+      "table",
+      "inet",
+      "lab",
+    ]);
+    const parsed = JSON.parse(stdout) as {
+      nftables?: { counter?: { name?: string; packets?: number; bytes?: number } }[];
+    };
+    const out: IspCounters = {
+      up: { packets: 0, bytes: 0 },
+      down: { packets: 0, bytes: 0 },
+      spoofed: { packets: 0, bytes: 0 },
+    };
+    for (const item of parsed.nftables ?? []) {
+      const c = item.counter;
+      if (c?.name === "up" || c?.name === "down" || c?.name === "spoofed") {
+        out[c.name] = { packets: c.packets ?? 0, bytes: c.bytes ?? 0 };
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Active faults of an uplink, from the state file (so faults set by another process show).
+   * @throws {LabError} for an unknown uplink or when the lab is gone.
+   */
+  async faults(uplink: string | number): Promise<FaultSet> {
+    const u = this.uplink(uplink);
+    await this.#reload();
+    return this.#faultsOf(u);
+  }
+
+  #faultsOf(u: UplinkPlan): FaultSet {
+    return { ...(this.#state.faults[String(u.number)] ?? {}) };
+  }
+
+  /**
+   * Inject a fault into an uplink, in its ISP namespace (see {@link Fault}).
+   * Idempotent; carrier, blackhole, loss and rate combine; a new loss or
+   * rate replaces the old one (`loss=0` removes loss). `dhcp-change` waits
+   * (at most 15 s) until the router holds its new address.
+   * @param fault a Fault or its text: `carrier`, `blackhole`, `loss=30`, `rate=1mbit`, `dhcp-change`.
+   * @throws {LabError} for an unknown uplink or fault, dhcp-change on a
+   *   static uplink or one without carrier, or a failing command.
+   */
+  async fault(uplink: string | number, fault: Fault | string): Promise<void> {
+    const u = this.uplink(uplink);
+    const f = typeof fault === "string" ? parseFault(fault) : fault;
+    await this.#reload();
+    const current = this.#faultsOf(u);
+    if (f.kind === "dhcp-change") {
+      await this.#dhcpChange(u, current);
+      return;
+    }
+    const next = addFault(current, f);
+    await this.#applyFaults(u, next);
+    this.#state.faults[String(u.number)] = next;
+    await writeState(this.#state);
+  }
+
+  /**
+   * Remove every fault of an uplink: carrier back, nothing dropped, no rate
+   * limit. The DHCP address stays what it is. Idempotent.
+   * @throws {LabError} for an unknown uplink or a failing command.
+   */
+  async heal(uplink: string | number): Promise<void> {
+    const u = this.uplink(uplink);
+    await this.#reload();
+    await this.#applyFaults(u, {});
+    this.#state.faults[String(u.number)] = {};
+    await writeState(this.#state);
+  }
+
+  /**
+   * Namespaces, processes and uplinks of the lab as the kernel has them now.
+   * @throws {LabError} when the router cannot be read.
+   */
+  async status(): Promise<LabStatus> {
+    await this.#reload();
+    const present = new Set(await listNamespaces());
+    const names = allNamespaces(this.plan);
+    const rtr = this.namespace("rtr");
+    const links = present.has(rtr) ? await readRouterLinks(rtr) : [];
+    const pidsByNode = new Map<string, Set<number>>();
+    for (const p of this.#state.processes) {
+      if (!pidsByNode.has(p.node)) {
+        pidsByNode.set(p.node, new Set(await namespacePids(this.namespace(p.node))));
+      }
+    }
+    const uplinks = await Promise.all(
+      this.uplinks.map(async (u): Promise<UplinkStatus> => {
+        const link = links.find((l) => l.ifname === u.routerInterface);
+        const counters = present.has(u.namespace)
+          ? await this.ispCounters(u.number).catch(() => undefined)
+          : undefined;
+        return {
+          name: u.name,
+          number: u.number,
+          interface: u.routerInterface,
+          dhcp: u.dhcp,
+          gateway: u.gateway,
+          addresses: ipv4Of(link),
+          carrier: link?.flags?.includes("LOWER_UP") ?? false,
+          faults: describeFaults(this.#faultsOf(u)),
+          counters,
+        };
+      }),
+    );
+    return {
+      prefix: this.prefix,
+      stateDir: this.stateDir,
+      configPath: this.configPath,
+      controlSocket: this.controlSocket,
+      createdAt: this.#state.createdAt,
+      upMs: this.#state.upMs,
+      namespaces: names.map((name) => ({ name, present: present.has(name) })),
+      processes: this.#state.processes.map((p) => ({
+        ...p,
+        alive: pidsByNode.get(p.node)?.has(p.pid) ?? false,
+      })),
+      uplinks,
+    };
+  }
+
+  /**
+   * Remove the lab (see {@link labDown}).
+   * @throws {LabError} when a process or namespace cannot be removed.
+   */
+  down(): Promise<LabDownReport> {
+    return labDown(this.prefix, { stateRoot: this.#stateRoot() });
+  }
+
+  #stateRoot(): string {
+    return join(this.stateDir, "..");
+  }
+
+  async #reload(): Promise<void> {
+    const fresh = await readState(this.stateDir);
+    if (fresh === undefined) {
+      throw new LabError(`lab ${this.prefix} is gone (no ${stateFileOf(this.stateDir)})`);
+    }
+    this.#state = fresh;
+  }
+
+  async #applyFaults(u: UplinkPlan, set: FaultSet): Promise<void> {
+    const ns = u.namespace;
+    const what = `apply faults [${describeFaults(set).join(", ") || "none"}] to ${u.name}`;
+    await labRun(what, "ip", ["netns", "exec", ns, "nft", "-f", "-"], {
+      input: renderFaultChain(set),
+    });
+    for (const dev of [ISP_INTERFACES.customer, ISP_INTERFACES.core]) {
+      if (set.rate !== undefined) {
+        await labRun(what, "tc", ["-n", ns, ...tbfArgs(dev, set.rate)]);
+      } else {
+        // exit 2: there was no root qdisc to delete
+        await labRun(what, "tc", ["-n", ns, "qdisc", "del", "dev", dev, "root"], {
+          allowExitCodes: [2],
+        });
+      }
+    }
+    await labRun(what, "ip", [
+      "-n",
+      ns,
+      "link",
+      "set",
+      ISP_INTERFACES.customer,
+      set.carrier ? "down" : "up",
+    ]);
+  }
+
+  async #dhcpChange(u: UplinkPlan, current: FaultSet): Promise<void> {
+    if (!u.dhcp) throw new LabError(`dhcp-change: ${u.name} is a static uplink, not DHCP`);
+    if (current.carrier) {
+      throw new LabError(`dhcp-change: ${u.name} has no carrier; heal it first`);
+    }
+    const dir = this.stateDir;
+    const ispNode: LabNode = `isp${u.number}`;
+    const generation = (this.#state.dhcpGeneration[String(u.number)] ?? 0) + 1;
+    const address = dhcpAddress(u.number, generation);
+    // Restart the ISP's DHCP server with a one-address pool holding only the new address.
+    const old = this.#state.processes.find((p) => p.name === `dhcp-${u.name}`);
+    if (old !== undefined && (await namespacePids(u.namespace)).includes(old.pid)) {
+      process.kill(old.pid, "SIGTERM");
+      await waitFor(`DHCP server of ${u.name} (pid ${old.pid}) exiting`, 3000, async () =>
+        (await namespacePids(u.namespace)).includes(old.pid) ? undefined : true,
+      );
+    }
+    await rm(join(dir, `dhcp-${u.name}.leases`), { force: true });
+    await rm(join(dir, `dhcp-${u.name}.pid`), { force: true });
+    const log = join(dir, `dhcp-${u.name}.out`);
+    const pid = startDetached(u.namespace, dhcpServerArgv(u, address, dir), log);
+    this.#state.processes = this.#state.processes.filter((p) => p.name !== `dhcp-${u.name}`);
+    this.#state.processes.push({ name: `dhcp-${u.name}`, node: ispNode, pid, log });
+    this.#state.dhcpGeneration[String(u.number)] = generation;
+    await writeState(this.#state);
+    await waitFor(`DHCP server of ${u.name} writing its pid file`, 5000, () =>
+      readPidFile(join(dir, `dhcp-${u.name}.pid`)),
+    );
+    // The router's client renews, gets a NAK for its old address, and asks again.
+    const client = this.#state.processes.find((p) => p.name === `udhcpc-${u.routerInterface}`);
+    const rtr = this.namespace("rtr");
+    if (client === undefined || !(await namespacePids(rtr)).includes(client.pid)) {
+      throw new LabError(`dhcp-change: the DHCP client on ${u.routerInterface} is not running`);
+    }
+    process.kill(client.pid, "SIGUSR1");
+    await waitFor(
+      `router address ${address} on ${u.routerInterface} after dhcp-change`,
+      15_000,
+      () => dhcpApplied(rtr, u.routerInterface, address),
+    );
+  }
+}

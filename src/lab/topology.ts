@@ -1,0 +1,372 @@
+/**
+ * The lab's topology as data: namespace names, interface names and
+ * addresses, and the `ip -batch` scripts that build it. Pure functions: no
+ * kernel access here (see lab.ts for that).
+ *
+ * For prefix P and N uplinks:
+ *
+ *     P-lan  eth0 100.64.100.2/24 ── lan0 100.64.100.1/24  P-rtr
+ *     P-rtr  wanI 100.64.I.2/24   ── cust 100.64.I.1/24    P-ispI
+ *     P-ispI core 100.100.I.1/24  ── ispI 100.100.I.2/24   P-net
+ *     P-net  lo: 198.51.100.1, 203.0.113.1 (ping targets), 192.0.2.10 (echo
+ *            host), 192.0.2.53 (DNS)
+ *
+ * Only 100.64.0.0/10 and the TEST-NET ranges are used, and only inside the
+ * lab's namespaces.
+ */
+import { LabError } from "../errors.js";
+
+/** Most uplinks a lab can have (100.64.1.0/24 .. 100.64.32.0/24). */
+export const MAX_UPLINKS = 32;
+
+/** Prefix used when none is given. */
+export const DEFAULT_PREFIX = "ul";
+
+/** Where lab state directories live: `${DEFAULT_STATE_ROOT}/${prefix}`. */
+export const DEFAULT_STATE_ROOT = "/run/uplinkd-lab";
+
+/** Addresses of the test hosts in the `net` namespace. */
+export const LAB_HOSTS = {
+  /** ICMP targets the daemon's health checks use. */
+  pingTargets: ["198.51.100.1", "203.0.113.1"],
+  /** Echo host: HTTP on port 80 (`GET /`, `GET /json`), whoami on TCP port 7, iperf3 on 5201. */
+  echo: "192.0.2.10",
+  /** DNS server (dnsmasq) answering for `*.lab.test`. */
+  dns: "192.0.2.53",
+} as const;
+
+/** TCP ports of the echo host. */
+export const LAB_PORTS = { http: 80, whoami: 7, iperf3: 5201 } as const;
+
+/** Names the DNS server answers, and their addresses. */
+export const LAB_DNS_RECORDS: Readonly<Record<string, string>> = {
+  "echo.lab.test": LAB_HOSTS.echo,
+  "ping1.lab.test": "198.51.100.1",
+  "ping2.lab.test": "203.0.113.1",
+  "dns.lab.test": LAB_HOSTS.dns,
+};
+
+/** LAN side: the router's `lan0` and the client's `eth0`. */
+export const LAN = {
+  routerInterface: "lan0",
+  routerAddress: "100.64.100.1",
+  clientInterface: "eth0",
+  clientAddress: "100.64.100.2",
+  prefixLength: 24,
+  subnet: "100.64.100.0/24",
+} as const;
+
+/** Interface names inside an ISP namespace. */
+export const ISP_INTERFACES = { customer: "cust", core: "core" } as const;
+
+/** A lab node: where commands can run. `isp1`..`ispN` are the ISP gateways. */
+export type LabNode = "lan" | "rtr" | "net" | `isp${number}`;
+
+/** Everything about uplink `i` (1-based) that does not depend on the kernel. */
+export interface UplinkPlan {
+  /** 1..32. */
+  number: number;
+  /** Uplink name in the daemon config: `isp1`. */
+  name: string;
+  /** Router interface: `wan1`. */
+  routerInterface: string;
+  /** Router address for a static uplink: `100.64.1.2` (DHCP ones get one from the ISP). */
+  routerAddress: string;
+  /** ISP gateway address on the customer side: `100.64.1.1`. */
+  gateway: string;
+  /** Customer subnet: `100.64.1.0/24`; the ISP drops forwarded packets from elsewhere. */
+  subnet: string;
+  /** ISP's core-side address towards the internet: `100.100.1.1`. */
+  coreAddress: string;
+  /** The internet's address towards this ISP: `100.100.1.2`. */
+  netAddress: string;
+  /** Interface in the net namespace towards this ISP: `isp1`. */
+  netInterface: string;
+  /** Namespace of the ISP: `P-isp1`. */
+  namespace: string;
+  /** The router gets its address by DHCP (dnsmasq in the ISP, udhcpc in the router). */
+  dhcp: boolean;
+  /** Weight in the generated daemon config (>= 1). */
+  weight: number;
+  /** Tier in the generated daemon config (>= 1). */
+  tier: number;
+}
+
+/** The whole lab as data. */
+export interface LabPlan {
+  prefix: string;
+  namespaces: { lan: string; rtr: string; net: string; isps: string[] };
+  uplinks: UplinkPlan[];
+}
+
+/** What `lab up` is asked to build. */
+export interface LabShape {
+  /** Names every namespace: `P-lan`, `P-rtr`, ...; letters, digits, `_`, `-`; at most 16. */
+  prefix: string;
+  /** 1..32. */
+  uplinks: number;
+  /** Uplink numbers (1-based) that use DHCP. */
+  dhcp?: readonly number[];
+  /** One weight per uplink (default 1 each). */
+  weights?: readonly number[];
+  /** One tier per uplink (default 1 each). */
+  tiers?: readonly number[];
+}
+
+const PREFIX_RE = /^[a-zA-Z][a-zA-Z0-9_-]{0,15}$/;
+
+/**
+ * Check a lab prefix.
+ * @throws {LabError} unless it starts with a letter and holds 1..16 letters, digits, `_`, `-`.
+ */
+export function validatePrefix(prefix: string): string {
+  if (!PREFIX_RE.test(prefix)) {
+    throw new LabError(
+      `invalid lab prefix ${JSON.stringify(prefix)}: use 1 to 16 letters, digits, '_' or '-', starting with a letter`,
+    );
+  }
+  return prefix;
+}
+
+/** Namespace name of a node: `P-rtr`, `P-isp2`. */
+export function namespaceOf(prefix: string, node: LabNode): string {
+  return `${prefix}-${node}`;
+}
+
+/** True for a namespace name that a lab with this prefix creates (and nothing else). */
+export function isLabNamespace(prefix: string, name: string): boolean {
+  if (!name.startsWith(`${prefix}-`)) return false;
+  const rest = name.slice(prefix.length + 1);
+  return rest === "lan" || rest === "rtr" || rest === "net" || /^isp[1-9][0-9]?$/.test(rest);
+}
+
+/**
+ * Parse a lab node name (`lan`, `rtr`, `net`, `isp3`); `router` and
+ * `client` are accepted as aliases of `rtr` and `lan`.
+ * @throws {LabError} for any other name, or an ISP beyond `uplinks`.
+ */
+export function parseNode(name: string, uplinks: number): LabNode {
+  if (name === "lan" || name === "client") return "lan";
+  if (name === "rtr" || name === "router") return "rtr";
+  if (name === "net") return "net";
+  const m = /^isp([1-9][0-9]?)$/.exec(name);
+  if (m?.[1] !== undefined && Number(m[1]) <= uplinks) return `isp${Number(m[1])}`;
+  throw new LabError(
+    `unknown lab node ${JSON.stringify(name)}: use lan, rtr, net or isp1..isp${uplinks}`,
+  );
+}
+
+/**
+ * Parse an uplink given as its name (`isp2`) or number (`2`).
+ * @returns the uplink number, 1..uplinks.
+ * @throws {LabError} when it names no uplink of the lab.
+ */
+export function parseUplink(value: string | number, uplinks: number): number {
+  const text = String(value).trim();
+  const m = /^(?:isp)?([1-9][0-9]?)$/.exec(text);
+  const n = m?.[1] === undefined ? NaN : Number(m[1]);
+  if (!Number.isInteger(n) || n < 1 || n > uplinks) {
+    throw new LabError(
+      `unknown uplink ${JSON.stringify(text)}: use isp1..isp${uplinks} or 1..${uplinks}`,
+    );
+  }
+  return n;
+}
+
+/**
+ * Router address of a DHCP uplink after `generation` address changes:
+ * 100.64.I.2 first, then .3, .4, ... (wrapping after .201).
+ */
+export function dhcpAddress(uplink: number, generation: number): string {
+  return `100.64.${uplink}.${2 + (generation % 200)}`;
+}
+
+/**
+ * Turn a shape into a plan.
+ * @throws {LabError} on a bad prefix, uplink count outside 1..32, a DHCP
+ *   uplink number outside the lab, or weight/tier lists of the wrong length.
+ */
+export function planLab(shape: LabShape): LabPlan {
+  const prefix = validatePrefix(shape.prefix);
+  const n = shape.uplinks;
+  if (!Number.isInteger(n) || n < 1 || n > MAX_UPLINKS) {
+    throw new LabError(`a lab has 1 to ${MAX_UPLINKS} uplinks, not ${n}`);
+  }
+  const dhcp = new Set<number>();
+  for (const d of shape.dhcp ?? []) dhcp.add(parseUplink(d, n));
+  const list = (what: string, values: readonly number[] | undefined, max: number): number[] => {
+    if (values === undefined) return Array.from({ length: n }, () => 1);
+    if (values.length !== n) {
+      throw new LabError(`${what}: give one value per uplink (${n}), not ${values.length}`);
+    }
+    for (const v of values) {
+      if (!Number.isInteger(v) || v < 1 || v > max) {
+        throw new LabError(`${what}: ${v} is not a whole number from 1 to ${max}`);
+      }
+    }
+    return [...values];
+  };
+  const weights = list("weights", shape.weights, 1000);
+  const tiers = list("tiers", shape.tiers, 16);
+  const uplinks: UplinkPlan[] = [];
+  for (let i = 1; i <= n; i++) {
+    uplinks.push({
+      number: i,
+      name: `isp${i}`,
+      routerInterface: `wan${i}`,
+      routerAddress: `100.64.${i}.2`,
+      gateway: `100.64.${i}.1`,
+      subnet: `100.64.${i}.0/24`,
+      coreAddress: `100.100.${i}.1`,
+      netAddress: `100.100.${i}.2`,
+      netInterface: `isp${i}`,
+      namespace: namespaceOf(prefix, `isp${i}`),
+      dhcp: dhcp.has(i),
+      weight: weights[i - 1] ?? 1,
+      tier: tiers[i - 1] ?? 1,
+    });
+  }
+  return {
+    prefix,
+    namespaces: {
+      lan: namespaceOf(prefix, "lan"),
+      rtr: namespaceOf(prefix, "rtr"),
+      net: namespaceOf(prefix, "net"),
+      isps: uplinks.map((u) => u.namespace),
+    },
+    uplinks,
+  };
+}
+
+/** Every namespace of the plan, LAN first. */
+export function allNamespaces(plan: LabPlan): string[] {
+  const ns = plan.namespaces;
+  return [ns.lan, ns.rtr, ns.net, ...ns.isps];
+}
+
+/** `ip -batch` lines (run in the host's ip, touching only /run/netns) creating every namespace. */
+export function renderNamespaceBatch(plan: LabPlan): string {
+  return allNamespaces(plan)
+    .map((ns) => `netns add ${ns}\n`)
+    .join("");
+}
+
+/**
+ * Sysctls of each namespace, set before any link is created so new links
+ * inherit the `default` values: forwarding in router, ISPs and net, reverse
+ * path filtering off in the router (asymmetric multi-uplink routing), and
+ * IPv6 off everywhere (the lab is IPv4 only; no DAD or router solicitations).
+ */
+export function namespaceSysctls(plan: LabPlan): Map<string, string[]> {
+  const noV6 = ["net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"];
+  const noRp = ["net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"];
+  const fwd = ["net.ipv4.ip_forward=1"];
+  const out = new Map<string, string[]>();
+  out.set(plan.namespaces.lan, [...noV6]);
+  out.set(plan.namespaces.rtr, [...fwd, ...noRp, ...noV6]);
+  out.set(plan.namespaces.net, [...fwd, ...noV6]);
+  for (const ns of plan.namespaces.isps) out.set(ns, [...fwd, ...noRp, ...noV6]);
+  return out;
+}
+
+/**
+ * Router batch (`ip -n P-rtr -batch -`): creates the LAN veth (peer in
+ * P-lan) and every uplink veth (peer `cust` in P-ispI), directly inside the
+ * namespaces; addresses for static uplinks; links up. No default route:
+ * static uplinks leave that to the daemon, DHCP ones get it from udhcpc.
+ */
+export function renderRouterBatch(plan: LabPlan): string {
+  const lines = [
+    "link set lo up",
+    `link add ${LAN.routerInterface} type veth peer name ${LAN.clientInterface} netns ${plan.namespaces.lan}`,
+    `addr add ${LAN.routerAddress}/${LAN.prefixLength} dev ${LAN.routerInterface}`,
+    `link set ${LAN.routerInterface} up`,
+  ];
+  for (const u of plan.uplinks) {
+    lines.push(
+      `link add ${u.routerInterface} type veth peer name ${ISP_INTERFACES.customer} netns ${u.namespace}`,
+    );
+    if (!u.dhcp) lines.push(`addr add ${u.routerAddress}/24 dev ${u.routerInterface}`);
+    lines.push(`link set ${u.routerInterface} up`);
+  }
+  return lines.map((l) => `${l}\n`).join("");
+}
+
+/**
+ * Net batch, first part (`ip -n P-net -batch -`): test host addresses on
+ * `lo`, one veth per ISP (peer `core` in P-ispI), addresses, links up.
+ */
+export function renderNetBatch(plan: LabPlan): string {
+  const lines = ["link set lo up"];
+  for (const a of [...LAB_HOSTS.pingTargets, LAB_HOSTS.echo, LAB_HOSTS.dns]) {
+    lines.push(`addr add ${a}/32 dev lo`);
+  }
+  for (const u of plan.uplinks) {
+    lines.push(
+      `link add ${u.netInterface} type veth peer name ${ISP_INTERFACES.core} netns ${u.namespace}`,
+      `addr add ${u.netAddress}/24 dev ${u.netInterface}`,
+      `link set ${u.netInterface} up`,
+    );
+  }
+  return lines.map((l) => `${l}\n`).join("");
+}
+
+/** Net batch, second part: a route to each ISP's customer subnet via that ISP. */
+export function renderNetRoutesBatch(plan: LabPlan): string {
+  return plan.uplinks.map((u) => `route add ${u.subnet} via ${u.coreAddress}\n`).join("");
+}
+
+/** LAN client batch: address, link up, default route via the router. */
+export function renderLanBatch(): string {
+  return [
+    "link set lo up",
+    `addr add ${LAN.clientAddress}/${LAN.prefixLength} dev ${LAN.clientInterface}`,
+    `link set ${LAN.clientInterface} up`,
+    `route add default via ${LAN.routerAddress}`,
+  ]
+    .map((l) => `${l}\n`)
+    .join("");
+}
+
+/** ISP batch: gateway address on `cust`, core address, default route to the internet. */
+export function renderIspBatch(u: UplinkPlan): string {
+  const { customer, core } = ISP_INTERFACES;
+  return [
+    "link set lo up",
+    `addr add ${u.gateway}/24 dev ${customer}`,
+    `link set ${customer} up`,
+    `addr add ${u.coreAddress}/24 dev ${core}`,
+    `link set ${core} up`,
+    `route add default via ${u.netAddress}`,
+  ]
+    .map((l) => `${l}\n`)
+    .join("");
+}
+
+/**
+ * The ISP's nft table `inet lab`: BCP38 (drop forwarded packets from the
+ * customer side whose source is outside the customer subnet, counted in
+ * `spoofed`), then the `faults` chain, then named counters `up` (customer
+ * -> internet) and `down` (internet -> customer) of what crossed the ISP.
+ */
+export function renderIspRuleset(u: UplinkPlan): string {
+  const { customer } = ISP_INTERFACES;
+  return `table inet lab {
+\tcounter up {
+\t}
+\tcounter down {
+\t}
+\tcounter spoofed {
+\t}
+\tchain faults {
+\t}
+\tchain forward {
+\t\ttype filter hook forward priority filter; policy accept;
+\t\tiifname "${customer}" ip saddr != ${u.subnet} counter name "spoofed" drop
+\t\tjump faults
+\t\tiifname "${customer}" counter name "up" accept
+\t\toifname "${customer}" counter name "down" accept
+\t}
+}
+`;
+}

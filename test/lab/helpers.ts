@@ -1,0 +1,167 @@
+/**
+ * Helpers for tests on the real kernel in a lab: unique prefixes, a lab
+ * that is removed after its test even when the test fails, routes that
+ * send the router's own traffic through one uplink, and parsers for ping,
+ * iperf3 and the traffic tool.
+ */
+import assert from "node:assert/strict";
+import type { TestContext } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { runCommand } from "../../src/kernel/exec.js";
+import { labUp, type Lab, type LabUpOptions } from "../../src/lab/lab.js";
+import { labScriptArgv } from "../../src/lab/scripts.js";
+import type { TrafficReport } from "../../src/lab/traffic.js";
+
+let labCount = 0;
+
+/** A prefix no other test (or concurrent test run) uses: `lt<pid><n>`. */
+export function uniquePrefix(): string {
+  labCount++;
+  return `lt${process.pid}x${labCount}`;
+}
+
+/** Build a lab with a unique prefix, removed when the test ends (pass or fail). */
+export async function testLab(t: TestContext, options: LabUpOptions = {}): Promise<Lab> {
+  const lab = await labUp({ prefix: uniquePrefix(), ...options });
+  t.after(async () => {
+    await lab.down();
+  });
+  return lab;
+}
+
+/**
+ * Route the router's own traffic from uplink i's address through uplink i
+ * (`ip rule from 100.64.I.2 lookup 200+I`, default via the ISP gateway in
+ * that table), for static uplinks: what the daemon would do, set up by hand.
+ */
+export async function routeBySource(lab: Lab): Promise<void> {
+  const lines: string[] = [];
+  for (const u of lab.uplinks) {
+    if (u.dhcp) continue;
+    lines.push(`rule add from ${u.routerAddress} lookup ${200 + u.number}`);
+    lines.push(
+      `route add default via ${u.gateway} dev ${u.routerInterface} table ${200 + u.number}`,
+    );
+  }
+  await runCommand("ip", ["-n", lab.namespace("rtr"), "-batch", "-"], {
+    input: lines.map((l) => `${l}\n`).join(""),
+  });
+}
+
+/** Sent and received counts from a ping summary line. */
+export interface PingResult {
+  sent: number;
+  received: number;
+  /** Percent of sent that got no answer. */
+  lossPercent: number;
+}
+
+/**
+ * Ping from a lab node. `args` go before the target (`["-I", "100.64.1.2"]`).
+ * Count `count`, interval `intervalS` seconds, wait at most 1 s per reply.
+ */
+export async function ping(
+  lab: Lab,
+  node: string,
+  target: string,
+  options: { count?: number; intervalS?: number; args?: string[] } = {},
+): Promise<PingResult> {
+  const count = options.count ?? 3;
+  const argv = [
+    "ping",
+    "-n",
+    "-q",
+    "-c",
+    String(count),
+    "-i",
+    String(options.intervalS ?? 0.05),
+    "-W",
+    "1",
+    ...(options.args ?? []),
+    target,
+  ];
+  const r = await lab.exec(node, argv, { timeoutMs: 30_000 });
+  const m = /(\d+) packets transmitted, (\d+) received/.exec(r.stdout);
+  assert.ok(
+    m?.[1] !== undefined && m[2] !== undefined,
+    `ping printed no summary: ${r.stdout}${r.stderr}`,
+  );
+  const sent = Number(m[1]);
+  const received = Number(m[2]);
+  return { sent, received, lossPercent: sent === 0 ? 100 : ((sent - received) / sent) * 100 };
+}
+
+/** Run the traffic tool in a lab node and parse its report. */
+export async function traffic(lab: Lab, node: string, args: string[]): Promise<TrafficReport> {
+  const r = await lab.exec(node, [...labScriptArgv("traffic"), ...args], { timeoutMs: 60_000 });
+  assert.equal(r.code, 0, `traffic tool failed: ${r.stderr}`);
+  return JSON.parse(r.stdout) as TrafficReport;
+}
+
+/** iperf3 for `seconds` from a lab node to the echo host, bound to `bind`; bits per second received. */
+export async function iperf(lab: Lab, node: string, bind: string, seconds = 1): Promise<number> {
+  const r = await lab.exec(
+    node,
+    [
+      "iperf3",
+      "-c",
+      "192.0.2.10",
+      "-B",
+      bind,
+      "-t",
+      String(seconds),
+      "-J",
+      "--connect-timeout",
+      "2000",
+    ],
+    { timeoutMs: 30_000 },
+  );
+  const parsed = JSON.parse(r.stdout) as {
+    error?: string;
+    end?: { sum_received?: { bits_per_second?: number } };
+  };
+  assert.equal(parsed.error, undefined, `iperf3: ${parsed.error ?? ""}`);
+  return parsed.end?.sum_received?.bits_per_second ?? 0;
+}
+
+/** Flags of a link in a lab node (`["NO-CARRIER", "BROADCAST", ...]`). */
+export async function linkFlags(lab: Lab, node: string, dev: string): Promise<string[]> {
+  const { stdout } = await runCommand("ip", [
+    "-n",
+    lab.namespace(node),
+    "-j",
+    "link",
+    "show",
+    "dev",
+    dev,
+  ]);
+  return (JSON.parse(stdout) as { flags?: string[] }[])[0]?.flags ?? [];
+}
+
+/** Poll `check` every 50 ms until it returns true, at most `timeoutMs`; false if it never did. */
+export async function eventually(
+  check: () => Promise<boolean>,
+  timeoutMs = 3000,
+): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return true;
+    if (Date.now() >= deadline) return false;
+    await sleep(50);
+  }
+}
+
+/**
+ * The host's own network state, read only: links, routes of every table,
+ * rules, nft tables. Compared before and after the lab tests.
+ */
+export async function hostNetworkSnapshot(): Promise<Record<string, string>> {
+  const read = async (file: string, args: string[]): Promise<string> =>
+    (await runCommand(file, args)).stdout;
+  return {
+    links: await read("ip", ["-j", "link", "show"]),
+    routes: await read("ip", ["-j", "route", "show", "table", "all"]),
+    rules: await read("ip", ["-j", "rule", "show"]),
+    nft: await read("nft", ["list", "tables"]),
+  };
+}
