@@ -1,9 +1,167 @@
 /**
  * The `uplinkd` command line: one program, one subcommand per task.
+ *
+ * Exit codes: 0 success; 1 runtime failure (kernel command, control socket);
+ * 2 invalid config or usage.
  */
-import { Command } from "commander";
+import { Command, Option } from "commander";
+import { pino } from "pino";
+import { registerCheckCommand } from "./config/cli.js";
+import { DEFAULT_CONFIG_PATH, loadConfig } from "./config/load.js";
+import { controlRequest } from "./control/client.js";
+import { Daemon, type StatusDocument } from "./daemon.js";
+import { formatStatus } from "./control/format.js";
+import { Dataplane, planIsEmpty } from "./dataplane/apply.js";
+import { renderDesired } from "./dataplane/render.js";
+import { buildViews } from "./dataplane/views.js";
+import { ConfigError, UplinkdError, formatConfigIssue } from "./errors.js";
+import { LinuxKernel } from "./kernel/linux.js";
+import { createUplinkHealth } from "./health/adapter.js";
+import { lanAddress, observeUplinks } from "./links/observe.js";
+import { registerLabCommands } from "./lab/cli.js";
+import { registerDemoCommand } from "./lab/demo.js";
+
+const VERSION = "0.1.0";
+
+/** Print an error the way the CLI does and set the exit code (2 for config errors, else 1). */
+function fail(error: unknown): void {
+  if (error instanceof ConfigError) {
+    for (const issue of error.issues) process.stderr.write(formatConfigIssue(issue) + "\n");
+    process.exitCode = 2;
+    return;
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  process.stderr.write(`uplinkd: ${message}\n`);
+  process.exitCode = 1;
+}
 
 const program = new Command();
-program.name("uplinkd").description("multi-uplink routing daemon").version("0.1.0");
+program
+  .name("uplinkd")
+  .description("multi-uplink (multi-WAN) routing daemon")
+  .version(VERSION)
+  .showHelpAfterError();
 
-await program.parseAsync(process.argv);
+const configOption = () =>
+  new Option("-c, --config <file>", "config file").default(DEFAULT_CONFIG_PATH);
+
+program
+  .command("run")
+  .description("run the daemon in the foreground (SIGTERM: stop, SIGHUP: reload)")
+  .addOption(configOption())
+  .option("--keep", "on stop, keep the kernel state (overrides dataplane.on_stop)")
+  .action(async (opts: { config: string; keep?: boolean }) => {
+    const log = pino({ base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime });
+    const daemon = new Daemon({
+      configPath: opts.config,
+      loadConfig,
+      kernel: new LinuxKernel(),
+      log,
+      createHealth: (options) => createUplinkHealth(options),
+    });
+    try {
+      await daemon.start();
+    } catch (error) {
+      fail(error);
+      await daemon.stop(true).catch(() => undefined);
+      process.exit();
+    }
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal }, `${signal}: stopping`);
+      daemon
+        .stop(opts.keep === true ? true : undefined)
+        .then(() => process.exit(0))
+        .catch((error: unknown) => {
+          fail(error);
+          process.exit();
+        });
+    };
+    process.on("SIGTERM", () => {
+      stop("SIGTERM");
+    });
+    process.on("SIGINT", () => {
+      stop("SIGINT");
+    });
+    process.on("SIGHUP", () => {
+      daemon.reload().catch(() => undefined);
+    });
+  });
+
+program
+  .command("plan")
+  .description("show what would change in the kernel; changes nothing")
+  .addOption(configOption())
+  .option("--json", "print the plan as JSON")
+  .action(async (opts: { config: string; json?: boolean }) => {
+    try {
+      const config = await loadConfig(opts.config);
+      const kernel = new LinuxKernel();
+      const [links, routes] = await Promise.all([kernel.readLinks(), kernel.readRoutes()]);
+      const observed = observeUplinks(config, links, routes, config.dataplane.route_protocol);
+      const views = buildViews(config, observed, () => true);
+      const desired = renderDesired(config, views, lanAddress(config, links));
+      const dataplane = new Dataplane(kernel, {
+        table: config.dataplane.table,
+        protocol: config.dataplane.route_protocol,
+      });
+      const plan = await dataplane.plan(desired, views);
+      if (opts.json === true) {
+        process.stdout.write(
+          JSON.stringify(
+            { empty: planIsEmpty(plan), ...plan, nftScript: desired.nftScript },
+            null,
+            2,
+          ) + "\n",
+        );
+        return;
+      }
+      if (planIsEmpty(plan)) {
+        process.stdout.write("no changes: the kernel holds the desired state\n");
+        return;
+      }
+      if (plan.nft.reload.length > 0) {
+        process.stdout.write(
+          `nft: load table inet ${config.dataplane.table} (${plan.nft.reload.join("; ")}):\n`,
+        );
+        process.stdout.write(desired.nftScript.replace(/^/gm, "  ") + "\n");
+      }
+      for (const [name, elements] of Object.entries(plan.nft.maps)) {
+        process.stdout.write(`nft: map ${name} = { ${elements.join(", ")} }\n`);
+      }
+      for (const command of plan.ipCommands) process.stdout.write(`ip ${command}\n`);
+    } catch (error) {
+      fail(error);
+    }
+  });
+
+program
+  .command("status")
+  .description("state of every uplink, from the running daemon")
+  .option("--json", "print the status document as JSON")
+  .option("-s, --socket <path>", "control socket", "/run/uplinkd/uplinkd.sock")
+  .action(async (opts: { json?: boolean; socket: string }) => {
+    try {
+      const status = (await controlRequest(opts.socket, "GET", "/status")) as StatusDocument;
+      if (opts.json === true) {
+        process.stdout.write(JSON.stringify(status, null, 2) + "\n");
+        return;
+      }
+      process.stdout.write(formatStatus(status));
+    } catch (error) {
+      fail(error);
+    }
+  });
+
+registerCheckCommand(program);
+registerLabCommands(program);
+registerDemoCommand(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  if (error instanceof UplinkdError) fail(error);
+  else throw error;
+}

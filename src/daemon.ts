@@ -88,6 +88,8 @@ export class Daemon {
   private links = new Map<string, UplinkLink>();
   private lan: string | undefined;
   private readonly health = new Map<string, UplinkHealth>();
+  /** What each running monitor was created from (interface, mark, health settings). */
+  private readonly healthKeys = new Map<string, string>();
   private readonly events: Transition[] = [];
   private queue: Promise<void> = Promise.resolve();
   private monitor: KernelMonitor | undefined;
@@ -115,8 +117,9 @@ export class Daemon {
     });
     this.monitor.start();
     await this.refreshLinks(false);
-    this.createHealth();
+    // Routes and rules first: probes need their uplink's table.
     await this.reconcile("start");
+    this.syncHealth();
     this.server = await startControlServer(this.config.control.socket, {
       status: () => this.status(),
       events: () => ({ events: this.events }),
@@ -140,24 +143,43 @@ export class Daemon {
     });
   }
 
-  private createHealth(): void {
+  /**
+   * Make the running health monitors match the config: an uplink whose
+   * probe settings, interface and mark are unchanged keeps its monitor (and
+   * so its state); others are stopped, created or replaced.
+   */
+  private syncHealth(): void {
+    const wanted = new Map<string, string>();
     for (const slot of uplinkSlots(this.config)) {
       const uplink = this.config.uplinks.find((u) => u.name === slot.name);
       if (uplink === undefined) continue;
+      const health = uplinkHealth(this.config, uplink);
+      const key = JSON.stringify([uplink.interface, slot.mark, health]);
+      wanted.set(slot.name, key);
+      const running = this.health.get(slot.name);
+      if (running !== undefined && this.healthKeys.get(slot.name) === key) continue;
+      running?.stop();
       const link = this.links.get(slot.name);
-      const health = this.options.createHealth({
+      const monitor = this.options.createHealth({
         uplink,
-        health: uplinkHealth(this.config, uplink),
+        health,
         mark: slot.mark,
         address: link?.address,
-        carrier: link?.carrier ?? false,
-        log: this.options.log.child({ uplink: slot.name }),
+        carrier: (link?.carrier ?? false) && (link?.up ?? false),
+        log: this.options.log,
         onTransition: (t) => {
           this.onTransition(t);
         },
       });
-      this.health.set(slot.name, health);
-      health.start();
+      this.health.set(slot.name, monitor);
+      this.healthKeys.set(slot.name, key);
+      monitor.start();
+    }
+    for (const [name, monitor] of this.health) {
+      if (wanted.has(name)) continue;
+      monitor.stop();
+      this.health.delete(name);
+      this.healthKeys.delete(name);
     }
   }
 
@@ -312,16 +334,14 @@ export class Daemon {
     await new Promise<void>((resolve, reject) => {
       this.enqueue("reload", async () => {
         try {
-          for (const health of this.health.values()) health.stop();
-          this.health.clear();
           this.config = next;
           this.resetDataplane();
           await this.refreshLinks(false);
-          this.createHealth();
+          this.syncHealth();
           await this.reconcile("reload");
           resolve();
         } catch (error) {
-          reject(error);
+          reject(error instanceof Error ? error : new Error(String(error)));
         }
       });
     });

@@ -48,7 +48,7 @@ export function controlRequest(
           if ((res.statusCode ?? 500) >= 400) {
             const message =
               typeof parsed === "object" && parsed !== null && "error" in parsed
-                ? String((parsed).error)
+                ? String(parsed.error)
                 : text;
             reject(new ControlError(`${method} ${path}: ${res.statusCode ?? "?"} ${message}`));
           } else resolve(parsed);

@@ -223,6 +223,48 @@ export async function runTraffic(
   return report;
 }
 
+/** One attempt of `probe` mode. */
+export interface ProbeAttempt {
+  /** Start of the attempt, epoch ms (wall clock, comparable across processes). */
+  at: number;
+  ok: boolean;
+  /** Address the echo host saw; absent on failure. */
+  source?: string;
+  /** Why it failed (`timeout`, `ECONNRESET`, ...). */
+  error?: string;
+  /** Connect-and-answer time, ms. */
+  ms: number;
+}
+
+/**
+ * Start a new whoami connection every `intervalMs` (each with `timeoutMs`)
+ * until `durationMs` passed or `signal` aborts, and emit every attempt when
+ * it ends. Used to measure failover from the client's side.
+ */
+export async function probeLoop(
+  o: TrafficOptions & { intervalMs: number; durationMs: number; signal?: AbortSignal },
+  emit: (attempt: ProbeAttempt) => void,
+): Promise<void> {
+  const started = performance.now();
+  const pending: Promise<void>[] = [];
+  while (performance.now() - started < o.durationMs && o.signal?.aborted !== true) {
+    const at = Date.now();
+    const t0 = performance.now();
+    pending.push(
+      whoamiConnection({ ...o, rounds: 1 }).then((outcome) => {
+        const ms = Math.round((performance.now() - t0) * 10) / 10;
+        emit(
+          outcome.ok
+            ? { at, ok: true, source: outcome.sources[0] ?? "", ms }
+            : { at, ok: false, error: outcome.error, ms },
+        );
+      }),
+    );
+    await new Promise((r) => setTimeout(r, o.intervalMs));
+  }
+  await Promise.all(pending);
+}
+
 /**
  * Keep one whoami connection for `durationMs`, asking every `intervalMs`,
  * and report each answer or missed answer through `emit`.
@@ -331,20 +373,39 @@ async function main(): Promise<number> {
     },
   });
   const mode = positionals[0] ?? "whoami";
-  if (mode !== "whoami" && mode !== "http" && mode !== "hold") {
-    throw new Error(`unknown mode ${mode}: use whoami, http or hold`);
+  if (mode !== "whoami" && mode !== "http" && mode !== "hold" && mode !== "probe") {
+    throw new Error(`unknown mode ${mode}: use whoami, http, hold or probe`);
   }
   const host = values.host;
   if (host === undefined) throw new Error("--host is required");
   const port = positiveInt("port", values.port, mode === "http" ? 80 : 7);
+  const stop = new AbortController();
+  process.on("SIGTERM", () => {
+    stop.abort();
+  });
+  process.on("SIGINT", () => {
+    stop.abort();
+  });
+  if (mode === "probe") {
+    await probeLoop(
+      {
+        host,
+        port,
+        bind: values.bind,
+        count: 0,
+        concurrency: 1,
+        rounds: 1,
+        gapMs: 0,
+        timeoutMs: positiveInt("timeout", values.timeout, 1000),
+        intervalMs: Math.max(1, positiveInt("interval", values.interval, 50)),
+        durationMs: positiveInt("duration", values.duration, 60_000),
+        signal: stop.signal,
+      },
+      (attempt) => process.stdout.write(`${JSON.stringify(attempt)}\n`),
+    );
+    return 0;
+  }
   if (mode === "hold") {
-    const stop = new AbortController();
-    process.on("SIGTERM", () => {
-      stop.abort();
-    });
-    process.on("SIGINT", () => {
-      stop.abort();
-    });
     const ok = await hold(
       {
         host,

@@ -1,0 +1,168 @@
+/**
+ * Running `uplinkd run` inside a lab's router namespace and watching it
+ * through its control socket: shared by the demo, the benchmark and the
+ * integration tests.
+ */
+import type { ChildProcess } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { controlRequest } from "../control/client.js";
+import type { StatusDocument } from "../daemon.js";
+import type { Lab } from "./lab.js";
+import { labScriptArgv } from "./scripts.js";
+import type { TrafficReport } from "./traffic.js";
+
+/**
+ * argv that runs the uplinkd CLI with the current Node: the built
+ * `dist/cli.js`, or `src/cli.ts` under tsx when running from sources.
+ */
+export function uplinkdArgv(...args: string[]): string[] {
+  const here = import.meta.url;
+  if (here.endsWith(".ts")) {
+    const cli = fileURLToPath(new URL("../cli.ts", here));
+    return [process.execPath, "--import", import.meta.resolve("tsx"), cli, ...args];
+  }
+  return [process.execPath, fileURLToPath(new URL("../cli.js", here)), ...args];
+}
+
+/** A daemon process running in a lab's router namespace. */
+export class LabDaemon {
+  /** Everything the daemon printed (JSON log lines and errors). */
+  readonly output: string[] = [];
+  private readonly exited: Promise<number | null>;
+
+  constructor(
+    readonly lab: Lab,
+    readonly child: ChildProcess,
+  ) {
+    const collect = (chunk: Buffer) => this.output.push(chunk.toString("utf8"));
+    child.stdout?.on("data", collect);
+    child.stderr?.on("data", collect);
+    this.exited = new Promise((resolve) => child.on("exit", (code) => { resolve(code); }));
+  }
+
+  /** The daemon's status, or undefined while its socket does not answer. */
+  async status(): Promise<StatusDocument | undefined> {
+    try {
+      return (await controlRequest(
+        this.lab.controlSocket,
+        "GET",
+        "/status",
+        undefined,
+        2000,
+      )) as StatusDocument;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * Poll the status every `pollMs` (default 50 ms) until `predicate` holds.
+   * @returns the status that satisfied it.
+   * @throws {Error} when it does not within `timeoutMs` or the daemon exits;
+   *   the message holds the daemon's last log lines.
+   */
+  async waitFor(
+    predicate: (status: StatusDocument) => boolean,
+    timeoutMs = 15_000,
+    what = "condition",
+    pollMs = 50,
+  ): Promise<StatusDocument> {
+    const deadline = Date.now() + timeoutMs;
+    let last: StatusDocument | undefined;
+    while (Date.now() < deadline) {
+      if (this.child.exitCode !== null || this.child.signalCode !== null) break;
+      last = await this.status();
+      if (last !== undefined && predicate(last)) return last;
+      await new Promise((r) => setTimeout(r, pollMs));
+    }
+    const states = JSON.stringify(last?.uplinks.map((u) => [u.name, u.state]));
+    throw new Error(
+      `uplinkd: ${what} not reached in ${timeoutMs} ms; last states ${states}\n${this.log()}`,
+    );
+  }
+
+  /** Wait until every uplink is in one of `states`. */
+  waitForStates(states: readonly string[], timeoutMs?: number): Promise<StatusDocument> {
+    return this.waitFor(
+      (s) => s.uplinks.every((u) => states.includes(u.state)),
+      timeoutMs,
+      `every uplink ${states.join("|")}`,
+    );
+  }
+
+  /** Wait until uplink `name` is in `state`. */
+  waitForState(name: string, state: string, timeoutMs?: number): Promise<StatusDocument> {
+    return this.waitFor(
+      (s) => s.uplinks.find((u) => u.name === name)?.state === state,
+      timeoutMs,
+      `${name} ${state}`,
+      20,
+    );
+  }
+
+  /** The daemon's output so far (last `lines` lines). */
+  log(lines = 60): string {
+    return this.output.join("").split("\n").slice(-lines).join("\n");
+  }
+
+  /** Send a signal and wait for the process to end (SIGKILL after `timeoutMs`). */
+  async stop(signal: NodeJS.Signals = "SIGTERM", timeoutMs = 10_000): Promise<number | null> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return this.exited;
+    this.child.kill(signal);
+    const timer = setTimeout(() => this.child.kill("SIGKILL"), timeoutMs);
+    const code = await this.exited;
+    clearTimeout(timer);
+    return code;
+  }
+}
+
+/** Start `uplinkd run -c CONFIG` in the lab's router namespace (the lab's config by default). */
+export function startLabDaemon(
+  lab: Lab,
+  configPath = lab.configPath,
+  ...extra: string[]
+): LabDaemon {
+  const child = lab.spawn("rtr", uplinkdArgv("run", "-c", configPath, ...extra), {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  return new LabDaemon(lab, child);
+}
+
+/**
+ * Open `count` TCP connections from a lab node (the LAN client by default)
+ * to the whoami host; each asks `rounds` times which address it came from.
+ * @throws {LabError} when the traffic tool fails.
+ */
+export async function lanTraffic(
+  lab: Lab,
+  count: number,
+  options: { rounds?: number; concurrency?: number; timeoutMs?: number; node?: string } = {},
+): Promise<TrafficReport> {
+  const argv = [
+    ...labScriptArgv("traffic"),
+    "whoami",
+    "--host",
+    "192.0.2.10",
+    "--count",
+    String(count),
+    "--rounds",
+    String(options.rounds ?? 2),
+    "--concurrency",
+    String(options.concurrency ?? 50),
+    "--timeout",
+    String(options.timeoutMs ?? 5000),
+  ];
+  const result = await lab.exec(options.node ?? "lan", argv, { timeoutMs: 120_000 });
+  return JSON.parse(result.stdout) as TrafficReport;
+}
+
+/** Share (0..1) of successful connections per uplink number, from the source addresses the echo host saw. */
+export function sharesByUplink(report: TrafficReport, lab: Lab): Map<number, number> {
+  const shares = new Map<number, number>();
+  for (const [source, n] of Object.entries(report.bySource)) {
+    const uplink = lab.uplinks.find((u) => source.startsWith(u.subnet.replace(/0\/24$/, "")));
+    const key = uplink?.number ?? 0;
+    shares.set(key, (shares.get(key) ?? 0) + n / Math.max(1, report.ok));
+  }
+  return shares;
+}
