@@ -3,6 +3,11 @@
  */
 import type { StatusDocument } from "../daemon.js";
 
+/** A time in ms with two decimals below 10 ms (lab links answer in 0.05 ms), else one. */
+function ms(value: number): string {
+  return value < 10 ? value.toFixed(2) : value.toFixed(1);
+}
+
 /** The status table of `uplinkd status`: one row per uplink. */
 export function formatStatus(status: StatusDocument): string {
   const header = [
@@ -25,8 +30,8 @@ export function formatStatus(status: StatusDocument): string {
     u.state,
     u.since.replace("T", " ").replace(/\.\d+Z$/, "Z"),
     u.loss === null ? "-" : `${u.loss.toFixed(1)}%`,
-    u.rtt === null ? "-" : `${u.rtt.toFixed(1)}ms`,
-    u.jitter === null ? "-" : `${u.jitter.toFixed(1)}ms`,
+    u.rtt === null ? "-" : `${ms(u.rtt)}ms`,
+    u.jitter === null ? "-" : `${ms(u.jitter)}ms`,
     String(u.weight),
     String(u.tier),
     u.active ? "yes" : "no",
