@@ -17,7 +17,7 @@ import { buildViews } from "./dataplane/views.js";
 import { ConfigError, UplinkdError, formatConfigIssue } from "./errors.js";
 import { LinuxKernel } from "./kernel/linux.js";
 import { createUplinkHealth } from "./health/adapter.js";
-import { lanAddress, observeUplinks } from "./links/observe.js";
+import { lanAddress, localNetworks, observeUplinks } from "./links/observe.js";
 import { registerLabCommands } from "./lab/cli.js";
 import { registerDemoCommand } from "./lab/demo.js";
 
@@ -101,8 +101,12 @@ program
       const kernel = new LinuxKernel();
       const [links, routes] = await Promise.all([kernel.readLinks(), kernel.readRoutes()]);
       const observed = observeUplinks(config, links, routes, config.dataplane.route_protocol);
-      const views = buildViews(config, observed, () => true);
-      const desired = renderDesired(config, views, lanAddress(config, links));
+      const views = buildViews(config, observed, () => "init");
+      const lan = lanAddress(config, links);
+      const desired = renderDesired(config, views, {
+        ...(lan === undefined ? {} : { lanAddress: lan }),
+        localNetworks: localNetworks(routes, config.dataplane.route_protocol),
+      });
       const dataplane = new Dataplane(kernel, {
         table: config.dataplane.table,
         protocol: config.dataplane.route_protocol,

@@ -10,13 +10,18 @@ import type { Server } from "node:http";
 import type { Logger } from "pino";
 import type { Config } from "./config/schema.js";
 import { Dataplane } from "./dataplane/apply.js";
-import { renderDesired, renderMaps, type UplinkView } from "./dataplane/render.js";
-import { buildViews } from "./dataplane/views.js";
+import {
+  renderDesired,
+  renderMaps,
+  type Surroundings,
+  type UplinkView,
+} from "./dataplane/render.js";
+import { buildViews, usabilityOf } from "./dataplane/views.js";
 import { uplinkSlots } from "./dataplane/slots.js";
 import { ConfigError } from "./errors.js";
 import type { Kernel } from "./kernel/types.js";
 import { KernelMonitor } from "./links/monitor.js";
-import { lanAddress, observeUplinks, type UplinkLink } from "./links/observe.js";
+import { lanAddress, localNetworks, observeUplinks, type UplinkLink } from "./links/observe.js";
 import { startControlServer } from "./control/server.js";
 import type { PolicyChoice } from "./policy/select.js";
 import type {
@@ -86,7 +91,7 @@ export class Daemon {
   private config!: Config;
   private dataplane!: Dataplane;
   private links = new Map<string, UplinkLink>();
-  private lan: string | undefined;
+  private surroundings: Surroundings = {};
   private readonly health = new Map<string, UplinkHealth>();
   /** What each running monitor was created from (interface, mark, health settings). */
   private readonly healthKeys = new Map<string, string>();
@@ -213,10 +218,14 @@ export class Daemon {
       this.options.kernel.readRoutes(),
     ]);
     const next = observeUplinks(this.config, links, routes, this.config.dataplane.route_protocol);
-    const lan = lanAddress(this.config, links);
-    const lanChanged = lan !== this.lan;
-    this.lan = lan;
-    const changed = lanChanged || JSON.stringify([...next]) !== JSON.stringify([...this.links]);
+    const surroundings: Surroundings = {
+      ...optional("lanAddress", lanAddress(this.config, links)),
+      localNetworks: localNetworks(routes, this.config.dataplane.route_protocol),
+    };
+    const changed =
+      JSON.stringify(surroundings) !== JSON.stringify(this.surroundings) ||
+      JSON.stringify([...next]) !== JSON.stringify([...this.links]);
+    this.surroundings = surroundings;
     const before = this.links;
     this.links = next;
     if (!changed) return;
@@ -246,15 +255,17 @@ export class Daemon {
 
   /** Every uplink as the renderer sees it now. */
   views(): UplinkView[] {
-    return buildViews(this.config, this.links, (name) =>
-      takesConnections(this.health.get(name)?.snapshot().state ?? "init"),
+    return buildViews(
+      this.config,
+      this.links,
+      (name) => this.health.get(name)?.snapshot().state ?? "init",
     );
   }
 
   /** Render everything and apply the difference (first start, link changes, periodic verify). */
   private async reconcile(why: string): Promise<void> {
     const views = this.views();
-    const desired = renderDesired(this.config, views, this.lan);
+    const desired = renderDesired(this.config, views, this.surroundings);
     try {
       const plan = await this.dataplane.apply(desired, views);
       this.lastMaps = desired.maps;
@@ -290,7 +301,7 @@ export class Daemon {
     );
     this.enqueue(`transition of ${transition.uplink}`, async () => {
       const views = this.views();
-      const { maps, choices } = renderMaps(views);
+      const { maps, choices } = renderMaps(this.config, views, this.surroundings);
       const changed = Object.fromEntries(
         Object.entries(maps).filter(
           ([name, elements]) => JSON.stringify(elements) !== JSON.stringify(this.lastMaps[name]),
@@ -304,8 +315,8 @@ export class Daemon {
       const view = views.find((v) => v.name === transition.uplink);
       if (
         view !== undefined &&
-        !takesConnections(transition.to) &&
-        takesConnections(transition.from)
+        usabilityOf(transition.to) === "bad" &&
+        usabilityOf(transition.from) !== "bad"
       ) {
         const deleted = await this.options.kernel.conntrackDelete(view.mark, view.mask);
         this.options.log.info(
@@ -313,7 +324,7 @@ export class Daemon {
           `cleared ${deleted} conntrack entries of ${view.name}`,
         );
       }
-      await this.dataplane.applyIp(renderDesired(this.config, views, this.lan));
+      await this.dataplane.applyIp(renderDesired(this.config, views, this.surroundings));
     });
   }
 
@@ -416,7 +427,7 @@ export class Daemon {
   }
 }
 
-/** States in which an uplink takes new connections. `init` does: a restart must not cut traffic. */
-export function takesConnections(state: UplinkState): boolean {
-  return state === "up" || state === "init" || state === "degraded";
+/** `{ key: value }` when value is defined, else `{}` (for optional properties). */
+function optional<K extends string, V>(key: K, value: V | undefined): Partial<Record<K, V>> {
+  return value === undefined ? {} : ({ [key]: value } as Record<K, V>);
 }

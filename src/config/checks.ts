@@ -8,6 +8,7 @@
 import { hex, maxUplinkId } from "../dataplane/slots.js";
 import { uplinkHealth, uplinkId, type Config } from "./schema.js";
 import type { ConfigPath } from "./source.js";
+import { RULE_TARGETS, prefixesOverlap } from "./steering.js";
 
 /** One problem found by `checkConfig`: the value to blame and what is wrong. */
 export interface ConfigProblem {
@@ -37,7 +38,102 @@ export function checkConfig(config: Config): ConfigProblem[] {
     ...checkNames(config),
     ...checkIds(config),
     ...checkHealth(config),
+    ...checkSteering(config),
   ];
+}
+
+/**
+ * Policies name known uplinks; rules name known policies and sets; ports
+ * come with tcp or udp; an uplink's pinned destinations and DNS servers do
+ * not overlap another uplink's.
+ */
+function checkSteering(config: Config): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const uplinks = new Set(config.uplinks.map((u) => u.name));
+  const known = [...uplinks].join(", ");
+  for (const [name, policy] of Object.entries(config.policies)) {
+    const seen = new Set<string>();
+    policy.members.forEach((member, i) => {
+      const path = ["policies", name, "members", i, "uplink"];
+      if (!uplinks.has(member.uplink)) {
+        problems.push({ path, message: `unknown uplink "${member.uplink}" (uplinks: ${known})` });
+      } else if (seen.has(member.uplink)) {
+        problems.push({ path, message: `uplink "${member.uplink}" is already a member` });
+      }
+      seen.add(member.uplink);
+    });
+  }
+  const policies = new Set(["default", ...Object.keys(config.policies)]);
+  const targets = [...policies, ...RULE_TARGETS].join(", ");
+  if (!policies.has(config.router_policy)) {
+    problems.push({
+      path: ["router_policy"],
+      message: `unknown policy "${config.router_policy}" (policies: ${[...policies].join(", ")})`,
+    });
+  }
+  config.rules.forEach((rule, i) => {
+    const isPolicy = policies.has(rule.policy);
+    if (!isPolicy && !(RULE_TARGETS as readonly string[]).includes(rule.policy)) {
+      problems.push({
+        path: ["rules", i, "policy"],
+        message: `unknown policy "${rule.policy}" (one of: ${targets})`,
+      });
+    }
+    if (rule.sticky !== undefined && !isPolicy) {
+      problems.push({
+        path: ["rules", i, "sticky"],
+        message:
+          "sticky needs a policy that balances over uplinks, not main, unreachable or blackhole",
+      });
+    }
+    for (const key of ["src", "dst"] as const) {
+      (rule[key] ?? []).forEach((match, j) => {
+        if (match.startsWith("@") && !(match.slice(1) in config.sets)) {
+          problems.push({
+            path: ["rules", i, key, ...(rule[key]?.length === 1 ? [] : [j])],
+            message: `unknown set "${match.slice(1)}" (sets: ${Object.keys(config.sets).join(", ") || "none"})`,
+          });
+        }
+      });
+    }
+    const hasPorts = rule.src_port !== undefined || rule.dst_port !== undefined;
+    const portless = (rule.proto ?? []).filter((p) => p !== "tcp" && p !== "udp");
+    if (hasPorts && (rule.proto === undefined || portless.length > 0)) {
+      problems.push({
+        path: ["rules", i, rule.src_port === undefined ? "dst_port" : "src_port"],
+        message: "ports need proto tcp or udp (or both: proto: [tcp, udp])",
+      });
+    }
+    (rule.iif ?? []).forEach((name, j) => {
+      if (!config.lan.includes(name)) {
+        problems.push({
+          path: ["rules", i, "iif", ...(rule.iif?.length === 1 ? [] : [j])],
+          message: `"${name}" is not a LAN interface (lan: ${config.lan.join(", ")}); rules steer LAN traffic`,
+        });
+      }
+    });
+  });
+  const owners: { prefix: string; uplink: number; path: ConfigPath }[] = [];
+  config.uplinks.forEach((uplink, i) => {
+    const mine = [
+      ...uplink.dns.map((p, j) => ({ prefix: p, path: ["uplinks", i, "dns", j] as ConfigPath })),
+      ...uplink.pinned.map((p, j) => ({
+        prefix: p,
+        path: ["uplinks", i, "pinned", j] as ConfigPath,
+      })),
+    ];
+    for (const entry of mine) {
+      const clash = owners.find((o) => o.uplink !== i && prefixesOverlap(o.prefix, entry.prefix));
+      if (clash !== undefined) {
+        problems.push({
+          path: entry.path,
+          message: `${entry.prefix} overlaps ${clash.prefix} of uplink "${nameAt(config, clash.uplink)}": a destination can be pinned to one uplink only`,
+        });
+      }
+    }
+    owners.push(...mine.map((m) => ({ ...m, uplink: i })));
+  });
+  return problems;
 }
 
 /** LAN interfaces listed once and not used as an uplink; one uplink per interface. */

@@ -13,6 +13,14 @@
  */
 import { z } from "zod";
 import { parseDuration } from "./duration.js";
+import {
+  forwardSchema,
+  nftName,
+  policySchema,
+  prefix,
+  routeOptionsSchema,
+  ruleSchema,
+} from "./steering.js";
 
 /** Linux interface names: 1..15 bytes, no slash, no whitespace (IFNAMSIZ - 1). */
 export const interfaceName = z
@@ -158,6 +166,23 @@ export const uplinkSchema = z
       .describe("fixes the uplink's fwmark and routing table; default: its position (1-based)"),
     snat: ipv4.optional().describe("SNAT to this address instead of masquerade"),
     health: healthOverrideSchema.optional(),
+    dns: z
+      .array(ipv4)
+      .default([])
+      .describe("this ISP's DNS servers: traffic to them always leaves by this uplink"),
+    pinned: z
+      .array(prefix)
+      .default([])
+      .describe(
+        "destinations that always leave by this uplink (an SMTP relay, a network behind the ISP)",
+      ),
+    route_options: routeOptionsSchema
+      .optional()
+      .describe("route metrics for this uplink's routes: initcwnd, initrwnd, mtu, advmss"),
+    forwards: z
+      .array(forwardSchema)
+      .default([])
+      .describe("port forwards (DNAT) for connections arriving on this uplink"),
   })
   .strict();
 
@@ -227,8 +252,62 @@ export const controlSchema = z
       .min(1)
       .default("/run/uplinkd/uplinkd.sock")
       .describe("Unix socket of the control API (uplinkd status, the dashboard)"),
+    listen: z
+      .string()
+      .regex(
+        /^(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\]):\d{1,5}$/,
+        "must be ADDRESS:PORT, e.g. 127.0.0.1:9101 or [::1]:9101",
+      )
+      .refine(
+        (v) => {
+          const port = Number(v.slice(v.lastIndexOf(":") + 1));
+          const host = v.slice(0, v.lastIndexOf(":")).replace(/^\[|\]$/g, "");
+          return (
+            port >= 1 &&
+            port <= 65535 &&
+            (z.ipv4().safeParse(host).success || z.ipv6().safeParse(host).success)
+          );
+        },
+        { error: "must be ADDRESS:PORT with a valid address and a port from 1 to 65535" },
+      )
+      .optional()
+      .describe(
+        "TCP address:port for the dashboard, /metrics and the API (e.g. 127.0.0.1:9101); none when absent; an address other than loopback needs tokens",
+      ),
+    tokens: z
+      .array(
+        z
+          .object({
+            name: z.string().min(1).max(64).optional().describe("who uses it, for the log"),
+            token: z
+              .string()
+              .regex(
+                /^[\x21-\x7e]{16,}$/,
+                "must be at least 16 printable characters without spaces (e.g. openssl rand -hex 24)",
+              )
+              .describe("the bearer token (Authorization: Bearer TOKEN)"),
+            access: z
+              .enum(["read", "write"])
+              .default("read")
+              .describe("read: GET endpoints; write: GET and POST (disable, enable, reload)"),
+          })
+          .strict(),
+      )
+      .default([])
+      .describe("bearer tokens of the TCP listener (the Unix socket needs none: it is root only)"),
   })
-  .strict();
+  .strict()
+  .superRefine((control, ctx) => {
+    if (control.listen === undefined || control.tokens.length > 0) return;
+    const host = control.listen.slice(0, control.listen.lastIndexOf(":")).replace(/^\[|\]$/g, "");
+    if (!/^127\./.test(host) && host !== "::1") {
+      ctx.addIssue({
+        code: "custom",
+        path: ["listen"],
+        message: `${host} is not a loopback address: add control.tokens, or listen on 127.0.0.1`,
+      });
+    }
+  });
 
 /** The whole config file. */
 export const configSchema = z
@@ -238,6 +317,30 @@ export const configSchema = z
     health: healthSchema.prefault({}),
     dataplane: dataplaneSchema.prefault({}),
     control: controlSchema.prefault({}),
+    sets: z
+      .record(nftName, z.array(prefix).min(1))
+      .default({})
+      .describe("named sets of addresses and prefixes, used in rules as @name"),
+    policies: z
+      .record(nftName, policySchema)
+      .default({})
+      .describe(
+        "named sets of uplinks with weights and tiers; 'default' (every uplink) may be redefined",
+      ),
+    rules: z
+      .array(ruleSchema)
+      .default([])
+      .describe("steering rules for new LAN connections; the first that matches decides"),
+    router_policy: z
+      .string()
+      .default("default")
+      .describe("the policy the router's own connections follow"),
+    last_resort: z
+      .enum(["all", "unreachable", "blackhole"])
+      .default("all")
+      .describe(
+        "when no uplink of the default policy is usable: keep using all, reject, or drop new connections",
+      ),
   })
   .strict()
   .meta({

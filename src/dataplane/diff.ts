@@ -137,31 +137,42 @@ export function isEmpty(changes: IpChanges): boolean {
  */
 export function canonicalElement(text: string): string {
   const [rawKey = "", rawVerdict] = text.split(" : ");
-  const key = rawKey.trim();
-  if (rawVerdict === undefined) return key.startsWith('"') ? (JSON.parse(key) as string) : key;
-  let canonicalKey: string;
-  if (key.startsWith('"')) canonicalKey = JSON.parse(key) as string;
-  else if (key.includes("-")) {
-    const [from = "", to = ""] = key.split("-");
-    canonicalKey = `${Number(from)}-${Number(to)}`;
-  } else canonicalKey = String(Number(key));
-  return `${canonicalKey} : ${rawVerdict.trim()}`;
+  const key = canonicalKey(rawKey.trim());
+  return rawVerdict === undefined ? key : `${key} : ${rawVerdict.trim()}`;
+}
+
+/** Keys as nft -j prints them: numbers in decimal, ranges `a-b`, addresses and prefixes as text. */
+function canonicalKey(key: string): string {
+  if (key.startsWith('"')) return JSON.parse(key) as string;
+  if (/^(0x[0-9a-f]+|\d+)$/i.test(key)) return String(Number(key));
+  const range = /^(\d+)-(\d+)$/.exec(key);
+  if (range !== null) return `${Number(range[1])}-${Number(range[2])}`;
+  return key;
+}
+
+function canonicalJsonKey(key: unknown): string | undefined {
+  if (typeof key === "number" || typeof key === "string") return String(key);
+  if (typeof key !== "object" || key === null) return undefined;
+  if ("range" in key) {
+    const [from, to] = (key as { range: [unknown, unknown] }).range;
+    return from === to ? String(from) : `${String(from)}-${String(to)}`;
+  }
+  if ("prefix" in key) {
+    const { addr, len } = (key as { prefix: { addr: string; len: number } }).prefix;
+    return `${addr}/${len}`;
+  }
+  return undefined;
 }
 
 function canonicalJsonElement(elem: unknown): string | undefined {
-  if (typeof elem === "string") return elem;
-  if (!Array.isArray(elem) || elem.length !== 2) return undefined;
-  const [key, verdict] = elem as [unknown, Record<string, unknown>];
-  let canonicalKey: string;
-  if (typeof key === "number" || typeof key === "string") canonicalKey = String(key);
-  else if (typeof key === "object" && key !== null && "range" in key) {
-    const [from, to] = (key as { range: [number, number] }).range;
-    canonicalKey = from === to ? String(from) : `${from}-${to}`;
-  } else return undefined;
+  if (!Array.isArray(elem)) return canonicalJsonKey(elem);
+  if (elem.length !== 2) return undefined;
+  const [rawKey, verdict] = elem as [unknown, Record<string, unknown>];
+  const key = canonicalJsonKey(rawKey);
   const [kind] = Object.keys(verdict);
-  if (kind === undefined) return undefined;
+  if (key === undefined || kind === undefined) return undefined;
   const target = (verdict[kind] as { target?: string } | null)?.target;
-  return `${canonicalKey} : ${target === undefined ? kind : `${kind} ${target}`}`;
+  return `${key} : ${target === undefined ? kind : `${kind} ${target}`}`;
 }
 
 /** What `nft -j list table` holds: its structure hash, chain names and each map's canonical elements. */

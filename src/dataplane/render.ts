@@ -1,20 +1,7 @@
 /**
- * Pure rendering of the kernel state uplinkd wants: one nft table, a routing
- * table and fwmark per uplink, the ip rules, and a default route in main.
- * No I/O here; see apply.ts for putting it into the kernel.
- *
- * Packet path (IPv4):
- *   prerouting (filter, mangle priority):
- *     1. a connection that already has an uplink's ct mark: restore it into the
- *        packet mark (`@restore`);
- *     2. a new connection arriving on an uplink's interface: mark it with that
- *        uplink, so its replies leave by it (`@inbound`);
- *     3. a new connection from a LAN interface to anything but the router
- *        itself: balance by `numgen random mod N` over `@balance_<policy>`.
- *   output (route hook): the socket's own mark (probes, SO_MARK) wins and is
- *   saved; else restore; else balance the router's own connections.
- *   postrouting (nat): masquerade, or SNAT to a configured address, per uplink.
- * Marked packets then meet the ip rules (see {@link renderRules}).
+ * Pure rendering of the kernel state uplinkd wants: one nft table (nft.ts),
+ * a routing table and fwmark per uplink, the ip rules, and a default route
+ * in main. No I/O here; see apply.ts for putting it into the kernel.
  */
 import { createHash } from "node:crypto";
 import type { Config } from "../config/schema.js";
@@ -23,11 +10,20 @@ import {
   BALANCE_MODULUS,
   balanceSlices,
   choose,
-  type LastResort,
   type PolicyChoice,
-  type PolicyMember,
+  type Usability,
 } from "../policy/select.js";
+import {
+  disjointPrefixes,
+  isDynamicSet,
+  policyMembers,
+  policyNames,
+  renderNft,
+  uplinkChain,
+} from "./nft.js";
 import { hex, unreachableMark, type UplinkSlot } from "./slots.js";
+
+export { uplinkChain } from "./nft.js";
 
 /** Everything the renderer needs to know about one uplink now. */
 export interface UplinkView extends UplinkSlot {
@@ -44,8 +40,8 @@ export interface UplinkView extends UplinkSlot {
   linkUp: boolean;
   /** Point-to-point link (PPP): routes need no gateway. */
   pointToPoint: boolean;
-  /** May take new connections now (health and link agree). */
-  usable: boolean;
+  /** How usable for new connections now (health and link together). */
+  usability: Usability;
 }
 
 /** True when the uplink can carry traffic at all: link up, an address, and a next hop. */
@@ -76,25 +72,17 @@ export interface DesiredState {
   choices: Record<string, PolicyChoice>;
 }
 
-/** Name of the nft chain that marks packets with uplink `id`. */
-export function uplinkChain(id: number): string {
-  return `uplink_${id}`;
-}
-
-const DEFAULT_POLICY = "default";
-const LAST_RESORT: LastResort = "all";
 /** Metric of the catch-all `unreachable default` route in each uplink's table (lowest priority). */
 export const SAFETY_METRIC = 4_294_967_295;
 /** Offsets of uplinkd's rule priorities from `dataplane.rule_priority`. */
 export const RULE_OFFSET = { suppress: 0, fwmark: 0, unreachable: 255, from: 300 } as const;
 
-function q(name: string): string {
-  return JSON.stringify(name);
-}
-
-/** Members of the default policy: every uplink with its configured weight and tier. */
-export function defaultPolicyMembers(views: readonly UplinkView[]): PolicyMember[] {
-  return views.map((v) => ({ uplink: v.name, weight: v.weight, tier: v.tier }));
+/** What the renderer needs from the kernel besides the uplinks. */
+export interface Surroundings {
+  /** The router's address on its first LAN interface (preferred source of the main default). */
+  lanAddress?: string;
+  /** Destinations of the main table's own routes (connected networks, static routes): never balanced. */
+  localNetworks?: readonly string[];
 }
 
 /**
@@ -108,6 +96,7 @@ export function balanceElements(
 ): string[] {
   const last = BALANCE_MODULUS - 1;
   if (choice.kind === "blackhole") return [`0-${last} : drop`];
+  if (choice.kind === "main") return [`0-${last} : accept`];
   if (choice.kind === "unreachable") return [`0-${last} : goto ${unreachableChain}`];
   const ids = new Map(views.map((v) => [v.name, v.id]));
   return balanceSlices(choice.members).map((slice) => {
@@ -116,138 +105,56 @@ export function balanceElements(
   });
 }
 
-function mapBlock(name: string, head: string[], elements: readonly string[]): string[] {
-  const lines = [`\tmap ${name} {`, ...head.map((h) => `\t\t${h}`)];
-  if (elements.length > 0) lines.push(`\t\telements = { ${elements.join(", ")} }`);
-  lines.push("\t}");
-  return lines;
-}
-
 /**
- * The nft script for uplinkd's table. It begins by creating and deleting the
- * table so that loading it replaces the old table in the same transaction
- * (nft applies a file atomically: on any error nothing changes).
- */
-export function renderNft(
-  config: Config,
-  views: readonly UplinkView[],
-  maps: Record<string, string[]>,
-  hash = "",
-): string {
-  const table = config.dataplane.table;
-  const mask = config.dataplane.mark_mask >>> 0;
-  const keep = hex(~mask >>> 0);
-  const lan = config.lan.map(q).join(", ");
-  const out: string[] = [`table inet ${table} {}`, `delete table inet ${table}`];
-  out.push(`table inet ${table} {`);
-  out.push(`\tcomment "owned by uplinkd; changes here are overwritten"`);
-  out.push(
-    `\tset structure {`,
-    `\t\ttype mark`,
-    `\t\tcomment "hash of this table's structure"`,
-    ...(hash === "" ? [] : [`\t\telements = { 0x${hash} }`]),
-    `\t}`,
-  );
-  out.push(`\tset lan_interfaces {`, `\t\ttype ifname`, `\t\telements = { ${lan} }`, `\t}`);
-  out.push(...mapBlock("restore", ["typeof ct mark : verdict"], maps.restore ?? []));
-  out.push(
-    ...mapBlock("uplink_addresses", ["type ipv4_addr"], maps.uplink_addresses ?? []).map((line) =>
-      line.replace("map uplink_addresses", "set uplink_addresses"),
-    ),
-  );
-  out.push(...mapBlock("inbound", ["type ifname : verdict"], maps.inbound ?? []));
-  for (const [name, elements] of Object.entries(maps)) {
-    if (!name.startsWith("balance_")) continue;
-    out.push(
-      ...mapBlock(
-        name,
-        [`typeof numgen random mod ${BALANCE_MODULUS} : verdict`, "flags interval"],
-        elements,
-      ),
-    );
-  }
-  for (const view of views) {
-    const mark = hex(view.mark);
-    out.push(
-      `\tchain ${uplinkChain(view.id)} {`,
-      `\t\tcomment ${q(`uplink ${view.name}`)}`,
-      `\t\tmeta mark set meta mark & ${keep} | ${mark}`,
-      `\t\tct mark set ct mark & ${keep} | ${mark}`,
-      `\t}`,
-    );
-  }
-  out.push(
-    `\tchain mark_unreachable {`,
-    `\t\tcomment "last resort: the ip rule for this mark answers net unreachable"`,
-    `\t\tmeta mark set meta mark & ${keep} | ${hex(unreachableMark(mask))}`,
-    `\t}`,
-  );
-  out.push(
-    `\tchain prerouting {`,
-    `\t\ttype filter hook prerouting priority mangle; policy accept;`,
-    `\t\tmeta nfproto != ipv4 return`,
-    `\t\tct mark & ${hex(mask)} vmap @restore`,
-    `\t\tct state new iifname vmap @inbound`,
-    `\t\tiifname != @lan_interfaces return`,
-    `\t\tfib daddr type { local, broadcast, multicast } return`,
-    `\t\tnumgen random mod ${BALANCE_MODULUS} vmap @balance_${DEFAULT_POLICY}`,
-    `\t}`,
-  );
-  out.push(
-    `\tchain output {`,
-    `\t\ttype route hook output priority mangle; policy accept;`,
-    `\t\tmeta nfproto != ipv4 return`,
-    `\t\tmeta mark & ${hex(mask)} vmap @restore`,
-    `\t\tct mark & ${hex(mask)} vmap @restore`,
-    `\t\tip saddr @uplink_addresses return`,
-    `\t\toifname "lo" return`,
-    `\t\toifname @lan_interfaces return`,
-    `\t\tfib daddr type { local, broadcast, multicast } return`,
-    `\t\tnumgen random mod ${BALANCE_MODULUS} vmap @balance_${DEFAULT_POLICY}`,
-    `\t}`,
-  );
-  out.push(
-    `\tchain postrouting {`,
-    `\t\ttype nat hook postrouting priority srcnat; policy accept;`,
-  );
-  for (const view of views) {
-    const nat = view.snat === undefined ? "masquerade" : `snat ip to ${view.snat}`;
-    out.push(`\t\tmeta nfproto ipv4 oifname ${q(view.interface)} ${nat}`);
-  }
-  out.push(`\t}`, `}`);
-  return out.join("\n") + "\n";
-}
-
-/**
- * The map elements of every dynamic map: restore (ct mark -> uplink chain),
- * inbound (interface -> uplink chain), and one balance map per policy.
- * These are the only things a failover changes.
+ * The elements of every map and set whose content depends on the uplinks
+ * now: restore (ct mark -> uplink chain), inbound (interface -> uplink
+ * chain), pinned (an uplink's DNS servers and pinned prefixes -> its
+ * chain), uplink_addresses, local_networks, and per policy the balance map
+ * and the set of active marks (for sticky rules). A failover changes only
+ * balance and active elements.
  */
 export function renderMaps(
+  config: Config,
   views: readonly UplinkView[],
-  lastResort: LastResort = LAST_RESORT,
+  surroundings: Surroundings = {},
 ): { maps: Record<string, string[]>; choices: Record<string, PolicyChoice> } {
   const byName = new Map(views.map((v) => [v.name, v]));
-  const choice = choose(
-    defaultPolicyMembers(views),
-    (name) => byName.get(name)?.usable === true,
-    (name) => {
-      const view = byName.get(name);
-      return view !== undefined && routable(view);
-    },
-    lastResort,
-  );
-  return {
-    maps: {
-      restore: views.map((v) => `${hex(v.mark)} : goto ${uplinkChain(v.id)}`),
-      uplink_addresses: [
-        ...new Set(views.flatMap((v) => (v.address === undefined ? [] : [v.address]))),
-      ],
-      inbound: views.map((v) => `${q(v.interface)} : goto ${uplinkChain(v.id)}`),
-      [`balance_${DEFAULT_POLICY}`]: balanceElements(choice, views, "mark_unreachable"),
-    },
-    choices: { [DEFAULT_POLICY]: choice },
+  const maps: Record<string, string[]> = {
+    restore: views.map((v) => `${hex(v.mark)} : goto ${uplinkChain(v.id)}`),
+    inbound: views.map((v) => `${JSON.stringify(v.interface)} : goto ${uplinkChain(v.id)}`),
+    pinned: views.flatMap((v) => {
+      const uplink = config.uplinks.find((u) => u.name === v.name);
+      const prefixes = disjointPrefixes([...(uplink?.dns ?? []), ...(uplink?.pinned ?? [])]);
+      return prefixes.map((p) => `${p} : goto ${uplinkChain(v.id)}`);
+    }),
+    uplink_addresses: [
+      ...new Set(views.flatMap((v) => (v.address === undefined ? [] : [v.address]))),
+    ],
+    local_networks: disjointPrefixes(
+      (surroundings.localNetworks ?? []).map((n) => n.replace(/\/32$/, "")),
+    ),
   };
+  const choices: Record<string, PolicyChoice> = {};
+  for (const policy of policyNames(config)) {
+    const configured = config.policies[policy];
+    const choice = choose(
+      policyMembers(config, views, policy),
+      (name) => byName.get(name)?.usability ?? "bad",
+      (name) => {
+        const view = byName.get(name);
+        return view !== undefined && routable(view);
+      },
+      configured?.last_resort ?? (policy === "default" ? config.last_resort : "main"),
+      configured?.degraded ?? "avoid",
+    );
+    choices[policy] = choice;
+    maps[`balance_${policy}`] = balanceElements(choice, views, "mark_unreachable");
+    maps[`active_${policy}`] =
+      choice.kind === "balance"
+        ? choice.members.map((m) => hex(byName.get(m.uplink)?.mark ?? 0))
+        : [];
+  }
+  return { maps, choices };
 }
 
 /**
@@ -273,16 +180,23 @@ export function renderRoutes(
 ): Route[] {
   const protocol = config.dataplane.route_protocol;
   const routes: Route[] = [];
-  const viaUplink = (view: UplinkView, table: number, metric: number): Route => ({
-    table,
-    type: "unicast",
-    dst: "default",
-    ...(view.gateway !== undefined && !view.pointToPoint ? { gateway: view.gateway } : {}),
-    dev: view.interface,
-    metric,
-    protocol,
-    options: {},
-  });
+  const viaUplink = (view: UplinkView, table: number, metric: number): Route => {
+    const options = config.uplinks.find((u) => u.name === view.name)?.route_options ?? {};
+    return {
+      table,
+      type: "unicast",
+      dst: "default",
+      ...(view.gateway !== undefined && !view.pointToPoint ? { gateway: view.gateway } : {}),
+      dev: view.interface,
+      metric,
+      protocol,
+      options: Object.fromEntries(
+        Object.entries(options as Record<string, number | undefined>).filter(
+          (e): e is [string, number] => e[1] !== undefined,
+        ),
+      ),
+    };
+  };
   for (const view of views) {
     if (routable(view)) routes.push(viaUplink(view, view.table, 0));
     routes.push({
@@ -355,16 +269,15 @@ export function renderRules(config: Config, views: readonly UplinkView[]): Rule[
  *
  * @param config a validated config.
  * @param views one view per configured uplink, in config order.
- * @param lanAddress the router's address on its first LAN interface, if any
- *   (preferred source of the main default route).
+ * @param surroundings the LAN address and the main table's own networks.
  */
 export function renderDesired(
   config: Config,
   views: readonly UplinkView[],
-  lanAddress?: string,
+  surroundings: Surroundings = {},
 ): DesiredState {
-  const { maps, choices } = renderMaps(views);
-  const choice = choices[DEFAULT_POLICY] ?? { kind: "balance", members: [] };
+  const { maps, choices } = renderMaps(config, views, surroundings);
+  const choice = choices[config.router_policy] ?? { kind: "balance", members: [] };
   const structure = renderNft(
     config,
     views,
@@ -375,14 +288,11 @@ export function renderDesired(
     nftScript: renderNft(config, views, maps, nftHash),
     nftHash,
     maps,
-    routes: renderRoutes(config, views, choice, lanAddress),
+    routes: renderRoutes(config, views, choice, surroundings.lanAddress),
     rules: renderRules(config, views),
     choices,
   };
 }
-
-/** Dynamic nft objects that are sets (the others are maps). */
-const DYNAMIC_SETS = new Set(["uplink_addresses"]);
 
 /**
  * An nft script that replaces the elements of the given maps (and dynamic
@@ -392,7 +302,7 @@ const DYNAMIC_SETS = new Set(["uplink_addresses"]);
 export function renderMapUpdate(table: string, maps: Record<string, readonly string[]>): string {
   const lines: string[] = [];
   for (const [name, elements] of Object.entries(maps)) {
-    lines.push(`flush ${DYNAMIC_SETS.has(name) ? "set" : "map"} inet ${table} ${name}`);
+    lines.push(`flush ${isDynamicSet(name) ? "set" : "map"} inet ${table} ${name}`);
     if (elements.length > 0) {
       lines.push(`add element inet ${table} ${name} { ${elements.join(", ")} }`);
     }

@@ -3,6 +3,8 @@
  */
 import type { Config } from "../config/schema.js";
 import type { UplinkLink } from "../links/observe.js";
+import type { UplinkState } from "../uplink-health.js";
+import type { Usability } from "../policy/select.js";
 import { routable, type UplinkView } from "./render.js";
 import { uplinkSlots } from "./slots.js";
 
@@ -10,12 +12,12 @@ import { uplinkSlots } from "./slots.js";
  * One view per configured uplink, in config order.
  *
  * @param links uplink name -> its interface now (observeUplinks).
- * @param takesConnections whether health lets the uplink take new connections now.
+ * @param stateOf each uplink's health state now.
  */
 export function buildViews(
   config: Config,
   links: ReadonlyMap<string, UplinkLink>,
-  takesConnections: (uplink: string) => boolean,
+  stateOf: (uplink: string) => UplinkState,
 ): UplinkView[] {
   const slots = uplinkSlots(config);
   return config.uplinks.map((uplink, index) => {
@@ -32,9 +34,20 @@ export function buildViews(
       ...(link?.gateway === undefined ? {} : { gateway: link.gateway }),
       linkUp: link !== undefined && link.present && link.up,
       pointToPoint: link?.pointToPoint ?? false,
-      usable: false,
+      usability: "bad",
     };
-    view.usable = routable(view) && (link?.carrier ?? false) && takesConnections(uplink.name);
+    view.usability =
+      routable(view) && (link?.carrier ?? false) ? usabilityOf(stateOf(uplink.name)) : "bad";
     return view;
   });
+}
+
+/**
+ * How usable an uplink in `state` is for new connections (given it has a
+ * route and carrier): `init` counts as good, so a restart never cuts traffic.
+ */
+export function usabilityOf(state: UplinkState): Usability {
+  if (state === "up" || state === "init") return "good";
+  if (state === "degraded") return "degraded";
+  return "bad";
 }

@@ -3,7 +3,7 @@
  * carrier, address, gateway. Pure: fed with `ip -j` output already parsed.
  */
 import type { Config } from "../config/schema.js";
-import type { LinkState, Route } from "../kernel/types.js";
+import { TABLE_MAIN, type LinkState, type Route } from "../kernel/types.js";
 
 /** One uplink's interface as the kernel has it now. */
 export interface UplinkLink {
@@ -95,4 +95,23 @@ export function lanAddress(config: Config, links: readonly LinkState[]): string 
     if (address !== undefined) return address;
   }
   return undefined;
+}
+
+/**
+ * Destinations of the main table's own routes (connected networks, static
+ * routes to other internal networks): never balanced. Default routes and
+ * uplinkd's own routes are left out.
+ *
+ * @param routes `ip -4 -j route show table all`, parsed.
+ */
+export function localNetworks(routes: readonly Route[], ownProtocol: number): string[] {
+  return routes
+    .filter(
+      (r) =>
+        r.table === TABLE_MAIN &&
+        r.dst !== "default" &&
+        r.type === "unicast" &&
+        r.protocol !== ownProtocol,
+    )
+    .map((r) => r.dst);
 }

@@ -16,35 +16,64 @@ export interface PolicyMember {
  * What a policy does when none of its members is usable:
  * - `all`: keep balancing over every member whose kernel route exists (a
  *   health check that is wrong must not cut the site off);
- * - `unreachable`: new connections are rejected (ICMP unreachable / TCP RST);
+ * - `main`: leave new connections to the main routing table (not balanced);
+ * - `unreachable`: new connections are rejected (ICMP net unreachable);
  * - `blackhole`: new connections are dropped silently.
  */
-export type LastResort = "all" | "unreachable" | "blackhole";
+export type LastResort = "all" | "main" | "unreachable" | "blackhole";
+
+/** How usable an uplink is for new connections now. */
+export type Usability = "good" | "degraded" | "bad";
+
+/**
+ * Whether degraded members get new connections: `avoid` only when no member
+ * of the policy is good; `keep` like good ones.
+ */
+export type DegradedMode = "avoid" | "keep";
 
 /** The outcome of a policy decision. */
 export type PolicyChoice =
-  { kind: "balance"; members: PolicyMember[] } | { kind: "unreachable" } | { kind: "blackhole" };
+  | { kind: "balance"; members: PolicyMember[] }
+  | { kind: "main" }
+  | { kind: "unreachable" }
+  | { kind: "blackhole" };
+
+function lowestTier(
+  members: readonly PolicyMember[],
+  pick: (m: PolicyMember) => boolean,
+): PolicyMember[] {
+  const tiers = [...new Set(members.map((m) => m.tier))].sort((a, b) => a - b);
+  for (const tier of tiers) {
+    const active = members.filter((m) => m.tier === tier && pick(m));
+    if (active.length > 0) return active;
+  }
+  return [];
+}
 
 /**
- * Members that get new connections now: the usable members of the lowest
- * tier that has any.
+ * Members that get new connections now: the good members of the lowest tier
+ * that has any (with `keep`, degraded ones count as good); with `avoid`,
+ * when no member is good, the degraded members of the lowest tier that has
+ * any; else the last resort.
  *
  * @param members the policy's members (any order).
- * @param usable whether an uplink may take new connections now.
+ * @param usability how usable each uplink is now.
  * @param routable whether an uplink has a kernel route at all (for `all`).
- * @param lastResort what to do when no member is usable.
  */
 export function choose(
   members: readonly PolicyMember[],
-  usable: (uplink: string) => boolean,
+  usability: (uplink: string) => Usability,
   routable: (uplink: string) => boolean,
   lastResort: LastResort,
+  degraded: DegradedMode = "avoid",
 ): PolicyChoice {
-  const tiers = [...new Set(members.map((m) => m.tier))].sort((a, b) => a - b);
-  for (const tier of tiers) {
-    const active = members.filter((m) => m.tier === tier && usable(m.uplink));
-    if (active.length > 0) return { kind: "balance", members: active };
-  }
+  const good = lowestTier(members, (m) => {
+    const u = usability(m.uplink);
+    return u === "good" || (degraded === "keep" && u === "degraded");
+  });
+  if (good.length > 0) return { kind: "balance", members: good };
+  const fallback = lowestTier(members, (m) => usability(m.uplink) === "degraded");
+  if (fallback.length > 0) return { kind: "balance", members: fallback };
   if (lastResort === "all") {
     return { kind: "balance", members: members.filter((m) => routable(m.uplink)) };
   }

@@ -25,6 +25,8 @@ function problems(text: string, file = "uplinkd.yaml"): string[] {
 }
 
 /** A valid config with two uplinks, to which a test adds lines. */
+const NO_STEERING_UPLINK = { dns: [], pinned: [], forwards: [] };
+
 const TWO_UPLINKS = [
   "lan: [lan0]",
   "uplinks:",
@@ -62,8 +64,22 @@ describe("the config contract of DESIGN.md", () => {
     const expected: Config = {
       lan: ["lan0"],
       uplinks: [
-        { name: "isp1", interface: "wan1", gateway: "100.64.1.1", weight: 2, tier: 1 },
-        { name: "isp2", interface: "wan2", gateway: "auto", weight: 1, tier: 1 },
+        {
+          ...NO_STEERING_UPLINK,
+          name: "isp1",
+          interface: "wan1",
+          gateway: "100.64.1.1",
+          weight: 2,
+          tier: 1,
+        },
+        {
+          ...NO_STEERING_UPLINK,
+          name: "isp2",
+          interface: "wan2",
+          gateway: "auto",
+          weight: 1,
+          tier: 1,
+        },
       ],
       health: {
         targets: ["198.51.100.1", "203.0.113.1"],
@@ -83,6 +99,11 @@ describe("the config contract of DESIGN.md", () => {
         on_stop: "remove",
       },
       control: { socket: "/run/uplinkd/uplinkd.sock" },
+      sets: {},
+      policies: {},
+      rules: [],
+      router_policy: "default",
+      last_resort: "all",
     };
     assert.deepEqual(parseConfig(example, "uplinkd.yaml"), expected);
   });

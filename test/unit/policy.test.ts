@@ -14,10 +14,11 @@ const members: PolicyMember[] = [
   { uplink: "lte", weight: 5, tier: 2 },
 ];
 const all = () => true;
+const good = () => "good" as const;
 
 describe("policy choice", () => {
   it("balances over the usable members of tier 1 only", () => {
-    const choice = choose(members, all, all, "all");
+    const choice = choose(members, good, all, "all");
     assert.deepEqual(choice.kind === "balance" ? choice.members.map((m) => m.uplink) : [], [
       "isp1",
       "isp2",
@@ -26,7 +27,7 @@ describe("policy choice", () => {
   });
 
   it("leaves out an unusable tier-1 member and keeps the others", () => {
-    const choice = choose(members, (u) => u !== "isp2", all, "all");
+    const choice = choose(members, (u) => (u !== "isp2" ? "good" : "bad"), all, "all");
     assert.deepEqual(choice.kind === "balance" ? choice.members.map((m) => m.uplink) : [], [
       "isp1",
       "isp3",
@@ -34,14 +35,14 @@ describe("policy choice", () => {
   });
 
   it("uses tier 2 only when every tier-1 member is unusable", () => {
-    const choice = choose(members, (u) => u === "lte", all, "all");
+    const choice = choose(members, (u) => (u === "lte" ? "good" : "bad"), all, "all");
     assert.deepEqual(choice.kind === "balance" ? choice.members.map((m) => m.uplink) : [], ["lte"]);
   });
 
   it("falls back to every routable member with last resort 'all'", () => {
     const choice = choose(
       members,
-      () => false,
+      () => "bad",
       (u) => u !== "isp3",
       "all",
     );
@@ -52,14 +53,18 @@ describe("policy choice", () => {
     ]);
   });
 
-  it("answers unreachable or blackhole as configured when nothing is usable", () => {
+  it("answers main, unreachable or blackhole as configured when nothing is usable", () => {
     assert.deepEqual(
-      choose(members, () => false, all, "unreachable"),
+      choose(members, () => "bad", all, "unreachable"),
       { kind: "unreachable" },
     );
     assert.deepEqual(
-      choose(members, () => false, all, "blackhole"),
+      choose(members, () => "bad", all, "blackhole"),
       { kind: "blackhole" },
+    );
+    assert.deepEqual(
+      choose(members, () => "bad", all, "main"),
+      { kind: "main" },
     );
   });
 });

@@ -40,7 +40,7 @@ const links = new Map<string, UplinkLink>([
 ]);
 
 function views(usable: (name: string) => boolean = () => true): UplinkView[] {
-  return buildViews(config, links, usable);
+  return buildViews(config, links, (name) => (usable(name) ? "up" : "down"));
 }
 
 const golden = new URL("./golden/three-uplinks.nft", import.meta.url);
@@ -97,7 +97,7 @@ describe("rendering the desired state", () => {
     down.set("isp2", { ...up("100.64.2.2", "100.64.2.1"), up: false, carrier: false });
     const routes = renderDesired(
       config,
-      buildViews(config, down, () => true),
+      buildViews(config, down, () => "up"),
     ).routes;
     assert.ok(!routes.some((r) => r.table === 102 && r.type === "unicast"));
     assert.ok(routes.some((r) => r.table === 102 && r.type === "unreachable"));
@@ -114,7 +114,7 @@ describe("rendering the desired state", () => {
     assert.notEqual(
       renderDesired(
         other,
-        buildViews(other, links, () => true),
+        buildViews(other, links, () => "up"),
       ).nftHash,
       a.nftHash,
     );
@@ -169,21 +169,12 @@ describe("diffing against the kernel", () => {
     ]);
   });
 
-  it("reads nft's JSON map elements in the same canonical form as rendered ones", () => {
+  it("reads nft's JSON elements (as nft 1.0.6 prints them) in the same form as rendered ones", () => {
+    // Element shapes copied from `nft -j list table` output on this kernel.
     const json = {
       nftables: [
-        { table: { family: "inet", name: "uplinkd" } },
         { set: { name: "structure", elem: [Number.parseInt(desired.nftHash, 16)] } },
-        { set: { name: "uplink_addresses", elem: ["100.64.1.2", "100.64.2.2", "100.64.3.2"] } },
-        ...[
-          "prerouting",
-          "output",
-          "postrouting",
-          "mark_unreachable",
-          "uplink_1",
-          "uplink_2",
-          "uplink_3",
-        ].map((name) => ({ chain: { name } })),
+        { chain: { name: "prerouting" } },
         {
           map: {
             name: "balance_default",
@@ -193,40 +184,50 @@ describe("diffing against the kernel", () => {
             ],
           },
         },
+        { map: { name: "restore", elem: [[256, { goto: { target: "uplink_1" } }]] } },
+        { map: { name: "inbound", elem: [["wan1", { goto: { target: "uplink_1" } }]] } },
         {
           map: {
-            name: "restore",
-            elem: [256, 512, 768].map((mark, i) => [mark, { goto: { target: `uplink_${i + 1}` } }]),
+            name: "pinned",
+            elem: [
+              [{ prefix: { addr: "10.0.0.0", len: 8 } }, { goto: { target: "uplink_1" } }],
+              ["192.0.2.25", { accept: null }],
+            ],
           },
         },
         {
-          map: {
-            name: "inbound",
-            elem: ["wan1", "wan2", "wwan0"].map((dev, i) => [
-              dev,
-              { goto: { target: `uplink_${i + 1}` } },
-            ]),
+          set: {
+            name: "local_networks",
+            elem: ["10.0.0.1", { prefix: { addr: "100.64.1.0", len: 24 } }],
           },
         },
+        { set: { name: "active_default", elem: [256, 512] } },
       ],
     };
-    const chains = [
-      "prerouting",
-      "output",
-      "postrouting",
-      "mark_unreachable",
-      "uplink_1",
-      "uplink_2",
-      "uplink_3",
-    ];
-    const diff = diffNft({ hash: desired.nftHash, chains, maps: desired.maps }, summariseNft(json));
+    const summary = summariseNft(json);
+    assert.equal(summary.hash, desired.nftHash);
+    const want = {
+      balance_default: ["0-5999 : goto uplink_1", "6000-9999 : goto uplink_2"],
+      restore: ["0x100 : goto uplink_1"],
+      inbound: ['"wan1" : goto uplink_1'],
+      pinned: ["10.0.0.0/8 : goto uplink_1", "192.0.2.25 : accept"],
+      local_networks: ["10.0.0.1", "100.64.1.0/24"],
+      active_default: ["0x100", "0x200"],
+    };
+    const diff = diffNft({ hash: desired.nftHash, chains: ["prerouting"], maps: want }, summary);
     assert.deepEqual(diff, { reload: [], maps: {} });
-    const failed = renderDesired(
-      config,
-      views((n) => n !== "isp1"),
+    const failover = diffNft(
+      {
+        hash: desired.nftHash,
+        chains: ["prerouting"],
+        maps: { ...want, balance_default: ["0-9999 : goto uplink_2"] },
+      },
+      summary,
     );
-    const after = diffNft({ hash: failed.nftHash, chains, maps: failed.maps }, summariseNft(json));
-    assert.deepEqual(after, { reload: [], maps: { balance_default: ["0-9999 : goto uplink_2"] } });
+    assert.deepEqual(failover, {
+      reload: [],
+      maps: { balance_default: ["0-9999 : goto uplink_2"] },
+    });
     assert.equal(canonicalElement("0x100 : goto uplink_1"), "256 : goto uplink_1");
   });
 

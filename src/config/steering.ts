@@ -1,0 +1,217 @@
+/**
+ * Config pieces for traffic steering: policies, rules, named address sets,
+ * per-uplink destinations, port forwards and route options.
+ */
+import { isIPv4 } from "node:net";
+import { z } from "zod";
+import { parseDuration } from "./duration.js";
+
+/** Names that end up in nft object names: letters, digits and `_` only. */
+export const nftName = z
+  .string()
+  .regex(
+    /^[a-zA-Z][a-zA-Z0-9_]{0,23}$/,
+    "must start with a letter and hold only letters, digits and '_' (at most 24)",
+  );
+
+/** Parse `a.b.c.d` or `a.b.c.d/n` into [network as uint32, prefix length]; undefined when invalid. */
+export function parsePrefix(text: string): [number, number] | undefined {
+  const [address = "", length] = text.split("/");
+  if (!isIPv4(address)) return undefined;
+  const bits = length === undefined ? 32 : Number(length);
+  if (
+    !Number.isInteger(bits) ||
+    bits < 0 ||
+    bits > 32 ||
+    (length !== undefined && !/^\d+$/.test(length))
+  ) {
+    return undefined;
+  }
+  const value = address.split(".").reduce((acc, octet) => acc * 256 + Number(octet), 0);
+  const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
+  return [(value & mask) >>> 0, bits];
+}
+
+/** True when two prefixes share an address. */
+export function prefixesOverlap(a: string, b: string): boolean {
+  const pa = parsePrefix(a);
+  const pb = parsePrefix(b);
+  if (pa === undefined || pb === undefined) return false;
+  const bits = Math.min(pa[1], pb[1]);
+  const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
+  return (pa[0] & mask) >>> 0 === (pb[0] & mask) >>> 0;
+}
+
+/** An IPv4 address or prefix (`192.0.2.0/24`); host bits must be zero. */
+export const prefix = z.string().superRefine((text, ctx) => {
+  const parsed = parsePrefix(text);
+  if (parsed === undefined) {
+    ctx.addIssue({
+      code: "custom",
+      message: `"${text}" is not an IPv4 address or prefix (a.b.c.d or a.b.c.d/n)`,
+    });
+    return;
+  }
+  const [address = ""] = text.split("/");
+  const value = address.split(".").reduce((acc, octet) => acc * 256 + Number(octet), 0);
+  if (value !== parsed[0]) {
+    ctx.addIssue({
+      code: "custom",
+      message: `"${text}" has host bits set; the network is ${formatPrefix(parsed)}`,
+    });
+  }
+});
+
+/** Canonical text of a parsed prefix (`/32` omitted). */
+export function formatPrefix([value, bits]: [number, number]): string {
+  const address = [24, 16, 8, 0].map((s) => (value >>> s) & 255).join(".");
+  return bits === 32 ? address : `${address}/${bits}`;
+}
+
+/** An address, a prefix, or `@name` of a set in `sets`. */
+export const addressMatch = z.union([
+  z.string().regex(/^@[a-zA-Z][a-zA-Z0-9_]{0,23}$/, "a set reference is @ and the set's name"),
+  prefix,
+]);
+
+/** A port 1..65535, or a range `"1000-2000"`. */
+export const portSpec = z.union([
+  z.number().int().min(1).max(65535),
+  z
+    .string()
+    .regex(/^\d{1,5}(-\d{1,5})?$/, 'must be a port (80) or a range ("1000-2000")')
+    .refine((text) => {
+      const [low = 0, high = low] = text.split("-").map(Number);
+      return low >= 1 && high <= 65535 && low <= high;
+    }, "ports are 1..65535 and a range goes from low to high"),
+]);
+
+/** DSCP names (RFC 2474/2597/3246/5865) and their values. */
+export const DSCP_NAMES: Readonly<Record<string, number>> = {
+  cs0: 0,
+  cs1: 8,
+  cs2: 16,
+  cs3: 24,
+  cs4: 32,
+  cs5: 40,
+  cs6: 48,
+  cs7: 56,
+  af11: 10,
+  af12: 12,
+  af13: 14,
+  af21: 18,
+  af22: 20,
+  af23: 22,
+  af31: 26,
+  af32: 28,
+  af33: 30,
+  af41: 34,
+  af42: 36,
+  af43: 38,
+  ef: 46,
+  va: 44,
+  le: 1,
+};
+
+const oneOrMany = <T extends z.ZodType>(item: T) =>
+  z
+    .union([item, z.array(item).min(1)])
+    .transform((v): z.output<T>[] => (Array.isArray(v) ? v : [v]) as z.output<T>[]);
+
+/** A policy member: an uplink with its weight and tier in this policy. */
+export const policyMemberSchema = z
+  .object({
+    uplink: z.string().min(1),
+    weight: z.number().int().min(1).max(1000).default(1),
+    tier: z.number().int().min(1).max(16).default(1),
+  })
+  .strict();
+
+/**
+ * A policy: which uplinks may carry its connections. `last_resort` applies
+ * when none is usable: `all` keeps balancing over every member that has a
+ * route, `main` leaves the connection to the main table (not balanced),
+ * `unreachable` rejects it, `blackhole` drops it. `degraded`: `avoid` gives
+ * degraded members new connections only when no member is up; `keep` treats
+ * them like up ones.
+ */
+export const policySchema = z
+  .object({
+    members: z.array(policyMemberSchema).min(1),
+    last_resort: z.enum(["all", "main", "unreachable", "blackhole"]).default("main"),
+    degraded: z.enum(["avoid", "keep"]).default("avoid"),
+  })
+  .strict();
+
+/** Where a rule sends a connection: a policy, or `main`, `unreachable`, `blackhole`. */
+export const RULE_TARGETS = ["main", "unreachable", "blackhole"] as const;
+
+/** One steering rule; first match wins. All given matches must hold. */
+export const ruleSchema = z
+  .object({
+    name: z.string().min(1).max(64).optional(),
+    src: oneOrMany(addressMatch).optional(),
+    dst: oneOrMany(addressMatch).optional(),
+    proto: oneOrMany(
+      z.union([z.enum(["tcp", "udp", "icmp"]), z.number().int().min(0).max(255)]),
+    ).optional(),
+    src_port: oneOrMany(portSpec).optional(),
+    dst_port: oneOrMany(portSpec).optional(),
+    iif: oneOrMany(z.string().regex(/^[^\s/:]{1,15}$/, "must be an interface name")).optional(),
+    dscp: oneOrMany(
+      z.union([
+        z.number().int().min(0).max(63),
+        z
+          .string()
+          .refine((s) => s in DSCP_NAMES, "must be 0..63 or a DSCP name (ef, af41, cs1, ...)"),
+      ]),
+    ).optional(),
+    policy: z.string().min(1).describe("a policy name, or main, unreachable, blackhole"),
+    sticky: z
+      .object({
+        by: z.enum(["src", "src-dst"]).default("src"),
+        timeout: z
+          .union([z.number().positive(), z.string()])
+          .default("10m")
+          .transform((value, ctx) => {
+            if (typeof value === "number") return value;
+            try {
+              return parseDuration(value);
+            } catch (error) {
+              ctx.addIssue({ code: "custom", message: (error as Error).message });
+              return z.NEVER;
+            }
+          })
+          .describe("how long a source stays on its uplink after its last new connection (ms)"),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+
+/** A port forward (DNAT) arriving on one uplink. */
+export const forwardSchema = z
+  .object({
+    proto: z.enum(["tcp", "udp"]).default("tcp"),
+    port: portSpec,
+    to: z.string().refine((s) => isIPv4(s), "must be an IPv4 address"),
+    to_port: z.number().int().min(1).max(65535).optional(),
+  })
+  .strict();
+
+/** Route metrics passed to the uplink's routes (ip-route(8)). */
+export const routeOptionsSchema = z
+  .object({
+    initcwnd: z.number().int().min(1).max(1024).optional(),
+    initrwnd: z.number().int().min(1).max(1024).optional(),
+    mtu: z.number().int().min(68).max(65535).optional(),
+    advmss: z.number().int().min(1).max(65535).optional(),
+  })
+  .strict();
+
+/** A validated rule. */
+export type RuleConfig = z.output<typeof ruleSchema>;
+/** A validated policy. */
+export type PolicyConfig = z.output<typeof policySchema>;
+/** A validated port forward. */
+export type ForwardConfig = z.output<typeof forwardSchema>;
