@@ -1,0 +1,230 @@
+/**
+ * What a notification says, as pure functions of the transitions: the
+ * email subject and text, the webhook's JSON body, a hook script's
+ * environment. No I/O here; the channels send what these return.
+ */
+import type { Transition, UplinkState } from "../uplink-health.js";
+
+/** A transition as notified: the health event plus the uplink's interface. */
+export interface NotifiedTransition extends Transition {
+  /** The uplink's interface (e.g. `wan1`); null when unknown. */
+  interface: string | null;
+}
+
+/**
+ * One uplink's state now, as the body's "Uplinks now" list shows it. The
+ * daemon's `UplinkStatus` (from `uplinkd status --json`) fits this shape.
+ */
+export interface NotifyUplinkStatus {
+  name: string;
+  interface?: string | null;
+  state: UplinkState;
+  /** Loss %, 0..100; null when unknown. */
+  loss: number | null;
+  /** Mean RTT, ms; null when unknown. */
+  rtt: number | null;
+}
+
+/** Everything one message is made of. */
+export interface Notification {
+  /** `transitions`: a burst of one or more transitions; `test`: `uplinkd notify-test`. */
+  kind: "transitions" | "test";
+  /** The router's host name. */
+  host: string;
+  /** ISO time the message was composed. */
+  time: string;
+  /** In the order they happened; empty for a test. */
+  transitions: readonly NotifiedTransition[];
+  /** Transitions of the burst left out because it was too long (0 normally). */
+  omitted: number;
+  /** Every uplink's state when the message was composed; null when not provided. */
+  uplinks: readonly NotifyUplinkStatus[] | null;
+}
+
+/**
+ * The subject without prefix: `isp1 down` for one transition, `3 uplink
+ * changes` for a burst, `test notification` for a test.
+ */
+export function summary(notification: Notification): string {
+  if (notification.kind === "test") return "test notification";
+  const count = notification.transitions.length + notification.omitted;
+  const only = notification.transitions[0];
+  if (count === 1 && only !== undefined) return `${only.uplink} ${only.to}`;
+  return `${count} uplink changes`;
+}
+
+/**
+ * The email subject: `prefix summary`, e.g. `[uplinkd] isp1 down`; without
+ * a prefix, the summary alone. Line breaks are replaced by spaces.
+ */
+export function emailSubject(notification: Notification, prefix: string): string {
+  const subject = prefix ? `${prefix} ${summary(notification)}` : summary(notification);
+  return subject.replace(/[\r\n]+/g, " ");
+}
+
+/** Loss as text: `12.5%`, or `unknown`. */
+export function formatLoss(loss: number | null): string {
+  return loss === null ? "unknown" : `${round1(loss)}%`;
+}
+
+/** RTT as text: `8.1 ms`, or `unknown`. */
+export function formatRtt(rtt: number | null): string {
+  return rtt === null ? "unknown" : `${round1(rtt)} ms`;
+}
+
+function round1(value: number): number {
+  return Math.round(value * 10) / 10;
+}
+
+function uplinkLabel(name: string, iface: string | null | undefined): string {
+  return iface ? `${name} (${iface})` : name;
+}
+
+/**
+ * The plain-text body (lines end with `\n`): a headline, each transition
+ * with time, from → to, reason, loss and RTT, then the state of every
+ * uplink when known, then the sending host.
+ */
+export function textBody(notification: Notification): string {
+  const lines: string[] = [];
+  if (notification.kind === "test") {
+    lines.push(
+      `Test notification from uplinkd on ${notification.host} (uplinkd notify-test).`,
+      "Nothing changed; this only shows that notifications arrive.",
+    );
+  } else {
+    lines.push(`${summary(notification)} on ${notification.host}`);
+    for (const t of notification.transitions) {
+      lines.push(
+        "",
+        `${t.time}  ${uplinkLabel(t.uplink, t.interface)}: ${t.from} → ${t.to}`,
+        `  reason: ${t.reason || "(none given)"}`,
+        `  loss: ${formatLoss(t.loss)}, RTT: ${formatRtt(t.rtt)}`,
+      );
+    }
+    if (notification.omitted > 0) {
+      const more = notification.omitted;
+      lines.push("", `(${more} more transition${more === 1 ? "" : "s"} not listed)`);
+    }
+  }
+  if (notification.uplinks !== null) {
+    lines.push("", "Uplinks now:");
+    if (notification.uplinks.length === 0) lines.push("  (none)");
+    for (const u of notification.uplinks) {
+      lines.push(
+        `  ${uplinkLabel(u.name, u.interface)}: ${u.state}, loss ${formatLoss(u.loss)}, RTT ${formatRtt(u.rtt)}`,
+      );
+    }
+  }
+  lines.push("", `-- uplinkd on ${notification.host}, ${notification.time}`);
+  return `${lines.join("\n")}\n`;
+}
+
+/** The JSON body POSTed to every webhook. Loss in %, RTT in ms, times ISO. */
+export interface WebhookPayload {
+  /** `transitions` or `test`. */
+  type: Notification["kind"];
+  host: string;
+  /** ISO time the message was composed. */
+  time: string;
+  /** The subject without prefix: `isp1 down`, `3 uplink changes`, `test notification`. */
+  summary: string;
+  transitions: {
+    time: string;
+    uplink: string;
+    interface: string | null;
+    from: UplinkState;
+    to: UplinkState;
+    reason: string;
+    loss: number | null;
+    rtt: number | null;
+  }[];
+  /** Transitions left out of an overlong burst. */
+  omitted: number;
+  /** Every uplink now; null when not provided. */
+  uplinks:
+    | {
+        name: string;
+        interface: string | null;
+        state: UplinkState;
+        loss: number | null;
+        rtt: number | null;
+      }[]
+    | null;
+}
+
+/** The webhook body of a notification (see {@link WebhookPayload}). */
+export function webhookPayload(notification: Notification): WebhookPayload {
+  return {
+    type: notification.kind,
+    host: notification.host,
+    time: notification.time,
+    summary: summary(notification),
+    transitions: notification.transitions.map(transitionJson),
+    omitted: notification.omitted,
+    uplinks:
+      notification.uplinks === null
+        ? null
+        : notification.uplinks.map((u) => ({
+            name: u.name,
+            interface: u.interface ?? null,
+            state: u.state,
+            loss: u.loss,
+            rtt: u.rtt,
+          })),
+  };
+}
+
+function transitionJson(t: NotifiedTransition): WebhookPayload["transitions"][number] {
+  return {
+    time: t.time,
+    uplink: t.uplink,
+    interface: t.interface,
+    from: t.from,
+    to: t.to,
+    reason: t.reason,
+    loss: t.loss,
+    rtt: t.rtt,
+  };
+}
+
+/** Why a hook script runs: one transition, one burst, or `uplinkd notify-test`. */
+export type HookEvent = "transition" | "burst" | "test";
+
+/**
+ * The variables a hook script gets (on top of the daemon's environment):
+ *
+ * - `EVENT`: `transition`, `burst` or `test`.
+ * - `UPLINK`, `INTERFACE`, `STATE`, `PREVIOUS_STATE`, `REASON`,
+ *   `TIMESTAMP` (ISO), `LOSS` (%, e.g. `12.5`), `RTT` (ms, e.g. `8.1`):
+ *   the transition, or for a burst its last one; empty when unknown, and all
+ *   empty for a test.
+ * - `EVENTS_JSON`: a JSON array of every transition of the run (one for
+ *   `transition`, all for `burst`, none for `test`), each as in
+ *   {@link WebhookPayload}.
+ * - `EVENT_COUNT`: the number of transitions (including any omitted).
+ *
+ * NUL bytes (which an environment cannot hold) are removed.
+ */
+export function hookEnvironment(
+  event: HookEvent,
+  transitions: readonly NotifiedTransition[],
+  omitted = 0,
+): Record<string, string> {
+  const last = transitions.at(-1);
+  const env: Record<string, string> = {
+    EVENT: event,
+    UPLINK: last?.uplink ?? "",
+    INTERFACE: last?.interface ?? "",
+    STATE: last?.to ?? "",
+    PREVIOUS_STATE: last?.from ?? "",
+    REASON: last?.reason ?? "",
+    TIMESTAMP: last?.time ?? "",
+    LOSS: last?.loss == null ? "" : String(round1(last.loss)),
+    RTT: last?.rtt == null ? "" : String(round1(last.rtt)),
+    EVENTS_JSON: JSON.stringify(transitions.map(transitionJson)),
+    EVENT_COUNT: String(transitions.length + omitted),
+  };
+  for (const key of Object.keys(env)) env[key] = (env[key] ?? "").replaceAll("\0", "");
+  return env;
+}
