@@ -42,24 +42,22 @@ export function prefixesOverlap(a: string, b: string): boolean {
   return (pa[0] & mask) >>> 0 === (pb[0] & mask) >>> 0;
 }
 
-/** An IPv4 address or prefix (`192.0.2.0/24`); host bits must be zero. */
-export const prefix = z.string().superRefine((text, ctx) => {
+/** Problems of a prefix text: not a prefix, or host bits set. */
+function prefixProblem(text: string): string | undefined {
   const parsed = parsePrefix(text);
-  if (parsed === undefined) {
-    ctx.addIssue({
-      code: "custom",
-      message: `"${text}" is not an IPv4 address or prefix (a.b.c.d or a.b.c.d/n)`,
-    });
-    return;
-  }
+  if (parsed === undefined)
+    return `"${text}" is not an IPv4 address or prefix (a.b.c.d or a.b.c.d/n)`;
   const [address = ""] = text.split("/");
   const value = address.split(".").reduce((acc, octet) => acc * 256 + Number(octet), 0);
-  if (value !== parsed[0]) {
-    ctx.addIssue({
-      code: "custom",
-      message: `"${text}" has host bits set; the network is ${formatPrefix(parsed)}`,
-    });
-  }
+  if (value !== parsed[0])
+    return `"${text}" has host bits set; the network is ${formatPrefix(parsed)}`;
+  return undefined;
+}
+
+/** An IPv4 address or prefix (`192.0.2.0/24`); host bits must be zero. */
+export const prefix = z.string().superRefine((text, ctx) => {
+  const problem = prefixProblem(text);
+  if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
 });
 
 /** Canonical text of a parsed prefix (`/32` omitted). */
@@ -69,10 +67,14 @@ export function formatPrefix([value, bits]: [number, number]): string {
 }
 
 /** An address, a prefix, or `@name` of a set in `sets`. */
-export const addressMatch = z.union([
-  z.string().regex(/^@[a-zA-Z][a-zA-Z0-9_]{0,23}$/, "a set reference is @ and the set's name"),
-  prefix,
-]);
+export const addressMatch = z.string().superRefine((text, ctx) => {
+  const problem = text.startsWith("@")
+    ? /^@[a-zA-Z][a-zA-Z0-9_]{0,23}$/.test(text)
+      ? undefined
+      : `"${text}" is not a set reference (@ and the set's name)`
+    : prefixProblem(text);
+  if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
+});
 
 /** A port 1..65535, or a range `"1000-2000"`. */
 export const portSpec = z.union([
@@ -113,10 +115,12 @@ export const DSCP_NAMES: Readonly<Record<string, number>> = {
   le: 1,
 };
 
+/** One value or a list of them, always read as a list (`dst: 192.0.2.0/24` or `dst: [a, b]`). */
 const oneOrMany = <T extends z.ZodType>(item: T) =>
-  z
-    .union([item, z.array(item).min(1)])
-    .transform((v): z.output<T>[] => (Array.isArray(v) ? v : [v]) as z.output<T>[]);
+  z.preprocess(
+    (value): unknown[] => (Array.isArray(value) ? (value as unknown[]) : [value]),
+    z.array(item).min(1),
+  );
 
 /** A policy member: an uplink with its weight and tier in this policy. */
 export const policyMemberSchema = z

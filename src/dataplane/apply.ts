@@ -95,7 +95,7 @@ export class Dataplane {
     if (!planIsEmpty(after)) {
       throw new DataplaneVerifyError([
         ...after.nft.reload,
-        ...Object.keys(after.nft.maps).map((name) => `nft map ${name} differs`),
+        ...after.nft.differences,
         ...after.ipCommands.map((c) => `still to do: ip ${c}`),
       ]);
     }

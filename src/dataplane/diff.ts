@@ -147,7 +147,7 @@ function canonicalKey(key: string): string {
   if (/^(0x[0-9a-f]+|\d+)$/i.test(key)) return String(Number(key));
   const range = /^(\d+)-(\d+)$/.exec(key);
   if (range !== null) return `${Number(range[1])}-${Number(range[2])}`;
-  return key;
+  return key.replace(/\/32$/, "");
 }
 
 function canonicalJsonKey(key: unknown): string | undefined {
@@ -205,6 +205,8 @@ export function summariseNft(json: NftJson): NftSummary {
 
 /** How uplinkd's nft table differs from the desired one. */
 export interface NftDiff {
+  /** Human-readable element differences of `maps` (for logs and errors). */
+  differences: string[];
   /** Why the whole table must be loaded (missing, other structure, missing chain or map). */
   reload: string[];
   /** Maps whose elements differ (table structure otherwise equal): name -> desired elements. */
@@ -221,7 +223,8 @@ export function diffNft(
   desired: { hash: string; chains: readonly string[]; maps: Record<string, readonly string[]> },
   actual: NftSummary | null,
 ): NftDiff {
-  if (actual === null) return { reload: ["the nft table is missing"], maps: {} };
+  if (actual === null) return { reload: ["the nft table is missing"], maps: {}, differences: [] };
+  const differences: string[] = [];
   const reload: string[] = [];
   if (actual.hash !== desired.hash) {
     reload.push(`the nft table's structure changed (${actual.hash || "none"} -> ${desired.hash})`);
@@ -235,6 +238,9 @@ export function diffNft(
     const have = actual.maps.get(name);
     if (have === undefined) reload.push(`nft map ${name} is missing`);
     else if (JSON.stringify(want) !== JSON.stringify(have)) maps[name] = elements;
+    if (have !== undefined && name in maps) {
+      differences.push(`nft ${name} holds {${have.join(", ")}}, want {${want.join(", ")}}`);
+    }
   }
-  return { reload, maps };
+  return { reload, maps, differences };
 }

@@ -21,7 +21,13 @@
  * @balance_<policy>`; the uplink chain sets packet and connection mark.
  */
 import type { Config } from "../config/schema.js";
-import { DSCP_NAMES, parsePrefix, prefixesOverlap, type RuleConfig } from "../config/steering.js";
+import {
+  DSCP_NAMES,
+  formatPrefix,
+  parsePrefix,
+  prefixesOverlap,
+  type RuleConfig,
+} from "../config/steering.js";
 import { BALANCE_MODULUS } from "../policy/select.js";
 import { hex, unreachableMark } from "./slots.js";
 import type { UplinkView } from "./render.js";
@@ -74,9 +80,13 @@ function expand(config: Config, items: readonly string[]): string[] {
 
 /** Drop prefixes contained in an earlier or wider one: nft interval sets reject overlaps. */
 export function disjointPrefixes(prefixes: readonly string[]): string[] {
-  const sorted = [...new Set(prefixes)]
-    .filter((p) => parsePrefix(p) !== undefined)
-    .sort((a, b) => (parsePrefix(a)?.[1] ?? 0) - (parsePrefix(b)?.[1] ?? 0));
+  const canonical = prefixes.flatMap((p) => {
+    const parsed = parsePrefix(p);
+    return parsed === undefined ? [] : [formatPrefix(parsed)];
+  });
+  const sorted = [...new Set(canonical)].sort(
+    (a, b) => (parsePrefix(a)?.[1] ?? 0) - (parsePrefix(b)?.[1] ?? 0),
+  );
   const kept: string[] = [];
   for (const p of sorted) if (!kept.some((k) => prefixesOverlap(k, p))) kept.push(p);
   return kept;

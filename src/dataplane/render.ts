@@ -130,9 +130,7 @@ export function renderMaps(
     uplink_addresses: [
       ...new Set(views.flatMap((v) => (v.address === undefined ? [] : [v.address]))),
     ],
-    local_networks: disjointPrefixes(
-      (surroundings.localNetworks ?? []).map((n) => n.replace(/\/32$/, "")),
-    ),
+    local_networks: disjointPrefixes(surroundings.localNetworks ?? []),
   };
   const choices: Record<string, PolicyChoice> = {};
   for (const policy of policyNames(config)) {
