@@ -15,6 +15,31 @@ export default tseslint.config(
     },
   },
   {
+    // The dashboard: plain browser scripts, no types, no build step.
+    files: ["src/control/static/**/*.js"],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: {
+      ...tseslint.configs.disableTypeChecked.languageOptions,
+      sourceType: "script",
+      globals: Object.fromEntries(
+        [
+          "window",
+          "document",
+          "location",
+          "history",
+          "sessionStorage",
+          "fetch",
+          "console",
+          "setTimeout",
+          "CSS",
+          "TextDecoderStream",
+          "URLSearchParams",
+          "uPlot",
+        ].map((name) => [name, "readonly"]),
+      ),
+    },
+  },
+  {
     // node:test's describe/it return promises the runner itself awaits.
     files: ["test/**/*.ts"],
     rules: {

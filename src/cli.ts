@@ -8,9 +8,8 @@ import { Command, Option } from "commander";
 import { pino } from "pino";
 import { registerCheckCommand } from "./config/cli.js";
 import { DEFAULT_CONFIG_PATH, loadConfig } from "./config/load.js";
-import { controlRequest } from "./control/client.js";
-import { Daemon, type StatusDocument } from "./daemon.js";
-import { formatStatus } from "./control/format.js";
+import { registerControlCommands } from "./control/cli.js";
+import { Daemon } from "./daemon.js";
 import { Dataplane, planIsEmpty } from "./dataplane/apply.js";
 import { renderDesired } from "./dataplane/render.js";
 import { buildViews } from "./dataplane/views.js";
@@ -141,24 +140,7 @@ program
     }
   });
 
-program
-  .command("status")
-  .description("state of every uplink, from the running daemon")
-  .option("--json", "print the status document as JSON")
-  .option("-s, --socket <path>", "control socket", "/run/uplinkd/uplinkd.sock")
-  .action(async (opts: { json?: boolean; socket: string }) => {
-    try {
-      const status = (await controlRequest(opts.socket, "GET", "/status")) as StatusDocument;
-      if (opts.json === true) {
-        process.stdout.write(JSON.stringify(status, null, 2) + "\n");
-        return;
-      }
-      process.stdout.write(formatStatus(status));
-    } catch (error) {
-      fail(error);
-    }
-  });
-
+registerControlCommands(program);
 registerCheckCommand(program);
 registerLabCommands(program);
 registerDemoCommand(program);

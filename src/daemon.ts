@@ -6,7 +6,6 @@
  * desired kernel state and applies it with the smallest change (dataplane).
  * All kernel writes go through one queue, so they never interleave.
  */
-import type { Server } from "node:http";
 import type { Logger } from "pino";
 import type { Config } from "./config/schema.js";
 import { Dataplane } from "./dataplane/apply.js";
@@ -18,11 +17,15 @@ import {
 } from "./dataplane/render.js";
 import { buildViews, usabilityOf } from "./dataplane/views.js";
 import { uplinkSlots } from "./dataplane/slots.js";
-import { ConfigError } from "./errors.js";
+import { ConfigError, UnknownUplinkError } from "./errors.js";
 import type { Kernel } from "./kernel/types.js";
 import { KernelMonitor } from "./links/monitor.js";
 import { lanAddress, localNetworks, observeUplinks, type UplinkLink } from "./links/observe.js";
-import { startControlServer } from "./control/server.js";
+import type { DisableOptions, MaintenanceResult, ReloadResult } from "./control/api.js";
+import { configChanges } from "./control/changes.js";
+import { withMaintenance, type MaintainedHealth, type Maintenance } from "./control/maintenance.js";
+import { ControlService } from "./control/service.js";
+import { TrafficSampler } from "./control/traffic.js";
 import type { PolicyChoice } from "./policy/select.js";
 import type {
   HealthSnapshot,
@@ -73,6 +76,12 @@ export interface UplinkStatus {
   /** RTT standard deviation over the window, ms. */
   jitter: number | null;
   reason: string;
+  /** Conntrack entries with the uplink's mark (sampled at most once per second); null if unknown. */
+  connections: number | null;
+  /** Bytes received on the uplink's interface since it was created; null if unknown. */
+  rxBytes: number | null;
+  /** Bytes transmitted on the uplink's interface; null if unknown. */
+  txBytes: number | null;
 }
 
 /** The status document served at `/status`. */
@@ -92,13 +101,16 @@ export class Daemon {
   private dataplane!: Dataplane;
   private links = new Map<string, UplinkLink>();
   private surroundings: Surroundings = {};
-  private readonly health = new Map<string, UplinkHealth>();
+  private readonly health = new Map<string, MaintainedHealth>();
   /** What each running monitor was created from (interface, mark, health settings). */
   private readonly healthKeys = new Map<string, string>();
   private readonly events: Transition[] = [];
   private queue: Promise<void> = Promise.resolve();
   private monitor: KernelMonitor | undefined;
-  private server: Server | undefined;
+  private control: ControlService | undefined;
+  private traffic: TrafficSampler | undefined;
+  /** Uplinks in maintenance (`uplinkd disable`): since when and why. */
+  private readonly maintenance = new Map<string, Maintenance>();
   private verifyTimer: NodeJS.Timeout | undefined;
   private lastMaps: Record<string, string[]> = {};
   private choices: Record<string, PolicyChoice> = {};
@@ -125,11 +137,24 @@ export class Daemon {
     // Routes and rules first: probes need their uplink's table.
     await this.reconcile("start");
     this.syncHealth();
-    this.server = await startControlServer(this.config.control.socket, {
-      status: () => this.status(),
-      events: () => ({ events: this.events }),
-      reload: () => this.reload(),
+    this.traffic = new TrafficSampler(this.options.kernel, {
+      onError: (error) => {
+        this.options.log.warn({ err: error }, `reading traffic counters: ${String(error)}`);
+      },
     });
+    this.control = new ControlService(
+      {
+        config: () => this.config,
+        status: () => this.status(),
+        refreshTraffic: () => this.refreshTraffic(),
+        events: () => this.events,
+        reload: () => this.reload(),
+        disable: (uplink, options) => this.disable(uplink, options),
+        enable: (uplink) => this.enable(uplink),
+      },
+      this.options.log,
+    );
+    await this.control.start();
     const verifyMs = this.options.verifyIntervalMs ?? 10_000;
     this.verifyTimer = setInterval(() => {
       this.enqueue("verify", () => this.reconcile("verify"));
@@ -176,7 +201,10 @@ export class Daemon {
           this.onTransition(t);
         },
       });
-      this.health.set(slot.name, monitor);
+      this.health.set(
+        slot.name,
+        withMaintenance(monitor, () => this.maintenance.get(slot.name)),
+      );
       this.healthKeys.set(slot.name, key);
       monitor.start();
     }
@@ -292,13 +320,7 @@ export class Daemon {
 
   /** A health transition: update only the maps and routes that change, then clear stale connections. */
   private onTransition(transition: Transition): void {
-    this.events.push(transition);
-    const limit = this.options.eventLimit ?? 1000;
-    if (this.events.length > limit) this.events.splice(0, this.events.length - limit);
-    this.options.log.info(
-      { event: "transition", ...transition },
-      `uplink ${transition.uplink}: ${transition.from} -> ${transition.to} (${transition.reason})`,
-    );
+    this.record(transition);
     this.enqueue(`transition of ${transition.uplink}`, async () => {
       const views = this.views();
       const { maps, choices } = renderMaps(this.config, views, this.surroundings);
@@ -328,8 +350,127 @@ export class Daemon {
     });
   }
 
+  /**
+   * Record a transition (events, log, control API) unless the uplink is in
+   * maintenance: then only its own disable transition counts, health changes
+   * are logged and show once it is enabled.
+   */
+  private record(transition: Transition): void {
+    if (this.maintenance.has(transition.uplink) && transition.to !== "disabled") {
+      this.options.log.info(
+        { event: "health", ...transition },
+        `uplink ${transition.uplink} (disabled): health ${transition.from} -> ${transition.to} (${transition.reason})`,
+      );
+      return;
+    }
+    this.events.push(transition);
+    const limit = this.options.eventLimit ?? 1000;
+    if (this.events.length > limit) this.events.splice(0, this.events.length - limit);
+    this.options.log.info(
+      { event: "transition", ...transition },
+      `uplink ${transition.uplink}: ${transition.from} -> ${transition.to} (${transition.reason})`,
+    );
+    this.control?.transition(transition);
+  }
+
+  /** Run `work` in the kernel queue and hand back its result. */
+  private queued<T>(what: string, work: () => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.enqueue(what, async () => {
+        try {
+          resolve(await work());
+        } catch (error) {
+          reject(error instanceof Error ? error : new Error(String(error)));
+        }
+      });
+    });
+  }
+
+  /** What the uplink's health checks found, maintenance ignored; undefined without a monitor. */
+  private healthOf(uplink: string): HealthSnapshot | undefined {
+    return this.health.get(uplink)?.healthSnapshot();
+  }
+
+  /** @throws {UnknownUplinkError} when the config has no such uplink. */
+  private knownUplink(uplink: string): void {
+    const names = this.config.uplinks.map((u) => u.name);
+    if (!names.includes(uplink)) throw new UnknownUplinkError(uplink, names);
+  }
+
+  /**
+   * Maintenance (`uplinkd disable`): the uplink takes no new connections;
+   * its existing ones keep flowing unless `drain`, which deletes its
+   * conntrack entries. Its probes go on; their results show once enabled.
+   * Lasts until `enable`, a restart, or a reload without the uplink.
+   * @throws {UnknownUplinkError} for an unknown uplink.
+   * @throws {KernelCommandError} when the kernel update fails.
+   */
+  async disable(uplink: string, options: DisableOptions): Promise<MaintenanceResult> {
+    this.knownUplink(uplink);
+    let changed = false;
+    if (!this.maintenance.has(uplink)) {
+      const health = this.healthOf(uplink);
+      const reason = options.reason ?? "disabled by the operator";
+      this.maintenance.set(uplink, { since: Date.now(), reason });
+      this.record({
+        time: new Date().toISOString(),
+        uplink,
+        from: health?.state ?? "init",
+        to: "disabled",
+        reason,
+        loss: health?.loss ?? null,
+        rtt: health?.rtt ?? null,
+      });
+      changed = true;
+    }
+    const drained = await this.queued(`disable ${uplink}`, async () => {
+      await this.reconcile(`disable ${uplink}`);
+      const view = this.views().find((v) => v.name === uplink);
+      if (!options.drain || view === undefined) return 0;
+      const deleted = await this.options.kernel.conntrackDelete(view.mark, view.mask);
+      this.options.log.info(
+        { uplink, deleted },
+        `drained ${deleted} conntrack entries of ${uplink}`,
+      );
+      return deleted;
+    });
+    return { uplink, state: "disabled", changed, drained };
+  }
+
+  /**
+   * End maintenance: the uplink is back in the state its probes found.
+   * @throws {UnknownUplinkError} for an unknown uplink.
+   * @throws {KernelCommandError} when the kernel update fails.
+   */
+  async enable(uplink: string): Promise<MaintenanceResult> {
+    this.knownUplink(uplink);
+    if (!this.maintenance.has(uplink)) {
+      const state = this.health.get(uplink)?.snapshot().state ?? "init";
+      return { uplink, state, changed: false, drained: 0 };
+    }
+    this.maintenance.delete(uplink);
+    const health = this.healthOf(uplink);
+    const state = health?.state ?? "init";
+    this.record({
+      time: new Date().toISOString(),
+      uplink,
+      from: "disabled",
+      to: state,
+      reason: `enabled by the operator; health: ${health?.reason || state}`,
+      loss: health?.loss ?? null,
+      rtt: health?.rtt ?? null,
+    });
+    await this.queued(`enable ${uplink}`, () => this.reconcile(`enable ${uplink}`));
+    return { uplink, state, changed: true, drained: 0 };
+  }
+
+  /** Sample conntrack entries and interface counters (cached >= 1 s; never throws). */
+  async refreshTraffic(): Promise<void> {
+    await this.traffic?.refresh(this.config.dataplane.mark_mask);
+  }
+
   /** Re-read the config file; apply what changed. A bad config is refused and the old one stays. */
-  async reload(): Promise<{ ok: true; uplinks: string[] }> {
+  async reload(): Promise<ReloadResult> {
     let next: Config;
     try {
       next = await this.options.loadConfig(this.options.configPath);
@@ -342,22 +483,31 @@ export class Daemon {
       }
       throw error;
     }
-    await new Promise<void>((resolve, reject) => {
-      this.enqueue("reload", async () => {
-        try {
-          this.config = next;
-          this.resetDataplane();
-          await this.refreshLinks(false);
-          this.syncHealth();
-          await this.reconcile("reload");
-          resolve();
-        } catch (error) {
-          reject(error instanceof Error ? error : new Error(String(error)));
-        }
-      });
+    const changes = await this.queued("reload", async () => {
+      const changes = configChanges(this.config, next);
+      this.config = next;
+      for (const name of this.maintenance.keys()) {
+        if (!next.uplinks.some((u) => u.name === name)) this.maintenance.delete(name);
+      }
+      this.resetDataplane();
+      await this.refreshLinks(false);
+      this.syncHealth();
+      await this.reconcile("reload");
+      await this.control?.reconfigure();
+      return changes;
     });
-    this.options.log.info("config reloaded");
-    return { ok: true, uplinks: this.config.uplinks.map((u) => u.name) };
+    this.options.log.info(
+      { changes },
+      changes.length === 0
+        ? "config reloaded: no changes"
+        : `config reloaded: ${changes.join("; ")}`,
+    );
+    return {
+      ok: true,
+      config: this.options.configPath,
+      uplinks: this.config.uplinks.map((u) => u.name),
+      changes,
+    };
   }
 
   /** The status document. */
@@ -394,6 +544,9 @@ export class Daemon {
           rtt: snap?.rtt ?? null,
           jitter: snap?.jitter ?? null,
           reason: snap?.reason ?? "",
+          connections: this.traffic?.connections(view.mark & view.mask) ?? null,
+          rxBytes: this.traffic?.bytes(view.interface)?.rx ?? null,
+          txBytes: this.traffic?.bytes(view.interface)?.tx ?? null,
         };
       }),
       policies: this.choices,
@@ -412,13 +565,7 @@ export class Daemon {
     for (const health of this.health.values()) health.stop();
     await this.idle();
     this.stopping = true;
-    await new Promise<void>((resolve) => {
-      if (this.server === undefined) resolve();
-      else
-        this.server.close(() => {
-          resolve();
-        });
-    });
+    await this.control?.stop();
     if (!keep) await this.dataplane.removeAll();
     this.options.log.info(
       { kept: keep },

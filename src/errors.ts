@@ -70,8 +70,27 @@ export class DataplaneVerifyError extends UplinkdError {
 
 /** The control socket could not be reached or answered with an error. */
 export class ControlError extends UplinkdError {
-  constructor(message: string, options?: { cause?: unknown }) {
+  /** HTTP status of the daemon's answer; undefined when there was none. */
+  readonly status: number | undefined;
+  /** The `code` of the daemon's error (e.g. `UPLINKD_ERR_CONFIG` for a refused reload). */
+  readonly remoteCode: string | undefined;
+  constructor(
+    message: string,
+    options?: { cause?: unknown; status?: number; remoteCode?: string | undefined },
+  ) {
     super("UPLINKD_ERR_CONTROL", message, options);
+    this.status = options?.status;
+    this.remoteCode = options?.remoteCode;
+  }
+}
+
+/** A control request named an uplink the config does not have. */
+export class UnknownUplinkError extends UplinkdError {
+  constructor(uplink: string, known: readonly string[]) {
+    super(
+      "UPLINKD_ERR_UNKNOWN_UPLINK",
+      `no uplink named ${JSON.stringify(uplink)}; the config has ${known.join(", ") || "none"}`,
+    );
   }
 }
 

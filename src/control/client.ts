@@ -15,7 +15,8 @@ import { ControlError } from "../errors.js";
  * @param timeoutMs give up after this many ms (default 5000).
  * @returns the parsed JSON answer.
  * @throws {ControlError} when the socket cannot be reached, the request times
- *   out, or the daemon answers with a status >= 400 (its `error` message).
+ *   out, or the daemon answers with a status >= 400 (its `error` message,
+ *   `status` and `remoteCode`; a refused config: only its FILE:LINE:COL lines).
  */
 export function controlRequest(
   socketPath: string,
@@ -45,12 +46,17 @@ export function controlRequest(
           } catch {
             parsed = text;
           }
-          if ((res.statusCode ?? 500) >= 400) {
-            const message =
-              typeof parsed === "object" && parsed !== null && "error" in parsed
-                ? String(parsed.error)
-                : text;
-            reject(new ControlError(`${method} ${path}: ${res.statusCode ?? "?"} ${message}`));
+          const status = res.statusCode ?? 500;
+          if (status >= 400) {
+            const body = typeof parsed === "object" && parsed !== null ? parsed : {};
+            const message = "error" in body ? String(body.error) : text;
+            const remoteCode = "code" in body ? String(body.code) : undefined;
+            // A refused config is reported as its FILE:LINE:COL lines alone.
+            const shown =
+              remoteCode === "UPLINKD_ERR_CONFIG"
+                ? message
+                : `${method} ${path}: ${status} ${message}`;
+            reject(new ControlError(shown, { status, remoteCode }));
           } else resolve(parsed);
         });
       },

@@ -2,42 +2,42 @@
  * Human-readable forms of what the control API returns.
  */
 import type { StatusDocument } from "../daemon.js";
+import type { Transition } from "../uplink-health.js";
+import type { MaintenanceResult, ReloadResult } from "./api.js";
 
 /** A time in ms with two decimals below 10 ms (lab links answer in 0.05 ms), else one. */
 function ms(value: number): string {
   return value < 10 ? value.toFixed(2) : value.toFixed(1);
 }
 
-/** The status table of `uplinkd status`: one row per uplink. */
-export function formatStatus(status: StatusDocument): string {
-  const header = [
-    "UPLINK",
-    "IFACE",
-    "STATE",
-    "SINCE",
-    "LOSS",
-    "RTT",
-    "JITTER",
-    "W",
-    "TIER",
-    "ACTIVE",
-    "ADDRESS",
-    "GATEWAY",
-  ];
-  const rows = status.uplinks.map((u) => [
-    u.name,
-    u.interface,
-    u.state,
-    u.since.replace("T", " ").replace(/\.\d+Z$/, "Z"),
-    u.loss === null ? "-" : `${u.loss.toFixed(1)}%`,
-    u.rtt === null ? "-" : `${ms(u.rtt)}ms`,
-    u.jitter === null ? "-" : `${ms(u.jitter)}ms`,
-    String(u.weight),
-    String(u.tier),
-    u.active ? "yes" : "no",
-    u.address ?? "-",
-    u.gateway ?? "-",
-  ]);
+/** A byte count in IEC units: `512B`, `1.5KiB`, `20.3GiB`. */
+export function formatBytes(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${value}B` : `${value.toFixed(value < 10 ? 2 : 1)}${units[unit] ?? ""}`;
+}
+
+/** A duration in ms as `45s`, `5m12s`, `3h04m`, `2d05h`. */
+export function formatAge(msAgo: number): string {
+  const s = Math.max(0, Math.floor(msAgo / 1000));
+  const pad = (n: number) => String(n).padStart(2, "0");
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${pad(s % 60)}s`;
+  if (s < 86_400) return `${Math.floor(s / 3600)}h${pad(Math.floor((s % 3600) / 60))}m`;
+  return `${Math.floor(s / 86_400)}d${pad(Math.floor((s % 86_400) / 3600))}h`;
+}
+
+/** An ISO time as `2026-11-21 00:33:18Z`. */
+function when(iso: string): string {
+  return iso.replace("T", " ").replace(/\.\d+Z$/, "Z");
+}
+
+function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
   const line = (cells: string[]) =>
     cells
@@ -45,4 +45,89 @@ export function formatStatus(status: StatusDocument): string {
       .join("  ")
       .trimEnd();
   return [line(header), ...rows.map(line)].join("\n") + "\n";
+}
+
+/**
+ * The status table of `uplinkd status`: one row per uplink with its state,
+ * since when (and for how long), loss, RTT, jitter, weight, tier, whether it
+ * takes new connections, connections now, bytes received and sent on its
+ * interface, address and gateway. `-` marks what is not known.
+ *
+ * @param now epoch ms the ages are computed against.
+ */
+export function formatStatus(status: StatusDocument, now = Date.now()): string {
+  const header = [
+    "UPLINK",
+    "IFACE",
+    "STATE",
+    "SINCE",
+    "FOR",
+    "LOSS",
+    "RTT",
+    "JITTER",
+    "W",
+    "TIER",
+    "ACTIVE",
+    "CONNS",
+    "RX",
+    "TX",
+    "ADDRESS",
+    "GATEWAY",
+  ];
+  const rows = status.uplinks.map((u) => [
+    u.name,
+    u.interface,
+    u.state,
+    when(u.since),
+    formatAge(now - Date.parse(u.since)),
+    u.loss === null ? "-" : `${u.loss.toFixed(1)}%`,
+    u.rtt === null ? "-" : `${ms(u.rtt)}ms`,
+    u.jitter === null ? "-" : `${ms(u.jitter)}ms`,
+    String(u.weight),
+    String(u.tier),
+    u.active ? "yes" : "no",
+    u.connections === null ? "-" : String(u.connections),
+    u.rxBytes === null ? "-" : formatBytes(u.rxBytes),
+    u.txBytes === null ? "-" : formatBytes(u.txBytes),
+    u.address ?? "-",
+    u.gateway ?? "-",
+  ]);
+  return table(header, rows);
+}
+
+/**
+ * The transitions of `uplinkd events`, oldest first: time, uplink,
+ * `from -> to`, loss and RTT at the time, and the reason.
+ */
+export function formatEvents(events: readonly Transition[]): string {
+  if (events.length === 0) return "no transitions yet\n";
+  const rows = events.map((e) => [
+    when(e.time),
+    e.uplink,
+    `${e.from} -> ${e.to}`,
+    e.loss === null ? "-" : `${e.loss.toFixed(1)}%`,
+    e.rtt === null ? "-" : `${ms(e.rtt)}ms`,
+    e.reason,
+  ]);
+  return table(["TIME", "UPLINK", "TRANSITION", "LOSS", "RTT", "REASON"], rows);
+}
+
+/** One line for `uplinkd disable` / `enable`. */
+export function formatMaintenance(result: MaintenanceResult, action: "disable" | "enable"): string {
+  const drained = result.drained > 0 ? `; ${result.drained} connections drained` : "";
+  if (!result.changed) {
+    return action === "disable"
+      ? `${result.uplink} was already disabled${drained}\n`
+      : `${result.uplink} was not disabled (${result.state})\n`;
+  }
+  return `${result.uplink}: ${result.state}${drained}\n`;
+}
+
+/** What `uplinkd reload` prints: the file and each change. */
+export function formatReload(result: ReloadResult): string {
+  if (result.changes.length === 0) return `${result.config}: reloaded, no changes\n`;
+  return (
+    `${result.config}: reloaded, ${result.changes.length} change${result.changes.length === 1 ? "" : "s"}:\n` +
+    result.changes.map((c) => `  ${c}\n`).join("")
+  );
 }

@@ -98,7 +98,7 @@ describe("the config contract of DESIGN.md", () => {
         main_metric: 4096,
         on_stop: "remove",
       },
-      control: { socket: "/run/uplinkd/uplinkd.sock" },
+      control: { socket: "/run/uplinkd/uplinkd.sock", tokens: [] },
       sets: {},
       policies: {},
       rules: [],

@@ -1,0 +1,197 @@
+/**
+ * The commands that talk to a running daemon over its control socket:
+ *
+ *     uplinkd status [--json]
+ *     uplinkd events [--json] [-n N]
+ *     uplinkd disable UPLINK [--drain] [--reason TEXT]
+ *     uplinkd enable UPLINK
+ *     uplinkd reload
+ *
+ * Each takes `--socket PATH`, or `-c FILE` to take `control.socket` from a
+ * config file (default: /etc/uplinkd/uplinkd.yaml if it exists, else
+ * /run/uplinkd/uplinkd.sock). Exit codes: 0 done; 1 the daemon cannot be
+ * reached or failed; 2 usage (unknown uplink) or a config the daemon refused.
+ */
+import { readFile } from "node:fs/promises";
+import type { Command } from "commander";
+import { parse } from "yaml";
+import { EXIT_CONFIG_INVALID } from "../config/cli.js";
+import { DEFAULT_CONFIG_PATH } from "../config/load.js";
+import type { StatusDocument } from "../daemon.js";
+import { ConfigError, ControlError } from "../errors.js";
+import type { EventsDocument, MaintenanceResult, ReloadResult } from "./api.js";
+import { controlRequest } from "./client.js";
+import { formatEvents, formatMaintenance, formatReload, formatStatus } from "./format.js";
+
+/** The control socket when neither `--socket` nor a config names one. */
+export const DEFAULT_SOCKET = "/run/uplinkd/uplinkd.sock";
+
+interface SocketOptions {
+  socket?: string;
+  config?: string;
+}
+
+/**
+ * The control socket a command talks to: `--socket`, else `control.socket`
+ * of the config (`-c FILE`, or the default config when it exists), else
+ * {@link DEFAULT_SOCKET}. The config is read leniently (only that key), so
+ * a config with errors still finds the daemon, e.g. for `reload`.
+ *
+ * @throws {ConfigError} when `-c FILE` was given and cannot be read or parsed.
+ */
+export async function resolveSocket(options: SocketOptions): Promise<string> {
+  if (options.socket !== undefined) return options.socket;
+  const file = options.config ?? DEFAULT_CONFIG_PATH;
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (error) {
+    if (options.config === undefined) return DEFAULT_SOCKET;
+    const message = `cannot read the config: ${(error as Error).message}`;
+    throw new ConfigError([{ file, line: 1, col: 1, path: "", message }]);
+  }
+  let doc: unknown;
+  try {
+    doc = parse(text);
+  } catch {
+    // A broken config still leaves the daemon at the default socket or a given one.
+    return DEFAULT_SOCKET;
+  }
+  const control =
+    typeof doc === "object" && doc !== null ? (doc as { control?: unknown }).control : undefined;
+  const socket =
+    typeof control === "object" && control !== null
+      ? (control as { socket?: unknown }).socket
+      : undefined;
+  return typeof socket === "string" && socket !== "" ? socket : DEFAULT_SOCKET;
+}
+
+/** A refused config or an unknown uplink: its message as is, exit 2; others are rethrown. */
+function usageOrRethrow(error: unknown): void {
+  if (
+    error instanceof ControlError &&
+    (error.remoteCode === "UPLINKD_ERR_CONFIG" || error.remoteCode === "UPLINKD_ERR_UNKNOWN_UPLINK")
+  ) {
+    const prefix = error.remoteCode === "UPLINKD_ERR_CONFIG" ? "" : "uplinkd: ";
+    process.stderr.write(`${prefix}${error.message.replace(/^POST \S+: \d+ /, "")}\n`);
+    process.exitCode = EXIT_CONFIG_INVALID;
+    return;
+  }
+  throw error;
+}
+
+function withSocket(command: Command): Command {
+  return command
+    .option("-s, --socket <path>", "control socket (default: control.socket of the config)")
+    .option("-c, --config <file>", "find the control socket in this config file");
+}
+
+/**
+ * Adds `status`, `events`, `disable`, `enable` and `reload` to `program`.
+ * Errors other than a refused config or an unknown uplink are thrown
+ * (ControlError) for the program's handler (exit 1).
+ */
+export function registerControlCommands(program: Command): void {
+  withSocket(
+    program
+      .command("status")
+      .description("state, loss, RTT, connections and bytes of every uplink, from the daemon")
+      .option("--json", "print the status document as JSON"),
+  ).action(async (opts: SocketOptions & { json?: boolean }) => {
+    const socket = await resolveSocket(opts);
+    const status = (await controlRequest(socket, "GET", "/status")) as StatusDocument;
+    process.stdout.write(
+      opts.json === true ? JSON.stringify(status, null, 2) + "\n" : formatStatus(status),
+    );
+  });
+
+  withSocket(
+    program
+      .command("events")
+      .description("recent uplink transitions with their reasons, oldest first")
+      .option("--json", "print them as JSON")
+      .option("-n, --limit <n>", "how many (most recent)", "50"),
+  ).action(async (opts: SocketOptions & { json?: boolean; limit: string }) => {
+    const limit = Number(opts.limit);
+    if (!Number.isInteger(limit) || limit < 1) {
+      process.stderr.write(`uplinkd: --limit takes a whole number >= 1, not ${opts.limit}\n`);
+      process.exitCode = EXIT_CONFIG_INVALID;
+      return;
+    }
+    const socket = await resolveSocket(opts);
+    const doc = (await controlRequest(socket, "GET", `/events?limit=${limit}`)) as EventsDocument;
+    process.stdout.write(
+      opts.json === true ? JSON.stringify(doc, null, 2) + "\n" : formatEvents(doc.events),
+    );
+  });
+
+  withSocket(
+    program
+      .command("disable")
+      .description(
+        "maintenance: the uplink takes no new connections; existing ones keep flowing unless --drain",
+      )
+      .argument("<uplink>", "the uplink's name")
+      .option("--drain", "also delete its conntrack entries: its existing connections end")
+      .option("--reason <text>", "why, for the event log"),
+  ).action(async (uplink: string, opts: SocketOptions & { drain?: boolean; reason?: string }) => {
+    const socket = await resolveSocket(opts);
+    try {
+      const body = { drain: opts.drain === true, ...(opts.reason ? { reason: opts.reason } : {}) };
+      const result = (await controlRequest(
+        socket,
+        "POST",
+        `/uplinks/${encodeURIComponent(uplink)}/disable`,
+        body,
+        30_000,
+      )) as MaintenanceResult;
+      process.stdout.write(formatMaintenance(result, "disable"));
+    } catch (error) {
+      usageOrRethrow(error);
+    }
+  });
+
+  withSocket(
+    program
+      .command("enable")
+      .description("end maintenance: the uplink is back in the state its probes found")
+      .argument("<uplink>", "the uplink's name"),
+  ).action(async (uplink: string, opts: SocketOptions) => {
+    const socket = await resolveSocket(opts);
+    try {
+      const result = (await controlRequest(
+        socket,
+        "POST",
+        `/uplinks/${encodeURIComponent(uplink)}/enable`,
+        undefined,
+        30_000,
+      )) as MaintenanceResult;
+      process.stdout.write(formatMaintenance(result, "enable"));
+    } catch (error) {
+      usageOrRethrow(error);
+    }
+  });
+
+  withSocket(
+    program
+      .command("reload")
+      .description(
+        "re-read the daemon's config and apply what changed (as SIGHUP); a config with errors is refused",
+      ),
+  ).action(async (opts: SocketOptions) => {
+    const socket = await resolveSocket(opts);
+    try {
+      const result = (await controlRequest(
+        socket,
+        "POST",
+        "/reload",
+        undefined,
+        60_000,
+      )) as ReloadResult;
+      process.stdout.write(formatReload(result));
+    } catch (error) {
+      usageOrRethrow(error);
+      process.stderr.write("uplinkd: reload refused; the daemon keeps its running config\n");
+    }
+  });
+}

@@ -1,0 +1,226 @@
+/**
+ * The daemon's control part: the API on the Unix socket and the optional
+ * TCP listener, metrics, the event stream and the health history behind the
+ * dashboard. The daemon creates one, calls `start()`, reports every
+ * transition with `transition()` (never blocks), `reconfigure()` after a
+ * reload, and `stop()`.
+ */
+import type { Server } from "node:http";
+import type { Logger } from "pino";
+import type { Config } from "../config/schema.js";
+import type { StatusDocument } from "../daemon.js";
+import type { Transition } from "../uplink-health.js";
+import type {
+  DisableOptions,
+  HistorySample,
+  MaintenanceResult,
+  ReloadResult,
+  StreamEvent,
+} from "./api.js";
+import { Metrics } from "./metrics.js";
+import {
+  closeServer,
+  startControlServer,
+  startTcpListener,
+  type ControlAppOptions,
+  type ControlHandlers,
+} from "./server.js";
+
+/** What the control part needs from the daemon. */
+export interface ControlSource {
+  /** The config now. */
+  config(): Config;
+  /** Status with the last traffic sample (sync: cheap). */
+  status(): StatusDocument;
+  /** Refresh connections and bytes (cached >= 1 s; never throws). */
+  refreshTraffic(): Promise<void>;
+  /** Recent transitions, oldest first. */
+  events(): readonly Transition[];
+  reload(): Promise<ReloadResult>;
+  disable(uplink: string, options: DisableOptions): Promise<MaintenanceResult>;
+  enable(uplink: string): Promise<MaintenanceResult>;
+}
+
+/** Options of a {@link ControlService}. */
+export interface ControlServiceOptions {
+  /** Status push and history sample interval, ms (default 1000). */
+  tickMs?: number;
+  /** Samples kept for the charts (default 600: 10 min at 1 s). */
+  historySize?: number;
+}
+
+/** The control part of one daemon. The constructor starts nothing. */
+export class ControlService {
+  readonly metrics: Metrics;
+  readonly #source: ControlSource;
+  readonly #log: Logger;
+  readonly #tickMs: number;
+  readonly #historySize: number;
+  readonly #history: HistorySample[] = [];
+  readonly #listeners = new Set<(event: StreamEvent) => void>();
+  #socket: Server | undefined;
+  #tcp: Server | undefined;
+  #tcpAddress: string | undefined;
+  #socketPath: string | undefined;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(source: ControlSource, log: Logger, options: ControlServiceOptions = {}) {
+    this.#source = source;
+    this.#log = log.child({ component: "control" });
+    this.#tickMs = options.tickMs ?? 1000;
+    this.#historySize = options.historySize ?? 600;
+    this.metrics = new Metrics({ status: () => this.#fullStatus() });
+  }
+
+  async #fullStatus(): Promise<StatusDocument> {
+    await this.#source.refreshTraffic();
+    return this.#source.status();
+  }
+
+  /** The handlers both listeners serve. */
+  readonly handlers: ControlHandlers = {
+    status: () => this.#fullStatus(),
+    events: (limit) => ({ events: this.#source.events().slice(-limit) }),
+    history: () => ({ intervalMs: this.#tickMs, samples: this.#history }),
+    reload: () => this.#source.reload(),
+    disable: (uplink, options) => this.#source.disable(uplink, options),
+    enable: (uplink) => this.#source.enable(uplink),
+    metrics: async () => ({
+      contentType: this.metrics.contentType,
+      text: await this.metrics.render(),
+    }),
+    subscribe: (listener) => {
+      this.#listeners.add(listener);
+      return () => {
+        this.#listeners.delete(listener);
+      };
+    },
+  };
+
+  readonly #appOptions: Omit<ControlAppOptions, "tokens"> = {
+    onDenied: (info) => {
+      this.#log.warn(info, `control: refused ${info.method} ${info.path} (${info.status})`);
+    },
+    onWrite: (info) => {
+      this.#log.info(info, `control: ${info.method} ${info.path} by ${info.who}`);
+    },
+  };
+
+  /** The TCP listener's address, when one is open. */
+  get tcpAddress(): string | undefined {
+    return this.#tcpAddress;
+  }
+
+  /**
+   * Open the Unix socket and (config `control.listen`) the TCP listener;
+   * start sampling and counting.
+   * @throws when the socket or the TCP address cannot be bound.
+   */
+  async start(): Promise<void> {
+    const control = this.#source.config().control;
+    this.metrics.start();
+    this.#socket = await startControlServer(control.socket, this.handlers, this.#appOptions);
+    this.#socketPath = control.socket;
+    await this.#openTcp(control.listen);
+    this.#sample();
+    this.#timer = setInterval(() => {
+      this.#tick();
+    }, this.#tickMs);
+    this.#timer.unref();
+  }
+
+  async #openTcp(listen: string | undefined): Promise<void> {
+    if (listen === undefined) return;
+    this.#tcp = await startTcpListener(listen, this.handlers, {
+      ...this.#appOptions,
+      tokens: () => this.#source.config().control.tokens,
+    });
+    this.#tcpAddress = listen;
+    this.#log.info({ listen }, `dashboard and metrics on http://${listen}/`);
+  }
+
+  /**
+   * Apply a reloaded config: the TCP listener moves when `control.listen`
+   * changed (tokens apply at once anyway); a new `control.socket` needs a
+   * restart.
+   * @throws when the new TCP address cannot be bound (the old listener is closed).
+   */
+  async reconfigure(): Promise<void> {
+    const control = this.#source.config().control;
+    if (control.socket !== this.#socketPath) {
+      this.#log.warn(
+        { socket: this.#socketPath, configured: control.socket },
+        `control.socket changed; the daemon keeps ${this.#socketPath} until it restarts`,
+      );
+    }
+    if (control.listen === this.#tcpAddress) return;
+    if (this.#tcp !== undefined) await closeServer(this.#tcp);
+    this.#tcp = undefined;
+    this.#tcpAddress = undefined;
+    await this.#openTcp(control.listen);
+  }
+
+  /** Report one transition: counted, pushed to every event stream with the new status. Never throws. */
+  transition(transition: Transition): void {
+    try {
+      this.metrics.transition(transition);
+      if (this.#listeners.size === 0) return;
+      this.#emit({ type: "transition", data: transition });
+      this.#emit({ type: "status", data: this.#source.status() });
+    } catch (error) {
+      this.#log.error({ err: error }, "control: reporting a transition failed");
+    }
+  }
+
+  #emit(event: StreamEvent): void {
+    for (const listener of this.#listeners) {
+      try {
+        listener(event);
+      } catch (error) {
+        this.#log.error({ err: error }, "control: an event stream listener failed");
+      }
+    }
+  }
+
+  #sample(): StatusDocument {
+    const status = this.#source.status();
+    this.#history.push({
+      t: Date.now(),
+      uplinks: status.uplinks.map((u) => ({
+        name: u.name,
+        state: u.state,
+        rtt: u.rtt,
+        loss: u.loss,
+      })),
+    });
+    if (this.#history.length > this.#historySize) {
+      this.#history.splice(0, this.#history.length - this.#historySize);
+    }
+    return status;
+  }
+
+  #tick(): void {
+    const status = this.#sample();
+    if (this.#listeners.size === 0) return;
+    this.#source
+      .refreshTraffic()
+      .then(() => {
+        this.#emit({ type: "status", data: this.#source.status() });
+      })
+      .catch(() => {
+        this.#emit({ type: "status", data: status });
+      });
+  }
+
+  /** Close both listeners (ending open event streams) and stop sampling. */
+  async stop(): Promise<void> {
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.metrics.stop();
+    this.#listeners.clear();
+    await Promise.all(
+      [this.#socket, this.#tcp].flatMap((s) => (s === undefined ? [] : [closeServer(s)])),
+    );
+    this.#socket = undefined;
+    this.#tcp = undefined;
+  }
+}

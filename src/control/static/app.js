@@ -1,0 +1,384 @@
+// uplinkd dashboard: plain JS, no build step. Reads /status, /events and
+// /history once, then follows /events/stream (server-sent events, read with
+// fetch so that a bearer token can go in a header). A token comes from the
+// page's #token=... fragment (never sent to the server) or the login form,
+// and is kept in sessionStorage.
+"use strict";
+
+(function () {
+  const MAX_POINTS = 600;
+  const MAX_EVENTS = 200;
+  const COLORS = ["#3b82c4", "#e07b39", "#7c5cc4", "#1f9d55", "#c4458a", "#2aa1a8", "#a8862a"];
+
+  const state = {
+    token: null,
+    uplinks: [],
+    xs: [],
+    rtt: new Map(),
+    loss: new Map(),
+    charts: { rtt: null, loss: null },
+    chartKey: "",
+    events: [],
+  };
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === "class") node.className = v;
+      else if (k === "dataset") Object.assign(node.dataset, v);
+      else node.setAttribute(k, v);
+    }
+    for (const child of children) {
+      if (child !== null && child !== undefined) node.append(child);
+    }
+    return node;
+  }
+
+  function colorOf(name) {
+    const i = state.uplinks.findIndex((u) => u.name === name);
+    return COLORS[(i < 0 ? 0 : i) % COLORS.length];
+  }
+
+  function ms(v) {
+    if (v === null || v === undefined) return "–";
+    return (v < 10 ? v.toFixed(2) : v.toFixed(1)) + " ms";
+  }
+
+  function pct(v) {
+    return v === null || v === undefined ? "–" : v.toFixed(1) + " %";
+  }
+
+  function bytes(v) {
+    if (v === null || v === undefined) return "–";
+    const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let i = 0;
+    while (v >= 1024 && i < units.length - 1) {
+      v /= 1024;
+      i++;
+    }
+    return (i === 0 ? v : v.toFixed(1)) + " " + units[i];
+  }
+
+  function age(iso) {
+    const s = Math.max(0, Math.floor((Date.now() - Date.parse(iso)) / 1000));
+    if (s < 60) return s + "s";
+    if (s < 3600) return Math.floor(s / 60) + "m" + String(s % 60).padStart(2, "0") + "s";
+    if (s < 86400)
+      return (
+        Math.floor(s / 3600) + "h" + String(Math.floor((s % 3600) / 60)).padStart(2, "0") + "m"
+      );
+    return Math.floor(s / 86400) + "d";
+  }
+
+  function clock(iso) {
+    const d = new Date(iso);
+    return d.toLocaleString(undefined, { hour12: false });
+  }
+
+  // ---- API -----------------------------------------------------------------
+
+  function headers() {
+    return state.token ? { authorization: "Bearer " + state.token } : {};
+  }
+
+  async function getJson(path) {
+    const res = await fetch(path, { headers: headers(), cache: "no-store" });
+    if (res.status === 401) throw Object.assign(new Error("unauthorized"), { status: 401 });
+    if (!res.ok) throw new Error(path + ": " + res.status);
+    return res.json();
+  }
+
+  function setLive(what, text) {
+    const node = document.getElementById("live");
+    node.dataset.live = what;
+    node.textContent = text;
+  }
+
+  // ---- rendering ------------------------------------------------------------
+
+  function renderUplinks(status) {
+    state.uplinks = status.uplinks;
+    document.getElementById("router").textContent =
+      "pid " + status.pid + " · " + status.config + " · v" + status.version;
+    const box = document.getElementById("uplinks");
+    box.replaceChildren(
+      ...status.uplinks.map((u) =>
+        el(
+          "article",
+          { class: "uplink", dataset: { uplink: u.name, state: u.state } },
+          el("h3", {}, el("span", {}, u.name), el("span", { class: "state" }, u.state)),
+          el(
+            "dl",
+            {},
+            el("dt", {}, "since"),
+            el("dd", { title: u.since }, age(u.since) + " (" + clock(u.since) + ")"),
+            el("dt", {}, "loss"),
+            el("dd", { class: "loss" }, pct(u.loss)),
+            el("dt", {}, "RTT"),
+            el("dd", { class: "rtt" }, ms(u.rtt) + " ± " + ms(u.jitter)),
+            el("dt", {}, "weight / tier"),
+            el("dd", {}, u.weight + " / " + u.tier + (u.active ? " · active" : " · not active")),
+            el("dt", {}, "connections"),
+            el(
+              "dd",
+              { class: "connections" },
+              u.connections === null ? "–" : String(u.connections),
+            ),
+            el("dt", {}, "in / out"),
+            el("dd", {}, bytes(u.rxBytes) + " / " + bytes(u.txBytes)),
+            el("dt", {}, u.interface),
+            el("dd", {}, (u.address || "no address") + " via " + (u.gateway || "no gateway")),
+          ),
+          u.reason ? el("p", { class: "reason" }, u.reason) : null,
+        ),
+      ),
+    );
+    renderShare(status.uplinks);
+  }
+
+  function renderShare(uplinks) {
+    const total = uplinks.reduce((n, u) => n + (u.connections || 0), 0);
+    const bar = document.getElementById("share");
+    const legend = document.getElementById("share-legend");
+    bar.replaceChildren(
+      ...uplinks
+        .filter((u) => total > 0 && u.connections > 0)
+        .map((u) =>
+          el("span", {
+            style:
+              "width:" +
+              ((100 * u.connections) / total).toFixed(2) +
+              "%;background:" +
+              colorOf(u.name),
+            title: u.name + ": " + u.connections,
+          }),
+        ),
+    );
+    legend.replaceChildren(
+      ...uplinks.map((u) => {
+        const share = total > 0 ? ((100 * (u.connections || 0)) / total).toFixed(1) + " %" : "–";
+        const swatch = el("i", { style: "background:" + colorOf(u.name) });
+        return el(
+          "li",
+          { dataset: { uplink: u.name } },
+          swatch,
+          u.name + " " + share + " (" + (u.connections === null ? "–" : u.connections) + ")",
+        );
+      }),
+    );
+  }
+
+  function eventItem(e) {
+    return el(
+      "li",
+      { dataset: { uplink: e.uplink, to: e.to } },
+      el("time", { datetime: e.time }, clock(e.time)),
+      el("strong", {}, e.uplink),
+      el("span", { class: "to-" + e.to }, e.from + " → " + e.to),
+      el("span", {}, e.reason),
+    );
+  }
+
+  function renderEvents() {
+    const list = document.getElementById("events");
+    const newest = state.events.slice(-MAX_EVENTS).reverse();
+    list.replaceChildren(...newest.map(eventItem));
+    if (newest.length === 0) list.append(el("li", {}, "no transitions yet"));
+  }
+
+  // ---- charts ---------------------------------------------------------------
+
+  function chartSize(id) {
+    const box = document.getElementById(id);
+    return { width: Math.max(300, box.clientWidth), height: 220 };
+  }
+
+  function makeChart(id, names, unit) {
+    const box = document.getElementById(id);
+    box.replaceChildren();
+    if (typeof uPlot === "undefined") {
+      box.textContent = "charts unavailable (uPlot did not load)";
+      return null;
+    }
+    const opts = {
+      ...chartSize(id),
+      scales: {
+        x: { time: true },
+        y: { range: (u, min, max) => [0, Math.max(max, unit === "%" ? 5 : 1)] },
+      },
+      series: [
+        {},
+        ...names.map((n) => ({ label: n, stroke: colorOf(n), width: 2, spanGaps: false })),
+      ],
+      axes: [{}, { label: unit }],
+      legend: { live: true },
+    };
+    return new uPlot(opts, [[], ...names.map(() => [])], box);
+  }
+
+  function ensureCharts() {
+    const names = state.uplinks.map((u) => u.name);
+    const key = names.join(",");
+    if (key === state.chartKey) return;
+    state.chartKey = key;
+    for (const n of names) {
+      if (!state.rtt.has(n))
+        state.rtt.set(
+          n,
+          state.xs.map(() => null),
+        );
+      if (!state.loss.has(n))
+        state.loss.set(
+          n,
+          state.xs.map(() => null),
+        );
+    }
+    state.charts.rtt?.destroy();
+    state.charts.loss?.destroy();
+    state.charts.rtt = makeChart("rtt-chart", names, "ms");
+    state.charts.loss = makeChart("loss-chart", names, "%");
+    drawCharts();
+  }
+
+  function push(t, uplinks) {
+    state.xs.push(t / 1000);
+    const by = new Map(uplinks.map((u) => [u.name, u]));
+    for (const u of state.uplinks) {
+      if (!state.rtt.has(u.name))
+        state.rtt.set(
+          u.name,
+          state.xs.slice(0, -1).map(() => null),
+        );
+      if (!state.loss.has(u.name))
+        state.loss.set(
+          u.name,
+          state.xs.slice(0, -1).map(() => null),
+        );
+    }
+    for (const [name, ys] of state.rtt) ys.push(by.get(name)?.rtt ?? null);
+    for (const [name, ys] of state.loss) ys.push(by.get(name)?.loss ?? null);
+    if (state.xs.length > MAX_POINTS) {
+      state.xs.shift();
+      for (const ys of state.rtt.values()) ys.shift();
+      for (const ys of state.loss.values()) ys.shift();
+    }
+  }
+
+  function drawCharts() {
+    const names = state.uplinks.map((u) => u.name);
+    if (state.charts.rtt)
+      state.charts.rtt.setData([state.xs, ...names.map((n) => state.rtt.get(n) || [])]);
+    if (state.charts.loss)
+      state.charts.loss.setData([state.xs, ...names.map((n) => state.loss.get(n) || [])]);
+  }
+
+  window.addEventListener("resize", () => {
+    state.charts.rtt?.setSize(chartSize("rtt-chart"));
+    state.charts.loss?.setSize(chartSize("loss-chart"));
+  });
+
+  // ---- live updates ---------------------------------------------------------
+
+  let lastPush = 0;
+
+  function onStatus(status) {
+    renderUplinks(status);
+    ensureCharts();
+    const now = Date.now();
+    // Transitions push an extra status; keep at most one chart point per 500 ms.
+    if (now - lastPush >= 500) {
+      lastPush = now;
+      push(now, status.uplinks);
+      drawCharts();
+    }
+  }
+
+  function onTransition(t) {
+    state.events.push(t);
+    if (state.events.length > MAX_EVENTS) state.events.shift();
+    renderEvents();
+    const card = document.querySelector('.uplink[data-uplink="' + CSS.escape(t.uplink) + '"]');
+    if (card) {
+      card.dataset.state = t.to;
+      card.querySelector(".state").textContent = t.to;
+    }
+  }
+
+  async function follow() {
+    for (;;) {
+      try {
+        const res = await fetch("/events/stream", { headers: headers(), cache: "no-store" });
+        if (res.status === 401) return askToken();
+        if (!res.ok || !res.body) throw new Error("stream: " + res.status);
+        setLive("live", "live");
+        const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buffer = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buffer += value;
+          let end;
+          while ((end = buffer.indexOf("\n\n")) >= 0) {
+            const block = buffer.slice(0, end);
+            buffer = buffer.slice(end + 2);
+            let type = "message";
+            const data = [];
+            for (const line of block.split("\n")) {
+              if (line.startsWith("event:")) type = line.slice(6).trim();
+              else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+            }
+            if (data.length === 0) continue;
+            const payload = JSON.parse(data.join("\n"));
+            if (type === "status") onStatus(payload);
+            else if (type === "transition") onTransition(payload);
+          }
+        }
+      } catch (error) {
+        console.warn("uplinkd stream:", error);
+      }
+      setLive("reconnecting", "reconnecting…");
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+
+  function askToken() {
+    setLive("reconnecting", "token needed");
+    const form = document.getElementById("login");
+    form.hidden = false;
+    form.onsubmit = (event) => {
+      event.preventDefault();
+      state.token = document.getElementById("token").value.trim() || null;
+      if (state.token) sessionStorage.setItem("uplinkd-token", state.token);
+      form.hidden = true;
+      start();
+    };
+  }
+
+  async function start() {
+    try {
+      const [status, events, history] = await Promise.all([
+        getJson("/status"),
+        getJson("/events?limit=" + MAX_EVENTS),
+        getJson("/history"),
+      ]);
+      state.uplinks = status.uplinks;
+      for (const sample of history.samples) push(sample.t, sample.uplinks);
+      state.events = events.events.slice();
+      renderEvents();
+      onStatus(status);
+      follow();
+    } catch (error) {
+      if (error.status === 401) return askToken();
+      setLive("reconnecting", "cannot reach uplinkd; retrying");
+      setTimeout(start, 2000);
+    }
+  }
+
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  if (fragment.get("token")) {
+    sessionStorage.setItem("uplinkd-token", fragment.get("token"));
+    history.replaceState(null, "", location.pathname);
+  }
+  state.token = sessionStorage.getItem("uplinkd-token");
+  start();
+})();

@@ -1,0 +1,598 @@
+/**
+ * The control API without a daemon: tokens, endpoints, errors, the
+ * dashboard's files, and the pieces behind status (traffic, maintenance,
+ * formatting, reload changes).
+ */
+import assert from "node:assert/strict";
+import { channel } from "node:diagnostics_channel";
+import { describe, test } from "node:test";
+import { parseConfig } from "../../src/config/load.js";
+import type { DisableOptions, StreamEvent } from "../../src/control/api.js";
+import { authorize, requiredAccess, type TokenConfig } from "../../src/control/auth.js";
+import { configChanges } from "../../src/control/changes.js";
+import { formatBytes, formatEvents, formatStatus } from "../../src/control/format.js";
+import { withMaintenance } from "../../src/control/maintenance.js";
+import { controlApp, parseListen, type ControlHandlers } from "../../src/control/server.js";
+import { TrafficSampler, parseProcNetDev } from "../../src/control/traffic.js";
+import type { StatusDocument, UplinkStatus } from "../../src/daemon.js";
+import { ConfigError, UnknownUplinkError } from "../../src/errors.js";
+import type { HealthSnapshot, Transition, UplinkHealth } from "../../src/uplink-health.js";
+
+const READ = "read-token-0123456789abcdef";
+const WRITE = "write-token-0123456789abcdef";
+const TOKENS: TokenConfig[] = [
+  { name: "grafana", token: READ, access: "read" },
+  { name: "ops", token: WRITE, access: "write" },
+];
+
+function uplink(name: string, overrides: Partial<UplinkStatus> = {}): UplinkStatus {
+  return {
+    name,
+    interface: name.replace("isp", "wan"),
+    state: "up",
+    since: "2026-11-21T00:00:00.000Z",
+    active: true,
+    weight: 1,
+    tier: 1,
+    id: 1,
+    mark: "0x100",
+    table: 101,
+    address: "100.64.1.2",
+    gateway: "100.64.1.1",
+    carrier: true,
+    loss: 0,
+    rtt: 0.25,
+    jitter: 0.05,
+    reason: "5 good rounds",
+    connections: 12,
+    rxBytes: 1536,
+    txBytes: 2048,
+    ...overrides,
+  };
+}
+
+function statusDoc(uplinks: UplinkStatus[] = [uplink("isp1"), uplink("isp2")]): StatusDocument {
+  return {
+    version: "0.1.0",
+    pid: 1,
+    config: "/etc/uplinkd/uplinkd.yaml",
+    startedAt: "2026-11-21T00:00:00.000Z",
+    uplinks,
+    policies: {},
+    lastApply: null,
+  };
+}
+
+/** Handlers that record every call that would change something. */
+function fakeHandlers() {
+  const calls: string[] = [];
+  const disabled = new Set<string>();
+  const handlers: ControlHandlers = {
+    status: () =>
+      Promise.resolve(
+        statusDoc([
+          uplink("isp1", disabled.has("isp1") ? { state: "disabled" } : {}),
+          uplink("isp2"),
+        ]),
+      ),
+    events: () => ({ events: [] }),
+    history: () => ({ intervalMs: 1000, samples: [] }),
+    reload: () => {
+      calls.push("reload");
+      return Promise.resolve({ ok: true, config: "x.yaml", uplinks: ["isp1"], changes: [] });
+    },
+    disable: (name: string, options: DisableOptions) => {
+      if (name !== "isp1" && name !== "isp2") {
+        return Promise.reject(new UnknownUplinkError(name, ["isp1", "isp2"]));
+      }
+      calls.push(`disable ${name} drain=${String(options.drain)}`);
+      disabled.add(name);
+      return Promise.resolve({ uplink: name, state: "disabled", changed: true, drained: 0 });
+    },
+    enable: (name: string) => {
+      calls.push(`enable ${name}`);
+      disabled.delete(name);
+      return Promise.resolve({ uplink: name, state: "up", changed: true, drained: 0 });
+    },
+    metrics: () => Promise.resolve({ contentType: "text/plain", text: "uplinkd_up 1\n" }),
+    subscribe: () => () => undefined,
+  };
+  return { handlers, calls, disabled };
+}
+
+const tcp = (tokens: TokenConfig[]) => ({ tokens: () => tokens });
+const bearer = (token: string) => ({ authorization: `Bearer ${token}`, host: "127.0.0.1:9101" });
+
+describe("control API over TCP with tokens", () => {
+  test("a GET without a token gets 401 with a Bearer challenge", async () => {
+    const { handlers } = fakeHandlers();
+    const app = controlApp(handlers, tcp(TOKENS));
+    const res = await app.request("/status", { headers: { host: "127.0.0.1:9101" } });
+    assert.equal(res.status, 401);
+    assert.match(res.headers.get("www-authenticate") ?? "", /^Bearer/);
+    assert.equal(((await res.json()) as { code: string }).code, "UPLINKD_ERR_UNAUTHORIZED");
+  });
+
+  test("a wrong token gets 401 on GET and on POST, and nothing changes", async () => {
+    const { handlers, calls, disabled } = fakeHandlers();
+    const app = controlApp(handlers, tcp(TOKENS));
+    for (const [method, path] of [
+      ["GET", "/status"],
+      ["GET", "/metrics"],
+      ["GET", "/events/stream"],
+      ["POST", "/uplinks/isp1/disable"],
+      ["POST", "/reload"],
+    ] as const) {
+      const res = await app.request(path, { method, headers: bearer("wrong-token-0123456789") });
+      assert.equal(res.status, 401, `${method} ${path}`);
+    }
+    const noToken = await app.request("/uplinks/isp1/disable", {
+      method: "POST",
+      headers: { host: "127.0.0.1:9101" },
+    });
+    assert.equal(noToken.status, 401);
+    assert.deepEqual(calls, []);
+    assert.equal(disabled.size, 0);
+  });
+
+  test("a read-only token reads but cannot POST (403), and nothing changes", async () => {
+    const { handlers, calls } = fakeHandlers();
+    const app = controlApp(handlers, tcp(TOKENS));
+    const status = await app.request("/status", { headers: bearer(READ) });
+    assert.equal(status.status, 200);
+    const body = (await status.json()) as StatusDocument;
+    assert.equal(body.uplinks[0]?.state, "up");
+    for (const path of ["/uplinks/isp1/disable", "/uplinks/isp1/enable", "/reload"]) {
+      const res = await app.request(path, { method: "POST", headers: bearer(READ) });
+      assert.equal(res.status, 403, path);
+    }
+    assert.deepEqual(calls, []);
+    const after = (await (
+      await app.request("/status", { headers: bearer(READ) })
+    ).json()) as StatusDocument;
+    assert.equal(after.uplinks[0]?.state, "up");
+  });
+
+  test("a write token disables, drains and enables", async () => {
+    const { handlers, calls } = fakeHandlers();
+    const app = controlApp(handlers, tcp(TOKENS));
+    const res = await app.request("/uplinks/isp1/disable", {
+      method: "POST",
+      headers: { ...bearer(WRITE), "content-type": "application/json" },
+      body: JSON.stringify({ drain: true }),
+    });
+    assert.equal(res.status, 200);
+    assert.deepEqual(await res.json(), {
+      uplink: "isp1",
+      state: "disabled",
+      changed: true,
+      drained: 0,
+    });
+    const status = (await (
+      await app.request("/status", { headers: bearer(WRITE) })
+    ).json()) as StatusDocument;
+    assert.equal(status.uplinks[0]?.state, "disabled");
+    assert.equal(
+      (await app.request("/uplinks/isp1/enable", { method: "POST", headers: bearer(WRITE) }))
+        .status,
+      200,
+    );
+    assert.deepEqual(calls, ["disable isp1 drain=true", "enable isp1"]);
+  });
+
+  test("the dashboard's files need no token (they hold no data) and carry a CSP", async () => {
+    const { handlers } = fakeHandlers();
+    const app = controlApp(handlers, tcp(TOKENS));
+    const page = await app.request("/", { headers: { host: "192.0.2.1:9101" } });
+    assert.equal(page.status, 200);
+    assert.match(page.headers.get("content-type") ?? "", /text\/html/);
+    assert.match(page.headers.get("content-security-policy") ?? "", /script-src 'self'/);
+    assert.match(await page.text(), /<script src="\/dashboard\/app\.js"/);
+    for (const path of [
+      "/dashboard/app.js",
+      "/dashboard/style.css",
+      "/dashboard/vendor/uPlot.iife.min.js",
+      "/dashboard/vendor/uPlot.min.css",
+    ]) {
+      const res = await app.request(path, { headers: { host: "192.0.2.1:9101" } });
+      assert.equal(res.status, 200, path);
+      assert.ok((await res.text()).length > 100, path);
+    }
+  });
+});
+
+describe("control API over TCP without tokens (loopback only)", () => {
+  test("reads are open, writes are refused with 401", async () => {
+    const { handlers, calls } = fakeHandlers();
+    const app = controlApp(handlers, tcp([]));
+    const headers = { host: "127.0.0.1:9101" };
+    assert.equal((await app.request("/status", { headers })).status, 200);
+    assert.equal((await app.request("/reload", { method: "POST", headers })).status, 401);
+    assert.deepEqual(calls, []);
+  });
+
+  test("a Host header with a DNS name is refused (DNS rebinding)", async () => {
+    const { handlers } = fakeHandlers();
+    const app = controlApp(handlers, tcp([]));
+    const res = await app.request("/status", { headers: { host: "attacker.example:9101" } });
+    assert.equal(res.status, 421);
+    const local = await app.request("/status", { headers: { host: "localhost:9101" } });
+    assert.equal(local.status, 200);
+  });
+});
+
+describe("control API on the Unix socket (no tokens: the socket is root only)", () => {
+  test("POST works without a token", async () => {
+    const { handlers, calls } = fakeHandlers();
+    const app = controlApp(handlers);
+    assert.equal((await app.request("/reload", { method: "POST" })).status, 200);
+    assert.deepEqual(calls, ["reload"]);
+  });
+
+  test("an unknown uplink is 404 with its code; a bad body is 400", async () => {
+    const { handlers } = fakeHandlers();
+    const app = controlApp(handlers);
+    const res = await app.request("/uplinks/isp9/disable", { method: "POST" });
+    assert.equal(res.status, 404);
+    const body = (await res.json()) as { code: string; error: string };
+    assert.equal(body.code, "UPLINKD_ERR_UNKNOWN_UPLINK");
+    assert.match(body.error, /isp9.*isp1, isp2/);
+    const bad = await app.request("/uplinks/isp1/disable", { method: "POST", body: "{drain" });
+    assert.equal(bad.status, 400);
+  });
+
+  test("a refused reload is 422 with the FILE:LINE:COL lines", async () => {
+    const { handlers } = fakeHandlers();
+    handlers.reload = () =>
+      Promise.reject(
+        new ConfigError([
+          {
+            file: "u.yaml",
+            line: 4,
+            col: 13,
+            path: "uplinks.0.weight",
+            message: "must be a number",
+          },
+        ]),
+      );
+    const res = await controlApp(handlers).request("/reload", { method: "POST" });
+    assert.equal(res.status, 422);
+    assert.deepEqual(await res.json(), {
+      error: "u.yaml:4:13: uplinks.0.weight: must be a number",
+      code: "UPLINKD_ERR_CONFIG",
+    });
+  });
+
+  test("an unknown path is 404", async () => {
+    const { handlers } = fakeHandlers();
+    assert.equal((await controlApp(handlers).request("/nope")).status, 404);
+  });
+
+  test("the event stream starts with the status and forwards transitions", async () => {
+    const { handlers } = fakeHandlers();
+    let listener: ((event: StreamEvent) => void) | undefined;
+    handlers.subscribe = (l) => {
+      listener = l;
+      return () => {
+        listener = undefined;
+      };
+    };
+    const controller = new AbortController();
+    const res = await controlApp(handlers).request("/events/stream", {
+      signal: controller.signal,
+    });
+    assert.match(res.headers.get("content-type") ?? "", /text\/event-stream/);
+    const reader = res.body?.pipeThrough(new TextDecoderStream()).getReader();
+    assert.ok(reader !== undefined);
+    let text = "";
+    while (!text.includes("event: status")) text += (await reader.read()).value ?? "";
+    const transition: Transition = {
+      time: "2026-11-21T00:00:01.000Z",
+      uplink: "isp1",
+      from: "up",
+      to: "down",
+      reason: "3 failed rounds",
+      loss: 100,
+      rtt: null,
+    };
+    listener?.({ type: "transition", data: transition });
+    while (!text.includes("event: transition")) text += (await reader.read()).value ?? "";
+    assert.match(
+      text,
+      /event: transition\ndata: \{"time":"2026-11-21T00:00:01.000Z","uplink":"isp1"/,
+    );
+    await reader.cancel();
+    controller.abort();
+  });
+});
+
+describe("tokens", () => {
+  test("GET and HEAD need read access, everything else write", () => {
+    assert.equal(requiredAccess("GET"), "read");
+    assert.equal(requiredAccess("HEAD"), "read");
+    assert.equal(requiredAccess("POST"), "write");
+    assert.equal(requiredAccess("DELETE"), "write");
+  });
+
+  test("a write token may read; a read token may not write", () => {
+    assert.deepEqual(authorize(`Bearer ${WRITE}`, "read", TOKENS), { ok: true, who: "ops" });
+    assert.deepEqual(authorize(`bearer ${READ}`, "read", TOKENS), { ok: true, who: "grafana" });
+    assert.deepEqual(authorize(`Bearer ${READ}`, "write", TOKENS), {
+      ok: false,
+      status: 403,
+      message: "token grafana is read-only",
+    });
+    assert.deepEqual(authorize("Basic dXNlcjpwYXNz", "read", TOKENS), {
+      ok: false,
+      status: 401,
+      message: "missing bearer token (Authorization: Bearer TOKEN)",
+    });
+  });
+});
+
+describe("control config", () => {
+  const base = "lan: [lan0]\nuplinks:\n  - { name: isp1, interface: wan1, gateway: 100.64.1.1 }\n";
+
+  test("control.listen defaults to none and tokens to an empty list", () => {
+    const config = parseConfig(base, "u.yaml");
+    assert.equal(config.control.listen, undefined);
+    assert.deepEqual(config.control.tokens, []);
+  });
+
+  test("a non-loopback listen address without tokens is refused at control.listen", () => {
+    const text = `${base}control:\n  listen: 192.0.2.1:9101\n`;
+    assert.throws(
+      () => parseConfig(text, "u.yaml"),
+      (error: unknown) =>
+        error instanceof ConfigError &&
+        /^u\.yaml:5:11: control\.listen: 192\.0\.2\.1 is not a loopback address/.test(
+          error.message,
+        ),
+    );
+  });
+
+  test("with a token it is accepted; short tokens and bad addresses are not", () => {
+    const ok = `${base}control:\n  listen: 0.0.0.0:9101\n  tokens:\n    - { token: ${WRITE}, access: write }\n`;
+    assert.equal(parseConfig(ok, "u.yaml").control.tokens[0]?.access, "write");
+    const short = `${base}control:\n  listen: 0.0.0.0:9101\n  tokens:\n    - { token: short }\n`;
+    assert.throws(() => parseConfig(short, "u.yaml"), /at least 16 printable characters/);
+    const port = `${base}control:\n  listen: 127.0.0.1:70000\n`;
+    assert.throws(() => parseConfig(port, "u.yaml"), /port from 1 to 65535/);
+    assert.throws(
+      () => parseConfig(`${base}control:\n  listen: "localhost:9101"\n`, "u.yaml"),
+      /ADDRESS:PORT/,
+    );
+  });
+
+  test("listen addresses parse with IPv4 and bracketed IPv6", () => {
+    assert.deepEqual(parseListen("127.0.0.1:9101"), { host: "127.0.0.1", port: 9101 });
+    assert.deepEqual(parseListen("[::1]:9101"), { host: "::1", port: 9101 });
+  });
+});
+
+describe("traffic counters", () => {
+  const NET_DEV = `Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:    3697      35    0    0    0     0          0         0     3697      35    0    0    0     0       0          0
+  wan1: 123456789 1000    0    0    0     0          0         0   987654     900    0    0    0     0       0          0
+`;
+
+  test("/proc/net/dev gives received and transmitted bytes per interface", () => {
+    const bytes = parseProcNetDev(NET_DEV);
+    assert.deepEqual(bytes.get("wan1"), { rx: 123456789, tx: 987654 });
+    assert.deepEqual(bytes.get("lo"), { rx: 3697, tx: 3697 });
+  });
+
+  test("conntrack is read at most once per second, whoever asks", async () => {
+    let now = 0;
+    let reads = 0;
+    const kernel = {
+      conntrackCountByMark: () => {
+        reads++;
+        return Promise.resolve(new Map([[0x100, 7]]));
+      },
+    };
+    const sampler = new TrafficSampler(kernel, {
+      now: () => now,
+      readNetDev: () => Promise.resolve(NET_DEV),
+    });
+    assert.equal(sampler.connections(0x100), null);
+    await Promise.all([sampler.refresh(0xff00), sampler.refresh(0xff00)]);
+    assert.equal(reads, 1);
+    assert.equal(sampler.connections(0x100), 7);
+    assert.equal(sampler.connections(0x200), 0);
+    assert.equal(sampler.bytes("wan1")?.rx, 123456789);
+    now = 999;
+    await sampler.refresh(0xff00);
+    assert.equal(reads, 1);
+    now = 1000;
+    await sampler.refresh(0xff00);
+    assert.equal(reads, 2);
+  });
+
+  test("a failing conntrack keeps the last sample and reports the error", async () => {
+    let now = 0;
+    let fail = false;
+    const errors: unknown[] = [];
+    const sampler = new TrafficSampler(
+      {
+        conntrackCountByMark: () =>
+          fail
+            ? Promise.reject(new Error("conntrack: not found"))
+            : Promise.resolve(new Map([[0x100, 3]])),
+      },
+      {
+        now: () => now,
+        readNetDev: () => Promise.resolve(NET_DEV),
+        onError: (e) => errors.push(e),
+      },
+    );
+    await sampler.refresh(0xff00);
+    fail = true;
+    now = 5000;
+    await sampler.refresh(0xff00);
+    assert.equal(sampler.connections(0x100), 3);
+    assert.equal(errors.length, 1);
+  });
+});
+
+describe("maintenance", () => {
+  test("a disabled uplink's snapshot says disabled, with the operator's reason", () => {
+    const snapshot: HealthSnapshot = {
+      state: "up",
+      since: 1,
+      loss: 0,
+      rtt: 1,
+      jitter: 0,
+      reason: "5 good rounds",
+    };
+    const health: UplinkHealth = {
+      start: () => undefined,
+      stop: () => undefined,
+      snapshot: () => snapshot,
+      setCarrier: () => undefined,
+      setAddress: () => undefined,
+    };
+    const operator: { maintenance?: { since: number; reason: string } } = {};
+    const wrapped = withMaintenance(health, () => operator.maintenance);
+    assert.equal(wrapped.snapshot().state, "up");
+    operator.maintenance = { since: 42, reason: "ISP works on the line" };
+    assert.deepEqual(wrapped.snapshot(), {
+      ...snapshot,
+      state: "disabled",
+      since: 42,
+      reason: "ISP works on the line",
+    });
+    assert.equal(wrapped.healthSnapshot().state, "up");
+  });
+});
+
+describe("status and events text", () => {
+  test("the status table has one row per uplink with connections and bytes", () => {
+    const text = formatStatus(
+      statusDoc([uplink("isp1"), uplink("isp2", { state: "down", connections: null, rtt: null })]),
+      Date.parse("2026-11-21T00:05:12.000Z"),
+    );
+    const [header, isp1, isp2] = text.trimEnd().split("\n");
+    assert.match(
+      header ?? "",
+      /^UPLINK +IFACE +STATE +SINCE +FOR +LOSS +RTT +JITTER +W +TIER +ACTIVE +CONNS +RX +TX/,
+    );
+    assert.match(
+      isp1 ?? "",
+      /^isp1 +wan1 +up +2026-11-21 00:00:00Z +5m12s +0\.0% +0\.25ms +0\.05ms +1 +1 +yes +12 +1\.50KiB +2\.00KiB/,
+    );
+    assert.match(isp2 ?? "", /^isp2 +wan2 +down .* 0\.0% +- +0\.05ms .* yes +- +1\.50KiB/);
+  });
+
+  test("bytes are shown in IEC units", () => {
+    assert.equal(formatBytes(512), "512B");
+    assert.equal(formatBytes(1536), "1.50KiB");
+    assert.equal(formatBytes(20 * 1024 ** 3), "20.0GiB");
+  });
+
+  test("events list time, uplink, transition and reason", () => {
+    const text = formatEvents([
+      {
+        time: "2026-11-21T00:00:01.000Z",
+        uplink: "isp1",
+        from: "up",
+        to: "down",
+        reason: "3 failed rounds: 198.51.100.1 no answer",
+        loss: 100,
+        rtt: null,
+      },
+    ]);
+    assert.match(text, /2026-11-21 00:00:01Z +isp1 +up -> down +100\.0% +- +3 failed rounds/);
+  });
+});
+
+describe("reload changes", () => {
+  test("named lists are compared by name; token values are never shown", () => {
+    const before = {
+      uplinks: [
+        { name: "isp1", weight: 1 },
+        { name: "isp2", weight: 1 },
+      ],
+      control: { tokens: [{ token: "secret-aaaaaaaaaaaaaaaa", access: "read" }] },
+    };
+    const after = {
+      uplinks: [
+        { name: "isp1", weight: 3 },
+        { name: "isp3", weight: 1 },
+      ],
+      control: { tokens: [{ token: "secret-bbbbbbbbbbbbbbbb", access: "read" }] },
+    };
+    const changes = configChanges(before, after);
+    assert.deepEqual(changes, [
+      "uplinks.isp2: removed",
+      "uplinks.isp1.weight: 1 -> 3",
+      "uplinks.isp3: added",
+      "control.tokens: changed",
+    ]);
+    assert.ok(!changes.join("").includes("secret"));
+    assert.deepEqual(configChanges(before, before), []);
+  });
+});
+
+describe("metrics", () => {
+  test("the text format has state, loss, RTT, connections, bytes, transitions, probes and process series", async () => {
+    const { Metrics } = await import("../../src/control/metrics.js");
+    const metrics = new Metrics({
+      status: () =>
+        Promise.resolve(
+          statusDoc([
+            uplink("isp1"),
+            uplink("isp2", { state: "down", loss: 100, rtt: null, jitter: null, active: false }),
+          ]),
+        ),
+    });
+    metrics.start();
+    metrics.transition({
+      time: "2026-11-21T00:00:01.000Z",
+      uplink: "isp2",
+      from: "up",
+      to: "down",
+      reason: "3 failed rounds",
+      loss: 100,
+      rtt: null,
+    });
+    channel("uplinkd:health:round").publish({
+      uplink: "isp2",
+      round: {
+        outcome: "failed",
+        targets: [
+          { target: "198.51.100.1", status: "failed" },
+          { target: "203.0.113.1", status: "answered" },
+        ],
+      },
+    });
+    const text = await metrics.render();
+    metrics.stop();
+    const expected = [
+      'uplinkd_uplink_state{uplink="isp1",state="up"} 1',
+      'uplinkd_uplink_state{uplink="isp1",state="down"} 0',
+      'uplinkd_uplink_state{uplink="isp2",state="down"} 1',
+      'uplinkd_uplink_active{uplink="isp2"} 0',
+      'uplinkd_uplink_loss_ratio{uplink="isp2"} 1',
+      'uplinkd_uplink_rtt_seconds{uplink="isp1"} 0.00025',
+      'uplinkd_uplink_jitter_seconds{uplink="isp1"} 0.00005',
+      'uplinkd_uplink_connections{uplink="isp1"} 12',
+      'uplinkd_interface_receive_bytes_total{uplink="isp1",interface="wan1"} 1536',
+      'uplinkd_interface_transmit_bytes_total{uplink="isp1",interface="wan1"} 2048',
+      'uplinkd_transitions_total{uplink="isp2",from="up",to="down"} 1',
+      'uplinkd_probes_sent_total{uplink="isp2",target="198.51.100.1"} 1',
+      'uplinkd_probes_lost_total{uplink="isp2",target="198.51.100.1"} 1',
+      'uplinkd_probe_rounds_total{uplink="isp2",outcome="failed"} 1',
+      "# TYPE uplinkd_uplink_state gauge",
+      "# TYPE uplinkd_transitions_total counter",
+      "# TYPE process_cpu_seconds_total counter",
+    ];
+    for (const line of expected) assert.ok(text.includes(line), `missing: ${line}\n${text}`);
+    assert.ok(
+      !text.includes('uplinkd_uplink_rtt_seconds{uplink="isp2"}'),
+      "no RTT series while unknown",
+    );
+    assert.ok(!/uplinkd_probes_lost_total\{uplink="isp2",target="203\.0\.113\.1"\}/.test(text));
+  });
+});
