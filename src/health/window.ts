@@ -1,0 +1,259 @@
+/**
+ * The sliding window of one target's probes, dpinger-style: a ring buffer
+ * indexed by sequence number, each probe stamped with its send time on the
+ * monotonic clock. A probe is
+ *
+ * - `received` once answered within the timeout;
+ * - `lost` once it failed for sure (an ICMP error, a refused connection, a
+ *   wrong HTTP status), once it was answered later than the timeout, or once
+ *   it is older than the timeout without an answer;
+ * - `in-flight` otherwise: neither loss nor success, so a young probe never
+ *   counts as lost.
+ *
+ * Statistics are recomputed from the ring on demand (the window holds tens
+ * of probes, so a scan is cheaper than keeping running sums exact when
+ * probes resolve out of order).
+ */
+
+/** One probe as the window knows it. Times in ms on the monitor's monotonic clock. */
+export interface ProbeRecord {
+  /** Sequence number, unique and increasing per target (never reused). */
+  readonly seq: number;
+  /** When the probe was sent (ms, monotonic). */
+  sentAt: number;
+  /** True when `sentAt` was inferred rather than measured (see IcmpProber). */
+  estimated: boolean;
+  /** When the answer arrived (ms, monotonic), if one did. */
+  answeredAt?: number;
+  /** Round-trip time in ms, if answered. */
+  rttMs?: number;
+  /** When the probe failed for sure (ms, monotonic), if it did. */
+  failedAt?: number;
+  /** Why it failed, e.g. `Destination Host Unreachable from 100.64.1.1`, `ECONNREFUSED`. */
+  error?: string;
+  /** Per-phase timings of the answer (HTTP probes), if measured. */
+  timings?: ProbeTimings;
+}
+
+/** Per-phase timings of one probe in ms from its send (got-style); absent phases did not happen. */
+export interface ProbeTimings {
+  /** TCP connection established. */
+  connectMs?: number;
+  /** TLS handshake done (https). */
+  tlsMs?: number;
+  /** First byte of the response (status line and headers). */
+  firstByteMs?: number;
+}
+
+/** Where a probe stands at a given time. */
+export type ProbeStatus = "in-flight" | "received" | "lost";
+
+/** Statistics over the probes in a window. */
+export interface WindowStats {
+  /** Probes known to have been sent (in the window). */
+  sent: number;
+  /** Probes answered within the timeout. */
+  received: number;
+  /** Probes lost: failed, answered late, or unanswered past the timeout. */
+  lost: number;
+  /** Probes younger than the timeout without an answer yet. */
+  inFlight: number;
+  /** `lost / (received + lost)` in % (0..100); null when nothing is resolved yet. */
+  lossPct: number | null;
+  /** Mean RTT of the received probes in ms; null when none. */
+  rttMs: number | null;
+  /** Jitter: standard deviation of the RTTs of the received probes in ms; null when none. */
+  jitterMs: number | null;
+  /** RTT of the most recent received probe in ms; null when none. */
+  lastRttMs: number | null;
+  /** The most recent failure reason in the window, if any. */
+  lastError: string | null;
+  /** Per-phase timings of the most recent received probe that has them (HTTP), if any. */
+  lastTimings: ProbeTimings | null;
+}
+
+/** Options of a {@link ProbeWindow}. */
+export interface ProbeWindowOptions {
+  /** Number of probes kept (the most recent sequence numbers), >= 1. */
+  size: number;
+  /** A probe without an answer after this many ms is lost; > 0. */
+  timeoutMs: number;
+}
+
+/** The ring buffer of one target's probes. */
+export class ProbeWindow {
+  readonly size: number;
+  readonly timeoutMs: number;
+  readonly #ring: (ProbeRecord | undefined)[];
+  #highest = -Infinity;
+
+  /** @throws {RangeError} when `size` < 1 or `timeoutMs` <= 0. */
+  constructor(options: ProbeWindowOptions) {
+    if (!Number.isInteger(options.size) || options.size < 1) {
+      throw new RangeError(`window size must be an integer >= 1, got ${options.size}`);
+    }
+    if (!(options.timeoutMs > 0)) {
+      throw new RangeError(`timeout must be > 0 ms, got ${options.timeoutMs}`);
+    }
+    this.size = options.size;
+    this.timeoutMs = options.timeoutMs;
+    this.#ring = new Array<ProbeRecord | undefined>(options.size);
+  }
+
+  /** Highest sequence number seen, or -Infinity when empty. */
+  get highestSeq(): number {
+    return this.#highest;
+  }
+
+  /** The record of `seq`, if it is still in the window. */
+  get(seq: number): ProbeRecord | undefined {
+    const record = this.#ring[this.#index(seq)];
+    return record?.seq === seq ? record : undefined;
+  }
+
+  /**
+   * Records that probe `seq` was sent at `sentAt` (ms). A probe older than
+   * the window is ignored. Recording a known probe again only replaces an
+   * estimated send time by a measured one.
+   *
+   * @returns the record, or undefined when `seq` is too old for the window.
+   */
+  sent(
+    seq: number,
+    sentAt: number,
+    options: { estimated?: boolean } = {},
+  ): ProbeRecord | undefined {
+    const estimated = options.estimated ?? false;
+    const known = this.get(seq);
+    if (known) {
+      if (known.estimated && !estimated) {
+        known.sentAt = sentAt;
+        known.estimated = false;
+      }
+      return known;
+    }
+    if (seq <= this.#highest - this.size) return undefined;
+    const record: ProbeRecord = { seq, sentAt, estimated };
+    this.#ring[this.#index(seq)] = record;
+    if (seq > this.#highest) this.#highest = seq;
+    return record;
+  }
+
+  /**
+   * Records the answer to probe `seq`, arriving at `at` (ms). The RTT is
+   * `rttMs` when given (as measured by the prober), else `at - sentAt`. An
+   * unknown probe is recorded with `sentAt = at - rttMs` when `rttMs` is
+   * given, else ignored. A probe already answered or failed is left alone
+   * (duplicates). `timings` are kept with the probe.
+   */
+  answered(seq: number, at: number, rttMs?: number, timings?: ProbeTimings): void {
+    let record = this.get(seq);
+    if (!record) {
+      if (rttMs === undefined) return;
+      record = this.sent(seq, at - rttMs);
+      if (!record) return;
+    }
+    if (record.answeredAt !== undefined || record.failedAt !== undefined) return;
+    record.answeredAt = at;
+    record.rttMs = rttMs ?? Math.max(0, at - record.sentAt);
+    if (timings) record.timings = timings;
+    if (rttMs !== undefined && record.estimated) {
+      record.sentAt = at - rttMs;
+      record.estimated = false;
+    }
+  }
+
+  /**
+   * Records that probe `seq` failed for sure at `at` (ms), with a reason.
+   * An unknown probe is recorded as sent at `at` (estimated). A probe
+   * already answered or failed is left alone.
+   */
+  failed(seq: number, at: number, reason: string): void {
+    const record = this.get(seq) ?? this.sent(seq, at, { estimated: true });
+    if (!record) return;
+    if (record.answeredAt !== undefined || record.failedAt !== undefined) return;
+    record.failedAt = at;
+    record.error = reason;
+  }
+
+  /** Status of `record` at time `now` (ms). */
+  status(record: ProbeRecord, now: number): ProbeStatus {
+    if (record.failedAt !== undefined) return "lost";
+    if (record.rttMs !== undefined) return record.rttMs <= this.timeoutMs ? "received" : "lost";
+    return now - record.sentAt >= this.timeoutMs ? "lost" : "in-flight";
+  }
+
+  /**
+   * When `record` is (or was) resolved: its answer or failure time, or its
+   * send time + timeout (ms).
+   */
+  resolvedAt(record: ProbeRecord): number {
+    if (record.failedAt !== undefined) return record.failedAt;
+    if (record.answeredAt !== undefined && record.rttMs !== undefined) {
+      return record.rttMs <= this.timeoutMs ? record.answeredAt : record.sentAt + this.timeoutMs;
+    }
+    return record.sentAt + this.timeoutMs;
+  }
+
+  /** The probes in the window, oldest sequence number first. */
+  records(): ProbeRecord[] {
+    const out: ProbeRecord[] = [];
+    for (const record of this.#ring) {
+      if (record && record.seq > this.#highest - this.size) out.push(record);
+    }
+    return out.sort((a, b) => a.seq - b.seq);
+  }
+
+  /**
+   * Statistics at time `now` (ms) over the window, or over the probes sent
+   * at or after `since` (ms) when given.
+   */
+  stats(now: number, options: { since?: number } = {}): WindowStats {
+    const since = options.since ?? -Infinity;
+    let sent = 0;
+    let received = 0;
+    let lost = 0;
+    let sum = 0;
+    let sumSquares = 0;
+    let lastRttMs: number | null = null;
+    let lastError: string | null = null;
+    let lastTimings: ProbeTimings | null = null;
+    for (const record of this.records()) {
+      if (record.sentAt < since) continue;
+      sent++;
+      const status = this.status(record, now);
+      if (status === "received") {
+        received++;
+        const rtt = record.rttMs ?? 0;
+        sum += rtt;
+        sumSquares += rtt * rtt;
+        lastRttMs = rtt;
+        if (record.timings) lastTimings = record.timings;
+      } else if (status === "lost") {
+        lost++;
+        if (record.error !== undefined) lastError = record.error;
+      }
+    }
+    const resolved = received + lost;
+    const mean = received > 0 ? sum / received : null;
+    const jitter =
+      mean === null ? null : Math.sqrt(Math.max(0, sumSquares / received - mean * mean));
+    return {
+      sent,
+      received,
+      lost,
+      inFlight: sent - resolved,
+      lossPct: resolved > 0 ? (lost / resolved) * 100 : null,
+      rttMs: mean,
+      jitterMs: jitter,
+      lastRttMs,
+      lastError,
+      lastTimings,
+    };
+  }
+
+  #index(seq: number): number {
+    const i = seq % this.size;
+    return i < 0 ? i + this.size : i;
+  }
+}
