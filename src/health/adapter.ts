@@ -1,0 +1,97 @@
+/**
+ * The daemon's view of health (`UplinkHealth` in src/uplink-health.ts) on
+ * top of {@link UplinkMonitor}: what `DaemonOptions.createHealth` expects.
+ *
+ *     new Daemon({ ..., createHealth: (o) => createUplinkHealth(o) });
+ */
+import type { ProbeSpec } from "./prober.js";
+import type { HealthTuningInput } from "./options.js";
+import { resolveHealthSettings } from "./options.js";
+import { UplinkMonitor, type UplinkMonitorOptions } from "./monitor.js";
+import type {
+  HealthSnapshot,
+  Transition as DaemonTransition,
+  UplinkHealth,
+  UplinkHealthOptions,
+} from "../uplink-health.js";
+
+/** Settings the config schema does not carry yet, and test hooks. */
+export interface UplinkHealthExtras {
+  /** Quality thresholds, flap damping, window... (defaults: see `resolveTuning`). */
+  tuning?: HealthTuningInput;
+  /** TCP/HTTP/DNS probes in addition to the ICMP targets. */
+  probes?: readonly ProbeSpec[];
+  /** Clock, spawner, prober factory (tests, lab). */
+  monitor?: Pick<UplinkMonitorOptions, "clock" | "spawner" | "createProber">;
+}
+
+/**
+ * Creates the health monitor of one uplink in the daemon's shape: its
+ * probes carry `options.mark`, TCP/HTTP/DNS probes bind to
+ * `options.address`; transitions are passed on with ISO times; prober notes
+ * (ping exited, waiting for a mark) are logged as warnings.
+ *
+ * @throws {HealthError} when the health settings or a probe are invalid.
+ */
+export function createUplinkHealth(
+  options: UplinkHealthOptions,
+  extras: UplinkHealthExtras = {},
+): UplinkHealth {
+  const { log } = options;
+  const mark = options.mark;
+  const monitor = new UplinkMonitor({
+    uplink: options.uplink.name,
+    settings: resolveHealthSettings(options.health, extras.tuning, extras.probes),
+    source: { mark, ...(options.address === undefined ? {} : { address: options.address }) },
+    ...extras.monitor,
+    onTransition: (t) => {
+      const transition: DaemonTransition = {
+        time: new Date(t.time).toISOString(),
+        uplink: t.uplink,
+        from: t.from,
+        to: t.to,
+        reason: t.reason,
+        loss: t.stats.lossPct,
+        rtt: t.stats.rttMs,
+      };
+      options.onTransition(transition);
+    },
+    onNote: (message) => {
+      log.warn({ uplink: options.uplink.name }, message);
+    },
+    onError: (error) => {
+      log.error({ err: error, uplink: options.uplink.name }, "health listener failed");
+    },
+  });
+  let carrier = options.carrier;
+  return {
+    start() {
+      if (!carrier) monitor.carrier(false);
+      monitor.start();
+    },
+    stop() {
+      monitor.stop().catch((error: unknown) => {
+        log.error({ err: error, uplink: options.uplink.name }, "stopping health probes failed");
+      });
+    },
+    snapshot(): HealthSnapshot {
+      const s = monitor.snapshot();
+      return {
+        state: s.state,
+        since: s.since,
+        loss: s.lossPct,
+        rtt: s.rttMs,
+        jitter: s.jitterMs,
+        reason: s.reason,
+      };
+    },
+    setCarrier(up: boolean) {
+      if (up === carrier) return;
+      carrier = up;
+      monitor.carrier(up);
+    },
+    setAddress(address: string | undefined) {
+      monitor.setSource({ mark, ...(address === undefined ? {} : { address }) });
+    },
+  };
+}

@@ -1,0 +1,51 @@
+/**
+ * Health checks: probes through one uplink each -> per-target windows ->
+ * rounds -> per-uplink state machine. The daemon needs `createUplinkHealth`
+ * (or `UplinkMonitor` with `resolveHealthSettings`); the rest is for tests,
+ * the lab and tools.
+ */
+export { ManualClock, SystemClock, systemClock, type Clock, type TimerHandle } from "./clock.js";
+export { createUplinkHealth, type UplinkHealthExtras } from "./adapter.js";
+export { HealthError } from "./errors.js";
+export { FakePing, seededRandom, type FakePath, type FakePingProcess } from "./fakes.js";
+export {
+  UplinkStateMachine,
+  type MachineSnapshot,
+  type StateMachineOptions,
+  type Transition,
+  type UplinkState,
+} from "./machine.js";
+export {
+  UplinkMonitor,
+  createProber,
+  type ProberContext,
+  type TargetSnapshot,
+  type UplinkMonitorOptions,
+  type UplinkSnapshot,
+} from "./monitor.js";
+export {
+  defaultWindowSize,
+  resolveHealthSettings,
+  resolveTuning,
+  type FlapDamping,
+  type HealthSettings,
+  type HealthTuning,
+  type HealthTuningInput,
+  type QualityThresholds,
+} from "./options.js";
+export { IcmpProber, parsePingLine, pingArgs, unwrapSeq, type PingLine } from "./ping.js";
+export { nodeSpawner, type ProcessSpawner, type SpawnedProcess } from "./process.js";
+export {
+  targetName,
+  type ProbeSink,
+  type ProbeSource,
+  type ProbeSpec,
+  type Prober,
+} from "./prober.js";
+export { RoundTracker, type RoundResult, type TargetRoundResult } from "./rounds.js";
+export { uplinkStats, roundFailProbability, requiredFailedRounds } from "./stats.js";
+export type { TargetStats, UplinkStats } from "./stats.js";
+export { TcpProber } from "./tcp.js";
+export { HttpProber } from "./http.js";
+export { DnsProber } from "./dns.js";
+export { ProbeWindow, type ProbeRecord, type WindowStats, type ProbeTimings } from "./window.js";
