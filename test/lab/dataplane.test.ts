@@ -4,6 +4,7 @@
  * the echo host reports.
  */
 import assert from "node:assert/strict";
+import { readFile, writeFile } from "node:fs/promises";
 import { after, before, describe, it } from "node:test";
 import { runCommand } from "../../src/kernel/exec.js";
 import type { Lab } from "../../src/lab/lab.js";
@@ -153,6 +154,30 @@ describe("balancing over three uplinks weighted 3:2:1", () => {
     } finally {
       server.kill();
     }
+  });
+
+  it("reports a failing kernel command with the kernel's message and keeps the last working state", async () => {
+    const good = await readFile(lab.configPath, "utf8");
+    // A gateway that is not on the uplink's subnet: the kernel refuses the route.
+    await writeFile(lab.configPath, good.replace("gateway: 100.64.1.1", "gateway: 100.64.9.9"));
+    try {
+      daemon.child.kill("SIGHUP");
+      const deadline = Date.now() + 10_000;
+      while (!/route replace default via 100\.64\.9\.9 dev wan1 table 101/.test(daemon.log(200))) {
+        assert.ok(Date.now() < deadline, `no error logged:\n${daemon.log()}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.match(daemon.log(200), /Nexthop has invalid gateway|invalid gateway|Network is unreachable/i);
+      const routes = await lab.exec("rtr", ["ip", "route", "show", "table", "101"]);
+      assert.match(routes.stdout, /default via 100\.64\.1\.1 dev wan1/, "the working route stays");
+      const report = await lanTraffic(lab, 300);
+      assertAllOk(report);
+      assert.ok((sharesByUplink(report, lab).get(1) ?? 0) > 0.3, "isp1 still carries traffic");
+    } finally {
+      await writeFile(lab.configPath, good);
+      daemon.child.kill("SIGHUP");
+    }
+    await daemon.waitFor((s) => s.uplinks[0]?.gateway === "100.64.1.1", 10_000, "config restored");
   });
 
   it("plans no change right after the daemon applied", async () => {
