@@ -380,7 +380,9 @@ export class Daemon {
         try {
           resolve(await work());
         } catch (error) {
-          reject(error instanceof Error ? error : new Error(String(error)));
+          const failure = error instanceof Error ? error : new Error(String(error));
+          this.options.log.error({ err: failure, during: "reload" }, `reload: ${failure.message}`);
+          reject(failure);
         }
       });
     });
