@@ -262,11 +262,15 @@ export class UplinkMonitor {
   /**
    * The uplink's fwmark or address changed (DHCP, PPP reconnect): probes
    * use the new one from now on, without a restart of the monitor. ICMP
-   * probers restart ping when the mark changes.
+   * probers restart ping when the mark changes, and a ping waiting to be
+   * restarted (it exits at once while the uplink has no route) retries now.
    */
   setSource(source: ProbeSource): void {
     this.#source = { ...source };
-    for (const target of this.#targets) target.prober.setSource(this.#source);
+    for (const target of this.#targets) {
+      target.prober.setSource(this.#source);
+      target.prober.nudge();
+    }
   }
 
   /**

@@ -145,7 +145,7 @@ export function pingArgs(
 export interface RestartBackoff {
   /** First delay after an exit; doubles per exit in a row. Default 500. */
   initialMs: number;
-  /** Upper bound of the delay. Default 10000. */
+  /** Upper bound of the delay. Default 5000. */
   maxMs: number;
   /** A run at least this long resets the delay to `initialMs`. Default 10000. */
   stableMs: number;
@@ -190,7 +190,7 @@ export interface IcmpProberOptions {
  * continues after the previous one's numbers, with a gap of one.
  *
  * When ping exits (e.g. `connect: Network is unreachable` while the uplink
- * has no route), it is restarted after a backoff (500 ms doubling to 10 s,
+ * has no route), it is restarted after a backoff (500 ms doubling to 5 s,
  * reset by a 10 s run or by `nudge`). A change of fwmark restarts it; a
  * change of address does not (ping does not bind without `-I`, the kernel
  * picks the source per packet).
@@ -221,7 +221,7 @@ export class IcmpProber implements Prober {
     this.#mark = options.source.mark;
     this.#backoff = {
       initialMs: options.backoff?.initialMs ?? 500,
-      maxMs: options.backoff?.maxMs ?? 10_000,
+      maxMs: options.backoff?.maxMs ?? 5000,
       stableMs: options.backoff?.stableMs ?? 10_000,
     };
   }

@@ -183,6 +183,20 @@ describe("uplink monitor: inputs from the daemon", () => {
     assert.equal(ping.processes.length, before + 2, "one new ping per target at once");
   });
 
+  it("a new address restarts a ping that waits for its backoff (DHCP lease back)", () => {
+    const { clock, monitor, all, ping } = setup();
+    all({ connectError: "Network is unreachable" });
+    monitor.start();
+    clock.advance(30_000);
+    const before = ping.processes.length;
+    all({ rttMs: 20 });
+    monitor.setSource({ mark: 0x100, address: "100.64.1.77" });
+    clock.advance(1);
+    assert.equal(ping.processes.length, before + 2);
+    clock.advance(2000);
+    assert.equal(monitor.state, "up");
+  });
+
   it("a new fwmark restarts ping with it without a transition", async () => {
     const { clock, monitor, ping, transitions } = setup();
     monitor.start();
