@@ -681,6 +681,8 @@ async function routerAddresses(rtr: string, dev: string): Promise<string[]> {
 /** A built lab. Get one from {@link labUp} or {@link openLab}. */
 export class Lab {
   #state: LabState;
+  /** Tail of the faults and heals in progress: each rewrites the state file, so they run one at a time. */
+  #changes: Promise<unknown> = Promise.resolve();
   readonly plan: LabPlan;
 
   /** @internal use labUp or openLab. */
@@ -833,6 +835,10 @@ export class Lab {
   async fault(uplink: string | number, fault: Fault | string): Promise<void> {
     const u = this.uplink(uplink);
     const f = typeof fault === "string" ? parseFault(fault) : fault;
+    await this.#oneAtATime(() => this.#fault(u, f));
+  }
+
+  async #fault(u: UplinkPlan, f: Fault): Promise<void> {
     await this.#reload();
     const current = this.#faultsOf(u);
     if (f.kind === "dhcp-change") {
@@ -852,6 +858,10 @@ export class Lab {
    */
   async heal(uplink: string | number): Promise<void> {
     const u = this.uplink(uplink);
+    await this.#oneAtATime(() => this.#heal(u));
+  }
+
+  async #heal(u: UplinkPlan): Promise<void> {
     await this.#reload();
     await this.#applyFaults(u, {});
     this.#state.faults[String(u.number)] = {};
@@ -915,6 +925,13 @@ export class Lab {
    */
   down(): Promise<LabDownReport> {
     return labDown(this.prefix, { stateRoot: this.#stateRoot() });
+  }
+
+  /** Run `work` after every earlier fault and heal of this Lab ended (read-modify-write of the state file). */
+  #oneAtATime<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.#changes.then(work, work);
+    this.#changes = run.catch(() => undefined);
+    return run;
   }
 
   #stateRoot(): string {

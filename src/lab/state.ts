@@ -77,13 +77,16 @@ export async function readState(stateDir: string): Promise<LabState | undefined>
   }
 }
 
+/** Temporary files written by this process so far: two writes at once never share one. */
+let tmpCount = 0;
+
 /**
  * Write a lab's state file atomically (temporary file + rename).
  * @throws {LabError} when the directory cannot be written.
  */
 export async function writeState(state: LabState): Promise<void> {
   const file = stateFileOf(state.stateDir);
-  const tmp = `${file}.${process.pid}.tmp`;
+  const tmp = `${file}.${process.pid}.${++tmpCount}.tmp`;
   try {
     await mkdir(state.stateDir, { recursive: true });
     await writeFile(tmp, `${JSON.stringify(state, null, 2)}\n`);
