@@ -102,6 +102,56 @@ const healthFields = {
     .int()
     .min(1)
     .describe("targets that must answer for a round to pass (at most the number of targets)"),
+  loss_fail: z
+    .number()
+    .min(0)
+    .max(100)
+    .describe("loss (%) at or above which an up uplink becomes degraded"),
+  loss_recover: z
+    .number()
+    .min(0)
+    .max(100)
+    .describe("loss (%) below which a degraded uplink is up again"),
+  rtt_fail: duration
+    .pipe(z.number().positive("must be more than 0ms"))
+    .describe("mean RTT at or above which an up uplink becomes degraded (default: timeout/2)"),
+  rtt_recover: duration
+    .pipe(z.number().nonnegative())
+    .describe("mean RTT below which a degraded uplink is up again (default: timeout/4)"),
+  flap: z
+    .object({
+      count: z.number().int().min(0).default(3).describe("downs that start a hold; 0: no damping"),
+      period: duration.prefault("5m").describe("the downs must fall within this time"),
+      hold: duration.prefault("60s").describe("how long the uplink then stays down"),
+    })
+    .strict()
+    .describe(
+      "flap damping: an uplink that goes down `count` times within `period` stays down for `hold`",
+    ),
+  probes: z
+    .array(
+      z.discriminatedUnion("type", [
+        z
+          .object({ type: z.literal("tcp"), host: ipv4, port: z.number().int().min(1).max(65535) })
+          .strict(),
+        z
+          .object({
+            type: z.literal("http"),
+            url: z.string().regex(/^https?:\/\//, "must start with http:// or https://"),
+            expect_status: z.array(z.number().int().min(100).max(599)).min(1).optional(),
+          })
+          .strict(),
+        z
+          .object({
+            type: z.literal("dns"),
+            server: ipv4,
+            name: z.string().min(1),
+            expect: z.array(ipv4).min(1).optional(),
+          })
+          .strict(),
+      ]),
+    )
+    .describe("TCP connect, HTTP(S) GET and DNS probes, in addition to the ICMP targets"),
 };
 
 /** Health check settings; `health` at the top sets the defaults of every uplink. */
@@ -113,6 +163,12 @@ export const healthSchema = z
     down: healthFields.down.default(3),
     up: healthFields.up.default(5),
     reliability: healthFields.reliability.default(1),
+    loss_fail: healthFields.loss_fail.default(20),
+    loss_recover: healthFields.loss_recover.default(10),
+    rtt_fail: healthFields.rtt_fail.optional(),
+    rtt_recover: healthFields.rtt_recover.optional(),
+    flap: healthFields.flap.prefault({}),
+    probes: healthFields.probes.default([]),
   })
   .strict();
 
@@ -128,6 +184,12 @@ export const healthOverrideSchema = z
     down: healthFields.down.optional(),
     up: healthFields.up.optional(),
     reliability: healthFields.reliability.optional(),
+    loss_fail: healthFields.loss_fail.optional(),
+    loss_recover: healthFields.loss_recover.optional(),
+    rtt_fail: healthFields.rtt_fail.optional(),
+    rtt_recover: healthFields.rtt_recover.optional(),
+    flap: healthFields.flap.optional(),
+    probes: healthFields.probes.optional(),
   })
   .strict()
   .describe("this uplink's health settings; fields left out come from the top-level health");
@@ -370,7 +432,20 @@ export function uplinkHealth(config: Config, uplink: UplinkConfig): HealthConfig
     down: own.down ?? config.health.down,
     up: own.up ?? config.health.up,
     reliability: own.reliability ?? config.health.reliability,
+    loss_fail: own.loss_fail ?? config.health.loss_fail,
+    loss_recover: own.loss_recover ?? config.health.loss_recover,
+    ...optionalField("rtt_fail", own.rtt_fail ?? config.health.rtt_fail),
+    ...optionalField("rtt_recover", own.rtt_recover ?? config.health.rtt_recover),
+    flap: own.flap ?? config.health.flap,
+    probes: own.probes ?? config.health.probes,
   };
+}
+
+function optionalField<K extends string>(
+  key: K,
+  value: number | undefined,
+): Partial<Record<K, number>> {
+  return value === undefined ? {} : ({ [key]: value } as Record<K, number>);
 }
 
 /** The id of the uplink at `index` (0-based) in `config.uplinks`: its `id`, else its 1-based position. */

@@ -41,7 +41,11 @@ export function createUplinkHealth(
   const mark = options.mark;
   const monitor = new UplinkMonitor({
     uplink: options.uplink.name,
-    settings: resolveHealthSettings(options.health, extras.tuning, extras.probes),
+    settings: resolveHealthSettings(
+      options.health,
+      { ...configuredTuning(options.health), ...extras.tuning },
+      [...configuredProbes(options.health), ...(extras.probes ?? [])],
+    ),
     source: { mark, ...(options.address === undefined ? {} : { address: options.address }) },
     ...extras.monitor,
     onTransition: (t) => {
@@ -94,4 +98,37 @@ export function createUplinkHealth(
       monitor.setSource({ mark, ...(address === undefined ? {} : { address }) });
     },
   };
+}
+
+/** The tuning the config sets: loss/RTT thresholds and flap damping. */
+function configuredTuning(health: UplinkHealthOptions["health"]): HealthTuningInput {
+  return {
+    quality: {
+      lossFailPct: health.loss_fail,
+      lossRecoverPct: health.loss_recover,
+      ...(health.rtt_fail === undefined ? {} : { rttFailMs: health.rtt_fail }),
+      ...(health.rtt_recover === undefined ? {} : { rttRecoverMs: health.rtt_recover }),
+    },
+    flap: { count: health.flap.count, periodMs: health.flap.period, holdMs: health.flap.hold },
+  };
+}
+
+/** The TCP/HTTP/DNS probes the config sets, as probe specs. */
+function configuredProbes(health: UplinkHealthOptions["health"]): ProbeSpec[] {
+  return health.probes.map((probe): ProbeSpec => {
+    if (probe.type === "tcp") return { type: "tcp", host: probe.host, port: probe.port };
+    if (probe.type === "http") {
+      return {
+        type: "http",
+        url: probe.url,
+        ...(probe.expect_status === undefined ? {} : { expectStatus: probe.expect_status }),
+      };
+    }
+    return {
+      type: "dns",
+      server: probe.server,
+      name: probe.name,
+      ...(probe.expect === undefined ? {} : { expect: probe.expect }),
+    };
+  });
 }

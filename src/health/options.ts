@@ -162,7 +162,7 @@ export function resolveTuning(
  *   an IPv4 address, there is no target, or the tuning is invalid.
  */
 export function resolveHealthSettings(
-  config: HealthConfig,
+  config: Pick<HealthConfig, "targets" | "interval" | "timeout" | "down" | "up" | "reliability">,
   tuning: HealthTuningInput = {},
   extraProbes: readonly ProbeSpec[] = [],
 ): HealthSettings {

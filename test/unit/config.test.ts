@@ -88,6 +88,10 @@ describe("the config contract of DESIGN.md", () => {
         down: 3,
         up: 5,
         reliability: 1,
+        loss_fail: 20,
+        loss_recover: 10,
+        flap: { count: 3, period: 300_000, hold: 60_000 },
+        probes: [],
       },
       dataplane: {
         table: "uplinkd",
@@ -117,6 +121,10 @@ describe("the config contract of DESIGN.md", () => {
       down: 3,
       up: 5,
       reliability: 1,
+      loss_fail: 20,
+      loss_recover: 10,
+      flap: { count: 3, period: 300_000, hold: 60_000 },
+      probes: [],
     });
     assert.equal(config.dataplane.mark_mask, 0xff00);
     assert.equal(config.control.socket, "/run/uplinkd/uplinkd.sock");
@@ -204,6 +212,10 @@ describe("an uplink's own health settings", () => {
       down: 3,
       up: 10,
       reliability: 1,
+      loss_fail: 20,
+      loss_recover: 10,
+      flap: { count: 3, period: 300_000, hold: 60_000 },
+      probes: [],
     });
     assert.deepEqual(uplinkHealth(config, isp1), config.health);
   });
