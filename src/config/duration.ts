@@ -1,3 +1,5 @@
+import { z } from "zod";
+
 /**
  * Durations in the config: `"200ms"`, `"1.5s"`, `"2m"`, `"1h"`, or a bare
  * number of milliseconds.
@@ -34,3 +36,26 @@ export function formatDuration(ms: number): string {
   }
   return `${ms}ms`;
 }
+
+/** The text form of a duration, as `parseDuration` accepts it. */
+const DURATION_TEXT = /^\s*\d+(?:\.\d+)?\s*(?:ms|s|m|h)\s*$/;
+
+/** A duration (`200ms`, `5s`, `1m`) or a number of ms; parsed to ms. */
+export const duration = z
+  .union(
+    [
+      z.number().nonnegative(),
+      z.string().regex(DURATION_TEXT, "must be a duration such as 200ms, 5s, 1m or 1h"),
+    ],
+    { error: "must be a duration such as 200ms, 5s, 1m or 1h, or a number of ms" },
+  )
+  .transform((value, ctx) => {
+    if (typeof value === "number") return value;
+    try {
+      return parseDuration(value);
+    } catch (error) {
+      ctx.addIssue({ code: "custom", message: (error as Error).message });
+      return z.NEVER;
+    }
+  })
+  .meta({ description: "duration: 200ms, 5s, 1m, or a number of ms" });

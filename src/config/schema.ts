@@ -12,7 +12,7 @@
  * `checks.ts`; `loadConfig` runs both and locates every problem in the file.
  */
 import { z } from "zod";
-import { parseDuration } from "./duration.js";
+import { duration } from "./duration.js";
 import {
   forwardSchema,
   nftName,
@@ -30,31 +30,10 @@ export const interfaceName = z
     "must be a Linux interface name (1 to 15 characters, no '/', ':' or spaces)",
   );
 
+export { duration } from "./duration.js";
+
 /** An IPv4 address in dotted-quad form (no leading zeros). */
 export const ipv4 = z.ipv4({ error: "must be an IPv4 address (e.g. 192.0.2.1)" });
-
-/** The text form of a duration, as `parseDuration` accepts it. */
-const DURATION_TEXT = /^\s*\d+(?:\.\d+)?\s*(?:ms|s|m|h)\s*$/;
-
-/** A duration (`200ms`, `5s`, `1m`) or a number of ms; parsed to ms. */
-export const duration = z
-  .union(
-    [
-      z.number().nonnegative(),
-      z.string().regex(DURATION_TEXT, "must be a duration such as 200ms, 5s, 1m or 1h"),
-    ],
-    { error: "must be a duration such as 200ms, 5s, 1m or 1h, or a number of ms" },
-  )
-  .transform((value, ctx) => {
-    if (typeof value === "number") return value;
-    try {
-      return parseDuration(value);
-    } catch (error) {
-      ctx.addIssue({ code: "custom", message: (error as Error).message });
-      return z.NEVER;
-    }
-  })
-  .meta({ description: "duration: 200ms, 5s, 1m, or a number of ms" });
 
 /** Shortest probe interval accepted, in ms: below it probing becomes a flood. */
 export const MIN_PROBE_INTERVAL_MS = 10;

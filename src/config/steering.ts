@@ -4,7 +4,7 @@
  */
 import { isIPv4 } from "node:net";
 import { z } from "zod";
-import { parseDuration } from "./duration.js";
+import { duration } from "./duration.js";
 
 /** Names that end up in nft object names: letters, digits and `_` only. */
 export const nftName = z
@@ -174,19 +174,10 @@ export const ruleSchema = z
     sticky: z
       .object({
         by: z.enum(["src", "src-dst"]).default("src"),
-        timeout: z
-          .union([z.number().positive(), z.string()])
-          .default("10m")
-          .transform((value, ctx) => {
-            if (typeof value === "number") return value;
-            try {
-              return parseDuration(value);
-            } catch (error) {
-              ctx.addIssue({ code: "custom", message: (error as Error).message });
-              return z.NEVER;
-            }
-          })
-          .describe("how long a source stays on its uplink after its last new connection (ms)"),
+        timeout: duration
+          .pipe(z.number().positive("must be more than 0ms"))
+          .prefault("10m")
+          .describe("how long a source stays on its uplink after its last new connection"),
       })
       .strict()
       .optional(),
