@@ -8,8 +8,9 @@
  *
  * A lab is shared by the tests of a describe; each test starts its own
  * daemon, so health history (flap damping, quality windows) starts fresh,
- * and every fault is healed after each test. Time bounds are generous:
- * failover time is measured by the benchmark, not asserted here.
+ * and every fault is healed after each test. Health settings are the
+ * defaults but for a 4 s flap hold on isp1 (default 60 s). Time bounds are
+ * generous: failover time is measured by the benchmark, not asserted here.
  */
 import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
@@ -215,7 +216,13 @@ describe("failover with three uplinks", () => {
   const names = ["isp1", "isp2", "isp3"];
 
   before(async () => {
-    lab = await labWithConfig({ prefix: testPrefix("fo"), uplinks: 3 });
+    // isp1 holds a flapping uplink down for 4 s instead of the default 60 s.
+    lab = await labWithConfig({ prefix: testPrefix("fo"), uplinks: 3 }, (config) => {
+      const uplinks = config.uplinks as Record<string, unknown>[];
+      const isp1 = uplinks.find((u) => u.name === "isp1");
+      assert.ok(isp1 !== undefined);
+      isp1.health = { flap: { hold: "4s" } };
+    });
   });
 
   after(async () => {
@@ -401,30 +408,42 @@ describe("failover with three uplinks", () => {
     assert.equal(uplinkOf(later, "isp3").state, "degraded", describeStates(later));
   });
 
-  it("flapping: the third down within 5 min holds isp1 down although it recovers", async () => {
+  it("flapping: the third down within 5 min holds isp1 down for its hold (4 s here) although it recovers", async (t) => {
+    let held: UplinkStatus | undefined;
     for (let cycle = 1; cycle <= 3; cycle++) {
       await lab.fault("isp1", "blackhole");
       const down = await waitUplink(daemon, "isp1", { state: "down", active: false }, 5000);
-      const reason = uplinkOf(down, "isp1").reason;
+      const isp1 = uplinkOf(down, "isp1");
       if (cycle < 3) {
-        assert.doesNotMatch(reason, /flapping/, `down ${cycle}`);
+        assert.doesNotMatch(isp1.reason, /flapping/, `down ${cycle}`);
         await lab.heal("isp1");
         await waitUplink(daemon, "isp1", { state: "up", active: true }, 5000);
       } else {
-        assert.match(reason, /flapping: down 3 times within 5 min, held down for 1 min/);
+        assert.match(isp1.reason, /flapping: down 3 times within 5 min, held down for 4 s/);
+        held = isp1;
       }
     }
+    assert.ok(held !== undefined);
     await lab.heal("isp1");
-    // Without the hold it would be back within ~1 s (5 rounds); it stays down.
     const healedAt = Date.now();
-    while (Date.now() - healedAt < 3000) {
+    const during = await lanTraffic(lab, 150);
+    assertAllOk(during, 150);
+    assert.deepEqual(uplinksUsed(during, lab), [2, 3], JSON.stringify(during.bySource));
+    // Without the hold it would be back ~1 s (5 rounds) after the heal; it stays down.
+    while (Date.now() - healedAt < 2500) {
       const status = await daemon.waitFor(() => true, 2000);
       assert.equal(uplinkOf(status, "isp1").state, "down", describeStates(status));
       await sleep(200);
     }
-    const report = await lanTraffic(lab, 150);
-    assertAllOk(report, 150);
-    assert.deepEqual(uplinksUsed(report, lab), [2, 3], JSON.stringify(report.bySource));
+    const up = await waitUplink(daemon, "isp1", { state: "up", active: true }, 8000);
+    const isp1 = uplinkOf(up, "isp1");
+    assert.match(isp1.reason, /flap hold of 4 s over/);
+    const heldMs = Date.parse(isp1.since) - Date.parse(held.since);
+    t.diagnostic(`isp1 up ${heldMs} ms after the flap hold began (${isp1.reason})`);
+    assert.ok(heldMs >= 3800, `up ${heldMs} ms after the hold began`);
+    const after = await lanTraffic(lab, 150);
+    assertAllOk(after, 150);
+    assert.deepEqual(uplinksUsed(after, lab), [1, 2, 3], JSON.stringify(after.bySource));
   });
 
   it("all three down: new connections still spread over all of them (last resort), then the one that returns takes every new connection", async () => {
