@@ -37,7 +37,11 @@ export class LabDaemon {
     const collect = (chunk: Buffer) => this.output.push(chunk.toString("utf8"));
     child.stdout?.on("data", collect);
     child.stderr?.on("data", collect);
-    this.exited = new Promise((resolve) => child.on("exit", (code) => { resolve(code); }));
+    this.exited = new Promise((resolve) =>
+      child.on("exit", (code) => {
+        resolve(code);
+      }),
+    );
   }
 
   /** The daemon's status, or undefined while its socket does not answer. */

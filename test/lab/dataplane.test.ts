@@ -167,7 +167,10 @@ describe("balancing over three uplinks weighted 3:2:1", () => {
         assert.ok(Date.now() < deadline, `no error logged:\n${daemon.log()}`);
         await new Promise((r) => setTimeout(r, 100));
       }
-      assert.match(daemon.log(200), /Nexthop has invalid gateway|invalid gateway|Network is unreachable/i);
+      assert.match(
+        daemon.log(200),
+        /Nexthop has invalid gateway|invalid gateway|Network is unreachable/i,
+      );
       const routes = await lab.exec("rtr", ["ip", "route", "show", "table", "101"]);
       assert.match(routes.stdout, /default via 100\.64\.1\.1 dev wan1/, "the working route stays");
       const report = await lanTraffic(lab, 300);
