@@ -1,0 +1,536 @@
+/**
+ * results.json's shape, the machine it ran on, and the two renderings of
+ * it: the console table and RESULTS.md.
+ */
+import { cpus, release, totalmem } from "node:os";
+import type { ApplyResults } from "./apply.js";
+import type { BalanceResults } from "./balance.js";
+import { exec } from "./built.js";
+import type { FailoverResults, TrialSet } from "./failover.js";
+import type { FootprintResults } from "./footprint.js";
+import type { LsmResults } from "./lsm.js";
+import type { SoakResults } from "./soak.js";
+import { ratio, type Spread } from "./stats.js";
+import type { ThroughputResults } from "./throughput.js";
+
+/** One part's outcome. */
+export interface PartResult {
+  status: "ok" | "error";
+  durationS: number;
+  error?: string;
+  data?: unknown;
+}
+
+/** What the machine was. */
+export interface Machine {
+  kernel: string;
+  cpus: number;
+  cpuModel: string;
+  memoryMb: number;
+  node: string;
+  nft: string;
+  iproute2: string;
+  lsm: string;
+  commit: string;
+  /** Uncommitted changes in the checkout when it ran. */
+  dirty: boolean;
+}
+
+/** results.json. */
+export interface Results {
+  version: 1;
+  mode: "full" | "quick";
+  startedAt: string;
+  finishedAt: string;
+  durationS: number;
+  machine: Machine;
+  /** Lab prefixes the run used (all removed at its end). */
+  prefixes: string[];
+  parts: Partial<Record<string, PartResult>>;
+}
+
+async function firstLine(file: string, args: string[]): Promise<string> {
+  try {
+    const { stdout, stderr } = await exec.runCommand(file, args, { allowExitCodes: [1, 2] });
+    return (stdout || stderr).trim().split("\n")[0] ?? "?";
+  } catch {
+    return "not found";
+  }
+}
+
+/** Kernel, CPUs, memory, tool versions and the checkout's commit. */
+export async function machineInfo(): Promise<Machine> {
+  const status = await firstLine("git", ["status", "--porcelain", "--untracked-files=no"]);
+  return {
+    kernel: release(),
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model.trim() ?? "?",
+    memoryMb: Math.round(totalmem() / 2 ** 20),
+    node: process.version,
+    nft: await firstLine("nft", ["--version"]),
+    iproute2: await firstLine("ip", ["-V"]),
+    lsm: await firstLine("lsm", ["--version"]),
+    commit: await firstLine("git", ["rev-parse", "--short", "HEAD"]),
+    dirty: status !== "" && status !== "not found" && status !== "?",
+  };
+}
+
+/** One row of the summary table. */
+export interface Row {
+  figure: string;
+  median: string;
+  p90: string;
+  max: string;
+  n: string;
+  note: string;
+}
+
+const dash = "-";
+
+function num(v: number | null | undefined, unit = ""): string {
+  return v === null || v === undefined ? dash : `${v}${unit}`;
+}
+
+function spreadRow(figure: string, s: Spread, unit: string, note = ""): Row {
+  return {
+    figure,
+    median: num(s.median, unit),
+    p90: num(s.p90, unit),
+    max: num(s.max, unit),
+    n: String(s.n),
+    note,
+  };
+}
+
+function valueRow(figure: string, value: string, note = "", n = dash): Row {
+  return { figure, median: value, p90: dash, max: dash, n, note };
+}
+
+/** A part's data, or undefined when it did not run or failed. */
+function data(doc: Results, part: string): unknown {
+  const p = doc.parts[part];
+  return p?.status === "ok" ? p.data : undefined;
+}
+
+function failed(set: TrialSet): string {
+  const errors = set.trials.filter((t) => t.error !== undefined).length;
+  const unsettled = set.trials.filter((t) => t.error === undefined && t.failoverMs === null).length;
+  const parts = [];
+  if (errors > 0) parts.push(`${errors} trial(s) failed`);
+  if (unsettled > 0) parts.push(`${unsettled} did not settle`);
+  return parts.join(", ");
+}
+
+function childList(f: FootprintResults["runs"][number]): string {
+  return Object.entries(f.children.commands)
+    .map(([c, n]) => `${n} ${c}`)
+    .join(", ");
+}
+
+/** The summary rows, in report order. */
+export function summaryRows(doc: Results): Row[] {
+  const rows: Row[] = [];
+  const fo = data(doc, "failover") as FailoverResults | undefined;
+  const lsm = data(doc, "lsm") as LsmResults | undefined;
+  for (const set of fo?.sets ?? []) {
+    rows.push(
+      spreadRow(`Failover, ${set.fault}, uplinkd ${set.profile}`, set.failover, " ms", failed(set)),
+    );
+  }
+  for (const set of lsm?.sets ?? []) {
+    rows.push(
+      spreadRow(`Failover, ${set.fault}, lsm ${set.profile}`, set.failover, " ms", failed(set)),
+    );
+  }
+  for (const set of fo?.sets ?? []) {
+    const peer = lsm?.sets.find((s) => s.fault === set.fault);
+    if (peer === undefined) continue;
+    rows.push(
+      valueRow(
+        `Failover ratio, ${set.fault}: uplinkd ${set.profile} / lsm`,
+        num(ratio(set.failover.median, peer.failover.median, 3)),
+        "ratio of medians; < 1: uplinkd is faster",
+      ),
+    );
+  }
+  for (const set of fo?.sets ?? []) {
+    rows.push(spreadRow(`Recovery, ${set.fault}, uplinkd ${set.profile}`, set.recovery, " ms"));
+  }
+  for (const set of lsm?.sets ?? []) {
+    if (set.recovery.n === 0) continue;
+    rows.push(
+      spreadRow(
+        `Recovery, ${set.fault}, lsm defaults`,
+        set.recovery,
+        " ms",
+        "few trials: ~100 s each",
+      ),
+    );
+  }
+  const soak = data(doc, "soak") as SoakResults | undefined;
+  for (const r of soak?.results ?? []) {
+    const who = `${r.monitor} ${r.profile}`;
+    rows.push(
+      valueRow(
+        `False failovers, ${r.lossPct} % loss, ${who}`,
+        r.error === undefined ? `${r.downs} down` : "error",
+        r.error ??
+          `${r.degraded} degraded; down ${r.downTimePct} %, degraded ${r.degradedTimePct} % of uplink-time`,
+        `${r.uplinks} x ${Math.round(r.durationS / 60)} min`,
+      ),
+    );
+  }
+  const apply = data(doc, "apply") as ApplyResults | undefined;
+  for (const s of apply?.sizes ?? []) {
+    rows.push(
+      spreadRow(
+        `Apply, uplink down -> kernel updated, ${s.uplinks} uplinks`,
+        s.down,
+        " ms",
+        `new connections avoid it after ${num(s.downMaps.median, " ms")}; ${s.conntrackEntries} conntrack entries`,
+      ),
+    );
+  }
+  for (const s of apply?.sizes ?? []) {
+    rows.push(spreadRow(`Apply, uplink up -> kernel updated, ${s.uplinks} uplinks`, s.up, " ms"));
+  }
+  const big = apply?.sizes.find((s) => s.uplinks === 32);
+  if (big !== undefined) {
+    rows.push(
+      spreadRow(
+        "Full apply (render + apply), 32 uplinks",
+        big.fullTotal,
+        " ms",
+        `render ${num(big.render.median, " ms")}, apply ${num(big.full.median, " ms")} (medians); nft script ${big.nftBytes} bytes`,
+      ),
+    );
+  }
+  if (apply?.rules !== undefined && apply.rules !== null) {
+    rows.push(
+      spreadRow(
+        `Full apply (render + apply), ${apply.rules.rules} rules, 32 uplinks`,
+        apply.rules.fullTotal,
+        " ms",
+        `render ${num(apply.rules.render.median, " ms")}, apply ${num(apply.rules.full.median, " ms")} (medians); nft script ${apply.rules.nftBytes} bytes`,
+      ),
+    );
+  } else if (apply?.rulesNote !== undefined) {
+    rows.push(valueRow("Full apply, 1,000 rules", "error", apply.rulesNote));
+  }
+  const bal = data(doc, "balance") as BalanceResults | undefined;
+  if (bal !== undefined) {
+    rows.push(
+      valueRow(
+        `Balance, weights ${bal.shares.map((s) => s.weight).join(":")}: max |share - weight share|`,
+        `${bal.maxDiffPoints} points`,
+        `${bal.shares.map((s) => `${s.measuredPct}/${s.expectedPct} %`).join(", ")}; chi-square p = ${bal.pValue}`,
+        String(bal.ok),
+      ),
+    );
+  }
+  const tp = data(doc, "throughput") as ThroughputResults | undefined;
+  if (tp !== undefined) {
+    rows.push(
+      valueRow(
+        "Throughput, uplinkd / static multipath",
+        num(tp.ratio),
+        `${num(tp.uplinkd.median)} vs ${num(tp.baseline.median)} Gbit/s (medians), ${tp.streams} streams x ${tp.seconds} s`,
+        String(tp.uplinkd.n),
+      ),
+    );
+  }
+  const fp = data(doc, "footprint") as FootprintResults | undefined;
+  for (const f of fp?.runs ?? []) {
+    rows.push(
+      spreadRow(
+        `Daemon RSS, ${f.uplinks} uplinks x ${f.targets} targets`,
+        f.rssMb,
+        " MB",
+        `peak ${num(f.peakRssMb, " MB")}; children: ${childList(f)}, PSS ${num(f.children.pssMb, " MB")}`,
+      ),
+    );
+    rows.push(
+      valueRow(
+        `Daemon CPU, ${f.uplinks} uplinks x ${f.targets} targets`,
+        num(f.cpuPct, " %"),
+        `of one core over ${f.seconds} s; children ${num(f.children.cpuPct, " %")}`,
+      ),
+    );
+  }
+  for (const [name, p] of Object.entries(doc.parts)) {
+    if (p?.status === "error") rows.push(valueRow(`Part ${name}`, "FAILED", p.error ?? ""));
+  }
+  return rows;
+}
+
+function table(rows: readonly Row[], markdown: boolean): string {
+  const head: Row = {
+    figure: "figure",
+    median: "median",
+    p90: "p90",
+    max: "max",
+    n: "n",
+    note: "notes",
+  };
+  const all = [head, ...rows];
+  const keys = ["figure", "median", "p90", "max", "n", "note"] as const;
+  if (markdown) {
+    const esc = (s: string) => s.replace(/\|/g, "\\|");
+    const line = (r: Row) => `| ${keys.map((k) => esc(r[k])).join(" | ")} |`;
+    return [
+      line(head),
+      `|${keys.map((k) => (k === "figure" || k === "note" ? "---" : "---:")).join("|")}|`,
+      ...rows.map(line),
+    ].join("\n");
+  }
+  const width = Object.fromEntries(
+    keys.map((k) => [k, Math.max(...all.map((r) => r[k].length))]),
+  ) as Record<(typeof keys)[number], number>;
+  const line = (r: Row) =>
+    keys
+      .map((k) =>
+        k === "note" ? r[k] : k === "figure" ? r[k].padEnd(width[k]) : r[k].padStart(width[k]),
+      )
+      .join("  ")
+      .trimEnd();
+  return all.map(line).join("\n");
+}
+
+/** The summary as a plain-text table for the console. */
+export function renderTable(doc: Results): string {
+  return table(summaryRows(doc), false);
+}
+
+function machineLine(m: Machine): string {
+  return (
+    `Linux ${m.kernel}, ${m.cpus} CPUs (${m.cpuModel}), ${Math.round(m.memoryMb / 1024)} GiB; ` +
+    `Node ${m.node}; ${m.nft}; ${m.iproute2}; ${m.lsm}; commit ${m.commit}${m.dirty ? " with uncommitted changes" : ""}`
+  );
+}
+
+function trialTable(sets: readonly TrialSet[]): string {
+  const lines = [
+    "| monitor | settings | fault | failover median / p90 / max (ms) | detected (median, ms) | recovery median / p90 / max (ms) | n |",
+    "|---|---|---|---:|---:|---:|---:|",
+  ];
+  for (const s of sets) {
+    const f = `${num(s.failover.median)} / ${num(s.failover.p90)} / ${num(s.failover.max)}`;
+    const r =
+      s.recovery.n === 0
+        ? "not measured"
+        : `${num(s.recovery.median)} / ${num(s.recovery.p90)} / ${num(s.recovery.max)} (n=${s.recovery.n})`;
+    lines.push(
+      `| ${s.monitor} ${s.profile} | ${s.settings} | ${s.fault} | ${f} | ${num(s.detect.median)} | ${r} | ${s.failover.n} |`,
+    );
+  }
+  return lines.join("\n");
+}
+
+/** RESULTS.md. */
+export function renderMarkdown(doc: Results): string {
+  const out: string[] = [];
+  const m = doc.machine;
+  out.push(
+    "# uplinkd benchmark results",
+    "",
+    `Produced by \`npm run bench\`${doc.mode === "quick" ? " --quick (smoke run: few trials, short soaks, parts overlapped)" : " (full run)"}, ` +
+      `${doc.startedAt.slice(0, 10)}, in ${Math.round(doc.durationS / 60)} min. ` +
+      "Every figure comes from labs of network namespaces on one machine (veth links, no real ISP); " +
+      "comparisons are ratios measured in the same run. Medians with p90 and max; raw trials are in `results.json`.",
+    "",
+    `Machine: ${machineLine(m)}.`,
+    "",
+    "## Summary",
+    "",
+    table(summaryRows(doc), true),
+    "",
+  );
+  const fo = data(doc, "failover") as FailoverResults | undefined;
+  const lsm = data(doc, "lsm") as LsmResults | undefined;
+  out.push(
+    "## 1, 2, 4. Failover and recovery (uplinkd and lsm)",
+    "",
+    "Two uplinks of equal weight. The LAN client opens a new TCP connection to the echo host every " +
+      `${fo?.probe.intervalMs ?? 20} ms (lab traffic tool, \`probe\` mode); one that has not answered after ` +
+      `${fo?.probe.timeoutMs ?? 1000} ms is a failure. A fault is injected into one uplink's ISP with one command ` +
+      "(blackhole beyond the gateway: the ISP forwards nothing but its gateway still answers; carrier: the ISP's " +
+      "side of the link goes down). The faulted uplink alternates.",
+    "",
+    "- **Failover**: fault -> start of the first new connection after which every new connection succeeded " +
+      `(checked for ${(fo?.probe.settleMs ?? 1500) / 1000} s after the last failure). Resolution: the probe interval.`,
+    "- **Detected**: fault -> the monitor declared the uplink down (uplinkd's `/events`; lsm: its event script " +
+      "had replaced the route).",
+    "- **Recovery**: fault healed -> start of the first new connection that went through the healed uplink " +
+      "(by the source address the echo host saw).",
+    "- uplinkd is restarted every 4 trials, so no uplink goes down a third time within flap damping's period " +
+      "(3 downs in 5 min hold an uplink down for 60 s): recovery is that of a first or second outage.",
+    "- lsm runs on a router set up by hand as a Shorewall-style multi-ISP router would be: per-uplink routing " +
+      "tables and source rules, masquerade, a multipath default route (layer-4 hashing) that the event script " +
+      "(`bench/lsm-event.sh`) rebuilds without the dead uplink; on down the script also deletes the uplink's " +
+      "conntrack entries, as uplinkd does (without that, a client that reuses the port of a failed attempt still " +
+      "held in conntrack keeps the dead uplink's NAT: failures went on for seconds after the route change in a " +
+      "trial run). lsm keeps its default detection settings; a fresh " +
+      "lsm is started for every trial. lsm brings an uplink back only when at most 5 of its last 100 pings were " +
+      "lost, so its recovery takes ~100 s; it is measured in a few trials only.",
+    "",
+  );
+  if (fo !== undefined || lsm !== undefined) {
+    out.push(trialTable([...(fo?.sets ?? []), ...(lsm?.sets ?? [])]), "");
+  }
+  if (lsm !== undefined) out.push(`lsm: ${lsm.version}; ${lsm.settings}.`, "");
+
+  const soak = data(doc, "soak") as SoakResults | undefined;
+  out.push(
+    "## 3. False failovers under random loss",
+    "",
+    "Every uplink of a two-uplink lab loses 5 % or 10 % of packets (round trip, random) for " +
+      `${soak === undefined ? "10" : Math.round(soak.durationS / 60)} minutes and nothing else is wrong, so every ` +
+      "transition is a false alarm. Six labs side by side: uplinkd (defaults, fast) and lsm (defaults) at each rate. " +
+      "**down**: the uplink was taken out of service (new connections leave it); **degraded**: uplinkd judged its " +
+      "quality bad (loss >= 20 % or RTT over half the timeout over its probe window); a policy avoids a degraded uplink " +
+      "while another is up. Time shares are of uplink-time (uplinks x duration).",
+    "",
+  );
+  if (soak !== undefined) {
+    out.push(
+      "| monitor | loss | down | degraded | time down | time degraded | loss measured by uplinkd |",
+      "|---|---:|---:|---:|---:|---:|---|",
+    );
+    for (const r of soak.results) {
+      const who = `${r.monitor} ${r.profile}`;
+      out.push(
+        r.error === undefined
+          ? `| ${who} | ${r.lossPct} % | ${r.downs} | ${r.degraded} | ${r.downTimePct} % | ${r.degradedTimePct} % | ${r.measuredLossPct.map((l) => num(l, " %")).join(", ")} |`
+          : `| ${who} | ${r.lossPct} % | error: ${r.error} | | | | |`,
+      );
+    }
+    out.push("");
+  }
+
+  const apply = data(doc, "apply") as ApplyResults | undefined;
+  out.push(
+    "## 5. Apply latency",
+    "",
+    "`bench/apply-latency.ts` runs the built dataplane in the lab router's namespace against the real kernel and " +
+      "times what the daemon does on a health transition: render the maps, replace the changed map elements (one " +
+      "small `nft -f`), delete the uplink's conntrack entries (on down; `conntrack -D` scans the whole table, filled " +
+      "here by a few thousand recent LAN connections), then read routes and rules and apply what changed. " +
+      "Detection is not included (see failover). **Full apply**: from nothing, render and apply the whole state " +
+      "(plan, one `nft -f` of the table, `ip -batch`, re-read and verify).",
+    "",
+  );
+  if (apply !== undefined) {
+    out.push(
+      "| uplinks | down: maps replaced (ms) | down: conntrack -D (ms) | down: total (ms) | up: total (ms) | full: render (ms) | full: apply (ms) | conntrack entries |",
+      "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    );
+    const sp = (s: Spread) => `${num(s.median)} / ${num(s.p90)} / ${num(s.max)}`;
+    for (const s of apply.sizes) {
+      out.push(
+        `| ${s.uplinks} | ${sp(s.downMaps)} | ${sp(s.downConntrack)} | ${sp(s.down)} | ${sp(s.up)} | ${sp(s.render)} | ${sp(s.full)} | ${s.conntrackEntries} |`,
+      );
+    }
+    out.push("", "Cells are median / p90 / max.", "");
+    if (apply.rules !== null) {
+      out.push(
+        `Full apply of a config with ${apply.rules.rules} steering rules and 32 uplinks (60 % destination prefixes, ` +
+          "20 % destination port + prefix, 10 % LAN sources, 5 % named sets, 3 % DSCP, 2 % sticky; five policies): " +
+          `render + apply median ${num(apply.rules.fullTotal.median)} ms, p90 ${num(apply.rules.fullTotal.p90)} ms, ` +
+          `max ${num(apply.rules.fullTotal.max)} ms (render ${sp(apply.rules.render)} ms, apply ${sp(apply.rules.full)} ms; ` +
+          `nft script ${apply.rules.nftBytes} bytes).`,
+        "",
+      );
+    } else if (apply.rulesNote !== undefined) {
+      out.push(apply.rulesNote, "");
+    }
+  }
+
+  const bal = data(doc, "balance") as BalanceResults | undefined;
+  out.push(
+    "## 6. Balance accuracy",
+    "",
+    "New TCP connections from the LAN client through four uplinks weighted 1:2:3:4 (daemon running, lab config); " +
+      "each uplink's share by the source address the echo host saw. Random per-connection choice gives each share a " +
+      "standard deviation (sd) of sqrt(p(1-p)/n); the chi-square p-value is the chance of deviations this large from " +
+      "weighted random choice alone.",
+    "",
+  );
+  if (bal !== undefined) {
+    out.push(
+      "| uplink | weight | expected | measured | difference | sd |",
+      "|---|---:|---:|---:|---:|---:|",
+    );
+    for (const s of bal.shares) {
+      out.push(
+        `| ${s.uplink} | ${s.weight} | ${s.expectedPct} % | ${s.measuredPct} % | ${s.diffPoints} points | ${s.sdPoints} points |`,
+      );
+    }
+    out.push(
+      "",
+      `${bal.ok} of ${bal.connections} connections succeeded (${bal.failed} failed); ${bal.inconsistent} changed uplink ` +
+        `between their two questions; chi-square ${bal.chiSquare}, p = ${bal.pValue}.`,
+      "",
+    );
+  }
+
+  const tp = data(doc, "throughput") as ThroughputResults | undefined;
+  out.push(
+    "## 7. Dataplane overhead",
+    "",
+    "iperf3 from the LAN client to 192.0.2.10 (8 parallel streams) through the router, with uplinkd running, " +
+      "against the same lab with a static multipath default route (layer-4 hashing) and masquerade only. " +
+      "Runs alternate; the figure is the ratio of medians. The links are veth pairs without rate limits, so the " +
+      "router's CPU (shared with everything else on the machine) is the bottleneck.",
+    "",
+  );
+  if (tp !== undefined) {
+    out.push(
+      `uplinkd ${num(tp.uplinkd.median)} Gbit/s (max ${num(tp.uplinkd.max)}), baseline ${num(tp.baseline.median)} Gbit/s ` +
+        `(max ${num(tp.baseline.max)}), ratio ${num(tp.ratio)}; runs: ` +
+        tp.runs.map((r) => `${r.setup} ${(r.bps / 1e9).toFixed(2)}`).join(", ") +
+        ` Gbit/s (${tp.seconds} s each).`,
+      "",
+    );
+  }
+
+  const fp = data(doc, "footprint") as FootprintResults | undefined;
+  out.push(
+    "## 8. Footprint",
+    "",
+    "The daemon (built, `node dist/cli.js run`) probing every uplink's 3 targets at 5 probes/s each (interval " +
+      "200 ms), otherwise idle. RSS: VmRSS of /proc/PID/status sampled every second; CPU: utime + stime of " +
+      "/proc/PID/stat over the run, as % of one core. Its children (one `ping` per uplink and target, `ip monitor`) " +
+      "are counted separately; their memory is the sum of their PSS (shared pages divided among them).",
+    "",
+  );
+  if (fp !== undefined) {
+    out.push(
+      "| uplinks x targets | RSS median / max (MB) | peak RSS (MB) | CPU | children | their PSS | their CPU |",
+      "|---|---:|---:|---:|---:|---:|---:|",
+    );
+    for (const f of fp.runs) {
+      out.push(
+        `| ${f.uplinks} x ${f.targets} | ${num(f.rssMb.median)} / ${num(f.rssMb.max)} | ${num(f.peakRssMb)} | ${num(f.cpuPct, " %")} | ${childList(f)} | ${num(f.children.pssMb, " MB")} | ${num(f.children.cpuPct, " %")} |`,
+      );
+    }
+    out.push("");
+  }
+
+  const errors = Object.entries(doc.parts).filter(([, p]) => p?.status === "error");
+  if (errors.length > 0) {
+    out.push("## Errors", "");
+    for (const [name, p] of errors) out.push(`- ${name}: ${p?.error ?? "?"}`);
+    out.push("");
+  }
+  out.push(
+    "## Running it",
+    "",
+    "`npm run bench` (root: network namespaces; `lsm` from scripts/setup.sh) writes this file and `results.json`; " +
+      "`npm run bench -- --quick` is a smoke run into `bench/quick/`; `--only PART,...` runs some parts. " +
+      `Part durations in this run: ${Object.entries(doc.parts)
+        .map(([name, p]) => `${name} ${p?.durationS ?? 0} s`)
+        .join(", ")}.`,
+    "",
+  );
+  return out.join("\n");
+}

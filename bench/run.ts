@@ -1,0 +1,177 @@
+/**
+ * uplinkd's benchmark: builds its own labs, measures, prints a table and
+ * writes RESULTS.md and results.json.
+ *
+ *     npm run bench                      # full run (~35 min): bench/RESULTS.md, bench/results.json
+ *     npm run bench -- --quick           # smoke run (< 3 min): bench/quick/
+ *     tsx bench/run.ts --only failover,balance --out /tmp/b
+ *
+ * Options: `--quick`; `--out DIR` (default bench/, or bench/quick/ with
+ * --quick); `--only PART,...` (failover, lsm, soak, apply, balance,
+ * throughput, footprint). Needs root (network namespaces) and a build.
+ *
+ * Every part runs in labs of its own (prefix `b<part><run id>`), removed at
+ * the end, on error and on SIGINT/SIGTERM. A part that fails is recorded
+ * with its error and the run goes on. Sensitive parts (failover timing,
+ * apply latency, balance, throughput, footprint) run one after another;
+ * the long, seconds-scale ones (the loss soaks and the lsm comparison) run
+ * alongside each other afterwards. With --quick everything overlaps.
+ */
+import { mkdir, writeFile } from "node:fs/promises";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { BenchContext, errorText } from "./context.js";
+import { applyPart } from "./apply.js";
+import { balancePart } from "./balance.js";
+import { failoverPart } from "./failover.js";
+import { footprintPart } from "./footprint.js";
+import { lsmPart } from "./lsm.js";
+import {
+  machineInfo,
+  renderMarkdown,
+  renderTable,
+  type PartResult,
+  type Results,
+} from "./report.js";
+import { soakPart } from "./soak.js";
+import { throughputPart } from "./throughput.js";
+
+const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
+
+/** Every part, in the order of the report. */
+export const PARTS = [
+  "failover",
+  "lsm",
+  "soak",
+  "apply",
+  "balance",
+  "throughput",
+  "footprint",
+] as const;
+export type PartName = (typeof PARTS)[number];
+
+/** `text` formatted as the project's prettier would (unchanged when prettier is not installed). */
+async function formatted(text: string, parser: "json" | "markdown", file: string): Promise<string> {
+  try {
+    const prettier = await import("prettier");
+    const options = (await prettier.resolveConfig(file)) ?? {};
+    return await prettier.format(text, { ...options, parser });
+  } catch {
+    return text;
+  }
+}
+
+async function runPart(
+  ctx: BenchContext,
+  name: PartName,
+  fn: () => Promise<unknown>,
+  results: Partial<Record<PartName, PartResult>>,
+): Promise<void> {
+  const started = Date.now();
+  ctx.log(name, "start");
+  try {
+    const data = await fn();
+    results[name] = { status: "ok", durationS: Math.round((Date.now() - started) / 1000), data };
+    ctx.log(name, `done in ${Math.round((Date.now() - started) / 1000)} s`);
+  } catch (error) {
+    results[name] = {
+      status: "error",
+      durationS: Math.round((Date.now() - started) / 1000),
+      error: errorText(error),
+    };
+    ctx.log(name, `FAILED: ${errorText(error)}`);
+  }
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      quick: { type: "boolean", default: false },
+      out: { type: "string" },
+      only: { type: "string" },
+    },
+  });
+  const quick = values.quick;
+  const outDir = resolve(values.out ?? (quick ? join(BENCH_DIR, "quick") : BENCH_DIR));
+  const only = new Set(
+    (values.only ?? PARTS.join(","))
+      .split(",")
+      .map((s) => s.trim())
+      .filter(Boolean),
+  );
+  for (const name of only) {
+    if (!(PARTS as readonly string[]).includes(name)) {
+      throw new Error(`unknown part ${name}: use ${PARTS.join(", ")}`);
+    }
+  }
+  if (process.getuid?.() !== 0) throw new Error("the benchmark needs root (network namespaces)");
+  const ctx = new BenchContext(quick);
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (ctx.aborted) return;
+    ctx.aborted = true;
+    ctx.log("bench", `${signal}: removing labs`);
+    void ctx.teardown().finally(() => process.exit(130));
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+
+  const startedAt = new Date();
+  ctx.log("bench", `${quick ? "quick" : "full"} run, results to ${outDir}`);
+  const results: Partial<Record<PartName, PartResult>> = {};
+  const part = (name: PartName, fn: () => Promise<unknown>): Promise<void> =>
+    only.has(name) ? runPart(ctx, name, fn, results) : Promise.resolve();
+
+  const trials = quick ? 3 : 10;
+  const sensitive = async (): Promise<void> => {
+    await part("failover", () => failoverPart(ctx, trials));
+    await part("apply", () => applyPart(ctx));
+    await part("balance", () => balancePart(ctx));
+    await part("throughput", () => throughputPart(ctx));
+    await part("footprint", () => footprintPart(ctx));
+  };
+  const long = (): Promise<unknown> =>
+    Promise.all([
+      part("soak", () => soakPart(ctx)),
+      part("lsm", () => lsmPart(ctx, quick ? 1 : trials, quick ? 0 : 3)),
+    ]);
+  try {
+    if (quick) await Promise.all([sensitive(), long()]);
+    else {
+      await sensitive();
+      await long();
+    }
+  } finally {
+    await ctx.teardown();
+  }
+
+  const finishedAt = new Date();
+  const doc: Results = {
+    version: 1,
+    mode: quick ? "quick" : "full",
+    startedAt: startedAt.toISOString(),
+    finishedAt: finishedAt.toISOString(),
+    durationS: Math.round((finishedAt.getTime() - startedAt.getTime()) / 1000),
+    machine: await machineInfo(),
+    prefixes: [...ctx.prefixes],
+    parts: results,
+  };
+  await mkdir(outDir, { recursive: true });
+  const json = join(outDir, "results.json");
+  const markdown = join(outDir, "RESULTS.md");
+  await writeFile(json, await formatted(JSON.stringify(doc, null, 2) + "\n", "json", json));
+  await writeFile(markdown, await formatted(renderMarkdown(doc), "markdown", markdown));
+  process.stdout.write(`\n${renderTable(doc)}\n`);
+  ctx.log("bench", `wrote ${join(outDir, "RESULTS.md")} and results.json in ${doc.durationS} s`);
+  return Object.values(results).some((r) => r.status === "error") ? 1 : 0;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    process.stderr.write(`bench: ${errorText(error)}\n`);
+    process.exitCode = 2;
+  },
+);

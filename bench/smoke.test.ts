@@ -1,0 +1,184 @@
+/**
+ * Smoke test of the benchmark, for CI: `bench/run.ts --quick` (under 3
+ * minutes) into a temporary directory writes RESULTS.md and results.json,
+ * every part succeeds with figures in a sane range, and nothing of the run
+ * is left behind: no lab namespace or state directory, no process, no
+ * change to the host's own network namespace.
+ *
+ *     node --import tsx --test bench/smoke.test.ts     (root; after npm run build)
+ *
+ * Figures are checked for plausibility only: timing is not asserted.
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdtemp, readFile, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { test } from "node:test";
+import type { ApplyResults } from "./apply.js";
+import type { BalanceResults } from "./balance.js";
+import type { FailoverResults } from "./failover.js";
+import type { FootprintResults } from "./footprint.js";
+import type { LsmResults } from "./lsm.js";
+import type { Results } from "./report.js";
+import type { SoakResults } from "./soak.js";
+import type { ThroughputResults } from "./throughput.js";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+
+function run(file: string, args: readonly string[]): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (c: Buffer) => (out += c.toString("utf8")));
+    child.stderr.on("data", (c: Buffer) => (out += c.toString("utf8")));
+    child.on("error", reject);
+    child.on("close", (code) => {
+      resolve({ code, out });
+    });
+  });
+}
+
+/** The host's own network state (read only): link names and flags, routes, rules, nft tables. */
+async function hostNetworkState(): Promise<string> {
+  const [links, routes, rules, nft] = await Promise.all([
+    run("ip", ["-j", "link", "show"]),
+    run("ip", ["-j", "route", "show", "table", "all"]),
+    run("ip", ["-j", "rule", "show"]),
+    run("nft", ["list", "tables"]),
+  ]);
+  const names = (JSON.parse(links.out) as { ifname: string; flags: string[] }[])
+    .map((l) => `${l.ifname}:${l.flags.join(",")}`)
+    .sort();
+  return JSON.stringify([names, routes.out, rules.out, nft.out]);
+}
+
+/** Pids whose command line mentions `text`. */
+async function processesMentioning(text: string): Promise<number[]> {
+  const out: number[] = [];
+  for (const entry of await readdir("/proc")) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      const cmdline = (await readFile(`/proc/${entry}/cmdline`, "utf8")).replace(/\0/g, " ");
+      if (cmdline.includes(text)) out.push(Number(entry));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
+function between(value: number | null | undefined, low: number, high: number, what: string): void {
+  assert.ok(
+    typeof value === "number" && value >= low && value <= high,
+    `${what}: ${String(value)} is not within ${low}..${high}`,
+  );
+}
+
+void test(
+  "the quick benchmark writes sane results and leaves nothing behind",
+  { timeout: 420_000 },
+  async () => {
+    assert.ok(existsSync(join(ROOT, "dist", "cli.js")), "no build: run `npm run build` first");
+    const hostBefore = await hostNetworkState();
+    const out = await mkdtemp(join(tmpdir(), "uplinkd-bench-"));
+    try {
+      const started = Date.now();
+      const r = await run(process.execPath, [
+        "--import",
+        "tsx",
+        join(ROOT, "bench", "run.ts"),
+        "--quick",
+        "--out",
+        out,
+      ]);
+      const tail = r.out.split("\n").slice(-60).join("\n");
+      assert.equal(r.code, 0, `bench --quick failed:\n${tail}`);
+      const tookS = (Date.now() - started) / 1000;
+      const markdown = await readFile(join(out, "RESULTS.md"), "utf8");
+      assert.match(markdown, /^# uplinkd benchmark results/);
+      const doc = JSON.parse(await readFile(join(out, "results.json"), "utf8")) as Results;
+      assert.equal(doc.mode, "quick");
+      assert.ok(doc.machine.cpus > 0 && doc.machine.kernel !== "", "machine info is missing");
+      for (const [name, part] of Object.entries(doc.parts)) {
+        assert.equal(part?.status, "ok", `part ${name}: ${part?.error ?? ""}`);
+      }
+      const data = (name: string): unknown => doc.parts[name]?.data;
+
+      const fo = data("failover") as FailoverResults;
+      assert.equal(fo.sets.length, 4);
+      for (const s of fo.sets) {
+        assert.equal(s.failover.n, 3, `${s.profile} ${s.fault}: trials that did not settle`);
+        between(
+          s.failover.median,
+          0,
+          s.fault === "carrier" ? 5000 : 10_000,
+          `${s.profile} ${s.fault} failover`,
+        );
+        between(s.recovery.median, 1, 20_000, `${s.profile} ${s.fault} recovery`);
+      }
+      const lsm = data("lsm") as LsmResults;
+      for (const s of lsm.sets) between(s.failover.median, 1000, 60_000, `lsm ${s.fault} failover`);
+      const soak = data("soak") as SoakResults;
+      assert.equal(soak.results.length, 6);
+      for (const s of soak.results) {
+        assert.equal(s.error, undefined, `soak ${s.monitor} ${s.profile} ${s.lossPct} %`);
+        between(s.durationS, 100, 200, "soak duration");
+        for (const loss of s.measuredLossPct) {
+          if (loss !== null) between(loss, 0, 40, `loss measured at ${s.lossPct} %`);
+        }
+      }
+      const apply = data("apply") as ApplyResults;
+      assert.deepEqual(
+        apply.sizes.map((s) => s.uplinks),
+        [2, 8, 32],
+      );
+      for (const s of apply.sizes) {
+        between(s.down.median, 0.1, 5000, `apply down, ${s.uplinks} uplinks`);
+        between(s.full.median, 0.1, 10_000, `full apply, ${s.uplinks} uplinks`);
+      }
+      between(apply.rules?.full.median, 0.1, 60_000, "full apply with rules");
+      const balance = data("balance") as BalanceResults;
+      assert.equal(balance.ok, balance.connections, "balance: connections failed");
+      assert.equal(balance.inconsistent, 0);
+      between(balance.maxDiffPoints, 0, 5, "balance: largest deviation (points)");
+      const tp = data("throughput") as ThroughputResults;
+      between(tp.ratio, 0.2, 5, "throughput ratio");
+      const fp = data("footprint") as FootprintResults;
+      assert.equal(fp.runs.length, 2);
+      for (const f of fp.runs) {
+        between(f.rssMb.median, 10, 2000, `RSS, ${f.uplinks} uplinks`);
+        between(f.cpuPct, 0, 200, `CPU, ${f.uplinks} uplinks`);
+      }
+      assert.ok(tookS < 240, `the quick run took ${Math.round(tookS)} s`);
+
+      // Nothing left behind.
+      const namespaces = (await run("ip", ["netns", "list"])).out;
+      for (const prefix of doc.prefixes) {
+        assert.doesNotMatch(
+          namespaces,
+          new RegExp(`^${prefix}-`, "m"),
+          `namespaces of ${prefix} remain`,
+        );
+        assert.ok(
+          !existsSync(`/run/uplinkd-lab/${prefix}`),
+          `state directory of ${prefix} remains`,
+        );
+        assert.deepEqual(
+          await processesMentioning(`/run/uplinkd-lab/${prefix}/`),
+          [],
+          `processes of ${prefix} remain`,
+        );
+      }
+      assert.equal(
+        await hostNetworkState(),
+        hostBefore,
+        "the host's own network namespace changed",
+      );
+    } finally {
+      await rm(out, { recursive: true, force: true });
+    }
+  },
+);
