@@ -70,9 +70,13 @@
     return Math.floor(s / 86400) + "d";
   }
 
+  /** Local time as `2026-11-21 00:43:49`, or `00:43:49` for today. */
   function clock(iso) {
     const d = new Date(iso);
-    return d.toLocaleString(undefined, { hour12: false });
+    const pad = (n) => String(n).padStart(2, "0");
+    const day = d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate());
+    const time = pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
+    return d.toDateString() === new Date().toDateString() ? time : day + " " + time;
   }
 
   // ---- API -----------------------------------------------------------------
