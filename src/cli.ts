@@ -8,7 +8,7 @@ import { Command, Option } from "commander";
 import { pino } from "pino";
 import { registerCheckCommand } from "./config/cli.js";
 import { DEFAULT_CONFIG_PATH, loadConfig } from "./config/load.js";
-import { registerControlCommands } from "./control/cli.js";
+import { registerControlCommands, registerNotifyTestCommand } from "./control/cli.js";
 import { Daemon } from "./daemon.js";
 import { Dataplane, planIsEmpty } from "./dataplane/apply.js";
 import { renderDesired } from "./dataplane/render.js";
@@ -141,6 +141,7 @@ program
   });
 
 registerControlCommands(program);
+registerNotifyTestCommand(program);
 registerCheckCommand(program);
 registerLabCommands(program);
 registerDemoCommand(program);

@@ -25,6 +25,7 @@ import type { DisableOptions, MaintenanceResult, ReloadResult } from "./control/
 import { configChanges } from "./control/changes.js";
 import { withMaintenance, type MaintainedHealth, type Maintenance } from "./control/maintenance.js";
 import { ControlService } from "./control/service.js";
+import { Notifier } from "./notify/index.js";
 import { TrafficSampler } from "./control/traffic.js";
 import type { PolicyChoice } from "./policy/select.js";
 import type {
@@ -108,6 +109,8 @@ export class Daemon {
   private queue: Promise<void> = Promise.resolve();
   private monitor: KernelMonitor | undefined;
   private control: ControlService | undefined;
+  /** Sends transitions to email, webhooks and hooks (config `notify`); none without it. */
+  private notifier: Notifier | undefined;
   private traffic: TrafficSampler | undefined;
   /** Uplinks in maintenance (`uplinkd disable`): since when and why. */
   private readonly maintenance = new Map<string, Maintenance>();
@@ -129,6 +132,7 @@ export class Daemon {
   async start(): Promise<void> {
     this.config = await this.options.loadConfig(this.options.configPath);
     this.resetDataplane();
+    this.resetNotifier();
     this.monitor = new KernelMonitor(() => {
       this.enqueue("links changed", () => this.refreshLinks());
     });
@@ -164,6 +168,20 @@ export class Daemon {
       { uplinks: this.config.uplinks.map((u) => u.name), socket: this.config.control.socket },
       "uplinkd started",
     );
+  }
+
+  /** A new notifier for the config's `notify` (after start or a reload); the old one sends what it has. */
+  private resetNotifier(): void {
+    const old = this.notifier;
+    const notify = this.config.notify;
+    this.notifier =
+      notify === undefined
+        ? undefined
+        : new Notifier(notify, this.options.log, {
+            interfaceOf: (uplink) => this.config.uplinks.find((u) => u.name === uplink)?.interface,
+            statusProvider: () => this.status().uplinks,
+          });
+    void old?.flush();
   }
 
   private resetDataplane(): void {
@@ -371,6 +389,8 @@ export class Daemon {
       `uplink ${transition.uplink}: ${transition.from} -> ${transition.to} (${transition.reason})`,
     );
     this.control?.transition(transition);
+    // Returns at once; deliveries run detached and never throw.
+    this.notifier?.notify(transition);
   }
 
   /** Run `work` in the kernel queue and hand back its result. */
@@ -496,6 +516,7 @@ export class Daemon {
       this.syncHealth();
       await this.reconcile("reload");
       await this.control?.reconfigure();
+      if (changes.some((c) => c.startsWith("notify"))) this.resetNotifier();
       return changes;
     });
     this.options.log.info(
@@ -568,6 +589,7 @@ export class Daemon {
     await this.idle();
     this.stopping = true;
     await this.control?.stop();
+    await this.notifier?.flush();
     if (!keep) await this.dataplane.removeAll();
     this.options.log.info(
       { kept: keep },

@@ -173,6 +173,8 @@ function unwrap(schema: z.ZodType): z.ZodType {
       current = current.unwrap() as z.ZodType;
     } else if (current instanceof z.ZodPipe) {
       current = current.in as z.ZodType;
+    } else if (current instanceof z.ZodLazy) {
+      current = current.unwrap() as z.ZodType;
     } else {
       return current;
     }

@@ -13,6 +13,7 @@
  */
 import { z } from "zod";
 import { duration } from "./duration.js";
+import { notifySchema } from "../notify/schema.js";
 import {
   forwardSchema,
   nftName,
@@ -358,6 +359,8 @@ export const configSchema = z
     health: healthSchema.prefault({}),
     dataplane: dataplaneSchema.prefault({}),
     control: controlSchema.prefault({}),
+    // Lazy: notify/schema.ts imports this module (for `duration`), so either may load first.
+    notify: z.lazy(() => notifySchema).optional(),
     sets: z
       .record(nftName, z.array(prefix).min(1))
       .default({})

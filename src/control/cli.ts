@@ -6,6 +6,7 @@
  *     uplinkd disable UPLINK [--drain] [--reason TEXT]
  *     uplinkd enable UPLINK
  *     uplinkd reload
+ *     uplinkd notify-test [-c FILE]     (reads the config; no daemon needed)
  *
  * Each takes `--socket PATH`, or `-c FILE` to take `control.socket` from a
  * config file (default: /etc/uplinkd/uplinkd.yaml if it exists, else
@@ -14,11 +15,13 @@
  */
 import { readFile } from "node:fs/promises";
 import type { Command } from "commander";
+import { pino } from "pino";
 import { parse } from "yaml";
 import { EXIT_CONFIG_INVALID } from "../config/cli.js";
-import { DEFAULT_CONFIG_PATH } from "../config/load.js";
+import { DEFAULT_CONFIG_PATH, loadConfig } from "../config/load.js";
 import type { StatusDocument } from "../daemon.js";
 import { ConfigError, ControlError } from "../errors.js";
+import { notifyTest } from "../notify/index.js";
 import type { EventsDocument, MaintenanceResult, ReloadResult } from "./api.js";
 import { controlRequest } from "./client.js";
 import { formatEvents, formatMaintenance, formatReload, formatStatus } from "./format.js";
@@ -194,4 +197,48 @@ export function registerControlCommands(program: Command): void {
       process.stderr.write("uplinkd: reload refused; the daemon keeps its running config\n");
     }
   });
+}
+
+/**
+ * Adds `notify-test [-c FILE]`: sends a test notification through every
+ * channel of the config's `notify` section, one line per channel. Exit 0
+ * when every channel delivered, 1 when one failed, 2 for an invalid config
+ * or one without channels.
+ */
+export function registerNotifyTestCommand(program: Command): void {
+  program
+    .command("notify-test")
+    .description(
+      "send a test notification through every configured channel (email, webhooks, hooks)",
+    )
+    .option("-c, --config <file>", "config file", DEFAULT_CONFIG_PATH)
+    .option("-v, --verbose", "also print the notifier's log (JSON lines) on stderr")
+    .action(async (opts: { config: string; verbose?: boolean }) => {
+      const config = await loadConfig(opts.config);
+      const notify = config.notify;
+      const channels =
+        notify === undefined
+          ? 0
+          : (notify.email === undefined ? 0 : 1) + notify.webhooks.length + notify.hooks.length;
+      if (notify === undefined || channels === 0) {
+        process.stderr.write(
+          `uplinkd: ${opts.config} configures no notification channel (notify: email, webhooks, hooks)\n`,
+        );
+        process.exitCode = EXIT_CONFIG_INVALID;
+        return;
+      }
+      const log = pino({ level: opts.verbose === true ? "debug" : "silent" }, pino.destination(2));
+      const results = await notifyTest(notify, log, {
+        interfaceOf: (uplink) => config.uplinks.find((u) => u.name === uplink)?.interface,
+      });
+      for (const r of results) {
+        const tries = `${r.attempts} attempt${r.attempts === 1 ? "" : "s"}, ${Math.round(r.durationMs)} ms`;
+        process.stdout.write(
+          r.ok
+            ? `ok      ${r.channel} ${r.target} (${tries})\n`
+            : `FAILED  ${r.channel} ${r.target} (${tries}): ${r.error ?? "?"}\n`,
+        );
+      }
+      if (results.some((r) => !r.ok)) process.exitCode = 1;
+    });
 }

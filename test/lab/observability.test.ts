@@ -37,6 +37,8 @@ const SCREENSHOT = fileURLToPath(new URL("../../docs/dashboard.png", import.meta
 let lab: Lab;
 let daemon: LabDaemon;
 let config = "";
+/** Where the notify hook writes one line per transition. */
+let hookLog = "";
 
 /** Run the uplinkd CLI in the router namespace. */
 async function cli(...args: string[]) {
@@ -142,7 +144,17 @@ let hostBefore = "";
 
 before(async () => {
   hostBefore = await hostNetworkState();
-  lab = await labWithConfig({ prefix: testPrefix("obs"), uplinks: 2 }, (c) => {
+  const prefix = testPrefix("obs");
+  hookLog = `/run/uplinkd-lab/${prefix}/transitions.log`;
+  lab = await labWithConfig({ prefix, uplinks: 2 }, (c) => {
+    c.notify = {
+      hooks: [
+        {
+          command: ["/bin/sh", "-c", `echo "$UPLINK $PREVIOUS_STATE $STATE" >> ${hookLog}`],
+          run: "transition",
+        },
+      ],
+    };
     c.control = {
       ...(c.control as object),
       listen: LISTEN,
@@ -152,6 +164,7 @@ before(async () => {
       ],
     };
   });
+  assert.ok(hookLog.startsWith(`${lab.stateDir}/`), `${hookLog} is not in ${lab.stateDir}`);
   config = await readFile(lab.configPath, "utf8");
   daemon = startDaemon(lab);
   await daemon.waitForStates(["up"]);
@@ -301,6 +314,8 @@ describe("the dashboard in Chromium, and events", () => {
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stdout, /^TIME +UPLINK +TRANSITION +LOSS +RTT +REASON$/m);
     assert.match(result.stdout, /\d\dZ +isp2 +up -> down +\S+ +\S+ +\S.*$/m);
+    const hooked = await readFile(hookLog, "utf8");
+    assert.match(hooked, /^isp2 up down$/m, "the notify hook did not run for the transition");
     await daemon.waitForStates(["up"], 20_000);
   });
 });

@@ -364,6 +364,19 @@ describe("control config", () => {
     );
   });
 
+  test("notify is mounted: channels parse, and a misspelt key gets a suggestion at its line", () => {
+    const ok = `${base}notify:\n  webhooks:\n    - url: https://hooks.example.net/uplinkd\n`;
+    assert.equal(
+      parseConfig(ok, "u.yaml").notify?.webhooks[0]?.url,
+      "https://hooks.example.net/uplinkd",
+    );
+    assert.equal(parseConfig(base, "u.yaml").notify, undefined);
+    assert.throws(
+      () => parseConfig(`${base}notify:\n  webhoks: []\n`, "u.yaml"),
+      /u\.yaml:5:3: notify(\.webhoks)?: unknown key "webhoks"; did you mean "webhooks"\?/,
+    );
+  });
+
   test("listen addresses parse with IPv4 and bracketed IPv6", () => {
     assert.deepEqual(parseListen("127.0.0.1:9101"), { host: "127.0.0.1", port: 9101 });
     assert.deepEqual(parseListen("[::1]:9101"), { host: "::1", port: 9101 });
