@@ -1,0 +1,124 @@
+/**
+ * The control service on a real Unix socket (in a temporary directory) with
+ * a fake daemon: the socket's mode, the event stream, and a stop that does
+ * not wait for open streams.
+ */
+import assert from "node:assert/strict";
+import { mkdtemp, rm, stat } from "node:fs/promises";
+import { request } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { pino } from "pino";
+import { parseConfig } from "../../src/config/load.js";
+import { controlRequest } from "../../src/control/client.js";
+import { ControlService, type ControlSource } from "../../src/control/service.js";
+import type { StatusDocument } from "../../src/daemon.js";
+import type { Transition } from "../../src/uplink-health.js";
+
+const CONFIG_TEXT =
+  "lan: [lan0]\nuplinks:\n  - { name: isp1, interface: wan1, gateway: 100.64.1.1 }\n";
+
+function fakeSource(socket: string): ControlSource & { transitions: Transition[] } {
+  const config = parseConfig(CONFIG_TEXT, "u.yaml");
+  config.control.socket = socket;
+  const transitions: Transition[] = [];
+  const status: StatusDocument = {
+    version: "0.1.0",
+    pid: process.pid,
+    config: "u.yaml",
+    startedAt: new Date(0).toISOString(),
+    uplinks: [],
+    policies: {},
+    lastApply: null,
+  };
+  return {
+    transitions,
+    config: () => config,
+    status: () => status,
+    refreshTraffic: () => Promise.resolve(),
+    events: () => transitions,
+    reload: () => Promise.resolve({ ok: true, config: "u.yaml", uplinks: ["isp1"], changes: [] }),
+    disable: (uplink) => Promise.resolve({ uplink, state: "disabled", changed: true, drained: 0 }),
+    enable: (uplink) => Promise.resolve({ uplink, state: "up", changed: true, drained: 0 }),
+  };
+}
+
+describe("the control service on a Unix socket", () => {
+  let dir = "";
+  let socket = "";
+  let service: ControlService;
+  let source: ReturnType<typeof fakeSource>;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), "uplinkd-control-"));
+    socket = join(dir, "run", "uplinkd.sock");
+    source = fakeSource(socket);
+    service = new ControlService(source, pino({ level: "silent" }), { tickMs: 50 });
+    await service.start();
+  });
+
+  after(async () => {
+    await service.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test("the socket is mode 0600 and answers the CLI's requests", async () => {
+    assert.equal((await stat(socket)).mode & 0o777, 0o600);
+    const status = (await controlRequest(socket, "GET", "/status")) as StatusDocument;
+    assert.equal(status.pid, process.pid);
+    const history = (await controlRequest(socket, "GET", "/history")) as { samples: unknown[] };
+    assert.ok(history.samples.length >= 1);
+  });
+
+  test("a transition reaches an open event stream at once", async () => {
+    const text: string[] = [];
+    const transition: Transition = {
+      time: new Date().toISOString(),
+      uplink: "isp1",
+      from: "up",
+      to: "down",
+      reason: "carrier lost",
+      loss: null,
+      rtt: null,
+    };
+    await new Promise<void>((resolve, reject) => {
+      const req = request({ socketPath: socket, path: "/events/stream" }, (res) => {
+        res.setEncoding("utf8");
+        res.on("data", (chunk: string) => {
+          text.push(chunk);
+          const all = text.join("");
+          if (all.includes("event: status") && !all.includes("event: transition")) {
+            service.transition(transition);
+          }
+          if (all.includes("event: transition")) {
+            req.destroy();
+            resolve();
+          }
+        });
+      });
+      req.on("error", reject);
+      req.end();
+    });
+    assert.match(text.join(""), /event: transition\ndata: .*"reason":"carrier lost"/);
+  });
+
+  test("stop closes the socket even while a stream is open", async () => {
+    const open = new Promise<void>((resolve) => {
+      const req = request({ socketPath: socket, path: "/events/stream" }, (res) => {
+        res.once("data", () => {
+          resolve();
+        });
+      });
+      req.on("error", () => undefined);
+      req.end();
+    });
+    await open;
+    const started = Date.now();
+    await service.stop();
+    assert.ok(Date.now() - started < 1000, "stop waited for the stream");
+    await assert.rejects(controlRequest(socket, "GET", "/status", undefined, 500), /cannot reach/);
+    service = new ControlService(source, pino({ level: "silent" }));
+    await service.start();
+  });
+});
