@@ -39,7 +39,11 @@ program
   .name("uplinkd")
   .description("multi-uplink (multi-WAN) routing daemon")
   .version(VERSION)
-  .showHelpAfterError();
+  .showHelpAfterError()
+  // Usage errors (unknown option, missing argument) exit 2, as documented; --help and --version 0.
+  .exitOverride((error) => {
+    process.exit(error.exitCode === 0 ? 0 : 2);
+  });
 
 const configOption = () =>
   new Option("-c, --config <file>", "config file").default(DEFAULT_CONFIG_PATH);
