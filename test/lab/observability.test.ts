@@ -7,7 +7,8 @@
  */
 import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
-import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readFile, stat, writeFile } from "node:fs/promises";
+import { dirname } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
@@ -32,7 +33,9 @@ const READ = "dashboard-read-0123456789abcdef";
 const WRITE = "operator-write-0123456789abcdef";
 const LISTEN = "100.64.100.1:9101";
 const MARK_MASK = 0xff00;
-const SCREENSHOT = fileURLToPath(new URL("../../docs/dashboard.png", import.meta.url));
+/** Every run saves the dashboard here; UPLINKD_UPDATE_DOCS=1 also refreshes docs/dashboard.png (the README's). */
+const SCREENSHOT = fileURLToPath(new URL("../../test-output/dashboard.png", import.meta.url));
+const DOCS_SCREENSHOT = fileURLToPath(new URL("../../docs/dashboard.png", import.meta.url));
 
 let lab: Lab;
 let daemon: LabDaemon;
@@ -173,8 +176,9 @@ before(async () => {
 });
 
 after(async () => {
-  await daemon.stop();
-  await lab.down();
+  // before() may have failed half-way.
+  await (daemon as LabDaemon | undefined)?.stop();
+  await (lab as Lab | undefined)?.down();
   assert.equal(await hostNetworkState(), hostBefore, "the host's own namespace changed");
 });
 
@@ -255,7 +259,7 @@ describe("the metrics endpoint and tokens", () => {
 
 describe("the dashboard in Chromium, and events", () => {
   it("shows a fault within 2 s of the daemon seeing it; saves a screenshot", async (t) => {
-    await mkdir(fileURLToPath(new URL("../../docs/", import.meta.url)), { recursive: true });
+    await mkdir(dirname(SCREENSHOT), { recursive: true });
     const probe = lab.spawn(
       "lan",
       [
@@ -303,6 +307,7 @@ describe("the dashboard in Chromium, and events", () => {
       const errors = lines.filter((l) => l.event === "page-error");
       assert.deepEqual(errors, [], "the page reported errors");
       assert.ok((await stat(SCREENSHOT)).size > 10_000);
+      if (process.env.UPLINKD_UPDATE_DOCS === "1") await copyFile(SCREENSHOT, DOCS_SCREENSHOT);
     } finally {
       probe.kill();
       await lab.heal(2);
