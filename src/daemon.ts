@@ -12,6 +12,8 @@ import { Dataplane } from "./dataplane/apply.js";
 import {
   renderDesired,
   renderMaps,
+  renderRoutes,
+  renderRules,
   type Surroundings,
   type UplinkView,
 } from "./dataplane/render.js";
@@ -116,6 +118,8 @@ export class Daemon {
   private readonly maintenance = new Map<string, Maintenance>();
   private verifyTimer: NodeJS.Timeout | undefined;
   private lastMaps: Record<string, string[]> = {};
+  /** Routes and rules of the last apply (JSON), to skip kernel reads when a transition changes none. */
+  private lastIp = "";
   private choices: Record<string, PolicyChoice> = {};
   private lastApply: StatusDocument["lastApply"] = null;
   private readonly startedAt = new Date();
@@ -315,6 +319,7 @@ export class Daemon {
     try {
       const plan = await this.dataplane.apply(desired, views);
       this.lastMaps = desired.maps;
+      this.lastIp = JSON.stringify({ routes: desired.routes, rules: desired.rules });
       this.choices = desired.choices;
       this.lastApply = { at: new Date().toISOString(), ok: true };
       const changed =
@@ -364,7 +369,21 @@ export class Daemon {
           `cleared ${deleted} conntrack entries of ${view.name}`,
         );
       }
-      await this.dataplane.applyIp(renderDesired(this.config, views, this.surroundings));
+      // Routes change on a transition only when the router policy's first
+      // choice (the main default route) moves: compare in memory first.
+      const ip = {
+        routes: renderRoutes(
+          this.config,
+          views,
+          choices[this.config.router_policy] ?? { kind: "main" },
+          this.surroundings.lanAddress,
+        ),
+        rules: renderRules(this.config, views),
+      };
+      if (JSON.stringify(ip) !== this.lastIp) {
+        await this.dataplane.applyIp(ip);
+        this.lastIp = JSON.stringify(ip);
+      }
     });
   }
 
@@ -393,7 +412,7 @@ export class Daemon {
     this.notifier?.notify(transition);
   }
 
-  /** Run `work` in the kernel queue and hand back its result. */
+  /** Run `work` in the kernel queue and hand back its result; a failure is logged and rejected. */
   private queued<T>(what: string, work: () => Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.enqueue(what, async () => {
@@ -401,7 +420,7 @@ export class Daemon {
           resolve(await work());
         } catch (error) {
           const failure = error instanceof Error ? error : new Error(String(error));
-          this.options.log.error({ err: failure, during: "reload" }, `reload: ${failure.message}`);
+          this.options.log.error({ err: failure, during: what }, `${what}: ${failure.message}`);
           reject(failure);
         }
       });

@@ -116,7 +116,7 @@ export class Dataplane {
    * @returns the commands that ran.
    * @throws {KernelCommandError}
    */
-  async applyIp(desired: DesiredState): Promise<string[]> {
+  async applyIp(desired: Pick<DesiredState, "routes" | "rules">): Promise<string[]> {
     const [routes, rules] = await Promise.all([this.kernel.readRoutes(), this.kernel.readRules()]);
     const commands = ipCommands(diffIp(desired, { routes, rules }, this.owner.protocol));
     await this.kernel.ipBatch(commands);
