@@ -196,7 +196,7 @@ export async function applyPart(ctx: BenchContext): Promise<ApplyResults> {
       ctx.log(
         "apply",
         `${uplinks} uplinks (${traffic.ok} connections, ${transitions.conntrackEntries} conntrack entries): ` +
-          `down ${size.down.median} ms, up ${size.up.median} ms, full apply ${size.full.median} ms`,
+          `down ${size.down.median} ms, up ${size.up.median} ms, render + apply ${size.fullTotal.median} ms`,
       );
       if (uplinks === 32) {
         const parsed = parse(await readFile(config, "utf8")) as Record<string, unknown>;
@@ -222,7 +222,7 @@ export async function applyPart(ctx: BenchContext): Promise<ApplyResults> {
           };
           ctx.log(
             "apply",
-            `${r.rules} rules, 32 uplinks: full apply ${results.rules.full.median} ms`,
+            `${r.rules} rules, 32 uplinks: render + apply ${results.rules.fullTotal.median} ms`,
           );
         } catch (error) {
           results.rulesNote = `1,000-rule config: ${error instanceof Error ? error.message : String(error)}`;

@@ -326,6 +326,18 @@ function trialTable(sets: readonly TrialSet[]): string {
   return lines.join("\n");
 }
 
+/** uplinkd / baseline of each pair of consecutive runs. */
+function pairRatios(tp: ThroughputResults): string[] {
+  const out: string[] = [];
+  for (let i = 0; i + 1 < tp.runs.length; i += 2) {
+    const pair = tp.runs.slice(i, i + 2);
+    const u = pair.find((r) => r.setup === "uplinkd");
+    const b = pair.find((r) => r.setup === "baseline");
+    if (u !== undefined && b !== undefined) out.push(num(ratio(u.bps, b.bps, 2)));
+  }
+  return out;
+}
+
 /** RESULTS.md. */
 export function renderMarkdown(doc: Results): string {
   const out: string[] = [];
@@ -372,6 +384,11 @@ export function renderMarkdown(doc: Results): string {
       "trial run). lsm keeps its default detection settings; a fresh " +
       "lsm is started for every trial. lsm brings an uplink back only when at most 5 of its last 100 pings were " +
       "lost, so its recovery takes ~100 s; it is measured in a few trials only.",
+    "- What to expect: for a blackhole uplinkd needs `down` failed rounds in a row, the first failing up to one " +
+      "interval after the fault and each failing at its timeout: (down - 1) x interval + timeout + up to one " +
+      "interval, i.e. 2.0-2.5 s with the defaults and 0.9-1.1 s with the fast profile. Carrier loss is seen from " +
+      "the kernel's link state, whatever the profile. Recovery takes `up` good rounds (2.5 s, 1 s). lsm needs 7 " +
+      "lost pings in a row at one per second, decided on a one-second tick: 7-9 s.",
     "",
   );
   if (fo !== undefined || lsm !== undefined) {
@@ -393,7 +410,7 @@ export function renderMarkdown(doc: Results): string {
   );
   if (soak !== undefined) {
     out.push(
-      "| monitor | loss | down | degraded | time down | time degraded | loss measured by uplinkd |",
+      "| monitor | loss | down | degraded | time down | time degraded | loss uplinkd measured at the end (its last probe window) |",
       "|---|---:|---:|---:|---:|---:|---|",
     );
     for (const r of soak.results) {
@@ -488,7 +505,7 @@ export function renderMarkdown(doc: Results): string {
       `uplinkd ${num(tp.uplinkd.median)} Gbit/s (max ${num(tp.uplinkd.max)}), baseline ${num(tp.baseline.median)} Gbit/s ` +
         `(max ${num(tp.baseline.max)}), ratio ${num(tp.ratio)}; runs: ` +
         tp.runs.map((r) => `${r.setup} ${(r.bps / 1e9).toFixed(2)}`).join(", ") +
-        ` Gbit/s (${tp.seconds} s each).`,
+        ` Gbit/s (${tp.seconds} s each); uplinkd / baseline within each pair: ${pairRatios(tp).join(", ")}.`,
       "",
     );
   }

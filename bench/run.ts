@@ -2,13 +2,14 @@
  * uplinkd's benchmark: builds its own labs, measures, prints a table and
  * writes RESULTS.md and results.json.
  *
- *     npm run bench                      # full run (~35 min): bench/RESULTS.md, bench/results.json
+ *     npm run bench                      # full run (~25 min): bench/RESULTS.md, bench/results.json
  *     npm run bench -- --quick           # smoke run (< 3 min): bench/quick/
  *     tsx bench/run.ts --only failover,balance --out /tmp/b
  *
  * Options: `--quick`; `--out DIR` (default bench/, or bench/quick/ with
  * --quick); `--only PART,...` (failover, lsm, soak, apply, balance,
- * throughput, footprint). Needs root (network namespaces) and a build.
+ * throughput, footprint); `--render FILE`: only rewrite RESULTS.md next to
+ * the results.json FILE. Needs root (network namespaces) and a build.
  *
  * Every part runs in labs of its own (prefix `b<part><run id>`), removed at
  * the end, on error and on SIGINT/SIGTERM. A part that fails is recorded
@@ -17,7 +18,7 @@
  * the long, seconds-scale ones (the loss soaks and the lsm comparison) run
  * alongside each other afterwards. With --quick everything overlaps.
  */
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -90,8 +91,18 @@ async function main(): Promise<number> {
       quick: { type: "boolean", default: false },
       out: { type: "string" },
       only: { type: "string" },
+      render: { type: "string" },
     },
   });
+  if (values.render !== undefined) {
+    // Re-render RESULTS.md from a results.json (after a change to the report's text).
+    const json = resolve(values.render);
+    const doc = JSON.parse(await readFile(json, "utf8")) as Results;
+    const markdown = join(dirname(json), "RESULTS.md");
+    await writeFile(markdown, await formatted(renderMarkdown(doc), "markdown", markdown));
+    process.stdout.write(`${renderTable(doc)}\n`);
+    return 0;
+  }
   const quick = values.quick;
   const outDir = resolve(values.out ?? (quick ? join(BENCH_DIR, "quick") : BENCH_DIR));
   const only = new Set(
