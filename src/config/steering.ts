@@ -32,14 +32,29 @@ export function parsePrefix(text: string): [number, number] | undefined {
   return [(value & mask) >>> 0, bits];
 }
 
+const ranges = new Map<string, [number, number] | undefined>();
+
+/**
+ * The first and last address (as uint32) of a prefix; undefined when
+ * invalid. Remembered per text: rendering a thousand rules compares the
+ * same prefixes many times.
+ */
+export function prefixRange(text: string): [number, number] | undefined {
+  if (ranges.has(text)) return ranges.get(text);
+  const parsed = parsePrefix(text);
+  const range: [number, number] | undefined =
+    parsed === undefined ? undefined : [parsed[0], parsed[0] + 2 ** (32 - parsed[1]) - 1];
+  if (ranges.size > 100_000) ranges.clear();
+  ranges.set(text, range);
+  return range;
+}
+
 /** True when two prefixes share an address. */
 export function prefixesOverlap(a: string, b: string): boolean {
-  const pa = parsePrefix(a);
-  const pb = parsePrefix(b);
-  if (pa === undefined || pb === undefined) return false;
-  const bits = Math.min(pa[1], pb[1]);
-  const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
-  return (pa[0] & mask) >>> 0 === (pb[0] & mask) >>> 0;
+  const ra = prefixRange(a);
+  const rb = prefixRange(b);
+  if (ra === undefined || rb === undefined) return false;
+  return ra[0] <= rb[1] && rb[0] <= ra[1];
 }
 
 /** Problems of a prefix text: not a prefix, or host bits set. */

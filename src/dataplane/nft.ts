@@ -25,6 +25,7 @@ import {
   DSCP_NAMES,
   formatPrefix,
   parsePrefix,
+  prefixRange,
   prefixesOverlap,
   type RuleConfig,
 } from "../config/steering.js";
@@ -78,17 +79,28 @@ function expand(config: Config, items: readonly string[]): string[] {
   return out;
 }
 
-/** Drop prefixes contained in an earlier or wider one: nft interval sets reject overlaps. */
+/**
+ * Canonical prefixes without those inside a wider one (nft interval sets
+ * reject overlaps; two prefixes either nest or are disjoint), sorted by
+ * address.
+ */
 export function disjointPrefixes(prefixes: readonly string[]): string[] {
-  const canonical = prefixes.flatMap((p) => {
+  const canonical = new Map<string, [number, number]>();
+  for (const p of prefixes) {
     const parsed = parsePrefix(p);
-    return parsed === undefined ? [] : [formatPrefix(parsed)];
-  });
-  const sorted = [...new Set(canonical)].sort(
-    (a, b) => (parsePrefix(a)?.[1] ?? 0) - (parsePrefix(b)?.[1] ?? 0),
-  );
+    const text = parsed === undefined ? undefined : formatPrefix(parsed);
+    const range = text === undefined ? undefined : prefixRange(text);
+    if (text !== undefined && range !== undefined) canonical.set(text, range);
+  }
+  // By start, the widest first: a prefix inside the last kept one is dropped.
+  const sorted = [...canonical].sort(([, a], [, b]) => a[0] - b[0] || b[1] - a[1]);
   const kept: string[] = [];
-  for (const p of sorted) if (!kept.some((k) => prefixesOverlap(k, p))) kept.push(p);
+  let end = -1;
+  for (const [text, range] of sorted) {
+    if (range[0] <= end) continue;
+    kept.push(text);
+    end = range[1];
+  }
   return kept;
 }
 
