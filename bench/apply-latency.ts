@@ -11,9 +11,10 @@
  *     apply-latency.ts transitions --config FILE [--rounds 40]
  *         with the full state in place, take uplinks down and up again
  *         (uplink i, round-robin), doing what the daemon does on a health
- *         transition: render the maps, replace the changed map elements
- *         (one small nft transaction), delete the uplink's conntrack entries
- *         (on down), apply the routes and rules that changed.
+ *         transition (Daemon.onTransition): render the maps, replace the
+ *         changed map elements (one small nft transaction), delete the
+ *         uplink's conntrack entries (on down), render routes and rules and,
+ *         when they differ from the last ones applied, apply them.
  *     apply-latency.ts cleanup --config FILE
  *         remove everything uplinkd owns.
  *
@@ -31,7 +32,7 @@ async function load<T>(path: string): Promise<T> {
 
 const { loadConfig } = await load<typeof import("../src/config/load.js")>("config/load.js");
 const { Dataplane } = await load<typeof import("../src/dataplane/apply.js")>("dataplane/apply.js");
-const { renderDesired, renderMaps } =
+const { renderDesired, renderMaps, renderRoutes, renderRules } =
   await load<typeof import("../src/dataplane/render.js")>("dataplane/render.js");
 const { buildViews, usabilityOf } =
   await load<typeof import("../src/dataplane/views.js")>("dataplane/views.js");
@@ -51,8 +52,10 @@ export interface TransitionTiming {
   conntrackMs: number;
   /** Conntrack entries deleted. */
   deleted: number;
-  /** Reading routes and rules, and applying the difference. */
+  /** Rendering routes and rules, and (when they changed) reading the kernel's and applying the difference. */
   ipMs: number;
+  /** Routes or rules changed, so they were applied. */
+  ipApplied: boolean;
   /** Transition -> kernel updated: everything above. */
   totalMs: number;
   /** Until new connections avoid (or may use) the uplink: render + maps. */
@@ -126,8 +129,10 @@ async function full(configPath: string, rounds: number): Promise<FullReport> {
 
 async function transitions(configPath: string, rounds: number): Promise<TransitionsReport> {
   const { config, kernel, dataplane, surroundings, states, views } = await setup(configPath);
-  await dataplane.apply(renderDesired(config, views(), surroundings), views());
+  const initial = renderDesired(config, views(), surroundings);
+  await dataplane.apply(initial, views());
   let lastMaps = renderMaps(config, views(), surroundings).maps;
+  let lastIp = JSON.stringify({ routes: initial.routes, rules: initial.rules });
   const counts = await kernel.conntrackCountByMark(0);
   const report: TransitionsReport = {
     uplinks: config.uplinks.length,
@@ -139,7 +144,7 @@ async function transitions(configPath: string, rounds: number): Promise<Transiti
     states.set(name, to);
     const start = performance.now();
     const v = views();
-    const { maps } = renderMaps(config, v, surroundings);
+    const { maps, choices } = renderMaps(config, v, surroundings);
     const changed = Object.fromEntries(
       Object.entries(maps).filter(
         ([map, elements]) => JSON.stringify(elements) !== JSON.stringify(lastMaps[map]),
@@ -160,7 +165,20 @@ async function transitions(configPath: string, rounds: number): Promise<Transiti
       conntrackMs = ms(t0);
     }
     t0 = performance.now();
-    await dataplane.applyIp(renderDesired(config, v, surroundings));
+    const ip = {
+      routes: renderRoutes(
+        config,
+        v,
+        choices[config.router_policy] ?? { kind: "main" },
+        surroundings.lanAddress,
+      ),
+      rules: renderRules(config, v),
+    };
+    const ipApplied = JSON.stringify(ip) !== lastIp;
+    if (ipApplied) {
+      await dataplane.applyIp(ip);
+      lastIp = JSON.stringify(ip);
+    }
     const ipMs = ms(t0);
     report.transitions.push({
       uplink: name,
@@ -170,6 +188,7 @@ async function transitions(configPath: string, rounds: number): Promise<Transiti
       conntrackMs,
       deleted,
       ipMs,
+      ipApplied,
       totalMs: ms(start),
       mapsReadyMs,
     });

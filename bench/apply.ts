@@ -1,6 +1,7 @@
 /**
  * Part 5: apply latency. How long the dataplane takes to put an uplink
- * state change into the kernel, at 2, 8 and 32 uplinks, and how long a
+ * state change into the kernel (the steps of Daemon.onTransition), at 2, 8
+ * and 32 uplinks, and how long a
  * full apply takes (the 32-uplink table; a config with 1,000 steering
  * rules). Measured in-process by bench/apply-latency.ts, run in each lab's
  * router namespace against the real kernel, with conntrack holding the

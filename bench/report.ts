@@ -431,7 +431,9 @@ export function renderMarkdown(doc: Results): string {
     "`bench/apply-latency.ts` runs the built dataplane in the lab router's namespace against the real kernel and " +
       "times what the daemon does on a health transition: render the maps, replace the changed map elements (one " +
       "small `nft -f`), delete the uplink's conntrack entries (on down; `conntrack -D` scans the whole table, filled " +
-      "here by a few thousand recent LAN connections), then read routes and rules and apply what changed. " +
+      "here by a few thousand recent LAN connections), then render routes and rules and, only when they differ " +
+      "from the last ones applied (the main table's default route moved), read the kernel's and apply the " +
+      "difference. " +
       "Detection is not included (see failover). **Full apply**: from nothing, render and apply the whole state " +
       "(plan, one `nft -f` of the table, `ip -batch`, re-read and verify).",
     "",
