@@ -115,7 +115,9 @@ function data(doc: Results, part: string): unknown {
 function failed(set: TrialSet): string {
   const errors = set.trials.filter((t) => t.error !== undefined).length;
   const unsettled = set.trials.filter((t) => t.error === undefined && t.failoverMs === null).length;
+  const clean = set.trials.filter((t) => t.failoverMs === 0).length;
   const parts = [];
+  if (clean > 0) parts.push(`${clean} of ${set.trials.length} trials: no connection failed`);
   if (errors > 0) parts.push(`${errors} trial(s) failed`);
   if (unsettled > 0) parts.push(`${unsettled} did not settle`);
   return parts.join(", ");
