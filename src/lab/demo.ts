@@ -73,6 +73,16 @@ async function showShares(lab: Lab, count: number): Promise<void> {
   }
 }
 
+/** Wait until `uplink` is up and takes new connections again (its maps are updated a moment after the state). */
+async function waitUntilActive(daemon: LabDaemon, uplink: string): Promise<void> {
+  await daemon.waitFor(
+    (s) => s.uplinks.some((u) => u.name === uplink && u.state === "up" && u.active),
+    30_000,
+    `${uplink} up and active`,
+    20,
+  );
+}
+
 async function sleep(ms: number): Promise<void> {
   await new Promise((r) => setTimeout(r, ms));
 }
@@ -139,7 +149,7 @@ export async function runDemo(prefix = "demo"): Promise<void> {
     step("Recovery: the blackhole is healed");
     const healAt = Date.now();
     await lab.heal("isp1");
-    await daemon.waitForState("isp1", "up", 30_000);
+    await waitUntilActive(daemon, "isp1");
     say(
       `   isp1 up again after ${((Date.now() - healAt) / 1000).toFixed(2)} s (5 good rounds in a row)`,
     );
@@ -148,7 +158,7 @@ export async function runDemo(prefix = "demo"): Promise<void> {
     step("Fault: carrier loss on isp2 (the cable is pulled)");
     await faultAndMeasure(lab, daemon, probe, "isp2", "carrier");
     await lab.heal("isp2");
-    await daemon.waitForState("isp2", "up", 30_000);
+    await waitUntilActive(daemon, "isp2");
     say("   carrier back: isp2 up again");
 
     step("Status after it all");
