@@ -9,7 +9,7 @@ import { controlRequest } from "../control/client.js";
 import type { StatusDocument } from "../daemon.js";
 import type { Lab } from "./lab.js";
 import { labScriptArgv } from "./scripts.js";
-import type { TrafficReport } from "./traffic.js";
+import type { HoldLine, TrafficReport } from "./traffic.js";
 
 /**
  * argv that runs the uplinkd CLI with the current Node: the built
@@ -169,4 +169,73 @@ export function sharesByUplink(report: TrafficReport, lab: Lab): Map<number, num
     shares.set(key, (shares.get(key) ?? 0) + n / Math.max(1, report.ok));
   }
   return shares;
+}
+
+/**
+ * A long-running traffic tool (`hold` or `probe` mode) in a lab node; its
+ * JSON lines are collected as they come.
+ */
+export class TrafficProcess<Line> {
+  /** Every line printed so far, parsed. */
+  readonly lines: Line[] = [];
+  readonly child: ChildProcess;
+  /** Resolves with the exit code when the process ends. */
+  readonly exited: Promise<number | null>;
+
+  /**
+   * @param node lab node to run in (`lan`, `rtr`, `net`, ...).
+   * @param args the traffic tool's arguments, e.g. `["hold", "--host", "192.0.2.10"]`.
+   */
+  constructor(lab: Lab, node: string, args: readonly string[]) {
+    this.child = lab.spawn(node, [...labScriptArgv("traffic"), ...args], {
+      stdio: ["ignore", "pipe", "ignore"],
+    });
+    this.exited = new Promise((resolve) =>
+      this.child.on("exit", (code) => {
+        resolve(code);
+      }),
+    );
+    let buffer = "";
+    this.child.stdout?.on("data", (chunk: Buffer) => {
+      buffer += chunk.toString("utf8");
+      const complete = buffer.split("\n");
+      buffer = complete.pop() ?? "";
+      for (const line of complete)
+        if (line.trim() !== "") this.lines.push(JSON.parse(line) as Line);
+    });
+  }
+
+  /** SIGTERM (SIGKILL after 5 s), wait for the end, and return every line. */
+  async stop(): Promise<Line[]> {
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      this.child.kill("SIGTERM");
+      const timer = setTimeout(() => this.child.kill("SIGKILL"), 5000);
+      await this.exited;
+      clearTimeout(timer);
+    }
+    return this.lines;
+  }
+}
+
+/**
+ * One long-lived whoami connection from the LAN client to the echo host,
+ * asking every `intervalMs` (default 100); a question unanswered after
+ * `timeoutMs` (default 1000) is reported as missed. Ends after `durationMs`
+ * with a summary line.
+ */
+export function holdConnection(
+  lab: Lab,
+  options: { durationMs: number; intervalMs?: number; timeoutMs?: number },
+): TrafficProcess<HoldLine> {
+  return new TrafficProcess<HoldLine>(lab, "lan", [
+    "hold",
+    "--host",
+    "192.0.2.10",
+    "--interval",
+    String(options.intervalMs ?? 100),
+    "--timeout",
+    String(options.timeoutMs ?? 1000),
+    "--duration",
+    String(options.durationMs),
+  ]);
 }

@@ -6,9 +6,14 @@
 import type { Command } from "commander";
 import { formatStatus } from "../control/format.js";
 import { labUp, type Lab } from "./lab.js";
-import { lanTraffic, sharesByUplink, startLabDaemon, type LabDaemon } from "./daemon.js";
+import {
+  lanTraffic,
+  sharesByUplink,
+  startLabDaemon,
+  TrafficProcess,
+  type LabDaemon,
+} from "./daemon.js";
 import { failoverMs } from "./measure.js";
-import { labScriptArgv } from "./scripts.js";
 import type { ProbeAttempt } from "./traffic.js";
 
 const say = (text = ""): void => {
@@ -19,47 +24,23 @@ const step = (text: string): void => {
   say(`== ${text}`);
 };
 
-/** New connections from the LAN every `intervalMs`, collected as they end. */
-class ClientProbe {
-  readonly attempts: ProbeAttempt[] = [];
-  private readonly child;
-  private readonly done: Promise<void>;
-
-  constructor(lab: Lab, intervalMs: number, timeoutMs: number) {
-    this.child = lab.spawn(
-      "lan",
-      [
-        ...labScriptArgv("traffic"),
-        "probe",
-        "--host",
-        "192.0.2.10",
-        "--interval",
-        String(intervalMs),
-        "--timeout",
-        String(timeoutMs),
-        "--duration",
-        "600000",
-      ],
-      { stdio: ["ignore", "pipe", "ignore"] },
-    );
-    let buffer = "";
-    this.child.stdout?.on("data", (chunk: Buffer) => {
-      buffer += chunk.toString("utf8");
-      const lines = buffer.split("\n");
-      buffer = lines.pop() ?? "";
-      for (const line of lines) if (line) this.attempts.push(JSON.parse(line) as ProbeAttempt);
-    });
-    this.done = new Promise((resolve) =>
-      this.child.on("exit", () => {
-        resolve();
-      }),
-    );
-  }
-
-  async stop(): Promise<void> {
-    this.child.kill("SIGTERM");
-    await this.done;
-  }
+/** New connections from the LAN every `intervalMs`, each given `timeoutMs`. */
+function clientProbe(
+  lab: Lab,
+  intervalMs: number,
+  timeoutMs: number,
+): TrafficProcess<ProbeAttempt> {
+  return new TrafficProcess<ProbeAttempt>(lab, "lan", [
+    "probe",
+    "--host",
+    "192.0.2.10",
+    "--interval",
+    String(intervalMs),
+    "--timeout",
+    String(timeoutMs),
+    "--duration",
+    "600000",
+  ]);
 }
 
 async function showShares(lab: Lab, count: number): Promise<void> {
@@ -94,7 +75,7 @@ async function sleep(ms: number): Promise<void> {
 async function faultAndMeasure(
   lab: Lab,
   daemon: LabDaemon,
-  probe: ClientProbe,
+  probe: TrafficProcess<ProbeAttempt>,
   uplink: string,
   fault: string,
 ): Promise<void> {
@@ -105,7 +86,7 @@ async function faultAndMeasure(
   const reason = status.uplinks.find((u) => u.name === uplink)?.reason ?? "";
   say(`   uplinkd declared ${uplink} down after ${(detected / 1000).toFixed(2)} s: ${reason}`);
   await sleep(1500);
-  const failover = failoverMs(probe.attempts, faultAt);
+  const failover = failoverMs(probe.lines, faultAt);
   say(
     failover === null
       ? "   new connections were still failing at the end of the window"
@@ -121,7 +102,7 @@ export async function runDemo(prefix = "demo"): Promise<void> {
   step("A lab: a LAN client, a router, three ISPs and an 'internet' (network namespaces)");
   const lab = await labUp({ prefix, uplinks: 3, weights: [2, 1, 1] });
   let daemon: LabDaemon | undefined;
-  let probe: ClientProbe | undefined;
+  let probe: TrafficProcess<ProbeAttempt> | undefined;
   try {
     say(`   built in ${lab.upMs} ms; config ${lab.configPath}`);
     say(
@@ -138,7 +119,7 @@ export async function runDemo(prefix = "demo"): Promise<void> {
     step("Traffic: new connections are spread by weight 2:1:1, each stays on its uplink");
     await showShares(lab, 1000);
 
-    probe = new ClientProbe(lab, 50, 400);
+    probe = clientProbe(lab, 50, 400);
     await sleep(500);
     step(
       "Fault: blackhole beyond isp1's gateway (the gateway still answers; nothing behind it does)",

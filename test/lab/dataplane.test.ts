@@ -11,6 +11,7 @@ import type { Lab } from "../../src/lab/lab.js";
 import { labScriptArgv } from "../../src/lab/scripts.js";
 import type { TrafficReport } from "../../src/lab/traffic.js";
 import {
+  holdConnection,
   lanTraffic,
   labWithConfig,
   sharesByUplink,
@@ -248,50 +249,21 @@ describe("stopping and restarting", () => {
   it("keeps a long-lived connection alive through SIGKILL and a restart", async () => {
     const first = startDaemon(lab);
     await first.waitForStates(["up"]);
-    const holder = lab.spawn(
-      "lan",
-      [
-        ...labScriptArgv("traffic"),
-        "hold",
-        "--host",
-        "192.0.2.10",
-        "--interval",
-        "100",
-        "--timeout",
-        "1000",
-        "--duration",
-        "6000",
-      ],
-      { stdio: ["ignore", "pipe", "pipe"] },
-    );
-    const lines: string[] = [];
-    holder.stdout?.on("data", (chunk: Buffer) => lines.push(chunk.toString("utf8")));
-    const held = new Promise<number | null>((resolve) => holder.on("exit", resolve));
+    const holder = holdConnection(lab, { durationMs: 6000 });
     await new Promise((r) => setTimeout(r, 1000));
     await first.stop("SIGKILL");
     const second = startDaemon(lab);
     try {
       await second.waitForStates(["up"]);
-      const code = await held;
-      const events = lines
-        .join("")
-        .split("\n")
-        .filter(Boolean)
-        .map(
-          (l) =>
-            JSON.parse(l) as {
-              event: string;
-              missed?: number;
-              answered?: number;
-              sources?: Record<string, number>;
-            },
-        );
+      const code = await holder.exited;
+      const events = holder.lines;
+      const text = JSON.stringify(events);
       const summary = events.find((e) => e.event === "summary");
-      assert.ok(summary !== undefined, lines.join(""));
-      assert.equal(code, 0, lines.join(""));
+      assert.ok(summary !== undefined, text);
+      assert.equal(code, 0, text);
       assert.equal(summary.missed, 0, "questions went unanswered across the restart");
-      assert.ok((summary.answered ?? 0) >= 40);
-      assert.equal(Object.keys(summary.sources ?? {}).length, 1, "the connection changed uplink");
+      assert.ok(summary.answered >= 40);
+      assert.equal(Object.keys(summary.sources).length, 1, "the connection changed uplink");
       assert.ok(!events.some((e) => e.event === "closed"), "the connection was closed");
     } finally {
       await second.stop();

@@ -13,14 +13,13 @@
  * generous: failover time is measured by the benchmark, not asserted here.
  */
 import assert from "node:assert/strict";
-import type { ChildProcess } from "node:child_process";
 import { after, afterEach, before, beforeEach, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { StatusDocument, UplinkStatus } from "../../src/daemon.js";
 import type { Lab } from "../../src/lab/lab.js";
-import { labScriptArgv } from "../../src/lab/scripts.js";
 import type { HoldLine, TrafficReport } from "../../src/lab/traffic.js";
 import {
+  holdConnection,
   lanTraffic,
   labWithConfig,
   sharesByUplink,
@@ -140,14 +139,6 @@ function uplinkOfAddress(lab: Lab, address: string): number {
   return u?.number ?? 0;
 }
 
-async function endProcess(child: ChildProcess, exited: Promise<unknown>): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  child.kill("SIGTERM");
-  const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
-  await exited;
-  clearTimeout(timer);
-}
-
 /**
  * Open a long-lived connection (a question every 100 ms; unanswered after
  * 2 s counts as missed) that the balancer put on an uplink other than
@@ -156,51 +147,22 @@ async function endProcess(child: ChildProcess, exited: Promise<unknown>): Promis
  */
 async function holdAvoiding(lab: Lab, avoid: number): Promise<Hold> {
   for (let attempt = 0; attempt < 12; attempt++) {
-    const child = lab.spawn(
-      "lan",
-      [
-        ...labScriptArgv("traffic"),
-        "hold",
-        "--host",
-        "192.0.2.10",
-        "--interval",
-        "100",
-        "--timeout",
-        "2000",
-        "--duration",
-        "60000",
-      ],
-      { stdio: ["ignore", "pipe", "pipe"] },
-    );
-    const exited = new Promise((resolve) => child.on("exit", resolve));
-    let text = "";
-    child.stdout?.on("data", (chunk: Buffer) => (text += chunk.toString("utf8")));
-    const lines = (): HoldLine[] =>
-      text
-        .split("\n")
-        .filter(Boolean)
-        .map((l) => JSON.parse(l) as HoldLine);
+    const hold = holdConnection(lab, { durationMs: 60_000, timeoutMs: 2000 });
     const answered = await eventually(
-      () => Promise.resolve(lines().some((l) => l.event === "answer")),
+      () => Promise.resolve(hold.lines.some((l) => l.event === "answer")),
       5000,
     );
-    const first = lines().find((l) => l.event === "answer");
+    const first = hold.lines.find((l) => l.event === "answer");
     if (!answered || first?.event !== "answer") {
-      await endProcess(child, exited);
-      assert.fail(`hold connection got no answer: ${text}`);
+      await hold.stop();
+      assert.fail(`hold connection got no answer: ${JSON.stringify(hold.lines)}`);
     }
     const uplink = uplinkOfAddress(lab, first.source);
     if (uplink === avoid) {
-      await endProcess(child, exited);
+      await hold.stop();
       continue;
     }
-    return {
-      uplink,
-      stop: async () => {
-        await endProcess(child, exited);
-        return lines();
-      },
-    };
+    return { uplink, stop: () => hold.stop() };
   }
   assert.fail(`12 connections in a row went through uplink ${avoid}`);
 }

@@ -7,6 +7,7 @@ import { parse, stringify } from "yaml";
 import { labUp, type Lab, type LabUpOptions } from "../../src/lab/lab.js";
 
 export {
+  holdConnection,
   LabDaemon,
   lanTraffic,
   sharesByUplink,

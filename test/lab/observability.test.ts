@@ -6,7 +6,6 @@
  * tokens required); the browser and curl run in the LAN client's namespace.
  */
 import assert from "node:assert/strict";
-import type { ChildProcess } from "node:child_process";
 import { copyFile, mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { createInterface } from "node:readline";
@@ -17,7 +16,6 @@ import type { EventsDocument } from "../../src/control/api.js";
 import type { StatusDocument } from "../../src/daemon.js";
 import { runCommand } from "../../src/kernel/exec.js";
 import type { Lab } from "../../src/lab/lab.js";
-import { labScriptArgv } from "../../src/lab/scripts.js";
 import type { HoldLine } from "../../src/lab/traffic.js";
 import {
   lanTraffic,
@@ -27,6 +25,7 @@ import {
   testPrefix,
   uplinkdArgv,
   type LabDaemon,
+  holdConnection,
 } from "./harness.js";
 
 const READ = "dashboard-read-0123456789abcdef";
@@ -84,33 +83,6 @@ async function conntrackCount(mark: number, lanOnly = false): Promise<number> {
     ...(lanOnly ? ["-s", "100.64.100.2"] : []),
   ]);
   return result.stdout.split("\n").filter((l) => l.trim() !== "").length;
-}
-
-/** A long-lived LAN connection that asks the echo host every 100 ms. */
-function holdConnection(durationMs: number): { child: ChildProcess; lines: HoldLine[] } {
-  const child = lab.spawn(
-    "lan",
-    [
-      ...labScriptArgv("traffic"),
-      "hold",
-      "--host",
-      "192.0.2.10",
-      "--interval",
-      "100",
-      "--timeout",
-      "1000",
-      "--duration",
-      String(durationMs),
-    ],
-    { stdio: ["ignore", "pipe", "pipe"] },
-  );
-  const lines: HoldLine[] = [];
-  if (child.stdout !== null) {
-    createInterface({ input: child.stdout }).on("line", (line) => {
-      if (line.trim() !== "") lines.push(JSON.parse(line) as HoldLine);
-    });
-  }
-  return { child, lines };
 }
 
 async function until<T>(what: string, get: () => T | undefined, timeoutMs = 10_000): Promise<T> {
@@ -327,7 +299,7 @@ describe("the dashboard in Chromium, and events", () => {
 
 describe("maintenance with real LAN traffic", () => {
   it("a disabled uplink gets no new connections, keeps its old ones, and --drain ends them", async () => {
-    const held = holdConnection(15_000);
+    const held = holdConnection(lab, { durationMs: 15_000 });
     let name: string | undefined;
     try {
       const first = await until("hold answered", () =>
@@ -382,7 +354,7 @@ describe("maintenance with real LAN traffic", () => {
       assert.equal(unknown.code, 2);
       assert.match(unknown.stderr, /no uplink named "isp9"/);
     } finally {
-      held.child.kill();
+      await held.stop();
       if (name !== undefined) await cli("enable", name, "-c", lab.configPath);
     }
   });
