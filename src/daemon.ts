@@ -356,13 +356,19 @@ export class Daemon {
         await this.dataplane.updateMaps(changed);
         this.lastMaps = maps;
       }
+      const before = activeUplinks(this.choices);
       this.choices = choices;
-      const view = views.find((v) => v.name === transition.uplink);
-      if (
-        view !== undefined &&
-        usabilityOf(transition.to) === "bad" &&
-        usabilityOf(transition.from) !== "bad"
-      ) {
+      const after = activeUplinks(choices);
+      // Stale connections: those of the uplink that just went bad, and those
+      // a last resort put on dead uplinks that are now out of every policy
+      // (a client reusing such a port would otherwise stay on a dead uplink).
+      for (const view of views) {
+        const wentBad =
+          view.name === transition.uplink &&
+          usabilityOf(transition.to) === "bad" &&
+          usabilityOf(transition.from) !== "bad";
+        const leftDead = view.usability === "bad" && before.has(view.name) && !after.has(view.name);
+        if (!wentBad && !leftDead) continue;
         const deleted = await this.options.kernel.conntrackDelete(view.mark, view.mask);
         this.options.log.info(
           { uplink: view.name, deleted },
@@ -555,11 +561,7 @@ export class Daemon {
   /** The status document. */
   status(): StatusDocument {
     const views = this.views();
-    const active = new Set(
-      Object.values(this.choices).flatMap((c) =>
-        c.kind === "balance" ? c.members.map((m) => m.uplink) : [],
-      ),
-    );
+    const active = activeUplinks(this.choices);
     return {
       version: "0.1.0",
       pid: process.pid,
@@ -615,6 +617,15 @@ export class Daemon {
       keep ? "stopped; kernel state kept" : "stopped; kernel state removed",
     );
   }
+}
+
+/** Uplinks that some policy gives new connections now. */
+function activeUplinks(choices: Record<string, PolicyChoice>): Set<string> {
+  return new Set(
+    Object.values(choices).flatMap((c) =>
+      c.kind === "balance" ? c.members.map((m) => m.uplink) : [],
+    ),
+  );
 }
 
 /** `{ key: value }` when value is defined, else `{}` (for optional properties). */
