@@ -20,6 +20,7 @@ import {
 import { buildViews, usabilityOf } from "./dataplane/views.js";
 import { uplinkSlots } from "./dataplane/slots.js";
 import { ConfigError, UnknownUplinkError } from "./errors.js";
+import { optional } from "./optional.js";
 import type { Kernel } from "./kernel/types.js";
 import { KernelMonitor } from "./links/monitor.js";
 import { lanAddress, localNetworks, observeUplinks, type UplinkLink } from "./links/observe.js";
@@ -626,9 +627,4 @@ function activeUplinks(choices: Record<string, PolicyChoice>): Set<string> {
       c.kind === "balance" ? c.members.map((m) => m.uplink) : [],
     ),
   );
-}
-
-/** `{ key: value }` when value is defined, else `{}` (for optional properties). */
-function optional<K extends string, V>(key: K, value: V | undefined): Partial<Record<K, V>> {
-  return value === undefined ? {} : ({ [key]: value } as Record<K, V>);
 }

@@ -12,6 +12,7 @@
  * `checks.ts`; `loadConfig` runs both and locates every problem in the file.
  */
 import { z } from "zod";
+import { optional } from "../optional.js";
 import { duration } from "./duration.js";
 import { notifySchema } from "../notify/schema.js";
 import {
@@ -416,18 +417,11 @@ export function uplinkHealth(config: Config, uplink: UplinkConfig): HealthConfig
     reliability: own.reliability ?? config.health.reliability,
     loss_fail: own.loss_fail ?? config.health.loss_fail,
     loss_recover: own.loss_recover ?? config.health.loss_recover,
-    ...optionalField("rtt_fail", own.rtt_fail ?? config.health.rtt_fail),
-    ...optionalField("rtt_recover", own.rtt_recover ?? config.health.rtt_recover),
+    ...optional("rtt_fail", own.rtt_fail ?? config.health.rtt_fail),
+    ...optional("rtt_recover", own.rtt_recover ?? config.health.rtt_recover),
     flap: own.flap ?? config.health.flap,
     probes: own.probes ?? config.health.probes,
   };
-}
-
-function optionalField<K extends string>(
-  key: K,
-  value: number | undefined,
-): Partial<Record<K, number>> {
-  return value === undefined ? {} : ({ [key]: value } as Record<K, number>);
 }
 
 /** The id of the uplink at `index` (0-based) in `config.uplinks`: its `id`, else its 1-based position. */
