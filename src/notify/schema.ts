@@ -136,15 +136,20 @@ const headerName = z
   .string()
   .regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, "must be an HTTP header name such as Authorization");
 
+/** A channel's label in logs and notify-test output (1..64 characters); `fallback` names the default. */
+function channelLabel(fallback: string) {
+  return z
+    .string()
+    .min(1)
+    .max(64)
+    .optional()
+    .describe(`label in logs and notify-test output; default: ${fallback}`);
+}
+
 /** A webhook: the notification as a JSON POST. */
 export const webhookSchema = z
   .object({
-    name: z
-      .string()
-      .min(1)
-      .max(64)
-      .optional()
-      .describe("label in logs and notify-test output; default: the URL's origin"),
+    name: channelLabel("the URL's origin"),
     url: z
       .url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" })
       .describe("where the JSON is POSTed; only its origin is ever logged"),
@@ -173,12 +178,7 @@ export const webhookSchema = z
 /** A hook script: run without a shell, with the transition in environment variables. */
 export const hookSchema = z
   .object({
-    name: z
-      .string()
-      .min(1)
-      .max(64)
-      .optional()
-      .describe("label in logs and notify-test output; default: the program's path"),
+    name: channelLabel("the program's path"),
     command: z
       .array(z.string().regex(/^[^\0]*$/, "must not hold a NUL byte"))
       .min(1)
