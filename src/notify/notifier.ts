@@ -30,7 +30,7 @@ import {
   type NotifiedTransition,
   type NotifyUplinkStatus,
 } from "./message.js";
-import { SerialQueue } from "./queue.js";
+import { SerialQueue } from "../queue.js";
 import { RetriesExhausted } from "./retry.js";
 import type { NotifyConfig } from "./schema.js";
 import { postWebhook, webhookTarget } from "./webhook.js";

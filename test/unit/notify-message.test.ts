@@ -11,7 +11,7 @@ import {
   type Notification,
   type NotifiedTransition,
 } from "../../src/notify/message.js";
-import { SerialQueue } from "../../src/notify/queue.js";
+import { SerialQueue } from "../../src/queue.js";
 import { MAX_BACKOFF_MS, backoffDelay } from "../../src/notify/retry.js";
 import { notifySchema } from "../../src/notify/schema.js";
 

@@ -1,7 +1,8 @@
 /**
- * One channel's deliveries, one at a time and in order, so that "isp1 down"
- * never arrives after the "isp1 up" that followed it, with a bound on how
- * many may wait behind a stalled server.
+ * A serial queue: tasks one at a time and in order. Notifications use one per
+ * channel (so that "isp1 down" never arrives after the "isp1 up" that
+ * followed it), the controller one for conntrack clean-up; `maxWaiting`
+ * bounds how many may wait behind a stalled task.
  */
 
 /**
