@@ -10,11 +10,11 @@
  *         leaves the last apply in place.
  *     apply-latency.ts transitions --config FILE [--rounds 40]
  *         with the full state in place, take uplinks down and up again
- *         (uplink i, round-robin), doing what the daemon does on a health
- *         transition (Daemon.onTransition): render the maps, replace the
- *         changed map elements (one small nft transaction), delete the
- *         uplink's conntrack entries (on down), render routes and rules and,
- *         when they differ from the last ones applied, apply them.
+ *         (uplink i, round-robin) through the daemon's own controller
+ *         (Controller.request("transition")): it renders, replaces the
+ *         changed map elements (one small nft transaction), applies the
+ *         routes and rules that differ, and clears the uplink's conntrack
+ *         entries on its own lane. The kernel calls are timed.
  *     apply-latency.ts cleanup --config FILE
  *         remove everything uplinkd owns.
  *
@@ -32,10 +32,13 @@ async function load<T>(path: string): Promise<T> {
 
 const { loadConfig } = await load<typeof import("../src/config/load.js")>("config/load.js");
 const { Dataplane } = await load<typeof import("../src/dataplane/apply.js")>("dataplane/apply.js");
-const { renderDesired, renderMaps, renderRoutes, renderRules } =
+const { renderDesired } =
   await load<typeof import("../src/dataplane/render.js")>("dataplane/render.js");
-const { buildViews, usabilityOf } =
-  await load<typeof import("../src/dataplane/views.js")>("dataplane/views.js");
+const { buildViews } = await load<typeof import("../src/dataplane/views.js")>("dataplane/views.js");
+const { Controller } = await load<typeof import("../src/controller/controller.js")>(
+  "controller/controller.js",
+);
+const { SystemClock } = await load<typeof import("../src/health/clock.js")>("health/clock.js");
 const { observeUplinks, lanAddress, localNetworks } =
   await load<typeof import("../src/links/observe.js")>("links/observe.js");
 const { LinuxKernel } = await load<typeof import("../src/kernel/linux.js")>("kernel/linux.js");
@@ -44,7 +47,7 @@ const { LinuxKernel } = await load<typeof import("../src/kernel/linux.js")>("ker
 export interface TransitionTiming {
   uplink: string;
   to: "down" | "up";
-  /** renderMaps + comparing with the maps in place. */
+  /** Rendering the whole desired state (what the controller does first). */
   renderMs: number;
   /** `nft -f` of the changed map elements. */
   mapsMs: number;
@@ -52,13 +55,13 @@ export interface TransitionTiming {
   conntrackMs: number;
   /** Conntrack entries deleted. */
   deleted: number;
-  /** Rendering routes and rules, and (when they changed) reading the kernel's and applying the difference. */
+  /** `ip -batch` of the route and rule commands that differ (0 when none). */
   ipMs: number;
   /** Routes or rules changed, so they were applied. */
   ipApplied: boolean;
-  /** Transition -> kernel updated: everything above. */
+  /** Transition -> the controller's urgent reconcile done (maps, routes, rules; not the clean-up). */
   totalMs: number;
-  /** Until new connections avoid (or may use) the uplink: render + maps. */
+  /** Until new connections avoid (or may use) the uplink: the map update is in the kernel. */
   mapsReadyMs: number;
 }
 
@@ -127,12 +130,50 @@ async function full(configPath: string, rounds: number): Promise<FullReport> {
   return report;
 }
 
+/** A kernel whose writes are timed: what ran, from when to when (performance.now ms). */
+function timedKernel(kernel: InstanceType<typeof LinuxKernel>) {
+  const calls: { op: string; start: number; end: number; result?: number }[] = [];
+  const time = async <T>(op: string, work: () => Promise<T>): Promise<T> => {
+    const start = performance.now();
+    const result = await work();
+    calls.push({
+      op,
+      start,
+      end: performance.now(),
+      ...(typeof result === "number" ? { result } : {}),
+    });
+    return result;
+  };
+  const timed = Object.create(kernel) as InstanceType<typeof LinuxKernel>;
+  timed.nftLoad = (script) => time("nft", () => kernel.nftLoad(script));
+  timed.ipBatch = (lines) =>
+    time(lines.length === 0 ? "ip-none" : "ip", () => kernel.ipBatch(lines));
+  timed.conntrackDelete = (mark, mask) =>
+    time("conntrack", () => kernel.conntrackDelete(mark, mask));
+  return { timed, calls };
+}
+
 async function transitions(configPath: string, rounds: number): Promise<TransitionsReport> {
-  const { config, kernel, dataplane, surroundings, states, views } = await setup(configPath);
-  const initial = renderDesired(config, views(), surroundings);
-  await dataplane.apply(initial, views());
-  let lastMaps = renderMaps(config, views(), surroundings).maps;
-  let lastIp = JSON.stringify({ routes: initial.routes, rules: initial.rules });
+  const { config, kernel, surroundings, states, views } = await setup(configPath);
+  const { timed, calls } = timedKernel(kernel);
+  const silent = (await import("pino")).pino({ level: "silent" });
+  const controller = new Controller({
+    kernel: timed,
+    log: silent,
+    clock: new SystemClock(),
+    inputs: () => {
+      const v = views();
+      return {
+        config,
+        views: v,
+        surroundings,
+        failed: new Set(v.filter((x) => x.usability === "bad").map((x) => x.name)),
+      };
+    },
+    verifyIntervalMs: 3_600_000,
+    retryDelayMs: () => 1000,
+  });
+  await controller.start();
   const counts = await kernel.conntrackCountByMark(0);
   const report: TransitionsReport = {
     uplinks: config.uplinks.length,
@@ -140,57 +181,30 @@ async function transitions(configPath: string, rounds: number): Promise<Transiti
     transitions: [],
   };
   const step = async (name: string, to: "down" | "up"): Promise<void> => {
-    const from = states.get(name) ?? "up";
     states.set(name, to);
+    calls.length = 0;
+    const t0 = performance.now();
+    renderDesired(config, views(), surroundings);
+    const renderMs = ms(t0);
     const start = performance.now();
-    const v = views();
-    const { maps, choices } = renderMaps(config, v, surroundings);
-    const changed = Object.fromEntries(
-      Object.entries(maps).filter(
-        ([map, elements]) => JSON.stringify(elements) !== JSON.stringify(lastMaps[map]),
-      ),
-    );
-    const renderMs = ms(start);
-    let t0 = performance.now();
-    if (Object.keys(changed).length > 0) await dataplane.updateMaps(changed);
-    lastMaps = maps;
-    const mapsMs = ms(t0);
-    const mapsReadyMs = ms(start);
-    let conntrackMs = 0;
-    let deleted = 0;
-    const view = v.find((x) => x.name === name);
-    if (view !== undefined && usabilityOf(to) === "bad" && usabilityOf(from) !== "bad") {
-      t0 = performance.now();
-      deleted = await kernel.conntrackDelete(view.mark, view.mask);
-      conntrackMs = ms(t0);
-    }
-    t0 = performance.now();
-    const ip = {
-      routes: renderRoutes(
-        config,
-        v,
-        choices[config.router_policy] ?? { kind: "main" },
-        surroundings.lanAddress,
-      ),
-      rules: renderRules(config, v),
-    };
-    const ipApplied = JSON.stringify(ip) !== lastIp;
-    if (ipApplied) {
-      await dataplane.applyIp(ip);
-      lastIp = JSON.stringify(ip);
-    }
-    const ipMs = ms(t0);
+    await controller.request("transition", `transition of ${name}`);
+    const totalMs = ms(start);
+    await controller.cleaner.idle();
+    await controller.idle();
+    const nft = calls.find((c) => c.op === "nft");
+    const ip = calls.find((c) => c.op === "ip");
+    const cleanups = calls.filter((c) => c.op === "conntrack");
     report.transitions.push({
       uplink: name,
       to,
       renderMs,
-      mapsMs,
-      conntrackMs,
-      deleted,
-      ipMs,
-      ipApplied,
-      totalMs: ms(start),
-      mapsReadyMs,
+      mapsMs: nft === undefined ? 0 : Math.round((nft.end - nft.start) * 100) / 100,
+      conntrackMs: Math.round(cleanups.reduce((a, c) => a + c.end - c.start, 0) * 100) / 100,
+      deleted: cleanups.reduce((a, c) => a + (c.result ?? 0), 0),
+      ipMs: ip === undefined ? 0 : Math.round((ip.end - ip.start) * 100) / 100,
+      ipApplied: ip !== undefined,
+      totalMs,
+      mapsReadyMs: nft === undefined ? 0 : Math.round((nft.end - start) * 100) / 100,
     });
   };
   for (let i = 0; i < rounds; i++) {
@@ -199,6 +213,7 @@ async function transitions(configPath: string, rounds: number): Promise<Transiti
     await step(uplink.name, "down");
     await step(uplink.name, "up");
   }
+  await controller.stop(config, false);
   return report;
 }
 

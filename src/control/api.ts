@@ -1,6 +1,6 @@
 /**
- * Shapes of the control API's answers besides the status document
- * (`StatusDocument` in daemon.ts) and transitions (`Transition`).
+ * Shapes of the control API's answers: the status document, events,
+ * maintenance, reload, history and the event stream.
  *
  * | method | path | access | answer |
  * |---|---|---|---|
@@ -18,8 +18,54 @@
  * unknown token), 403 (read-only token), 404 (unknown uplink or path), 422
  * (config refused), 500 (anything else).
  */
-import type { StatusDocument } from "../daemon.js";
+import type { LastApply } from "../controller/controller.js";
+import type { PolicyChoice } from "../policy/select.js";
 import type { Transition, UplinkState } from "../uplink-health.js";
+
+/** One uplink in `uplinkd status --json`. */
+export interface UplinkStatus {
+  name: string;
+  interface: string;
+  state: UplinkState;
+  /** ISO time of the last state change. */
+  since: string;
+  /** Takes new connections now. */
+  active: boolean;
+  weight: number;
+  tier: number;
+  id: number;
+  mark: string;
+  table: number;
+  address: string | null;
+  gateway: string | null;
+  carrier: boolean;
+  /** Loss over the probe window, % (0..100); null before the first probe. */
+  loss: number | null;
+  /** Mean RTT over the window, ms. */
+  rtt: number | null;
+  /** RTT standard deviation over the window, ms. */
+  jitter: number | null;
+  reason: string;
+  /** Conntrack entries with the uplink's mark; null if unknown. */
+  connections: number | null;
+  /** Bytes received on the uplink's interface since it was created; null if unknown. */
+  rxBytes: number | null;
+  /** Bytes transmitted on the uplink's interface; null if unknown. */
+  txBytes: number | null;
+}
+
+/** `GET /status`: the status document. */
+export interface StatusDocument {
+  version: string;
+  pid: number;
+  config: string;
+  startedAt: string;
+  uplinks: UplinkStatus[];
+  /** What each policy does in the state last applied to the kernel. */
+  policies: Record<string, PolicyChoice>;
+  /** The outcome of the last reconcile; null before the first. */
+  lastApply: LastApply | null;
+}
 
 /** `GET /events`. */
 export interface EventsDocument {

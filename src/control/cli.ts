@@ -19,7 +19,7 @@ import { pino } from "pino";
 import { parse } from "yaml";
 import { EXIT_CONFIG_INVALID } from "../config/cli.js";
 import { DEFAULT_CONFIG_PATH, loadConfig } from "../config/load.js";
-import type { StatusDocument } from "../daemon.js";
+import type { StatusDocument } from "./api.js";
 import { ConfigError, ControlError } from "../errors.js";
 import { notifyTest } from "../notify/index.js";
 import type { EventsDocument, MaintenanceResult, ReloadResult } from "./api.js";

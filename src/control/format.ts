@@ -1,7 +1,7 @@
 /**
  * Human-readable forms of what the control API returns.
  */
-import type { StatusDocument } from "../daemon.js";
+import type { StatusDocument } from "./api.js";
 import type { Transition } from "../uplink-health.js";
 import type { MaintenanceResult, ReloadResult } from "./api.js";
 

@@ -10,7 +10,7 @@
  */
 import { subscribe, unsubscribe } from "node:diagnostics_channel";
 import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
-import type { StatusDocument } from "../daemon.js";
+import type { StatusDocument } from "./api.js";
 import type { Transition, UplinkState } from "../uplink-health.js";
 
 /** Every state an uplink can be in: the `state` label of `uplinkd_uplink_state`. */

@@ -11,7 +11,7 @@ import { createAdaptorServer } from "@hono/node-server";
 import { Hono, type Context } from "hono";
 import { streamSSE } from "hono/streaming";
 import { z } from "zod";
-import type { StatusDocument } from "../daemon.js";
+import type { StatusDocument } from "./api.js";
 import { UplinkdError } from "../errors.js";
 import type {
   DisableOptions,

@@ -8,7 +8,7 @@
 import type { Server } from "node:http";
 import type { Logger } from "pino";
 import type { Config } from "../config/schema.js";
-import type { StatusDocument } from "../daemon.js";
+import type { StatusDocument } from "./api.js";
 import type { Transition } from "../uplink-health.js";
 import type {
   DisableOptions,

@@ -75,31 +75,47 @@ export class Dataplane {
   }
 
   /**
-   * Make the kernel hold `desired` with the smallest change: the whole nft
-   * table (one transaction) only when its structure differs, else only the
-   * map elements that differ; then the iproute2 changes; then re-read and
-   * compare.
+   * Make the kernel hold `desired` with the smallest change: {@link plan},
+   * {@link write}, {@link verify}.
    *
    * @returns the plan that was carried out.
-   * @throws {KernelCommandError} when nft or ip fails: nft leaves the old
-   *   table as it was; ip stops at the failing line, and since additions run
-   *   before deletions the old paths stay.
+   * @throws {KernelCommandError} when nft or ip fails (see {@link write}).
    * @throws {DataplaneVerifyError} when the kernel holds something else afterwards.
    */
   async apply(desired: DesiredState, views: readonly UplinkView[]): Promise<Plan> {
     const plan = await this.plan(desired, views);
+    await this.write(plan, desired);
+    if (!planIsEmpty(plan)) await this.verify(desired, views);
+    return plan;
+  }
+
+  /**
+   * Carry out a plan: the whole nft table (one transaction) only when its
+   * structure differs, else only the map elements that differ; then the
+   * iproute2 changes.
+   * @throws {KernelCommandError} when nft or ip fails: nft leaves the old
+   *   table as it was; ip stops at the failing line, and since additions run
+   *   before deletions the old paths stay.
+   */
+  async write(plan: Plan, desired: DesiredState): Promise<void> {
     if (plan.nft.reload.length > 0) await this.kernel.nftLoad(desired.nftScript);
     else if (Object.keys(plan.nft.maps).length > 0) await this.updateMaps(plan.nft.maps);
     await this.kernel.ipBatch(plan.ipCommands);
+  }
+
+  /**
+   * Re-read the kernel and compare with `desired`.
+   * @throws {DataplaneVerifyError} listing what differs.
+   * @throws {KernelCommandError} when the kernel cannot be read.
+   */
+  async verify(desired: DesiredState, views: readonly UplinkView[]): Promise<void> {
     const after = await this.plan(desired, views);
-    if (!planIsEmpty(after)) {
-      throw new DataplaneVerifyError([
-        ...after.nft.reload,
-        ...after.nft.differences,
-        ...after.ipCommands.map((c) => `still to do: ip ${c}`),
-      ]);
-    }
-    return plan;
+    if (planIsEmpty(after)) return;
+    throw new DataplaneVerifyError([
+      ...after.nft.reload,
+      ...after.nft.differences,
+      ...after.ipCommands.map((c) => `still to do: ip ${c}`),
+    ]);
   }
 
   /**
@@ -112,25 +128,19 @@ export class Dataplane {
   }
 
   /**
-   * Apply only the iproute2 part of `desired` (routes and rules).
-   * @returns the commands that ran.
-   * @throws {KernelCommandError}
-   */
-  async applyIp(desired: Pick<DesiredState, "routes" | "rules">): Promise<string[]> {
-    const [routes, rules] = await Promise.all([this.kernel.readRoutes(), this.kernel.readRules()]);
-    const commands = ipCommands(diffIp(desired, { routes, rules }, this.owner.protocol));
-    await this.kernel.ipBatch(commands);
-    return commands;
-  }
-
-  /**
-   * Remove everything uplinkd owns: its nft table, and every route and rule
+   * Remove what uplinkd owns: its nft table, and every route and rule
    * carrying its protocol number. Other tables, routes and rules stay.
+   * @param parts what to remove (default both): after a reload that renamed
+   *   the table only the old table goes; after one that changed the
+   *   protocol only the old routes and rules.
    * @throws {KernelCommandError}
    */
-  async removeAll(): Promise<void> {
-    const table = await this.kernel.nftReadTable(this.owner.table);
-    if (table !== null) await this.kernel.nftLoad(`delete table inet ${this.owner.table}\n`);
+  async removeAll(parts: { nft: boolean; ip: boolean } = { nft: true, ip: true }): Promise<void> {
+    if (parts.nft) {
+      const table = await this.kernel.nftReadTable(this.owner.table);
+      if (table !== null) await this.kernel.nftLoad(`delete table inet ${this.owner.table}\n`);
+    }
+    if (!parts.ip) return;
     const [routes, rules] = await Promise.all([this.kernel.readRoutes(), this.kernel.readRules()]);
     const ip = diffIp({ routes: [], rules: [] }, { routes, rules }, this.owner.protocol);
     await this.kernel.ipBatch(ipCommands(ip));

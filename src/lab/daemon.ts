@@ -6,7 +6,7 @@
 import type { ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { controlRequest } from "../control/client.js";
-import type { StatusDocument } from "../daemon.js";
+import type { StatusDocument } from "../control/api.js";
 import type { Lab } from "./lab.js";
 import { labScriptArgv } from "./scripts.js";
 import type { HoldLine, TrafficReport } from "./traffic.js";

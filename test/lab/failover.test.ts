@@ -15,7 +15,7 @@
 import assert from "node:assert/strict";
 import { after, afterEach, before, beforeEach, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { StatusDocument, UplinkStatus } from "../../src/daemon.js";
+import type { StatusDocument, UplinkStatus } from "../../src/control/api.js";
 import type { Lab } from "../../src/lab/lab.js";
 import type { HoldLine, TrafficReport } from "../../src/lab/traffic.js";
 import {

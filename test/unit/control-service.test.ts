@@ -13,7 +13,7 @@ import { pino } from "pino";
 import { parseConfig } from "../../src/config/load.js";
 import { controlRequest } from "../../src/control/client.js";
 import { ControlService, type ControlSource } from "../../src/control/service.js";
-import type { StatusDocument } from "../../src/daemon.js";
+import type { StatusDocument } from "../../src/control/api.js";
 import type { Transition } from "../../src/uplink-health.js";
 
 const CONFIG_TEXT =

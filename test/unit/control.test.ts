@@ -14,7 +14,7 @@ import { formatBytes, formatEvents, formatStatus } from "../../src/control/forma
 import { withMaintenance } from "../../src/control/maintenance.js";
 import { controlApp, parseListen, type ControlHandlers } from "../../src/control/server.js";
 import { TrafficSampler, parseProcNetDev } from "../../src/control/traffic.js";
-import type { StatusDocument, UplinkStatus } from "../../src/daemon.js";
+import type { StatusDocument, UplinkStatus } from "../../src/control/api.js";
 import { ConfigError, UnknownUplinkError } from "../../src/errors.js";
 import type { HealthSnapshot, Transition, UplinkHealth } from "../../src/uplink-health.js";
 

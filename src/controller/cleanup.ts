@@ -1,0 +1,161 @@
+/**
+ * Which connections to clear, derived from the change in desired state,
+ * and the lane that clears them (`conntrack -D -m MARK/MASK`), apart from
+ * the kernel changes so that a slow or hung deletion never holds back a
+ * failover.
+ */
+import type { Logger } from "pino";
+import type { Kernel } from "../kernel/types.js";
+import { SerialQueue } from "../queue.js";
+
+/** What clean-up needs to know of one uplink in one applied desired state. */
+export interface UplinkSummary {
+  name: string;
+  /** fwmark/connmark of the uplink (inside `mask`). */
+  mark: number;
+  mask: number;
+  /** Its link or its health checks say it cannot carry traffic (maintenance ignored). */
+  failed: boolean;
+  /** Some policy gives it new connections in this state. */
+  active: boolean;
+}
+
+/** One clean-up: delete the conntrack entries carrying `mark` under `mask`. */
+export interface StaleUplink {
+  name: string;
+  mark: number;
+  mask: number;
+  /** Why, for the log: `failed`, `left every policy while failed`, `removed`, `mark changed`. */
+  why: string;
+}
+
+/**
+ * The uplinks whose connections are stale after the kernel moved from the
+ * state `before` to `after` (each the summary of an applied desired state):
+ * - an uplink that failed (its health or link went bad): its connections
+ *   would hang on a dead path;
+ * - a failed uplink that left every policy (a last resort had put new
+ *   connections on it, and another uplink came back): a client reusing
+ *   such a 5-tuple would otherwise stay on the dead uplink;
+ * - an uplink that a reload removed, or whose mark changed: entries with
+ *   the old mark no longer lead anywhere.
+ * Maintenance alone (`disable` without drain) clears nothing.
+ *
+ * @param before the last applied state's summary; undefined before the first apply (nothing is stale).
+ * @returns one entry per mark to clear, by the mark the entries carry now.
+ */
+export function staleUplinks(
+  before: readonly UplinkSummary[] | undefined,
+  after: readonly UplinkSummary[],
+): StaleUplink[] {
+  if (before === undefined) return [];
+  const next = new Map(after.map((u) => [u.name, u]));
+  const stale: StaleUplink[] = [];
+  for (const old of before) {
+    const now = next.get(old.name);
+    let why: string | undefined;
+    if (now === undefined) why = "removed";
+    else if (now.mark !== old.mark || now.mask !== old.mask) why = "mark changed";
+    else if (now.failed && !old.failed) why = "failed";
+    else if (now.failed && old.active && !now.active) why = "left every policy while failed";
+    if (why !== undefined) stale.push({ name: old.name, mark: old.mark, mask: old.mask, why });
+  }
+  return stale;
+}
+
+/** Options of a {@link ConntrackCleaner}. */
+export interface ConntrackCleanerOptions {
+  kernel: Pick<Kernel, "conntrackDelete">;
+  log: Logger;
+  /** Delay before retry `attempt` (1, 2, ...) of a failed deletion, ms. */
+  retryDelayMs: (attempt: number) => number;
+  /** Attempts per clean-up before it is given up (logged), default 5. */
+  attempts?: number;
+  /** Waits `ms`; injected so tests need not sleep. */
+  sleep: (ms: number) => Promise<void>;
+}
+
+/**
+ * Deletes conntrack entries one clean-up at a time, in order, on its own
+ * lane. A clean-up already waiting for the same mark is not queued twice.
+ * A failed deletion (the command failed or timed out) is logged and retried
+ * after a backoff, up to `attempts` times.
+ */
+export class ConntrackCleaner {
+  readonly #options: ConntrackCleanerOptions;
+  readonly #queue: SerialQueue;
+  /** Marks (`mark/mask`) waiting in the queue -> the promise of their deletion. */
+  readonly #waiting = new Map<string, Promise<number>>();
+  #stopped = false;
+
+  constructor(options: ConntrackCleanerOptions) {
+    this.#options = options;
+    this.#queue = new SerialQueue(1000, (error: unknown) => {
+      options.log.error({ err: error }, `conntrack clean-up: ${String(error)}`);
+    });
+  }
+
+  /**
+   * Queue the deletion of every entry of `stale.mark/stale.mask`.
+   * @returns the number of entries deleted (over all attempts); rejects with
+   *   the last error when every attempt failed, or when stopped first.
+   */
+  clear(stale: StaleUplink): Promise<number> {
+    const key = `${stale.mark}/${stale.mask}`;
+    const waiting = this.#waiting.get(key);
+    if (waiting !== undefined) return waiting;
+    const done = new Promise<number>((resolve, reject) => {
+      this.#queue.push(async () => {
+        this.#waiting.delete(key);
+        try {
+          resolve(await this.#delete(stale));
+        } catch (error) {
+          reject(error instanceof Error ? error : new Error(String(error)));
+        }
+      });
+    });
+    this.#waiting.set(key, done);
+    return done;
+  }
+
+  async #delete(stale: StaleUplink): Promise<number> {
+    const { kernel, log } = this.#options;
+    const attempts = this.#options.attempts ?? 5;
+    for (let attempt = 1; ; attempt++) {
+      if (this.#stopped) throw new Error(`clean-up of ${stale.name} not done: stopping`);
+      try {
+        const deleted = await kernel.conntrackDelete(stale.mark, stale.mask);
+        log.info(
+          { uplink: stale.name, deleted, why: stale.why },
+          `cleared ${deleted} conntrack entries of ${stale.name} (${stale.why})`,
+        );
+        return deleted;
+      } catch (error) {
+        const message = error instanceof Error ? error.message : String(error);
+        if (attempt >= attempts) {
+          log.error(
+            { uplink: stale.name, err: error, attempt },
+            `clearing conntrack entries of ${stale.name} failed ${attempt} times; giving up: ${message}`,
+          );
+          throw error;
+        }
+        const delay = this.#options.retryDelayMs(attempt);
+        log.warn(
+          { uplink: stale.name, err: error, attempt, retryInMs: delay },
+          `clearing conntrack entries of ${stale.name} failed (attempt ${attempt}); retrying in ${delay} ms: ${message}`,
+        );
+        await this.#options.sleep(delay);
+      }
+    }
+  }
+
+  /** Resolves when every queued clean-up has ended. */
+  idle(): Promise<void> {
+    return this.#queue.idle();
+  }
+
+  /** No more retries; queued deletions end with an error. */
+  stop(): void {
+    this.#stopped = true;
+  }
+}

@@ -1,0 +1,126 @@
+/**
+ * The uplinks' interfaces as the kernel has them now, kept up to date:
+ * `ip monitor` says "something changed", then links and routes are re-read
+ * with `ip -j` (outside the controller's queue: reads change nothing).
+ */
+import type { Logger } from "pino";
+import type { Config } from "../config/schema.js";
+import type { Surroundings } from "../dataplane/render.js";
+import type { Kernel } from "../kernel/types.js";
+import { optional } from "../optional.js";
+import { KernelMonitor } from "./monitor.js";
+import { lanAddress, localNetworks, observeUplinks, type UplinkLink } from "./observe.js";
+
+/** What one read of the kernel says about the uplinks and their surroundings. */
+export interface LinkObservation {
+  /** Uplink name -> its interface now. */
+  links: Map<string, UplinkLink>;
+  surroundings: Surroundings;
+}
+
+/**
+ * Read links and routes and observe the uplinks of `config`.
+ * @throws {KernelCommandError} when `ip` fails.
+ */
+export async function observe(kernel: Kernel, config: Config): Promise<LinkObservation> {
+  const [links, routes] = await Promise.all([kernel.readLinks(), kernel.readRoutes()]);
+  const protocol = config.dataplane.route_protocol;
+  return {
+    links: observeUplinks(config, links, routes, protocol),
+    surroundings: {
+      ...optional("lanAddress", lanAddress(config, links)),
+      localNetworks: localNetworks(routes, protocol),
+    },
+  };
+}
+
+/** Options of a {@link LinkWatcher}. */
+export interface LinkWatcherOptions {
+  kernel: Kernel;
+  log: Logger;
+  /** The config now. */
+  config: () => Config;
+  /** Called after a read that changed something: the old and the new observation. */
+  onChange: (before: LinkObservation, after: LinkObservation) => void;
+  /** Starts the `ip monitor` trigger; tests pass a fake. */
+  monitor?: (onChange: () => void) => { start(): void; stop(): void };
+}
+
+/**
+ * Keeps a {@link LinkObservation} current. One read at a time: a trigger
+ * during a read causes one more read after it.
+ */
+export class LinkWatcher {
+  readonly #options: LinkWatcherOptions;
+  #now: LinkObservation = { links: new Map(), surroundings: {} };
+  #monitor: { start(): void; stop(): void } | undefined;
+  #reading: Promise<void> | undefined;
+  #again = false;
+
+  constructor(options: LinkWatcherOptions) {
+    this.#options = options;
+  }
+
+  /** The last observation. */
+  get now(): LinkObservation {
+    return this.#now;
+  }
+
+  /**
+   * Start the trigger and read once.
+   * @throws {KernelCommandError} when the first read fails.
+   */
+  async start(): Promise<void> {
+    const create = this.#options.monitor ?? ((onChange: () => void) => new KernelMonitor(onChange));
+    this.#monitor = create(() => {
+      this.refresh().catch(() => undefined);
+    });
+    this.#monitor.start();
+    await this.refresh();
+  }
+
+  /**
+   * Re-read now (a trigger, or after a reload). Failures are logged and
+   * rethrown; the last observation stays.
+   */
+  refresh(): Promise<void> {
+    if (this.#reading !== undefined) {
+      this.#again = true;
+      return this.#reading;
+    }
+    this.#reading = this.#read().finally(() => {
+      this.#reading = undefined;
+      if (this.#again) {
+        this.#again = false;
+        this.refresh().catch(() => undefined);
+      }
+    });
+    return this.#reading;
+  }
+
+  async #read(): Promise<void> {
+    let next: LinkObservation;
+    try {
+      next = await observe(this.#options.kernel, this.#options.config());
+    } catch (error) {
+      this.#options.log.error({ err: error }, `reading links: ${String(error)}`);
+      throw error;
+    }
+    this.adopt(next);
+  }
+
+  /** Take `next` as the observation now (a reload read it for its new config). */
+  adopt(next: LinkObservation): void {
+    const before = this.#now;
+    this.#now = next;
+    const changed =
+      JSON.stringify(next.surroundings) !== JSON.stringify(before.surroundings) ||
+      JSON.stringify([...next.links]) !== JSON.stringify([...before.links]);
+    if (changed) this.#options.onChange(before, next);
+  }
+
+  /** Stop the trigger; reads in progress end on their own. */
+  stop(): void {
+    this.#monitor?.stop();
+  }
+}
