@@ -1,0 +1,223 @@
+/**
+ * The controller on the real kernel when things go wrong: a reload the
+ * kernel refuses, a reload that moves every kernel object uplinkd owns, and
+ * `conntrack` and `nft` commands that hang.
+ */
+import assert from "node:assert/strict";
+import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import type { StatusDocument } from "../../src/control/api.js";
+import { runCommand } from "../../src/kernel/exec.js";
+import type { Lab } from "../../src/lab/lab.js";
+import {
+  LabDaemon,
+  lanTraffic,
+  labWithConfig,
+  sharesByUplink,
+  startDaemon,
+  testPrefix,
+  uplinkdArgv,
+} from "./harness.js";
+
+function uplink(status: StatusDocument, name: string) {
+  const u = status.uplinks.find((x) => x.name === name);
+  assert.ok(u !== undefined, `no uplink ${name} in status`);
+  return u;
+}
+
+async function ip(lab: Lab, ...args: string[]): Promise<string> {
+  const r = await lab.exec("rtr", ["ip", ...args]);
+  assert.equal(r.code, 0, r.stderr);
+  return r.stdout;
+}
+
+async function nftTables(lab: Lab): Promise<string> {
+  const r = await lab.exec("rtr", ["nft", "list", "tables"]);
+  assert.equal(r.code, 0, r.stderr);
+  return r.stdout;
+}
+
+describe("reload is a transaction", () => {
+  let lab: Lab;
+  let daemon: LabDaemon;
+  let good: string;
+
+  before(async () => {
+    lab = await labWithConfig({ prefix: testPrefix("rb"), uplinks: 2 });
+    good = await readFile(lab.configPath, "utf8");
+    daemon = startDaemon(lab);
+    await daemon.waitForStates(["up"]);
+  });
+
+  after(async () => {
+    await daemon.stop();
+    await lab.down();
+  });
+
+  it("a reload the kernel refuses changes nothing: the CLI says what was refused, status and kernel keep the old config", async () => {
+    const mapBefore = await lab.exec("rtr", [
+      "nft",
+      "list",
+      "map",
+      "inet",
+      "uplinkd",
+      "balance_default",
+    ]);
+    const routesBefore = await ip(lab, "-N", "route", "show", "table", "all", "proto", "73");
+    // isp1's weight 1 -> 5 (a map change the kernel would take) and an off-link gateway for isp2 (refused).
+    const bad = good
+      .replace(/(name: isp1\n(?: {4}.*\n)*?) {4}weight: 1/, "$1    weight: 5")
+      .replace("gateway: 100.64.2.1", "gateway: 100.64.9.9");
+    assert.notEqual(bad, good);
+    assert.match(bad, /weight: 5/);
+    await writeFile(lab.configPath, bad);
+    try {
+      const refused = await lab.exec("rtr", uplinkdArgv("reload", "-c", lab.configPath), {
+        timeoutMs: 30_000,
+      });
+      assert.notEqual(refused.code, 0, refused.stdout);
+      assert.match(refused.stderr, /ip route replace default via 100\.64\.9\.9 dev \S+ table 102/);
+      assert.match(refused.stderr, /invalid gateway|Network is unreachable|No route to host/i);
+      const status = await daemon.status();
+      assert.ok(status !== undefined);
+      assert.equal(uplink(status, "isp1").weight, 1, "status keeps the old weight");
+      assert.equal(uplink(status, "isp2").gateway, "100.64.2.1", "status keeps the old gateway");
+      const mapAfter = await lab.exec("rtr", [
+        "nft",
+        "list",
+        "map",
+        "inet",
+        "uplinkd",
+        "balance_default",
+      ]);
+      assert.equal(mapAfter.stdout, mapBefore.stdout, "the old balance map is back");
+      assert.equal(
+        await ip(lab, "-N", "route", "show", "table", "all", "proto", "73"),
+        routesBefore,
+        "the old routes stay",
+      );
+    } finally {
+      await writeFile(lab.configPath, good);
+    }
+    const plan = await lab.exec("rtr", uplinkdArgv("plan", "-c", lab.configPath));
+    assert.equal(plan.stdout.trim(), "no changes: the kernel holds the desired state");
+  });
+
+  it("a reload that changes table name, route protocol, table base, rule priority and marks leaves no old object", async () => {
+    const moved =
+      good.replace(/^dataplane:.*$/m, "") +
+      "dataplane:\n  table: multiwan\n  route_protocol: 74\n  table_base: 200\n  rule_priority: 3000\n  mark_mask: 0xf0000\n";
+    await writeFile(lab.configPath, moved);
+    try {
+      const applied = await lab.exec("rtr", uplinkdArgv("reload", "-c", lab.configPath), {
+        timeoutMs: 30_000,
+      });
+      assert.equal(applied.code, 0, `${applied.stdout}\n${applied.stderr}\n${daemon.log()}`);
+      const tables = await nftTables(lab);
+      assert.match(tables, /table inet multiwan/);
+      assert.doesNotMatch(tables, /table inet uplinkd/);
+      const rules = await ip(lab, "-N", "rule", "show");
+      assert.doesNotMatch(rules, /proto 73|lookup 10[12]\b|^1\d\d\d:/m, rules);
+      assert.match(rules, /^3001:\s+from all fwmark 0x10000\/0xf0000 lookup 201 proto 74/m);
+      assert.equal(await ip(lab, "-N", "route", "show", "table", "all", "proto", "73"), "");
+      assert.match(await ip(lab, "route", "show", "table", "202"), /default via 100\.64\.2\.1/);
+      const report = await lanTraffic(lab, 200);
+      assert.equal(report.failed, 0, JSON.stringify(report.errors));
+      const shares = sharesByUplink(report, lab);
+      assert.ok(
+        (shares.get(1) ?? 0) > 0.25 && (shares.get(2) ?? 0) > 0.25,
+        JSON.stringify([...shares]),
+      );
+    } finally {
+      await writeFile(lab.configPath, good);
+    }
+    const back = await lab.exec("rtr", uplinkdArgv("reload", "-c", lab.configPath), {
+      timeoutMs: 30_000,
+    });
+    assert.equal(back.code, 0, back.stderr);
+    assert.doesNotMatch(await nftTables(lab), /multiwan/);
+    assert.equal(await ip(lab, "-N", "route", "show", "table", "all", "proto", "74"), "");
+  });
+});
+
+describe("hung commands do not stall failover", () => {
+  let lab: Lab;
+  let daemon: LabDaemon;
+  let dir: string;
+  /** Exists once the wrappers should hang. */
+  let marker: string;
+
+  before(async () => {
+    lab = await labWithConfig({ prefix: testPrefix("hg"), uplinks: 3 });
+    dir = await mkdtemp(join(tmpdir(), "uplinkd-hang-"));
+    marker = join(dir, "hang");
+    const real = async (name: string) =>
+      (await runCommand("sh", ["-c", `command -v ${name}`])).stdout.trim();
+    // `conntrack -D` and `nft ... list ...` hang (sleep with a recognisable
+    // argument) once the marker exists; everything else runs the real tool.
+    const wrapper = (tool: string, word: string, tag: string) =>
+      [
+        "#!/bin/sh",
+        `if [ -e ${marker} ]; then for a in "$@"; do [ "$a" = "${word}" ] && exec sleep 3599 ${tag}; done; fi`,
+        `exec ${tool} "$@"`,
+        "",
+      ].join("\n");
+    await writeFile(join(dir, "conntrack"), wrapper(await real("conntrack"), "-D", "0.701"));
+    await writeFile(join(dir, "nft"), wrapper(await real("nft"), "list", "0.702"));
+    await chmod(join(dir, "conntrack"), 0o755);
+    await chmod(join(dir, "nft"), 0o755);
+    const child = lab.spawn("rtr", uplinkdArgv("run", "-c", lab.configPath), {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, PATH: `${dir}:${process.env.PATH ?? ""}` },
+    });
+    daemon = new LabDaemon(lab, child);
+    await daemon.waitForStates(["up"]);
+  });
+
+  after(async () => {
+    await daemon.stop();
+    await lab.down();
+    // Hung commands the daemon has not killed yet.
+    await runCommand("pkill", ["-f", "sleep 3599 0.70"], { allowExitCodes: [1] });
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function hanging(tag: string): Promise<number> {
+    const r = await runCommand("pgrep", ["-f", `sleep 3599 ${tag}`], { allowExitCodes: [1] });
+    return r.stdout.split("\n").filter((l) => l.trim() !== "").length;
+  }
+
+  async function failover(name: string, fault: "blackhole" | "heal"): Promise<number> {
+    const t0 = Date.now();
+    if (fault === "heal") await lab.heal(name);
+    else await lab.fault(name, fault);
+    const want = fault === "heal" ? "up" : "down";
+    await daemon.waitFor(
+      (s) => uplink(s, name).state === want && uplink(s, name).active === (want === "up"),
+      8000,
+      `${name} ${want}`,
+      20,
+    );
+    return Date.now() - t0;
+  }
+
+  it("with conntrack -D and nft list hanging, a failover, a recovery and a second failover come in the usual time", async (t) => {
+    await writeFile(marker, "");
+    const first = await failover("isp1", "blackhole");
+    const recovery = await failover("isp1", "heal");
+    const second = await failover("isp2", "blackhole");
+    t.diagnostic(
+      `isp1 down after ${first} ms, up after ${recovery} ms, isp2 down after ${second} ms`,
+    );
+    // The hangs happened: the clean-up of isp1 and the verify after the last transition.
+    assert.ok((await hanging("0.701")) >= 1, `no conntrack deletion hangs:\n${daemon.log()}`);
+    assert.ok((await hanging("0.702")) >= 1, `no nft list hangs:\n${daemon.log()}`);
+    const report = await lanTraffic(lab, 150);
+    assert.equal(report.failed, 0, JSON.stringify(report.errors));
+    const shares = sharesByUplink(report, lab);
+    assert.equal(shares.get(2) ?? 0, 0, "isp2 is down: no new connection uses it");
+    await lab.heal("isp2");
+  });
+});
