@@ -87,7 +87,9 @@ function fakeHandlers() {
       }
       calls.push(`disable ${name} drain=${String(options.drain)}`);
       disabled.add(name);
-      return Promise.resolve({ uplink: name, state: "disabled", changed: true, drained: 0 });
+      // A drain reports how many entries it deleted; the API must pass the count on.
+      const drained = options.drain ? 3 : 0;
+      return Promise.resolve({ uplink: name, state: "disabled", changed: true, drained });
     },
     enable: (name: string) => {
       calls.push(`enable ${name}`);
@@ -166,7 +168,7 @@ describe("control API over TCP with tokens", () => {
       uplink: "isp1",
       state: "disabled",
       changed: true,
-      drained: 0,
+      drained: 3,
     });
     const status = (await (
       await app.request("/status", { headers: bearer(WRITE) })
