@@ -10,6 +10,7 @@
  * | {@link ControlService} | control API, metrics, dashboard |
  * | {@link Notifier} | email, webhooks, hooks on transitions |
  * | {@link TrafficSampler} | connections and bytes per uplink for status |
+ * | {@link LoadBalancer} | throughput per uplink; weights of `least-used` and `spillover` policies |
  *
  * Every trigger ends in a request to the controller: a transition or
  * maintenance (urgent), a link change, a reload (a transaction: the new
@@ -36,6 +37,7 @@ import { buildStatus } from "./control/status.js";
 import { TrafficSampler } from "./control/traffic.js";
 import { Controller, type ControllerInputs } from "./controller/controller.js";
 import { Notifier } from "./notify/index.js";
+import { LoadBalancer } from "./policy/balancer.js";
 import type { Transition, UplinkHealth, UplinkHealthOptions } from "./uplink-health.js";
 
 /** Options of a daemon instance. */
@@ -74,6 +76,7 @@ export class Daemon {
   readonly #health: HealthSupervisor;
   readonly #controller: Controller;
   readonly #traffic: TrafficSampler;
+  readonly #balancer: LoadBalancer;
   readonly #events: Transition[] = [];
   #control: ControlService | undefined;
   /** Sends transitions to email, webhooks and hooks (config `notify`); none without it. */
@@ -110,6 +113,13 @@ export class Daemon {
       verifyIntervalMs: options.verifyIntervalMs ?? 10_000,
       retryDelayMs: options.retryDelayMs ?? defaultRetryDelay,
     });
+    this.#balancer = new LoadBalancer({
+      clock: this.#clock,
+      log,
+      onChange: () => {
+        this.#controller.request("load", "load changed").catch(() => undefined);
+      },
+    });
     this.#traffic = new TrafficSampler(options.kernel, {
       onError: (error) => {
         log.warn({ err: error }, `reading traffic counters: ${String(error)}`);
@@ -135,6 +145,7 @@ export class Daemon {
     // Routes and rules first: probes need their uplink's table.
     await this.#controller.start();
     this.#health.reconfigure(this.#config, this.#links.now.links);
+    this.#balancer.start(this.#config);
     this.#control = new ControlService(
       {
         config: () => this.#config,
@@ -169,10 +180,12 @@ export class Daemon {
       observation.links,
       (name) => this.#health.health(name)?.state ?? stateOf(name),
     );
+    const load = this.#balancer.snapshot;
     return {
       config,
       views,
-      surroundings: observation.surroundings,
+      surroundings:
+        load === undefined ? observation.surroundings : { ...observation.surroundings, load },
       failed: new Set(health.filter((v) => v.usability === "bad").map((v) => v.name)),
     };
   }
@@ -338,6 +351,7 @@ export class Daemon {
       this.#config = next;
       this.#links.adopt(observation);
       this.#health.reconfigure(next, observation.links);
+      this.#balancer.reconfigure(next);
       return changes;
     });
     await this.#control?.reconfigure();
@@ -372,6 +386,7 @@ export class Daemon {
       choices: this.#controller.choices,
       lastApply: this.#controller.lastApply,
       traffic: this.#traffic,
+      throughput: (iface) => this.#balancer.throughput(iface),
     });
   }
 
@@ -391,6 +406,7 @@ export class Daemon {
     const keepState = keep ?? config?.dataplane.on_stop === "keep";
     this.#links.stop();
     this.#health.stop();
+    this.#balancer.stop();
     await this.#control?.stop();
     await this.#notifier?.flush();
     if (config !== undefined) await this.#controller.stop(config, !keepState);

@@ -53,7 +53,7 @@ function checkSteering(config: Config): ConfigProblem[] {
   const known = [...uplinks].join(", ");
   for (const [name, policy] of Object.entries(config.policies)) {
     const seen = new Set<string>();
-    policy.members.forEach((member, i) => {
+    (policy.members ?? []).forEach((member, i) => {
       const path = ["policies", name, "members", i, "uplink"];
       if (!uplinks.has(member.uplink)) {
         problems.push({ path, message: `unknown uplink "${member.uplink}" (uplinks: ${known})` });
@@ -62,6 +62,19 @@ function checkSteering(config: Config): ConfigProblem[] {
       }
       seen.add(member.uplink);
     });
+  }
+  for (const [name, policy] of Object.entries(config.policies)) {
+    if (policy.balance === "weight") continue;
+    const members = policy.members?.map((m) => m.uplink) ?? [...uplinks];
+    const without = members.filter(
+      (m) => uplinks.has(m) && config.uplinks.find((u) => u.name === m)?.bandwidth === undefined,
+    );
+    if (without.length > 0) {
+      problems.push({
+        path: ["policies", name, "balance"],
+        message: `balance ${policy.balance} needs the bandwidth of every member; set uplinks[].bandwidth for ${without.join(", ")}`,
+      });
+    }
   }
   const policies = new Set(["default", ...Object.keys(config.policies)]);
   const targets = [...policies, ...RULE_TARGETS].join(", ");

@@ -13,6 +13,7 @@
  */
 import { z } from "zod";
 import { optional } from "../optional.js";
+import { rate } from "./rate.js";
 import { duration } from "./duration.js";
 import { notifySchema } from "../notify/schema.js";
 import {
@@ -226,6 +227,17 @@ export const uplinkSchema = z
       .array(forwardSchema)
       .default([])
       .describe("port forwards (DNAT) for connections arriving on this uplink"),
+    bandwidth: z
+      .object({
+        down: rate.optional().describe("download capacity, e.g. 100mbit"),
+        up: rate.optional().describe("upload capacity, e.g. 20mbit"),
+      })
+      .strict()
+      .refine((b) => b.down !== undefined || b.up !== undefined, "give down, up or both")
+      .optional()
+      .describe(
+        "the line's capacity (tc units: 100mbit, 20mbit); policies with balance least-used or spillover need it",
+      ),
   })
   .strict();
 

@@ -156,7 +156,23 @@ export const policyMemberSchema = z
  */
 export const policySchema = z
   .object({
-    members: z.array(policyMemberSchema).min(1),
+    members: z
+      .array(policyMemberSchema)
+      .min(1)
+      .optional()
+      .describe("the uplinks of this policy; default: every uplink with its own weight and tier"),
+    balance: z
+      .enum(["weight", "least-used", "spillover"])
+      .default("weight")
+      .describe(
+        "weight: static weights; least-used: the most spare capacity (bandwidth minus measured throughput) gets most new connections; spillover: fill members in order up to `threshold`, then the next",
+      ),
+    threshold: z
+      .number()
+      .min(1)
+      .max(100)
+      .default(80)
+      .describe("spillover: utilisation (%) at which a member counts as full"),
     last_resort: z.enum(["all", "main", "unreachable", "blackhole"]).default("main"),
     degraded: z.enum(["avoid", "keep"]).default("avoid"),
   })

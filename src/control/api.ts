@@ -52,6 +52,11 @@ export interface UplinkStatus {
   rxBytes: number | null;
   /** Bytes transmitted on the uplink's interface; null if unknown. */
   txBytes: number | null;
+  /**
+   * Throughput now, bits per second, smoothed (EWMA, time constant 2 s):
+   * `down` received on the interface, `up` sent; null until measured.
+   */
+  throughput: { down: number; up: number } | null;
 }
 
 /** `GET /status`: the status document. */
@@ -61,7 +66,11 @@ export interface StatusDocument {
   config: string;
   startedAt: string;
   uplinks: UplinkStatus[];
-  /** What each policy does in the state last applied to the kernel. */
+  /**
+   * What each policy does in the state last applied to the kernel; a
+   * `balance` choice lists its members with their effective weights (for
+   * `least-used` and `spillover`, the load-based ones).
+   */
   policies: Record<string, PolicyChoice>;
   /** The outcome of the last reconcile; null before the first. */
   lastApply: LastApply | null;

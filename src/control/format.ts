@@ -1,9 +1,9 @@
 /**
  * Human-readable forms of what the control API returns.
  */
-import type { StatusDocument } from "./api.js";
+import { formatRate } from "../config/rate.js";
 import type { Transition } from "../uplink-health.js";
-import type { MaintenanceResult, ReloadResult } from "./api.js";
+import type { MaintenanceResult, ReloadResult, StatusDocument } from "./api.js";
 
 /** A time in ms with two decimals below 10 ms (lab links answer in 0.05 ms), else one. */
 function ms(value: number): string {
@@ -71,6 +71,7 @@ export function formatStatus(status: StatusDocument, now = Date.now()): string {
     "CONNS",
     "RX",
     "TX",
+    "DOWN/UP",
     "ADDRESS",
     "GATEWAY",
   ];
@@ -89,10 +90,28 @@ export function formatStatus(status: StatusDocument, now = Date.now()): string {
     u.connections === null ? "-" : String(u.connections),
     u.rxBytes === null ? "-" : formatBytes(u.rxBytes),
     u.txBytes === null ? "-" : formatBytes(u.txBytes),
+    u.throughput === null ? "-" : `${formatRate(u.throughput.down)}/${formatRate(u.throughput.up)}`,
     u.address ?? "-",
     u.gateway ?? "-",
   ]);
-  return table(header, rows);
+  return table(header, rows) + formatPolicies(status);
+}
+
+/**
+ * One line per policy: where its new connections go now, as shares of the
+ * effective weights (`policy default: isp1 20%, isp2 80%`), or its last resort.
+ */
+function formatPolicies(status: StatusDocument): string {
+  return Object.entries(status.policies)
+    .map(([name, choice]) => {
+      if (choice.kind !== "balance") return `policy ${name}: ${choice.kind}\n`;
+      const total = choice.members.reduce((sum, m) => sum + m.weight, 0);
+      const parts = choice.members
+        .filter((m) => m.weight > 0)
+        .map((m) => `${m.uplink} ${total === 0 ? 0 : Math.round((100 * m.weight) / total)}%`);
+      return `policy ${name}: ${parts.length === 0 ? "none" : parts.join(", ")}\n`;
+    })
+    .join("");
 }
 
 /**

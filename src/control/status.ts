@@ -7,6 +7,7 @@ import { activeUplinks } from "../controller/controller.js";
 import type { UplinkView } from "../dataplane/render.js";
 import type { UplinkLink } from "../links/observe.js";
 import type { PolicyChoice } from "../policy/select.js";
+import type { Throughput } from "../policy/load.js";
 import type { HealthSnapshot } from "../uplink-health.js";
 import type { StatusDocument } from "./api.js";
 import type { TrafficSampler } from "./traffic.js";
@@ -30,6 +31,8 @@ export interface StatusParts {
   lastApply: LastApply | null;
   /** The last traffic sample. */
   traffic: Pick<TrafficSampler, "connections" | "bytes">;
+  /** Smoothed throughput of an interface, bits per second; undefined before it is known. */
+  throughput: (iface: string) => Throughput | undefined;
 }
 
 /** The status document of `parts`. */
@@ -64,6 +67,7 @@ export function buildStatus(parts: StatusParts): StatusDocument {
         connections: parts.traffic.connections(view.mark & view.mask),
         rxBytes: bytes?.rx ?? null,
         txBytes: bytes?.tx ?? null,
+        throughput: parts.throughput(view.interface) ?? null,
       };
     }),
     policies: parts.choices,

@@ -8,7 +8,7 @@
  * while one waits are merged into it. A reconcile renders the desired state
  * and compares it with the last state known to be in the kernel:
  *
- * - urgent (a transition, maintenance): the difference is computed in
+ * - urgent (a transition, maintenance, new load-based weights): the difference is computed in
  *   memory against the last applied state and applied at once: map
  *   elements only (one small nft transaction) when only maps differ, then
  *   the route and rule commands that differ. No kernel read comes first.
@@ -52,10 +52,11 @@ export interface ControllerInputs {
 }
 
 /** What asked for a reconcile. */
-export type Trigger = "start" | "transition" | "maintenance" | "links" | "verify" | "retry";
+export type Trigger =
+  "start" | "transition" | "maintenance" | "load" | "links" | "verify" | "retry";
 
 /** Triggers whose change is applied from memory, ahead of everything else. */
-const URGENT: ReadonlySet<Trigger> = new Set(["transition", "maintenance"]);
+const URGENT: ReadonlySet<Trigger> = new Set(["transition", "maintenance", "load"]);
 
 /** The last state known to be in the kernel. */
 interface Applied {
@@ -127,11 +128,11 @@ function summarise(
   }));
 }
 
-/** Uplinks that some policy gives new connections in `choices`. */
+/** Uplinks that some policy gives new connections in `choices` (a member with weight 0 gets none). */
 export function activeUplinks(choices: Record<string, PolicyChoice>): Set<string> {
   return new Set(
     Object.values(choices).flatMap((c) =>
-      c.kind === "balance" ? c.members.map((m) => m.uplink) : [],
+      c.kind === "balance" ? c.members.filter((m) => m.weight > 0).map((m) => m.uplink) : [],
     ),
   );
 }

@@ -245,8 +245,8 @@ export function policyMembers(
   views: readonly UplinkView[],
   policy: string,
 ): { uplink: string; weight: number; tier: number }[] {
-  const configured = config.policies[policy];
-  if (configured !== undefined) return configured.members;
+  const members = config.policies[policy]?.members;
+  if (members !== undefined) return members;
   return views.map((v) => ({ uplink: v.name, weight: v.weight, tier: v.tier }));
 }
 

@@ -22,6 +22,7 @@ import {
   uplinkChain,
 } from "./nft.js";
 import { hex, unreachableMark, type UplinkSlot } from "./slots.js";
+import { loadWeights, type LoadSnapshot } from "../policy/load.js";
 
 export { uplinkChain } from "./nft.js";
 
@@ -83,6 +84,8 @@ export interface Surroundings {
   lanAddress?: string;
   /** Destinations of the main table's own routes (connected networks, static routes): never balanced. */
   localNetworks?: readonly string[];
+  /** Measured load for policies that balance by it (`least-used`, `spillover`); none: no load yet. */
+  load?: LoadSnapshot;
 }
 
 /**
@@ -135,7 +138,7 @@ export function renderMaps(
   const choices: Record<string, PolicyChoice> = {};
   for (const policy of policyNames(config)) {
     const configured = config.policies[policy];
-    const choice = choose(
+    let choice = choose(
       policyMembers(config, views, policy),
       (name) => byName.get(name)?.usability ?? "bad",
       (name) => {
@@ -145,6 +148,21 @@ export function renderMaps(
       configured?.last_resort ?? (policy === "default" ? config.last_resort : "main"),
       configured?.degraded ?? "avoid",
     );
+    const mode = configured?.balance ?? "weight";
+    if (choice.kind === "balance" && mode !== "weight") {
+      const bandwidth = (name: string) => config.uplinks.find((u) => u.name === name)?.bandwidth;
+      const throughput = (name: string) => surroundings.load?.throughput[name];
+      choice = {
+        kind: "balance",
+        members: loadWeights(
+          mode,
+          choice.members,
+          bandwidth,
+          throughput,
+          new Set(surroundings.load?.full ?? []),
+        ),
+      };
+    }
     choices[policy] = choice;
     maps[`balance_${policy}`] = balanceElements(choice, views, "mark_unreachable");
     maps[`active_${policy}`] =

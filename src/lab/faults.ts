@@ -2,6 +2,7 @@
  * Faults the lab injects into one uplink, applied in that uplink's ISP
  * namespace: parsing, and rendering the nft/tc commands (pure).
  */
+import { parseRate as parseTcRate } from "../config/rate.js";
 import { LabError } from "../errors.js";
 
 /**
@@ -35,31 +36,18 @@ export interface FaultSet {
   rate?: string;
 }
 
-const RATE_RE = /^(\d+(?:\.\d+)?)(bit|kbit|mbit|gbit|bps|kbps|mbps|gbps)$/i;
-const RATE_FACTORS: Readonly<Record<string, number>> = {
-  bit: 1,
-  kbit: 1e3,
-  mbit: 1e6,
-  gbit: 1e9,
-  bps: 8,
-  kbps: 8e3,
-  mbps: 8e6,
-  gbps: 8e9,
-};
-
 /**
- * A tc rate in bits per second (`1mbit` -> 1e6, `100kbps` -> 8e5).
- * @throws {LabError} when it is not a number followed by bit, kbit, mbit,
- *   gbit, bps, kbps, mbps or gbps, or is below 8kbit.
+ * A tc rate in bits per second (`1mbit` -> 1e6, `100kbps` -> 8e5), as the
+ * config's rates are read ({@link parseTcRate}).
+ * @throws {LabError} when it is not a tc rate, or is below 8kbit.
  */
 export function parseRate(rate: string): number {
-  const m = RATE_RE.exec(rate.trim());
-  const unit = m?.[2]?.toLowerCase();
-  const factor = unit === undefined ? undefined : RATE_FACTORS[unit];
-  if (m?.[1] === undefined || factor === undefined) {
+  let bits: number;
+  try {
+    bits = parseTcRate(rate);
+  } catch {
     throw new LabError(`invalid rate ${JSON.stringify(rate)}: use e.g. 1mbit, 500kbit, 10mbit`);
   }
-  const bits = Number(m[1]) * factor;
   if (bits < 8000) throw new LabError(`rate ${rate} is below the lab's minimum of 8kbit`);
   return bits;
 }

@@ -47,6 +47,7 @@ function uplink(name: string, overrides: Partial<UplinkStatus> = {}): UplinkStat
     connections: 12,
     rxBytes: 1536,
     txBytes: 2048,
+    throughput: { down: 8000, up: 4000 },
     ...overrides,
   };
 }
