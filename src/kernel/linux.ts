@@ -2,7 +2,7 @@
  * The real kernel: iproute2 (`ip -j`, `ip -batch`), `nft -f` and `conntrack`,
  * run in the network namespace of the current process.
  */
-import { KernelCommandError } from "../errors.js";
+import { KernelCommandError, KernelCommandTimeoutError } from "../errors.js";
 import { runCommand } from "./exec.js";
 import {
   TABLE_DEFAULT,
@@ -130,29 +130,82 @@ export function parseRules(json: string): Rule[] {
   });
 }
 
+/**
+ * How long each kind of kernel command may run before it is killed, ms.
+ * A timeout ends in a KernelCommandTimeoutError naming the command.
+ */
+export interface KernelTimeouts {
+  /** `ip -j addr|route|rule show`: netlink dumps, milliseconds even on a busy router. */
+  ipRead: number;
+  /** `ip -batch -`: a handful of route and rule changes. */
+  ipWrite: number;
+  /** `nft -j list table` and `nft -f -` (one transaction). */
+  nft: number;
+  /**
+   * `conntrack -D -m MARK/MASK`: walks the whole conntrack table and deletes
+   * one entry per netlink message; grows with the table (seconds at 250,000).
+   */
+  conntrackDelete: number;
+  /** `conntrack -L`: dumps the whole table as text. */
+  conntrackList: number;
+}
+
+/**
+ * Default timeouts, ms: iproute2 and nft 5 s (their work here is a few
+ * netlink messages; a hang means something is wrong, and failover must not
+ * wait behind it), conntrack deletion 30 s and listing 15 s (they scale with
+ * the conntrack table).
+ */
+export const KERNEL_TIMEOUTS: Readonly<KernelTimeouts> = Object.freeze({
+  ipRead: 5_000,
+  ipWrite: 5_000,
+  nft: 5_000,
+  conntrackDelete: 30_000,
+  conntrackList: 15_000,
+});
+
 /** The kernel of the network namespace this process runs in. */
 export class LinuxKernel implements Kernel {
+  /** The timeouts in force, ms. */
+  readonly timeouts: Readonly<KernelTimeouts>;
+
+  /** @param options.timeouts overrides of {@link KERNEL_TIMEOUTS}, ms. */
+  constructor(options: { timeouts?: Partial<KernelTimeouts> } = {}) {
+    this.timeouts = { ...KERNEL_TIMEOUTS, ...options.timeouts };
+  }
+
   async readLinks(): Promise<LinkState[]> {
-    const { stdout } = await runCommand("ip", ["-j", "addr", "show"]);
+    const { stdout } = await runCommand("ip", ["-j", "addr", "show"], {
+      timeoutMs: this.timeouts.ipRead,
+    });
     return parseLinks(stdout);
   }
 
   async readRoutes(): Promise<Route[]> {
-    const { stdout } = await runCommand("ip", ["-4", "-j", "route", "show", "table", "all"]);
+    const { stdout } = await runCommand("ip", ["-4", "-j", "route", "show", "table", "all"], {
+      timeoutMs: this.timeouts.ipRead,
+    });
     return parseRoutes(stdout);
   }
 
   async readRules(): Promise<Rule[]> {
-    const { stdout } = await runCommand("ip", ["-4", "-j", "rule", "show"]);
+    const { stdout } = await runCommand("ip", ["-4", "-j", "rule", "show"], {
+      timeoutMs: this.timeouts.ipRead,
+    });
     return parseRules(stdout);
   }
 
   async ipBatch(lines: readonly string[]): Promise<void> {
     if (lines.length === 0) return;
     try {
-      await runCommand("ip", ["-batch", "-"], { input: lines.join("\n") + "\n" });
+      await runCommand("ip", ["-batch", "-"], {
+        input: lines.join("\n") + "\n",
+        timeoutMs: this.timeouts.ipWrite,
+      });
     } catch (error) {
-      if (!(error instanceof KernelCommandError)) throw error;
+      if (!(error instanceof KernelCommandError) || error instanceof KernelCommandTimeoutError) {
+        throw error;
+      }
       // iproute2 reports "Command failed -:N"; name the failing line itself.
       const lineNo = /Command failed -:(\d+)/.exec(error.stderr)?.[1];
       const failing = lineNo === undefined ? undefined : lines[Number(lineNo) - 1];
@@ -165,12 +218,14 @@ export class LinuxKernel implements Kernel {
   }
 
   async nftLoad(script: string): Promise<void> {
-    await runCommand("nft", ["-f", "-"], { input: script });
+    await runCommand("nft", ["-f", "-"], { input: script, timeoutMs: this.timeouts.nft });
   }
 
   async nftReadTable(name: string): Promise<NftJson | null> {
     try {
-      const { stdout } = await runCommand("nft", ["-j", "list", "table", "inet", name]);
+      const { stdout } = await runCommand("nft", ["-j", "list", "table", "inet", name], {
+        timeoutMs: this.timeouts.nft,
+      });
       return JSON.parse(stdout) as NftJson;
     } catch (error) {
       if (error instanceof KernelCommandError && /No such file or directory/.test(error.stderr)) {
@@ -185,7 +240,7 @@ export class LinuxKernel implements Kernel {
     const { stderr } = await runCommand(
       "conntrack",
       ["-D", "-f", "ipv4", "-m", `${mark >>> 0}/${mask >>> 0}`],
-      { allowExitCodes: [1] },
+      { allowExitCodes: [1], timeoutMs: this.timeouts.conntrackDelete },
     );
     const count = /(\d+) flow entries have been deleted/.exec(stderr)?.[1];
     return count === undefined ? 0 : Number(count);
@@ -194,6 +249,7 @@ export class LinuxKernel implements Kernel {
   async conntrackCountByMark(mask: number): Promise<Map<number, number>> {
     const { stdout } = await runCommand("conntrack", ["-L", "-f", "ipv4", "-o", "extended"], {
       allowExitCodes: [1],
+      timeoutMs: this.timeouts.conntrackList,
     });
     const counts = new Map<number, number>();
     for (const match of stdout.matchAll(/\bmark=(\d+)/g)) {

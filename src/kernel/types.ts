@@ -74,7 +74,11 @@ export interface Rule {
   protocol: number;
 }
 
-/** The kernel as uplinkd uses it; the only door to it. */
+/**
+ * The kernel as uplinkd uses it; the only door to it. Every method may also
+ * throw a KernelCommandTimeoutError (a KernelCommandError) when its command
+ * hangs past its timeout (LinuxKernel: see KERNEL_TIMEOUTS in ./linux.ts).
+ */
 export interface Kernel {
   /**
    * Every interface with its flags and IPv4 addresses (`ip -j addr show`).
