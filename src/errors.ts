@@ -84,6 +84,19 @@ export class KernelCommandTimeoutError extends KernelCommandError {
   }
 }
 
+/**
+ * A kernel tool printed something uplinkd cannot read, e.g. a name where
+ * `ip -N` promises a number. Names the command and the value.
+ * Code `UPLINKD_ERR_KERNEL_OUTPUT`.
+ */
+export class KernelOutputError extends UplinkdError {
+  readonly command: string;
+  constructor(command: string, message: string) {
+    super("UPLINKD_ERR_KERNEL_OUTPUT", `\`${command}\` printed ${message}`);
+    this.command = command;
+  }
+}
+
 /** After applying, the kernel does not hold what was rendered. */
 export class DataplaneVerifyError extends UplinkdError {
   readonly differences: readonly string[];
