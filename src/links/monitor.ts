@@ -6,7 +6,7 @@
  */
 import { pino, type Logger } from "pino";
 import { Backoff, type BackoffPolicy } from "../backoff.js";
-import { systemClock, type Clock, type TimerHandle } from "../health/clock.js";
+import { systemClock, type Clock, type TimerHandle } from "../clock.js";
 import { nodeSpawner, type ProcessSpawner, type SpawnedProcess } from "../health/process.js";
 
 /** The command that watches the kernel. */

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { ManualClock } from "../../src/health/clock.js";
+import { ManualClock } from "../fakes/clock.js";
 import { FakePing } from "../../src/health/fakes.js";
 import { IcmpProber, parsePingLine, pingArgs, unwrapSeq } from "../../src/health/ping.js";
 import { nodeSpawner, type ProcessSpawner, type SpawnedProcess } from "../../src/health/process.js";

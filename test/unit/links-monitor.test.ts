@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { ManualClock } from "../../src/health/clock.js";
+import { ManualClock } from "../fakes/clock.js";
 import { nodeSpawner, type ProcessSpawner, type SpawnedProcess } from "../../src/health/process.js";
 import { KernelMonitor, MONITOR_COMMAND } from "../../src/links/monitor.js";
 
