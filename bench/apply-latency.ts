@@ -38,7 +38,7 @@ const { buildViews } = await load<typeof import("../src/dataplane/views.js")>("d
 const { Controller } = await load<typeof import("../src/controller/controller.js")>(
   "controller/controller.js",
 );
-const { SystemClock } = await load<typeof import("../src/health/clock.js")>("health/clock.js");
+const { SystemClock } = await load<typeof import("../src/clock.js")>("clock.js");
 const { observeUplinks, lanAddress, localNetworks } =
   await load<typeof import("../src/links/observe.js")>("links/observe.js");
 const { LinuxKernel } = await load<typeof import("../src/kernel/linux.js")>("kernel/linux.js");

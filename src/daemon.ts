@@ -21,8 +21,8 @@ import type { Config } from "./config/schema.js";
 import { buildViews } from "./dataplane/views.js";
 import { ConfigError, UnknownUplinkError } from "./errors.js";
 import type { Kernel } from "./kernel/types.js";
-import type { Clock } from "./health/clock.js";
-import { SystemClock } from "./health/clock.js";
+import { backoffDelay, type BackoffPolicy } from "./backoff.js";
+import { SystemClock, type Clock } from "./clock.js";
 import { HealthSupervisor } from "./health/supervisor.js";
 import { LinkWatcher, observe, type LinkObservation } from "./links/watcher.js";
 import type {
@@ -62,10 +62,8 @@ export interface DaemonOptions {
   monitor?: (onChange: () => void) => { start(): void; stop(): void };
 }
 
-/** Retry delays: 100 ms, doubling, at most 10 s. */
-function defaultRetryDelay(attempt: number): number {
-  return Math.min(10_000, 100 * 2 ** Math.max(0, attempt - 1));
-}
+/** Retries of failed kernel work (reconciles, conntrack clean-up): 100 ms, doubling, at most 10 s. */
+export const KERNEL_RETRY: BackoffPolicy = Object.freeze({ baseMs: 100, factor: 2, maxMs: 10_000 });
 
 /** The daemon. `start()` brings it up; `stop()` takes it down. */
 export class Daemon {
@@ -103,6 +101,7 @@ export class Daemon {
       onChange: (before, after) => {
         this.#linksChanged(before, after);
       },
+      clock: this.#clock,
       ...(options.monitor === undefined ? {} : { monitor: options.monitor }),
     });
     this.#controller = new Controller({
@@ -111,7 +110,7 @@ export class Daemon {
       clock: this.#clock,
       inputs: () => this.#inputs(this.#config, this.#links.now, (n) => this.#health.state(n)),
       verifyIntervalMs: options.verifyIntervalMs ?? 10_000,
-      retryDelayMs: options.retryDelayMs ?? defaultRetryDelay,
+      retryDelayMs: options.retryDelayMs ?? ((attempt) => backoffDelay(KERNEL_RETRY, attempt)),
     });
     this.#balancer = new LoadBalancer({
       clock: this.#clock,

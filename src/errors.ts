@@ -44,15 +44,56 @@ export class KernelCommandError extends UplinkdError {
   readonly command: string;
   readonly exitCode: number | null;
   readonly stderr: string;
-  constructor(command: string, exitCode: number | null, stderr: string) {
+  /**
+   * @param message replaces the default `` `COMMAND` failed (exit N): STDERR ``.
+   * @param code replaces `UPLINKD_ERR_KERNEL_COMMAND` (for subclasses).
+   */
+  constructor(
+    command: string,
+    exitCode: number | null,
+    stderr: string,
+    options: { message?: string; code?: string } = {},
+  ) {
     const said = stderr.trim() || "(no message)";
     super(
-      "UPLINKD_ERR_KERNEL_COMMAND",
-      `\`${command}\` failed (exit ${exitCode ?? "signal"}): ${said}`,
+      options.code ?? "UPLINKD_ERR_KERNEL_COMMAND",
+      options.message ?? `\`${command}\` failed (exit ${exitCode ?? "signal"}): ${said}`,
     );
     this.command = command;
     this.exitCode = exitCode;
     this.stderr = stderr;
+  }
+}
+
+/**
+ * A kernel command did not finish within its timeout and was killed
+ * (SIGKILL to its whole process group). A KernelCommandError too, so callers
+ * that handle failed commands handle hung ones alike; `exitCode` is null and
+ * `stderr` holds what the command printed before it was killed.
+ * Code `UPLINKD_ERR_KERNEL_COMMAND_TIMEOUT`.
+ */
+export class KernelCommandTimeoutError extends KernelCommandError {
+  /** The timeout that expired, ms. */
+  readonly timeoutMs: number;
+  constructor(command: string, timeoutMs: number, stderr = "") {
+    super(command, null, stderr, {
+      code: "UPLINKD_ERR_KERNEL_COMMAND_TIMEOUT",
+      message: `\`${command}\` did not finish within ${timeoutMs} ms and was killed`,
+    });
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/**
+ * A kernel tool printed something uplinkd cannot read, e.g. a name where
+ * `ip -N` promises a number. Names the command and the value.
+ * Code `UPLINKD_ERR_KERNEL_OUTPUT`.
+ */
+export class KernelOutputError extends UplinkdError {
+  readonly command: string;
+  constructor(command: string, message: string) {
+    super("UPLINKD_ERR_KERNEL_OUTPUT", `\`${command}\` printed ${message}`);
+    this.command = command;
   }
 }
 

@@ -36,7 +36,7 @@ import {
   type Surroundings,
   type UplinkView,
 } from "../dataplane/render.js";
-import type { Clock, TimerHandle } from "../health/clock.js";
+import { sleep, type Clock, type TimerHandle } from "../clock.js";
 import type { Kernel } from "../kernel/types.js";
 import type { PolicyChoice } from "../policy/select.js";
 import { ConntrackCleaner, staleUplinks, type UplinkSummary } from "./cleanup.js";
@@ -164,10 +164,7 @@ export class Controller {
       kernel: options.kernel,
       log: options.log,
       retryDelayMs: options.retryDelayMs,
-      sleep: (ms) =>
-        new Promise((resolve) => {
-          options.clock.setTimeout(resolve, ms);
-        }),
+      sleep: (ms) => sleep(options.clock, ms),
     });
   }
 

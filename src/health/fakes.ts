@@ -5,7 +5,7 @@
  * with a configurable per-target network (loss %, RTT, blackhole) and the
  * real ping's period drift. No process, no socket, no sleep.
  */
-import type { Clock, TimerHandle } from "./clock.js";
+import type { Clock, TimerHandle } from "../clock.js";
 import type { ProcessSpawner, SpawnedProcess } from "./process.js";
 
 /**

@@ -4,7 +4,6 @@
  * (or `UplinkMonitor` with `resolveHealthSettings`); the rest is for tests,
  * the lab and tools.
  */
-export { ManualClock, SystemClock, systemClock, type Clock, type TimerHandle } from "./clock.js";
 export { createUplinkHealth, type UplinkHealthExtras } from "./adapter.js";
 export { HealthError } from "./errors.js";
 export { FakePing, seededRandom, type FakePath, type FakePingProcess } from "./fakes.js";

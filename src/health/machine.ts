@@ -38,7 +38,7 @@
  *   init (or down when the carrier is lost) and forgets streaks, flap
  *   history and hold; rounds whose probes may predate the enable are ignored.
  */
-import type { Clock } from "./clock.js";
+import type { Clock } from "../clock.js";
 import type { FlapDamping, QualityThresholds } from "./options.js";
 import type { RoundResult } from "./rounds.js";
 import { requiredFailedRounds, roundFailProbability, type UplinkStats } from "./stats.js";

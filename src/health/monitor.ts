@@ -21,7 +21,7 @@
  * ({ uplink, round: RoundResult }), `uplinkd:health:note` ({ uplink, message }).
  */
 import { channel } from "node:diagnostics_channel";
-import { systemClock, type Clock, type TimerHandle } from "./clock.js";
+import { systemClock, type Clock, type TimerHandle } from "../clock.js";
 import { DnsProber } from "./dns.js";
 import { HealthError } from "./errors.js";
 import { HttpProber } from "./http.js";

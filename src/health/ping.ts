@@ -25,7 +25,8 @@
  * - ping fixes nothing at start but its route check: with no route it
  *   exits 2 at once ("connect: Network is unreachable").
  */
-import type { Clock, TimerHandle } from "./clock.js";
+import { Backoff, type BackoffPolicy } from "../backoff.js";
+import type { Clock, TimerHandle } from "../clock.js";
 import { HealthError } from "./errors.js";
 import type { SpawnedProcess, ProcessSpawner } from "./process.js";
 import type { ProbeSink, ProbeSource, Prober } from "./prober.js";
@@ -141,15 +142,16 @@ export function pingArgs(
   ];
 }
 
-/** Restart backoff of the ping process, ms. */
-export interface RestartBackoff {
-  /** First delay after an exit; doubles per exit in a row. Default 500. */
-  initialMs: number;
-  /** Upper bound of the delay. Default 5000. */
-  maxMs: number;
-  /** A run at least this long resets the delay to `initialMs`. Default 10000. */
-  stableMs: number;
-}
+/**
+ * Restart backoff of the ping process, ms: 500 ms after an exit, doubling
+ * per exit in a row up to 5 s; a run of 10 s starts again at 500 ms.
+ */
+export const PING_BACKOFF: Readonly<BackoffPolicy> = Object.freeze({
+  baseMs: 500,
+  factor: 2,
+  maxMs: 5000,
+  resetAfterMs: 10_000,
+});
 
 /** Options of an {@link IcmpProber}. */
 export interface IcmpProberOptions {
@@ -165,7 +167,8 @@ export interface IcmpProberOptions {
   spawner: ProcessSpawner;
   /** Path of iputils ping; default `ping`. */
   pingPath?: string;
-  backoff?: Partial<RestartBackoff>;
+  /** Overrides of {@link PING_BACKOFF}. */
+  backoff?: Partial<BackoffPolicy>;
   /** ms between SIGTERM and SIGKILL on stop; default 2000. */
   killAfterMs?: number;
 }
@@ -199,7 +202,7 @@ export class IcmpProber implements Prober {
   readonly target: string;
   readonly schedule = "free-running" as const;
   readonly #o: IcmpProberOptions;
-  readonly #backoff: RestartBackoff;
+  readonly #backoff: Backoff;
   #mark: number | undefined;
   #sink: ProbeSink | undefined;
   #process: SpawnedProcess | undefined;
@@ -210,7 +213,6 @@ export class IcmpProber implements Prober {
   #highestGlobal = 0;
   #announced = 0;
   #lastError: string | undefined;
-  #failures = 0;
   #restartTimer: TimerHandle | undefined;
   #running = false;
   #killing = false;
@@ -219,11 +221,7 @@ export class IcmpProber implements Prober {
     this.#o = options;
     this.target = options.host;
     this.#mark = options.source.mark;
-    this.#backoff = {
-      initialMs: options.backoff?.initialMs ?? 500,
-      maxMs: options.backoff?.maxMs ?? 5000,
-      stableMs: options.backoff?.stableMs ?? 10_000,
-    };
+    this.#backoff = new Backoff({ ...PING_BACKOFF, ...options.backoff });
   }
 
   /** Whether a ping process is running now. */
@@ -251,13 +249,13 @@ export class IcmpProber implements Prober {
     if (source.mark === this.#mark) return;
     this.#mark = source.mark;
     if (!this.#running) return;
-    this.#failures = 0;
+    this.#backoff.reset();
     void this.#restartNow();
   }
 
   nudge(): void {
     if (!this.#running || this.#process) return;
-    this.#failures = 0;
+    this.#backoff.reset();
     this.#cancelRestart();
     this.#spawn();
   }
@@ -353,13 +351,7 @@ export class IcmpProber implements Prober {
     this.#process = undefined;
     this.#processDone = undefined;
     if (!this.#running || this.#killing) return;
-    const ranMs = this.#o.clock.now() - this.#startedAt;
-    if (ranMs >= this.#backoff.stableMs) this.#failures = 0;
-    const delay = Math.min(
-      this.#backoff.maxMs,
-      this.#backoff.initialMs * 2 ** Math.min(this.#failures, 30),
-    );
-    this.#failures++;
+    const delay = this.#backoff.next(this.#o.clock.now() - this.#startedAt);
     const how = error
       ? `could not start: ${error.message}`
       : signal !== null

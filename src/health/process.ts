@@ -3,7 +3,7 @@
  * spawns for the health checks. Injected into probers so unit tests feed
  * lines without processes.
  */
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 
 /** A running child process seen as lines of text. */
 export interface SpawnedProcess {
@@ -61,7 +61,17 @@ class LineSplitter {
  * has been called.
  */
 export const nodeSpawner: ProcessSpawner = (file, args) => {
-  const child = spawn(file, [...args], { stdio: ["ignore", "pipe", "pipe"] });
+  let child: ChildProcess;
+  try {
+    child = spawn(file, [...args], { stdio: ["ignore", "pipe", "pipe"] });
+  } catch (error) {
+    // spawn() throws at once for some failures (EAGAIN, bad arguments).
+    return failedProcess(error instanceof Error ? error : new Error(String(error)));
+  }
+  const { stdout, stderr } = child;
+  if (stdout === null || stderr === null) {
+    return failedProcess(new Error(`\`${file}\` started without output pipes`));
+  }
   const out = new LineSplitter();
   const err = new LineSplitter();
   const exitListeners: ((code: number | null, signal: string | null, error?: Error) => void)[] = [];
@@ -74,12 +84,12 @@ export const nodeSpawner: ProcessSpawner = (file, args) => {
     err.flush();
     for (const listener of exitListeners) listener(code, signal, startError);
   };
-  child.stdout.setEncoding("utf8");
-  child.stderr.setEncoding("utf8");
-  child.stdout.on("data", (chunk: string) => {
+  stdout.setEncoding("utf8");
+  stderr.setEncoding("utf8");
+  stdout.on("data", (chunk: string) => {
     out.push(chunk);
   });
-  child.stderr.on("data", (chunk: string) => {
+  stderr.on("data", (chunk: string) => {
     err.push(chunk);
   });
   child.on("error", (error) => {
@@ -107,3 +117,20 @@ export const nodeSpawner: ProcessSpawner = (file, args) => {
     },
   };
 };
+
+/** A process that never started: reports `error` through `onExit` on the next tick. */
+function failedProcess(error: Error): SpawnedProcess {
+  const exitListeners: ((code: number | null, signal: string | null, error?: Error) => void)[] = [];
+  setImmediate(() => {
+    for (const listener of exitListeners) listener(null, null, error);
+  });
+  return {
+    pid: undefined,
+    onStdoutLine: () => undefined,
+    onStderrLine: () => undefined,
+    onExit(listener) {
+      exitListeners.push(listener);
+    },
+    kill: () => undefined,
+  };
+}

@@ -3,7 +3,7 @@
  * HTTP, DNS): one probe per round tick, bound to the uplink's source
  * address, each with its own timeout, all cancelled on stop.
  */
-import type { Clock } from "./clock.js";
+import type { Clock } from "../clock.js";
 import { HealthError } from "./errors.js";
 import type { ProbeSink, ProbeSource, Prober } from "./prober.js";
 import type { ProbeTimings } from "./window.js";

@@ -2,11 +2,9 @@
  * The real kernel: iproute2 (`ip -j`, `ip -batch`), `nft -f` and `conntrack`,
  * run in the network namespace of the current process.
  */
-import { KernelCommandError } from "../errors.js";
+import { KernelCommandError, KernelCommandTimeoutError, KernelOutputError } from "../errors.js";
 import { runCommand } from "./exec.js";
 import {
-  TABLE_DEFAULT,
-  TABLE_LOCAL,
   TABLE_MAIN,
   type Kernel,
   type LinkState,
@@ -16,50 +14,82 @@ import {
   type Rule,
 } from "./types.js";
 
-const TABLE_NAMES: Record<string, number> = {
-  main: TABLE_MAIN,
-  default: TABLE_DEFAULT,
-  local: TABLE_LOCAL,
-};
+/** The commands whose output the parsers below read. */
+export const READ_ROUTES = ["-N", "-4", "-j", "route", "show", "table", "all"] as const;
+export const READ_RULES = ["-N", "-4", "-j", "rule", "show"] as const;
 
-/** Protocol names iproute2 prints instead of numbers (/etc/iproute2/rt_protos). */
-const PROTOCOL_NAMES: Record<string, number> = {
-  unspec: 0,
-  redirect: 1,
-  kernel: 2,
-  boot: 3,
-  static: 4,
-  gated: 8,
-  ra: 9,
-  mrt: 10,
-  zebra: 11,
-  bird: 12,
-  dnrouted: 13,
-  xorp: 14,
-  ntk: 15,
-  dhcp: 16,
-  keepalived: 18,
-  babel: 42,
-  openr: 99,
-  bgp: 186,
-  isis: 187,
-  ospf: 188,
-  rip: 189,
-  eigrp: 192,
-};
+/**
+ * Route types by rtnetlink number (RTN_* in linux/rtnetlink.h), named as
+ * iproute2 names them without `-N`. Rule actions FR_ACT_BLACKHOLE (6),
+ * FR_ACT_UNREACHABLE (7) and FR_ACT_PROHIBIT (8) share these numbers, and
+ * `ip -N rule` prints them as `"action": "7"`.
+ */
+const ROUTE_TYPES: readonly (RouteType | undefined)[] = [
+  undefined,
+  "unicast",
+  "local",
+  "broadcast",
+  "anycast",
+  "multicast",
+  "blackhole",
+  "unreachable",
+  "prohibit",
+  "throw",
+  "nat",
+  "xresolve",
+];
 
-/** Table number from iproute2's JSON (`"main"`, `"101"`, absent = main). */
-export function parseTable(value: unknown): number {
-  if (typeof value !== "string" && typeof value !== "number") return TABLE_MAIN;
-  const text = String(value);
-  return TABLE_NAMES[text] ?? Number.parseInt(text, 10);
+/** RTPROT_BOOT: the protocol iproute2 leaves out of a route it prints. */
+const RTPROT_BOOT = 3;
+
+/**
+ * A non-negative integer from iproute2's numeric JSON (`"101"` or `101`).
+ *
+ * @throws {KernelOutputError} naming `command`, the field and the value
+ *   otherwise (e.g. a name: the command was run without `-N`).
+ */
+function numeric(value: unknown, field: string, command: string): number {
+  if (typeof value === "number" && Number.isInteger(value) && value >= 0) return value;
+  if (typeof value === "string" && /^\d+$/.test(value)) return Number(value);
+  throw new KernelOutputError(
+    command,
+    `${JSON.stringify(value)} as ${field}; expected a number (ip -N)`,
+  );
 }
 
-/** Protocol number from iproute2's JSON (`"kernel"`, `"73"`, absent = 0). */
-export function parseProtocol(value: unknown): number {
-  if (typeof value !== "string" && typeof value !== "number") return 0;
-  const text = String(value);
-  return PROTOCOL_NAMES[text] ?? (Number.parseInt(text, 10) || 0);
+/**
+ * Table number from `ip -N -j` (`"101"`; absent: main, which iproute2 leaves out).
+ *
+ * @throws {KernelOutputError} for anything but a number.
+ */
+export function parseTable(value: unknown, command = "ip -N -j"): number {
+  return value === undefined ? TABLE_MAIN : numeric(value, "table", command);
+}
+
+/**
+ * Route or rule protocol number from `ip -N -j` (`"73"`).
+ *
+ * @param absent what a missing field means: iproute2 leaves out a route's
+ *   protocol when it is RTPROT_BOOT (3), a rule's when it is 0 or
+ *   RTPROT_KERNEL (2) (iproute.c, iprule.c).
+ * @throws {KernelOutputError} for anything but a number.
+ */
+export function parseProtocol(value: unknown, absent: number, command = "ip -N -j"): number {
+  return value === undefined ? absent : numeric(value, "protocol", command);
+}
+
+/**
+ * Route type from `ip -N -j route` (`"7"`; absent: unicast).
+ *
+ * @throws {KernelOutputError} for anything but a known RTN_* number.
+ */
+export function parseRouteType(value: unknown, command = "ip -N -j route"): RouteType {
+  if (value === undefined) return "unicast";
+  const type = ROUTE_TYPES[numeric(value, "route type", command)];
+  if (type === undefined) {
+    throw new KernelOutputError(command, `${JSON.stringify(value)} as route type`);
+  }
+  return type;
 }
 
 function asRecords(json: string): Record<string, unknown>[] {
@@ -89,8 +119,15 @@ export function parseLinks(json: string): LinkState[] {
   });
 }
 
-/** Parses `ip -4 -j route show table all`. Route metrics come as `[{initcwnd: 10}]`. */
+/**
+ * Parses `ip -N -4 -j route show table all` (iproute2 6.1: table, protocol,
+ * type and scope as numeric strings; table left out for main, protocol for
+ * boot, type for unicast). Route metrics come as `[{initcwnd: 10}]`.
+ *
+ * @throws {KernelOutputError} when a table, protocol or type is not a number.
+ */
 export function parseRoutes(json: string): Route[] {
+  const command = `ip ${READ_ROUTES.join(" ")}`;
   return asRecords(json).map((r) => {
     const options: Record<string, number> = {};
     for (const entry of (r.metrics as Record<string, unknown>[] | undefined) ?? []) {
@@ -98,27 +135,42 @@ export function parseRoutes(json: string): Route[] {
         if (typeof value === "number") options[key] = value;
       }
     }
-    const type = typeof r.type === "string" ? r.type : "unicast";
     return {
-      table: parseTable(r.table),
-      type: type as RouteType,
+      table: parseTable(r.table, command),
+      type: parseRouteType(r.type, command),
       dst: String(r.dst),
       ...(typeof r.gateway === "string" ? { gateway: r.gateway } : {}),
       ...(typeof r.dev === "string" ? { dev: r.dev } : {}),
       ...(typeof r.prefsrc === "string" ? { src: r.prefsrc } : {}),
       metric: typeof r.metric === "number" ? r.metric : 0,
-      protocol: parseProtocol(r.protocol),
+      protocol: parseProtocol(r.protocol, RTPROT_BOOT, command),
       options,
     };
   });
 }
 
-/** Parses `ip -4 -j rule show`. */
+/**
+ * Parses `ip -N -4 -j rule show` (iproute2 6.1: table and protocol as
+ * numeric strings, an action rule as `"action": "7"` with the RTN_* number).
+ *
+ * @throws {KernelOutputError} when a table, protocol or action is not a number.
+ */
 export function parseRules(json: string): Rule[] {
+  const command = `ip ${READ_RULES.join(" ")}`;
   return asRecords(json).map((r) => {
-    const rule: Rule = { priority: Number(r.priority), protocol: parseProtocol(r.protocol) };
-    if (r.table !== undefined) rule.table = parseTable(r.table);
-    if (r.action === "unreachable" || r.action === "blackhole") rule.action = r.action;
+    const rule: Rule = {
+      priority: Number(r.priority),
+      protocol: parseProtocol(r.protocol, 0, command),
+    };
+    if (r.table !== undefined) rule.table = parseTable(r.table, command);
+    if (r.action !== undefined) {
+      const action = ROUTE_TYPES[numeric(r.action, "rule action", command)];
+      if (action === "unreachable" || action === "blackhole" || action === "prohibit") {
+        rule.action = action;
+      } else {
+        throw new KernelOutputError(command, `${JSON.stringify(r.action)} as rule action`);
+      }
+    }
     if (typeof r.src === "string" && r.src !== "all") {
       rule.from = typeof r.srclen === "number" && r.srclen !== 32 ? `${r.src}/${r.srclen}` : r.src;
     }
@@ -130,29 +182,82 @@ export function parseRules(json: string): Rule[] {
   });
 }
 
+/**
+ * How long each kind of kernel command may run before it is killed, ms.
+ * A timeout ends in a KernelCommandTimeoutError naming the command.
+ */
+export interface KernelTimeouts {
+  /** `ip -j addr|route|rule show`: netlink dumps, milliseconds even on a busy router. */
+  ipRead: number;
+  /** `ip -batch -`: a handful of route and rule changes. */
+  ipWrite: number;
+  /** `nft -j list table` and `nft -f -` (one transaction). */
+  nft: number;
+  /**
+   * `conntrack -D -m MARK/MASK`: walks the whole conntrack table and deletes
+   * one entry per netlink message; grows with the table (seconds at 250,000).
+   */
+  conntrackDelete: number;
+  /** `conntrack -L`: dumps the whole table as text. */
+  conntrackList: number;
+}
+
+/**
+ * Default timeouts, ms: iproute2 and nft 5 s (their work here is a few
+ * netlink messages; a hang means something is wrong, and failover must not
+ * wait behind it), conntrack deletion 30 s and listing 15 s (they scale with
+ * the conntrack table).
+ */
+export const KERNEL_TIMEOUTS: Readonly<KernelTimeouts> = Object.freeze({
+  ipRead: 5_000,
+  ipWrite: 5_000,
+  nft: 5_000,
+  conntrackDelete: 30_000,
+  conntrackList: 15_000,
+});
+
 /** The kernel of the network namespace this process runs in. */
 export class LinuxKernel implements Kernel {
+  /** The timeouts in force, ms. */
+  readonly timeouts: Readonly<KernelTimeouts>;
+
+  /** @param options.timeouts overrides of {@link KERNEL_TIMEOUTS}, ms. */
+  constructor(options: { timeouts?: Partial<KernelTimeouts> } = {}) {
+    this.timeouts = { ...KERNEL_TIMEOUTS, ...options.timeouts };
+  }
+
   async readLinks(): Promise<LinkState[]> {
-    const { stdout } = await runCommand("ip", ["-j", "addr", "show"]);
+    const { stdout } = await runCommand("ip", ["-j", "addr", "show"], {
+      timeoutMs: this.timeouts.ipRead,
+    });
     return parseLinks(stdout);
   }
 
   async readRoutes(): Promise<Route[]> {
-    const { stdout } = await runCommand("ip", ["-4", "-j", "route", "show", "table", "all"]);
+    const { stdout } = await runCommand("ip", READ_ROUTES, {
+      timeoutMs: this.timeouts.ipRead,
+    });
     return parseRoutes(stdout);
   }
 
   async readRules(): Promise<Rule[]> {
-    const { stdout } = await runCommand("ip", ["-4", "-j", "rule", "show"]);
+    const { stdout } = await runCommand("ip", READ_RULES, {
+      timeoutMs: this.timeouts.ipRead,
+    });
     return parseRules(stdout);
   }
 
   async ipBatch(lines: readonly string[]): Promise<void> {
     if (lines.length === 0) return;
     try {
-      await runCommand("ip", ["-batch", "-"], { input: lines.join("\n") + "\n" });
+      await runCommand("ip", ["-batch", "-"], {
+        input: lines.join("\n") + "\n",
+        timeoutMs: this.timeouts.ipWrite,
+      });
     } catch (error) {
-      if (!(error instanceof KernelCommandError)) throw error;
+      if (!(error instanceof KernelCommandError) || error instanceof KernelCommandTimeoutError) {
+        throw error;
+      }
       // iproute2 reports "Command failed -:N"; name the failing line itself.
       const lineNo = /Command failed -:(\d+)/.exec(error.stderr)?.[1];
       const failing = lineNo === undefined ? undefined : lines[Number(lineNo) - 1];
@@ -165,12 +270,14 @@ export class LinuxKernel implements Kernel {
   }
 
   async nftLoad(script: string): Promise<void> {
-    await runCommand("nft", ["-f", "-"], { input: script });
+    await runCommand("nft", ["-f", "-"], { input: script, timeoutMs: this.timeouts.nft });
   }
 
   async nftReadTable(name: string): Promise<NftJson | null> {
     try {
-      const { stdout } = await runCommand("nft", ["-j", "list", "table", "inet", name]);
+      const { stdout } = await runCommand("nft", ["-j", "list", "table", "inet", name], {
+        timeoutMs: this.timeouts.nft,
+      });
       return JSON.parse(stdout) as NftJson;
     } catch (error) {
       if (error instanceof KernelCommandError && /No such file or directory/.test(error.stderr)) {
@@ -185,7 +292,7 @@ export class LinuxKernel implements Kernel {
     const { stderr } = await runCommand(
       "conntrack",
       ["-D", "-f", "ipv4", "-m", `${mark >>> 0}/${mask >>> 0}`],
-      { allowExitCodes: [1] },
+      { allowExitCodes: [1], timeoutMs: this.timeouts.conntrackDelete },
     );
     const count = /(\d+) flow entries have been deleted/.exec(stderr)?.[1];
     return count === undefined ? 0 : Number(count);
@@ -194,6 +301,7 @@ export class LinuxKernel implements Kernel {
   async conntrackCountByMark(mask: number): Promise<Map<number, number>> {
     const { stdout } = await runCommand("conntrack", ["-L", "-f", "ipv4", "-o", "extended"], {
       allowExitCodes: [1],
+      timeoutMs: this.timeouts.conntrackList,
     });
     const counts = new Map<number, number>();
     for (const match of stdout.matchAll(/\bmark=(\d+)/g)) {

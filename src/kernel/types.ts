@@ -33,8 +33,23 @@ export interface LinkState {
   addresses: InterfaceAddress[];
 }
 
-/** Route types uplinkd writes (rtnetlink RTN_UNICAST, RTN_UNREACHABLE, RTN_BLACKHOLE). */
-export type RouteType = "unicast" | "unreachable" | "blackhole";
+/**
+ * Route types (rtnetlink RTN_*, named as iproute2 names them). uplinkd
+ * writes only `unicast`, `unreachable` and `blackhole`; the others are read
+ * from tables it does not own (e.g. `local` and `broadcast` in table local).
+ */
+export type RouteType =
+  | "unicast"
+  | "local"
+  | "broadcast"
+  | "anycast"
+  | "multicast"
+  | "blackhole"
+  | "unreachable"
+  | "prohibit"
+  | "throw"
+  | "nat"
+  | "xresolve";
 
 /**
  * One IPv4 route. Identity in the kernel: (table, dst, metric) — the kernel
@@ -62,8 +77,11 @@ export interface Rule {
   priority: number;
   /** Table number to look up; absent when `action` is set. */
   table?: number;
-  /** A rule that ends the lookup: `unreachable` or `blackhole` (no table). */
-  action?: "unreachable" | "blackhole";
+  /**
+   * A rule that ends the lookup (no table): `unreachable`, `blackhole` or
+   * `prohibit` (FR_ACT_UNREACHABLE/BLACKHOLE/PROHIBIT). uplinkd writes the first two.
+   */
+  action?: "unreachable" | "blackhole" | "prohibit";
   /** Source prefix, `a.b.c.d` or `a.b.c.d/n`; absent for "all". */
   from?: string;
   fwmark?: number;
@@ -74,7 +92,11 @@ export interface Rule {
   protocol: number;
 }
 
-/** The kernel as uplinkd uses it; the only door to it. */
+/**
+ * The kernel as uplinkd uses it; the only door to it. Every method may also
+ * throw a KernelCommandTimeoutError (a KernelCommandError) when its command
+ * hangs past its timeout (LinuxKernel: see KERNEL_TIMEOUTS in ./linux.ts).
+ */
 export interface Kernel {
   /**
    * Every interface with its flags and IPv4 addresses (`ip -j addr show`).
@@ -82,12 +104,13 @@ export interface Kernel {
    */
   readLinks(): Promise<LinkState[]>;
   /**
-   * Every IPv4 route of every table (`ip -4 -j route show table all`).
+   * Every IPv4 route of every table (`ip -N -4 -j route show table all`:
+   * numbers, never names from /etc/iproute2/rt_tables or rt_protos).
    * @throws {KernelCommandError}
    */
   readRoutes(): Promise<Route[]>;
   /**
-   * Every IPv4 rule (`ip -4 -j rule show`).
+   * Every IPv4 rule (`ip -N -4 -j rule show`: numbers, never names).
    * @throws {KernelCommandError}
    */
   readRules(): Promise<Rule[]>;

@@ -4,6 +4,7 @@
  * with `ip -j` (outside the controller's queue: reads change nothing).
  */
 import type { Logger } from "pino";
+import type { Clock } from "../clock.js";
 import type { Config } from "../config/schema.js";
 import type { Surroundings } from "../dataplane/render.js";
 import type { Kernel } from "../kernel/types.js";
@@ -42,6 +43,8 @@ export interface LinkWatcherOptions {
   config: () => Config;
   /** Called after a read that changed something: the old and the new observation. */
   onChange: (before: LinkObservation, after: LinkObservation) => void;
+  /** Time for the monitor's debounce and restart backoff. */
+  clock: Clock;
   /** Starts the `ip monitor` trigger; tests pass a fake. */
   monitor?: (onChange: () => void) => { start(): void; stop(): void };
 }
@@ -71,7 +74,10 @@ export class LinkWatcher {
    * @throws {KernelCommandError} when the first read fails.
    */
   async start(): Promise<void> {
-    const create = this.#options.monitor ?? ((onChange: () => void) => new KernelMonitor(onChange));
+    const create =
+      this.#options.monitor ??
+      ((onChange: () => void) =>
+        new KernelMonitor(onChange, { clock: this.#options.clock, log: this.#options.log }));
     this.#monitor = create(() => {
       this.refresh().catch(() => undefined);
     });

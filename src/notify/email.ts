@@ -5,7 +5,7 @@
 import { readFile } from "node:fs/promises";
 import type { Logger } from "pino";
 import { createTransport } from "nodemailer";
-import type { NotifyClock } from "./clock.js";
+import type { Clock } from "../clock.js";
 import { NotifyError, NotifyTimeoutError } from "./errors.js";
 import { withRetries } from "./retry.js";
 import type { EmailConfig } from "./schema.js";
@@ -65,7 +65,7 @@ const PERMANENT_CODES = new Set([
 export async function sendEmail(
   email: EmailConfig,
   message: EmailMessage,
-  deps: { clock: NotifyClock; log: Logger; hostname: string },
+  deps: { clock: Clock; log: Logger; hostname: string },
 ): Promise<number> {
   const target = emailTarget(email);
   return withRetries(
@@ -86,7 +86,7 @@ async function sendOnce(
   email: EmailConfig,
   message: EmailMessage,
   target: string,
-  deps: { clock: NotifyClock; hostname: string },
+  deps: { clock: Clock; hostname: string },
 ): Promise<void> {
   const auth =
     email.username === undefined

@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import type { Logger } from "pino";
-import type { NotifyClock, NotifyTimerHandle } from "./clock.js";
+import type { Clock, TimerHandle } from "../clock.js";
 import { NotifyError, NotifyTimeoutError } from "./errors.js";
 import type { HookConfig } from "./schema.js";
 
@@ -59,7 +59,7 @@ export interface HookOutcome {
 export function runHook(
   hook: HookConfig,
   env: Readonly<Record<string, string>>,
-  deps: { clock: NotifyClock; log: Logger },
+  deps: { clock: Clock; log: Logger },
 ): Promise<HookOutcome> {
   const target = hookTarget(hook);
   const [file, ...args] = hook.command;
@@ -101,7 +101,7 @@ export function runHook(
     let startError: Error | undefined;
     let timedOut = false;
     let finished = false;
-    const timers: NotifyTimerHandle[] = [];
+    const timers: TimerHandle[] = [];
 
     const killGroup = (signal: NodeJS.Signals): void => {
       if (child.pid === undefined) return;

@@ -10,5 +10,4 @@ export { notifySchema, emailSchema, webhookSchema, hookSchema } from "./schema.j
 export type { NotifyConfig, EmailConfig, WebhookConfig, HookConfig } from "./schema.js";
 export { NotifyError, NotifyTimeoutError } from "./errors.js";
 export type { ChannelKind } from "./errors.js";
-export type { NotifyClock, NotifyTimerHandle } from "./clock.js";
 export type { NotifyUplinkStatus, WebhookPayload, HookEvent } from "./message.js";

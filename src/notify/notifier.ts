@@ -15,7 +15,7 @@
 import { hostname as osHostname } from "node:os";
 import type { Logger } from "pino";
 import type { Transition } from "../uplink-health.js";
-import { systemNotifyClock, type NotifyClock, type NotifyTimerHandle } from "./clock.js";
+import { systemClock, type Clock, type TimerHandle } from "../clock.js";
 import { emailTarget, sendEmail } from "./email.js";
 import { NotifyError, type ChannelKind } from "./errors.js";
 import { hookTarget, runHook } from "./hook.js";
@@ -46,7 +46,7 @@ export interface NotifierOptions {
   /** The interface of an uplink (e.g. `wan1` for `isp1`); undefined when unknown. */
   interfaceOf: (uplink: string) => string | undefined;
   /** Time for the coalescing window, timeouts and backoff; default: the real clock. */
-  clock?: NotifyClock;
+  clock?: Clock;
   /**
    * Every uplink's state now, for the "Uplinks now" part of a message; called
    * when a burst is sent. A throw is logged and the part left out.
@@ -94,7 +94,7 @@ interface Channel {
 export class Notifier {
   readonly #config: NotifyConfig;
   readonly #log: Logger;
-  readonly #clock: NotifyClock;
+  readonly #clock: Clock;
   readonly #interfaceOf: (uplink: string) => string | undefined;
   readonly #statusProvider: (() => readonly NotifyUplinkStatus[]) | undefined;
   readonly #hostname: string;
@@ -102,7 +102,7 @@ export class Notifier {
   readonly #channels: readonly Channel[];
   #pending: NotifiedTransition[] = [];
   #omitted = 0;
-  #window: NotifyTimerHandle | undefined;
+  #window: TimerHandle | undefined;
 
   /**
    * @param config the `notify` section, as `notifySchema` outputs it (durations in ms).
@@ -111,7 +111,7 @@ export class Notifier {
   constructor(config: NotifyConfig, log: Logger, options: NotifierOptions) {
     this.#config = config;
     this.#log = log.child({ component: "notify" });
-    this.#clock = options.clock ?? systemNotifyClock;
+    this.#clock = options.clock ?? systemClock;
     this.#interfaceOf = options.interfaceOf;
     this.#statusProvider = options.statusProvider;
     this.#hostname = options.hostname ?? osHostname();

@@ -1,7 +1,9 @@
 /**
- * Retries with exponential backoff, on an injected clock.
+ * Retries with exponential backoff (the program's one, ../backoff.ts), on an
+ * injected clock.
  */
-import { sleep, type NotifyClock } from "./clock.js";
+import { backoffDelay, type BackoffPolicy } from "../backoff.js";
+import { sleep, type Clock } from "../clock.js";
 import { NotifyError } from "./errors.js";
 
 /** Longest wait between two attempts, in ms, whatever the doubling gives. */
@@ -16,11 +18,12 @@ export interface RetryPolicy {
 }
 
 /**
- * The wait before retry number `retry` (1-based), in ms:
- * `backoffMs * 2^(retry-1)`, at most {@link MAX_BACKOFF_MS}.
+ * The program's backoff ({@link BackoffPolicy}) a retry policy stands for:
+ * the wait before retry number n (1-based) is `backoffMs * 2^(n-1)`, at most
+ * {@link MAX_BACKOFF_MS}.
  */
-export function backoffDelay(policy: RetryPolicy, retry: number): number {
-  return Math.min(MAX_BACKOFF_MS, policy.backoffMs * 2 ** Math.max(0, retry - 1));
+export function retryBackoff(policy: RetryPolicy): BackoffPolicy {
+  return { baseMs: policy.backoffMs, factor: 2, maxMs: MAX_BACKOFF_MS };
 }
 
 /** A failed attempt, as `onRetry` sees it before waiting. */
@@ -46,11 +49,12 @@ export interface FailedAttempt {
 export async function withRetries(
   attempt: (n: number) => Promise<void>,
   policy: RetryPolicy,
-  clock: NotifyClock,
+  clock: Clock,
   toNotifyError: (error: unknown) => NotifyError,
   onRetry?: (failed: FailedAttempt) => void,
 ): Promise<number> {
   const attempts = Math.max(1, Math.floor(policy.retries) + 1);
+  const backoff = retryBackoff(policy);
   for (let n = 1; ; n++) {
     try {
       await attempt(n);
@@ -58,7 +62,7 @@ export async function withRetries(
     } catch (caught) {
       const error = caught instanceof NotifyError ? caught : toNotifyError(caught);
       if (!error.retryable || n >= attempts) throw new RetriesExhausted(error, n);
-      const delayMs = backoffDelay(policy, n);
+      const delayMs = backoffDelay(backoff, n);
       onRetry?.({ attempt: n, error, delayMs });
       await sleep(clock, delayMs);
     }

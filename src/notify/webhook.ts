@@ -3,7 +3,7 @@
  * retries with exponential backoff.
  */
 import type { Logger } from "pino";
-import type { NotifyClock } from "./clock.js";
+import type { Clock } from "../clock.js";
 import { NotifyError, NotifyTimeoutError } from "./errors.js";
 import type { WebhookPayload } from "./message.js";
 import { withRetries } from "./retry.js";
@@ -47,7 +47,7 @@ export function retryableStatus(status: number): boolean {
 export async function postWebhook(
   webhook: WebhookConfig,
   payload: WebhookPayload,
-  deps: { clock: NotifyClock; log: Logger },
+  deps: { clock: Clock; log: Logger },
 ): Promise<number> {
   const target = webhookTarget(webhook);
   const body = JSON.stringify(payload);
@@ -75,7 +75,7 @@ async function postOnce(
   target: string,
   headers: Record<string, string>,
   body: string,
-  clock: NotifyClock,
+  clock: Clock,
 ): Promise<void> {
   const controller = new AbortController();
   const timer = clock.setTimeout(() => {

@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { runCommand } from "../../src/kernel/exec.js";
-import { systemClock } from "../../src/health/clock.js";
+import { systemClock } from "../../src/clock.js";
 import type { Transition, UplinkState } from "../../src/health/machine.js";
 import { UplinkMonitor } from "../../src/health/monitor.js";
 import { resolveHealthSettings } from "../../src/health/options.js";

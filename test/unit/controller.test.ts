@@ -7,7 +7,7 @@ import { staleUplinks, type UplinkSummary } from "../../src/controller/cleanup.j
 import { Controller, type ControllerInputs } from "../../src/controller/controller.js";
 import { buildViews } from "../../src/dataplane/views.js";
 import { KernelCommandError } from "../../src/errors.js";
-import { ManualClock } from "../../src/health/clock.js";
+import { ManualClock } from "../fakes/clock.js";
 import type { UplinkLink } from "../../src/links/observe.js";
 import type { UplinkState } from "../../src/uplink-health.js";
 import { FakeKernel } from "../fakes/kernel.js";

@@ -13,7 +13,7 @@ import { afterEach, beforeEach, describe, it } from "node:test";
 import { pino } from "pino";
 import { loadConfig } from "../../src/config/load.js";
 import { Daemon } from "../../src/daemon.js";
-import { ManualClock } from "../../src/health/clock.js";
+import { ManualClock } from "../fakes/clock.js";
 import type { LinkState } from "../../src/kernel/types.js";
 import type {
   HealthSnapshot,

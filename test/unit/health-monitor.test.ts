@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { ManualClock } from "../../src/health/clock.js";
+import { ManualClock } from "../fakes/clock.js";
 import { FakePing, seededRandom } from "../../src/health/fakes.js";
 import type { Transition, UplinkState } from "../../src/health/machine.js";
 import { UplinkMonitor, type UplinkMonitorOptions } from "../../src/health/monitor.js";

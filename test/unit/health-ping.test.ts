@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { ManualClock } from "../../src/health/clock.js";
+import { ManualClock } from "../fakes/clock.js";
 import { FakePing } from "../../src/health/fakes.js";
 import { IcmpProber, parsePingLine, pingArgs, unwrapSeq } from "../../src/health/ping.js";
-import type { ProcessSpawner, SpawnedProcess } from "../../src/health/process.js";
+import { nodeSpawner, type ProcessSpawner, type SpawnedProcess } from "../../src/health/process.js";
 import type { ProbeSink } from "../../src/health/prober.js";
 import { ProbeWindow } from "../../src/health/window.js";
 
@@ -268,6 +268,41 @@ describe("ICMP prober (one long-running ping per uplink and target)", () => {
     assert.equal(processes.length, 3);
     clock.advance(1);
     assert.equal(processes.length, 4);
+  });
+
+  it("notes a ping killed by a signal and restarts it", () => {
+    const { clock, processes, current, notes } = setup();
+    current().exit(null, "SIGKILL");
+    assert.match(notes.at(-1) ?? "", /ping killed by SIGKILL; restarting in 500 ms/);
+    clock.advance(500);
+    assert.equal(processes.length, 2);
+  });
+
+  it("with a real spawner, a ping that cannot start is noted and retried, not thrown", async () => {
+    const clock = new ManualClock();
+    const notes: string[] = [];
+    const prober = new IcmpProber({
+      host: "198.51.100.1",
+      intervalMs: 200,
+      timeoutMs: 500,
+      source: { mark: 1 },
+      clock,
+      spawner: nodeSpawner,
+      pingPath: "/nonexistent/uplinkd-test-ping",
+    });
+    prober.start(windowSink(new ProbeWindow({ size: 10, timeoutMs: 500 }), notes));
+    // The start failure arrives as a child_process 'error' event.
+    for (let i = 0; i < 200 && notes.length === 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    assert.match(
+      notes[0] ?? "",
+      /ping could not start: spawn \/nonexistent\/uplinkd-test-ping ENOENT; restarting in 500 ms/,
+    );
+    assert.equal(prober.processRunning, false);
+    clock.advance(500);
+    assert.equal(prober.processRunning, true, "a new ping was started after the backoff");
+    await prober.stop();
   });
 
   it("continues sequence numbers after a restart, with a gap", () => {

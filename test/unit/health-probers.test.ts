@@ -3,7 +3,7 @@ import { createSocket, type Socket as UdpSocket } from "node:dgram";
 import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
 import { createServer as createTcpServer, type AddressInfo, type Server } from "node:net";
 import { after, before, describe, it } from "node:test";
-import { systemClock } from "../../src/health/clock.js";
+import { systemClock } from "../../src/clock.js";
 import { DnsProber } from "../../src/health/dns.js";
 import { HttpProber } from "../../src/health/http.js";
 import type { ProbeSink } from "../../src/health/prober.js";

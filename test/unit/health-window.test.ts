@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { ManualClock } from "../../src/health/clock.js";
+import { ManualClock } from "../fakes/clock.js";
 import { ProbeWindow } from "../../src/health/window.js";
 
 describe("probe window", () => {

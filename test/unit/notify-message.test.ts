@@ -12,7 +12,8 @@ import {
   type NotifiedTransition,
 } from "../../src/notify/message.js";
 import { SerialQueue } from "../../src/queue.js";
-import { MAX_BACKOFF_MS, backoffDelay } from "../../src/notify/retry.js";
+import { backoffDelay } from "../../src/backoff.js";
+import { MAX_BACKOFF_MS, retryBackoff } from "../../src/notify/retry.js";
 import { notifySchema } from "../../src/notify/schema.js";
 
 const isp1Down: NotifiedTransition = {
@@ -286,7 +287,7 @@ describe("a hook script's environment", () => {
 
 describe("retry backoff", () => {
   test("doubles from the configured backoff, up to a cap", () => {
-    const policy = { retries: 20, backoffMs: 1000 };
+    const policy = retryBackoff({ retries: 20, backoffMs: 1000 });
     assert.deepEqual(
       [1, 2, 3, 4].map((r) => backoffDelay(policy, r)),
       [1000, 2000, 4000, 8000],

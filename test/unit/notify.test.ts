@@ -27,7 +27,7 @@ import {
 } from "node:tls";
 import { promisify } from "node:util";
 import { pino, type Logger } from "pino";
-import type { NotifyClock, NotifyTimerHandle } from "../../src/notify/clock.js";
+import { ManualClock } from "../fakes/clock.js";
 import { Notifier, notifyTest, type NotifyResult } from "../../src/notify/notifier.js";
 import { notifySchema, type NotifyConfig } from "../../src/notify/schema.js";
 import type { Transition } from "../../src/uplink-health.js";
@@ -407,39 +407,6 @@ class HttpReceiver {
     this.#server.closeAllConnections();
     this.#server.close();
     await once(this.#server, "close");
-  }
-}
-
-/** A clock that moves only when told to; timers fire in `advance`. */
-class ManualClock implements NotifyClock {
-  #now = 0;
-  #nextId = 1;
-  #timers: { id: number; at: number; fn: () => void }[] = [];
-  now(): number {
-    return this.#now;
-  }
-  wall(): number {
-    return 1_700_000_000_000 + this.#now;
-  }
-  setTimeout(fn: () => void, delayMs: number): NotifyTimerHandle {
-    const timer = { id: this.#nextId++, at: this.#now + Math.max(0, delayMs), fn };
-    this.#timers.push(timer);
-    this.#timers.sort((a, b) => a.at - b.at || a.id - b.id);
-    return { id: timer.id };
-  }
-  clearTimeout(handle: NotifyTimerHandle): void {
-    this.#timers = this.#timers.filter((t) => t.id !== handle.id);
-  }
-  advance(ms: number): void {
-    const to = this.#now + ms;
-    for (let i = 0; i < 1000; i++) {
-      const next = this.#timers[0];
-      if (next === undefined || next.at > to) break;
-      this.#timers.shift();
-      this.#now = next.at;
-      next.fn();
-    }
-    this.#now = to;
   }
 }
 

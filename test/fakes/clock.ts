@@ -1,65 +1,9 @@
 /**
- * Time for the health checks, injected: a monotonic clock (ms) for every
- * decision, a wall clock (ms since the epoch) only for stamping transitions,
- * and timers. The daemon uses {@link systemClock}; unit tests use
- * {@link ManualClock} and never sleep.
+ * A clock for unit tests that moves only when told to: the {@link Clock} of
+ * src/clock.ts without real time, so state machines, backoffs and timeouts
+ * are tested without sleeping.
  */
-import { performance } from "node:perf_hooks";
-
-/** An opaque handle for a scheduled callback; pass it to `Clock.clearTimeout`. */
-export interface TimerHandle {
-  readonly id: number;
-}
-
-/** What the health code needs from time. */
-export interface Clock {
-  /** Monotonic time in ms (never jumps back; origin unspecified). */
-  now(): number;
-  /** Wall-clock time in ms since 1970-01-01 UTC (may jump); only for stamping events. */
-  wall(): number;
-  /** Runs `fn` once after `delayMs` ms (clamped to >= 0). */
-  setTimeout(fn: () => void, delayMs: number): TimerHandle;
-  /** Cancels a timer; cancelling a fired or unknown timer does nothing. */
-  clearTimeout(handle: TimerHandle): void;
-}
-
-/** The real clock: `performance.now()`, `Date.now()` and Node's timers. */
-export class SystemClock implements Clock {
-  readonly #timers = new Map<number, NodeJS.Timeout>();
-  #nextId = 1;
-
-  now(): number {
-    return performance.now();
-  }
-
-  wall(): number {
-    return Date.now();
-  }
-
-  setTimeout(fn: () => void, delayMs: number): TimerHandle {
-    const id = this.#nextId++;
-    const timer = setTimeout(
-      () => {
-        this.#timers.delete(id);
-        fn();
-      },
-      Math.max(0, delayMs),
-    );
-    this.#timers.set(id, timer);
-    return { id };
-  }
-
-  clearTimeout(handle: TimerHandle): void {
-    const timer = this.#timers.get(handle.id);
-    if (timer !== undefined) {
-      clearTimeout(timer);
-      this.#timers.delete(handle.id);
-    }
-  }
-}
-
-/** The process-wide real clock. */
-export const systemClock: Clock = new SystemClock();
+import type { Clock, TimerHandle } from "../../src/clock.js";
 
 interface ManualTimer {
   id: number;
