@@ -12,6 +12,7 @@ import type { LsmResults } from "./lsm.js";
 import type { SoakResults } from "./soak.js";
 import { ratio, type Spread } from "./stats.js";
 import type { ThroughputResults } from "./throughput.js";
+import type { LoadResults } from "./load.js";
 
 /** One part's outcome. */
 export interface PartResult {
@@ -256,6 +257,17 @@ export function summaryRows(doc: Results): Row[] {
         `Daemon CPU, ${f.uplinks} uplinks x ${f.targets} targets`,
         num(f.cpuPct, " %"),
         `of one core over ${f.seconds} s; children ${num(f.children.cpuPct, " %")}`,
+      ),
+    );
+  }
+  const load = data(doc, "load") as LoadResults | undefined;
+  for (const m of load?.modes ?? []) {
+    rows.push(
+      spreadRow(
+        `Mixed bulk workload over 10 + 40 Mbit/s, ${m.mode}: completion time`,
+        m.completion,
+        " ms",
+        `goodput ${num(m.goodputMbit, " Mbit/s")} (${num(m.ofCapacityPct, " %")} of 50); ${m.failed} failed`,
       ),
     );
   }
@@ -532,6 +544,31 @@ export function renderMarkdown(doc: Results): string {
     for (const f of fp.runs) {
       out.push(
         `| ${f.uplinks} x ${f.targets} | ${num(f.rssMb.median)} / ${num(f.rssMb.max)} | ${num(f.peakRssMb)} | ${num(f.cpuPct, " %")} | ${childList(f)} | ${num(f.children.pssMb, " MB")} | ${num(f.children.cpuPct, " %")} |`,
+      );
+    }
+    out.push("");
+  }
+
+  const load = data(doc, "load") as LoadResults | undefined;
+  out.push(
+    "## 9. Balancing by load",
+    "",
+    "Two uplinks limited to 10 and 40 Mbit/s at the ISPs (tbf), with those bandwidths in the config. The LAN " +
+      "client runs the lab's bulk workload: HTTP downloads of 200 kB, 2 MB and 20 MB (70:25:5) arriving at random " +
+      "(Poisson, 3.4/s, about 45 Mbit/s offered), the same seed for every mode. Goodput: bytes received over the " +
+      "span from the first start to the last end; completion time: start to last byte of each transfer.",
+    "",
+  );
+  if (load !== undefined) {
+    out.push(
+      `${load.durationS} s of arrivals per mode, seed ${load.seed}.`,
+      "",
+      "| mode | goodput (Mbit/s) | of 50 Mbit/s | completion median (ms) | p90 (ms) | transfers | failed | share isp1 / isp2 |",
+      "|---|---:|---:|---:|---:|---:|---:|---:|",
+    );
+    for (const m of load.modes) {
+      out.push(
+        `| ${m.mode} | ${num(m.goodputMbit)} | ${num(m.ofCapacityPct, " %")} | ${num(m.completion.median)} | ${num(m.completion.p90)} | ${m.transfers} | ${m.failed} | ${m.sharePct.isp1 ?? 0} / ${m.sharePct.isp2 ?? 0} % |`,
       );
     }
     out.push("");

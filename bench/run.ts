@@ -8,7 +8,7 @@
  *
  * Options: `--quick`; `--out DIR` (default bench/, or bench/quick/ with
  * --quick); `--only PART,...` (failover, lsm, soak, apply, balance,
- * throughput, footprint); `--render FILE`: only rewrite RESULTS.md next to
+ * throughput, footprint, load); `--render FILE`: only rewrite RESULTS.md next to
  * the results.json FILE. Needs root (network namespaces) and a build.
  *
  * Every part runs in labs of its own (prefix `b<part><run id>`), removed at
@@ -37,6 +37,7 @@ import {
 } from "./report.js";
 import { soakPart } from "./soak.js";
 import { throughputPart } from "./throughput.js";
+import { loadPart } from "./load.js";
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
 
@@ -49,6 +50,7 @@ export const PARTS = [
   "balance",
   "throughput",
   "footprint",
+  "load",
 ] as const;
 export type PartName = (typeof PARTS)[number];
 
@@ -140,6 +142,7 @@ async function main(): Promise<number> {
     await part("balance", () => balancePart(ctx));
     await part("throughput", () => throughputPart(ctx));
     await part("footprint", () => footprintPart(ctx));
+    await part("load", () => loadPart(ctx));
   };
   const long = (): Promise<unknown> =>
     Promise.all([

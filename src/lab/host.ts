@@ -4,14 +4,19 @@
  * masquerade address) carried a connection.
  *
  * - HTTP (default port 80): `GET /` -> the client address and a newline
- *   (text/plain); `GET /json` -> `{"client":"100.64.1.2","port":40112}`.
+ *   (text/plain); `GET /json` -> `{"client":"100.64.1.2","port":40112}`;
+ *   `GET /bytes?n=N` -> N bytes (a bulk transfer of that size).
  * - whoami (default TCP port 7): for every line received, the client address
  *   and a newline; one connection can ask many times.
  *
  * Usage: `host.js [--address 192.0.2.10] [--http-port 80] [--whoami-port 7]`.
  * Prints `ready` on stdout once both listen; errors go to stderr.
  */
-import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
+import {
+  createServer as createHttpServer,
+  type Server as HttpServer,
+  type ServerResponse,
+} from "node:http";
 import { createServer as createTcpServer, type Server as TcpServer, type Socket } from "node:net";
 import { parseArgs } from "node:util";
 import { isMainModule } from "./scripts.js";
@@ -75,6 +80,36 @@ function listen(server: HttpServer | TcpServer, port: number, host: string): Pro
   });
 }
 
+/** Largest body `GET /bytes?n=N` sends: 1 GiB. */
+const MAX_BYTES = 2 ** 30;
+const CHUNK = Buffer.alloc(64 * 1024);
+
+/** `GET /bytes?n=N`: N zero bytes (a bulk transfer), written as the client reads them. */
+function sendBytes(res: ServerResponse, n: number): void {
+  if (!Number.isInteger(n) || n < 0 || n > MAX_BYTES) {
+    res.writeHead(400, { "content-type": "text/plain" }).end(`n must be 0..${MAX_BYTES}\n`);
+    return;
+  }
+  res.writeHead(200, {
+    "content-type": "application/octet-stream",
+    "content-length": n,
+    "x-client": clientAddress(res.req.socket),
+  });
+  let left = n;
+  const write = (): void => {
+    while (left > 0) {
+      const size = Math.min(left, CHUNK.length);
+      left -= size;
+      if (!res.write(size === CHUNK.length ? CHUNK : CHUNK.subarray(0, size))) {
+        res.once("drain", write);
+        return;
+      }
+    }
+    res.end();
+  };
+  write();
+}
+
 /**
  * Start the echo host.
  * @throws the listen error (EADDRNOTAVAIL when the address is not local, EADDRINUSE).
@@ -85,6 +120,8 @@ export async function startEchoHost(options: EchoHostOptions): Promise<EchoHost>
     const path = (req.url ?? "/").split("?")[0];
     if (req.method === "GET" && path === "/") {
       res.writeHead(200, { "content-type": "text/plain" }).end(`${client}\n`);
+    } else if (req.method === "GET" && path === "/bytes") {
+      sendBytes(res, Number(new URLSearchParams((req.url ?? "").split("?")[1]).get("n")));
     } else if (req.method === "GET" && path === "/json") {
       const body = JSON.stringify({ client, port: req.socket.remotePort ?? 0 });
       res.writeHead(200, { "content-type": "application/json" }).end(`${body}\n`);

@@ -8,7 +8,7 @@ import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 /** The lab's runnable scripts. */
-export type LabScript = "host" | "traffic";
+export type LabScript = "host" | "traffic" | "bulk";
 
 /**
  * The argv that runs lab script `name` with the current Node:

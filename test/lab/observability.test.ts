@@ -155,20 +155,25 @@ after(async () => {
 });
 
 describe("uplinkd status", () => {
-  it("prints a table per uplink with state, loss, RTT, jitter, weight, tier, connections and bytes", async () => {
+  it("prints a table per uplink with state, loss, RTT, jitter, weight, tier, connections, bytes and throughput, then each policy's shares", async () => {
     const result = await cli("status", "-c", lab.configPath);
     assert.equal(result.code, 0, result.stderr);
-    const [header, ...rows] = result.stdout.trimEnd().split("\n");
+    const [header, ...lines] = result.stdout.trimEnd().split("\n");
     assert.match(
       header ?? "",
-      /^UPLINK +IFACE +STATE +SINCE +FOR +LOSS +RTT +JITTER +W +TIER +ACTIVE +CONNS +RX +TX +ADDRESS +GATEWAY$/,
+      /^UPLINK +IFACE +STATE +SINCE +FOR +LOSS +RTT +JITTER +W +TIER +ACTIVE +CONNS +RX +TX +DOWN\/UP +ADDRESS +GATEWAY$/,
+    );
+    const rows = lines.filter((l) => !l.startsWith("policy "));
+    assert.deepEqual(
+      lines.filter((l) => l.startsWith("policy ")),
+      ["policy default: isp1 50%, isp2 50%"],
     );
     assert.equal(rows.length, 2);
     for (const [i, row] of rows.entries()) {
       assert.match(
         row,
         new RegExp(
-          `^isp${i + 1} +wan${i + 1} +up +\\S+ \\S+ +\\S+ +\\d+\\.\\d% +[\\d.]+ms +[\\d.]+ms +1 +1 +yes +\\d+ +[\\d.]+\\w?i?B +[\\d.]+\\w?i?B +100\\.64\\.${i + 1}\\.2 +100\\.64\\.${i + 1}\\.1$`,
+          `^isp${i + 1} +wan${i + 1} +up +\\S+ \\S+ +\\S+ +\\d+\\.\\d% +[\\d.]+ms +[\\d.]+ms +1 +1 +yes +\\d+ +[\\d.]+\\w?i?B +[\\d.]+\\w?i?B +[\\d.]+[kmg]?bit\\/[\\d.]+[kmg]?bit +100\\.64\\.${i + 1}\\.2 +100\\.64\\.${i + 1}\\.1$`,
         ),
         row,
       );
