@@ -83,6 +83,11 @@ function usageOrRethrow(error: unknown): void {
   throw error;
 }
 
+/** Codes of errors by which the kernel refused a state (a failed or hung command, a failed verify). */
+function kernelRefusal(code: string | undefined): boolean {
+  return code !== undefined && /^UPLINKD_ERR_(KERNEL_|VERIFY)/.test(code);
+}
+
 function withSocket(command: Command): Command {
   return command
     .option("-s, --socket <path>", "control socket (default: control.socket of the config)")
@@ -193,7 +198,13 @@ export function registerControlCommands(program: Command): void {
       )) as ReloadResult;
       process.stdout.write(formatReload(result));
     } catch (error) {
-      usageOrRethrow(error);
+      if (error instanceof ControlError && kernelRefusal(error.remoteCode)) {
+        // The kernel refused the new state: the daemon put the old one back.
+        process.stderr.write(
+          `uplinkd: the kernel refused the new config: ${error.message.replace(/^POST \S+: \d+ /, "")}\n`,
+        );
+        process.exitCode = 1;
+      } else usageOrRethrow(error);
       process.stderr.write("uplinkd: reload refused; the daemon keeps its running config\n");
     }
   });

@@ -77,7 +77,9 @@ describe("reload is a transaction", () => {
       const refused = await lab.exec("rtr", uplinkdArgv("reload", "-c", lab.configPath), {
         timeoutMs: 30_000,
       });
-      assert.notEqual(refused.code, 0, refused.stdout);
+      assert.equal(refused.code, 1, refused.stdout);
+      assert.match(refused.stderr, /^uplinkd: the kernel refused the new config: /m);
+      assert.match(refused.stderr, /reload refused; the daemon keeps its running config/);
       assert.match(refused.stderr, /ip route replace default via 100\.64\.9\.9 dev \S+ table 102/);
       assert.match(refused.stderr, /invalid gateway|Network is unreachable|No route to host/i);
       const status = await daemon.status();
