@@ -9,6 +9,7 @@
  * third down would be held down for 60 s): every trial is a first or
  * second outage.
  */
+import { rm, writeFile } from "node:fs/promises";
 import type { Lab } from "../src/lab/lab.js";
 import type { LabDaemon } from "../src/lab/daemon.js";
 import type { Transition } from "../src/uplink-health.js";
@@ -24,6 +25,9 @@ import {
 } from "./context.js";
 import { Probe, heal, inject, type FailoverFault } from "./probe.js";
 import { spreadOf, type Spread } from "./stats.js";
+
+/** Profile name of the trials with hung `conntrack -D` and `nft list`. */
+export const HUNG_PROFILE = "fast, hung conntrack/nft";
 
 /** New connection every this many ms during a trial. */
 export const PROBE_INTERVAL_MS = 20;
@@ -165,19 +169,34 @@ export async function runTrial(
   return result;
 }
 
-/** uplinkd as the monitor under test: restarted every 4 trials. */
+/**
+ * uplinkd as the monitor under test: restarted every 4 trials. With
+ * `hang`, its PATH starts with stand-ins whose `conntrack -D` and `nft list`
+ * hang once it runs (the marker is made after each start).
+ */
 class UplinkdMonitor implements Monitor {
   daemon: LabDaemon | undefined;
 
   constructor(
     private readonly lab: Lab,
     private readonly configPath: string,
+    private readonly hang?: { dir: string; marker: string },
   ) {}
 
   async before(trial: number): Promise<void> {
     if (this.daemon === undefined || trial % 4 === 0) {
       await this.stop();
-      this.daemon = labDaemons.startLabDaemon(this.lab, this.configPath);
+      const env =
+        this.hang === undefined
+          ? undefined
+          : { ...process.env, PATH: `${this.hang.dir}:${process.env.PATH ?? ""}` };
+      this.daemon = labDaemons.startLabDaemon(
+        this.lab,
+        this.configPath,
+        env === undefined ? {} : { env },
+      );
+      await this.daemon.waitForStates(["up"], 30_000);
+      if (this.hang !== undefined) await writeFile(this.hang.marker, "");
     }
     await this.daemon.waitForStates(["up"], 30_000);
   }
@@ -196,6 +215,7 @@ class UplinkdMonitor implements Monitor {
   }
 
   async stop(): Promise<void> {
+    if (this.hang !== undefined) await rm(this.hang.marker, { force: true });
     await this.daemon?.stop();
     this.daemon = undefined;
   }
@@ -251,6 +271,37 @@ export async function failoverPart(ctx: BenchContext, trials: number): Promise<F
         sets.push(trialSet("uplinkd", profile.name, describeProfile(profile), fault, done));
       }
     }
+    // The fast profile again while every `conntrack -D` and `nft list` hangs.
+    const configPath = await writeConfig(lab, FAST);
+    const tools = await labDaemons.hangingTools();
+    const monitor = new UplinkdMonitor(lab, configPath, tools);
+    const done: Trial[] = [];
+    try {
+      for (let i = 0; i < trials; i++) {
+        ctx.check();
+        const t = await runTrial(ctx, lab, monitor, i, (i % 2) + 1, "blackhole", {
+          failoverMaxMs: 20_000,
+          recoveryMaxMs: 30_000,
+        });
+        done.push(t);
+        ctx.log(
+          "failover",
+          `uplinkd fast, conntrack -D and nft list hanging, blackhole #${i + 1} ${t.uplink}: failover ${t.failoverMs ?? "-"} ms`,
+        );
+      }
+    } finally {
+      await monitor.stop();
+      await tools.remove();
+    }
+    sets.push(
+      trialSet(
+        "uplinkd",
+        HUNG_PROFILE,
+        `${describeProfile(FAST)}; conntrack -D and nft list hang`,
+        "blackhole",
+        done,
+      ),
+    );
   });
   return {
     probe: { intervalMs: PROBE_INTERVAL_MS, timeoutMs: PROBE_TIMEOUT_MS, settleMs: SETTLE_MS },

@@ -4,8 +4,12 @@
  * integration tests.
  */
 import type { ChildProcess } from "node:child_process";
+import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { controlRequest } from "../control/client.js";
+import { runCommand } from "../kernel/exec.js";
 import type { StatusDocument } from "../control/api.js";
 import type { Lab } from "./lab.js";
 import { labScriptArgv } from "./scripts.js";
@@ -120,17 +124,67 @@ export class LabDaemon {
   }
 }
 
-/** Start `uplinkd run -c CONFIG` in the lab's router namespace (the lab's config by default). */
+/**
+ * Start `uplinkd run -c CONFIG` in the lab's router namespace (the lab's
+ * config by default).
+ * @param options.env the daemon's environment (default: this process's),
+ *   e.g. a PATH with stand-ins for kernel tools.
+ */
 export function startLabDaemon(
   lab: Lab,
   configPath = lab.configPath,
-  ...extra: string[]
+  options: { env?: NodeJS.ProcessEnv } = {},
 ): LabDaemon {
-  const child = lab.spawn("rtr", uplinkdArgv("run", "-c", configPath, ...extra), {
+  const child = lab.spawn("rtr", uplinkdArgv("run", "-c", configPath), {
     stdio: ["ignore", "pipe", "pipe"],
+    ...(options.env === undefined ? {} : { env: options.env }),
   });
   return new LabDaemon(lab, child);
 }
+
+/**
+ * A directory with stand-ins for `conntrack` and `nft` that hang (as
+ * `sleep 3599 TAG`) on deletions (`conntrack -D`) and listings (`nft ...
+ * list ...`) while the file `hang` in it exists, and run the real tool
+ * otherwise: for showing that hung kernel commands do not stall failover.
+ * Put it first on the daemon's PATH.
+ * @returns the directory, the marker file, and `remove()` (which also kills hung stand-ins).
+ */
+export async function hangingTools(): Promise<{
+  dir: string;
+  marker: string;
+  remove: () => Promise<void>;
+}> {
+  const dir = await mkdtemp(join(tmpdir(), "uplinkd-hang-"));
+  const marker = join(dir, "hang");
+  const real = async (name: string) =>
+    (await runCommand("sh", ["-c", `command -v ${name}`])).stdout.trim();
+  const wrapper = (tool: string, word: string, tag: string) =>
+    [
+      "#!/bin/sh",
+      `if [ -e ${marker} ]; then for a in "$@"; do [ "$a" = "${word}" ] && exec sleep 3599 ${tag}; done; fi`,
+      `exec ${tool} "$@"`,
+      "",
+    ].join("\n");
+  await writeFile(
+    join(dir, "conntrack"),
+    wrapper(await real("conntrack"), "-D", HANG_TAGS.conntrack),
+  );
+  await writeFile(join(dir, "nft"), wrapper(await real("nft"), "list", HANG_TAGS.nft));
+  await chmod(join(dir, "conntrack"), 0o755);
+  await chmod(join(dir, "nft"), 0o755);
+  return {
+    dir,
+    marker,
+    remove: async () => {
+      await runCommand("pkill", ["-f", `sleep 3599 ${HANG_TAGS.prefix}`], { allowExitCodes: [1] });
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The `sleep` arguments that tell the hung stand-ins apart. */
+export const HANG_TAGS = { prefix: "0.70", conntrack: "0.701", nft: "0.702" } as const;
 
 /**
  * Open `count` TCP connections from a lab node (the LAN client by default)

@@ -105,14 +105,20 @@ export class LinkWatcher {
   }
 
   async #read(): Promise<void> {
-    let next: LinkObservation;
-    try {
-      next = await observe(this.#options.kernel, this.#options.config());
-    } catch (error) {
-      this.#options.log.error({ err: error }, `reading links: ${String(error)}`);
-      throw error;
+    for (;;) {
+      const config = this.#options.config();
+      let next: LinkObservation;
+      try {
+        next = await observe(this.#options.kernel, config);
+      } catch (error) {
+        this.#options.log.error({ err: error }, `reading links: ${String(error)}`);
+        throw error;
+      }
+      // A reload switched configs meanwhile: this reading is of the old uplinks.
+      if (this.#options.config() !== config) continue;
+      this.adopt(next);
+      return;
     }
-    this.adopt(next);
   }
 
   /** Take `next` as the observation now (a reload read it for its new config). */

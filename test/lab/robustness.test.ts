@@ -4,21 +4,20 @@
  * `conntrack` and `nft` commands that hang.
  */
 import assert from "node:assert/strict";
-import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { readFile, writeFile } from "node:fs/promises";
 import { after, before, describe, it } from "node:test";
 import type { StatusDocument } from "../../src/control/api.js";
 import { runCommand } from "../../src/kernel/exec.js";
 import type { Lab } from "../../src/lab/lab.js";
+import { HANG_TAGS, hangingTools } from "../../src/lab/daemon.js";
 import {
-  LabDaemon,
   lanTraffic,
   labWithConfig,
   sharesByUplink,
   startDaemon,
   testPrefix,
   uplinkdArgv,
+  type LabDaemon,
 } from "./harness.js";
 
 function uplink(status: StatusDocument, name: string) {
@@ -147,43 +146,21 @@ describe("reload is a transaction", () => {
 describe("hung commands do not stall failover", () => {
   let lab: Lab;
   let daemon: LabDaemon;
-  let dir: string;
-  /** Exists once the wrappers should hang. */
-  let marker: string;
+  let tools: Awaited<ReturnType<typeof hangingTools>>;
 
   before(async () => {
     lab = await labWithConfig({ prefix: testPrefix("hg"), uplinks: 3 });
-    dir = await mkdtemp(join(tmpdir(), "uplinkd-hang-"));
-    marker = join(dir, "hang");
-    const real = async (name: string) =>
-      (await runCommand("sh", ["-c", `command -v ${name}`])).stdout.trim();
-    // `conntrack -D` and `nft ... list ...` hang (sleep with a recognisable
-    // argument) once the marker exists; everything else runs the real tool.
-    const wrapper = (tool: string, word: string, tag: string) =>
-      [
-        "#!/bin/sh",
-        `if [ -e ${marker} ]; then for a in "$@"; do [ "$a" = "${word}" ] && exec sleep 3599 ${tag}; done; fi`,
-        `exec ${tool} "$@"`,
-        "",
-      ].join("\n");
-    await writeFile(join(dir, "conntrack"), wrapper(await real("conntrack"), "-D", "0.701"));
-    await writeFile(join(dir, "nft"), wrapper(await real("nft"), "list", "0.702"));
-    await chmod(join(dir, "conntrack"), 0o755);
-    await chmod(join(dir, "nft"), 0o755);
-    const child = lab.spawn("rtr", uplinkdArgv("run", "-c", lab.configPath), {
-      stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, PATH: `${dir}:${process.env.PATH ?? ""}` },
+    tools = await hangingTools();
+    daemon = startDaemon(lab, lab.configPath, {
+      env: { ...process.env, PATH: `${tools.dir}:${process.env.PATH ?? ""}` },
     });
-    daemon = new LabDaemon(lab, child);
     await daemon.waitForStates(["up"]);
   });
 
   after(async () => {
     await daemon.stop();
     await lab.down();
-    // Hung commands the daemon has not killed yet.
-    await runCommand("pkill", ["-f", "sleep 3599 0.70"], { allowExitCodes: [1] });
-    await rm(dir, { recursive: true, force: true });
+    await tools.remove();
   });
 
   async function hanging(tag: string): Promise<number> {
@@ -206,7 +183,7 @@ describe("hung commands do not stall failover", () => {
   }
 
   it("with conntrack -D and nft list hanging, a failover, a recovery and a second failover come in the usual time", async (t) => {
-    await writeFile(marker, "");
+    await writeFile(tools.marker, "");
     const first = await failover("isp1", "blackhole");
     const recovery = await failover("isp1", "heal");
     const second = await failover("isp2", "blackhole");
@@ -214,8 +191,11 @@ describe("hung commands do not stall failover", () => {
       `isp1 down after ${first} ms, up after ${recovery} ms, isp2 down after ${second} ms`,
     );
     // The hangs happened: the clean-up of isp1 and the verify after the last transition.
-    assert.ok((await hanging("0.701")) >= 1, `no conntrack deletion hangs:\n${daemon.log()}`);
-    assert.ok((await hanging("0.702")) >= 1, `no nft list hangs:\n${daemon.log()}`);
+    assert.ok(
+      (await hanging(HANG_TAGS.conntrack)) >= 1,
+      `no conntrack deletion hangs:\n${daemon.log()}`,
+    );
+    assert.ok((await hanging(HANG_TAGS.nft)) >= 1, `no nft list hangs:\n${daemon.log()}`);
     const report = await lanTraffic(lab, 150);
     assert.equal(report.failed, 0, JSON.stringify(report.errors));
     const shares = sharesByUplink(report, lab);
