@@ -2,7 +2,7 @@
  * Part "load": balancing modes on a mixed workload. Two uplinks limited to
  * 10 and 40 Mbit/s (tbf at the ISPs; the config's bandwidths the same); the
  * LAN client runs the lab's bulk workload (HTTP downloads of 200 kB, 2 MB
- * and 20 MB in the ratio 70:25:5, Poisson arrivals at 3.4/s, ~45 Mbit/s
+ * and 20 MB in the ratio 70:25:5, Poisson arrivals at 3.8/s, ~50 Mbit/s
  * offered, the same seed for every mode) for 60 s (10 s with --quick),
  * once per mode: `weight` 1:1, `weight` 1:4, `least-used`, `spillover`
  * (threshold 80 %). Reported: aggregate goodput (bytes received over the
@@ -51,7 +51,7 @@ const MODES: { name: string; weights: [number, number]; policy?: Record<string, 
 export async function loadPart(ctx: BenchContext): Promise<LoadResults> {
   const durationS = ctx.quick ? 10 : 60;
   const seed = 7;
-  const rate = 3.4;
+  const rate = 3.8;
   return ctx.withLab("load", { uplinks: 2 }, async (lab) => {
     await lab.fault("isp1", "rate=10mbit");
     await lab.fault("isp2", "rate=40mbit");

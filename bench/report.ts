@@ -555,7 +555,7 @@ export function renderMarkdown(doc: Results): string {
     "",
     "Two uplinks limited to 10 and 40 Mbit/s at the ISPs (tbf), with those bandwidths in the config. The LAN " +
       "client runs the lab's bulk workload: HTTP downloads of 200 kB, 2 MB and 20 MB (70:25:5) arriving at random " +
-      "(Poisson, 3.4/s, about 45 Mbit/s offered), the same seed for every mode. Goodput: bytes received over the " +
+      "(Poisson, 3.8/s, about 50 Mbit/s offered), the same seed for every mode. Goodput: bytes received over the " +
       "span from the first start to the last end; completion time: start to last byte of each transfer.",
     "",
   );
