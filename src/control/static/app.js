@@ -59,6 +59,17 @@
     return (i === 0 ? v : v.toFixed(1)) + " " + units[i];
   }
 
+  /** Bits per second as tc writes rates: 9.8 Mbit/s. */
+  function rate(bps) {
+    const units = ["bit/s", "kbit/s", "Mbit/s", "Gbit/s"];
+    let i = 0;
+    while (bps >= 1000 && i < units.length - 1) {
+      bps /= 1000;
+      i++;
+    }
+    return (i === 0 ? Math.round(bps) : bps.toFixed(1)) + " " + units[i];
+  }
+
   function age(iso) {
     const s = Math.max(0, Math.floor((Date.now() - Date.parse(iso)) / 1000));
     if (s < 60) return s + "s";
@@ -130,6 +141,12 @@
             ),
             el("dt", {}, "in / out"),
             el("dd", {}, bytes(u.rxBytes) + " / " + bytes(u.txBytes)),
+            el("dt", {}, "down / up now"),
+            el(
+              "dd",
+              { class: "throughput" },
+              u.throughput ? rate(u.throughput.down) + " / " + rate(u.throughput.up) : "–",
+            ),
             el("dt", {}, u.interface),
             el("dd", {}, (u.address || "no address") + " via " + (u.gateway || "no gateway")),
           ),
