@@ -96,6 +96,13 @@ function checkSteering(config: Config): ConfigProblem[] {
         }
       });
     }
+    if (rule.dst_domain !== undefined && config.dns?.dnsmasq?.nftset_file === undefined) {
+      problems.push({
+        path: ["rules", i, "dst_domain"],
+        message:
+          "dst_domain needs dns.dnsmasq.nftset_file: dnsmasq fills the rule's set from the nftset= lines uplinkd writes there",
+      });
+    }
     const hasPorts = rule.src_port !== undefined || rule.dst_port !== undefined;
     const portless = (rule.proto ?? []).filter((p) => p !== "tcp" && p !== "udp");
     if (hasPorts && (rule.proto === undefined || portless.length > 0)) {
