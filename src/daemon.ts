@@ -10,6 +10,7 @@
  * | {@link ControlService} | control API, metrics, dashboard |
  * | {@link Notifier} | email, webhooks, hooks on transitions |
  * | {@link TrafficSampler} | connections and bytes per uplink for status |
+ * | {@link DnsmasqPart} | the LAN dnsmasq's nftset and servers files, after each commit |
  *
  * Every trigger ends in a request to the controller: a transition or
  * maintenance (urgent), a link change, a reload (a transaction: the new
@@ -35,6 +36,7 @@ import { ControlService } from "./control/service.js";
 import { buildStatus } from "./control/status.js";
 import { TrafficSampler } from "./control/traffic.js";
 import { Controller, type ControllerInputs } from "./controller/controller.js";
+import { DnsmasqPart } from "./dns/dnsmasq.js";
 import { Notifier } from "./notify/index.js";
 import type { Transition, UplinkHealth, UplinkHealthOptions } from "./uplink-health.js";
 
@@ -74,6 +76,7 @@ export class Daemon {
   readonly #health: HealthSupervisor;
   readonly #controller: Controller;
   readonly #traffic: TrafficSampler;
+  readonly #dns: DnsmasqPart;
   readonly #events: Transition[] = [];
   #control: ControlService | undefined;
   /** Sends transitions to email, webhooks and hooks (config `notify`); none without it. */
@@ -102,6 +105,7 @@ export class Daemon {
       },
       ...(options.monitor === undefined ? {} : { monitor: options.monitor }),
     });
+    this.#dns = new DnsmasqPart({ log, kernel: options.kernel });
     this.#controller = new Controller({
       kernel: options.kernel,
       log,
@@ -109,6 +113,10 @@ export class Daemon {
       inputs: () => this.#inputs(this.#config, this.#links.now, (n) => this.#health.state(n)),
       verifyIntervalMs: options.verifyIntervalMs ?? 10_000,
       retryDelayMs: options.retryDelayMs ?? defaultRetryDelay,
+      // The servers file follows every state the kernel holds (transitions, links, reloads).
+      onCommit: (inputs) => {
+        this.#dns.update(inputs.config, inputs.views);
+      },
     });
     this.#traffic = new TrafficSampler(options.kernel, {
       onError: (error) => {
@@ -134,6 +142,7 @@ export class Daemon {
     await this.#links.start();
     // Routes and rules first: probes need their uplink's table.
     await this.#controller.start();
+    await this.#dns.idle();
     this.#health.reconfigure(this.#config, this.#links.now.links);
     this.#control = new ControlService(
       {
@@ -300,7 +309,10 @@ export class Daemon {
 
   /** Sample conntrack entries and interface counters (cached >= 1 s; never throws). */
   async refreshTraffic(): Promise<void> {
-    await this.#traffic.refresh(this.#config.dataplane.mark_mask);
+    await Promise.all([
+      this.#traffic.refresh(this.#config.dataplane.mark_mask),
+      this.#dns.refreshSizes(this.#config),
+    ]);
   }
 
   /**
@@ -372,12 +384,18 @@ export class Daemon {
       choices: this.#controller.choices,
       lastApply: this.#controller.lastApply,
       traffic: this.#traffic,
+      domains: this.#dns.sizes,
     });
   }
 
   /** Resolves when the controller has nothing to do (tests). */
   idle(): Promise<void> {
     return this.#controller.idle();
+  }
+
+  /** Resolves when the dnsmasq files are up to date with the last commit (tests). */
+  dnsIdle(): Promise<void> {
+    return this.#dns.idle();
   }
 
   /**
@@ -393,6 +411,7 @@ export class Daemon {
     this.#health.stop();
     await this.#control?.stop();
     await this.#notifier?.flush();
+    await this.#dns.stop();
     if (config !== undefined) await this.#controller.stop(config, !keepState);
     this.#options.log.info(
       { kept: keepState },

@@ -51,7 +51,9 @@ function table(header: string[], rows: string[][]): string {
  * The status table of `uplinkd status`: one row per uplink with its state,
  * since when (and for how long), loss, RTT, jitter, weight, tier, whether it
  * takes new connections, connections now, bytes received and sent on its
- * interface, address and gateway. `-` marks what is not known.
+ * interface, address and gateway. `-` marks what is not known. Then,
+ * when the config has `dst_domain` rules, one row per domain set: its rule,
+ * family, number of addresses, and names.
  *
  * @param now epoch ms the ages are computed against.
  */
@@ -92,7 +94,17 @@ export function formatStatus(status: StatusDocument, now = Date.now()): string {
     u.address ?? "-",
     u.gateway ?? "-",
   ]);
-  return table(header, rows);
+  const domains = status.domains;
+  if (domains.length === 0) return table(header, rows);
+  const sets = domains.map((d) => [
+    d.set,
+    d.ruleName ?? `#${d.rule}`,
+    `IPv${d.family}`,
+    d.elements === null ? "-" : String(d.elements),
+    d.domains.join(" "),
+  ]);
+  return `${table(header, rows)}
+${table(["DOMAIN SET", "RULE", "FAMILY", "ADDRESSES", "NAMES"], sets)}`;
 }
 
 /**

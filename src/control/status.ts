@@ -8,7 +8,7 @@ import type { UplinkView } from "../dataplane/render.js";
 import type { UplinkLink } from "../links/observe.js";
 import type { PolicyChoice } from "../policy/select.js";
 import type { HealthSnapshot } from "../uplink-health.js";
-import type { StatusDocument } from "./api.js";
+import type { DomainSetStatus, StatusDocument } from "./api.js";
 import type { TrafficSampler } from "./traffic.js";
 
 /** The version the status document reports. */
@@ -30,6 +30,8 @@ export interface StatusParts {
   lastApply: LastApply | null;
   /** The last traffic sample. */
   traffic: Pick<TrafficSampler, "connections" | "bytes">;
+  /** The domain sets' sizes at the last sample (none when absent). */
+  domains?: readonly DomainSetStatus[];
 }
 
 /** The status document of `parts`. */
@@ -68,5 +70,6 @@ export function buildStatus(parts: StatusParts): StatusDocument {
     }),
     policies: parts.choices,
     lastApply: parts.lastApply,
+    domains: parts.domains ?? [],
   };
 }

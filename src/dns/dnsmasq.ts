@@ -19,7 +19,8 @@ import { readFile, rename, unlink, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import type { Logger } from "pino";
 import type { Config } from "../config/schema.js";
-import { domainSets, type DomainFamily } from "../dataplane/domains.js";
+import type { DomainSetStatus } from "../control/api.js";
+import { domainSets } from "../dataplane/domains.js";
 import type { UplinkView } from "../dataplane/render.js";
 import type { Kernel } from "../kernel/types.js";
 import { renderNftsetFile, renderServersFile } from "./render.js";
@@ -97,20 +98,6 @@ export const systemIo: DnsmasqIo = {
     return pid;
   },
 };
-
-/** One domain set's size, for status. */
-export interface DomainSetStatus {
-  /** nft set name, e.g. `dom_0_4`. */
-  set: string;
-  family: DomainFamily;
-  /** Index of the rule in `rules` (0-based). */
-  rule: number;
-  /** The rule's name; null when it has none. */
-  ruleName: string | null;
-  domains: readonly string[];
-  /** Addresses in the set at the last sample; null when it could not be read. */
-  elements: number | null;
-}
 
 /** Options of a {@link DnsmasqPart}. */
 export interface DnsmasqPartOptions {

@@ -1,8 +1,11 @@
 import assert from "node:assert/strict";
-import { readFile, writeFile } from "node:fs/promises";
+import { spawn } from "node:child_process";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, it } from "node:test";
 import pino from "pino";
-import { parseConfig } from "../../src/config/load.js";
+import { loadConfig, parseConfig } from "../../src/config/load.js";
 import { configSchema, type Config } from "../../src/config/schema.js";
 import { diffNft, summariseNft } from "../../src/dataplane/diff.js";
 import {
@@ -15,9 +18,12 @@ import { renderDesired, type UplinkView } from "../../src/dataplane/render.js";
 import { buildViews } from "../../src/dataplane/views.js";
 import { DnsmasqPart, type DnsmasqIo } from "../../src/dns/dnsmasq.js";
 import { nftsetLines, renderNftsetFile, upstreamServers } from "../../src/dns/render.js";
+import { Daemon } from "../../src/daemon.js";
+import { formatStatus } from "../../src/control/format.js";
 import { ConfigError, formatConfigIssue } from "../../src/errors.js";
+import { ManualClock } from "../../src/health/clock.js";
 import type { UplinkLink } from "../../src/links/observe.js";
-import type { UplinkState } from "../../src/uplink-health.js";
+import type { UplinkHealthOptions, UplinkState } from "../../src/uplink-health.js";
 import { FakeKernel } from "../fakes/kernel.js";
 
 const log = pino({ level: "silent" });
@@ -355,5 +361,156 @@ describe("the dnsmasq part", () => {
         ["dom_2_6", 0],
       ],
     );
+  });
+});
+
+describe("the daemon feeds dnsmasq", () => {
+  it("the servers file follows a transition, and dnsmasq gets SIGHUP; status shows the domain sets", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "uplinkd-dns-"));
+    // Stands in for dnsmasq: SIGHUP ends it, which the test can see.
+    const dnsmasq = spawn("sleep", ["60"], { stdio: "ignore" });
+    const hungUp = new Promise<NodeJS.Signals | null>((resolve) => {
+      dnsmasq.on("exit", (_code, signal) => {
+        resolve(signal);
+      });
+    });
+    const configPath = join(dir, "uplinkd.yaml");
+    await writeFile(join(dir, "dnsmasq.pid"), `${String(dnsmasq.pid)}\n`);
+    await writeFile(
+      configPath,
+      [
+        "lan: [lan0]",
+        "uplinks:",
+        "  - { name: isp1, interface: wan1, gateway: 100.64.1.1, dns: [100.64.1.53] }",
+        "  - { name: isp2, interface: wan2, gateway: 100.64.2.1, dns: [100.64.2.53] }",
+        `control: { socket: ${join(dir, "uplinkd.sock")} }`,
+        "rules: [{ dst_domain: video.example, policy: default }]",
+        "dns:",
+        "  dnsmasq:",
+        `    nftset_file: ${join(dir, "nftset.conf")}`,
+        `    servers_file: ${join(dir, "servers.conf")}`,
+        `    pid_file: ${join(dir, "dnsmasq.pid")}`,
+        '    reload: ["true"]',
+        "",
+      ].join("\n"),
+    );
+    const kernel = new FakeKernel();
+    const wan = (n: number) => ({
+      name: `wan${n}`,
+      index: n + 10,
+      up: true,
+      carrier: true,
+      pointToPoint: false,
+      addresses: [{ address: `100.64.${n}.2`, prefixlen: 24 }],
+    });
+    kernel.links = [
+      {
+        name: "lan0",
+        index: 2,
+        up: true,
+        carrier: true,
+        pointToPoint: false,
+        addresses: [{ address: "192.0.2.1", prefixlen: 24 }],
+      },
+      wan(1),
+      wan(2),
+    ];
+    const monitors = new Map<string, UplinkHealthOptions>();
+    const states = new Map<string, UplinkState>();
+    const daemon = new Daemon({
+      configPath,
+      loadConfig,
+      kernel,
+      log,
+      clock: new ManualClock(),
+      createHealth: (options) => {
+        monitors.set(options.uplink.name, options);
+        return {
+          start: () => undefined,
+          stop: () => undefined,
+          snapshot: () => ({
+            state: states.get(options.uplink.name) ?? "up",
+            since: 0,
+            loss: 0,
+            rtt: 1,
+            jitter: 0,
+            reason: "",
+          }),
+          setCarrier: () => undefined,
+          setAddress: () => undefined,
+        };
+      },
+      monitor: () => ({ start: () => undefined, stop: () => undefined }),
+    });
+    try {
+      await daemon.start();
+      const servers = () => readFile(join(dir, "servers.conf"), "utf8");
+      assert.match(await servers(), /server=100\.64\.1\.53\nserver=100\.64\.2\.53\n$/);
+      assert.match(
+        await readFile(join(dir, "nftset.conf"), "utf8"),
+        /^nftset=\/video\.example\/4#inet#uplinkd#dom_0_4,6#inet#uplinkd#dom_0_6$/m,
+      );
+      states.set("isp1", "down");
+      monitors.get("isp1")?.onTransition({
+        time: new Date(0).toISOString(),
+        uplink: "isp1",
+        from: "up",
+        to: "down",
+        reason: "test",
+        loss: null,
+        rtt: null,
+      });
+      await daemon.idle();
+      await daemon.dnsIdle();
+      assert.doesNotMatch(await servers(), /100\.64\.1\.53/);
+      assert.equal(await hungUp, "SIGHUP");
+      await daemon.refreshTraffic();
+      assert.deepEqual(
+        daemon.status().domains.map((d) => [d.set, d.elements]),
+        [
+          ["dom_0_4", 0],
+          ["dom_0_6", 0],
+        ],
+      );
+    } finally {
+      dnsmasq.kill();
+      await daemon.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("status table", () => {
+  it("lists each domain set with its rule, family, size and names below the uplinks", () => {
+    const text = formatStatus({
+      version: "0.1.0",
+      pid: 1,
+      config: "u.yaml",
+      startedAt: new Date(0).toISOString(),
+      uplinks: [],
+      policies: {},
+      lastApply: null,
+      domains: [
+        {
+          set: "dom_0_4",
+          family: 4,
+          rule: 0,
+          ruleName: "video",
+          domains: ["video.example"],
+          elements: 12,
+        },
+        {
+          set: "dom_0_6",
+          family: 6,
+          rule: 0,
+          ruleName: null,
+          domains: ["a.example"],
+          elements: null,
+        },
+      ],
+    });
+    assert.match(text, /^DOMAIN SET\s+RULE\s+FAMILY\s+ADDRESSES\s+NAMES$/m);
+    assert.match(text, /^dom_0_4\s+video\s+IPv4\s+12\s+video\.example$/m);
+    assert.match(text, /^dom_0_6\s+#0\s+IPv6\s+-\s+a\.example$/m);
   });
 });
