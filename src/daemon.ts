@@ -320,7 +320,8 @@ export class Daemon {
    * takes effect only once the kernel has accepted its state; otherwise the
    * old config and kernel state stay and the kernel's refusal is thrown.
    * Objects of old dataplane settings (table name, route protocol, table
-   * base, rule priority, marks) are removed.
+   * base, rule priority, marks) are removed. Resolves once dnsmasq's files
+   * (dns.dnsmasq) follow the new config too.
    * @throws {ConfigError} when the file is invalid (nothing changes).
    * @throws {KernelCommandError} or {DataplaneVerifyError} when the kernel refused the new state.
    */
@@ -352,6 +353,8 @@ export class Daemon {
       this.#health.reconfigure(next, observation.links);
       return changes;
     });
+    // dnsmasq follows the new config (nftset fragment, servers) before the reload reports done.
+    await this.#dns.idle();
     await this.#control?.reconfigure();
     if (changes.some((c) => c.startsWith("notify"))) this.#resetNotifier();
     this.#options.log.info(

@@ -89,9 +89,13 @@ export function resolverRestartScript(dir: string): string {
 pidfile='${paths.pidFile}'
 if [ -s "$pidfile" ]; then
   pid=$(cat "$pidfile")
+  # dnsmasq removes its pid file when it exits; a zombie (nobody reaps it) counts as gone.
   if kill "$pid" 2>/dev/null; then
     i=0
-    while kill -0 "$pid" 2>/dev/null && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    while [ "$i" -lt 50 ] && [ -e "/proc/$pid" ] && ! grep -qs '^State:.*Z' "/proc/$pid/status"; do
+      sleep 0.1
+      i=$((i + 1))
+    done
   fi
   rm -f "$pidfile"
 fi
