@@ -23,6 +23,9 @@ import { formatStatus } from "../../src/control/format.js";
 import { ConfigError, formatConfigIssue } from "../../src/errors.js";
 import { ManualClock } from "../../src/health/clock.js";
 import type { UplinkLink } from "../../src/links/observe.js";
+import { renderLabConfig } from "../../src/lab/config.js";
+import { resolverArgv, resolverPaths, resolverRestartScript } from "../../src/lab/resolver.js";
+import { planLab } from "../../src/lab/topology.js";
 import type { UplinkHealthOptions, UplinkState } from "../../src/uplink-health.js";
 import { FakeKernel } from "../fakes/kernel.js";
 
@@ -512,5 +515,38 @@ describe("status table", () => {
     assert.match(text, /^DOMAIN SET\s+RULE\s+FAMILY\s+ADDRESSES\s+NAMES$/m);
     assert.match(text, /^dom_0_4\s+video\s+IPv4\s+12\s+video\.example$/m);
     assert.match(text, /^dom_0_6\s+#0\s+IPv6\s+-\s+a\.example$/m);
+  });
+});
+
+describe("the lab's DNS", () => {
+  it("the lab config points each uplink at its ISP's resolver and dnsmasq at the router resolver's files", () => {
+    const plan = planLab({ prefix: "x", uplinks: 2 });
+    const paths = resolverPaths("/run/uplinkd-lab/x");
+    const config = parseConfig(renderLabConfig(plan, "/s.sock", "/c.yaml", paths), "lab.yaml");
+    assert.deepEqual(
+      config.uplinks.map((u) => u.dns),
+      [["203.0.113.51"], ["203.0.113.52"]],
+    );
+    assert.deepEqual(config.dns?.dnsmasq, {
+      nftset_file: "/run/uplinkd-lab/x/resolver.d/uplinkd-nftset.conf",
+      servers_file: "/run/uplinkd-lab/x/resolver-servers.conf",
+      reload: ["/run/uplinkd-lab/x/resolver-restart.sh"],
+      pid_file: "/run/uplinkd-lab/x/resolver.pid",
+      set_timeout: 3_600_000,
+    });
+  });
+
+  it("the router's resolver reads uplinkd's files and answers on the LAN address only", () => {
+    const argv = resolverArgv("/d");
+    for (const option of [
+      "--conf-dir=/d/resolver.d,*.conf",
+      "--servers-file=/d/resolver-servers.conf",
+      "--no-resolv",
+      "--listen-address=100.64.100.1",
+      "--pid-file=/d/resolver.pid",
+    ]) {
+      assert.ok(argv.includes(option), option);
+    }
+    assert.match(resolverRestartScript("/d"), /^exec 'dnsmasq' .*'--pid-file=\/d\/resolver\.pid'/m);
   });
 });
