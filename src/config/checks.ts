@@ -120,6 +120,16 @@ function checkSteering(config: Config): ConfigProblem[] {
       }
     });
   });
+  if (
+    config.dns?.dnsmasq?.servers_file !== undefined &&
+    config.uplinks.every((u) => u.dns.length === 0)
+  ) {
+    problems.push({
+      path: ["dns", "dnsmasq", "servers_file"],
+      message:
+        "no uplink has dns servers, so dnsmasq would get none: give each uplink its ISP's resolvers (uplinks[].dns)",
+    });
+  }
   const owners: { prefix: string; uplink: number; path: ConfigPath }[] = [];
   config.uplinks.forEach((uplink, i) => {
     const mine = [

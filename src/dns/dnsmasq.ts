@@ -15,7 +15,7 @@
  */
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { readFile, rename, unlink, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, unlink, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import type { Logger } from "pino";
 import type { Config } from "../config/schema.js";
@@ -29,7 +29,7 @@ import { renderNftsetFile, renderServersFile } from "./render.js";
 export interface DnsmasqIo {
   /** The file's content, or undefined when it does not exist. */
   read(path: string): Promise<string | undefined>;
-  /** Replace the file's content atomically (temporary file + rename). */
+  /** Replace the file's content atomically (temporary file + rename), creating its directory. */
   write(path: string, content: string): Promise<void>;
   /**
    * Run a command (no shell).
@@ -63,6 +63,7 @@ export const systemIo: DnsmasqIo = {
       `.${basename(path)}.${randomBytes(4).toString("hex")}.tmp`,
     );
     try {
+      await mkdir(dirname(path), { recursive: true });
       await writeFile(temporary, content, { mode: 0o644 });
       await rename(temporary, path);
     } catch (error) {

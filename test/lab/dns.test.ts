@@ -15,7 +15,7 @@ import { controlRequest } from "../../src/control/client.js";
 import type { Lab } from "../../src/lab/lab.js";
 import { LAB_DNS_DOMAINS, ispResolver, resolverPaths } from "../../src/lab/resolver.js";
 import { labScriptArgv } from "../../src/lab/scripts.js";
-import { labWithConfig, startDaemon, testPrefix, type LabDaemon } from "./harness.js";
+import { labWithConfig, startDaemon, testPrefix, uplinkdArgv, type LabDaemon } from "./harness.js";
 
 const VIDEO = LAB_DNS_DOMAINS["video.lab.test"] ?? { ipv4: "", ipv6: "" };
 
@@ -118,6 +118,11 @@ describe("steering by domain name with the LAN's dnsmasq", () => {
   });
 
   it("a name of a domain rule (and a name below it) leaves by the rule's policy", async () => {
+    const plan = await lab.exec("rtr", uplinkdArgv("plan", "-c", lab.configPath), {
+      timeoutMs: 30_000,
+    });
+    assert.match(plan.stdout, /^dnsmasq: .*uplinkd-nftset\.conf holds:\n {2}# Written by uplinkd/m);
+    assert.match(plan.stdout, /^ {2}nftset=\/video\.lab\.test\/4#inet#uplinkd#dom_0_4,/m);
     const fragment = await readFile(resolverPaths(lab.stateDir).nftsetFile, "utf8");
     assert.match(
       fragment,

@@ -109,6 +109,17 @@ describe("dst_domain and dns.dnsmasq config", () => {
     ]);
   });
 
+  it("refuses a servers file when no uplink has DNS servers", () => {
+    assert.deepEqual(
+      errorsOf(
+        "lan: [lan0]\nuplinks:\n  - name: isp1\n    interface: wan1\ndns:\n  dnsmasq:\n    servers_file: /run/s.conf\n",
+      ),
+      [
+        "dns.yaml:7:19: dns.dnsmasq.servers_file: no uplink has dns servers, so dnsmasq would get none: give each uplink its ISP's resolvers (uplinks[].dns)",
+      ],
+    );
+  });
+
   it("refuses a reload command given as a shell string", () => {
     const errors = errorsOf(
       "lan: [lan0]\nuplinks:\n  - name: isp1\n    interface: wan1\ndns:\n  dnsmasq:\n    reload: systemctl restart dnsmasq\n",
