@@ -926,6 +926,8 @@ export class Lab {
         };
       }),
     );
+    // uplinkd restarts the router's resolver (a new pid) when its nftset file changes.
+    const resolverPid = await readPidFile(resolverPaths(this.stateDir).pidFile);
     return {
       prefix: this.prefix,
       stateDir: this.stateDir,
@@ -934,10 +936,10 @@ export class Lab {
       createdAt: this.#state.createdAt,
       upMs: this.#state.upMs,
       namespaces: names.map((name) => ({ name, present: present.has(name) })),
-      processes: this.#state.processes.map((p) => ({
-        ...p,
-        alive: pidsByNode.get(p.node)?.has(p.pid) ?? false,
-      })),
+      processes: this.#state.processes.map((p) => {
+        const pid = p.name === "resolver" ? (resolverPid ?? p.pid) : p.pid;
+        return { ...p, pid, alive: pidsByNode.get(p.node)?.has(pid) ?? false };
+      }),
       uplinks,
     };
   }

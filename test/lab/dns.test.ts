@@ -232,6 +232,8 @@ describe("steering by domain name with the LAN's dnsmasq", () => {
     const fragment = await readFile(resolverPaths(lab.stateDir).nftsetFile, "utf8");
     assert.doesNotMatch(fragment, /nftset=/);
     assert.notEqual(await readFile(pidFile, "utf8"), pidBefore, "dnsmasq was restarted");
+    const resolver = (await lab.status()).processes.find((p) => p.name === "resolver");
+    assert.equal(resolver?.alive, true, "lab status follows the restarted resolver");
     assert.deepEqual((await status(lab)).domains, []);
     const seen = new Set<string>();
     for (let i = 0; i < 15 && seen.size < 2; i++) seen.add(await via(lab, `v${i}.video.lab.test`));
