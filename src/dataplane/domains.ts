@@ -8,10 +8,12 @@
  * a default element timeout (`dns.dnsmasq.set_timeout`): dnsmasq adds
  * elements without a timeout of their own, so each lasts that long from
  * the answer that first added it. Re-adding an address that is already in
- * the set does not restart its timeout (tried: Linux 6.18, nft 1.0.6), so
- * the timeout bounds how long an address that stopped resolving keeps
- * being steered, and once an element expires the next answer for the
- * name puts it back.
+ * the set does not restart its timeout (tried: Linux 6.18, nft 1.0.6), and
+ * dnsmasq adds addresses only from upstream answers, not from its cache
+ * (tried: dnsmasq 2.90). So the timeout bounds how long an address that
+ * stopped resolving keeps being steered, and once an element expires the
+ * next upstream answer for the name puts it back (the README's steering
+ * section says how to keep the gap short).
  *
  * Rules match the IPv4 set (`ip daddr @dom_N_4`); the IPv6 set is declared
  * and filled so that IPv6 steering can match it later.
