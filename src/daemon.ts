@@ -142,7 +142,6 @@ export class Daemon {
     await this.#links.start();
     // Routes and rules first: probes need their uplink's table.
     await this.#controller.start();
-    await this.#dns.idle();
     this.#health.reconfigure(this.#config, this.#links.now.links);
     this.#control = new ControlService(
       {

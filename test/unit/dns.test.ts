@@ -458,6 +458,7 @@ describe("the daemon feeds dnsmasq", () => {
     });
     try {
       await daemon.start();
+      await daemon.dnsIdle();
       const servers = () => readFile(join(dir, "servers.conf"), "utf8");
       assert.match(await servers(), /server=100\.64\.1\.53\nserver=100\.64\.2\.53\n$/);
       assert.match(
