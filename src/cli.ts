@@ -12,6 +12,7 @@ import { registerControlCommands, registerNotifyTestCommand } from "./control/cl
 import { Daemon } from "./daemon.js";
 import { Dataplane, planIsEmpty } from "./dataplane/apply.js";
 import { renderDesired } from "./dataplane/render.js";
+import { renderNftsetFile } from "./dns/render.js";
 import { buildViews } from "./dataplane/views.js";
 import { ConfigError, UplinkdError, formatConfigIssue } from "./errors.js";
 import { LinuxKernel } from "./kernel/linux.js";
@@ -115,15 +116,27 @@ program
         protocol: config.dataplane.route_protocol,
       });
       const plan = await dataplane.plan(desired, views);
+      const nftsetFile = config.dns?.dnsmasq?.nftset_file;
+      const fragment = nftsetFile === undefined ? undefined : renderNftsetFile(config);
       if (opts.json === true) {
         process.stdout.write(
           JSON.stringify(
-            { empty: planIsEmpty(plan), ...plan, nftScript: desired.nftScript },
+            {
+              empty: planIsEmpty(plan),
+              ...plan,
+              nftScript: desired.nftScript,
+              ...(fragment === undefined ? {} : { dnsmasq: { nftsetFile, fragment } }),
+            },
             null,
             2,
           ) + "\n",
         );
         return;
+      }
+      if (nftsetFile !== undefined && fragment !== undefined) {
+        process.stdout.write(
+          `dnsmasq: ${nftsetFile} holds:\n${fragment.trimEnd().replace(/^/gm, "  ")}\n`,
+        );
       }
       if (planIsEmpty(plan)) {
         process.stdout.write("no changes: the kernel holds the desired state\n");

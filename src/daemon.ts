@@ -11,6 +11,7 @@
  * | {@link Notifier} | email, webhooks, hooks on transitions |
  * | {@link TrafficSampler} | connections and bytes per uplink for status |
  * | {@link LoadBalancer} | throughput per uplink; weights of `least-used` and `spillover` policies |
+ * | {@link DnsmasqPart} | the LAN dnsmasq's nftset and servers files, after each commit |
  *
  * Every trigger ends in a request to the controller: a transition or
  * maintenance (urgent), a link change, a reload (a transaction: the new
@@ -36,6 +37,7 @@ import { ControlService } from "./control/service.js";
 import { buildStatus } from "./control/status.js";
 import { TrafficSampler } from "./control/traffic.js";
 import { Controller, type ControllerInputs } from "./controller/controller.js";
+import { DnsmasqPart } from "./dns/dnsmasq.js";
 import { Notifier } from "./notify/index.js";
 import { LoadBalancer } from "./policy/balancer.js";
 import type { Transition, UplinkHealth, UplinkHealthOptions } from "./uplink-health.js";
@@ -75,6 +77,7 @@ export class Daemon {
   readonly #controller: Controller;
   readonly #traffic: TrafficSampler;
   readonly #balancer: LoadBalancer;
+  readonly #dns: DnsmasqPart;
   readonly #events: Transition[] = [];
   #control: ControlService | undefined;
   /** Sends transitions to email, webhooks and hooks (config `notify`); none without it. */
@@ -104,6 +107,7 @@ export class Daemon {
       clock: this.#clock,
       ...(options.monitor === undefined ? {} : { monitor: options.monitor }),
     });
+    this.#dns = new DnsmasqPart({ log, kernel: options.kernel });
     this.#controller = new Controller({
       kernel: options.kernel,
       log,
@@ -111,6 +115,10 @@ export class Daemon {
       inputs: () => this.#inputs(this.#config, this.#links.now, (n) => this.#health.state(n)),
       verifyIntervalMs: options.verifyIntervalMs ?? 10_000,
       retryDelayMs: options.retryDelayMs ?? ((attempt) => backoffDelay(KERNEL_RETRY, attempt)),
+      // The servers file follows every state the kernel holds (transitions, links, reloads).
+      onCommit: (inputs) => {
+        this.#dns.update(inputs.config, inputs.views);
+      },
     });
     this.#balancer = new LoadBalancer({
       clock: this.#clock,
@@ -312,7 +320,10 @@ export class Daemon {
 
   /** Sample conntrack entries and interface counters (cached >= 1 s; never throws). */
   async refreshTraffic(): Promise<void> {
-    await this.#traffic.refresh(this.#config.dataplane.mark_mask);
+    await Promise.all([
+      this.#traffic.refresh(this.#config.dataplane.mark_mask),
+      this.#dns.refreshSizes(this.#config),
+    ]);
   }
 
   /**
@@ -320,7 +331,8 @@ export class Daemon {
    * takes effect only once the kernel has accepted its state; otherwise the
    * old config and kernel state stay and the kernel's refusal is thrown.
    * Objects of old dataplane settings (table name, route protocol, table
-   * base, rule priority, marks) are removed.
+   * base, rule priority, marks) are removed. Resolves once dnsmasq's files
+   * (dns.dnsmasq) follow the new config too.
    * @throws {ConfigError} when the file is invalid (nothing changes).
    * @throws {KernelCommandError} or {DataplaneVerifyError} when the kernel refused the new state.
    */
@@ -353,6 +365,8 @@ export class Daemon {
       this.#balancer.reconfigure(next);
       return changes;
     });
+    // dnsmasq follows the new config (nftset fragment, servers) before the reload reports done.
+    await this.#dns.idle();
     await this.#control?.reconfigure();
     if (changes.some((c) => c.startsWith("notify"))) this.#resetNotifier();
     this.#options.log.info(
@@ -386,12 +400,18 @@ export class Daemon {
       lastApply: this.#controller.lastApply,
       traffic: this.#traffic,
       throughput: (iface) => this.#balancer.throughput(iface),
+      domains: this.#dns.sizes,
     });
   }
 
   /** Resolves when the controller has nothing to do (tests). */
   idle(): Promise<void> {
     return this.#controller.idle();
+  }
+
+  /** Resolves when the dnsmasq files are up to date with the last commit (tests). */
+  dnsIdle(): Promise<void> {
+    return this.#dns.idle();
   }
 
   /**
@@ -408,6 +428,7 @@ export class Daemon {
     this.#balancer.stop();
     await this.#control?.stop();
     await this.#notifier?.flush();
+    await this.#dns.stop();
     if (config !== undefined) await this.#controller.stop(config, !keepState);
     this.#options.log.info(
       { kept: keepState },

@@ -109,6 +109,13 @@ function checkSteering(config: Config): ConfigProblem[] {
         }
       });
     }
+    if (rule.dst_domain !== undefined && config.dns?.dnsmasq?.nftset_file === undefined) {
+      problems.push({
+        path: ["rules", i, "dst_domain"],
+        message:
+          "dst_domain needs dns.dnsmasq.nftset_file: dnsmasq fills the rule's set from the nftset= lines uplinkd writes there",
+      });
+    }
     const hasPorts = rule.src_port !== undefined || rule.dst_port !== undefined;
     const portless = (rule.proto ?? []).filter((p) => p !== "tcp" && p !== "udp");
     if (hasPorts && (rule.proto === undefined || portless.length > 0)) {
@@ -126,6 +133,16 @@ function checkSteering(config: Config): ConfigProblem[] {
       }
     });
   });
+  if (
+    config.dns?.dnsmasq?.servers_file !== undefined &&
+    config.uplinks.every((u) => u.dns.length === 0)
+  ) {
+    problems.push({
+      path: ["dns", "dnsmasq", "servers_file"],
+      message:
+        "no uplink has dns servers, so dnsmasq would get none: give each uplink its ISP's resolvers (uplinks[].dns)",
+    });
+  }
   const owners: { prefix: string; uplink: number; path: ConfigPath }[] = [];
   config.uplinks.forEach((uplink, i) => {
     const mine = [

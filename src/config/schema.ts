@@ -364,6 +364,56 @@ export const controlSchema = z
     }
   });
 
+/**
+ * The LAN's dnsmasq, which uplinkd feeds: `nftset=` lines for the
+ * `dst_domain` rules, and `server=` lines that follow the uplinks' health.
+ */
+export const dnsmasqSchema = z
+  .object({
+    nftset_file: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        "file uplinkd writes with the nftset= lines of the dst_domain rules; put it in dnsmasq's conf-dir (e.g. /etc/dnsmasq.d/uplinkd-nftset.conf)",
+      ),
+    servers_file: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        "file uplinkd writes with server= lines: the DNS servers of the healthy uplinks; name it in dnsmasq's servers-file= option",
+      ),
+    reload: z
+      .array(z.string().min(1))
+      .min(1)
+      .default(["systemctl", "restart", "dnsmasq"])
+      .describe(
+        "command (an argument list, no shell) run after the nftset file changed; dnsmasq reads nftset= lines only when it starts",
+      ),
+    pid_file: z
+      .string()
+      .min(1)
+      .default("/run/dnsmasq/dnsmasq.pid")
+      .describe(
+        "dnsmasq's pid file: uplinkd sends SIGHUP to that pid after the servers file changed",
+      ),
+    set_timeout: duration
+      .pipe(z.number().min(1000, "must be at least 1s"))
+      .prefault("1h")
+      .describe(
+        "how long an address dnsmasq put in a domain set stays there; longer than the names' TTLs and the clients' caches",
+      ),
+  })
+  .strict();
+
+/** DNS integration. */
+export const dnsSchema = z
+  .object({
+    dnsmasq: dnsmasqSchema.optional(),
+  })
+  .strict();
+
 /** The whole config file. */
 export const configSchema = z
   .object({
@@ -374,6 +424,9 @@ export const configSchema = z
     control: controlSchema.prefault({}),
     // Lazy: notify/schema.ts imports this module (for `duration`), so either may load first.
     notify: z.lazy(() => notifySchema).optional(),
+    dns: dnsSchema
+      .optional()
+      .describe("the LAN's DNS resolver (dnsmasq): domain steering and servers that follow health"),
     sets: z
       .record(nftName, z.array(prefix).min(1))
       .default({})
@@ -411,6 +464,8 @@ export type Config = z.output<typeof configSchema>;
 export type UplinkConfig = z.output<typeof uplinkSchema>;
 /** Health settings with every default filled in. */
 export type HealthConfig = z.output<typeof healthSchema>;
+/** dnsmasq settings with every default filled in (set_timeout in ms). */
+export type DnsmasqConfig = z.output<typeof dnsmasqSchema>;
 /** Kernel resource settings with every default filled in. */
 export type DataplaneConfig = z.output<typeof dataplaneSchema>;
 

@@ -91,6 +91,21 @@ export const addressMatch = z.string().superRefine((text, ctx) => {
   if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
 });
 
+/**
+ * A DNS name for `dst_domain` (`example.com`): labels of letters, digits and
+ * `-` (not at either end), 1..63 characters each, at most 253 in all, no
+ * trailing dot. Read in lower case. It matches itself and every name below
+ * it, as dnsmasq's `--nftset=/NAME/...` does.
+ */
+export const domainName = z
+  .string()
+  .max(253, "a DNS name has at most 253 characters")
+  .regex(
+    /^(?!-)[a-zA-Z0-9-]{1,63}(?<!-)(\.(?!-)[a-zA-Z0-9-]{1,63}(?<!-))*$/,
+    "must be a DNS name such as example.com (letters, digits, '-' and dots; no trailing dot)",
+  )
+  .transform((name) => name.toLowerCase());
+
 /** A port 1..65535, or a range `"1000-2000"`. */
 export const portSpec = z.union([
   z.number().int().min(1).max(65535),
@@ -187,6 +202,11 @@ export const ruleSchema = z
     name: z.string().min(1).max(64).optional(),
     src: oneOrMany(addressMatch).optional(),
     dst: oneOrMany(addressMatch).optional(),
+    dst_domain: oneOrMany(domainName)
+      .optional()
+      .describe(
+        "DNS names (each with its subdomains) whose addresses the LAN's dnsmasq puts in this rule's set (dns.dnsmasq)",
+      ),
     proto: oneOrMany(
       z.union([z.enum(["tcp", "udp", "icmp"]), z.number().int().min(0).max(255)]),
     ).optional(),

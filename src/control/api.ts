@@ -59,6 +59,22 @@ export interface UplinkStatus {
   throughput: { down: number; up: number } | null;
 }
 
+/** One domain set (a `dst_domain` rule's, per family) in `uplinkd status --json`. */
+export interface DomainSetStatus {
+  /** nft set name, e.g. `dom_0_4`. */
+  set: string;
+  /** 4 (filled from A records) or 6 (AAAA). */
+  family: 4 | 6;
+  /** Index of the rule in `rules` (0-based). */
+  rule: number;
+  /** The rule's name; null when it has none. */
+  ruleName: string | null;
+  /** The rule's DNS names. */
+  domains: readonly string[];
+  /** Addresses dnsmasq has put in the set and not yet expired; null when it could not be read. */
+  elements: number | null;
+}
+
 /** `GET /status`: the status document. */
 export interface StatusDocument {
   version: string;
@@ -74,6 +90,8 @@ export interface StatusDocument {
   policies: Record<string, PolicyChoice>;
   /** The outcome of the last reconcile; null before the first. */
   lastApply: LastApply | null;
+  /** The domain sets and their sizes at the last sample; empty without `dst_domain` rules. */
+  domains: readonly DomainSetStatus[];
 }
 
 /** `GET /events`. */

@@ -51,7 +51,9 @@ function table(header: string[], rows: string[][]): string {
  * The status table of `uplinkd status`: one row per uplink with its state,
  * since when (and for how long), loss, RTT, jitter, weight, tier, whether it
  * takes new connections, connections now, bytes received and sent on its
- * interface, address and gateway. `-` marks what is not known.
+ * interface, address and gateway. `-` marks what is not known. Then,
+ * when the config has `dst_domain` rules, one row per domain set: its rule,
+ * family, number of addresses, and names.
  *
  * @param now epoch ms the ages are computed against.
  */
@@ -94,7 +96,19 @@ export function formatStatus(status: StatusDocument, now = Date.now()): string {
     u.address ?? "-",
     u.gateway ?? "-",
   ]);
-  return table(header, rows) + formatPolicies(status);
+  const domains = status.domains;
+  const sets = domains.map((d) => [
+    d.set,
+    d.ruleName ?? `#${d.rule}`,
+    `IPv${d.family}`,
+    d.elements === null ? "-" : String(d.elements),
+    d.domains.join(" "),
+  ]);
+  const domainTable =
+    domains.length === 0
+      ? ""
+      : `\n${table(["DOMAIN SET", "RULE", "FAMILY", "ADDRESSES", "NAMES"], sets)}`;
+  return table(header, rows) + formatPolicies(status) + domainTable;
 }
 
 /**

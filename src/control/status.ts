@@ -9,7 +9,7 @@ import type { UplinkLink } from "../links/observe.js";
 import type { PolicyChoice } from "../policy/select.js";
 import type { Throughput } from "../policy/load.js";
 import type { HealthSnapshot } from "../uplink-health.js";
-import type { StatusDocument } from "./api.js";
+import type { DomainSetStatus, StatusDocument } from "./api.js";
 import type { TrafficSampler } from "./traffic.js";
 
 /** The version the status document reports. */
@@ -33,6 +33,8 @@ export interface StatusParts {
   traffic: Pick<TrafficSampler, "connections" | "bytes">;
   /** Smoothed throughput of an interface, bits per second; undefined before it is known. */
   throughput: (iface: string) => Throughput | undefined;
+  /** The domain sets' sizes at the last sample (none when absent). */
+  domains?: readonly DomainSetStatus[];
 }
 
 /** The status document of `parts`. */
@@ -72,5 +74,6 @@ export function buildStatus(parts: StatusParts): StatusDocument {
     }),
     policies: parts.choices,
     lastApply: parts.lastApply,
+    domains: parts.domains ?? [],
   };
 }

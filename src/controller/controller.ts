@@ -84,6 +84,12 @@ export interface ControllerOptions {
   verifyIntervalMs?: number;
   /** Delay before retry `attempt` (1, 2, ...) after a failed reconcile, ms. */
   retryDelayMs: (attempt: number) => number;
+  /**
+   * Called each time the kernel is known to hold the state of `inputs`
+   * (after every successful reconcile, urgent or full, changed or not).
+   * Must return at once and not throw.
+   */
+  onCommit?: (inputs: ControllerInputs) => void;
 }
 
 interface Waiter {
@@ -484,6 +490,7 @@ export class Controller {
   #commit(inputs: ControllerInputs, desired: DesiredState, previous: Applied | undefined): void {
     const uplinks = summarise(inputs, desired.choices);
     this.#applied = { owner: ownerOf(inputs.config), desired, uplinks };
+    this.#options.onCommit?.(inputs);
     for (const stale of staleUplinks(previous?.uplinks, uplinks)) {
       this.cleaner.clear(stale).catch(() => undefined);
     }

@@ -13,11 +13,18 @@ import {
   type IpChanges,
   type NftDiff,
 } from "./diff.js";
+import { carryElements, readDomainSets } from "./domains.js";
 import { renderMapUpdate, uplinkChain, type DesiredState, type UplinkView } from "./render.js";
 
 /** What would change in the kernel to reach a desired state. */
 export interface Plan {
   nft: NftDiff;
+  /**
+   * nft commands appended to a whole-table reload: they put back the
+   * elements dnsmasq had put in the domain sets that stay (see
+   * carryElements). Empty when there are none.
+   */
+  carry: string[];
   ip: IpChanges;
   /** The iproute2 commands, in the order they run (without the leading `ip`). */
   ipCommands: string[];
@@ -67,11 +74,20 @@ export class Dataplane {
       this.kernel.readRules(),
     ]);
     const nft = diffNft(
-      { hash: desired.nftHash, chains: expectedChains(views), maps: desired.maps },
+      {
+        hash: desired.nftHash,
+        chains: expectedChains(views),
+        maps: desired.maps,
+        domainSets: desired.domainSets.map((s) => s.name),
+      },
       table === null ? null : summariseNft(table),
     );
+    const carry =
+      table === null || nft.reload.length === 0
+        ? []
+        : carryElements(this.owner.table, desired.domainSets, readDomainSets(table));
     const ip = diffIp(desired, { routes, rules }, this.owner.protocol);
-    return { nft, ip, ipCommands: ipCommands(ip) };
+    return { nft, carry, ip, ipCommands: ipCommands(ip) };
   }
 
   /**
@@ -90,16 +106,19 @@ export class Dataplane {
   }
 
   /**
-   * Carry out a plan: the whole nft table (one transaction) only when its
-   * structure differs, else only the map elements that differ; then the
-   * iproute2 changes.
+   * Carry out a plan: the whole nft table (one transaction, with the domain
+   * sets' elements carried over) only when its structure differs, else only
+   * the map elements that differ (domain sets untouched); then the iproute2
+   * changes.
    * @throws {KernelCommandError} when nft or ip fails: nft leaves the old
    *   table as it was; ip stops at the failing line, and since additions run
    *   before deletions the old paths stay.
    */
   async write(plan: Plan, desired: DesiredState): Promise<void> {
-    if (plan.nft.reload.length > 0) await this.kernel.nftLoad(desired.nftScript);
-    else if (Object.keys(plan.nft.maps).length > 0) await this.updateMaps(plan.nft.maps);
+    if (plan.nft.reload.length > 0) {
+      const carry = plan.carry.length === 0 ? "" : `${plan.carry.join("\n")}\n`;
+      await this.kernel.nftLoad(desired.nftScript + carry);
+    } else if (Object.keys(plan.nft.maps).length > 0) await this.updateMaps(plan.nft.maps);
     await this.kernel.ipBatch(plan.ipCommands);
   }
 

@@ -3,6 +3,7 @@
  * turn one into the other. Pure functions.
  */
 import type { NftJson, Route, Rule } from "../kernel/types.js";
+import { isDomainSet } from "./domains.js";
 import { hex } from "./slots.js";
 
 /** Kernel identity of a route: table, destination, metric. */
@@ -175,18 +176,25 @@ function canonicalJsonElement(elem: unknown): string | undefined {
   return `${key} : ${target === undefined ? kind : `${kind} ${target}`}`;
 }
 
-/** What `nft -j list table` holds: its structure hash, chain names and each map's canonical elements. */
+/**
+ * What `nft -j list table` holds: its structure hash, chain names and each
+ * map's canonical elements. Domain sets (filled by dnsmasq) are listed by
+ * name only: their elements are never uplinkd's to compare.
+ */
 export interface NftSummary {
   /** The element of the `structure` set, 8 hex digits; empty when absent. */
   hash: string;
   chains: Set<string>;
   maps: Map<string, string[]>;
+  /** Names of the domain sets present (see domains.ts). */
+  domainSets: Set<string>;
 }
 
 /** Summarise `nft -j list table inet NAME` output. */
 export function summariseNft(json: NftJson): NftSummary {
   const chains = new Set<string>();
   const maps = new Map<string, string[]>();
+  const domainSets = new Set<string>();
   let hash = "";
   for (const object of json.nftables) {
     const set = object.set as { name?: string; elem?: unknown[] } | undefined;
@@ -195,12 +203,13 @@ export function summariseNft(json: NftJson): NftSummary {
     const chain = object.chain as { name?: string } | undefined;
     if (chain?.name !== undefined) chains.add(chain.name);
     const map = (object.map ?? object.set) as { name?: string; elem?: unknown[] } | undefined;
-    if (map?.name !== undefined) {
+    if (map?.name !== undefined && isDomainSet(map.name)) domainSets.add(map.name);
+    else if (map?.name !== undefined) {
       const elements = (map.elem ?? []).map(canonicalJsonElement).filter((e) => e !== undefined);
       maps.set(map.name, elements.sort());
     }
   }
-  return { hash, chains, maps };
+  return { hash, chains, maps, domainSets };
 }
 
 /** How uplinkd's nft table differs from the desired one. */
@@ -214,13 +223,20 @@ export interface NftDiff {
 }
 
 /**
- * Compare the desired table with what nft holds.
+ * Compare the desired table with what nft holds. Domain sets count only by
+ * presence (a missing one reloads the table); their elements are dnsmasq's.
  *
- * @param desired the structure hash (see renderDesired), chains and map elements.
+ * @param desired the structure hash (see renderDesired), chains, map
+ *   elements and domain set names.
  * @param actual the summary of the table, or null when it does not exist.
  */
 export function diffNft(
-  desired: { hash: string; chains: readonly string[]; maps: Record<string, readonly string[]> },
+  desired: {
+    hash: string;
+    chains: readonly string[];
+    maps: Record<string, readonly string[]>;
+    domainSets?: readonly string[];
+  },
   actual: NftSummary | null,
 ): NftDiff {
   if (actual === null) return { reload: ["the nft table is missing"], maps: {}, differences: [] };
@@ -231,6 +247,9 @@ export function diffNft(
   }
   for (const chain of desired.chains) {
     if (!actual.chains.has(chain)) reload.push(`nft chain ${chain} is missing`);
+  }
+  for (const set of desired.domainSets ?? []) {
+    if (!actual.domainSets.has(set)) reload.push(`nft set ${set} is missing`);
   }
   const maps: Record<string, readonly string[]> = {};
   for (const [name, elements] of Object.entries(desired.maps)) {

@@ -30,6 +30,7 @@ import {
   type RuleConfig,
 } from "../config/steering.js";
 import { BALANCE_MODULUS } from "../policy/select.js";
+import { domainSetComment, domainSetName, domainSets } from "./domains.js";
 import { hex, unreachableMark } from "./slots.js";
 import type { UplinkView } from "./render.js";
 
@@ -111,12 +112,16 @@ function addressMatch(config: Config, field: "saddr" | "daddr", items: readonly 
   return `ip ${field} ${inline(disjointPrefixes(expand(config, items)))}`;
 }
 
-/** The match part of one rule (empty for a rule that matches everything). */
-export function ruleMatch(config: Config, rule: RuleConfig): string {
+/**
+ * The match part of one rule (empty for a rule that matches everything).
+ * @param index the rule's position in `config.rules` (names its domain set).
+ */
+export function ruleMatch(config: Config, rule: RuleConfig, index: number): string {
   const parts: string[] = [];
   if (rule.iif !== undefined) parts.push(`iifname ${inline(rule.iif.map(q))}`);
   if (rule.src !== undefined) parts.push(addressMatch(config, "saddr", rule.src));
   if (rule.dst !== undefined) parts.push(addressMatch(config, "daddr", rule.dst));
+  if (rule.dst_domain !== undefined) parts.push(`ip daddr @${domainSetName(index, 4)}`);
   if (rule.proto !== undefined) parts.push(`meta l4proto ${inline(rule.proto.map(String))}`);
   if (rule.src_port !== undefined) parts.push(`th sport ${inline(rule.src_port.map(String))}`);
   if (rule.dst_port !== undefined) parts.push(`th dport ${inline(rule.dst_port.map(String))}`);
@@ -193,7 +198,7 @@ function renderSteer(config: Config, views: readonly UplinkView[], mask: number)
       return;
     }
     flush();
-    const match = ruleMatch(config, rule);
+    const match = ruleMatch(config, rule, index);
     const comment = rule.name === undefined ? "" : ` comment ${q(rule.name)}`;
     if (rule.sticky === undefined) {
       out.steer.push(`${match} ${verdict}${comment}`.trim());
@@ -296,6 +301,17 @@ export function renderNft(
         ["type ipv4_addr", "flags interval"],
         disjointPrefixes(prefixes),
       ),
+    );
+  }
+  // Filled by dnsmasq, never by uplinkd: no elements here (see domains.ts).
+  for (const set of domainSets(config)) {
+    out.push(
+      ...block("set", set.name, [
+        set.family === 4 ? "type ipv4_addr" : "type ipv6_addr",
+        "flags timeout",
+        `timeout ${set.timeoutSeconds}s`,
+        `comment ${q(domainSetComment(set))}`,
+      ]),
     );
   }
   out.push(...block("map", "restore", ["typeof ct mark : verdict"], maps.restore));

@@ -21,6 +21,7 @@ import {
   renderNft,
   uplinkChain,
 } from "./nft.js";
+import { domainSets, type DomainSet } from "./domains.js";
 import { hex, unreachableMark, type UplinkSlot } from "./slots.js";
 import { loadWeights, type LoadSnapshot } from "../policy/load.js";
 
@@ -71,6 +72,8 @@ export interface DesiredState {
   rules: Rule[];
   /** What each policy does now, for status and logs. */
   choices: Record<string, PolicyChoice>;
+  /** The domain sets the table declares (filled by dnsmasq; see domains.ts). */
+  domainSets: DomainSet[];
 }
 
 /** Metric of the catch-all `unreachable default` route in each uplink's table (lowest priority). */
@@ -307,6 +310,7 @@ export function renderDesired(
     routes: renderRoutes(config, views, choice, surroundings.lanAddress),
     rules: renderRules(config, views),
     choices,
+    domainSets: domainSets(config),
   };
 }
 

@@ -287,6 +287,23 @@ export class LinuxKernel implements Kernel {
     }
   }
 
+  async nftSetSize(table: string, set: string): Promise<number | null> {
+    try {
+      const { stdout } = await runCommand("nft", ["-j", "list", "set", "inet", table, set]);
+      const json = JSON.parse(stdout) as NftJson;
+      for (const object of json.nftables) {
+        const found = object.set as { elem?: unknown[] } | undefined;
+        if (found !== undefined) return found.elem?.length ?? 0;
+      }
+      return null;
+    } catch (error) {
+      if (error instanceof KernelCommandError && /No such file or directory/.test(error.stderr)) {
+        return null;
+      }
+      throw error;
+    }
+  }
+
   async conntrackDelete(mark: number, mask: number): Promise<number> {
     // conntrack exits 1 when no entry matched; it prints the count on stderr.
     const { stderr } = await runCommand(

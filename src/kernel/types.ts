@@ -131,6 +131,12 @@ export interface Kernel {
    */
   nftReadTable(name: string): Promise<NftJson | null>;
   /**
+   * The number of elements in set `set` of table inet `table`
+   * (`nft -j list set inet TABLE SET`), or null when there is no such set.
+   * @throws {KernelCommandError} for failures other than "no such set".
+   */
+  nftSetSize(table: string, set: string): Promise<number | null>;
+  /**
    * Delete conntrack entries whose mark matches `mark/mask`
    * (`conntrack -D -m MARK/MASK`).
    * @returns the number of entries deleted.

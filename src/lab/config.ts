@@ -6,6 +6,7 @@
 import { stringify } from "yaml";
 import { configSchema } from "../config/schema.js";
 import { LabError } from "../errors.js";
+import { ispResolver, type resolverPaths } from "./resolver.js";
 import { LAB_HOSTS, LAN, type LabPlan } from "./topology.js";
 
 /**
@@ -13,9 +14,17 @@ import { LAB_HOSTS, LAN, type LabPlan } from "./topology.js";
  * gateway `100.64.I.1` (or `auto` for DHCP uplinks), their weight and tier;
  * health targets 198.51.100.1 and 203.0.113.1 every 200 ms, timeout 500 ms;
  * `control.socket` = `controlSocket`. `configPath` only appears in a comment.
+ * With `resolver` (the router's dnsmasq): each uplink's `dns` is its ISP's
+ * resolver (203.0.113.(50+I)) and `dns.dnsmasq` points at the resolver's
+ * files, its restart script and pid file.
  * @throws {LabError} when the result does not pass the config schema (a lab bug).
  */
-export function renderLabConfig(plan: LabPlan, controlSocket: string, configPath: string): string {
+export function renderLabConfig(
+  plan: LabPlan,
+  controlSocket: string,
+  configPath: string,
+  resolver?: ReturnType<typeof resolverPaths>,
+): string {
   const config = {
     lan: [LAN.routerInterface],
     uplinks: plan.uplinks.map((u) => ({
@@ -24,6 +33,7 @@ export function renderLabConfig(plan: LabPlan, controlSocket: string, configPath
       gateway: u.dhcp ? "auto" : u.gateway,
       weight: u.weight,
       tier: u.tier,
+      ...(resolver === undefined ? {} : { dns: [ispResolver(u.number)] }),
     })),
     health: {
       targets: [...LAB_HOSTS.pingTargets],
@@ -31,6 +41,18 @@ export function renderLabConfig(plan: LabPlan, controlSocket: string, configPath
       timeout: "500ms",
     },
     control: { socket: controlSocket },
+    ...(resolver === undefined
+      ? {}
+      : {
+          dns: {
+            dnsmasq: {
+              nftset_file: resolver.nftsetFile,
+              servers_file: resolver.serversFile,
+              reload: [resolver.restartScript],
+              pid_file: resolver.pidFile,
+            },
+          },
+        }),
   };
   const checked = configSchema.safeParse(config);
   if (!checked.success) {

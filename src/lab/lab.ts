@@ -41,6 +41,14 @@ import {
   waitFor,
   type ExecResult,
 } from "./netns.js";
+import {
+  internetDnsAddresses,
+  internetDnsArgs,
+  removeClientResolvConf,
+  resolverPaths,
+  startResolver,
+  writeClientResolvConf,
+} from "./resolver.js";
 import { labScriptArgv } from "./scripts.js";
 import {
   readState,
@@ -335,7 +343,7 @@ function dhcpServerArgv(u: UplinkPlan, address: string, dir: string): string[] {
   ];
 }
 
-function dnsServerArgv(dir: string): string[] {
+function dnsServerArgv(plan: LabPlan, dir: string): string[] {
   return [
     "dnsmasq",
     "--keep-in-foreground",
@@ -347,6 +355,7 @@ function dnsServerArgv(dir: string): string[] {
     "--bind-interfaces",
     "--local=/lab.test/",
     ...Object.entries(LAB_DNS_RECORDS).map(([name, a]) => `--host-record=${name},${a}`),
+    ...internetDnsArgs(plan),
     `--pid-file=${join(dir, "dns.pid")}`,
     `--log-facility=${join(dir, "dns.log")}`,
     "--user=root",
@@ -413,6 +422,7 @@ export async function labDown(
       if (left.length > 0) throw error;
     }
   }
+  await removeClientResolvConf(namespaceOf(prefix, "lan"));
   await removeStateDir(dir);
   return { prefix, namespaces: mine, processes: killed.reduce((a, b) => a + b, 0) };
 }
@@ -500,6 +510,13 @@ export async function labUp(options: LabUpOptions = {}): Promise<Lab> {
     await Promise.all([
       ipBatch(`configure LAN client ${ns.lan}`, ns.lan, renderLanBatch()),
       ipBatch(`add routes in ${ns.net}`, ns.net, renderNetRoutesBatch(plan)),
+      ipBatch(
+        `add DNS addresses in ${ns.net}`,
+        ns.net,
+        internetDnsAddresses(plan)
+          .map((a) => `addr add ${a}/32 dev lo\n`)
+          .join(""),
+      ),
       ...plan.uplinks.map((u) =>
         ipBatch(`configure ISP ${u.namespace}`, u.namespace, renderIspBatch(u)),
       ),
@@ -529,7 +546,10 @@ export async function labUp(options: LabUpOptions = {}): Promise<Lab> {
       record(`dhcp-${u.name}`, `isp${u.number}`, startDetached(u.namespace, argv, log), log);
     }
     const dnsLog = join(dir, "dns.out");
-    record("dns", "net", startDetached(ns.net, dnsServerArgv(dir), dnsLog), dnsLog);
+    record("dns", "net", startDetached(ns.net, dnsServerArgv(plan, dir), dnsLog), dnsLog);
+    // The LAN's resolver on the router; uplinkd restarts it (new pid) when its nftset file changes.
+    record("resolver", "rtr", await startResolver(plan, dir), resolverPaths(dir).log);
+    await writeClientResolvConf(plan);
     for (let k = 0; k < iperf3Servers; k++) {
       const port = String(LAB_PORTS.iperf3 + k);
       const name = k === 0 ? "iperf3" : `iperf3-${port}`;
@@ -578,7 +598,10 @@ export async function labUp(options: LabUpOptions = {}): Promise<Lab> {
     );
     await Promise.all([hostReady, dhcpReady]);
     await checkAlive(plan.prefix, state.processes);
-    await writeFile(state.configPath, renderLabConfig(plan, state.controlSocket, state.configPath));
+    await writeFile(
+      state.configPath,
+      renderLabConfig(plan, state.controlSocket, state.configPath, resolverPaths(dir)),
+    );
     state.upMs = Math.round(performance.now() - started);
     await writeState(state);
   } catch (error) {
@@ -903,6 +926,8 @@ export class Lab {
         };
       }),
     );
+    // uplinkd restarts the router's resolver (a new pid) when its nftset file changes.
+    const resolverPid = await readPidFile(resolverPaths(this.stateDir).pidFile);
     return {
       prefix: this.prefix,
       stateDir: this.stateDir,
@@ -911,10 +936,10 @@ export class Lab {
       createdAt: this.#state.createdAt,
       upMs: this.#state.upMs,
       namespaces: names.map((name) => ({ name, present: present.has(name) })),
-      processes: this.#state.processes.map((p) => ({
-        ...p,
-        alive: pidsByNode.get(p.node)?.has(p.pid) ?? false,
-      })),
+      processes: this.#state.processes.map((p) => {
+        const pid = p.name === "resolver" ? (resolverPid ?? p.pid) : p.pid;
+        return { ...p, pid, alive: pidsByNode.get(p.node)?.has(pid) ?? false };
+      }),
       uplinks,
     };
   }

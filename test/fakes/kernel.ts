@@ -268,6 +268,11 @@ export class FakeKernel implements Kernel {
     }
   }
 
+  async nftSetSize(table: string, set: string): Promise<number | null> {
+    await this.#enter("read-nft", "read-nft-set");
+    return this.tables.get(table)?.maps.get(set)?.length ?? null;
+  }
+
   async conntrackDelete(mark: number, mask: number): Promise<number> {
     await this.#enter(
       "conntrack-delete",

@@ -31,6 +31,7 @@ function fakeSource(socket: string): ControlSource & { transitions: Transition[]
     uplinks: [],
     policies: {},
     lastApply: null,
+    domains: [],
   };
   return {
     transitions,

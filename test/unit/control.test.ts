@@ -61,6 +61,7 @@ function statusDoc(uplinks: UplinkStatus[] = [uplink("isp1"), uplink("isp2")]): 
     uplinks,
     policies: {},
     lastApply: null,
+    domains: [],
   };
 }
 

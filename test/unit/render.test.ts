@@ -235,7 +235,7 @@ describe("diffing against the kernel", () => {
     assert.equal(diff.reload.length, 1);
     const other = diffNft(
       { hash: "abc", chains: [], maps: {} },
-      { hash: "def", chains: new Set(), maps: new Map() },
+      { hash: "def", chains: new Set(), maps: new Map(), domainSets: new Set<string>() },
     );
     assert.match(other.reload[0] ?? "", /structure changed/);
   });
