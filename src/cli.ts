@@ -133,7 +133,8 @@ program
         );
         return;
       }
-      if (nftsetFile !== undefined && fragment !== undefined) {
+      // The fragment matters only with domain rules; without, it holds no nftset= line.
+      if (nftsetFile !== undefined && fragment?.includes("nftset=") === true) {
         process.stdout.write(
           `dnsmasq: ${nftsetFile} holds:\n${fragment.trimEnd().replace(/^/gm, "  ")}\n`,
         );

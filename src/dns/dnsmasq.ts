@@ -129,6 +129,8 @@ export class DnsmasqPart {
   #running: Promise<void> | undefined;
   #stopped = false;
   #sizes: DomainSetStatus[] = [];
+  /** The config the sizes were sampled for. */
+  #sampledConfig: Config | undefined;
   #sampledAt = -Infinity;
 
   constructor(options: DnsmasqPartOptions) {
@@ -246,12 +248,14 @@ export class DnsmasqPart {
 
   /**
    * Sample each domain set's size (`nft -j list set`), at most once a
-   * second; never throws (a set that cannot be read has size null).
+   * second for one config (a reload's new config is sampled at once); never
+   * throws (a set that cannot be read has size null).
    */
   async refreshSizes(config: Config): Promise<void> {
     const now = (this.#options.now ?? Date.now)();
-    if (now - this.#sampledAt < 1000) return;
+    if (now - this.#sampledAt < 1000 && config === this.#sampledConfig) return;
     this.#sampledAt = now;
+    this.#sampledConfig = config;
     const table = config.dataplane.table;
     this.#sizes = await Promise.all(
       domainSets(config).map(async (set) => ({
