@@ -49,6 +49,7 @@ import {
   startResolver,
   writeClientResolvConf,
 } from "./resolver.js";
+import { TUN_RELAY_FILE, TUN_RELAY_SCRIPT } from "./p2p.js";
 import { labScriptArgv } from "./scripts.js";
 import {
   readState,
@@ -71,6 +72,7 @@ import {
   isLabNamespace,
   namespaceOf,
   namespaceSysctls,
+  p2pTransitName,
   parseNode,
   parseUplink,
   planLab,
@@ -80,16 +82,18 @@ import {
   renderNamespaceBatch,
   renderNetBatch,
   renderNetRoutesBatch,
+  renderP2pRouterBatch,
   renderRouterBatch,
   validatePrefix,
   type LabNode,
   type LabPlan,
+  type UplinkKind,
   type UplinkPlan,
 } from "./topology.js";
 
 export type { ExecResult } from "./netns.js";
 export type { Fault, FaultSet } from "./faults.js";
-export type { LabNode, LabPlan, UplinkPlan } from "./topology.js";
+export type { LabNode, LabPlan, UplinkKind, UplinkPlan } from "./topology.js";
 
 /** What to build; every field is optional. */
 export interface LabUpOptions {
@@ -103,6 +107,10 @@ export interface LabUpOptions {
   weights?: readonly number[];
   /** One tier per uplink for the generated config; default 1 each. */
   tiers?: readonly number[];
+  /** Point-to-point uplinks (numbers or names): a TUN pair, no gateway (`gateway: none`); need python3. */
+  p2p?: readonly (number | string)[];
+  /** Uplinks behind a CGNAT: a 10.I.1.2 address, a second NAT at the ISP, a private upstream 10.I.0.0/16. */
+  cgnat?: readonly (number | string)[];
   /** Parent of the state directory; default `/run/uplinkd-lab`. */
   stateRoot?: string;
   /** Tear down a lab with the same prefix first (default true); false: throw instead. */
@@ -138,6 +146,9 @@ export interface UplinkStatus {
   number: number;
   interface: string;
   dhcp: boolean;
+  /** How it is wired: `ethernet`, `p2p` (a TUN pair) or `cgnat`. */
+  kind: UplinkKind;
+  /** The ISP's gateway; `none` for a point-to-point uplink. */
   gateway: string;
   /** The router's IPv4 addresses on the uplink interface (CIDR). */
   addresses: string[];
@@ -262,15 +273,20 @@ function startDetached(
 }
 
 /**
- * Start the echo host in `ns` and wait (at most `timeoutMs`) until it
- * prints `ready`.
+ * Start an echo host on `address` (default the internet's 192.0.2.10) in
+ * `ns` and wait (at most `timeoutMs`) until it prints `ready`.
  * @throws {LabError} when it exits first or takes too long; names its log.
  */
-function launchEchoHost(ns: string, log: string, timeoutMs = 20_000): Promise<number> {
+function launchEchoHost(
+  ns: string,
+  log: string,
+  address: string = LAB_HOSTS.echo,
+  timeoutMs = 20_000,
+): Promise<number> {
   const argv = [
     ...labScriptArgv("host"),
     "--address",
-    LAB_HOSTS.echo,
+    address,
     "--http-port",
     String(LAB_PORTS.http),
     "--whoami-port",
@@ -457,6 +473,8 @@ export async function labUp(options: LabUpOptions = {}): Promise<Lab> {
     dhcp: (options.dhcp ?? []).map((d) => parseUplink(d, options.uplinks ?? 3)),
     weights: options.weights,
     tiers: options.tiers,
+    p2p: (options.p2p ?? []).map((d) => parseUplink(d, options.uplinks ?? 3)),
+    cgnat: (options.cgnat ?? []).map((d) => parseUplink(d, options.uplinks ?? 3)),
   });
   const prefix = plan.prefix;
   const stateRoot = options.stateRoot ?? DEFAULT_STATE_ROOT;
@@ -469,6 +487,12 @@ export async function labUp(options: LabUpOptions = {}): Promise<Lab> {
   if (dhcpUplinks.length > 0 && !(await onPath("busybox"))) {
     throw new LabError(
       "DHCP uplinks need busybox (its udhcpc is the router's DHCP client): apt-get install busybox",
+    );
+  }
+  const p2pUplinks = plan.uplinks.filter((u) => u.kind === "p2p");
+  if (p2pUplinks.length > 0 && !(await onPath("python3"))) {
+    throw new LabError(
+      "point-to-point uplinks need python3 (it runs the TUN relay): apt-get install python3-minimal",
     );
   }
   if (await labExists(prefix, { stateRoot })) {
@@ -487,6 +511,8 @@ export async function labUp(options: LabUpOptions = {}): Promise<Lab> {
     dhcp: dhcpUplinks.map((u) => u.number),
     weights: plan.uplinks.map((u) => u.weight),
     tiers: plan.uplinks.map((u) => u.tier),
+    p2p: p2pUplinks.map((u) => u.number),
+    cgnat: plan.uplinks.filter((u) => u.kind === "cgnat").map((u) => u.number),
     stateDir: dir,
     configPath: join(dir, "uplinkd.yaml"),
     controlSocket: join(dir, "uplinkd.sock"),
@@ -507,6 +533,32 @@ export async function labUp(options: LabUpOptions = {}): Promise<Lab> {
       ipBatch(`build router ${ns.rtr}`, ns.rtr, renderRouterBatch(plan)),
       ipBatch(`build internet ${ns.net}`, ns.net, renderNetBatch(plan)),
     ]);
+    const record = (name: string, node: LabNode, pid: number, log: string): void => {
+      state.processes.push({ name, node, pid, log });
+    };
+    if (p2pUplinks.length > 0) {
+      const relay = join(dir, TUN_RELAY_FILE);
+      await writeFile(relay, TUN_RELAY_SCRIPT);
+      await Promise.all(
+        p2pUplinks.map(async (u) => {
+          const log = join(dir, `p2p-${u.name}.log`);
+          const argv = ["python3", relay, u.routerInterface, p2pTransitName(u)];
+          record(`p2p-${u.name}`, "rtr", startDetached(ns.rtr, argv, log), log);
+          await waitFor(`TUN relay of ${u.name} making its devices`, 5000, async () =>
+            (await tail(log)).includes("ready") ? true : undefined,
+          ).catch(async (error: unknown) => {
+            throw new LabError(`${errorText(error)}; ${log}: ${await tail(log)}`, {
+              cause: error,
+            });
+          });
+          await ipBatch(
+            `wire point-to-point ${u.name} in ${ns.rtr}`,
+            ns.rtr,
+            renderP2pRouterBatch(u),
+          );
+        }),
+      );
+    }
     await Promise.all([
       ipBatch(`configure LAN client ${ns.lan}`, ns.lan, renderLanBatch()),
       ipBatch(`add routes in ${ns.net}`, ns.net, renderNetRoutesBatch(plan)),
@@ -536,9 +588,6 @@ export async function labUp(options: LabUpOptions = {}): Promise<Lab> {
     const udhcpcScript = join(dir, "udhcpc.sh");
     await writeFile(udhcpcScript, UDHCPC_SCRIPT);
     await chmod(udhcpcScript, 0o755);
-    const record = (name: string, node: LabNode, pid: number, log: string): void => {
-      state.processes.push({ name, node, pid, log });
-    };
     for (const u of dhcpUplinks) {
       await rm(join(dir, `dhcp-${u.name}.pid`), { force: true });
       const log = join(dir, `dhcp-${u.name}.out`);
@@ -558,9 +607,17 @@ export async function labUp(options: LabUpOptions = {}): Promise<Lab> {
       record(name, "net", startDetached(ns.net, argv, log), log);
     }
     const hostLog = join(dir, "host.log");
-    const hostReady = launchEchoHost(ns.net, hostLog).then((pid) => {
-      record("host", "net", pid, hostLog);
-    });
+    const hostReady = Promise.all([
+      launchEchoHost(ns.net, hostLog).then((pid) => {
+        record("host", "net", pid, hostLog);
+      }),
+      ...plan.uplinks.map(async (u) => {
+        if (u.upstream === undefined) return;
+        const log = join(dir, `host-${u.name}.log`);
+        const pid = await launchEchoHost(u.namespace, log, u.upstream.host);
+        record(`host-${u.name}`, `isp${u.number}`, pid, log);
+      }),
+    ]);
     const dhcpReady = Promise.all(
       dhcpUplinks.map(async (u) => {
         await waitFor(`DHCP server of ${u.name} writing its pid file`, 5000, () =>
@@ -638,6 +695,8 @@ function planFromState(state: LabState): LabPlan {
     dhcp: state.dhcp,
     weights: state.weights,
     tiers: state.tiers,
+    p2p: state.p2p ?? [],
+    cgnat: state.cgnat ?? [],
   });
 }
 
@@ -918,7 +977,8 @@ export class Lab {
           number: u.number,
           interface: u.routerInterface,
           dhcp: u.dhcp,
-          gateway: u.gateway,
+          kind: u.kind,
+          gateway: u.kind === "p2p" ? "none" : u.gateway,
           addresses: ipv4Of(link),
           carrier: link?.flags?.includes("LOWER_UP") ?? false,
           faults: describeFaults(this.#faultsOf(u)),

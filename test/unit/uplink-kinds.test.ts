@@ -7,7 +7,19 @@ import { routeCommand, ruleCommand } from "../../src/dataplane/diff.js";
 import { renderDesired } from "../../src/dataplane/render.js";
 import { buildViews } from "../../src/dataplane/views.js";
 import type { LinkState, Route } from "../../src/kernel/types.js";
+import { LabError } from "../../src/errors.js";
+import { renderLabConfig } from "../../src/lab/config.js";
+import {
+  planLab,
+  renderIspBatch,
+  renderIspRuleset,
+  renderNetRoutesBatch,
+  renderP2pRouterBatch,
+  renderRouterBatch,
+  type UplinkPlan,
+} from "../../src/lab/topology.js";
 import { observeUplinks } from "../../src/links/observe.js";
+import { parse } from "yaml";
 
 const PROTO = 73;
 
@@ -288,5 +300,56 @@ describe("CGNAT and private upstream networks", () => {
     assert.deepEqual(desired.maps.pinned, ["10.3.0.0/16 : goto uplink_2"]);
     assert.ok(rules.some((r) => r.startsWith("rule add priority 1302 from 10.3.1.2 lookup 102")));
     assert.match(desired.nftScript, /oifname "wan3" masquerade/);
+  });
+});
+
+describe("the lab's point-to-point and CGNAT uplinks (plans and scripts)", () => {
+  it("plans a p2p uplink as a TUN pair without a gateway and a CGNAT one in 10.I", () => {
+    const plan = planLab({ prefix: "k", uplinks: 3, p2p: [2], cgnat: [3] });
+    const at = (i: number): UplinkPlan => {
+      const u = plan.uplinks[i];
+      assert.ok(u !== undefined);
+      return u;
+    };
+    const [isp1p, isp2p, isp3p] = [at(0), at(1), at(2)];
+    assert.equal(isp1p.kind, "ethernet");
+    assert.equal(isp2p.kind, "p2p");
+    assert.deepEqual(
+      [isp3p.kind, isp3p.routerAddress, isp3p.gateway, isp3p.upstream],
+      ["cgnat", "10.3.1.2", "10.3.1.1", { network: "10.3.0.0/16", host: "10.3.0.53" }],
+    );
+    const router = renderRouterBatch(plan);
+    assert.ok(!router.includes("wan2"), router);
+    assert.match(router, /addr add 10\.3\.1\.2\/24 dev wan3/);
+    assert.equal(
+      renderP2pRouterBatch(isp2p),
+      "addr add 100.64.2.2/32 dev wan2\nlink set wan2 up\nlink set p2p2 netns k-isp2\n",
+    );
+    assert.match(
+      renderIspBatch(isp2p),
+      /link set p2p2 name cust\naddr add 100\.64\.2\.1 peer 100\.64\.2\.0\/24 dev cust\n/,
+    );
+    assert.match(renderIspBatch(isp3p), /addr add 10\.3\.0\.53\/32 dev lo/);
+    assert.match(renderIspRuleset(isp3p), /oifname "core" masquerade/);
+    assert.ok(!renderIspRuleset(isp1p).includes("masquerade"));
+    assert.ok(!renderNetRoutesBatch(plan).includes("10.3."));
+  });
+
+  it("writes gateway: none for p2p and pins a CGNAT ISP's upstream network", () => {
+    const plan = planLab({ prefix: "k", uplinks: 3, p2p: [2], cgnat: [3] });
+    const config = configSchema.parse(parse(renderLabConfig(plan, "/tmp/s.sock", "/tmp/c.yaml")));
+    assert.deepEqual(
+      config.uplinks.map((u) => [u.gateway, u.pinned]),
+      [
+        ["100.64.1.1", []],
+        ["none", []],
+        ["10.3.1.1", ["10.3.0.0/16"]],
+      ],
+    );
+  });
+
+  it("refuses an uplink that is two kinds at once", () => {
+    assert.throws(() => planLab({ prefix: "k", uplinks: 2, dhcp: [2], p2p: [2] }), LabError);
+    assert.throws(() => planLab({ prefix: "k", uplinks: 2, p2p: [1], cgnat: [1] }), LabError);
   });
 });
