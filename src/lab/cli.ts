@@ -7,6 +7,7 @@
  *     uplinkd lab status [--prefix P] [--json]
  *     uplinkd lab fault UPLINK carrier|blackhole|loss=PCT|rate=RATE|dhcp-change... [--prefix P]
  *     uplinkd lab heal UPLINK [--prefix P]
+ *     uplinkd lab session UPLINK down|up [--same-address] [--prefix P]
  *     uplinkd lab exec NODE [--prefix P] -- CMD...
  *
  * Errors are thrown as LabError for the program's error handler; `exec`
@@ -203,6 +204,33 @@ export function registerLabCommands(program: Command): void {
       await opened.heal(uplink);
       process.stdout.write(`${opened.uplink(uplink).name}: healed\n`);
     });
+
+  lab
+    .command("session")
+    .description(
+      "drop (down) or bring back (up) the session of a point-to-point uplink: its interface disappears, then reappears with a new address",
+    )
+    .argument("<uplink>", "uplink name (isp2) or number (2)")
+    .argument("<state>", "down | up")
+    .option("--same-address", "up: keep the previous session's address")
+    .option("--prefix <prefix>", "prefix of the lab", DEFAULT_PREFIX)
+    .action(
+      async (uplink: string, state: string, opts: { prefix: string; sameAddress?: boolean }) => {
+        if (state !== "up" && state !== "down") {
+          throw new LabError(`session state must be up or down, not ${JSON.stringify(state)}`);
+        }
+        const opened = await openLab(opts.prefix);
+        const address = await opened.session(uplink, state, {
+          sameAddress: opts.sameAddress === true,
+        });
+        const name = opened.uplink(uplink).name;
+        process.stdout.write(
+          state === "down"
+            ? `${name}: session down\n`
+            : `${name}: session up, router address ${address ?? "?"}\n`,
+        );
+      },
+    );
 
   lab
     .command("exec")

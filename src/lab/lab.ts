@@ -82,6 +82,8 @@ import {
   renderNamespaceBatch,
   renderNetBatch,
   renderNetRoutesBatch,
+  p2pAddress,
+  renderP2pIspBatch,
   renderP2pRouterBatch,
   renderRouterBatch,
   validatePrefix,
@@ -390,6 +392,39 @@ async function readPidFile(file: string): Promise<number | undefined> {
 }
 
 /**
+ * Start a session of point-to-point uplink `u`: its TUN relay (which makes
+ * `wanI` and the ISP's end), the router's `address`, and the ISP's end
+ * moved and configured. Like a PPP session coming up: the interface
+ * appears with its address.
+ * @returns the relay process, to record.
+ * @throws {LabError} when the relay does not start (its log's end in the
+ *   message) or a command fails.
+ */
+async function startP2pSession(
+  dir: string,
+  rtr: string,
+  u: UplinkPlan,
+  address: string,
+): Promise<LabProcess> {
+  const log = join(dir, `p2p-${u.name}.log`);
+  await rm(log, { force: true });
+  const argv = ["python3", join(dir, TUN_RELAY_FILE), u.routerInterface, p2pTransitName(u)];
+  const pid = startDetached(rtr, argv, log);
+  await waitFor(`TUN relay of ${u.name} making its devices`, 5000, async () =>
+    (await tail(log)).includes("ready") ? true : undefined,
+  ).catch(async (error: unknown) => {
+    throw new LabError(`${errorText(error)}; ${log}: ${await tail(log)}`, { cause: error });
+  });
+  await ipBatch(`wire point-to-point ${u.name} in ${rtr}`, rtr, renderP2pRouterBatch(u, address));
+  await ipBatch(
+    `wire point-to-point ${u.name} in ${u.namespace}`,
+    u.namespace,
+    renderP2pIspBatch(u),
+  );
+  return { name: `p2p-${u.name}`, node: "rtr", pid, log };
+}
+
+/**
  * Check that every process the lab started still runs in its namespace (a
  * service with a bad option or a missing program exits at once).
  * @throws {LabError} naming the dead process and the end of its log.
@@ -537,25 +572,10 @@ export async function labUp(options: LabUpOptions = {}): Promise<Lab> {
       state.processes.push({ name, node, pid, log });
     };
     if (p2pUplinks.length > 0) {
-      const relay = join(dir, TUN_RELAY_FILE);
-      await writeFile(relay, TUN_RELAY_SCRIPT);
+      await writeFile(join(dir, TUN_RELAY_FILE), TUN_RELAY_SCRIPT);
       await Promise.all(
         p2pUplinks.map(async (u) => {
-          const log = join(dir, `p2p-${u.name}.log`);
-          const argv = ["python3", relay, u.routerInterface, p2pTransitName(u)];
-          record(`p2p-${u.name}`, "rtr", startDetached(ns.rtr, argv, log), log);
-          await waitFor(`TUN relay of ${u.name} making its devices`, 5000, async () =>
-            (await tail(log)).includes("ready") ? true : undefined,
-          ).catch(async (error: unknown) => {
-            throw new LabError(`${errorText(error)}; ${log}: ${await tail(log)}`, {
-              cause: error,
-            });
-          });
-          await ipBatch(
-            `wire point-to-point ${u.name} in ${ns.rtr}`,
-            ns.rtr,
-            renderP2pRouterBatch(u),
-          );
+          state.processes.push(await startP2pSession(dir, ns.rtr, u, u.routerAddress));
         }),
       );
     }
@@ -948,6 +968,51 @@ export class Lab {
     await this.#applyFaults(u, {});
     this.#state.faults[String(u.number)] = {};
     await writeState(this.#state);
+  }
+
+  /**
+   * End or start the session of a point-to-point uplink, as a PPP session
+   * drops and comes back: `down` ends its TUN relay, so `wanI` (and the
+   * ISP's end) disappear; `up` starts a new one, with the next address
+   * (100.64.I.3, .4, ...) unless `sameAddress`.
+   * @returns the router's address in the new session (`up`), or undefined (`down`).
+   * @throws {LabError} for an uplink that is not point-to-point, `up` while
+   *   the session is up, or a failing command.
+   */
+  async session(
+    uplink: string | number,
+    to: "up" | "down",
+    options: { sameAddress?: boolean } = {},
+  ): Promise<string | undefined> {
+    const u = this.uplink(uplink);
+    if (u.kind !== "p2p") throw new LabError(`session: ${u.name} is not a point-to-point uplink`);
+    return this.#oneAtATime(async () => {
+      await this.#reload();
+      const rtr = this.namespace("rtr");
+      const name = `p2p-${u.name}`;
+      const relay = this.#state.processes.find((p) => p.name === name);
+      const running = relay !== undefined && (await namespacePids(rtr)).includes(relay.pid);
+      if (to === "down") {
+        if (running) {
+          process.kill(relay.pid, "SIGTERM");
+          await waitFor(`TUN relay of ${u.name} (pid ${relay.pid}) exiting`, 3000, async () =>
+            (await namespacePids(rtr)).includes(relay.pid) ? undefined : true,
+          );
+        }
+        return undefined;
+      }
+      if (running) throw new LabError(`session: ${u.name}'s session is up already`);
+      const generations = (this.#state.p2pGeneration ??= {});
+      const generation = (generations[String(u.number)] ?? 0) + (options.sameAddress ? 0 : 1);
+      const address = p2pAddress(u.number, generation);
+      const started = await startP2pSession(this.stateDir, rtr, u, address);
+      this.#state.processes = [...this.#state.processes.filter((p) => p.name !== name), started];
+      generations[String(u.number)] = generation;
+      await writeState(this.#state);
+      // The ISP's end is a new device: faults set on the old one (rate) are gone.
+      await this.#applyFaults(u, this.#faultsOf(u));
+      return address;
+    });
   }
 
   /**

@@ -46,6 +46,8 @@ export interface LabState {
   faults: Record<string, FaultSet>;
   /** Address changes so far, by DHCP uplink number. */
   dhcpGeneration: Record<string, number>;
+  /** Sessions with a new address so far, by point-to-point uplink number (absent: none). */
+  p2pGeneration?: Record<string, number>;
 }
 
 /** `STATE_ROOT/PREFIX`. */

@@ -378,15 +378,41 @@ export function p2pTransitName(u: UplinkPlan): string {
 }
 
 /**
- * Router batch of a point-to-point uplink, once its relay holds both TUN
- * devices: the router's address (`100.64.I.2/32`: no connected subnet, no
- * gateway), link up, and the ISP's end moved into the ISP namespace.
+ * Router address of a point-to-point uplink in its `generation`-th session
+ * (a reconnect gets a new one, as PPP often does): 100.64.I.2 first, then
+ * .3, .4, ... (wrapping after .201).
  */
-export function renderP2pRouterBatch(u: UplinkPlan): string {
+export function p2pAddress(uplink: number, generation: number): string {
+  return `100.64.${uplink}.${2 + (generation % 200)}`;
+}
+
+/**
+ * Router batch of a point-to-point uplink, once its relay holds both TUN
+ * devices: the router's address (`100.64.I.2/32` in the first session: no
+ * connected subnet, no gateway), link up, and the ISP's end moved into the
+ * ISP namespace.
+ */
+export function renderP2pRouterBatch(u: UplinkPlan, address: string = u.routerAddress): string {
   return [
-    `addr add ${u.routerAddress}/32 dev ${u.routerInterface}`,
+    `addr add ${address}/32 dev ${u.routerInterface}`,
     `link set ${u.routerInterface} up`,
     `link set ${p2pTransitName(u)} netns ${u.namespace}`,
+  ]
+    .map((l) => `${l}\n`)
+    .join("");
+}
+
+/**
+ * ISP batch of a point-to-point uplink, once its end moved in: renamed
+ * `cust`, the ISP's address with the customer prefix as peer (its route
+ * comes back with the address after a carrier fault), link up.
+ */
+export function renderP2pIspBatch(u: UplinkPlan): string {
+  const { customer } = ISP_INTERFACES;
+  return [
+    `link set ${p2pTransitName(u)} name ${customer}`,
+    `addr add ${u.gateway} peer ${u.subnet} dev ${customer}`,
+    `link set ${customer} up`,
   ]
     .map((l) => `${l}\n`)
     .join("");
@@ -405,25 +431,18 @@ export function renderLanBatch(): string {
 }
 
 /**
- * ISP batch: gateway address on `cust` (point-to-point: the ISP's end with
- * the customer prefix as peer, after renaming the TUN device that moved
- * in), core address, default route to the internet; CGNAT: the private
- * upstream host on `lo`.
+ * ISP batch: gateway address on `cust` (point-to-point uplinks: nothing
+ * there, see {@link renderP2pIspBatch}), core address, default route to the
+ * internet; CGNAT: the private upstream host on `lo`.
  */
 export function renderIspBatch(u: UplinkPlan): string {
   const { customer, core } = ISP_INTERFACES;
   const customerSide =
-    u.kind === "p2p"
-      ? [
-          `link set ${p2pTransitName(u)} name ${customer}`,
-          `addr add ${u.gateway} peer ${u.subnet} dev ${customer}`,
-        ]
-      : [`addr add ${u.gateway}/24 dev ${customer}`];
+    u.kind === "p2p" ? [] : [`addr add ${u.gateway}/24 dev ${customer}`, `link set ${customer} up`];
   return [
     "link set lo up",
     ...(u.upstream === undefined ? [] : [`addr add ${u.upstream.host}/32 dev lo`]),
     ...customerSide,
-    `link set ${customer} up`,
     `addr add ${u.coreAddress}/24 dev ${core}`,
     `link set ${core} up`,
     `route add default via ${u.netAddress}`,

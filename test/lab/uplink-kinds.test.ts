@@ -7,7 +7,9 @@
  * describe builds its own lab and runs the daemon with the lab's config
  * (probes every 200 ms, down after 3 failed rounds, up after 5 passed);
  * TCP connections from the LAN client ask the echo host which address it
- * saw. PPPoE is not here: this kernel has no CONFIG_PPP.
+ * saw. PPPoE is not here: this kernel has no CONFIG_PPP; the
+ * point-to-point uplink's session drop (its interface disappears) and
+ * reconnect with a new address stand in for a PPP session's.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -136,6 +138,37 @@ describe("a point-to-point uplink without a gateway (TUN pair, gateway: none)", 
     await waitUplink(daemon, "isp2", (u) => u.state === "up" && u.active, "up, active", 20_000);
     const afterwards = await lanTraffic(lab, 400, { rounds: 1 });
     assertAllOk(afterwards, 400);
+    assertEvenShares(afterwards, lab, 0.1);
+  });
+  it("is down while its session is down, and follows a reconnect with a new address without a restart", async () => {
+    await lab.session("isp2", "down");
+    const down = await waitUplink(
+      daemon,
+      "isp2",
+      (u) => u.state === "down" && !u.active,
+      "down, inactive",
+      5000,
+    );
+    assert.equal(uplinkOf(down, "isp2").address, null);
+    const during = await lanTraffic(lab, 100, { rounds: 1, timeoutMs: 3000 });
+    assertAllOk(during, 100);
+    assert.deepEqual(Object.keys(during.bySource), ["100.64.1.2"]);
+
+    const address = await lab.session("isp2", "up");
+    assert.equal(address, "100.64.2.3");
+    await waitUplink(
+      daemon,
+      "isp2",
+      (u) => u.state === "up" && u.active && u.address === address,
+      `up and active from ${address}`,
+      20_000,
+    );
+    const rules = await lab.exec("rtr", ["ip", "-4", "rule", "show"]);
+    assert.match(rules.stdout, /from 100\.64\.2\.3 lookup 102/);
+    assert.ok(!rules.stdout.includes("100.64.2.2"), rules.stdout);
+    const afterwards = await lanTraffic(lab, 400, { rounds: 1 });
+    assertAllOk(afterwards, 400);
+    assert.deepEqual(Object.keys(afterwards.bySource).sort(), ["100.64.1.2", "100.64.2.3"]);
     assertEvenShares(afterwards, lab, 0.1);
   });
 });

@@ -14,6 +14,7 @@ import {
   renderIspBatch,
   renderIspRuleset,
   renderNetRoutesBatch,
+  renderP2pIspBatch,
   renderP2pRouterBatch,
   renderRouterBatch,
   type UplinkPlan,
@@ -325,10 +326,11 @@ describe("the lab's point-to-point and CGNAT uplinks (plans and scripts)", () =>
       renderP2pRouterBatch(isp2p),
       "addr add 100.64.2.2/32 dev wan2\nlink set wan2 up\nlink set p2p2 netns k-isp2\n",
     );
-    assert.match(
-      renderIspBatch(isp2p),
-      /link set p2p2 name cust\naddr add 100\.64\.2\.1 peer 100\.64\.2\.0\/24 dev cust\n/,
+    assert.equal(
+      renderP2pIspBatch(isp2p),
+      "link set p2p2 name cust\naddr add 100.64.2.1 peer 100.64.2.0/24 dev cust\nlink set cust up\n",
     );
+    assert.ok(!renderIspBatch(isp2p).includes("cust"));
     assert.match(renderIspBatch(isp3p), /addr add 10\.3\.0\.53\/32 dev lo/);
     assert.match(renderIspRuleset(isp3p), /oifname "core" masquerade/);
     assert.ok(!renderIspRuleset(isp1p).includes("masquerade"));
