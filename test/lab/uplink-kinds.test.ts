@@ -12,6 +12,7 @@
  * reconnect with a new address stand in for a PPP session's.
  */
 import assert from "node:assert/strict";
+import { readFile, writeFile } from "node:fs/promises";
 import { after, before, describe, it } from "node:test";
 import type { StatusDocument, UplinkStatus } from "../../src/control/api.js";
 import type { Lab } from "../../src/lab/lab.js";
@@ -170,6 +171,23 @@ describe("a point-to-point uplink without a gateway (TUN pair, gateway: none)", 
     assertAllOk(afterwards, 400);
     assert.deepEqual(Object.keys(afterwards.bySource).sort(), ["100.64.1.2", "100.64.2.3"]);
     assertEvenShares(afterwards, lab, 0.1);
+  });
+  it("gateway: auto finds no gateway on it and routes it the same (after a reload)", async () => {
+    const text = await readFile(lab.configPath, "utf8");
+    await writeFile(lab.configPath, text.replace("gateway: none", "gateway: auto"));
+    daemon.child.kill("SIGHUP");
+    await daemon.waitFor(
+      () => /config reloaded: uplinks\.isp2\.gateway: .*none.* -> .*auto/.test(daemon.log(400)),
+      10_000,
+      "the reload",
+    );
+    const status = await waitUplink(daemon, "isp2", (u) => u.state === "up" && u.active, "up");
+    assert.equal(uplinkOf(status, "isp2").gateway, null);
+    const routes = await lab.exec("rtr", ["ip", "-4", "route", "show", "table", "102"]);
+    assert.match(routes.stdout, /^default dev wan2 proto 73 scope link/m);
+    const report = await lanTraffic(lab, 400, { rounds: 1 });
+    assertAllOk(report, 400);
+    assertEvenShares(report, lab, 0.1);
   });
 });
 
