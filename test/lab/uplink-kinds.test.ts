@@ -13,7 +13,7 @@
  */
 import assert from "node:assert/strict";
 import { readFile, writeFile } from "node:fs/promises";
-import { after, before, describe, it } from "node:test";
+import { after, before, describe, it, type TestContext } from "node:test";
 import type { StatusDocument, UplinkStatus } from "../../src/control/api.js";
 import type { Lab } from "../../src/lab/lab.js";
 import type { TrafficReport } from "../../src/lab/traffic.js";
@@ -39,9 +39,14 @@ function assertAllOk(report: TrafficReport, count: number): void {
   assert.equal(report.inconsistent, 0, "a connection's answers came from more than one uplink");
 }
 
-/** Assert that uplinks 1 and 2 each carried half of `report` within `slack` (0..1). */
-function assertEvenShares(report: TrafficReport, lab: Lab, slack: number): void {
+/** Assert that uplinks 1 and 2 each carried half of `report` within `slack` (0..1); report the shares. */
+function assertEvenShares(t: TestContext, report: TrafficReport, lab: Lab, slack: number): void {
   const shares = sharesByUplink(report, lab);
+  t.diagnostic(
+    `shares of ${report.ok} connections: ${[...shares]
+      .map(([n, share]) => `isp${n} ${(share * 100).toFixed(1)} %`)
+      .join(", ")}`,
+  );
   assert.equal(shares.get(0), undefined, `unknown sources: ${JSON.stringify(report.bySource)}`);
   for (const n of [1, 2]) {
     const share = shares.get(n) ?? 0;
@@ -120,13 +125,13 @@ describe("a point-to-point uplink without a gateway (TUN pair, gateway: none)", 
     assert.ok(afterCounters.up.packets - before.up.packets >= 5, "isp2 forwarded the pings");
   });
 
-  it("takes its share of 600 new TCP connections", async () => {
+  it("takes its share of 600 new TCP connections", async (t) => {
     const report = await lanTraffic(lab, 600, { rounds: 2 });
     assertAllOk(report, 600);
-    assertEvenShares(report, lab, 0.08);
+    assertEvenShares(t, report, lab, 0.08);
   });
 
-  it("fails over when blackholed beyond it, and takes connections again when it recovers", async () => {
+  it("fails over when blackholed beyond it, and takes connections again when it recovers", async (t) => {
     await lab.fault("isp2", "blackhole");
     try {
       await waitUplink(daemon, "isp2", (u) => u.state === "down" && !u.active, "down, inactive");
@@ -139,9 +144,9 @@ describe("a point-to-point uplink without a gateway (TUN pair, gateway: none)", 
     await waitUplink(daemon, "isp2", (u) => u.state === "up" && u.active, "up, active", 20_000);
     const afterwards = await lanTraffic(lab, 400, { rounds: 1 });
     assertAllOk(afterwards, 400);
-    assertEvenShares(afterwards, lab, 0.1);
+    assertEvenShares(t, afterwards, lab, 0.1);
   });
-  it("is down while its session is down, and follows a reconnect with a new address without a restart", async () => {
+  it("is down while its session is down, and follows a reconnect with a new address without a restart", async (t) => {
     await lab.session("isp2", "down");
     const down = await waitUplink(
       daemon,
@@ -170,9 +175,9 @@ describe("a point-to-point uplink without a gateway (TUN pair, gateway: none)", 
     const afterwards = await lanTraffic(lab, 400, { rounds: 1 });
     assertAllOk(afterwards, 400);
     assert.deepEqual(Object.keys(afterwards.bySource).sort(), ["100.64.1.2", "100.64.2.3"]);
-    assertEvenShares(afterwards, lab, 0.1);
+    assertEvenShares(t, afterwards, lab, 0.1);
   });
-  it("gateway: auto finds no gateway on it and routes it the same (after a reload)", async () => {
+  it("gateway: auto finds no gateway on it and routes it the same (after a reload)", async (t) => {
     const text = await readFile(lab.configPath, "utf8");
     await writeFile(lab.configPath, text.replace("gateway: none", "gateway: auto"));
     daemon.child.kill("SIGHUP");
@@ -187,7 +192,7 @@ describe("a point-to-point uplink without a gateway (TUN pair, gateway: none)", 
     assert.match(routes.stdout, /^default dev wan2 proto 73 scope link/m);
     const report = await lanTraffic(lab, 400, { rounds: 1 });
     assertAllOk(report, 400);
-    assertEvenShares(report, lab, 0.1);
+    assertEvenShares(t, report, lab, 0.1);
   });
 });
 
@@ -210,13 +215,13 @@ describe("an uplink behind a CGNAT (10.2.1.2, a second NAT at its ISP)", () => {
     await lab.down();
   });
 
-  it("is balanced like any other; the echo host sees its ISP's outer address", async () => {
+  it("is balanced like any other; the echo host sees its ISP's outer address", async (t) => {
     const status = await daemon.waitFor(() => true, 1000);
     assert.equal(uplinkOf(status, "isp2").address, "10.2.1.2");
     const report = await lanTraffic(lab, 600, { rounds: 2 });
     assertAllOk(report, 600);
     assert.deepEqual(Object.keys(report.bySource).sort(), ["100.100.2.1", "100.64.1.2"]);
-    assertEvenShares(report, lab, 0.08);
+    assertEvenShares(t, report, lab, 0.08);
   });
 
   it("reaches its ISP's private upstream host (pinned 10.2.0.0/16) through it only", async () => {
@@ -271,7 +276,7 @@ describe("several addresses on one interface (address: picks the second)", () =>
     assert.deepEqual(Object.keys(report.bySource), ["100.64.1.2"]);
   });
 
-  it("uses it once it is there: the echo host and the ISP see it, never the primary address", async () => {
+  it("uses it once it is there: the echo host and the ISP see it, never the primary address", async (t) => {
     const added = await lab.exec("rtr", ["ip", "addr", "add", `${second}/24`, "dev", "wan2"]);
     assert.equal(added.code, 0, added.stderr);
     const status = await waitUplink(
@@ -286,7 +291,7 @@ describe("several addresses on one interface (address: picks the second)", () =>
     const report = await lanTraffic(lab, 600, { rounds: 2 });
     assertAllOk(report, 600);
     assert.deepEqual(Object.keys(report.bySource).sort(), ["100.64.1.2", second]);
-    assertEvenShares(report, lab, 0.08);
+    assertEvenShares(t, report, lab, 0.08);
     // The ICMP probes of isp2 leave from it too (the route's preferred source).
     const probes = async (source: string): Promise<number> => {
       const r = await lab.exec("rtr", ["conntrack", "-L", "-p", "icmp", "-s", source]);
