@@ -4,6 +4,33 @@
 import type { Command } from "commander";
 import { ConfigError, formatConfigIssue } from "../errors.js";
 import { DEFAULT_CONFIG_PATH, loadConfig } from "./load.js";
+import type { UplinkConfig } from "./schema.js";
+
+/**
+ * One line on how an uplink finds its next hop and source address, e.g.
+ * `isp2 on wan2: gateway learned from the kernel (DHCP, PPP peer); source
+ * address 100.64.2.9 (address:, SNAT to it)`.
+ */
+export function describeUplink(uplink: UplinkConfig): string {
+  const gateway =
+    uplink.gateway === "auto"
+      ? "gateway learned from the kernel (DHCP, PPP peer; none on a point-to-point link: default dev " +
+        `${uplink.interface})`
+      : uplink.gateway === "none"
+        ? `no gateway: default dev ${uplink.interface}`
+        : `gateway ${uplink.gateway}`;
+  const address =
+    uplink.address === undefined
+      ? `source address: the primary address of ${uplink.interface}`
+      : `source address ${uplink.address} (address:${uplink.snat === undefined ? ", SNAT to it" : ""}; waits until ${uplink.interface} has it)`;
+  const nat =
+    uplink.snat === undefined
+      ? uplink.address === undefined
+        ? "masquerade"
+        : ""
+      : `SNAT to ${uplink.snat}`;
+  return `${uplink.name} on ${uplink.interface}: ${gateway}; ${address}${nat === "" ? "" : `; ${nat}`}`;
+}
 
 /** Exit code of `uplinkd check` (and of any command) when the config is invalid. */
 export const EXIT_CONFIG_INVALID = 2;
@@ -12,7 +39,8 @@ export const EXIT_CONFIG_INVALID = 2;
  * Adds `check [-c FILE]` to `program`.
  *
  * On success it writes exactly `FILE: ok (N uplinks)` and a newline to
- * stdout and leaves the exit code alone (0). On an invalid or unreadable
+ * stdout and leaves the exit code alone (0); with `--verbose`, then one
+ * indented line per uplink ({@link describeUplink}). On an invalid or unreadable
  * config it writes one `FILE:LINE:COL: path: message` line per issue to
  * stderr, nothing else (no help text, whatever `showHelpAfterError` says),
  * and sets `process.exitCode` to `EXIT_CONFIG_INVALID` (2), so the process
@@ -29,11 +57,15 @@ export function registerCheckCommand(program: Command): Command {
       "validate a config file; exit 0 if it can be used, else 2 with one line per problem",
     )
     .option("-c, --config <file>", "config file", DEFAULT_CONFIG_PATH)
-    .action(async function (this: Command, options: { config: string }) {
+    .option("-v, --verbose", "also say, per uplink, how it finds its gateway and source address")
+    .action(async function (this: Command, options: { config: string; verbose?: boolean }) {
       const output = this.configureOutput();
       try {
         const config = await loadConfig(options.config);
         output.writeOut?.(`${options.config}: ok (${config.uplinks.length} uplinks)\n`);
+        if (options.verbose === true) {
+          for (const uplink of config.uplinks) output.writeOut?.(`  ${describeUplink(uplink)}\n`);
+        }
       } catch (error) {
         if (!(error instanceof ConfigError)) throw error;
         for (const issue of error.issues) output.writeErr?.(`${formatConfigIssue(issue)}\n`);

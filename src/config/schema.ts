@@ -182,9 +182,18 @@ export const uplinkSchema = z
     name: objectName.describe("the uplink's name in logs, status and metrics"),
     interface: interfaceName.describe("the interface towards the ISP, e.g. wan1, ppp0, wwan0"),
     gateway: z
-      .union([z.literal("auto"), ipv4], { error: 'must be "auto" or an IPv4 address' })
+      .union([z.literal("auto"), z.literal("none"), ipv4], {
+        error: 'must be "auto", "none" or an IPv4 address',
+      })
       .default("auto")
-      .describe('gateway address, or "auto" to learn it from the kernel (DHCP, PPP)'),
+      .describe(
+        'gateway address; "auto" to learn it from the kernel (DHCP, PPP; on a point-to-point link without one, none); "none": routes go straight out of the interface (raw-IP LTE, tunnels)',
+      ),
+    address: ipv4
+      .optional()
+      .describe(
+        "the uplink's source address when its interface has several: masquerade becomes SNAT to it, rules and probes use it; default the interface's primary address",
+      ),
     weight: z
       .number()
       .int()
@@ -208,7 +217,9 @@ export const uplinkSchema = z
       .max(254)
       .optional()
       .describe("fixes the uplink's fwmark and routing table; default: its position (1-based)"),
-    snat: ipv4.optional().describe("SNAT to this address instead of masquerade"),
+    snat: ipv4
+      .optional()
+      .describe("SNAT to this address instead of masquerade (or of the SNAT to `address`)"),
     health: healthOverrideSchema.optional(),
     dns: z
       .array(ipv4)

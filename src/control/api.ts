@@ -37,6 +37,13 @@ export interface UplinkStatus {
   mark: string;
   table: number;
   address: string | null;
+  /**
+   * Where `address` comes from: the config's `address`, or the interface's
+   * primary address; null while there is none.
+   */
+  addressSource?: "configured" | "primary" | null;
+  /** The configured `address` while the interface does not hold it (the uplink waits); else null. */
+  waitingForAddress?: string | null;
   gateway: string | null;
   carrier: boolean;
   /** Loss over the probe window, % (0..100); null before the first probe. */

@@ -47,13 +47,23 @@ function table(header: string[], rows: string[][]): string {
   return [line(header), ...rows.map(line)].join("\n") + "\n";
 }
 
+/** The ADDRESS cell: the address, `(configured)` when it is the uplink's `address`, or what it waits for. */
+function addressText(u: StatusDocument["uplinks"][number]): string {
+  if (u.address === null) {
+    const waiting = u.waitingForAddress ?? null;
+    return waiting === null ? "-" : `- (waiting for ${waiting})`;
+  }
+  return u.addressSource === "configured" ? `${u.address} (configured)` : u.address;
+}
+
 /**
  * The status table of `uplinkd status`: one row per uplink with its state,
  * since when (and for how long), loss, RTT, jitter, weight, tier, whether it
  * takes new connections, connections now, bytes received and sent on its
- * interface, address and gateway. `-` marks what is not known. Then,
- * when the config has `dst_domain` rules, one row per domain set: its rule,
- * family, number of addresses, and names.
+ * interface, address (marked `(configured)` when it is the uplink's
+ * `address`) and gateway. `-` marks what is not known. Then, when the
+ * config has `dst_domain` rules, one row per domain set: its rule, family,
+ * number of addresses, and names.
  *
  * @param now epoch ms the ages are computed against.
  */
@@ -93,7 +103,7 @@ export function formatStatus(status: StatusDocument, now = Date.now()): string {
     u.rxBytes === null ? "-" : formatBytes(u.rxBytes),
     u.txBytes === null ? "-" : formatBytes(u.txBytes),
     u.throughput === null ? "-" : `${formatRate(u.throughput.down)}/${formatRate(u.throughput.up)}`,
-    u.address ?? "-",
+    addressText(u),
     u.gateway ?? "-",
   ]);
   const domains = status.domains;

@@ -60,6 +60,8 @@ export function buildStatus(parts: StatusParts): StatusDocument {
         mark: `0x${view.mark.toString(16)}`,
         table: view.table,
         address: view.address ?? null,
+        addressSource: parts.links.get(view.name)?.addressSource ?? null,
+        waitingForAddress: parts.links.get(view.name)?.missingAddress ?? null,
         gateway: view.gateway ?? null,
         carrier: parts.links.get(view.name)?.carrier ?? false,
         loss: snap?.loss ?? null,

@@ -32,15 +32,25 @@ export interface UplinkView extends UplinkSlot {
   interface: string;
   weight: number;
   tier: number;
-  /** SNAT address; masquerade when absent. */
+  /** SNAT address (config `snat`, else `address`); masquerade when absent. */
   snat?: string;
-  /** The uplink's IPv4 address now (learned from the kernel), if any. */
+  /** The uplink's IPv4 source address now (configured, or the interface's primary), if any. */
   address?: string;
+  /**
+   * Preferred source of the uplink's routes (`src`): its configured
+   * `address` while the interface holds it, so that the router's own
+   * traffic marked for the uplink (ICMP probes) leaves from it. Absent:
+   * the kernel picks the interface's primary address.
+   */
+  source?: string;
   /** Its gateway now (configured, or learned for `auto`), if any. */
   gateway?: string;
   /** Interface exists and is administratively up. */
   linkUp: boolean;
-  /** Point-to-point link (PPP): routes need no gateway. */
+  /**
+   * Routes go straight out of the interface, with no gateway (`default dev
+   * IF`): a POINTOPOINT link (PPP, a tunnel, a raw-IP modem) or `gateway: none`.
+   */
   pointToPoint: boolean;
   /** How usable for new connections now (health and link together). */
   usability: Usability;
@@ -179,7 +189,8 @@ export function renderMaps(
 /**
  * Routes uplinkd owns:
  * - in each uplink's table: `default via GW dev IF` while the uplink is
- *   routable, and always `unreachable default` at the lowest priority, so
+ *   routable (`default dev IF` on a point-to-point link or with `gateway:
+ *   none`; `src ADDRESS` when the uplink has a configured `address`), and always `unreachable default` at the lowest priority, so
  *   that a probe marked for a dead uplink fails instead of leaking out of
  *   another one (`ip link set X down` deletes routes through X; the
  *   unreachable route has no device and stays);
@@ -207,6 +218,7 @@ export function renderRoutes(
       dst: "default",
       ...(view.gateway !== undefined && !view.pointToPoint ? { gateway: view.gateway } : {}),
       dev: view.interface,
+      ...(table === TABLE_MAIN || view.source === undefined ? {} : { src: view.source }),
       metric,
       protocol,
       options: Object.fromEntries(

@@ -2,6 +2,7 @@
  * Combining config, kernel links and health into what the renderer needs.
  */
 import type { Config } from "../config/schema.js";
+import { optional } from "../optional.js";
 import type { UplinkLink } from "../links/observe.js";
 import type { UplinkState } from "../uplink-health.js";
 import type { Usability } from "../policy/select.js";
@@ -9,7 +10,10 @@ import { routable, type UplinkView } from "./render.js";
 import { uplinkSlots } from "./slots.js";
 
 /**
- * One view per configured uplink, in config order.
+ * One view per configured uplink, in config order. An uplink with an
+ * `address` gets SNAT to it (unless `snat` says otherwise) and that address
+ * as the preferred source of its routes; `gateway: none` makes it
+ * point-to-point (routes straight out of the interface).
  *
  * @param links uplink name -> its interface now (observeUplinks).
  * @param stateOf each uplink's health state now.
@@ -29,11 +33,12 @@ export function buildViews(
       interface: uplink.interface,
       weight: uplink.weight,
       tier: uplink.tier,
-      ...(uplink.snat === undefined ? {} : { snat: uplink.snat }),
-      ...(link?.address === undefined ? {} : { address: link.address }),
-      ...(link?.gateway === undefined ? {} : { gateway: link.gateway }),
+      ...optional("snat", uplink.snat ?? uplink.address),
+      ...optional("address", link?.address),
+      ...optional("source", link?.addressSource === "configured" ? link.address : undefined),
+      ...optional("gateway", link?.gateway),
       linkUp: link !== undefined && link.present && link.up,
-      pointToPoint: link?.pointToPoint ?? false,
+      pointToPoint: (link?.pointToPoint ?? false) || uplink.gateway === "none",
       usability: "bad",
     };
     view.usability =

@@ -1,11 +1,13 @@
 /**
  * `uplinkd lab ...`: build, inspect, break and remove a lab from the shell.
  *
- *     uplinkd lab up [--uplinks N] [--prefix P] [--dhcp UPLINK...] [--weights 3,2,1] [--tiers 1,1,2]
+ *     uplinkd lab up [--uplinks N] [--prefix P] [--dhcp UPLINK...] [--p2p UPLINK...] [--cgnat UPLINK...]
+ *                    [--weights 3,2,1] [--tiers 1,1,2]
  *     uplinkd lab down [--prefix P]
  *     uplinkd lab status [--prefix P] [--json]
  *     uplinkd lab fault UPLINK carrier|blackhole|loss=PCT|rate=RATE|dhcp-change... [--prefix P]
  *     uplinkd lab heal UPLINK [--prefix P]
+ *     uplinkd lab session UPLINK down|up [--same-address] [--prefix P]
  *     uplinkd lab exec NODE [--prefix P] -- CMD...
  *
  * Errors are thrown as LabError for the program's error handler; `exec`
@@ -24,6 +26,11 @@ function intList(what: string, text: string | undefined): number[] | undefined {
     throw new LabError(`--${what} takes whole numbers separated by commas (3,2,1), not ${text}`);
   }
   return values.map(Number);
+}
+
+/** `--dhcp isp2 --dhcp 3,4` -> `["isp2", "3", "4"]`. */
+function uplinkList(values: string[] | undefined): string[] {
+  return (values ?? []).flatMap((d) => d.split(",")).filter((d) => d !== "");
 }
 
 function counterText(c: IspCounters | undefined): [string, string, string] {
@@ -68,7 +75,8 @@ export function formatLabStatus(s: LabStatus): string {
     rows.push([
       u.name,
       u.interface,
-      (u.addresses.join(",") || "-") + (u.dhcp ? " (dhcp)" : ""),
+      (u.addresses.join(",") || "-") +
+        (u.dhcp ? " (dhcp)" : u.kind === "ethernet" ? "" : ` (${u.kind})`),
       u.gateway,
       u.carrier ? "yes" : "NO",
       u.faults.join(",") || "-",
@@ -92,6 +100,14 @@ export function registerLabCommands(program: Command): void {
     .option("--uplinks <n>", `number of uplinks, 1..${MAX_UPLINKS}`, "3")
     .option("--prefix <prefix>", "prefix of every namespace name", DEFAULT_PREFIX)
     .option("--dhcp <uplink...>", "uplinks (isp2 or 2) whose router address comes from DHCP")
+    .option(
+      "--p2p <uplink...>",
+      "point-to-point uplinks: a TUN pair, no gateway (raw-IP LTE, tunnels); needs python3",
+    )
+    .option(
+      "--cgnat <uplink...>",
+      "uplinks behind a CGNAT: a 10.I.1.2 address, a second NAT at the ISP, a private upstream host 10.I.0.53",
+    )
     .option("--weights <list>", "weights in the written config, one per uplink: 3,2,1")
     .option("--tiers <list>", "tiers in the written config, one per uplink: 1,1,2")
     .option("--json", "print the lab's status as JSON")
@@ -100,6 +116,8 @@ export function registerLabCommands(program: Command): void {
         uplinks: string;
         prefix: string;
         dhcp?: string[];
+        p2p?: string[];
+        cgnat?: string[];
         weights?: string;
         tiers?: string;
         json?: boolean;
@@ -111,7 +129,9 @@ export function registerLabCommands(program: Command): void {
         const created = await labUp({
           prefix: opts.prefix,
           uplinks,
-          dhcp: (opts.dhcp ?? []).flatMap((d) => d.split(",")).filter((d) => d !== ""),
+          dhcp: uplinkList(opts.dhcp),
+          p2p: uplinkList(opts.p2p),
+          cgnat: uplinkList(opts.cgnat),
           weights: intList("weights", opts.weights),
           tiers: intList("tiers", opts.tiers),
         });
@@ -184,6 +204,33 @@ export function registerLabCommands(program: Command): void {
       await opened.heal(uplink);
       process.stdout.write(`${opened.uplink(uplink).name}: healed\n`);
     });
+
+  lab
+    .command("session")
+    .description(
+      "drop (down) or bring back (up) the session of a point-to-point uplink: its interface disappears, then reappears with a new address",
+    )
+    .argument("<uplink>", "uplink name (isp2) or number (2)")
+    .argument("<state>", "down | up")
+    .option("--same-address", "up: keep the previous session's address")
+    .option("--prefix <prefix>", "prefix of the lab", DEFAULT_PREFIX)
+    .action(
+      async (uplink: string, state: string, opts: { prefix: string; sameAddress?: boolean }) => {
+        if (state !== "up" && state !== "down") {
+          throw new LabError(`session state must be up or down, not ${JSON.stringify(state)}`);
+        }
+        const opened = await openLab(opts.prefix);
+        const address = await opened.session(uplink, state, {
+          sameAddress: opts.sameAddress === true,
+        });
+        const name = opened.uplink(uplink).name;
+        process.stdout.write(
+          state === "down"
+            ? `${name}: session down\n`
+            : `${name}: session up, router address ${address ?? "?"}\n`,
+        );
+      },
+    );
 
   lab
     .command("exec")

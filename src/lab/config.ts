@@ -11,7 +11,8 @@ import { LAB_HOSTS, LAN, type LabPlan } from "./topology.js";
 
 /**
  * The config as YAML text: `lan: [lan0]`; uplinks `ispI` on `wanI` with
- * gateway `100.64.I.1` (or `auto` for DHCP uplinks), their weight and tier;
+ * gateway `100.64.I.1` (`auto` for DHCP uplinks, `none` for point-to-point
+ * ones; CGNAT ones pin their ISP's private upstream network), their weight and tier;
  * health targets 198.51.100.1 and 203.0.113.1 every 200 ms, timeout 500 ms;
  * `control.socket` = `controlSocket`. `configPath` only appears in a comment.
  * With `resolver` (the router's dnsmasq): each uplink's `dns` is its ISP's
@@ -30,10 +31,11 @@ export function renderLabConfig(
     uplinks: plan.uplinks.map((u) => ({
       name: u.name,
       interface: u.routerInterface,
-      gateway: u.dhcp ? "auto" : u.gateway,
+      gateway: u.dhcp ? "auto" : u.kind === "p2p" ? "none" : u.gateway,
       weight: u.weight,
       tier: u.tier,
       ...(resolver === undefined ? {} : { dns: [ispResolver(u.number)] }),
+      ...(u.upstream === undefined ? {} : { pinned: [u.upstream.network] }),
     })),
     health: {
       targets: [...LAB_HOSTS.pingTargets],

@@ -194,13 +194,20 @@ export const HANG_TAGS = { prefix: "0.70", conntrack: "0.701", nft: "0.702" } as
 export async function lanTraffic(
   lab: Lab,
   count: number,
-  options: { rounds?: number; concurrency?: number; timeoutMs?: number; node?: string } = {},
+  options: {
+    rounds?: number;
+    concurrency?: number;
+    timeoutMs?: number;
+    node?: string;
+    /** The whoami host (default the internet's echo host 192.0.2.10). */
+    host?: string;
+  } = {},
 ): Promise<TrafficReport> {
   const argv = [
     ...labScriptArgv("traffic"),
     "whoami",
     "--host",
-    "192.0.2.10",
+    options.host ?? "192.0.2.10",
     "--count",
     String(count),
     "--rounds",
@@ -214,11 +221,20 @@ export async function lanTraffic(
   return JSON.parse(result.stdout) as TrafficReport;
 }
 
-/** Share (0..1) of successful connections per uplink number, from the source addresses the echo host saw. */
+/**
+ * Share (0..1) of successful connections per uplink number, from the source
+ * addresses the echo host saw: the router's address on the uplink's subnet,
+ * or for a CGNAT uplink its ISP's core address (the second NAT). Unknown
+ * sources count under 0.
+ */
 export function sharesByUplink(report: TrafficReport, lab: Lab): Map<number, number> {
   const shares = new Map<number, number>();
   for (const [source, n] of Object.entries(report.bySource)) {
-    const uplink = lab.uplinks.find((u) => source.startsWith(u.subnet.replace(/0\/24$/, "")));
+    const uplink = lab.uplinks.find((u) =>
+      u.kind === "cgnat"
+        ? source === u.coreAddress
+        : source.startsWith(u.subnet.replace(/0\/24$/, "")),
+    );
     const key = uplink?.number ?? 0;
     shares.set(key, (shares.get(key) ?? 0) + n / Math.max(1, report.ok));
   }

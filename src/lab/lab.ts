@@ -49,6 +49,7 @@ import {
   startResolver,
   writeClientResolvConf,
 } from "./resolver.js";
+import { TUN_RELAY_FILE, TUN_RELAY_SCRIPT } from "./p2p.js";
 import { labScriptArgv } from "./scripts.js";
 import {
   readState,
@@ -71,6 +72,7 @@ import {
   isLabNamespace,
   namespaceOf,
   namespaceSysctls,
+  p2pTransitName,
   parseNode,
   parseUplink,
   planLab,
@@ -80,16 +82,20 @@ import {
   renderNamespaceBatch,
   renderNetBatch,
   renderNetRoutesBatch,
+  p2pAddress,
+  renderP2pIspBatch,
+  renderP2pRouterBatch,
   renderRouterBatch,
   validatePrefix,
   type LabNode,
   type LabPlan,
+  type UplinkKind,
   type UplinkPlan,
 } from "./topology.js";
 
 export type { ExecResult } from "./netns.js";
 export type { Fault, FaultSet } from "./faults.js";
-export type { LabNode, LabPlan, UplinkPlan } from "./topology.js";
+export type { LabNode, LabPlan, UplinkKind, UplinkPlan } from "./topology.js";
 
 /** What to build; every field is optional. */
 export interface LabUpOptions {
@@ -103,6 +109,10 @@ export interface LabUpOptions {
   weights?: readonly number[];
   /** One tier per uplink for the generated config; default 1 each. */
   tiers?: readonly number[];
+  /** Point-to-point uplinks (numbers or names): a TUN pair, no gateway (`gateway: none`); need python3. */
+  p2p?: readonly (number | string)[];
+  /** Uplinks behind a CGNAT: a 10.I.1.2 address, a second NAT at the ISP, a private upstream 10.I.0.0/16. */
+  cgnat?: readonly (number | string)[];
   /** Parent of the state directory; default `/run/uplinkd-lab`. */
   stateRoot?: string;
   /** Tear down a lab with the same prefix first (default true); false: throw instead. */
@@ -138,6 +148,9 @@ export interface UplinkStatus {
   number: number;
   interface: string;
   dhcp: boolean;
+  /** How it is wired: `ethernet`, `p2p` (a TUN pair) or `cgnat`. */
+  kind: UplinkKind;
+  /** The ISP's gateway; `none` for a point-to-point uplink. */
   gateway: string;
   /** The router's IPv4 addresses on the uplink interface (CIDR). */
   addresses: string[];
@@ -262,15 +275,20 @@ function startDetached(
 }
 
 /**
- * Start the echo host in `ns` and wait (at most `timeoutMs`) until it
- * prints `ready`.
+ * Start an echo host on `address` (default the internet's 192.0.2.10) in
+ * `ns` and wait (at most `timeoutMs`) until it prints `ready`.
  * @throws {LabError} when it exits first or takes too long; names its log.
  */
-function launchEchoHost(ns: string, log: string, timeoutMs = 20_000): Promise<number> {
+function launchEchoHost(
+  ns: string,
+  log: string,
+  address: string = LAB_HOSTS.echo,
+  timeoutMs = 20_000,
+): Promise<number> {
   const argv = [
     ...labScriptArgv("host"),
     "--address",
-    LAB_HOSTS.echo,
+    address,
     "--http-port",
     String(LAB_PORTS.http),
     "--whoami-port",
@@ -374,6 +392,39 @@ async function readPidFile(file: string): Promise<number | undefined> {
 }
 
 /**
+ * Start a session of point-to-point uplink `u`: its TUN relay (which makes
+ * `wanI` and the ISP's end), the router's `address`, and the ISP's end
+ * moved and configured. Like a PPP session coming up: the interface
+ * appears with its address.
+ * @returns the relay process, to record.
+ * @throws {LabError} when the relay does not start (its log's end in the
+ *   message) or a command fails.
+ */
+async function startP2pSession(
+  dir: string,
+  rtr: string,
+  u: UplinkPlan,
+  address: string,
+): Promise<LabProcess> {
+  const log = join(dir, `p2p-${u.name}.log`);
+  await rm(log, { force: true });
+  const argv = ["python3", join(dir, TUN_RELAY_FILE), u.routerInterface, p2pTransitName(u)];
+  const pid = startDetached(rtr, argv, log);
+  await waitFor(`TUN relay of ${u.name} making its devices`, 5000, async () =>
+    (await tail(log)).includes("ready") ? true : undefined,
+  ).catch(async (error: unknown) => {
+    throw new LabError(`${errorText(error)}; ${log}: ${await tail(log)}`, { cause: error });
+  });
+  await ipBatch(`wire point-to-point ${u.name} in ${rtr}`, rtr, renderP2pRouterBatch(u, address));
+  await ipBatch(
+    `wire point-to-point ${u.name} in ${u.namespace}`,
+    u.namespace,
+    renderP2pIspBatch(u),
+  );
+  return { name: `p2p-${u.name}`, node: "rtr", pid, log };
+}
+
+/**
  * Check that every process the lab started still runs in its namespace (a
  * service with a bad option or a missing program exits at once).
  * @throws {LabError} naming the dead process and the end of its log.
@@ -457,6 +508,8 @@ export async function labUp(options: LabUpOptions = {}): Promise<Lab> {
     dhcp: (options.dhcp ?? []).map((d) => parseUplink(d, options.uplinks ?? 3)),
     weights: options.weights,
     tiers: options.tiers,
+    p2p: (options.p2p ?? []).map((d) => parseUplink(d, options.uplinks ?? 3)),
+    cgnat: (options.cgnat ?? []).map((d) => parseUplink(d, options.uplinks ?? 3)),
   });
   const prefix = plan.prefix;
   const stateRoot = options.stateRoot ?? DEFAULT_STATE_ROOT;
@@ -469,6 +522,12 @@ export async function labUp(options: LabUpOptions = {}): Promise<Lab> {
   if (dhcpUplinks.length > 0 && !(await onPath("busybox"))) {
     throw new LabError(
       "DHCP uplinks need busybox (its udhcpc is the router's DHCP client): apt-get install busybox",
+    );
+  }
+  const p2pUplinks = plan.uplinks.filter((u) => u.kind === "p2p");
+  if (p2pUplinks.length > 0 && !(await onPath("python3"))) {
+    throw new LabError(
+      "point-to-point uplinks need python3 (it runs the TUN relay): apt-get install python3-minimal",
     );
   }
   if (await labExists(prefix, { stateRoot })) {
@@ -487,6 +546,8 @@ export async function labUp(options: LabUpOptions = {}): Promise<Lab> {
     dhcp: dhcpUplinks.map((u) => u.number),
     weights: plan.uplinks.map((u) => u.weight),
     tiers: plan.uplinks.map((u) => u.tier),
+    p2p: p2pUplinks.map((u) => u.number),
+    cgnat: plan.uplinks.filter((u) => u.kind === "cgnat").map((u) => u.number),
     stateDir: dir,
     configPath: join(dir, "uplinkd.yaml"),
     controlSocket: join(dir, "uplinkd.sock"),
@@ -507,6 +568,17 @@ export async function labUp(options: LabUpOptions = {}): Promise<Lab> {
       ipBatch(`build router ${ns.rtr}`, ns.rtr, renderRouterBatch(plan)),
       ipBatch(`build internet ${ns.net}`, ns.net, renderNetBatch(plan)),
     ]);
+    const record = (name: string, node: LabNode, pid: number, log: string): void => {
+      state.processes.push({ name, node, pid, log });
+    };
+    if (p2pUplinks.length > 0) {
+      await writeFile(join(dir, TUN_RELAY_FILE), TUN_RELAY_SCRIPT);
+      await Promise.all(
+        p2pUplinks.map(async (u) => {
+          state.processes.push(await startP2pSession(dir, ns.rtr, u, u.routerAddress));
+        }),
+      );
+    }
     await Promise.all([
       ipBatch(`configure LAN client ${ns.lan}`, ns.lan, renderLanBatch()),
       ipBatch(`add routes in ${ns.net}`, ns.net, renderNetRoutesBatch(plan)),
@@ -536,9 +608,6 @@ export async function labUp(options: LabUpOptions = {}): Promise<Lab> {
     const udhcpcScript = join(dir, "udhcpc.sh");
     await writeFile(udhcpcScript, UDHCPC_SCRIPT);
     await chmod(udhcpcScript, 0o755);
-    const record = (name: string, node: LabNode, pid: number, log: string): void => {
-      state.processes.push({ name, node, pid, log });
-    };
     for (const u of dhcpUplinks) {
       await rm(join(dir, `dhcp-${u.name}.pid`), { force: true });
       const log = join(dir, `dhcp-${u.name}.out`);
@@ -558,9 +627,17 @@ export async function labUp(options: LabUpOptions = {}): Promise<Lab> {
       record(name, "net", startDetached(ns.net, argv, log), log);
     }
     const hostLog = join(dir, "host.log");
-    const hostReady = launchEchoHost(ns.net, hostLog).then((pid) => {
-      record("host", "net", pid, hostLog);
-    });
+    const hostReady = Promise.all([
+      launchEchoHost(ns.net, hostLog).then((pid) => {
+        record("host", "net", pid, hostLog);
+      }),
+      ...plan.uplinks.map(async (u) => {
+        if (u.upstream === undefined) return;
+        const log = join(dir, `host-${u.name}.log`);
+        const pid = await launchEchoHost(u.namespace, log, u.upstream.host);
+        record(`host-${u.name}`, `isp${u.number}`, pid, log);
+      }),
+    ]);
     const dhcpReady = Promise.all(
       dhcpUplinks.map(async (u) => {
         await waitFor(`DHCP server of ${u.name} writing its pid file`, 5000, () =>
@@ -638,6 +715,8 @@ function planFromState(state: LabState): LabPlan {
     dhcp: state.dhcp,
     weights: state.weights,
     tiers: state.tiers,
+    p2p: state.p2p ?? [],
+    cgnat: state.cgnat ?? [],
   });
 }
 
@@ -892,6 +971,51 @@ export class Lab {
   }
 
   /**
+   * End or start the session of a point-to-point uplink, as a PPP session
+   * drops and comes back: `down` ends its TUN relay, so `wanI` (and the
+   * ISP's end) disappear; `up` starts a new one, with the next address
+   * (100.64.I.3, .4, ...) unless `sameAddress`.
+   * @returns the router's address in the new session (`up`), or undefined (`down`).
+   * @throws {LabError} for an uplink that is not point-to-point, `up` while
+   *   the session is up, or a failing command.
+   */
+  async session(
+    uplink: string | number,
+    to: "up" | "down",
+    options: { sameAddress?: boolean } = {},
+  ): Promise<string | undefined> {
+    const u = this.uplink(uplink);
+    if (u.kind !== "p2p") throw new LabError(`session: ${u.name} is not a point-to-point uplink`);
+    return this.#oneAtATime(async () => {
+      await this.#reload();
+      const rtr = this.namespace("rtr");
+      const name = `p2p-${u.name}`;
+      const relay = this.#state.processes.find((p) => p.name === name);
+      const running = relay !== undefined && (await namespacePids(rtr)).includes(relay.pid);
+      if (to === "down") {
+        if (running) {
+          process.kill(relay.pid, "SIGTERM");
+          await waitFor(`TUN relay of ${u.name} (pid ${relay.pid}) exiting`, 3000, async () =>
+            (await namespacePids(rtr)).includes(relay.pid) ? undefined : true,
+          );
+        }
+        return undefined;
+      }
+      if (running) throw new LabError(`session: ${u.name}'s session is up already`);
+      const generations = (this.#state.p2pGeneration ??= {});
+      const generation = (generations[String(u.number)] ?? 0) + (options.sameAddress ? 0 : 1);
+      const address = p2pAddress(u.number, generation);
+      const started = await startP2pSession(this.stateDir, rtr, u, address);
+      this.#state.processes = [...this.#state.processes.filter((p) => p.name !== name), started];
+      generations[String(u.number)] = generation;
+      await writeState(this.#state);
+      // The ISP's end is a new device: faults set on the old one (rate) are gone.
+      await this.#applyFaults(u, this.#faultsOf(u));
+      return address;
+    });
+  }
+
+  /**
    * Namespaces, processes and uplinks of the lab as the kernel has them now.
    * @throws {LabError} when the router cannot be read.
    */
@@ -918,7 +1042,8 @@ export class Lab {
           number: u.number,
           interface: u.routerInterface,
           dhcp: u.dhcp,
-          gateway: u.gateway,
+          kind: u.kind,
+          gateway: u.kind === "p2p" ? "none" : u.gateway,
           addresses: ipv4Of(link),
           carrier: link?.flags?.includes("LOWER_UP") ?? false,
           faults: describeFaults(this.#faultsOf(u)),

@@ -10,7 +10,7 @@ import type { LabNode } from "./topology.js";
 
 /** A long-running process the lab started (echo host, DNS, DHCP server or client, iperf3). */
 export interface LabProcess {
-  /** `host`, `dns`, `iperf3`, `dhcp-isp2`, `udhcpc-wan2`. */
+  /** `host`, `dns`, `iperf3`, `dhcp-isp2`, `udhcpc-wan2`, `p2p-isp2` (TUN relay), `host-isp3` (CGNAT upstream host). */
   name: string;
   node: LabNode;
   pid: number;
@@ -28,6 +28,10 @@ export interface LabState {
   dhcp: number[];
   weights: number[];
   tiers: number[];
+  /** Point-to-point uplink numbers (absent in states of older labs: none). */
+  p2p?: number[];
+  /** CGNAT uplink numbers (absent in states of older labs: none). */
+  cgnat?: number[];
   stateDir: string;
   /** The daemon config `lab up` wrote. */
   configPath: string;
@@ -42,6 +46,8 @@ export interface LabState {
   faults: Record<string, FaultSet>;
   /** Address changes so far, by DHCP uplink number. */
   dhcpGeneration: Record<string, number>;
+  /** Sessions with a new address so far, by point-to-point uplink number (absent: none). */
+  p2pGeneration?: Record<string, number>;
 }
 
 /** `STATE_ROOT/PREFIX`. */

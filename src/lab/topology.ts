@@ -11,8 +11,19 @@
  *     P-net  lo: 198.51.100.1, 203.0.113.1 (ping targets), 192.0.2.10 (echo
  *            host), 192.0.2.53 (DNS)
  *
+ * Uplinks of other kinds:
+ * - point-to-point (`p2p`, a raw-IP stand-in: LTE modems, tunnels): `wanI`
+ *   and the ISP's `cust` are a pair of TUN devices (POINTOPOINT, NOARP, no
+ *   link-layer header) joined by a relay process; the router has
+ *   100.64.I.2/32 and no gateway, the ISP 100.64.I.1 with the peer prefix
+ *   100.64.I.0/24.
+ * - CGNAT (`cgnat`): the router gets 10.I.1.2/24 behind gateway 10.I.1.1;
+ *   the ISP masquerades it again to its core address 100.100.I.1, and has a
+ *   private upstream network 10.I.0.0/16 with a host at 10.I.0.53 (an echo
+ *   host on its `lo`) that only this ISP reaches.
+ *
  * Only 100.64.0.0/10 and the TEST-NET ranges are used, and only inside the
- * lab's namespaces.
+ * lab's namespaces; CGNAT uplinks add 10.I.0.0/16, also only inside them.
  */
 import { LabError } from "../errors.js";
 
@@ -62,6 +73,13 @@ export const ISP_INTERFACES = { customer: "cust", core: "core" } as const;
 /** A lab node: where commands can run. `isp1`..`ispN` are the ISP gateways. */
 export type LabNode = "lan" | "rtr" | "net" | `isp${number}`;
 
+/**
+ * How an uplink is wired: `ethernet` (a veth, static or DHCP), `p2p` (a TUN
+ * pair, no gateway), `cgnat` (a veth with a private address behind a
+ * second NAT).
+ */
+export type UplinkKind = "ethernet" | "p2p" | "cgnat";
+
 /** Everything about uplink `i` (1-based) that does not depend on the kernel. */
 export interface UplinkPlan {
   /** 1..32. */
@@ -70,12 +88,16 @@ export interface UplinkPlan {
   name: string;
   /** Router interface: `wan1`. */
   routerInterface: string;
-  /** Router address for a static uplink: `100.64.1.2` (DHCP ones get one from the ISP). */
+  /** How it is wired. */
+  kind: UplinkKind;
+  /** Router address for a static uplink: `100.64.1.2` (DHCP ones get one from the ISP; CGNAT `10.1.1.2`). */
   routerAddress: string;
-  /** ISP gateway address on the customer side: `100.64.1.1`. */
+  /** ISP gateway address on the customer side: `100.64.1.1` (CGNAT `10.1.1.1`; p2p: the ISP's end, not a gateway). */
   gateway: string;
-  /** Customer subnet: `100.64.1.0/24`; the ISP drops forwarded packets from elsewhere. */
+  /** Customer subnet: `100.64.1.0/24` (CGNAT `10.1.1.0/24`); the ISP drops forwarded packets from elsewhere. */
   subnet: string;
+  /** CGNAT only: the ISP's private upstream network (`10.1.0.0/16`) and its host (`10.1.0.53`). */
+  upstream?: { network: string; host: string };
   /** ISP's core-side address towards the internet: `100.100.1.1`. */
   coreAddress: string;
   /** The internet's address towards this ISP: `100.100.1.2`. */
@@ -111,6 +133,10 @@ export interface LabShape {
   weights?: readonly number[];
   /** One tier per uplink (default 1 each). */
   tiers?: readonly number[];
+  /** Uplink numbers (1-based) that are point-to-point (a TUN pair, no gateway). */
+  p2p?: readonly number[];
+  /** Uplink numbers (1-based) behind a CGNAT (private address, second NAT at the ISP). */
+  cgnat?: readonly number[];
 }
 
 const PREFIX_RE = /^[a-zA-Z][a-zA-Z0-9_-]{0,15}$/;
@@ -194,6 +220,20 @@ export function planLab(shape: LabShape): LabPlan {
   }
   const dhcp = new Set<number>();
   for (const d of shape.dhcp ?? []) dhcp.add(parseUplink(d, n));
+  const kinds = new Map<number, UplinkKind>();
+  for (const [kind, list] of [
+    ["p2p", shape.p2p],
+    ["cgnat", shape.cgnat],
+  ] as const) {
+    for (const value of list ?? []) {
+      const i = parseUplink(value, n);
+      const other = dhcp.has(i) ? "dhcp" : kinds.get(i);
+      if (other !== undefined && other !== kind) {
+        throw new LabError(`uplink isp${i} cannot be both ${other} and ${kind}`);
+      }
+      kinds.set(i, kind);
+    }
+  }
   const list = (what: string, values: readonly number[] | undefined, max: number): number[] => {
     if (values === undefined) return Array.from({ length: n }, () => 1);
     if (values.length !== n) {
@@ -210,13 +250,19 @@ export function planLab(shape: LabShape): LabPlan {
   const tiers = list("tiers", shape.tiers, 16);
   const uplinks: UplinkPlan[] = [];
   for (let i = 1; i <= n; i++) {
+    const kind = kinds.get(i) ?? "ethernet";
+    const net = kind === "cgnat" ? `10.${i}.1` : `100.64.${i}`;
     uplinks.push({
       number: i,
       name: `isp${i}`,
       routerInterface: `wan${i}`,
-      routerAddress: `100.64.${i}.2`,
-      gateway: `100.64.${i}.1`,
-      subnet: `100.64.${i}.0/24`,
+      kind,
+      routerAddress: `${net}.2`,
+      gateway: `${net}.1`,
+      subnet: `${net}.0/24`,
+      ...(kind === "cgnat"
+        ? { upstream: { network: `10.${i}.0.0/16`, host: `10.${i}.0.53` } }
+        : {}),
       coreAddress: `100.100.${i}.1`,
       netAddress: `100.100.${i}.2`,
       netInterface: `isp${i}`,
@@ -274,6 +320,7 @@ export function namespaceSysctls(plan: LabPlan): Map<string, string[]> {
  * P-lan) and every uplink veth (peer `cust` in P-ispI), directly inside the
  * namespaces; addresses for static uplinks; links up. No default route:
  * static uplinks leave that to the daemon, DHCP ones get it from udhcpc.
+ * Point-to-point uplinks are left out (their relay makes them).
  */
 export function renderRouterBatch(plan: LabPlan): string {
   const lines = [
@@ -283,6 +330,8 @@ export function renderRouterBatch(plan: LabPlan): string {
     `link set ${LAN.routerInterface} up`,
   ];
   for (const u of plan.uplinks) {
+    // A point-to-point uplink's TUN pair is made by its relay (see renderP2pRouterBatch).
+    if (u.kind === "p2p") continue;
     lines.push(
       `link add ${u.routerInterface} type veth peer name ${ISP_INTERFACES.customer} netns ${u.namespace}`,
     );
@@ -311,9 +360,62 @@ export function renderNetBatch(plan: LabPlan): string {
   return lines.map((l) => `${l}\n`).join("");
 }
 
-/** Net batch, second part: a route to each ISP's customer subnet via that ISP. */
+/**
+ * Net batch, second part: a route to each ISP's customer subnet via that
+ * ISP; none to a CGNAT ISP's private networks (the internet sees only its
+ * core address).
+ */
 export function renderNetRoutesBatch(plan: LabPlan): string {
-  return plan.uplinks.map((u) => `route add ${u.subnet} via ${u.coreAddress}\n`).join("");
+  return plan.uplinks
+    .filter((u) => u.kind !== "cgnat")
+    .map((u) => `route add ${u.subnet} via ${u.coreAddress}\n`)
+    .join("");
+}
+
+/** Name of a point-to-point uplink's ISP-side TUN device in the router namespace, before it moves: `p2p1`. */
+export function p2pTransitName(u: UplinkPlan): string {
+  return `p2p${u.number}`;
+}
+
+/**
+ * Router address of a point-to-point uplink in its `generation`-th session
+ * (a reconnect gets a new one, as PPP often does): 100.64.I.2 first, then
+ * .3, .4, ... (wrapping after .201).
+ */
+export function p2pAddress(uplink: number, generation: number): string {
+  return `100.64.${uplink}.${2 + (generation % 200)}`;
+}
+
+/**
+ * Router batch of a point-to-point uplink, once its relay holds both TUN
+ * devices: the router's address (`100.64.I.2/32` in the first session: no
+ * connected subnet, no gateway), link up, and the ISP's end moved into the
+ * ISP namespace.
+ */
+export function renderP2pRouterBatch(u: UplinkPlan, address: string = u.routerAddress): string {
+  return [
+    `addr add ${address}/32 dev ${u.routerInterface}`,
+    `link set ${u.routerInterface} up`,
+    `link set ${p2pTransitName(u)} netns ${u.namespace}`,
+  ]
+    .map((l) => `${l}\n`)
+    .join("");
+}
+
+/**
+ * ISP batch of a point-to-point uplink, once its end moved in: renamed
+ * `cust`, the ISP's address with the customer prefix as peer (its route
+ * comes back with the address after a carrier fault), link up.
+ */
+export function renderP2pIspBatch(u: UplinkPlan): string {
+  const { customer } = ISP_INTERFACES;
+  return [
+    `link set ${p2pTransitName(u)} name ${customer}`,
+    `addr add ${u.gateway} peer ${u.subnet} dev ${customer}`,
+    `link set ${customer} up`,
+  ]
+    .map((l) => `${l}\n`)
+    .join("");
 }
 
 /** LAN client batch: address, link up, default route via the router. */
@@ -328,13 +430,19 @@ export function renderLanBatch(): string {
     .join("");
 }
 
-/** ISP batch: gateway address on `cust`, core address, default route to the internet. */
+/**
+ * ISP batch: gateway address on `cust` (point-to-point uplinks: nothing
+ * there, see {@link renderP2pIspBatch}), core address, default route to the
+ * internet; CGNAT: the private upstream host on `lo`.
+ */
 export function renderIspBatch(u: UplinkPlan): string {
   const { customer, core } = ISP_INTERFACES;
+  const customerSide =
+    u.kind === "p2p" ? [] : [`addr add ${u.gateway}/24 dev ${customer}`, `link set ${customer} up`];
   return [
     "link set lo up",
-    `addr add ${u.gateway}/24 dev ${customer}`,
-    `link set ${customer} up`,
+    ...(u.upstream === undefined ? [] : [`addr add ${u.upstream.host}/32 dev lo`]),
+    ...customerSide,
     `addr add ${u.coreAddress}/24 dev ${core}`,
     `link set ${core} up`,
     `route add default via ${u.netAddress}`,
@@ -348,6 +456,7 @@ export function renderIspBatch(u: UplinkPlan): string {
  * customer side whose source is outside the customer subnet, counted in
  * `spoofed`), then the `faults` chain, then named counters `up` (customer
  * -> internet) and `down` (internet -> customer) of what crossed the ISP.
+ * A CGNAT ISP also masquerades what leaves by its core side (the second NAT).
  */
 export function renderIspRuleset(u: UplinkPlan): string {
   const { customer } = ISP_INTERFACES;
@@ -367,6 +476,14 @@ export function renderIspRuleset(u: UplinkPlan): string {
 \t\tiifname "${customer}" counter name "up" accept
 \t\toifname "${customer}" counter name "down" accept
 \t}
-}
+${
+  u.kind === "cgnat"
+    ? `\tchain postrouting {
+\t\ttype nat hook postrouting priority srcnat; policy accept;
+\t\toifname "${ISP_INTERFACES.core}" masquerade
+\t}
+`
+    : ""
+}}
 `;
 }

@@ -4,6 +4,7 @@
  */
 import type { Config } from "../config/schema.js";
 import { TABLE_MAIN, type LinkState, type Route } from "../kernel/types.js";
+import { optional } from "../optional.js";
 
 /** One uplink's interface as the kernel has it now. */
 export interface UplinkLink {
@@ -13,15 +14,27 @@ export interface UplinkLink {
   up: boolean;
   /** Carrier present (LOWER_UP). */
   carrier: boolean;
+  /** The kernel flags the link POINTOPOINT (PPP, TUN, raw-IP modems): no gateway needed. */
   pointToPoint: boolean;
-  /** First IPv4 address on the interface, if any. */
+  /**
+   * The uplink's source address: its configured `address` while the
+   * interface holds it, else (no `address` configured) the interface's
+   * primary IPv4 address (the first the kernel lists). Absent while there
+   * is none: the uplink then waits.
+   */
   address?: string;
+  /** Where {@link address} comes from: the config's `address`, or the interface's primary address. */
+  addressSource?: "configured" | "primary";
+  /** The configured `address` while the interface does not hold it (the uplink waits for it). */
+  missingAddress?: string;
   /** Prefix of that address, e.g. `100.64.1.0/24`. */
   network?: string;
   /**
-   * The gateway: the configured one, or for `gateway: auto` the gateway of a
-   * default route through the interface installed by someone else (a DHCP
-   * or PPP client), lowest metric first; for point-to-point links the peer.
+   * The gateway: the configured one, or for `gateway: auto` the peer of a
+   * point-to-point address, else the gateway of a default route through
+   * the interface installed by someone else (a DHCP or PPP client), lowest
+   * metric first. Absent for `gateway: none`, and for `auto` when there is
+   * none.
    */
   gateway?: string;
 }
@@ -31,6 +44,29 @@ function networkOf(address: string, prefixlen: number): string {
   const mask = prefixlen === 0 ? 0 : (~0 << (32 - prefixlen)) >>> 0;
   const net = (value & mask) >>> 0;
   return `${[24, 16, 8, 0].map((s) => (net >>> s) & 255).join(".")}/${prefixlen}`;
+}
+
+/**
+ * The address an uplink uses on `link`: the configured one if the interface
+ * holds it, else the first (primary) one when none is configured.
+ */
+function chooseAddress(
+  configured: string | undefined,
+  link: LinkState,
+): Pick<UplinkLink, "address" | "addressSource" | "missingAddress" | "network"> & {
+  peer?: string;
+} {
+  const entry =
+    configured === undefined
+      ? link.addresses[0]
+      : link.addresses.find((a) => a.address === configured);
+  if (entry === undefined) return configured === undefined ? {} : { missingAddress: configured };
+  return {
+    address: entry.address,
+    addressSource: configured === undefined ? "primary" : "configured",
+    network: networkOf(entry.address, entry.prefixlen),
+    ...(entry.peer === undefined ? {} : { peer: entry.peer }),
+  };
 }
 
 /**
@@ -52,13 +88,20 @@ export function observeUplinks(
   for (const uplink of config.uplinks) {
     const link = byName.get(uplink.interface);
     if (link === undefined) {
-      result.set(uplink.name, { present: false, up: false, carrier: false, pointToPoint: false });
+      result.set(uplink.name, {
+        present: false,
+        up: false,
+        carrier: false,
+        pointToPoint: false,
+        ...optional("missingAddress", uplink.address),
+      });
       continue;
     }
-    const first = link.addresses[0];
+    const { peer, ...chosen } = chooseAddress(uplink.address, link);
     let gateway: string | undefined;
-    if (uplink.gateway !== "auto") gateway = uplink.gateway;
-    else if (link.pointToPoint && first?.peer !== undefined) gateway = first.peer.split("/")[0];
+    if (uplink.gateway === "none") gateway = undefined;
+    else if (uplink.gateway !== "auto") gateway = uplink.gateway;
+    else if (link.pointToPoint && peer !== undefined) gateway = peer.split("/")[0];
     else {
       const learned = routes
         .filter(
@@ -76,10 +119,8 @@ export function observeUplinks(
       up: link.up,
       carrier: link.carrier,
       pointToPoint: link.pointToPoint,
-      ...(first === undefined
-        ? {}
-        : { address: first.address, network: networkOf(first.address, first.prefixlen) }),
-      ...(gateway === undefined ? {} : { gateway }),
+      ...chosen,
+      ...optional("gateway", gateway),
     });
   }
   return result;

@@ -121,10 +121,29 @@ export class LinkWatcher {
     }
   }
 
-  /** Take `next` as the observation now (a reload read it for its new config). */
+  /**
+   * Take `next` as the observation now (a reload read it for its new
+   * config). Logs each uplink that starts waiting for its configured
+   * `address`, and each that got it.
+   */
   adopt(next: LinkObservation): void {
     const before = this.#now;
     this.#now = next;
+    for (const [name, link] of next.links) {
+      const old = before.links.get(name);
+      if (link.missingAddress !== undefined && old?.missingAddress !== link.missingAddress) {
+        const uplink = this.#options.config().uplinks.find((u) => u.name === name);
+        this.#options.log.warn(
+          { uplink: name, address: link.missingAddress },
+          `address ${link.missingAddress} of uplink ${name} is not on ${uplink?.interface ?? "its interface"}; waiting for it`,
+        );
+      } else if (old?.missingAddress !== undefined && link.addressSource === "configured") {
+        this.#options.log.info(
+          { uplink: name, address: link.address },
+          `address ${link.address ?? ""} of uplink ${name} is there now`,
+        );
+      }
+    }
     const changed =
       JSON.stringify(next.surroundings) !== JSON.stringify(before.surroundings) ||
       JSON.stringify([...next.links]) !== JSON.stringify([...before.links]);

@@ -282,7 +282,7 @@ describe("values the schema rejects", () => {
       [
         'uplinkd.yaml:1:6: lan: must be a list, not the string "lan0"',
         'uplinkd.yaml:5:13: uplinks.0.weight: must be a number, not the string "two"',
-        'uplinkd.yaml:6:14: uplinks.0.gateway: must be "auto" or an IPv4 address',
+        'uplinkd.yaml:6:14: uplinks.0.gateway: must be "auto", "none" or an IPv4 address',
         "uplinkd.yaml:8:16: uplinks.1.interface: must be a string, not 7",
         "uplinkd.yaml:9:11: uplinks.1.tier: must be a whole number, not 1.5",
         "uplinkd.yaml:11:14: dataplane.mark_mask: must be a 32-bit mask such as 0xff00",
