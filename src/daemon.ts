@@ -150,7 +150,11 @@ export class Daemon {
       onError: (error) => {
         this.options.log.warn({ err: error }, `reading traffic counters: ${String(error)}`);
       },
+      onNote: (level, message) => {
+        this.options.log[level](message);
+      },
     });
+    this.traffic.start();
     this.control = new ControlService(
       {
         config: () => this.config,
@@ -611,6 +615,7 @@ export class Daemon {
     await this.idle();
     this.stopping = true;
     await this.control?.stop();
+    await this.traffic?.stop();
     await this.notifier?.flush();
     if (!keep) await this.dataplane.removeAll();
     this.options.log.info(

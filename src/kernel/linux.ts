@@ -3,11 +3,15 @@
  * run in the network namespace of the current process.
  */
 import { KernelCommandError } from "../errors.js";
+import { systemClock } from "../health/clock.js";
+import { nodeSpawner } from "../health/process.js";
+import { ConntrackWatch } from "./conntrack.js";
 import { runCommand } from "./exec.js";
 import {
   TABLE_DEFAULT,
   TABLE_LOCAL,
   TABLE_MAIN,
+  type ConntrackCounts,
   type Kernel,
   type LinkState,
   type NftJson,
@@ -201,5 +205,13 @@ export class LinuxKernel implements Kernel {
       counts.set(mark, (counts.get(mark) ?? 0) + 1);
     }
     return counts;
+  }
+
+  watchConntrack(onNote?: (level: "info" | "warn", message: string) => void): ConntrackCounts {
+    return new ConntrackWatch({
+      spawner: nodeSpawner,
+      clock: systemClock,
+      ...(onNote === undefined ? {} : { onNote }),
+    });
   }
 }
