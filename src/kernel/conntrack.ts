@@ -37,6 +37,8 @@ export type ConntrackLine =
   | { kind: "entry"; id: number | null; mark: number }
   /** The kernel dropped events: the counts are no longer exact. */
   | { kind: "overrun" }
+  /** The explanation printed after a lost-events warning (nothing more to do). */
+  | { kind: "overrun-hint" }
   /** The event socket is open (the NOTICE printed with `-b`). */
   | { kind: "listening" }
   /** Anything else (summaries, messages). */
@@ -72,6 +74,10 @@ export function parseConntrackLine(line: string): ConntrackLine {
     return { kind: "entry", id: field(text, "id"), mark: (field(text, "mark") ?? 0) >>> 0 };
   }
   if (text.includes("hit ENOBUFS")) return { kind: "overrun" };
+  // The two lines conntrack prints after the ENOBUFS warning.
+  if (/^This message means that the current netlink|^Please, check --buffer-size/.test(text)) {
+    return { kind: "overrun-hint" };
+  }
   if (text.startsWith("NOTICE: Netlink socket buffer size")) return { kind: "listening" };
   return { kind: "other", text };
 }
@@ -202,7 +208,12 @@ export interface ConntrackWatchOptions {
   bufferBytes?: number;
   /** Recount this long after the last one even without lost events, ms; default 30 min. */
   recountEveryMs?: number;
-  /** At least this long between the starts of two dumps, ms; default 5000. */
+  /**
+   * At least this long between the starts of two dumps, ms; default 5000.
+   * The gap grows to 10 times the last dump's duration, so that recounts
+   * after lost events take at most about a tenth of the time even when
+   * events are lost all the time (a dump of 250,000 entries takes ~2 s).
+   */
   recountGapMs?: number;
   /** Wait this long after lost events before dumping (the burst may go on), ms; default 1000. */
   overrunDelayMs?: number;
@@ -265,6 +276,8 @@ export class ConntrackWatch {
   #recountDueAt = 0;
   #recountAgain = false;
   #lastDumpAt = Number.NEGATIVE_INFINITY;
+  /** How long the last completed dump took, ms. */
+  #lastDumpMs = 0;
   #overrunNoted = false;
 
   constructor(options: ConntrackWatchOptions) {
@@ -433,8 +446,8 @@ export class ConntrackWatch {
   }
 
   /**
-   * Asks for a dump in `delayMs`, but not before `recountGapMs` after the
-   * start of the last one. An earlier request replaces
+   * Asks for a dump in `delayMs`, but not before `recountGapMs` (or 10
+   * times the last dump's duration) after the start of the last one. An earlier request replaces
    * a later one; a dump running now is followed by another (the events it
    * held may be incomplete).
    */
@@ -445,7 +458,7 @@ export class ConntrackWatch {
       return;
     }
     const now = this.#o.clock.now();
-    const gap = this.#o.recountGapMs ?? 5000;
+    const gap = Math.max(this.#o.recountGapMs ?? 5000, 10 * this.#lastDumpMs);
     const due = Math.max(now + delayMs, this.#lastDumpAt + gap);
     if (this.#recountTimer !== undefined) {
       if (this.#recountDueAt <= due) return;
@@ -513,6 +526,7 @@ export class ConntrackWatch {
     lastStderr: string,
   ): void {
     if (code === 0 && !error) {
+      this.#lastDumpMs = this.#o.clock.now() - this.#lastDumpAt;
       this.#tally.endRecount();
       this.#stats.recounts++;
     } else {

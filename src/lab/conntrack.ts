@@ -21,7 +21,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LabError } from "../errors.js";
-import { execIn, type ExecResult } from "./netns.js";
+import { execIn } from "./netns.js";
 
 /** Synthetic entries with one conntrack mark. */
 export interface ConntrackFillGroup {
@@ -40,7 +40,8 @@ const MAX_ENTRIES = PORTS * (16 * 65_536 - 2);
  * The `conntrack -R` lines for `groups`, in order. Entry `offset + k`
  * (k counting across groups) gets source `100.96.0.0 + 1 + floor(n / 60000)`
  * and source port `1024 + n % 60000`, so batches with distinct, non-
- * overlapping offsets never collide.
+ * overlapping offsets never collide. With `remove`, the lines delete those
+ * same entries (`-D` and the tuple).
  *
  * @param options.offset index of the first entry (default 0).
  * @param options.timeoutS the entries' timeout, s (default 3600).
@@ -48,7 +49,7 @@ const MAX_ENTRIES = PORTS * (16 * 65_536 - 2);
  */
 export function conntrackFillLines(
   groups: readonly ConntrackFillGroup[],
-  options: { offset?: number; timeoutS?: number } = {},
+  options: { offset?: number; timeoutS?: number; remove?: boolean } = {},
 ): string[] {
   const timeoutS = options.timeoutS ?? 3600;
   let n = options.offset ?? 0;
@@ -66,9 +67,11 @@ export function conntrackFillLines(
     for (let k = 0; k < group.count; k++, n++) {
       const host = 1 + Math.floor(n / PORTS);
       const src = `100.${96 + (host >>> 16)}.${(host >>> 8) & 255}.${host & 255}`;
+      const tuple = `-p tcp -s ${src} -d 198.51.100.200 --sport ${1024 + (n % PORTS)} --dport 80`;
       lines.push(
-        `-I -p tcp -s ${src} -d 198.51.100.200 --sport ${1024 + (n % PORTS)} --dport 80 ` +
-          `--state ESTABLISHED -t ${timeoutS} -m ${group.mark}`,
+        options.remove === true
+          ? `-D ${tuple}`
+          : `-I ${tuple} --state ESTABLISHED -t ${timeoutS} -m ${group.mark}`,
       );
     }
   }
@@ -129,24 +132,47 @@ export async function fillConntrack(
         `nf_conntrack_max (${max}); the limit is the host's and cannot be raised in a namespace`,
     );
   }
+  const { ms } = await loadFile(ns, lines, options.timeoutMs);
+  return { entries: lines.length, ms, tableSize: await conntrackSize(ns) };
+}
+
+/**
+ * Delete entries that {@link fillConntrack} loaded (the same `groups` and
+ * `offset`, or a part of them), one `conntrack -R FILE` of `-D` lines.
+ * @returns wall time of the deletion, ms.
+ * @throws {LabError} when conntrack fails (e.g. an entry that is gone).
+ */
+export async function unfillConntrack(
+  ns: string,
+  groups: readonly ConntrackFillGroup[],
+  options: { offset?: number; timeoutMs?: number } = {},
+): Promise<number> {
+  const lines = conntrackFillLines(groups, { ...options, remove: true });
+  return (await loadFile(ns, lines, options.timeoutMs)).ms;
+}
+
+/** Runs `conntrack -R` on `lines` in `ns`. */
+async function loadFile(
+  ns: string,
+  lines: readonly string[],
+  timeoutMs = 120_000,
+): Promise<{ ms: number }> {
   // `-R -` opens /dev/stdin, which fails on the socket Node gives a child
   // as stdin: the lines go through a file.
   const dir = await mkdtemp(join(tmpdir(), "uplinkd-ctfill-"));
   const file = join(dir, "entries");
-  let r: ExecResult;
-  let ms: number;
   try {
     await writeFile(file, lines.join("\n") + "\n");
     const started = performance.now();
-    r = await execIn(ns, ["conntrack", "-R", file], { timeoutMs: options.timeoutMs ?? 120_000 });
-    ms = performance.now() - started;
+    const r = await execIn(ns, ["conntrack", "-R", file], { timeoutMs });
+    const ms = performance.now() - started;
+    if (r.code !== 0) {
+      throw new LabError(`conntrack -R in ${ns} failed (exit ${r.code}): ${r.stderr.trim()}`);
+    }
+    return { ms: Math.round(ms) };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
-  if (r.code !== 0) {
-    throw new LabError(`conntrack -R in ${ns} failed (exit ${r.code}): ${r.stderr.trim()}`);
-  }
-  return { entries: lines.length, ms: Math.round(ms), tableSize: await conntrackSize(ns) };
 }
 
 /** What a clean-up by mark did. */

@@ -111,6 +111,9 @@ describe("conntrack output lines", () => {
     });
     assert.deepEqual(parseConntrackLine(OVERRUN), { kind: "overrun" });
     assert.deepEqual(parseConntrackLine(LISTENING), { kind: "listening" });
+    assert.deepEqual(parseConntrackLine("Please, check --buffer-size in conntrack(8) manpage."), {
+      kind: "overrun-hint",
+    });
     assert.equal(
       parseConntrackLine("conntrack v1.4.7 (conntrack-tools): 2 flow entries have been shown.")
         .kind,
@@ -263,6 +266,19 @@ describe("conntrack watch", () => {
     assert.equal(w.stats.overruns, 2);
   });
 
+  test("the gap between dumps grows to ten times the last dump's duration", () => {
+    const { clock, ct, w } = watch({ recountGapMs: 5000, overrunDelayMs: 1000 });
+    w.start();
+    ct.events.stderr(LISTENING);
+    clock.advance(2000); // a slow dump: 2 s
+    ct.dump.exit(0);
+    ct.events.stderr(OVERRUN);
+    clock.advance(17_999);
+    assert.equal(ct.count("dump"), 1, "not before 20 s after the start of the last dump");
+    clock.advance(1);
+    assert.equal(ct.count("dump"), 2);
+  });
+
   test("lost events during a dump bring another dump after it", () => {
     const { clock, ct, w } = watch({ recountGapMs: 5000 });
     w.start();
@@ -306,6 +322,11 @@ describe("conntrack watch", () => {
     ct.dump.stdout(entry(1, 256));
     ct.dump.exit(0);
     ct.events.stderr("conntrack v1.4.7 (conntrack-tools): Operation not permitted");
+    ct.events.stderr(
+      OVERRUN,
+      "This message means that the current netlink socket buffer size is too small.",
+      "Please, check --buffer-size in conntrack(8) manpage.",
+    );
     ct.events.exit(1);
     assert.match(
       notes.at(-1) ?? "",
