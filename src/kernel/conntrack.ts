@@ -487,10 +487,14 @@ export class ConntrackWatch {
     this.#dump = child;
     let lastStderr = "";
     let timedOut = false;
+    let entries = 0;
     child.onStdoutLine((line) => {
       if (this.#dump !== child) return;
       const parsed = parseConntrackLine(line);
-      if (parsed.kind === "entry") this.#tally.dumpEntry(parsed.id, parsed.mark);
+      if (parsed.kind === "entry") {
+        entries++;
+        this.#tally.dumpEntry(parsed.id, parsed.mark);
+      }
     });
     child.onStderrLine((line) => {
       if (line.trim() !== "") lastStderr = line.trim();
@@ -510,7 +514,7 @@ export class ConntrackWatch {
         if (this.#dump === child) {
           this.#dump = undefined;
           this.#dumpDone = undefined;
-          this.#dumpExited(code, signal, error, timedOut, timeoutMs, lastStderr);
+          this.#dumpExited(code, signal, error, { timedOut, timeoutMs, lastStderr, entries });
         }
         resolve();
       });
@@ -521,14 +525,17 @@ export class ConntrackWatch {
     code: number | null,
     signal: string | null,
     error: Error | undefined,
-    timedOut: boolean,
-    timeoutMs: number,
-    lastStderr: string,
+    dump: { timedOut: boolean; timeoutMs: number; lastStderr: string; entries: number },
   ): void {
+    const { timedOut, timeoutMs, lastStderr } = dump;
     if (code === 0 && !error) {
       this.#lastDumpMs = this.#o.clock.now() - this.#lastDumpAt;
       this.#tally.endRecount();
       this.#stats.recounts++;
+      this.#note(
+        "info",
+        `conntrack entries counted: ${dump.entries} in ${Math.round(this.#lastDumpMs)} ms`,
+      );
     } else {
       this.#tally.abortRecount();
       this.#stats.failedRecounts++;
