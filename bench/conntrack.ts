@@ -21,8 +21,8 @@
  *   -m MARK/MASK` as the daemon runs it, half the table being that
  *   uplink's, timed from the outside (with the daemon running).
  *
- * The measurement at a size starts once the daemon has counted the table
- * (its log line "conntrack entries counted: N") and a few seconds more.
+ * The measurement at a size starts once the daemon's status counts the
+ * loaded entries, and a few seconds more.
  */
 import { readFile } from "node:fs/promises";
 import { request } from "node:http";
@@ -85,32 +85,41 @@ export interface ConntrackResults {
   } | null;
 }
 
-/** The daemon's log lines "conntrack entries counted: N in M ms", in order. */
+/** The daemon's log lines "conntrack entries counted: N ...", in order: N of each. */
 function recounts(daemon: LabDaemon): number[] {
-  return [...daemon.output.join("").matchAll(/conntrack entries counted: (\d+) in/g)].map((m) =>
+  return [...daemon.output.join("").matchAll(/conntrack entries counted: (\d+)/g)].map((m) =>
     Number(m[1]),
   );
 }
 
-/** Waits until the daemon has counted at least `atLeast` entries in a recount after the `after`-th one. */
+/**
+ * Waits until the daemon's status counts at least `atLeast` connections
+ * over all uplinks (its counts follow the table), and then `settleMs`.
+ */
 async function waitForCount(
   daemon: LabDaemon,
-  after: number,
   atLeast: number,
   maxMs: number,
+  settleMs = 2000,
 ): Promise<void> {
   const deadline = Date.now() + maxMs;
+  let seen: number | null = null;
   while (Date.now() < deadline) {
-    if (
-      recounts(daemon)
-        .slice(after)
-        .some((n) => n >= atLeast)
-    )
+    const s = await daemon.status();
+    seen =
+      s?.uplinks.reduce<number | null>(
+        (sum, u) => (sum === null || u.connections === null ? null : sum + u.connections),
+        0,
+      ) ?? null;
+    if (seen !== null && seen >= atLeast) {
+      await sleep(settleMs);
       return;
+    }
     await sleep(200);
   }
   throw new Error(
-    `the daemon did not count ${atLeast} conntrack entries within ${maxMs} ms:\n${daemon.log(20)}`,
+    `the daemon's status did not count ${atLeast} connections within ${maxMs} ms ` +
+      `(last: ${seen ?? "none"}):\n${daemon.log(20)}`,
   );
 }
 
@@ -251,18 +260,13 @@ class FullTableMonitor implements Monitor {
   ) {}
 
   async before(trial: number): Promise<void> {
-    const counted = this.daemon === undefined ? 0 : recounts(this.daemon).length;
     await this.filler.fill(this.entries);
     if (this.daemon === undefined || trial % 4 === 0) {
       await this.stop();
       this.daemon = labDaemons.startLabDaemon(this.lab, this.configPath);
-      await this.daemon.waitForStates(["up"], 60_000);
-      await waitForCount(this.daemon, 0, this.entries * 0.99, 120_000);
-    } else {
-      await this.daemon.waitForStates(["up"], 60_000);
-      if (this.entries > 0) await waitForCount(this.daemon, counted, this.entries * 0.99, 120_000);
     }
-    await sleep(2000);
+    await this.daemon.waitForStates(["up"], 60_000);
+    await waitForCount(this.daemon, this.entries * 0.99, 120_000);
   }
 
   async downAt(uplink: number, since: number): Promise<number | null> {
@@ -302,10 +306,8 @@ export async function conntrackPart(ctx: BenchContext, trials: number): Promise<
     try {
       for (const entries of sizes) {
         ctx.check();
-        const before = recounts(daemon).length;
         const fillMs = entries === 0 ? null : await filler.fill(entries);
-        if (entries > 0) await waitForCount(daemon, before, entries * 0.99, 120_000);
-        await sleep(ctx.quick ? 2000 : 5000);
+        await waitForCount(daemon, entries * 0.99, 120_000, ctx.quick ? 2000 : 5000);
         const w = await measureWindow(lab, daemon, seconds, hz);
         const base = results.sizes[0]?.treeCpuPct ?? null;
         const run: ConntrackSizeRun = {

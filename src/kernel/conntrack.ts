@@ -114,6 +114,13 @@ export class ConntrackTally {
     return this.#ready;
   }
 
+  /** Entries counted now (every mark); 0 before the first baseline. */
+  get total(): number {
+    let n = 0;
+    for (const count of this.#counts.values()) n += count;
+    return n;
+  }
+
   /** Whether a recount is in progress. */
   get recounting(): boolean {
     return this.#recount !== undefined;
@@ -534,7 +541,8 @@ export class ConntrackWatch {
       this.#stats.recounts++;
       this.#note(
         "info",
-        `conntrack entries counted: ${dump.entries} in ${Math.round(this.#lastDumpMs)} ms`,
+        `conntrack entries counted: ${this.#tally.total} (dump of ${dump.entries} in ` +
+          `${Math.round(this.#lastDumpMs)} ms, events during it merged)`,
       );
     } else {
       this.#tally.abortRecount();

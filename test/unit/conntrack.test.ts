@@ -201,7 +201,7 @@ describe("conntrack tally", () => {
 
 describe("conntrack watch", () => {
   test("listens for NEW and DESTROY events first, then dumps once the socket is open", () => {
-    const { ct, w } = watch();
+    const { clock, ct, w, notes } = watch();
     w.start();
     assert.deepEqual(ct.events.args, [
       "-E",
@@ -219,7 +219,13 @@ describe("conntrack watch", () => {
     assert.deepEqual(ct.dump.args, ["-L", "-f", "ipv4", "-o", "extended,id"]);
     ct.dump.stdout(entry(1, 256), entry(2, 256), entry(3, 512));
     assert.equal(w.countsByMark(0xff00), null, "unknown until the dump is complete");
+    clock.advance(40);
+    ct.events.stdout(created(9, 512));
     ct.dump.exit(0);
+    assert.deepEqual(notes, [
+      "info: conntrack entries counted: 4 (dump of 3 in 40 ms, events during it merged)",
+    ]);
+    ct.events.stdout(destroyed(9, 512));
     assert.deepEqual(
       w.countsByMark(0xff00),
       new Map([
