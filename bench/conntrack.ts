@@ -259,7 +259,15 @@ class FullTableMonitor implements Monitor {
     private readonly entries: number,
   ) {}
 
-  async before(trial: number): Promise<void> {
+  /** "cleared N conntrack entries of UPLINK" lines before the trial. */
+  #cleared = 0;
+
+  /** How many times the daemon has logged the clean-up of `uplink`'s entries. */
+  #clearedLines(uplink: string): number {
+    return this.daemon?.output.join("").split(`conntrack entries of ${uplink}"`).length ?? 1;
+  }
+
+  async before(trial: number, uplink: number): Promise<void> {
     await this.filler.fill(this.entries);
     if (this.daemon === undefined || trial % 4 === 0) {
       await this.stop();
@@ -267,6 +275,7 @@ class FullTableMonitor implements Monitor {
     }
     await this.daemon.waitForStates(["up"], 60_000);
     await waitForCount(this.daemon, this.entries * 0.99, 120_000);
+    this.#cleared = this.#clearedLines(this.lab.uplink(uplink).name);
   }
 
   async downAt(uplink: number, since: number): Promise<number | null> {
@@ -277,8 +286,22 @@ class FullTableMonitor implements Monitor {
     return down === undefined ? null : Date.parse(down.time);
   }
 
-  async after(): Promise<void> {
+  /**
+   * Waits until every uplink is up and the daemon has finished deleting the
+   * failed uplink's entries (its clean-up runs after the failover, for
+   * seconds at 250,000 entries): a refill while it runs would be deleted
+   * in part.
+   */
+  async after(_trial: number, uplink: number): Promise<void> {
     await this.daemon?.waitForStates(["up"], 60_000);
+    const name = this.lab.uplink(uplink).name;
+    const deadline = Date.now() + 60_000;
+    while (this.#clearedLines(name) <= this.#cleared) {
+      if (Date.now() > deadline) {
+        throw new Error(`the daemon did not clear ${name}'s conntrack entries within 60 s`);
+      }
+      await sleep(200);
+    }
   }
 
   async stop(): Promise<void> {
