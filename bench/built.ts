@@ -25,4 +25,6 @@ export const scripts = await load<typeof import("../src/lab/scripts.js")>("lab/s
 export const faults = await load<typeof import("../src/lab/faults.js")>("lab/faults.js");
 export const topology = await load<typeof import("../src/lab/topology.js")>("lab/topology.js");
 export const control = await load<typeof import("../src/control/client.js")>("control/client.js");
+export const conntrackLab =
+  await load<typeof import("../src/lab/conntrack.js")>("lab/conntrack.js");
 export const exec = await load<typeof import("../src/kernel/exec.js")>("kernel/exec.js");

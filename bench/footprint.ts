@@ -7,6 +7,9 @@
  * (one `ping` per uplink and target, and `ip monitor`) are reported
  * separately, their memory as the sum of their PSS (smaps_rollup), which
  * shares the pages they have in common (libc, ping's text) among them.
+ * The whole process tree (daemon and every descendant, short-lived ones
+ * such as `nft`, `ip` and `conntrack` included) is counted too: see
+ * {@link treeSample}.
  */
 import { readFile, readdir } from "node:fs/promises";
 import { exec, labDaemons } from "./built.js";
@@ -25,6 +28,8 @@ export interface Footprint {
   peakRssMb: number | null;
   /** Daemon process: CPU time / wall time, % of one core. */
   cpuPct: number | null;
+  /** Daemon and all its descendants: CPU (% of one core) and summed VmRSS samples (MB). */
+  tree: { cpuPct: number | null; rssMb: Spread };
   /** Children: how many (by command), their summed PSS (MB) and CPU (% of one core). */
   children: {
     count: number;
@@ -107,6 +112,53 @@ async function sumTicks(pids: readonly number[]): Promise<Map<number, number>> {
   return out;
 }
 
+/** A process and its descendants at one moment. */
+export interface TreeSample {
+  /** The process and its descendants alive now. */
+  pids: number[];
+  /**
+   * CPU clock ticks of the tree: utime + stime + cutime + cstime of each
+   * (/proc/PID/stat fields 14-17). A child that has ended and been reaped
+   * has its time in its parent's cutime/cstime, so the difference of two
+   * samples counts short-lived children too (Node reaps its children).
+   */
+  ticks: number;
+  /** Sum of VmRSS of the tree, MB (shared pages counted in each process). */
+  rssMb: number;
+}
+
+/** The tree rooted at `pid` (null when `pid` is gone), read from /proc. */
+export async function treeSample(pid: number): Promise<TreeSample | null> {
+  const parents = new Map<number, number>();
+  const ticks = new Map<number, number>();
+  for (const entry of await readdir("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = await readFile(`/proc/${entry}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      parents.set(Number(entry), Number(fields[1]));
+      ticks.set(
+        Number(entry),
+        Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]),
+      );
+    } catch {
+      // gone
+    }
+  }
+  if (!ticks.has(pid)) return null;
+  const pids = [pid];
+  for (let i = 0; i < pids.length; i++) {
+    for (const [child, parent] of parents) if (parent === pids[i]) pids.push(child);
+  }
+  let rss = 0;
+  for (const p of pids) rss += (await vm(p, "VmRSS")) ?? 0;
+  return {
+    pids,
+    ticks: pids.reduce((sum, p) => sum + (ticks.get(p) ?? 0), 0),
+    rssMb: rss,
+  };
+}
+
 /** Measure process `pid` (and its children) for `seconds`. */
 export async function sample(
   pid: number,
@@ -115,14 +167,18 @@ export async function sample(
 ): Promise<Omit<Footprint, "uplinks" | "targets" | "probesPerSecond">> {
   const kids0 = await children(pid);
   const t0 = performance.now();
+  const tree0 = await treeSample(pid);
   const cpu0 = await cpuTicks(pid);
   const kidCpu0 = await sumTicks(kids0);
   const rss: number[] = [];
+  const treeRss: number[] = [];
   const kidPss: number[] = [];
   for (let i = 0; i < seconds; i++) {
     await sleep(1000);
     const r = await vm(pid, "VmRSS");
     if (r !== null) rss.push(r);
+    const tree = await treeSample(pid);
+    if (tree !== null) treeRss.push(tree.rssMb);
     let sum = 0;
     for (const k of kids0) sum += (await pss(k)) ?? 0;
     kidPss.push(sum);
@@ -134,6 +190,7 @@ export async function sample(
   }
   const cpu1 = await cpuTicks(pid);
   const kidCpu1 = await sumTicks(kids0);
+  const tree1 = await treeSample(pid);
   const wall = (performance.now() - t0) / 1000;
   let kidTicks = 0;
   for (const [p, t] of kidCpu1) kidTicks += t - (kidCpu0.get(p) ?? t);
@@ -142,6 +199,13 @@ export async function sample(
     rssMb: spreadOf(rss),
     peakRssMb: round(await vm(pid, "VmHWM")),
     cpuPct: cpu0 === null || cpu1 === null ? null : round(((cpu1 - cpu0) / hz / wall) * 100, 2),
+    tree: {
+      cpuPct:
+        tree0 === null || tree1 === null
+          ? null
+          : round(((tree1.ticks - tree0.ticks) / hz / wall) * 100, 2),
+      rssMb: spreadOf(treeRss),
+    },
     children: {
       count: kids0.length,
       commands,
@@ -179,6 +243,7 @@ export async function footprintPart(ctx: BenchContext): Promise<FootprintResults
         ctx.log(
           "footprint",
           `${uplinks} uplinks x ${targets.length} targets: RSS ${f.rssMb.median} MB, CPU ${f.cpuPct} %, ` +
+            `with its process tree ${f.tree.rssMb.median} MB, ${f.tree.cpuPct} %, ` +
             `${f.children.count} children (${JSON.stringify(f.children.commands)}; PSS ${f.children.pssMb} MB, ` +
             `${f.children.cpuPct} % CPU)`,
         );

@@ -6,6 +6,7 @@ import { cpus, release, totalmem } from "node:os";
 import type { ApplyResults } from "./apply.js";
 import type { BalanceResults } from "./balance.js";
 import { exec } from "./built.js";
+import type { ConntrackResults } from "./conntrack.js";
 import type { FailoverResults, TrialSet } from "./failover.js";
 import type { FootprintResults } from "./footprint.js";
 import type { LsmResults } from "./lsm.js";
@@ -122,6 +123,11 @@ function failed(set: TrialSet): string {
   if (errors > 0) parts.push(`${errors} trial(s) failed`);
   if (unsettled > 0) parts.push(`${unsettled} did not settle`);
   return parts.join(", ");
+}
+
+/** 250000 -> "250,000". */
+function thousands(n: number): string {
+  return n.toLocaleString("en-US");
 }
 
 function childList(f: FootprintResults["runs"][number]): string {
@@ -257,6 +263,57 @@ export function summaryRows(doc: Results): Row[] {
         `Daemon CPU, ${f.uplinks} uplinks x ${f.targets} targets`,
         num(f.cpuPct, " %"),
         `of one core over ${f.seconds} s; children ${num(f.children.cpuPct, " %")}`,
+      ),
+    );
+    // Older results.json files have no tree figures.
+    if ((f as Partial<typeof f>).tree !== undefined) {
+      rows.push(
+        valueRow(
+          `Daemon + children CPU, ${f.uplinks} uplinks x ${f.targets} targets`,
+          num(f.tree.cpuPct, " %"),
+          `of one core over ${f.seconds} s, short-lived children included; RSS of the tree ${num(f.tree.rssMb.median, " MB")}`,
+        ),
+      );
+    }
+  }
+  const ct = data(doc, "conntrack") as ConntrackResults | undefined;
+  for (const r of ct?.sizes ?? []) {
+    rows.push(
+      valueRow(
+        `Daemon + children CPU, ${thousands(r.entries)} conntrack entries, stream + /status 2/s`,
+        num(r.treeCpuPct, " %"),
+        `x${num(r.cpuRatio)} of the empty table (aim <= 1.2); daemon alone ${num(r.daemonCpuPct, " %")}; ` +
+          `tree RSS ${num(r.treeRssMb.median, " MB")}; over ${r.seconds} s`,
+      ),
+    );
+  }
+  for (const r of ct?.sizes ?? []) {
+    rows.push(
+      spreadRow(
+        `/status answer time, ${thousands(r.entries)} conntrack entries`,
+        r.statusMs,
+        " ms",
+        r.entries >= 250_000 ? "aim <= 20 ms" : "",
+      ),
+    );
+  }
+  for (const f of ct?.failover ?? []) {
+    rows.push(
+      spreadRow(
+        `Failover, blackhole, uplinkd fast, ${thousands(f.entries)} conntrack entries`,
+        f.set.failover,
+        " ms",
+        failed(f.set),
+      ),
+    );
+  }
+  if (ct?.cleanup !== undefined && ct.cleanup !== null) {
+    rows.push(
+      spreadRow(
+        `Conntrack clean-up of one uplink, ${thousands(ct.cleanup.uplinkEntries)} of ${thousands(ct.cleanup.entries)} entries`,
+        ct.cleanup.ms,
+        " ms",
+        `conntrack -D -f ipv4 -m MARK/MASK; deleted ${ct.cleanup.deleted.join(", ")}`,
       ),
     );
   }
@@ -532,18 +589,22 @@ export function renderMarkdown(doc: Results): string {
     "",
     "The daemon (built, `node dist/cli.js run`) probing every uplink's 3 targets at 5 probes/s each (interval " +
       "200 ms), otherwise idle. RSS: VmRSS of /proc/PID/status sampled every second; CPU: utime + stime of " +
-      "/proc/PID/stat over the run, as % of one core. Its children (one `ping` per uplink and target, `ip monitor`) " +
-      "are counted separately; their memory is the sum of their PSS (shared pages divided among them).",
+      "/proc/PID/stat over the run, as % of one core. Its children (one `ping` per uplink and target, `ip monitor`, " +
+      "`conntrack -E`) are counted separately; their memory is the sum of their PSS (shared pages divided among them). " +
+      "**Tree**: the daemon and every descendant, short-lived ones (`nft`, `ip`, `conntrack`) included: " +
+      "utime + stime + cutime + cstime summed over the tree (a reaped child's time is in its parent's cutime), " +
+      "and the sum of their VmRSS.",
     "",
   );
   if (fp !== undefined) {
     out.push(
-      "| uplinks x targets | RSS median / max (MB) | peak RSS (MB) | CPU | children | their PSS | their CPU |",
-      "|---|---:|---:|---:|---:|---:|---:|",
+      "| uplinks x targets | RSS median / max (MB) | peak RSS (MB) | CPU | children | their PSS | their CPU | tree CPU | tree RSS (MB) |",
+      "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     );
     for (const f of fp.runs) {
+      const tree = (f as Partial<typeof f>).tree;
       out.push(
-        `| ${f.uplinks} x ${f.targets} | ${num(f.rssMb.median)} / ${num(f.rssMb.max)} | ${num(f.peakRssMb)} | ${num(f.cpuPct, " %")} | ${childList(f)} | ${num(f.children.pssMb, " MB")} | ${num(f.children.cpuPct, " %")} |`,
+        `| ${f.uplinks} x ${f.targets} | ${num(f.rssMb.median)} / ${num(f.rssMb.max)} | ${num(f.peakRssMb)} | ${num(f.cpuPct, " %")} | ${childList(f)} | ${num(f.children.pssMb, " MB")} | ${num(f.children.cpuPct, " %")} | ${num(tree?.cpuPct, " %")} | ${num(tree?.rssMb.median)} |`,
       );
     }
     out.push("");
@@ -572,6 +633,53 @@ export function renderMarkdown(doc: Results): string {
       );
     }
     out.push("");
+  }
+
+  const ct = data(doc, "conntrack") as ConntrackResults | undefined;
+  out.push(
+    "## 10. Large conntrack tables",
+    "",
+    "A busy office router holds 50,000-250,000 conntrack entries. The router of a two-uplink lab gets synthetic " +
+      "entries (`conntrack -R`, TCP ESTABLISHED, half with each uplink's mark) and the daemon (fast profile) runs " +
+      "with a dashboard event stream open (`/events/stream`) and `/status` asked twice a second. **CPU**: the daemon " +
+      "and its whole process tree (short-lived children included, as in part 8's tree), as % of one core and as a " +
+      "ratio to the empty table. **/status**: socket to parsed JSON. The daemon keeps connection counts from " +
+      "conntrack events (`conntrack -E`) and dumps the table only at start, after lost events and every 30 min; " +
+      "each window starts once it has counted the loaded table. **Failover**: blackhole, as in part 1, with the " +
+      "failed uplink's entries loaded again before each trial (the daemon deletes them when it fails over). " +
+      "**Clean-up**: `conntrack -D -f ipv4 -m MARK/MASK` as the daemon runs it, timed from outside, half the table " +
+      "being that uplink's. `nf_conntrack_max` (262,144 here) is the host's and cannot be raised in a namespace.",
+    "",
+  );
+  if (ct !== undefined) {
+    out.push(
+      "| entries | loaded in | tree CPU | x empty | daemon CPU | tree RSS (MB) | /status median / p90 / max (ms) | stream events | connections / table | recounts in window |",
+      "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    );
+    for (const r of ct.sizes) {
+      out.push(
+        `| ${thousands(r.entries)} | ${num(r.fillMs, " ms")} | ${num(r.treeCpuPct, " %")} | ${num(r.cpuRatio)} | ${num(r.daemonCpuPct, " %")} | ${num(r.treeRssMb.median)} | ${num(r.statusMs.median)} / ${num(r.statusMs.p90)} / ${num(r.statusMs.max)} | ${r.streamEvents} | ${num(r.connections)} / ${r.tableSize} | ${r.recounts} |`,
+      );
+    }
+    out.push("");
+    if (ct.failover.length > 0) {
+      out.push(
+        trialTable(
+          ct.failover.map((f) => ({
+            ...f.set,
+            profile: `${f.set.profile}, ${thousands(f.entries)} entries`,
+          })),
+        ),
+        "",
+      );
+    }
+    if (ct.cleanup !== null) {
+      out.push(
+        `Clean-up of one uplink: ${thousands(ct.cleanup.uplinkEntries)} of ${thousands(ct.cleanup.entries)} entries in ` +
+          `${num(ct.cleanup.ms.median, " ms")} (median of ${ct.cleanup.ms.n}; max ${num(ct.cleanup.ms.max, " ms")}).`,
+        "",
+      );
+    }
   }
 
   const errors = Object.entries(doc.parts).filter(([, p]) => p?.status === "error");

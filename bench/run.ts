@@ -8,13 +8,14 @@
  *
  * Options: `--quick`; `--out DIR` (default bench/, or bench/quick/ with
  * --quick); `--only PART,...` (failover, lsm, soak, apply, balance,
- * throughput, footprint, load); `--render FILE`: only rewrite RESULTS.md next to
+ * throughput, footprint, load, conntrack); `--render FILE`: only rewrite RESULTS.md next to
  * the results.json FILE. Needs root (network namespaces) and a build.
  *
  * Every part runs in labs of its own (prefix `b<part><run id>`), removed at
  * the end, on error and on SIGINT/SIGTERM. A part that fails is recorded
  * with its error and the run goes on. Sensitive parts (failover timing,
- * apply latency, balance, throughput, footprint) run one after another;
+ * apply latency, balance, throughput, footprint, large conntrack tables)
+ * run one after another;
  * the long, seconds-scale ones (the loss soaks and the lsm comparison) run
  * alongside each other afterwards. With --quick everything overlaps.
  */
@@ -25,6 +26,7 @@ import { parseArgs } from "node:util";
 import { BenchContext, errorText } from "./context.js";
 import { applyPart } from "./apply.js";
 import { balancePart } from "./balance.js";
+import { conntrackPart } from "./conntrack.js";
 import { failoverPart } from "./failover.js";
 import { footprintPart } from "./footprint.js";
 import { lsmPart } from "./lsm.js";
@@ -51,6 +53,7 @@ export const PARTS = [
   "throughput",
   "footprint",
   "load",
+  "conntrack",
 ] as const;
 export type PartName = (typeof PARTS)[number];
 
@@ -143,11 +146,14 @@ async function main(): Promise<number> {
     await part("throughput", () => throughputPart(ctx));
     await part("footprint", () => footprintPart(ctx));
     await part("load", () => loadPart(ctx));
+    if (!quick) await part("conntrack", () => conntrackPart(ctx, 6));
   };
   const long = (): Promise<unknown> =>
     Promise.all([
       part("soak", () => soakPart(ctx)),
       part("lsm", () => lsmPart(ctx, quick ? 1 : trials, quick ? 0 : 3)),
+      // A smoke run of the large-table part (small tables) beside the soaks.
+      quick ? part("conntrack", () => conntrackPart(ctx, 2)) : Promise.resolve(),
     ]);
   try {
     if (quick) await Promise.all([sensitive(), long()]);

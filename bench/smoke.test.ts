@@ -19,6 +19,7 @@ import { fileURLToPath } from "node:url";
 import { test } from "node:test";
 import type { ApplyResults } from "./apply.js";
 import type { BalanceResults } from "./balance.js";
+import type { ConntrackResults } from "./conntrack.js";
 import type { FailoverResults } from "./failover.js";
 import type { FootprintResults } from "./footprint.js";
 import type { LsmResults } from "./lsm.js";
@@ -151,6 +152,40 @@ void test(
       for (const f of fp.runs) {
         between(f.rssMb.median, 10, 2000, `RSS, ${f.uplinks} uplinks`);
         between(f.cpuPct, 0, 200, `CPU, ${f.uplinks} uplinks`);
+      }
+      for (const f of fp.runs) {
+        between(f.tree.cpuPct, f.cpuPct ?? 0, 400, `tree CPU, ${f.uplinks} uplinks`);
+        assert.ok(
+          (f.tree.rssMb.median ?? 0) > (f.rssMb.median ?? 0),
+          `the tree's RSS (${f.tree.rssMb.median} MB) counts the children beside the daemon (${f.rssMb.median} MB)`,
+        );
+      }
+      const ct = data("conntrack") as ConntrackResults;
+      assert.deepEqual(
+        ct.sizes.map((r) => r.entries),
+        [0, 2000, 5000],
+      );
+      for (const r of ct.sizes) {
+        assert.ok(r.statusMs.n >= 5, `${r.entries} entries: only ${r.statusMs.n} status requests`);
+        between(r.statusMs.median, 0.1, 1000, `/status at ${r.entries} entries`);
+        assert.ok(r.streamEvents >= 2, `${r.entries} entries: ${r.streamEvents} stream events`);
+        between(r.treeCpuPct, 0.01, 400, `tree CPU at ${r.entries} entries`);
+        // The status counts every synthetic entry (and the probes' own).
+        between(r.connections, r.entries, r.tableSize, `connections at ${r.entries} entries`);
+      }
+      assert.ok(ct.cleanup !== null, "no clean-up measured");
+      assert.equal(ct.cleanup.uplinkEntries, 2500);
+      assert.equal(ct.cleanup.deleted.length, 1);
+      for (const d of ct.cleanup.deleted) between(d, 2500, 2600, "entries cleaned up");
+      assert.deepEqual(
+        ct.failover.map((f) => [f.entries, f.set.failover.n]),
+        [
+          [0, 2],
+          [5000, 2],
+        ],
+      );
+      for (const f of ct.failover) {
+        between(f.set.failover.median, 1, 5000, `failover at ${f.entries} entries`);
       }
       assert.ok(tookS < 240, `the quick run took ${Math.round(tookS)} s`);
 

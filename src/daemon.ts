@@ -131,6 +131,9 @@ export class Daemon {
       onError: (error) => {
         log.warn({ err: error }, `reading traffic counters: ${String(error)}`);
       },
+      onNote: (level, message) => {
+        log[level](message);
+      },
     });
   }
 
@@ -153,6 +156,7 @@ export class Daemon {
     await this.#controller.start();
     this.#health.reconfigure(this.#config, this.#links.now.links);
     this.#balancer.start(this.#config);
+    this.#traffic.start();
     this.#control = new ControlService(
       {
         config: () => this.#config,
@@ -427,6 +431,7 @@ export class Daemon {
     this.#health.stop();
     this.#balancer.stop();
     await this.#control?.stop();
+    await this.#traffic.stop();
     await this.#notifier?.flush();
     await this.#dns.stop();
     if (config !== undefined) await this.#controller.stop(config, !keepState);

@@ -111,7 +111,7 @@ export class Metrics {
     });
     this.#connections = new Gauge({
       name: "uplinkd_uplink_connections",
-      help: "conntrack entries carrying the uplink's mark (read at most once per second)",
+      help: "conntrack entries carrying the uplink's mark (IPv4; kept from conntrack events)",
       labelNames: uplink,
       registers,
     });

@@ -1,11 +1,14 @@
 /**
  * Traffic per uplink for status, metrics and the dashboard: connections now
- * (conntrack entries by mark) and bytes through each interface. Both are
- * read on demand and cached, so a scrape every second and a dashboard open
- * in three browsers cost one `conntrack -L` per second at most.
+ * (conntrack entries by mark) and bytes through each interface. Connections
+ * are kept from conntrack events in the background (Kernel.watchConntrack),
+ * so reading them costs nothing and never waits for a dump of the table;
+ * interface bytes are read from `/proc/net/dev` on demand, at most once per
+ * second, so a scrape every second and a dashboard open in three browsers
+ * cost one small file read per second.
  */
 import { readFile } from "node:fs/promises";
-import type { Kernel } from "../kernel/types.js";
+import type { ConntrackCounts, Kernel } from "../kernel/types.js";
 
 /** Bytes through one interface since it was created (kernel counters). */
 export interface InterfaceBytes {
@@ -41,7 +44,7 @@ export function parseProcNetDev(text: string): Map<string, InterfaceBytes> {
 
 /** Options of a {@link TrafficSampler}. */
 export interface TrafficSamplerOptions {
-  /** A sample younger than this is reused, ms (default 1000; at least 1000). */
+  /** A byte sample younger than this is reused, ms (default 1000; at least 1000). */
   maxAgeMs?: number;
   /** Reads `/proc/net/dev` (tests pass a fake). */
   readNetDev?: () => Promise<string>;
@@ -49,65 +52,83 @@ export interface TrafficSamplerOptions {
   now?: () => number;
   /** Called when a read fails; the old sample stays. */
   onError?: (error: unknown) => void;
+  /** Restarts of `conntrack`, lost events, failed dumps (from the watcher). */
+  onNote?: (level: "info" | "warn", message: string) => void;
 }
 
 /**
- * Samples conntrack entries by mark and interface byte counters, at most
- * once per `maxAgeMs`. Concurrent `refresh()` calls share one read.
+ * Connections per mark from a conntrack watcher (started by `start()`,
+ * stopped by `stop()`) and interface byte counters sampled at most once
+ * per `maxAgeMs`. Concurrent `refresh()` calls share one read.
  */
 export class TrafficSampler {
-  #connections = new Map<number, number>();
   #bytes = new Map<string, InterfaceBytes>();
   #at = Number.NEGATIVE_INFINITY;
   #pending: Promise<void> | undefined;
-  #haveConnections = false;
   #haveBytes = false;
+  #mask: number | undefined;
+  readonly #conntrack: ConntrackCounts;
   readonly #maxAgeMs: number;
   readonly #readNetDev: () => Promise<string>;
   readonly #now: () => number;
 
   constructor(
-    private readonly kernel: Pick<Kernel, "conntrackCountByMark">,
+    kernel: Pick<Kernel, "watchConntrack">,
     private readonly options: TrafficSamplerOptions = {},
   ) {
+    this.#conntrack = kernel.watchConntrack(options.onNote);
     this.#maxAgeMs = Math.max(1000, options.maxAgeMs ?? 1000);
     this.#readNetDev = options.readNetDev ?? (() => readFile("/proc/net/dev", "utf8"));
     this.#now = options.now ?? Date.now;
   }
 
+  /** Starts following conntrack (a `conntrack -E` child and a first dump in the background). */
+  start(): void {
+    this.#conntrack.start();
+  }
+
+  /** Stops the conntrack watcher and its children. */
+  async stop(): Promise<void> {
+    await this.#conntrack.stop();
+  }
+
   /**
-   * Read both sources unless the last sample is younger than `maxAgeMs`.
-   * Never throws: a failed read is reported to `onError` and its values
-   * keep their last sample (null before the first good one).
+   * Takes `mask` for the connection counts and re-reads the byte counters
+   * unless the last sample is younger than `maxAgeMs`. Never waits for
+   * conntrack and never throws: a failed read is reported to `onError` and
+   * the bytes keep their last sample (null before the first good one).
    * @param mask the fwmark mask (config `dataplane.mark_mask`).
    */
   refresh(mask: number): Promise<void> {
+    this.#mask = mask;
     if (this.#now() - this.#at < this.#maxAgeMs) return Promise.resolve();
-    this.#pending ??= this.#read(mask).finally(() => {
+    this.#pending ??= this.#read().finally(() => {
       this.#pending = undefined;
     });
     return this.#pending;
   }
 
-  async #read(mask: number): Promise<void> {
-    const [connections, netDev] = await Promise.allSettled([
-      this.kernel.conntrackCountByMark(mask),
-      this.#readNetDev(),
-    ]);
-    this.#at = this.#now();
-    if (connections.status === "fulfilled") {
-      this.#connections = connections.value;
-      this.#haveConnections = true;
-    } else this.options.onError?.(connections.reason);
-    if (netDev.status === "fulfilled") {
-      this.#bytes = parseProcNetDev(netDev.value);
+  async #read(): Promise<void> {
+    try {
+      const netDev = await this.#readNetDev();
+      this.#bytes = parseProcNetDev(netDev);
       this.#haveBytes = true;
-    } else this.options.onError?.(netDev.reason);
+    } catch (error) {
+      this.options.onError?.(error);
+    } finally {
+      this.#at = this.#now();
+    }
   }
 
-  /** Conntrack entries carrying `mark` (already masked) at the last sample; null before one. */
+  /**
+   * Conntrack entries carrying `mark` (already masked with the mask of the
+   * last `refresh`) now; null before a refresh or before the watcher's
+   * first count.
+   */
   connections(mark: number): number | null {
-    return this.#haveConnections ? (this.#connections.get(mark >>> 0) ?? 0) : null;
+    if (this.#mask === undefined) return null;
+    const counts = this.#conntrack.countsByMark(this.#mask);
+    return counts === null ? null : (counts.get(mark >>> 0) ?? 0);
   }
 
   /** Byte counters of an interface at the last sample; null before one or when it is missing. */

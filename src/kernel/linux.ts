@@ -3,9 +3,13 @@
  * run in the network namespace of the current process.
  */
 import { KernelCommandError, KernelCommandTimeoutError, KernelOutputError } from "../errors.js";
+import { systemClock } from "../clock.js";
+import { nodeSpawner } from "../health/process.js";
+import { ConntrackWatch } from "./conntrack.js";
 import { runCommand } from "./exec.js";
 import {
   TABLE_MAIN,
+  type ConntrackCounts,
   type Kernel,
   type LinkState,
   type NftJson,
@@ -326,5 +330,13 @@ export class LinuxKernel implements Kernel {
       counts.set(mark, (counts.get(mark) ?? 0) + 1);
     }
     return counts;
+  }
+
+  watchConntrack(onNote?: (level: "info" | "warn", message: string) => void): ConntrackCounts {
+    return new ConntrackWatch({
+      spawner: nodeSpawner,
+      clock: systemClock,
+      ...(onNote === undefined ? {} : { onNote }),
+    });
   }
 }

@@ -5,7 +5,15 @@
  */
 import { canonicalElement, routeKey, ruleKey } from "../../src/dataplane/diff.js";
 import { KernelCommandError } from "../../src/errors.js";
-import type { Kernel, LinkState, NftJson, Route, RouteType, Rule } from "../../src/kernel/types.js";
+import type {
+  ConntrackCounts,
+  Kernel,
+  LinkState,
+  NftJson,
+  Route,
+  RouteType,
+  Rule,
+} from "../../src/kernel/types.js";
 
 /** One nft table as the fake holds it. */
 interface FakeTable {
@@ -288,6 +296,19 @@ export class FakeKernel implements Kernel {
     const counts = new Map<number, number>();
     for (const m of this.conntrack) counts.set(m & mask, (counts.get(m & mask) ?? 0) + 1);
     return counts;
+  }
+
+  /** Counts from {@link conntrack} as it is when asked (no events to follow in memory). */
+  watchConntrack(): ConntrackCounts {
+    return {
+      start: () => undefined,
+      countsByMark: (mask) => {
+        const counts = new Map<number, number>();
+        for (const m of this.conntrack) counts.set(m & mask, (counts.get(m & mask) ?? 0) + 1);
+        return counts;
+      },
+      stop: () => Promise.resolve(),
+    };
   }
 
   /** Calls logged since `from` (an index into {@link calls}). */

@@ -14,6 +14,7 @@ import { formatBytes, formatEvents, formatStatus } from "../../src/control/forma
 import { withMaintenance } from "../../src/control/maintenance.js";
 import { controlApp, parseListen, type ControlHandlers } from "../../src/control/server.js";
 import { TrafficSampler, parseProcNetDev } from "../../src/control/traffic.js";
+import type { ConntrackCounts } from "../../src/kernel/types.js";
 import type { StatusDocument, UplinkStatus } from "../../src/control/api.js";
 import { ConfigError, UnknownUplinkError } from "../../src/errors.js";
 import type { HealthSnapshot, Transition, UplinkHealth } from "../../src/uplink-health.js";
@@ -400,24 +401,74 @@ describe("traffic counters", () => {
     assert.deepEqual(bytes.get("lo"), { rx: 3697, tx: 3697 });
   });
 
-  test("conntrack is read at most once per second, whoever asks", async () => {
-    let now = 0;
-    let reads = 0;
-    const kernel = {
-      conntrackCountByMark: () => {
-        reads++;
-        return Promise.resolve(new Map([[0x100, 7]]));
+  /** A conntrack watcher whose counts the test sets. */
+  function fakeWatch(): {
+    kernel: { watchConntrack: () => ConntrackCounts };
+    state: { counts: Map<number, number> | null; started: number; stopped: number };
+  } {
+    const state = {
+      counts: null as Map<number, number> | null,
+      started: 0,
+      stopped: 0,
+    };
+    const watcher: ConntrackCounts = {
+      start: () => {
+        state.started++;
+      },
+      stop: () => {
+        state.stopped++;
+        return Promise.resolve();
+      },
+      countsByMark: (mask) => {
+        if (state.counts === null) return null;
+        const out = new Map<number, number>();
+        for (const [m, n] of state.counts)
+          out.set((m & mask) >>> 0, (out.get((m & mask) >>> 0) ?? 0) + n);
+        return out;
       },
     };
+    return { kernel: { watchConntrack: () => watcher }, state };
+  }
+
+  test("connections come from the conntrack watcher at once, masked with the refresh's mask", async () => {
+    const { kernel, state } = fakeWatch();
+    let reads = 0;
     const sampler = new TrafficSampler(kernel, {
-      now: () => now,
-      readNetDev: () => Promise.resolve(NET_DEV),
+      now: () => 0,
+      readNetDev: () => {
+        reads++;
+        return Promise.resolve(NET_DEV);
+      },
     });
-    assert.equal(sampler.connections(0x100), null);
+    sampler.start();
+    assert.equal(state.started, 1);
+    assert.equal(sampler.connections(0x100), null, "no mask before a refresh");
+    await sampler.refresh(0xff00);
+    assert.equal(sampler.connections(0x100), null, "no count before the watcher's first dump");
+    state.counts = new Map([
+      [0x100, 7],
+      [0x10100, 2],
+    ]);
+    assert.equal(sampler.connections(0x100), 9, "read live, without another refresh");
+    assert.equal(sampler.connections(0x200), 0);
+    assert.equal(reads, 1);
+    await sampler.stop();
+    assert.equal(state.stopped, 1);
+  });
+
+  test("interface bytes are read at most once per second, whoever asks", async () => {
+    let now = 0;
+    let reads = 0;
+    const sampler = new TrafficSampler(fakeWatch().kernel, {
+      now: () => now,
+      readNetDev: () => {
+        reads++;
+        return Promise.resolve(NET_DEV);
+      },
+    });
+    assert.equal(sampler.bytes("wan1"), null);
     await Promise.all([sampler.refresh(0xff00), sampler.refresh(0xff00)]);
     assert.equal(reads, 1);
-    assert.equal(sampler.connections(0x100), 7);
-    assert.equal(sampler.connections(0x200), 0);
     assert.equal(sampler.bytes("wan1")?.rx, 123456789);
     now = 999;
     await sampler.refresh(0xff00);
@@ -427,28 +478,21 @@ describe("traffic counters", () => {
     assert.equal(reads, 2);
   });
 
-  test("a failing conntrack keeps the last sample and reports the error", async () => {
+  test("a failing /proc/net/dev read keeps the last sample and reports the error", async () => {
     let now = 0;
     let fail = false;
     const errors: unknown[] = [];
-    const sampler = new TrafficSampler(
-      {
-        conntrackCountByMark: () =>
-          fail
-            ? Promise.reject(new Error("conntrack: not found"))
-            : Promise.resolve(new Map([[0x100, 3]])),
-      },
-      {
-        now: () => now,
-        readNetDev: () => Promise.resolve(NET_DEV),
-        onError: (e) => errors.push(e),
-      },
-    );
+    const sampler = new TrafficSampler(fakeWatch().kernel, {
+      now: () => now,
+      readNetDev: () =>
+        fail ? Promise.reject(new Error("/proc/net/dev: EACCES")) : Promise.resolve(NET_DEV),
+      onError: (e) => errors.push(e),
+    });
     await sampler.refresh(0xff00);
     fail = true;
     now = 5000;
     await sampler.refresh(0xff00);
-    assert.equal(sampler.connections(0x100), 3);
+    assert.equal(sampler.bytes("wan1")?.tx, 987654);
     assert.equal(errors.length, 1);
   });
 });
