@@ -128,27 +128,37 @@ export function controlApp(handlers: ControlHandlers, options: ControlAppOptions
   app.get("/events/stream", (c) => {
     c.header("cache-control", "no-cache");
     c.header("x-accel-buffering", "no");
-    return streamSSE(c, async (stream) => {
-      let chain: Promise<void> = Promise.resolve();
-      const send = (write: () => Promise<void>) => {
-        chain = chain.then(write).catch(() => undefined);
-      };
-      const unsubscribe = handlers.subscribe((event) => {
-        send(() => stream.writeSSE({ event: event.type, data: JSON.stringify(event.data) }));
-      });
-      const keepAlive = setInterval(() => {
-        send(() => stream.write(": keep-alive\n\n").then(() => undefined));
-      }, options.keepAliveMs ?? 15_000);
-      const status = await handlers.status();
-      send(() => stream.writeSSE({ event: "status", data: JSON.stringify(status) }));
-      await new Promise<void>((resolve) => {
-        stream.onAbort(() => {
-          resolve();
+    return streamSSE(
+      c,
+      async (stream) => {
+        // Listen for the client's hang-up before anything is awaited: a client
+        // that leaves while the first status is assembled must still end the
+        // subscription and the keep-alive timer.
+        const closed = new Promise<void>((resolve) => {
+          stream.onAbort(resolve);
         });
-      });
-      clearInterval(keepAlive);
-      unsubscribe();
-    });
+        let chain: Promise<void> = Promise.resolve();
+        const send = (write: () => Promise<void>) => {
+          chain = chain.then(write).catch(() => undefined);
+        };
+        const unsubscribe = handlers.subscribe((event) => {
+          send(() => stream.writeSSE({ event: event.type, data: JSON.stringify(event.data) }));
+        });
+        const keepAlive = setInterval(() => {
+          send(() => stream.write(": keep-alive\n\n").then(() => undefined));
+        }, options.keepAliveMs ?? 15_000);
+        try {
+          const status = await handlers.status();
+          send(() => stream.writeSSE({ event: "status", data: JSON.stringify(status) }));
+          await closed;
+        } finally {
+          clearInterval(keepAlive);
+          unsubscribe();
+        }
+      },
+      // A failed status ends the stream with an `error` event holding its message.
+      () => Promise.resolve(),
+    );
   });
   app.post("/reload", async (c) => c.json(await handlers.reload()));
   app.post("/uplinks/:name/disable", async (c) => {

@@ -306,6 +306,62 @@ describe("control API on the Unix socket (no tokens: the socket is root only)", 
   });
 });
 
+describe("event stream clean-up", () => {
+  /** Handlers whose status waits for `release`, counting open subscriptions. */
+  function slowStatus() {
+    const { handlers } = fakeHandlers();
+    let open = 0;
+    let release: (() => void) | undefined;
+    let fail: ((error: Error) => void) | undefined;
+    const ready = statusDoc();
+    handlers.status = () =>
+      new Promise((resolve, reject) => {
+        release = () => {
+          resolve(ready);
+        };
+        fail = reject;
+      });
+    handlers.subscribe = () => {
+      open += 1;
+      return () => {
+        open -= 1;
+      };
+    };
+    return {
+      handlers,
+      open: () => open,
+      release: () => release?.(),
+      fail: (error: Error) => fail?.(error),
+    };
+  }
+
+  /** Lets pending promise callbacks and I/O callbacks run, a bounded number of turns. */
+  async function settle(until: () => boolean): Promise<void> {
+    for (let turn = 0; turn < 100 && !until(); turn++) {
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+
+  test("a client that leaves before the first status ends its subscription", async () => {
+    const slow = slowStatus();
+    const res = await controlApp(slow.handlers).request("/events/stream");
+    assert.equal(slow.open(), 1);
+    await res.body?.cancel();
+    slow.release();
+    await settle(() => slow.open() === 0);
+    assert.equal(slow.open(), 0, "the subscription outlived the client");
+  });
+
+  test("a status that fails ends the stream with an error event and the subscription", async () => {
+    const slow = slowStatus();
+    const res = await controlApp(slow.handlers).request("/events/stream");
+    slow.fail(new Error("conntrack: timed out"));
+    const text = await res.text();
+    assert.match(text, /event: error\ndata: conntrack: timed out/);
+    assert.equal(slow.open(), 0, "the subscription outlived the stream");
+  });
+});
+
 describe("tokens", () => {
   test("GET and HEAD need read access, everything else write", () => {
     assert.equal(requiredAccess("GET"), "read");
