@@ -128,6 +128,9 @@ export function controlApp(handlers: ControlHandlers, options: ControlAppOptions
   app.get("/events/stream", (c) => {
     c.header("cache-control", "no-cache");
     c.header("x-accel-buffering", "no");
+    // hono answers HEAD with the GET handler and drops the body unread: a
+    // stream started here would never learn that nobody reads it.
+    if (c.req.method === "HEAD") return c.body(null, 200, { "content-type": "text/event-stream" });
     return streamSSE(
       c,
       async (stream) => {

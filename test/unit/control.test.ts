@@ -352,6 +352,17 @@ describe("event stream clean-up", () => {
     assert.equal(slow.open(), 0, "the subscription outlived the client");
   });
 
+  test("HEAD on the event stream answers its headers and subscribes to nothing", async () => {
+    const slow = slowStatus();
+    const res = await controlApp(slow.handlers).request("/events/stream", { method: "HEAD" });
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get("content-type") ?? "", /text\/event-stream/);
+    assert.equal(res.body, null);
+    slow.release();
+    await settle(() => slow.open() === 0);
+    assert.equal(slow.open(), 0, "a HEAD request left a subscription behind");
+  });
+
   test("a status that fails ends the stream with an error event and the subscription", async () => {
     const slow = slowStatus();
     const res = await controlApp(slow.handlers).request("/events/stream");
