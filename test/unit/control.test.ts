@@ -5,6 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { channel } from "node:diagnostics_channel";
+import { mkdtemp, rm } from "node:fs/promises";
+import { request as httpRequest } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, test } from "node:test";
 import { parseConfig } from "../../src/config/load.js";
 import type { DisableOptions, StreamEvent } from "../../src/control/api.js";
@@ -12,7 +16,14 @@ import { authorize, requiredAccess, type TokenConfig } from "../../src/control/a
 import { configChanges } from "../../src/control/changes.js";
 import { formatBytes, formatEvents, formatStatus } from "../../src/control/format.js";
 import { withMaintenance } from "../../src/control/maintenance.js";
-import { controlApp, parseListen, type ControlHandlers } from "../../src/control/server.js";
+import {
+  MAX_BODY_BYTES,
+  closeServer,
+  controlApp,
+  parseListen,
+  startControlServer,
+  type ControlHandlers,
+} from "../../src/control/server.js";
 import { TrafficSampler, parseProcNetDev } from "../../src/control/traffic.js";
 import type { StatusDocument, UplinkStatus } from "../../src/daemon.js";
 import { ConfigError, UnknownUplinkError } from "../../src/errors.js";
@@ -261,6 +272,76 @@ describe("control API on the Unix socket (no tokens: the socket is root only)", 
       error: "u.yaml:4:13: uplinks.0.weight: must be a number",
       code: "UPLINKD_ERR_CONFIG",
     });
+  });
+
+  test("a body above the limit is refused with 413 and never reaches the daemon", async () => {
+    const { handlers, calls } = fakeHandlers();
+    const app = controlApp(handlers);
+    const reason = "x".repeat(MAX_BODY_BYTES);
+    const res = await app.request("/uplinks/isp1/disable", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ drain: true, reason }),
+    });
+    assert.equal(res.status, 413);
+    assert.deepEqual(await res.json(), {
+      error: `request body larger than ${MAX_BODY_BYTES} bytes`,
+      code: "UPLINKD_ERR_BODY_TOO_LARGE",
+    });
+    assert.deepEqual(calls, []);
+    const small = await app.request("/uplinks/isp1/disable", {
+      method: "POST",
+      body: JSON.stringify({ drain: true, reason: "fibre works" }),
+    });
+    assert.equal(small.status, 200);
+    assert.deepEqual(calls, ["disable isp1 drain=true"]);
+  });
+
+  test("on the socket, 1 MiB sent chunked or with its length is refused with 413", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "uplinkd-control-"));
+    const socketPath = join(dir, "uplinkd.sock");
+    const { handlers, calls } = fakeHandlers();
+    const server = await startControlServer(socketPath, handlers);
+    /** POSTs `size` bytes in 64 KiB writes; resolves with the status and the answer. */
+    const post = (size: number, chunked: boolean) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = httpRequest({
+          socketPath,
+          agent: false,
+          method: "POST",
+          path: "/uplinks/isp1/disable",
+          headers: chunked ? { "transfer-encoding": "chunked" } : { "content-length": size },
+        });
+        req.on("response", (res) => {
+          let body = "";
+          res.setEncoding("utf8");
+          res.on("data", (chunk: string) => (body += chunk));
+          res.on("end", () => {
+            resolve({ status: res.statusCode ?? 0, body });
+          });
+        });
+        // The server may close the connection before the client has written everything.
+        req.on("error", (error: NodeJS.ErrnoException) => {
+          if (error.code !== "EPIPE" && error.code !== "ECONNRESET") reject(error);
+        });
+        const chunk = Buffer.alloc(64 * 1024, 0x61);
+        for (let sent = 0; sent < size; sent += chunk.length) req.write(chunk);
+        req.end();
+      });
+    try {
+      for (const chunked of [true, false]) {
+        const answer = await post(1024 * 1024, chunked);
+        assert.equal(answer.status, 413, `chunked: ${String(chunked)}`);
+        assert.equal(
+          (JSON.parse(answer.body) as { code: string }).code,
+          "UPLINKD_ERR_BODY_TOO_LARGE",
+        );
+      }
+      assert.deepEqual(calls, []);
+    } finally {
+      await closeServer(server);
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   test("an unknown path is 404", async () => {
