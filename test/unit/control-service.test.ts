@@ -127,7 +127,13 @@ describe("the control service on a Unix socket", () => {
           if (all.includes("event: transition")) {
             req.destroy();
             resolve();
+          } else if (text.length >= 20) {
+            req.destroy();
+            reject(new Error(`no transition in 20 chunks: ${all}`));
           }
+        });
+        res.on("end", () => {
+          reject(new Error(`the stream ended before the transition: ${text.join("")}`));
         });
       });
       req.on("error", reject);

@@ -111,6 +111,25 @@ function fakeHandlers() {
   return { handlers, calls, disabled };
 }
 
+/**
+ * Reads a stream until `marker` has arrived; fails when the stream ends
+ * first or `marker` is not within the first `maxChunks` chunks.
+ */
+async function readUntil(
+  reader: ReadableStreamDefaultReader<string>,
+  marker: string,
+  maxChunks = 20,
+): Promise<string> {
+  let text = "";
+  for (let chunk = 0; chunk < maxChunks && !text.includes(marker); chunk++) {
+    const { done, value } = await reader.read();
+    if (done) assert.fail(`the stream ended before ${JSON.stringify(marker)}; got ${text}`);
+    text += value;
+  }
+  assert.ok(text.includes(marker), `no ${JSON.stringify(marker)} in ${maxChunks} chunks: ${text}`);
+  return text;
+}
+
 const tcp = (tokens: TokenConfig[]) => ({ tokens: () => tokens });
 const bearer = (token: string) => ({ authorization: `Bearer ${token}`, host: "127.0.0.1:9101" });
 
@@ -365,8 +384,7 @@ describe("control API on the Unix socket (no tokens: the socket is root only)", 
     assert.match(res.headers.get("content-type") ?? "", /text\/event-stream/);
     const reader = res.body?.pipeThrough(new TextDecoderStream()).getReader();
     assert.ok(reader !== undefined);
-    let text = "";
-    while (!text.includes("event: status")) text += (await reader.read()).value ?? "";
+    let text = await readUntil(reader, "event: status");
     const transition: Transition = {
       time: "2026-11-21T00:00:01.000Z",
       uplink: "isp1",
@@ -377,7 +395,7 @@ describe("control API on the Unix socket (no tokens: the socket is root only)", 
       rtt: null,
     };
     listener?.({ type: "transition", data: transition });
-    while (!text.includes("event: transition")) text += (await reader.read()).value ?? "";
+    text += await readUntil(reader, "event: transition");
     assert.match(
       text,
       /event: transition\ndata: \{"time":"2026-11-21T00:00:01.000Z","uplink":"isp1"/,
