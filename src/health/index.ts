@@ -7,7 +7,6 @@
 export { ManualClock, SystemClock, systemClock, type Clock, type TimerHandle } from "./clock.js";
 export { createUplinkHealth, type UplinkHealthExtras } from "./adapter.js";
 export { HealthError } from "./errors.js";
-export { FakePing, seededRandom, type FakePath, type FakePingProcess } from "./fakes.js";
 export {
   UplinkStateMachine,
   type MachineSnapshot,

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ManualClock } from "../../src/health/clock.js";
-import { FakePing } from "../../src/health/fakes.js";
+import { FakePing } from "../fakes/health.js";
 import { IcmpProber, parsePingLine, pingArgs, unwrapSeq } from "../../src/health/ping.js";
 import type { ProcessSpawner, SpawnedProcess } from "../../src/health/process.js";
 import type { ProbeSink } from "../../src/health/prober.js";
