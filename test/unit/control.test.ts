@@ -774,4 +774,43 @@ describe("metrics", () => {
     );
     assert.ok(!/uplinkd_probes_lost_total\{uplink="isp2",target="203\.0\.113\.1"\}/.test(text));
   });
+
+  test("every read of the registry shows the status at that moment; an uplink gone is gone", async () => {
+    const { Metrics } = await import("../../src/control/metrics.js");
+    let now = statusDoc([uplink("isp1"), uplink("isp2", { connections: 7 })]);
+    const metrics = new Metrics({ status: () => Promise.resolve(now), processMetrics: false });
+    const first = await metrics.registry.metrics();
+    assert.match(first, /uplinkd_uplink_connections\{uplink="isp2"\} 7/);
+    now = statusDoc([uplink("isp1", { state: "down", active: false, connections: 0 })]);
+    const second = await metrics.registry.metrics();
+    assert.match(second, /uplinkd_uplink_state\{uplink="isp1",state="down"\} 1/);
+    assert.match(second, /uplinkd_uplink_active\{uplink="isp1"\} 0/);
+    assert.match(second, /uplinkd_uplink_connections\{uplink="isp1"\} 0/);
+    assert.doesNotMatch(second, /uplink="isp2"/);
+  });
+
+  test("two scrapes at once each get every series, with the status asked once per scrape", async () => {
+    const { Metrics } = await import("../../src/control/metrics.js");
+    const pending: ((doc: StatusDocument) => void)[] = [];
+    const metrics = new Metrics({
+      status: () => new Promise((resolve) => pending.push(resolve)),
+      processMetrics: false,
+    });
+    const a = metrics.render();
+    const b = metrics.render();
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(pending.length, 2, "one status per scrape");
+    // The second scrape's status arrives first, then the first's.
+    pending[1]?.(statusDoc([uplink("isp1", { connections: 2 })]));
+    await new Promise((resolve) => setImmediate(resolve));
+    pending[0]?.(statusDoc([uplink("isp1", { connections: 1 })]));
+    for (const text of await Promise.all([a, b])) {
+      assert.match(text, /uplinkd_uplink_state\{uplink="isp1",state="up"\} 1/);
+      assert.match(text, /uplinkd_uplink_connections\{uplink="isp1"\} [12]/);
+      assert.match(
+        text,
+        /uplinkd_interface_receive_bytes_total\{uplink="isp1",interface="wan1"\} 1536/,
+      );
+    }
+  });
 });
