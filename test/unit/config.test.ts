@@ -260,6 +260,24 @@ describe("YAML that cannot be parsed", () => {
   });
 });
 
+describe("keys an object cannot hold", () => {
+  test("a __proto__ key is reported at the key instead of being dropped", () => {
+    assert.deepEqual(problems(lines(...TWO_UPLINKS, "sets:", "  __proto__: [192.0.2.0/24]")), [
+      'uplinkd.yaml:8:3: sets.__proto__: "__proto__" cannot be used as a key',
+    ]);
+    assert.deepEqual(
+      problems(lines(...TWO_UPLINKS, "policies:", "  __proto__: { members: [{ uplink: isp1 }] }")),
+      ['uplinkd.yaml:8:3: policies.__proto__: "__proto__" cannot be used as a key'],
+    );
+  });
+
+  test("a list or a mapping as a key is reported at the key", () => {
+    assert.deepEqual(problems(lines(...TWO_UPLINKS, "sets:", "  ? [a, b]", "  : [192.0.2.0/24]")), [
+      "uplinkd.yaml:8:5: sets: a key must be a plain name, not a list or a mapping",
+    ]);
+  });
+});
+
 describe("values the schema rejects", () => {
   test("a value of the wrong type is reported at the value, saying what was found", () => {
     assert.deepEqual(
