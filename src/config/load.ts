@@ -44,7 +44,14 @@ export function parseConfig(text: string, file: string): Config {
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   const source = new ConfigSource(file, doc, lines);
 
-  if (doc.errors.length > 0) fail(doc.errors.map((error) => yamlIssue(error, source)));
+  if (doc.errors.length > 0) {
+    // Nesting too deep is reported once per level beyond the limit: keep the first.
+    const deep = doc.errors.findIndex((error) => error.code === "RESOURCE_EXHAUSTION");
+    const errors = doc.errors.filter(
+      (error, index) => error.code !== "RESOURCE_EXHAUSTION" || index === deep,
+    );
+    fail(errors.map((error) => yamlIssue(error, source)));
+  }
   if (doc.contents === null) {
     fail([source.issueAt(START, [], "the config is empty; it needs at least lan and uplinks")]);
   }
@@ -117,7 +124,9 @@ function yamlIssue(error: YAMLError, source: ConfigSource): ConfigIssue {
   const message =
     error.code === "MULTIPLE_DOCS"
       ? "the config must be one YAML document; remove this '---' and what follows"
-      : said;
+      : error.code === "RESOURCE_EXHAUSTION"
+        ? `lists and mappings are nested too deeply to read (${said})`
+        : said;
   return source.issueAt(source.position(error.pos[0]), [], message);
 }
 

@@ -246,6 +246,15 @@ describe("YAML that cannot be parsed", () => {
     ]);
   });
 
+  test("lists nested thousands deep are reported where the reader gave up, not thrown", () => {
+    const [problem, ...more] = problems(`lan: ${"[".repeat(5000)}${"]".repeat(5000)}\n`);
+    assert.deepEqual(more, []);
+    assert.match(
+      problem ?? "",
+      /^uplinkd\.yaml:1:\d+: lists and mappings are nested too deeply to read/,
+    );
+  });
+
   test("an empty file, or one with only comments, is reported at 1:1", () => {
     const empty = "uplinkd.yaml:1:1: the config is empty; it needs at least lan and uplinks";
     assert.deepEqual(problems(""), [empty]);
