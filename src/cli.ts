@@ -18,8 +18,6 @@ import { ConfigError, UplinkdError, formatConfigIssue } from "./errors.js";
 import { LinuxKernel } from "./kernel/linux.js";
 import { createUplinkHealth } from "./health/adapter.js";
 import { lanAddress, localNetworks, observeUplinks } from "./links/observe.js";
-import { registerLabCommands } from "./lab/cli.js";
-import { registerDemoCommand } from "./lab/demo.js";
 
 const VERSION = "0.1.0";
 
@@ -35,16 +33,49 @@ function fail(error: unknown): void {
   process.exitCode = 1;
 }
 
-const program = new Command();
-program
-  .name("uplinkd")
-  .description("multi-uplink (multi-WAN) routing daemon")
-  .version(VERSION)
-  .showHelpAfterError()
-  // Usage errors (unknown option, missing argument) exit 2, as documented; --help and --version 0.
-  .exitOverride((error) => {
-    process.exit(error.exitCode === 0 ? 0 : 2);
-  });
+/** A program with the CLI's name, help and exit codes. */
+function newProgram(): Command {
+  return (
+    new Command()
+      .name("uplinkd")
+      .description("multi-uplink (multi-WAN) routing daemon")
+      .version(VERSION)
+      .showHelpAfterError()
+      // Usage errors (unknown option, missing argument) exit 2, as documented; --help and --version 0.
+      .exitOverride((error) => {
+        process.exit(error.exitCode === 0 ? 0 : 2);
+      })
+  );
+}
+
+const program = newProgram().enablePositionalOptions();
+
+/**
+ * A command whose module is loaded only when the command runs, so that
+ * `uplinkd run` and `uplinkd status` never load the lab. Every argument
+ * after `name` (options and `--help` too) goes to a fresh program on which
+ * `load`'s register function has put the real command.
+ */
+function lazyCommand(
+  name: string,
+  description: string,
+  load: () => Promise<(program: Command) => void>,
+): void {
+  program
+    .command(name)
+    .description(description)
+    .argument("[arguments...]")
+    .helpOption(false)
+    .allowUnknownOption()
+    .allowExcessArguments()
+    .passThroughOptions()
+    .action(async (args: string[]) => {
+      const register = await load();
+      const real = newProgram();
+      register(real);
+      await real.parseAsync([name, ...args], { from: "user" });
+    });
+}
 
 const configOption = () =>
   new Option("-c, --config <file>", "config file").default(DEFAULT_CONFIG_PATH);
@@ -161,8 +192,16 @@ program
 registerControlCommands(program);
 registerNotifyTestCommand(program);
 registerCheckCommand(program);
-registerLabCommands(program);
-registerDemoCommand(program);
+lazyCommand(
+  "lab",
+  "a lab in network namespaces: LAN client, router, one ISP per uplink, an internet with test hosts",
+  async () => (await import("./lab/cli.js")).registerLabCommands,
+);
+lazyCommand(
+  "demo",
+  "a narrated lab run: traffic, a fault, a failover and a recovery (root)",
+  async () => (await import("./lab/demo.js")).registerDemoCommand,
+);
 
 try {
   await program.parseAsync(process.argv);

@@ -3,12 +3,21 @@
  * Every problem is reported at once, each at its FILE:LINE:COL.
  */
 import { readFile } from "node:fs/promises";
-import { LineCounter, isMap, parseDocument, type YAMLError } from "yaml";
+import {
+  LineCounter,
+  isCollection,
+  isMap,
+  isScalar,
+  isSeq,
+  parseDocument,
+  type Node,
+  type YAMLError,
+} from "yaml";
 import { ConfigError, type ConfigIssue } from "../errors.js";
 import { checkConfig } from "./checks.js";
 import { friendlyMessage, zodIssueToConfigIssues } from "./messages.js";
 import { configSchema, type Config } from "./schema.js";
-import { ConfigSource, START } from "./source.js";
+import { ConfigSource, START, type ConfigPath } from "./source.js";
 
 /** Where `uplinkd run` and `uplinkd check` look when no `-c FILE` is given. */
 export const DEFAULT_CONFIG_PATH = "/etc/uplinkd/uplinkd.yaml";
@@ -35,7 +44,14 @@ export function parseConfig(text: string, file: string): Config {
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   const source = new ConfigSource(file, doc, lines);
 
-  if (doc.errors.length > 0) fail(doc.errors.map((error) => yamlIssue(error, source)));
+  if (doc.errors.length > 0) {
+    // Nesting too deep is reported once per level beyond the limit: keep the first.
+    const deep = doc.errors.findIndex((error) => error.code === "RESOURCE_EXHAUSTION");
+    const errors = doc.errors.filter(
+      (error, index) => error.code !== "RESOURCE_EXHAUSTION" || index === deep,
+    );
+    fail(errors.map((error) => yamlIssue(error, source)));
+  }
   if (doc.contents === null) {
     fail([source.issueAt(START, [], "the config is empty; it needs at least lan and uplinks")]);
   }
@@ -48,6 +64,9 @@ export function parseConfig(text: string, file: string): Config {
       ),
     ]);
   }
+
+  const keys = unusableKeys(doc.contents, [], source);
+  if (keys.length > 0) fail(keys);
 
   let data: unknown;
   try {
@@ -105,8 +124,38 @@ function yamlIssue(error: YAMLError, source: ConfigSource): ConfigIssue {
   const message =
     error.code === "MULTIPLE_DOCS"
       ? "the config must be one YAML document; remove this '---' and what follows"
-      : said;
+      : error.code === "RESOURCE_EXHAUSTION"
+        ? `lists and mappings are nested too deeply to read (${said})`
+        : said;
   return source.issueAt(source.position(error.pos[0]), [], message);
+}
+
+/**
+ * Keys that a JavaScript object cannot hold as written, each located at the
+ * key: a list or mapping as a key (YAML's `? [a, b]`), which would become
+ * text, and `__proto__`, which an object does not keep as a key, so its
+ * value would be dropped without a word. Aliases are not followed (their
+ * anchors are walked where they are defined).
+ */
+function unusableKeys(node: Node | null, path: ConfigPath, source: ConfigSource): ConfigIssue[] {
+  if (isSeq(node)) {
+    return node.items.flatMap((item, index) =>
+      unusableKeys(item as Node | null, [...path, index], source),
+    );
+  }
+  if (!isMap(node)) return [];
+  return node.items.flatMap((pair) => {
+    const key = pair.key as Node | null;
+    const at = source.position(key?.range?.[0] ?? 0);
+    if (isCollection(key)) {
+      return [source.issueAt(at, path, "a key must be a plain name, not a list or a mapping")];
+    }
+    const name = isScalar(key) ? String(key.value) : "";
+    if (name === "__proto__") {
+      return [source.issueAt(at, [...path, name], '"__proto__" cannot be used as a key')];
+    }
+    return unusableKeys(pair.value as Node | null, [...path, name], source);
+  });
 }
 
 function readFailure(error: unknown): string {

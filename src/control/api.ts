@@ -14,9 +14,10 @@
  * | POST | /uplinks/NAME/enable | write | {@link MaintenanceResult} |
  * | GET | / and /dashboard/* | none | the dashboard (holds no data) |
  *
- * Errors: `{ "error": message, "code": "UPLINKD_ERR_..." }` with 401 (no or
- * unknown token), 403 (read-only token), 404 (unknown uplink or path), 422
- * (config refused), 500 (anything else).
+ * Errors: `{ "error": message, "code": "UPLINKD_ERR_..." }` with 400 (bad
+ * body), 401 (no or unknown token), 403 (read-only token), 404 (unknown
+ * uplink or path), 413 (body above `MAX_BODY_BYTES`, 16 KiB), 422 (config
+ * refused), 500 (anything else).
  */
 import type { LastApply } from "../controller/controller.js";
 import type { PolicyChoice } from "../policy/select.js";

@@ -1,8 +1,11 @@
 /**
  * Prometheus metrics (`GET /metrics`, text format 0.0.4), with prom-client.
  *
- * Gauges are set from the status document at scrape time (connections and
- * bytes come from the {@link TrafficSampler}, cached for at least 1 s).
+ * The per-uplink series are filled by each metric's `collect()` callback
+ * from the status document at the moment the registry is read (connections
+ * and bytes come from the {@link TrafficSampler}, cached for at least 1 s):
+ * `render()` asks for the status once per scrape and every metric of that
+ * scrape reads it; a read of the registry outside `render()` asks itself.
  * Counters of transitions are fed by the daemon; probe counters come from the
  * health checks' `uplinkd:health:round` diagnostics channel: every decided
  * round counts one probe per target (answered, failed or still pending when
@@ -10,7 +13,7 @@
  */
 import { subscribe, unsubscribe } from "node:diagnostics_channel";
 import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
-import type { StatusDocument } from "./api.js";
+import type { StatusDocument, UplinkStatus } from "./api.js";
 import type { Transition, UplinkState } from "../uplink-health.js";
 
 /** Every state an uplink can be in: the `state` label of `uplinkd_uplink_state`. */
@@ -43,16 +46,8 @@ export interface MetricsOptions {
 export class Metrics {
   readonly registry = new Registry();
   readonly #status: () => Promise<StatusDocument>;
-  readonly #state: Gauge;
-  readonly #active: Gauge;
-  readonly #weight: Gauge;
-  readonly #loss: Gauge;
-  readonly #rtt: Gauge;
-  readonly #jitter: Gauge;
-  readonly #since: Gauge;
-  readonly #connections: Gauge;
-  readonly #rxBytes: Counter;
-  readonly #txBytes: Counter;
+  /** The status of the scrape under way (see `render`); undefined between scrapes. */
+  #scrape: Promise<StatusDocument> | undefined;
   readonly #transitions: Counter;
   readonly #probesSent: Counter;
   readonly #probesLost: Counter;
@@ -67,65 +62,106 @@ export class Metrics {
     const registers = [this.registry];
     if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
     const uplink = ["uplink"] as const;
-    this.#state = new Gauge({
+    const current = () => this.#currentStatus();
+    /** Per-uplink series from the status now: reset, then one fill per uplink, in one go. */
+    const fromStatus = <M extends Gauge | Counter>(fill: (metric: M, u: UplinkStatus) => void) =>
+      async function collect(this: M): Promise<void> {
+        const status = await current();
+        this.reset();
+        for (const u of status.uplinks) fill(this, u);
+      };
+    new Gauge({
       name: "uplinkd_uplink_state",
       help: "1 for the state the uplink is in, 0 for the others",
       labelNames: ["uplink", "state"],
       registers,
+      collect: fromStatus<Gauge>((g, u) => {
+        for (const state of UPLINK_STATES) {
+          g.set({ uplink: u.name, state }, u.state === state ? 1 : 0);
+        }
+      }),
     });
-    this.#active = new Gauge({
+    new Gauge({
       name: "uplinkd_uplink_active",
       help: "1 when the uplink takes new connections now",
       labelNames: uplink,
       registers,
+      collect: fromStatus<Gauge>((g, u) => {
+        g.set({ uplink: u.name }, u.active ? 1 : 0);
+      }),
     });
-    this.#weight = new Gauge({
+    new Gauge({
       name: "uplinkd_uplink_weight",
       help: "configured weight of the uplink (share of new connections within its tier)",
       labelNames: ["uplink", "tier"],
       registers,
+      collect: fromStatus<Gauge>((g, u) => {
+        g.set({ uplink: u.name, tier: String(u.tier) }, u.weight);
+      }),
     });
-    this.#loss = new Gauge({
+    new Gauge({
       name: "uplinkd_uplink_loss_ratio",
       help: "probe loss over the window, 0..1; absent before the first probe resolved",
       labelNames: uplink,
       registers,
+      collect: fromStatus<Gauge>((g, u) => {
+        if (u.loss !== null) g.set({ uplink: u.name }, u.loss / 100);
+      }),
     });
-    this.#rtt = new Gauge({
+    new Gauge({
       name: "uplinkd_uplink_rtt_seconds",
       help: "mean probe round-trip time over the window, seconds",
       labelNames: uplink,
       registers,
+      collect: fromStatus<Gauge>((g, u) => {
+        if (u.rtt !== null) g.set({ uplink: u.name }, u.rtt / 1000);
+      }),
     });
-    this.#jitter = new Gauge({
+    new Gauge({
       name: "uplinkd_uplink_jitter_seconds",
       help: "standard deviation of the probe round-trip time over the window, seconds",
       labelNames: uplink,
       registers,
+      collect: fromStatus<Gauge>((g, u) => {
+        if (u.jitter !== null) g.set({ uplink: u.name }, u.jitter / 1000);
+      }),
     });
-    this.#since = new Gauge({
+    new Gauge({
       name: "uplinkd_uplink_state_since_timestamp_seconds",
       help: "when the uplink entered its current state, Unix time in seconds",
       labelNames: uplink,
       registers,
+      collect: fromStatus<Gauge>((g, u) => {
+        g.set({ uplink: u.name }, Date.parse(u.since) / 1000);
+      }),
     });
-    this.#connections = new Gauge({
+    new Gauge({
       name: "uplinkd_uplink_connections",
       help: "conntrack entries carrying the uplink's mark (IPv4; kept from conntrack events)",
       labelNames: uplink,
       registers,
+      collect: fromStatus<Gauge>((g, u) => {
+        if (u.connections !== null) g.set({ uplink: u.name }, u.connections);
+      }),
     });
-    this.#rxBytes = new Counter({
+    // Kernel counters: the value is the kernel's total, so the series is set, not counted here.
+    new Counter({
       name: "uplinkd_interface_receive_bytes_total",
       help: "bytes received on the uplink's interface (kernel counter, /proc/net/dev)",
       labelNames: ["uplink", "interface"],
       registers,
+      collect: fromStatus<Counter>((c, u) => {
+        if (u.rxBytes !== null) c.inc({ uplink: u.name, interface: u.interface }, u.rxBytes);
+      }),
     });
-    this.#txBytes = new Counter({
+    new Counter({
       name: "uplinkd_interface_transmit_bytes_total",
       help: "bytes transmitted on the uplink's interface (kernel counter, /proc/net/dev)",
       labelNames: ["uplink", "interface"],
       registers,
+      collect: fromStatus<Counter>((c, u) => {
+        if (u.txBytes !== null) c.inc({ uplink: u.name, interface: u.interface }, u.txBytes);
+      }),
     });
     this.#transitions = new Counter({
       name: "uplinkd_transitions_total",
@@ -189,27 +225,23 @@ export class Metrics {
     return this.registry.contentType;
   }
 
-  /** The metrics as Prometheus text, gauges set from the status now. */
+  /**
+   * The metrics as Prometheus text, the per-uplink series from the status
+   * now (asked once for the whole scrape).
+   * @throws what the `status` option throws.
+   */
   async render(): Promise<string> {
-    const status = await this.#status();
-    for (const g of [this.#state, this.#active, this.#weight, this.#loss, this.#rtt]) g.reset();
-    for (const g of [this.#jitter, this.#since, this.#connections]) g.reset();
-    this.#rxBytes.reset();
-    this.#txBytes.reset();
-    for (const u of status.uplinks) {
-      const uplink = u.name;
-      for (const state of UPLINK_STATES)
-        this.#state.set({ uplink, state }, u.state === state ? 1 : 0);
-      this.#active.set({ uplink }, u.active ? 1 : 0);
-      this.#weight.set({ uplink, tier: String(u.tier) }, u.weight);
-      if (u.loss !== null) this.#loss.set({ uplink }, u.loss / 100);
-      if (u.rtt !== null) this.#rtt.set({ uplink }, u.rtt / 1000);
-      if (u.jitter !== null) this.#jitter.set({ uplink }, u.jitter / 1000);
-      this.#since.set({ uplink }, Date.parse(u.since) / 1000);
-      if (u.connections !== null) this.#connections.set({ uplink }, u.connections);
-      if (u.rxBytes !== null) this.#rxBytes.inc({ uplink, interface: u.interface }, u.rxBytes);
-      if (u.txBytes !== null) this.#txBytes.inc({ uplink, interface: u.interface }, u.txBytes);
+    const scrape = this.#status();
+    this.#scrape = scrape;
+    try {
+      return await this.registry.metrics();
+    } finally {
+      if (this.#scrape === scrape) this.#scrape = undefined;
     }
-    return this.registry.metrics();
+  }
+
+  /** The status for a `collect()`: the scrape's under way, else a fresh one. */
+  #currentStatus(): Promise<StatusDocument> {
+    return this.#scrape ?? this.#status();
   }
 }

@@ -9,6 +9,7 @@ import { dirname } from "node:path";
 import type { Server } from "node:http";
 import { createAdaptorServer } from "@hono/node-server";
 import { Hono, type Context } from "hono";
+import { bodyLimit } from "hono/body-limit";
 import { streamSSE } from "hono/streaming";
 import { z } from "zod";
 import type { StatusDocument } from "./api.js";
@@ -57,7 +58,19 @@ export interface ControlAppOptions {
   onWrite?: (info: { method: string; path: string; who: string }) => void;
   /** Keep-alive comment interval on event streams, ms (default 15 000). */
   keepAliveMs?: number;
+  /**
+   * Largest request body read, bytes (default {@link MAX_BODY_BYTES}); a
+   * larger one is refused with 413 before it is read to the end.
+   */
+  maxBodyBytes?: number;
 }
+
+/**
+ * Largest request body the control API reads, bytes. Its only body is
+ * `POST /uplinks/NAME/disable`'s `{"drain": true, "reason": "..."}` (a reason
+ * of at most 200 characters), so 16 KiB leaves room and no more.
+ */
+export const MAX_BODY_BYTES = 16 * 1024;
 
 const HTTP_STATUS: Record<string, 404 | 422> = {
   UPLINKD_ERR_CONFIG: 422,
@@ -87,7 +100,12 @@ async function jsonBody(c: Context): Promise<unknown> {
   }
 }
 
-/** Build the HTTP app (tests use it without a socket: `app.request(...)`). */
+/**
+ * Build the HTTP app (tests use it without a socket: `app.request(...)`).
+ * Every error is answered as JSON `{ error, code }`: 4xx for bad requests
+ * (413 `UPLINKD_ERR_BODY_TOO_LARGE` for a body above `maxBodyBytes`), 500
+ * only for a failure of the daemon itself.
+ */
 export function controlApp(handlers: ControlHandlers, options: ControlAppOptions = {}): Hono {
   const app = new Hono();
   const { tokens } = options;
@@ -114,6 +132,22 @@ export function controlApp(handlers: ControlHandlers, options: ControlAppOptions
     });
   }
 
+  const maxBodyBytes = options.maxBodyBytes ?? MAX_BODY_BYTES;
+  app.use(
+    "*",
+    bodyLimit({
+      maxSize: maxBodyBytes,
+      onError: (c) =>
+        c.json(
+          {
+            error: `request body larger than ${maxBodyBytes} bytes`,
+            code: "UPLINKD_ERR_BODY_TOO_LARGE",
+          },
+          413,
+        ),
+    }),
+  );
+
   app.get("/status", async (c) => c.json(await handlers.status()));
   app.get("/events", (c) => {
     const limit = Number(c.req.query("limit") ?? 100);
@@ -128,27 +162,40 @@ export function controlApp(handlers: ControlHandlers, options: ControlAppOptions
   app.get("/events/stream", (c) => {
     c.header("cache-control", "no-cache");
     c.header("x-accel-buffering", "no");
-    return streamSSE(c, async (stream) => {
-      let chain: Promise<void> = Promise.resolve();
-      const send = (write: () => Promise<void>) => {
-        chain = chain.then(write).catch(() => undefined);
-      };
-      const unsubscribe = handlers.subscribe((event) => {
-        send(() => stream.writeSSE({ event: event.type, data: JSON.stringify(event.data) }));
-      });
-      const keepAlive = setInterval(() => {
-        send(() => stream.write(": keep-alive\n\n").then(() => undefined));
-      }, options.keepAliveMs ?? 15_000);
-      const status = await handlers.status();
-      send(() => stream.writeSSE({ event: "status", data: JSON.stringify(status) }));
-      await new Promise<void>((resolve) => {
-        stream.onAbort(() => {
-          resolve();
+    // hono answers HEAD with the GET handler and drops the body unread: a
+    // stream started here would never learn that nobody reads it.
+    if (c.req.method === "HEAD") return c.body(null, 200, { "content-type": "text/event-stream" });
+    return streamSSE(
+      c,
+      async (stream) => {
+        // Listen for the client's hang-up before anything is awaited: a client
+        // that leaves while the first status is assembled must still end the
+        // subscription and the keep-alive timer.
+        const closed = new Promise<void>((resolve) => {
+          stream.onAbort(resolve);
         });
-      });
-      clearInterval(keepAlive);
-      unsubscribe();
-    });
+        let chain: Promise<void> = Promise.resolve();
+        const send = (write: () => Promise<void>) => {
+          chain = chain.then(write).catch(() => undefined);
+        };
+        const unsubscribe = handlers.subscribe((event) => {
+          send(() => stream.writeSSE({ event: event.type, data: JSON.stringify(event.data) }));
+        });
+        const keepAlive = setInterval(() => {
+          send(() => stream.write(": keep-alive\n\n").then(() => undefined));
+        }, options.keepAliveMs ?? 15_000);
+        try {
+          const status = await handlers.status();
+          send(() => stream.writeSSE({ event: "status", data: JSON.stringify(status) }));
+          await closed;
+        } finally {
+          clearInterval(keepAlive);
+          unsubscribe();
+        }
+      },
+      // A failed status ends the stream with an `error` event holding its message.
+      () => Promise.resolve(),
+    );
   });
   app.post("/reload", async (c) => c.json(await handlers.reload()));
   app.post("/uplinks/:name/disable", async (c) => {

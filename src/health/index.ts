@@ -6,7 +6,6 @@
  */
 export { createUplinkHealth, type UplinkHealthExtras } from "./adapter.js";
 export { HealthError } from "./errors.js";
-export { FakePing, seededRandom, type FakePath, type FakePingProcess } from "./fakes.js";
 export {
   UplinkStateMachine,
   type MachineSnapshot,

@@ -131,6 +131,7 @@ describe("ICMP health probes through a fwmark, in network namespaces", () => {
     await new Promise((resolve) => setTimeout(resolve, 1000));
     const snap = monitor.snapshot();
     assert.equal(pids.length, 2, "one ping per target");
+    assert.equal(snap.targets.length, 2, "a window per target");
     for (const t of snap.targets) {
       assert.ok(t.received >= 4, `${t.target} received ${t.received}`);
       assert.equal(t.lost, 0);
@@ -152,6 +153,7 @@ describe("ICMP health probes through a fwmark, in network namespaces", () => {
   });
 
   it("stop leaves no ping process behind", async () => {
+    assert.ok(pids.length > 0, "no ping process was started, so none could be left");
     await monitor.stop();
     for (const pid of pids) assert.equal(alive(pid), false, `ping ${pid} still runs`);
   });

@@ -246,6 +246,15 @@ describe("YAML that cannot be parsed", () => {
     ]);
   });
 
+  test("lists nested thousands deep are reported where the reader gave up, not thrown", () => {
+    const [problem, ...more] = problems(`lan: ${"[".repeat(5000)}${"]".repeat(5000)}\n`);
+    assert.deepEqual(more, []);
+    assert.match(
+      problem ?? "",
+      /^uplinkd\.yaml:1:\d+: lists and mappings are nested too deeply to read/,
+    );
+  });
+
   test("an empty file, or one with only comments, is reported at 1:1", () => {
     const empty = "uplinkd.yaml:1:1: the config is empty; it needs at least lan and uplinks";
     assert.deepEqual(problems(""), [empty]);
@@ -257,6 +266,24 @@ describe("YAML that cannot be parsed", () => {
       "uplinkd.yaml:1:1: the config must be a mapping of keys (lan, uplinks, health, ...), not a single value or a list";
     assert.deepEqual(problems(lines("# uplinks", "- name: isp1")), [notMapping]);
     assert.deepEqual(problems("uplinks\n"), [notMapping]);
+  });
+});
+
+describe("keys an object cannot hold", () => {
+  test("a __proto__ key is reported at the key instead of being dropped", () => {
+    assert.deepEqual(problems(lines(...TWO_UPLINKS, "sets:", "  __proto__: [192.0.2.0/24]")), [
+      'uplinkd.yaml:8:3: sets.__proto__: "__proto__" cannot be used as a key',
+    ]);
+    assert.deepEqual(
+      problems(lines(...TWO_UPLINKS, "policies:", "  __proto__: { members: [{ uplink: isp1 }] }")),
+      ['uplinkd.yaml:8:3: policies.__proto__: "__proto__" cannot be used as a key'],
+    );
+  });
+
+  test("a list or a mapping as a key is reported at the key", () => {
+    assert.deepEqual(problems(lines(...TWO_UPLINKS, "sets:", "  ? [a, b]", "  : [192.0.2.0/24]")), [
+      "uplinkd.yaml:8:5: sets: a key must be a plain name, not a list or a mapping",
+    ]);
   });
 });
 

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { pino } from "pino";
 import { parseConfig } from "../../src/config/load.js";
+import type { HistoryDocument } from "../../src/control/api.js";
 import { controlRequest } from "../../src/control/client.js";
 import { ControlService, type ControlSource } from "../../src/control/service.js";
 import type { StatusDocument } from "../../src/control/api.js";
@@ -28,7 +29,31 @@ function fakeSource(socket: string): ControlSource & { transitions: Transition[]
     pid: process.pid,
     config: "u.yaml",
     startedAt: new Date(0).toISOString(),
-    uplinks: [],
+    uplinks: [
+      {
+        name: "isp1",
+        interface: "wan1",
+        state: "degraded",
+        since: new Date(0).toISOString(),
+        active: true,
+        weight: 1,
+        tier: 1,
+        id: 1,
+        mark: "0x100",
+        table: 101,
+        address: "100.64.1.2",
+        gateway: "100.64.1.1",
+        carrier: true,
+        loss: 25,
+        rtt: 12.5,
+        jitter: 0.5,
+        reason: "loss 25% >= 20%",
+        connections: 3,
+        rxBytes: 1000,
+        txBytes: 2000,
+        throughput: null,
+      },
+    ],
     policies: {},
     lastApply: null,
     domains: [],
@@ -50,13 +75,18 @@ describe("the control service on a Unix socket", () => {
   let socket = "";
   let service: ControlService;
   let source: ReturnType<typeof fakeSource>;
+  let startedAt = 0;
+  let startedBy = 0;
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), "uplinkd-control-"));
     socket = join(dir, "run", "uplinkd.sock");
     source = fakeSource(socket);
-    service = new ControlService(source, pino({ level: "silent" }), { tickMs: 50 });
+    // No tick during these tests: the history holds exactly the sample taken by start().
+    service = new ControlService(source, pino({ level: "silent" }), { tickMs: 3_600_000 });
+    startedAt = Date.now();
     await service.start();
+    startedBy = Date.now();
   });
 
   after(async () => {
@@ -68,8 +98,12 @@ describe("the control service on a Unix socket", () => {
     assert.equal((await stat(socket)).mode & 0o777, 0o600);
     const status = (await controlRequest(socket, "GET", "/status")) as StatusDocument;
     assert.equal(status.pid, process.pid);
-    const history = (await controlRequest(socket, "GET", "/history")) as { samples: unknown[] };
-    assert.ok(history.samples.length >= 1);
+    const history = (await controlRequest(socket, "GET", "/history")) as HistoryDocument;
+    assert.equal(history.intervalMs, 3_600_000);
+    const [sample, ...more] = history.samples;
+    assert.deepEqual(more, [], "one sample, taken at start");
+    assert.ok(sample !== undefined && sample.t >= startedAt && sample.t <= startedBy);
+    assert.deepEqual(sample.uplinks, [{ name: "isp1", state: "degraded", rtt: 12.5, loss: 25 }]);
   });
 
   test("a transition reaches an open event stream at once", async () => {
@@ -95,7 +129,13 @@ describe("the control service on a Unix socket", () => {
           if (all.includes("event: transition")) {
             req.destroy();
             resolve();
+          } else if (text.length >= 20) {
+            req.destroy();
+            reject(new Error(`no transition in 20 chunks: ${all}`));
           }
+        });
+        res.on("end", () => {
+          reject(new Error(`the stream ended before the transition: ${text.join("")}`));
         });
       });
       req.on("error", reject);

@@ -5,6 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { channel } from "node:diagnostics_channel";
+import { mkdtemp, rm } from "node:fs/promises";
+import { request as httpRequest } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, test } from "node:test";
 import { parseConfig } from "../../src/config/load.js";
 import type { DisableOptions, StreamEvent } from "../../src/control/api.js";
@@ -12,7 +16,14 @@ import { authorize, requiredAccess, type TokenConfig } from "../../src/control/a
 import { configChanges } from "../../src/control/changes.js";
 import { formatBytes, formatEvents, formatStatus } from "../../src/control/format.js";
 import { withMaintenance } from "../../src/control/maintenance.js";
-import { controlApp, parseListen, type ControlHandlers } from "../../src/control/server.js";
+import {
+  MAX_BODY_BYTES,
+  closeServer,
+  controlApp,
+  parseListen,
+  startControlServer,
+  type ControlHandlers,
+} from "../../src/control/server.js";
 import { TrafficSampler, parseProcNetDev } from "../../src/control/traffic.js";
 import type { ConntrackCounts } from "../../src/kernel/types.js";
 import type { StatusDocument, UplinkStatus } from "../../src/control/api.js";
@@ -103,6 +114,25 @@ function fakeHandlers() {
     subscribe: () => () => undefined,
   };
   return { handlers, calls, disabled };
+}
+
+/**
+ * Reads a stream until `marker` has arrived; fails when the stream ends
+ * first or `marker` is not within the first `maxChunks` chunks.
+ */
+async function readUntil(
+  reader: ReadableStreamDefaultReader<string>,
+  marker: string,
+  maxChunks = 20,
+): Promise<string> {
+  let text = "";
+  for (let chunk = 0; chunk < maxChunks && !text.includes(marker); chunk++) {
+    const { done, value } = await reader.read();
+    if (done) assert.fail(`the stream ended before ${JSON.stringify(marker)}; got ${text}`);
+    text += value;
+  }
+  assert.ok(text.includes(marker), `no ${JSON.stringify(marker)} in ${maxChunks} chunks: ${text}`);
+  return text;
 }
 
 const tcp = (tokens: TokenConfig[]) => ({ tokens: () => tokens });
@@ -268,6 +298,76 @@ describe("control API on the Unix socket (no tokens: the socket is root only)", 
     });
   });
 
+  test("a body above the limit is refused with 413 and never reaches the daemon", async () => {
+    const { handlers, calls } = fakeHandlers();
+    const app = controlApp(handlers);
+    const reason = "x".repeat(MAX_BODY_BYTES);
+    const res = await app.request("/uplinks/isp1/disable", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ drain: true, reason }),
+    });
+    assert.equal(res.status, 413);
+    assert.deepEqual(await res.json(), {
+      error: `request body larger than ${MAX_BODY_BYTES} bytes`,
+      code: "UPLINKD_ERR_BODY_TOO_LARGE",
+    });
+    assert.deepEqual(calls, []);
+    const small = await app.request("/uplinks/isp1/disable", {
+      method: "POST",
+      body: JSON.stringify({ drain: true, reason: "fibre works" }),
+    });
+    assert.equal(small.status, 200);
+    assert.deepEqual(calls, ["disable isp1 drain=true"]);
+  });
+
+  test("on the socket, 1 MiB sent chunked or with its length is refused with 413", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "uplinkd-control-"));
+    const socketPath = join(dir, "uplinkd.sock");
+    const { handlers, calls } = fakeHandlers();
+    const server = await startControlServer(socketPath, handlers);
+    /** POSTs `size` bytes in 64 KiB writes; resolves with the status and the answer. */
+    const post = (size: number, chunked: boolean) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = httpRequest({
+          socketPath,
+          agent: false,
+          method: "POST",
+          path: "/uplinks/isp1/disable",
+          headers: chunked ? { "transfer-encoding": "chunked" } : { "content-length": size },
+        });
+        req.on("response", (res) => {
+          let body = "";
+          res.setEncoding("utf8");
+          res.on("data", (chunk: string) => (body += chunk));
+          res.on("end", () => {
+            resolve({ status: res.statusCode ?? 0, body });
+          });
+        });
+        // The server may close the connection before the client has written everything.
+        req.on("error", (error: NodeJS.ErrnoException) => {
+          if (error.code !== "EPIPE" && error.code !== "ECONNRESET") reject(error);
+        });
+        const chunk = Buffer.alloc(64 * 1024, 0x61);
+        for (let sent = 0; sent < size; sent += chunk.length) req.write(chunk);
+        req.end();
+      });
+    try {
+      for (const chunked of [true, false]) {
+        const answer = await post(1024 * 1024, chunked);
+        assert.equal(answer.status, 413, `chunked: ${String(chunked)}`);
+        assert.equal(
+          (JSON.parse(answer.body) as { code: string }).code,
+          "UPLINKD_ERR_BODY_TOO_LARGE",
+        );
+      }
+      assert.deepEqual(calls, []);
+    } finally {
+      await closeServer(server);
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   test("an unknown path is 404", async () => {
     const { handlers } = fakeHandlers();
     assert.equal((await controlApp(handlers).request("/nope")).status, 404);
@@ -289,8 +389,7 @@ describe("control API on the Unix socket (no tokens: the socket is root only)", 
     assert.match(res.headers.get("content-type") ?? "", /text\/event-stream/);
     const reader = res.body?.pipeThrough(new TextDecoderStream()).getReader();
     assert.ok(reader !== undefined);
-    let text = "";
-    while (!text.includes("event: status")) text += (await reader.read()).value ?? "";
+    let text = await readUntil(reader, "event: status");
     const transition: Transition = {
       time: "2026-11-21T00:00:01.000Z",
       uplink: "isp1",
@@ -301,13 +400,80 @@ describe("control API on the Unix socket (no tokens: the socket is root only)", 
       rtt: null,
     };
     listener?.({ type: "transition", data: transition });
-    while (!text.includes("event: transition")) text += (await reader.read()).value ?? "";
+    text += await readUntil(reader, "event: transition");
     assert.match(
       text,
       /event: transition\ndata: \{"time":"2026-11-21T00:00:01.000Z","uplink":"isp1"/,
     );
     await reader.cancel();
     controller.abort();
+  });
+});
+
+describe("event stream clean-up", () => {
+  /** Handlers whose status waits for `release`, counting open subscriptions. */
+  function slowStatus() {
+    const { handlers } = fakeHandlers();
+    let open = 0;
+    let release: (() => void) | undefined;
+    let fail: ((error: Error) => void) | undefined;
+    const ready = statusDoc();
+    handlers.status = () =>
+      new Promise((resolve, reject) => {
+        release = () => {
+          resolve(ready);
+        };
+        fail = reject;
+      });
+    handlers.subscribe = () => {
+      open += 1;
+      return () => {
+        open -= 1;
+      };
+    };
+    return {
+      handlers,
+      open: () => open,
+      release: () => release?.(),
+      fail: (error: Error) => fail?.(error),
+    };
+  }
+
+  /** Lets pending promise callbacks and I/O callbacks run, a bounded number of turns. */
+  async function settle(until: () => boolean): Promise<void> {
+    for (let turn = 0; turn < 100 && !until(); turn++) {
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+
+  test("a client that leaves before the first status ends its subscription", async () => {
+    const slow = slowStatus();
+    const res = await controlApp(slow.handlers).request("/events/stream");
+    assert.equal(slow.open(), 1);
+    await res.body?.cancel();
+    slow.release();
+    await settle(() => slow.open() === 0);
+    assert.equal(slow.open(), 0, "the subscription outlived the client");
+  });
+
+  test("HEAD on the event stream answers its headers and subscribes to nothing", async () => {
+    const slow = slowStatus();
+    const res = await controlApp(slow.handlers).request("/events/stream", { method: "HEAD" });
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get("content-type") ?? "", /text\/event-stream/);
+    assert.equal(res.body, null);
+    slow.release();
+    await settle(() => slow.open() === 0);
+    assert.equal(slow.open(), 0, "a HEAD request left a subscription behind");
+  });
+
+  test("a status that fails ends the stream with an error event and the subscription", async () => {
+    const slow = slowStatus();
+    const res = await controlApp(slow.handlers).request("/events/stream");
+    slow.fail(new Error("conntrack: timed out"));
+    const text = await res.text();
+    assert.match(text, /event: error\ndata: conntrack: timed out/);
+    assert.equal(slow.open(), 0, "the subscription outlived the stream");
   });
 });
 
@@ -655,5 +821,44 @@ describe("metrics", () => {
       "no RTT series while unknown",
     );
     assert.ok(!/uplinkd_probes_lost_total\{uplink="isp2",target="203\.0\.113\.1"\}/.test(text));
+  });
+
+  test("every read of the registry shows the status at that moment; an uplink gone is gone", async () => {
+    const { Metrics } = await import("../../src/control/metrics.js");
+    let now = statusDoc([uplink("isp1"), uplink("isp2", { connections: 7 })]);
+    const metrics = new Metrics({ status: () => Promise.resolve(now), processMetrics: false });
+    const first = await metrics.registry.metrics();
+    assert.match(first, /uplinkd_uplink_connections\{uplink="isp2"\} 7/);
+    now = statusDoc([uplink("isp1", { state: "down", active: false, connections: 0 })]);
+    const second = await metrics.registry.metrics();
+    assert.match(second, /uplinkd_uplink_state\{uplink="isp1",state="down"\} 1/);
+    assert.match(second, /uplinkd_uplink_active\{uplink="isp1"\} 0/);
+    assert.match(second, /uplinkd_uplink_connections\{uplink="isp1"\} 0/);
+    assert.doesNotMatch(second, /uplink="isp2"/);
+  });
+
+  test("two scrapes at once each get every series, with the status asked once per scrape", async () => {
+    const { Metrics } = await import("../../src/control/metrics.js");
+    const pending: ((doc: StatusDocument) => void)[] = [];
+    const metrics = new Metrics({
+      status: () => new Promise((resolve) => pending.push(resolve)),
+      processMetrics: false,
+    });
+    const a = metrics.render();
+    const b = metrics.render();
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(pending.length, 2, "one status per scrape");
+    // The second scrape's status arrives first, then the first's.
+    pending[1]?.(statusDoc([uplink("isp1", { connections: 2 })]));
+    await new Promise((resolve) => setImmediate(resolve));
+    pending[0]?.(statusDoc([uplink("isp1", { connections: 1 })]));
+    for (const text of await Promise.all([a, b])) {
+      assert.match(text, /uplinkd_uplink_state\{uplink="isp1",state="up"\} 1/);
+      assert.match(text, /uplinkd_uplink_connections\{uplink="isp1"\} [12]/);
+      assert.match(
+        text,
+        /uplinkd_interface_receive_bytes_total\{uplink="isp1",interface="wan1"\} 1536/,
+      );
+    }
   });
 });

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ManualClock } from "../fakes/clock.js";
-import { FakePing, seededRandom } from "../../src/health/fakes.js";
+import { FakePing, seededRandom } from "../fakes/health.js";
 import type { Transition, UplinkState } from "../../src/health/machine.js";
 import { UplinkMonitor, type UplinkMonitorOptions } from "../../src/health/monitor.js";
 import { resolveHealthSettings, type HealthTuningInput } from "../../src/health/options.js";

@@ -43,24 +43,34 @@ function listen(server: Server | HttpServer): Promise<number> {
   });
 }
 
-const source = { address: "127.0.0.1" };
+// The uplink's address: a second loopback address (Linux routes all of
+// 127.0.0.0/8 to lo), so a prober that ignores it connects from 127.0.0.1
+// and the server sees the difference.
+const source = { address: "127.0.0.2" };
 const timeoutMs = 2000;
 
 describe("TCP prober", () => {
   let server: Server;
   let port: number;
+  /** The source address of each connection the server accepted. */
+  const peers: (string | undefined)[] = [];
   before(async () => {
-    server = createTcpServer((socket) => socket.destroy());
+    server = createTcpServer((socket) => {
+      peers.push(socket.remoteAddress);
+      socket.destroy();
+    });
     port = await listen(server);
   });
   after(() => server.close());
 
   it("answers when the connection is established, from the uplink's address", async () => {
+    peers.length = 0;
     const outcome = await probeOnce(
       new TcpProber({ host: "127.0.0.1", port, source, timeoutMs, clock: systemClock }),
     );
     assert.ok(outcome.kind === "answered");
     assert.ok((outcome.timings?.connectMs ?? -1) >= 0);
+    assert.deepEqual(peers, ["127.0.0.2"]);
   });
 
   it("fails on a refused connection", async () => {
@@ -87,8 +97,11 @@ describe("TCP prober", () => {
 describe("HTTP prober", () => {
   let server: HttpServer;
   let base: string;
+  /** The source address of each request the server answered. */
+  const peers: (string | undefined)[] = [];
   before(async () => {
     server = createHttpServer((req, res) => {
+      peers.push(req.socket.remoteAddress);
       res.statusCode = req.url === "/broken" ? 503 : 200;
       res.end("ok");
     });
@@ -96,13 +109,15 @@ describe("HTTP prober", () => {
   });
   after(() => server.close());
 
-  it("answers on a 2xx status, with connect and first-byte timings", async () => {
+  it("answers on a 2xx status from the uplink's address, with connect and first-byte timings", async () => {
+    peers.length = 0;
     const outcome = await probeOnce(
       new HttpProber({ url: `${base}/health`, source, timeoutMs, clock: systemClock }),
     );
     assert.ok(outcome.kind === "answered");
     assert.ok((outcome.timings?.connectMs ?? -1) >= 0);
     assert.ok((outcome.timings?.firstByteMs ?? -1) >= (outcome.timings?.connectMs ?? 0));
+    assert.deepEqual(peers, ["127.0.0.2"]);
   });
 
   it("fails on an unexpected status", async () => {
@@ -133,10 +148,12 @@ describe("HTTP prober", () => {
   });
 });
 
-/** A DNS server answering every A query with 192.0.2.7. */
-function dnsServer(): Promise<{ socket: UdpSocket; port: number }> {
+/** A DNS server answering every A query with 192.0.2.7; `peers` lists each query's source address. */
+function dnsServer(): Promise<{ socket: UdpSocket; port: number; peers: string[] }> {
   const socket = createSocket("udp4");
+  const peers: string[] = [];
   socket.on("message", (query, peer) => {
+    peers.push(peer.address);
     // Header (12 bytes), then the question up to the end of QTYPE/QCLASS.
     let end = 12;
     while ((query[end] ?? 0) !== 0) end += (query[end] ?? 0) + 1;
@@ -147,19 +164,20 @@ function dnsServer(): Promise<{ socket: UdpSocket; port: number }> {
   });
   return new Promise((resolve) => {
     socket.bind(0, "127.0.0.1", () => {
-      resolve({ socket, port: socket.address().port });
+      resolve({ socket, port: socket.address().port, peers });
     });
   });
 }
 
 describe("DNS prober", () => {
-  let server: { socket: UdpSocket; port: number };
+  let server: { socket: UdpSocket; port: number; peers: string[] };
   before(async () => {
     server = await dnsServer();
   });
   after(() => server.socket.close());
 
-  it("answers when the server resolves the name", async () => {
+  it("answers when the server resolves the name, asked from the uplink's address", async () => {
+    server.peers.length = 0;
     const outcome = await probeOnce(
       new DnsProber({
         server: `127.0.0.1:${server.port}`,
@@ -170,6 +188,7 @@ describe("DNS prober", () => {
       }),
     );
     assert.equal(outcome.kind, "answered");
+    assert.deepEqual(server.peers, ["127.0.0.2"]);
   });
 
   it("fails when the answer lacks the expected address", async () => {

@@ -307,7 +307,7 @@ describe("a channel's queue", () => {
       async () => {
         running++;
         assert.equal(running, 1, "two tasks ran at once");
-        await new Promise((r) => setTimeout(r, 5));
+        await new Promise((r) => setImmediate(r));
         log.push(name);
         running--;
         if (fail) throw new Error(name);

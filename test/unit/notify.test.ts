@@ -1032,6 +1032,9 @@ describe("the Notifier", () => {
       'printf "%s %s\\n" "$EVENT_COUNT" "$EVENTS_JSON" >> "$1"',
     );
     try {
+      const clock = new ManualClock();
+      // Called once for each burst, as it is composed: the window's observable end.
+      let bursts = 0;
       const notifier = new Notifier(
         config({
           coalesce: "300ms",
@@ -1040,19 +1043,22 @@ describe("the Notifier", () => {
           hooks: [{ command: [hook, runs], run: "burst" }],
         }),
         memoryLog().log,
-        { interfaceOf },
+        { interfaceOf, clock, statusProvider: () => (bursts++, []) },
       );
       notifier.notify(transition("isp1", "up", "down"));
-      await delay(50);
+      clock.advance(50);
       notifier.notify(transition("isp2", "up", "degraded"));
-      await delay(50);
+      clock.advance(50);
       notifier.notify(transition("lte", "init", "up"));
-      const [mail] = await smtp.waitForMails(1);
-      const [request] = await http.waitForRequests(1);
-      await until(3000, "burst hook run", () => existsSync(runs));
-      await delay(500); // nothing else may follow
+      clock.advance(199);
+      assert.equal(bursts, 0, "nothing sent before the window closes");
+      clock.advance(1);
+      assert.equal(bursts, 1, "one burst when the window closes");
+      await within(5000, "flush", notifier.flush());
       assert.equal(smtp.mails.length, 1);
       assert.equal(http.requests.length, 1);
+      const [mail] = smtp.mails;
+      const [request] = http.requests;
       assert.equal(header(mail?.data ?? "", "Subject"), "[uplinkd] 3 uplink changes");
       const body = decodeBody(mail?.data ?? "");
       for (const line of [
@@ -1077,9 +1083,12 @@ describe("the Notifier", () => {
 
       // A transition after the window closed opens a new one.
       notifier.notify(transition("isp1", "down", "up"));
-      await smtp.waitForMails(2);
-      assert.equal(header(smtp.mails[1]?.data ?? "", "Subject"), "[uplinkd] isp1 up");
+      clock.advance(299);
+      assert.equal(bursts, 1, "the new window is still open");
+      clock.advance(1);
       await within(5000, "flush", notifier.flush());
+      assert.equal(smtp.mails.length, 2);
+      assert.equal(header(smtp.mails[1]?.data ?? "", "Subject"), "[uplinkd] isp1 up");
     } finally {
       await smtp.close();
       await http.close();
@@ -1090,26 +1099,25 @@ describe("the Notifier", () => {
     const http = await HttpReceiver.start();
     try {
       const clock = new ManualClock();
+      let bursts = 0;
       const notifier = new Notifier(
         config({ coalesce: "2s", webhooks: [{ url: http.url() }] }),
         memoryLog().log,
-        {
-          interfaceOf,
-          clock,
-        },
+        { interfaceOf, clock, statusProvider: () => (bursts++, []) },
       );
       notifier.notify(transition("isp1", "up", "down"));
       clock.advance(1000);
       notifier.notify(transition("isp2", "up", "down"));
       clock.advance(999);
-      await delay(100);
-      assert.equal(http.requests.length, 0, "nothing sent before the window closes");
+      assert.equal(bursts, 0, "nothing sent before the window closes");
       clock.advance(1);
-      const [request] = await http.waitForRequests(1);
+      assert.equal(bursts, 1, "sent when the window closes, 2 s after it opened");
+      await within(5000, "flush", notifier.flush());
+      assert.equal(http.requests.length, 1);
+      const [request] = http.requests;
       const payload = JSON.parse(request?.body ?? "") as { time: string; transitions: unknown[] };
       assert.equal(payload.transitions.length, 2);
       assert.equal(payload.time, new Date(1_700_000_002_000).toISOString());
-      await within(5000, "flush", notifier.flush());
     } finally {
       await http.close();
     }

@@ -5,8 +5,8 @@
  * with a configurable per-target network (loss %, RTT, blackhole) and the
  * real ping's period drift. No process, no socket, no sleep.
  */
-import type { Clock, TimerHandle } from "../clock.js";
-import type { ProcessSpawner, SpawnedProcess } from "./process.js";
+import type { Clock, TimerHandle } from "../../src/clock.js";
+import type { ProcessSpawner, SpawnedProcess } from "../../src/health/process.js";
 
 /**
  * A seeded pseudo-random source (mulberry32): the same seed gives the same
