@@ -3,7 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
-packages=(iproute2 nftables iputils-ping conntrack dnsmasq-base busybox iperf3 procps psmisc chromium lsm)
+# systemd-container, mmdebstrap: the systemd test (test/system); lintian: npm run package.
+packages=(iproute2 nftables iputils-ping conntrack dnsmasq-base busybox iperf3 procps psmisc chromium lsm
+  systemd-container mmdebstrap lintian)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
