@@ -9,7 +9,7 @@ import { LabError } from "../errors.js";
 import { LAB_HOSTS, LAN, type LabPlan } from "./topology.js";
 
 /**
- * The config as YAML text: `lan: [lan0]`; uplinks `ispI` on `wanI` with
+ * The config as YAML text: `lab: true`, `lan: [lan0]`; uplinks `ispI` on `wanI` with
  * gateway `100.64.I.1` (or `auto` for DHCP uplinks), their weight and tier;
  * health targets 198.51.100.1 and 203.0.113.1 every 200 ms, timeout 500 ms;
  * `control.socket` = `controlSocket`. `configPath` only appears in a comment.
@@ -17,6 +17,8 @@ import { LAB_HOSTS, LAN, type LabPlan } from "./topology.js";
  */
 export function renderLabConfig(plan: LabPlan, controlSocket: string, configPath: string): string {
   const config = {
+    // Lab targets are documentation addresses: `check` expects them here.
+    lab: true,
     lan: [LAN.routerInterface],
     uplinks: plan.uplinks.map((u) => ({
       name: u.name,
