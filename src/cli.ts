@@ -7,6 +7,7 @@
 import { Command, Option } from "commander";
 import { pino } from "pino";
 import { registerCheckCommand } from "./config/cli.js";
+import { registerInitCommand } from "./config/init-cli.js";
 import { DEFAULT_CONFIG_PATH, loadConfig } from "./config/load.js";
 import { registerControlCommands, registerNotifyTestCommand } from "./control/cli.js";
 import { Daemon } from "./daemon.js";
@@ -147,6 +148,7 @@ program
 registerControlCommands(program);
 registerNotifyTestCommand(program);
 registerCheckCommand(program);
+registerInitCommand(program);
 registerLabCommands(program);
 registerDemoCommand(program);
 

@@ -25,32 +25,75 @@ export interface ConfigWarning {
 /** Targets `uplinkd init` writes and warnings suggest: public anycast DNS resolvers. */
 export const PUBLIC_TARGETS: readonly string[] = ["1.1.1.1", "9.9.9.9", "8.8.8.8"];
 
+/** What an address that cannot be a health target on a real uplink is. */
+export type AddressKind =
+  | "documentation"
+  | "private"
+  | "shared"
+  | "unique-local"
+  | "loopback"
+  | "link-local"
+  | "benchmarking";
+
 /** Address ranges no health target should be in on a real uplink, with what each is. */
-const LAB_ONLY_RANGES: readonly (readonly [prefix: string, what: string])[] = [
-  ["192.0.2.0/24", "a documentation address (TEST-NET-1, RFC 5737) that answers only in a lab"],
-  ["198.51.100.0/24", "a documentation address (TEST-NET-2, RFC 5737) that answers only in a lab"],
-  ["203.0.113.0/24", "a documentation address (TEST-NET-3, RFC 5737) that answers only in a lab"],
-  ["2001:db8::/32", "a documentation address (RFC 3849) that answers only in a lab"],
-  ["3fff::/20", "a documentation address (RFC 9637) that answers only in a lab"],
-  ["10.0.0.0/8", "a private address (RFC 1918), on this side of the ISP or inside it"],
-  ["172.16.0.0/12", "a private address (RFC 1918), on this side of the ISP or inside it"],
-  ["192.168.0.0/16", "a private address (RFC 1918), on this side of the ISP or inside it"],
-  ["100.64.0.0/10", "a shared address (RFC 6598), inside an ISP's network at most"],
-  ["fc00::/7", "a unique local address (RFC 4193), on this side of the ISP or inside it"],
-  ["127.0.0.0/8", "a loopback address, answered by this router itself"],
-  ["::1/128", "the loopback address, answered by this router itself"],
-  ["169.254.0.0/16", "a link-local address, never beyond the first hop"],
-  ["fe80::/10", "a link-local address, never beyond the first hop"],
-  ["198.18.0.0/15", "a benchmarking address (RFC 2544) that answers only in a lab"],
+const LAB_ONLY_RANGES: readonly (readonly [prefix: string, kind: AddressKind, what: string])[] = [
+  [
+    "192.0.2.0/24",
+    "documentation",
+    "a documentation address (TEST-NET-1, RFC 5737) that answers only in a lab",
+  ],
+  [
+    "198.51.100.0/24",
+    "documentation",
+    "a documentation address (TEST-NET-2, RFC 5737) that answers only in a lab",
+  ],
+  [
+    "203.0.113.0/24",
+    "documentation",
+    "a documentation address (TEST-NET-3, RFC 5737) that answers only in a lab",
+  ],
+  [
+    "2001:db8::/32",
+    "documentation",
+    "a documentation address (RFC 3849) that answers only in a lab",
+  ],
+  ["3fff::/20", "documentation", "a documentation address (RFC 9637) that answers only in a lab"],
+  ["10.0.0.0/8", "private", "a private address (RFC 1918), on this side of the ISP or inside it"],
+  [
+    "172.16.0.0/12",
+    "private",
+    "a private address (RFC 1918), on this side of the ISP or inside it",
+  ],
+  [
+    "192.168.0.0/16",
+    "private",
+    "a private address (RFC 1918), on this side of the ISP or inside it",
+  ],
+  ["100.64.0.0/10", "shared", "a shared address (RFC 6598), inside an ISP's network at most"],
+  [
+    "fc00::/7",
+    "unique-local",
+    "a unique local address (RFC 4193), on this side of the ISP or inside it",
+  ],
+  ["127.0.0.0/8", "loopback", "a loopback address, answered by this router itself"],
+  ["::1/128", "loopback", "the loopback address, answered by this router itself"],
+  ["169.254.0.0/16", "link-local", "a link-local address, never beyond the first hop"],
+  ["fe80::/10", "link-local", "a link-local address, never beyond the first hop"],
+  ["198.18.0.0/15", "benchmarking", "a benchmarking address (RFC 2544) that answers only in a lab"],
 ];
 
-const ranges = LAB_ONLY_RANGES.map(([prefix, what]) => {
+const ranges = LAB_ONLY_RANGES.map(([prefix, kind, what]) => {
   const [network = "", bits = ""] = prefix.split("/");
   const family = isIPv6(network) ? "ipv6" : "ipv4";
   const list = new BlockList();
   list.addSubnet(network, Number(bits), family);
-  return { list, family, what } as const;
+  return { list, family, kind, what } as const;
 });
+
+function rangeOf(address: string) {
+  const family = isIPv6(address) ? "ipv6" : "ipv4";
+  return ranges.find((range) => range.family === family && range.list.check(address, family));
+}
 
 /**
  * What is wrong with `address` as a health target on a real uplink
@@ -59,11 +102,12 @@ const ranges = LAB_ONLY_RANGES.map(([prefix, what]) => {
  * from the IANA special-purpose address registries (RFC 6890).
  */
 export function labOnlyAddress(address: string): string | undefined {
-  const family = isIPv6(address) ? "ipv6" : "ipv4";
-  for (const range of ranges) {
-    if (range.family === family && range.list.check(address, family)) return range.what;
-  }
-  return undefined;
+  return rangeOf(address)?.what;
+}
+
+/** The kind of special-purpose range `address` is in (see `labOnlyAddress`), if any. */
+export function addressKind(address: string): AddressKind | undefined {
+  return rangeOf(address)?.kind;
 }
 
 /** The address in an HTTP probe URL (`http://192.0.2.1/x`, `https://[2001:db8::1]/`), if it has one. */
