@@ -8,7 +8,7 @@
  * Debian 12 (bookworm) and 13 (trixie) by default; UPLINKD_SYSTEM_SUITES=
  * bookworm picks one. UPLINKD_DEB=PATH tests a package built before
  * instead of building one (scripts/package.sh --compression gzip, ~25 s).
- * About 3 minutes on 2 CPUs, plus ~35 s per suite the first time (mmdebstrap;
+ * About 1.5 minutes on 2 CPUs, plus ~35 s per suite the first time (mmdebstrap;
  * the root is cached under .cache/debian).
  */
 import assert from "node:assert/strict";
