@@ -63,21 +63,23 @@ program
       log,
       createHealth: (options) => createUplinkHealth(options),
     });
-    try {
-      await daemon.start();
-    } catch (error) {
-      fail(error);
-      await daemon.stop(true).catch(() => undefined);
-      process.exit();
-    }
-    let stopping = false;
+    // Signals are handled from the start: a SIGTERM that arrives while the
+    // daemon is still starting (systemctl stop right after start) waits for
+    // the start to end, then stops cleanly, instead of Node's default of
+    // dying on the spot with the kernel state half made.
+    const startup = daemon.start();
+    const signalled = { stop: false };
     const stop = (signal: string) => {
-      if (stopping) return;
-      stopping = true;
+      if (signalled.stop) return;
+      signalled.stop = true;
       log.info({ signal }, `${signal}: stopping`);
-      daemon
-        .stop(opts.keep === true ? true : undefined)
-        .then(() => process.exit(0))
+      startup
+        .then(
+          () => daemon.stop(opts.keep === true ? true : undefined),
+          // A start that failed is cleaned up as below.
+          () => daemon.stop(true),
+        )
+        .then(() => process.exit())
         .catch((error: unknown) => {
           fail(error);
           process.exit();
@@ -90,8 +92,16 @@ program
       stop("SIGINT");
     });
     process.on("SIGHUP", () => {
-      daemon.reload().catch(() => undefined);
+      startup.then(() => daemon.reload()).catch(() => undefined);
     });
+    try {
+      await startup;
+    } catch (error) {
+      fail(error);
+      if (signalled.stop) return; // the stop above cleans up and exits
+      await daemon.stop(true).catch(() => undefined);
+      process.exit();
+    }
   });
 
 program
