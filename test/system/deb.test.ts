@@ -74,8 +74,10 @@ ip -n lan addr add 100.64.0.2/24 dev eth0
 ip -n lan link set lo up
 ip -n lan link set eth0 up
 ip -n lan route add default via 100.64.0.1
-# The main table keeps a default route (the router's own sockets need one).
+# The main table keeps a default route (the router's own sockets need one);
+# wan2's, with a higher metric, looks like one a DHCP client installed.
 ip route add default via 100.64.1.1
+ip route add default via 100.64.2.1 metric 200 proto dhcp
 `;
 
 /** The config; \`weight1\` is isp1's weight, \`lab: true\` as the lab's own configs. */
@@ -176,6 +178,21 @@ async function journalSince(machine: Machine, cursor: string): Promise<Record<st
     .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
+/** The unit's last `lines` journal lines, for failure messages. */
+async function journalTail(machine: Machine, lines = 40): Promise<string> {
+  const { stdout } = await machine.run([
+    "journalctl",
+    "--no-pager",
+    "-o",
+    "cat",
+    "-n",
+    String(lines),
+    "-u",
+    "uplinkd",
+  ]);
+  return stdout;
+}
+
 async function journalCursor(machine: Machine): Promise<string> {
   const { stdout } = await machine.run(["journalctl", "--no-pager", "-n", "0", "--show-cursor"]);
   return /-- cursor: (\S+)/.exec(stdout)?.[1] ?? "";
@@ -199,6 +216,17 @@ async function suiteTest(t: TestContext, suite: string): Promise<void> {
 
   await machine.sh(LAB_SCRIPT);
   await writeFile(join(machine.root, "etc/uplinkd/uplinkd.yaml"), labConfig(1), { mode: 0o600 });
+
+  await t.test("uplinkd init sees both uplinks and the LAN; check takes its config", async () => {
+    // Only read and checked here: its public targets are not for a lab.
+    const { stdout } = await machine.run(["uplinkd", "init"]);
+    assert.match(stdout, /^lan: \[lan0\]$/m);
+    assert.match(stdout, /- name: wan1\n {4}interface: wan1\n {4}gateway: 100\.64\.1\.1\n/);
+    assert.match(stdout, /- name: wan2\n {4}interface: wan2\n {4}gateway: auto\n/);
+    await writeFile(join(machine.root, "root/init.yaml"), stdout);
+    const checked = await machine.run(["uplinkd", "check", "-c", "/root/init.yaml"]);
+    assert.equal(checked.stderr, "", "no warnings");
+  });
 
   await t.test("systemctl start: both uplinks up, nft table, rules and routes", async () => {
     await machine.run(["systemctl", "start", "uplinkd"]);
@@ -289,7 +317,12 @@ async function suiteTest(t: TestContext, suite: string): Promise<void> {
   await t.test("systemctl stop leaves no nft table, rules or routes", async () => {
     await machine.run(["systemctl", "stop", "uplinkd"]);
     assert.equal(await isActive(machine), "inactive");
-    assert.deepEqual(await kernelState(machine), []);
+    const left = await kernelState(machine);
+    assert.deepEqual(
+      left,
+      [],
+      `stop leaves kernel state:\n${left.join("\n")}\n${await journalTail(machine)}`,
+    );
   });
 
   await t.test("remove stops the daemon and keeps the config; purge removes it", async () => {
@@ -299,7 +332,12 @@ async function suiteTest(t: TestContext, suite: string): Promise<void> {
       (await kernelState(machine)).some((s) => s.startsWith("nft:")),
     );
     await machine.run(["dpkg", "-r", "uplinkd"]);
-    assert.deepEqual(await kernelState(machine), [], "remove leaves no kernel state");
+    const left = await kernelState(machine);
+    assert.deepEqual(
+      left,
+      [],
+      `remove leaves kernel state:\n${left.join("\n")}\n${await journalTail(machine)}`,
+    );
     await machine.run(["test", "-f", "/etc/uplinkd/uplinkd.yaml"]);
     await machine.run(["test", "!", "-e", "/usr/bin/uplinkd"]);
     await machine.run(["dpkg", "-P", "uplinkd"]);
