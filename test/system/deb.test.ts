@@ -314,6 +314,26 @@ async function suiteTest(t: TestContext, suite: string): Promise<void> {
     }
   });
 
+  await t.test(
+    "an upgrade keeps the changed conffile and restarts the running daemon",
+    async () => {
+      const pid = await mainPid(machine);
+      const before = await machine.run(["cat", "/etc/uplinkd/uplinkd.yaml"]);
+      // The same version again runs the upgrade path (postinst configure OLD-VERSION);
+      // a conffile question would fail here, as stdin is not a terminal.
+      await machine.run(["dpkg", "-i", "/root/uplinkd.deb"], { input: "" });
+      const after = await machine.run(["cat", "/etc/uplinkd/uplinkd.yaml"]);
+      assert.equal(after.stdout, before.stdout, "the admin's config stays");
+      await waitUntil("a new daemon after the upgrade", 15_000, async () => {
+        const now = await mainPid(machine);
+        return now !== 0 && now !== pid && (await isActive(machine)) === "active";
+      });
+      await waitUntil("both uplinks up again", 20_000, async () =>
+        (await status(machine)).uplinks.every((u) => u.state === "up"),
+      );
+    },
+  );
+
   await t.test("systemctl stop leaves no nft table, rules or routes", async () => {
     await machine.run(["systemctl", "stop", "uplinkd"]);
     assert.equal(await isActive(machine), "inactive");
