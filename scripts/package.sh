@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Debian package dist-deb/uplinkd_VERSION_ARCH.deb with dpkg-deb
-# (npm run package). Runs on Debian with dpkg-dev-free tools only: npm,
-# dpkg-deb, tar, gzip; lintian checks the result when it is installed.
+# (npm run package). Needs npm, dpkg-deb, tar and gzip (not dpkg-dev);
+# lintian checks the result when it is installed.
 #
 #   scripts/package.sh [--arch amd64|arm64] [--out DIR] [--no-lintian]
 #                      [--compression xz|gzip]
@@ -25,7 +25,8 @@
 # Why a bundled runtime: Debian 12 ships Node.js 18, and uplinkd needs
 # >= 20.19; Debian 13's 20.19 would do, but one package for both releases,
 # run by the runtime the tests ran with, is simpler to support than two.
-# The runtime tarball is cached in .cache/package between runs.
+# npm pack checks the runtime tarball against the registry's integrity
+# hash; it is cached in .cache/package between runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
