@@ -1,6 +1,6 @@
 /**
  * The .deb under real systemd: build the package, boot a Debian machine
- * (systemd-nspawn with a private network), install the package with dpkg,
+ * (systemd-nspawn with a private network), install the package with apt,
  * build a small lab inside the machine (two ISP namespaces that answer the
  * health target 198.51.100.1, a LAN namespace; the machine itself is the
  * router), then drive uplinkd with systemctl and check the kernel state.
@@ -204,8 +204,9 @@ async function suiteTest(t: TestContext, suite: string): Promise<void> {
   const inside = join(machine.root, "root/uplinkd.deb");
   await copyFile(deb, inside);
 
-  await t.test("dpkg installs the package; the unit passes systemd-analyze verify", async () => {
-    await machine.run(["dpkg", "-i", "/root/uplinkd.deb"]);
+  await t.test("apt installs the package; the unit passes systemd-analyze verify", async () => {
+    // As the README says; offline: every dependency is in the machine already.
+    await machine.run(["apt-get", "install", "-y", "-q", "/root/uplinkd.deb"]);
     const version = await machine.run(["uplinkd", "--version"]);
     assert.match(version.stdout, /^\d+\.\d+\.\d+/);
     await machine.run(["systemd-analyze", "verify", "uplinkd.service"]);
@@ -215,18 +216,22 @@ async function suiteTest(t: TestContext, suite: string): Promise<void> {
   });
 
   await machine.sh(LAB_SCRIPT);
-  await writeFile(join(machine.root, "etc/uplinkd/uplinkd.yaml"), labConfig(1), { mode: 0o600 });
 
-  await t.test("uplinkd init sees both uplinks and the LAN; check takes its config", async () => {
-    // Only read and checked here: its public targets are not for a lab.
-    const { stdout } = await machine.run(["uplinkd", "init"]);
-    assert.match(stdout, /^lan: \[lan0\]$/m);
-    assert.match(stdout, /- name: wan1\n {4}interface: wan1\n {4}gateway: 100\.64\.1\.1\n/);
-    assert.match(stdout, /- name: wan2\n {4}interface: wan2\n {4}gateway: auto\n/);
-    await writeFile(join(machine.root, "root/init.yaml"), stdout);
-    const checked = await machine.run(["uplinkd", "check", "-c", "/root/init.yaml"]);
-    assert.equal(checked.stderr, "", "no warnings");
-  });
+  await t.test(
+    "uplinkd init -o /etc/uplinkd/uplinkd.yaml --force: both uplinks, the LAN; check takes it",
+    async () => {
+      // The README's second line, but not started: its public targets are not for a lab.
+      await machine.run(["uplinkd", "init", "-o", "/etc/uplinkd/uplinkd.yaml", "--force"]);
+      const { stdout } = await machine.run(["cat", "/etc/uplinkd/uplinkd.yaml"]);
+      assert.match(stdout, /^lan: \[lan0\]$/m);
+      assert.match(stdout, /- name: wan1\n {4}interface: wan1\n {4}gateway: 100\.64\.1\.1\n/);
+      assert.match(stdout, /- name: wan2\n {4}interface: wan2\n {4}gateway: auto\n/);
+      const checked = await machine.run(["uplinkd", "check"]);
+      assert.equal(checked.stderr, "", "no warnings");
+    },
+  );
+
+  await writeFile(join(machine.root, "etc/uplinkd/uplinkd.yaml"), labConfig(1), { mode: 0o600 });
 
   await t.test("systemctl start: both uplinks up, nft table, rules and routes", async () => {
     await machine.run(["systemctl", "start", "uplinkd"]);
@@ -345,13 +350,13 @@ async function suiteTest(t: TestContext, suite: string): Promise<void> {
     );
   });
 
-  await t.test("remove stops the daemon and keeps the config; purge removes it", async () => {
-    await machine.run(["systemctl", "start", "uplinkd"]);
+  await t.test("apt remove stops the daemon and keeps the config; purge removes it", async () => {
+    await machine.run(["systemctl", "enable", "--now", "uplinkd"]);
     await waitUntil("uplinkd active", 10_000, async () => (await isActive(machine)) === "active");
     await waitUntil("nft table loaded", 10_000, async () =>
       (await kernelState(machine)).some((s) => s.startsWith("nft:")),
     );
-    await machine.run(["dpkg", "-r", "uplinkd"]);
+    await machine.run(["apt-get", "remove", "-y", "-q", "uplinkd"]);
     const left = await kernelState(machine);
     assert.deepEqual(
       left,
@@ -360,8 +365,14 @@ async function suiteTest(t: TestContext, suite: string): Promise<void> {
     );
     await machine.run(["test", "-f", "/etc/uplinkd/uplinkd.yaml"]);
     await machine.run(["test", "!", "-e", "/usr/bin/uplinkd"]);
-    await machine.run(["dpkg", "-P", "uplinkd"]);
+    await machine.run(["apt-get", "purge", "-y", "-q", "uplinkd"]);
     await machine.run(["test", "!", "-e", "/etc/uplinkd"]);
+    await machine.run([
+      "test",
+      "!",
+      "-e",
+      "/etc/systemd/system/multi-user.target.wants/uplinkd.service",
+    ]);
     await machine.run(["test", "!", "-e", "/usr/lib/uplinkd"]);
   });
 }
