@@ -2,7 +2,17 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["dist/", "node_modules/", "bin/", "src/control/static/vendor/", "eslint.config.js"] },
+  {
+    ignores: [
+      "dist/",
+      "dist-deb/",
+      ".cache/",
+      "node_modules/",
+      "bin/",
+      "src/control/static/vendor/",
+      "eslint.config.js",
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.strictTypeChecked,
   {

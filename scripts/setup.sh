@@ -3,7 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
-packages=(iproute2 nftables iputils-ping conntrack dnsmasq-base busybox iperf3 procps psmisc chromium lsm python3-minimal)
+# systemd-container, mmdebstrap: the systemd test (test/system); lintian: npm run package;
+# python3-minimal: the lab's point-to-point relay.
+packages=(iproute2 nftables iputils-ping conntrack dnsmasq-base busybox iperf3 procps psmisc chromium lsm
+  python3-minimal systemd-container mmdebstrap lintian)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

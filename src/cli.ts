@@ -7,6 +7,7 @@
 import { Command, Option } from "commander";
 import { pino } from "pino";
 import { registerCheckCommand } from "./config/cli.js";
+import { registerInitCommand } from "./config/init-cli.js";
 import { DEFAULT_CONFIG_PATH, loadConfig } from "./config/load.js";
 import { registerControlCommands, registerNotifyTestCommand } from "./control/cli.js";
 import { Daemon } from "./daemon.js";
@@ -94,21 +95,23 @@ program
       log,
       createHealth: (options) => createUplinkHealth(options),
     });
-    try {
-      await daemon.start();
-    } catch (error) {
-      fail(error);
-      await daemon.stop(true).catch(() => undefined);
-      process.exit();
-    }
-    let stopping = false;
+    // Signals are handled from the start: a SIGTERM that arrives while the
+    // daemon is still starting (systemctl stop right after start) waits for
+    // the start to end, then stops cleanly, instead of Node's default of
+    // dying on the spot with the kernel state half made.
+    const startup = daemon.start();
+    const signalled = { stop: false };
     const stop = (signal: string) => {
-      if (stopping) return;
-      stopping = true;
+      if (signalled.stop) return;
+      signalled.stop = true;
       log.info({ signal }, `${signal}: stopping`);
-      daemon
-        .stop(opts.keep === true ? true : undefined)
-        .then(() => process.exit(0))
+      startup
+        .then(
+          () => daemon.stop(opts.keep === true ? true : undefined),
+          // A start that failed is cleaned up as below.
+          () => daemon.stop(true),
+        )
+        .then(() => process.exit())
         .catch((error: unknown) => {
           fail(error);
           process.exit();
@@ -121,8 +124,16 @@ program
       stop("SIGINT");
     });
     process.on("SIGHUP", () => {
-      daemon.reload().catch(() => undefined);
+      startup.then(() => daemon.reload()).catch(() => undefined);
     });
+    try {
+      await startup;
+    } catch (error) {
+      fail(error);
+      if (signalled.stop) return; // the stop above cleans up and exits
+      await daemon.stop(true).catch(() => undefined);
+      process.exit();
+    }
   });
 
 program
@@ -192,6 +203,7 @@ program
 registerControlCommands(program);
 registerNotifyTestCommand(program);
 registerCheckCommand(program);
+registerInitCommand(program);
 lazyCommand(
   "lab",
   "a lab in network namespaces: LAN client, router, one ISP per uplink, an internet with test hosts",

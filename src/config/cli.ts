@@ -3,7 +3,7 @@
  */
 import type { Command } from "commander";
 import { ConfigError, formatConfigIssue } from "../errors.js";
-import { DEFAULT_CONFIG_PATH, loadConfig } from "./load.js";
+import { DEFAULT_CONFIG_PATH, loadConfigWithWarnings } from "./load.js";
 import type { UplinkConfig } from "./schema.js";
 
 /**
@@ -39,8 +39,11 @@ export const EXIT_CONFIG_INVALID = 2;
  * Adds `check [-c FILE]` to `program`.
  *
  * On success it writes exactly `FILE: ok (N uplinks)` and a newline to
- * stdout and leaves the exit code alone (0); with `--verbose`, then one
- * indented line per uplink ({@link describeUplink}). On an invalid or unreadable
+ * stdout and leaves the exit code alone (0); before that, one
+ * `FILE:LINE:COL: path: warning: message` line per warning on stderr
+ * (`loadConfigWithWarnings`: health targets that answer only in a lab, on
+ * a config without `lab: true`); with `--verbose`, then one indented line
+ * per uplink ({@link describeUplink}). On an invalid or unreadable
  * config it writes one `FILE:LINE:COL: path: message` line per issue to
  * stderr, nothing else (no help text, whatever `showHelpAfterError` says),
  * and sets `process.exitCode` to `EXIT_CONFIG_INVALID` (2), so the process
@@ -61,7 +64,12 @@ export function registerCheckCommand(program: Command): Command {
     .action(async function (this: Command, options: { config: string; verbose?: boolean }) {
       const output = this.configureOutput();
       try {
-        const config = await loadConfig(options.config);
+        const { config, warnings } = await loadConfigWithWarnings(options.config);
+        for (const warning of warnings) {
+          output.writeErr?.(
+            `${formatConfigIssue({ ...warning, message: `warning: ${warning.message}` })}\n`,
+          );
+        }
         output.writeOut?.(`${options.config}: ok (${config.uplinks.length} uplinks)\n`);
         if (options.verbose === true) {
           for (const uplink of config.uplinks) output.writeOut?.(`  ${describeUplink(uplink)}\n`);

@@ -18,6 +18,7 @@ import { checkConfig } from "./checks.js";
 import { friendlyMessage, zodIssueToConfigIssues } from "./messages.js";
 import { configSchema, type Config } from "./schema.js";
 import { ConfigSource, START, type ConfigPath } from "./source.js";
+import { configWarnings } from "./warnings.js";
 
 /** Where `uplinkd run` and `uplinkd check` look when no `-c FILE` is given. */
 export const DEFAULT_CONFIG_PATH = "/etc/uplinkd/uplinkd.yaml";
@@ -107,6 +108,38 @@ export async function loadConfig(file: string = DEFAULT_CONFIG_PATH): Promise<Co
     ]);
   }
   return parseConfig(text, file);
+}
+
+/**
+ * Read and validate a config file (see `parseConfig`), and locate the
+ * warnings of `configWarnings` in it (health targets that answer only in a
+ * lab, unless the config says `lab: true`).
+ *
+ * @returns the config and one issue per warning (FILE:LINE:COL, path,
+ *   message), in file order.
+ * @throws {ConfigError} as `loadConfig`.
+ */
+export async function loadConfigWithWarnings(
+  file: string = DEFAULT_CONFIG_PATH,
+): Promise<{ config: Config; warnings: ConfigIssue[] }> {
+  const config = await loadConfig(file);
+  const found = configWarnings(config);
+  if (found.length === 0) return { config, warnings: [] };
+  const text = await readFile(file, "utf8");
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines });
+  const source = new ConfigSource(file, doc, lines);
+  const warnings = found
+    .map((warning) =>
+      source.valueIssue(
+        warning.path,
+        doc.hasIn(warning.path)
+          ? warning.message
+          : `${warning.message} (not in the file: a default)`,
+      ),
+    )
+    .sort((a, b) => a.line - b.line || a.col - b.col);
+  return { config, warnings };
 }
 
 /** Throws the issues as one ConfigError, in file order. */

@@ -428,6 +428,12 @@ export const dnsSchema = z
 /** The whole config file. */
 export const configSchema = z
   .object({
+    lab: z
+      .boolean()
+      .optional()
+      .describe(
+        "true in the configs of a test lab (uplinkd lab writes it): health targets in documentation or private ranges are expected there, so check does not warn about them",
+      ),
     lan: z.array(interfaceName).min(1).describe("interfaces whose new connections are balanced"),
     uplinks: z.array(uplinkSchema).min(1).describe("the internet uplinks, one per ISP"),
     health: healthSchema.prefault({}),

@@ -10,7 +10,7 @@ import { ispResolver, type resolverPaths } from "./resolver.js";
 import { LAB_HOSTS, LAN, type LabPlan } from "./topology.js";
 
 /**
- * The config as YAML text: `lan: [lan0]`; uplinks `ispI` on `wanI` with
+ * The config as YAML text: `lab: true`, `lan: [lan0]`; uplinks `ispI` on `wanI` with
  * gateway `100.64.I.1` (`auto` for DHCP uplinks, `none` for point-to-point
  * ones; CGNAT ones pin their ISP's private upstream network), their weight and tier;
  * health targets 198.51.100.1 and 203.0.113.1 every 200 ms, timeout 500 ms;
@@ -27,6 +27,8 @@ export function renderLabConfig(
   resolver?: ReturnType<typeof resolverPaths>,
 ): string {
   const config = {
+    // Lab targets are documentation addresses: `check` expects them here.
+    lab: true,
     lan: [LAN.routerInterface],
     uplinks: plan.uplinks.map((u) => ({
       name: u.name,

@@ -9,8 +9,10 @@ import { Command } from "commander";
 import { EXIT_CONFIG_INVALID, registerCheckCommand } from "../../src/config/cli.js";
 import { DEFAULT_CONFIG_PATH } from "../../src/config/load.js";
 
+// lab: true: the default health targets are documentation addresses, which
+// check warns about anywhere else (see the warning tests below).
 const VALID =
-  "lan: [lan0]\nuplinks:\n  - { name: isp1, interface: wan1 }\n  - { name: isp2, interface: wan2 }\n";
+  "lab: true\nlan: [lan0]\nuplinks:\n  - { name: isp1, interface: wan1 }\n  - { name: isp2, interface: wan2 }\n";
 const INVALID =
   "lan: [lan0]\nuplinks:\n  - name: isp1\n    interface: wan1\n    weight: 0\n    gatway: auto\n";
 
@@ -119,5 +121,43 @@ describe("uplinkd check", () => {
       `${bad}:5:13: uplinks.0.weight: must be at least 1`,
       `${bad}:6:5: uplinks.0.gatway: unknown key "gatway"; did you mean "gateway"?`,
     ]);
+  });
+});
+
+describe("uplinkd check warnings", () => {
+  test("a documentation target on a config without lab: true: a warning line on stderr, still exit 0", async (t) => {
+    const file = await tempFile(
+      t,
+      "lan: [lan0]\nuplinks:\n  - { name: isp1, interface: wan1 }\nhealth:\n  targets: [9.9.9.9, 192.0.2.7]\n",
+    );
+    const result = await check(["-c", file]);
+    assert.equal(result.exitCode, 0);
+    assert.equal(result.stdout, `${file}: ok (1 uplinks)\n`);
+    const lines = result.stderr.trimEnd().split("\n");
+    assert.equal(lines.length, 1);
+    assert.match(
+      lines[0] ?? "",
+      new RegExp(
+        `^${file}:5:22: health\\.targets\\.1: warning: 192\\.0\\.2\\.7 is a documentation address`,
+      ),
+    );
+    assert.match(lines[0] ?? "", /uplink isp1/);
+  });
+
+  test("targets left to the default are blamed as a default", async (t) => {
+    const file = await tempFile(t, VALID.replace("lab: true\n", ""));
+    const result = await check(["-c", file]);
+    assert.equal(result.exitCode, 0);
+    const lines = result.stderr.trimEnd().split("\n");
+    assert.equal(lines.length, 2, result.stderr);
+    for (const line of lines)
+      assert.match(line, /warning: .*uplinks isp1, isp2.*\(not in the file: a default\)$/);
+  });
+
+  test("an invalid config with a lab-only target: errors only, exit 2", async (t) => {
+    const file = await tempFile(t, INVALID + "health: { targets: [10.1.1.1] }\n");
+    const result = await check(["-c", file]);
+    assert.equal(result.exitCode, 2);
+    assert.doesNotMatch(result.stderr, /warning/);
   });
 });
