@@ -144,6 +144,34 @@ export class Metrics {
         if (u.connections !== null) g.set({ uplink: u.name }, u.connections);
       }),
     });
+    new Gauge({
+      name: "uplinkd_uplink_throughput_bits_per_second",
+      help: "throughput through the uplink's interface now (EWMA, time constant 2 s), by direction: down = received, up = sent",
+      labelNames: ["uplink", "direction"],
+      registers,
+      collect: fromStatus<Gauge>((g, u) => {
+        if (u.throughput === null) return;
+        g.set({ uplink: u.name, direction: "down" }, u.throughput.down);
+        g.set({ uplink: u.name, direction: "up" }, u.throughput.up);
+      }),
+    });
+    new Gauge({
+      name: "uplinkd_policy_share_ratio",
+      help: "share of a policy's new connections the uplink gets now, 0..1 (effective weights: load-based for least-used and spillover)",
+      labelNames: ["policy", "uplink"],
+      registers,
+      async collect(this: Gauge): Promise<void> {
+        const status = await current();
+        this.reset();
+        for (const [policy, choice] of Object.entries(status.policies)) {
+          if (choice.kind !== "balance") continue;
+          const total = choice.members.reduce((sum, m) => sum + m.weight, 0);
+          for (const m of choice.members) {
+            this.set({ policy, uplink: m.uplink }, total === 0 ? 0 : m.weight / total);
+          }
+        }
+      },
+    });
     // Kernel counters: the value is the kernel's total, so the series is set, not counted here.
     new Counter({
       name: "uplinkd_interface_receive_bytes_total",

@@ -767,12 +767,22 @@ describe("metrics", () => {
     const { Metrics } = await import("../../src/control/metrics.js");
     const metrics = new Metrics({
       status: () =>
-        Promise.resolve(
-          statusDoc([
+        Promise.resolve({
+          ...statusDoc([
             uplink("isp1"),
             uplink("isp2", { state: "down", loss: 100, rtt: null, jitter: null, active: false }),
           ]),
-        ),
+          policies: {
+            default: {
+              kind: "balance",
+              members: [
+                { uplink: "isp1", weight: 3, tier: 1 },
+                { uplink: "isp3", weight: 1, tier: 1 },
+              ],
+            },
+            backup: { kind: "unreachable" },
+          },
+        }),
     });
     metrics.start();
     metrics.transition({
@@ -805,6 +815,10 @@ describe("metrics", () => {
       'uplinkd_uplink_rtt_seconds{uplink="isp1"} 0.00025',
       'uplinkd_uplink_jitter_seconds{uplink="isp1"} 0.00005',
       'uplinkd_uplink_connections{uplink="isp1"} 12',
+      'uplinkd_uplink_throughput_bits_per_second{uplink="isp1",direction="down"} 8000',
+      'uplinkd_uplink_throughput_bits_per_second{uplink="isp1",direction="up"} 4000',
+      'uplinkd_policy_share_ratio{policy="default",uplink="isp1"} 0.75',
+      'uplinkd_policy_share_ratio{policy="default",uplink="isp3"} 0.25',
       'uplinkd_interface_receive_bytes_total{uplink="isp1",interface="wan1"} 1536',
       'uplinkd_interface_transmit_bytes_total{uplink="isp1",interface="wan1"} 2048',
       'uplinkd_transitions_total{uplink="isp2",from="up",to="down"} 1',
