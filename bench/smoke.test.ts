@@ -24,7 +24,8 @@ import type { ApplyResults } from "./apply.js";
 import type { BalanceResults } from "./balance.js";
 import type { ConntrackResults } from "./conntrack.js";
 import { DEFAULTS, FAST } from "./context.js";
-import type { FailoverResults } from "./failover.js";
+import { HUNG_PROFILE, type FailoverResults } from "./failover.js";
+import type { LoadResults } from "./load.js";
 import type { FootprintResults } from "./footprint.js";
 import type { LsmResults } from "./lsm.js";
 import type { Results } from "./report.js";
@@ -84,7 +85,10 @@ function between(value: number | null | undefined, low: number, high: number, wh
 
 /** The health settings (ms) the daemon runs with under the failover part's profile `name`. */
 function profileHealth(name: string): HealthConfig {
-  const profile = [DEFAULTS, FAST].find((p) => p.name === name);
+  // The hung-commands set runs the fast profile.
+  const profile = [DEFAULTS, FAST].find(
+    (p) => p.name === (name === HUNG_PROFILE ? FAST.name : name),
+  );
   assert.ok(profile !== undefined, `unknown failover profile ${name}`);
   const { interval, timeout, down, up } = profile;
   return healthSchema.parse({ interval, timeout, down, up });
@@ -152,7 +156,9 @@ void test(
       const data = (name: string): unknown => doc.parts[name]?.data;
 
       const fo = data("failover") as FailoverResults;
-      assert.equal(fo.sets.length, 4);
+      // defaults and fast, blackhole and carrier; fast blackhole with hung conntrack -D and nft list.
+      assert.equal(fo.sets.length, 5);
+      assert.ok(fo.sets.some((s) => s.profile === HUNG_PROFILE && s.fault === "blackhole"));
       for (const s of fo.sets) {
         assert.equal(s.failover.n, 3, `${s.profile} ${s.fault}: trials that did not settle`);
         const health = profileHealth(s.profile);
@@ -203,6 +209,17 @@ void test(
           (f.tree.rssMb.median ?? 0) > (f.rssMb.median ?? 0),
           `the tree's RSS (${f.tree.rssMb.median} MB) counts the children beside the daemon (${f.rssMb.median} MB)`,
         );
+      }
+      const load = data("load") as LoadResults;
+      assert.deepEqual(
+        load.modes.map((m) => m.mode),
+        ["weight 1:1", "weight 1:4", "least-used", "spillover"],
+      );
+      for (const m of load.modes) {
+        assert.ok(m.transfers > 0, `${m.mode}: no transfers`);
+        assert.equal(m.failed, 0, `${m.mode}: failed transfers`);
+        // 10 + 40 Mbit/s at the ISPs: the goodput cannot exceed 50.
+        between(m.goodputMbit, 1, 52, `${m.mode} goodput (Mbit/s)`);
       }
       const ct = data("conntrack") as ConntrackResults;
       assert.deepEqual(
