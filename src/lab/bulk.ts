@@ -13,6 +13,7 @@
  */
 import { request } from "node:http";
 import { parseArgs } from "node:util";
+import { seededRandom } from "../random.js";
 import { isMainModule } from "./scripts.js";
 
 /** One planned transfer. */
@@ -42,18 +43,6 @@ export interface BulkReport {
   spanMs: number;
 }
 
-/** A small seeded generator (mulberry32): the same seed, the same stream. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /**
  * The transfers of a run: Poisson arrivals at `rate` per second over
  * `durationMs`, sizes drawn from `sizes` (bytes -> relative weight).
@@ -65,7 +54,7 @@ export function planBulk(
   rate: number,
   sizes: readonly (readonly [number, number])[],
 ): BulkTransferPlan[] {
-  const random = seeded(seed);
+  const random = seededRandom(seed);
   const total = sizes.reduce((sum, [, w]) => sum + w, 0);
   const plan: BulkTransferPlan[] = [];
   for (let at = 0; ;) {

@@ -8,20 +8,7 @@
 import type { Clock, TimerHandle } from "../../src/clock.js";
 import type { ProcessSpawner, SpawnedProcess } from "../../src/health/process.js";
 
-/**
- * A seeded pseudo-random source (mulberry32): the same seed gives the same
- * sequence of numbers in [0, 1).
- */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom } from "../../src/random.js";
 
 /** How the fake network treats echo requests to one target. */
 export interface FakePath {
