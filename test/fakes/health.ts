@@ -8,7 +8,9 @@
 import type { Clock, TimerHandle } from "../../src/clock.js";
 import type { ProcessSpawner, SpawnedProcess } from "../../src/health/process.js";
 
-export { seededRandom } from "../../src/random.js";
+import { seededRandom } from "../../src/random.js";
+
+export { seededRandom };
 
 /** How the fake network treats echo requests to one target. */
 export interface FakePath {
