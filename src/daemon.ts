@@ -83,6 +83,8 @@ export class Daemon {
   /** Sends transitions to email, webhooks and hooks (config `notify`); none without it. */
   #notifier: Notifier | undefined;
   readonly #startedAt: number;
+  /** During start, until the first reconcile: whether links changed meanwhile; undefined after. */
+  #linksPending: boolean | undefined;
 
   constructor(options: DaemonOptions) {
     this.#options = options;
@@ -151,9 +153,11 @@ export class Daemon {
   async start(): Promise<void> {
     this.#config = await this.#options.loadConfig(this.#options.configPath);
     this.#resetNotifier();
+    this.#linksPending = false;
     await this.#links.start();
     // Routes and rules first: probes need their uplink's table.
     await this.#controller.start();
+    this.#firstReconcileDone();
     this.#health.reconfigure(this.#config, this.#links.now.links);
     this.#balancer.start(this.#config);
     this.#traffic.start();
@@ -201,6 +205,13 @@ export class Daemon {
     };
   }
 
+  /** After the first reconcile: link changes request reconciles of their own, and one that came meanwhile does now. */
+  #firstReconcileDone(): void {
+    const pending = this.#linksPending === true;
+    this.#linksPending = undefined;
+    if (pending) this.#controller.request("links", "links changed").catch(() => undefined);
+  }
+
   #linksChanged(before: LinkObservation, after: LinkObservation): void {
     for (const [name, link] of after.links) {
       const old = before.links.get(name);
@@ -219,7 +230,10 @@ export class Daemon {
       }
     }
     this.#health.linksChanged(before.links, after.links);
-    this.#controller.request("links", "links changed").catch(() => undefined);
+    // Before the controller's first reconcile, that reconcile reads the links itself.
+    if (this.#linksPending === undefined) {
+      this.#controller.request("links", "links changed").catch(() => undefined);
+    } else this.#linksPending = true;
   }
 
   /** A new notifier for the config's `notify` (after start or a reload); the old one sends what it has. */
