@@ -113,7 +113,9 @@ export const nodeSpawner: ProcessSpawner = (file, args) => {
       exitListeners.push(listener);
     },
     kill(signal: NodeJS.Signals = "SIGTERM") {
-      if (!exited && child.exitCode === null && child.signalCode === null) child.kill(signal);
+      // A child that never started has no pid: Node would signal pid 0 (our whole process group).
+      if (child.pid === undefined || exited) return;
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     },
   };
 };
