@@ -3,7 +3,7 @@
  * writes RESULTS.md and results.json.
  *
  *     npm run bench                      # full run (~25 min): bench/RESULTS.md, bench/results.json
- *     npm run bench -- --quick           # smoke run (< 5 min): bench/quick/
+ *     npm run bench -- --quick           # smoke run (< 7 min): bench/quick/
  *     tsx bench/run.ts --only failover,balance --out /tmp/b
  *
  * Options: `--quick`; `--out DIR` (default bench/, or bench/quick/ with

@@ -1,5 +1,5 @@
 /**
- * Smoke test of the benchmark, for CI: `bench/run.ts --quick` (under 5
+ * Smoke test of the benchmark, for CI: `bench/run.ts --quick` (under 7
  * minutes) into a temporary directory writes RESULTS.md and results.json,
  * every part succeeds with figures in a sane range, and nothing of the run
  * is left behind: no lab namespace or state directory, no process, no
@@ -127,7 +127,7 @@ function recoveryBounds(health: HealthConfig): [number, number] {
 
 void test(
   "the quick benchmark writes sane results and leaves nothing behind",
-  { timeout: 420_000 },
+  { timeout: 600_000 },
   async () => {
     assert.ok(existsSync(join(ROOT, "dist", "cli.js")), "no build: run `npm run build` first");
     const hostBefore = await hostNetworkState();
@@ -248,7 +248,7 @@ void test(
       for (const f of ct.failover) {
         between(f.set.failover.median, 1, 5000, `failover at ${f.entries} entries`);
       }
-      assert.ok(tookS < 300, `the quick run took ${Math.round(tookS)} s`);
+      assert.ok(tookS < 420, `the quick run took ${Math.round(tookS)} s`);
 
       // Nothing left behind.
       assert.ok(doc.prefixes.length > 0, "results.json lists no lab prefixes to check");
