@@ -2,6 +2,7 @@
  * Human-readable forms of what the control API returns.
  */
 import { formatRate } from "../config/rate.js";
+import { shares } from "../policy/load.js";
 import type { Transition } from "../uplink-health.js";
 import type { MaintenanceResult, ReloadResult, StatusDocument } from "./api.js";
 
@@ -129,10 +130,9 @@ function formatPolicies(status: StatusDocument): string {
   return Object.entries(status.policies)
     .map(([name, choice]) => {
       if (choice.kind !== "balance") return `policy ${name}: ${choice.kind}\n`;
-      const total = choice.members.reduce((sum, m) => sum + m.weight, 0);
-      const parts = choice.members
-        .filter((m) => m.weight > 0)
-        .map((m) => `${m.uplink} ${total === 0 ? 0 : Math.round((100 * m.weight) / total)}%`);
+      const parts = [...shares(choice.members)]
+        .filter(([, pct]) => pct > 0)
+        .map(([uplink, pct]) => `${uplink} ${Math.round(pct)}%`);
       return `policy ${name}: ${parts.length === 0 ? "none" : parts.join(", ")}\n`;
     })
     .join("");

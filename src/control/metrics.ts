@@ -14,6 +14,7 @@
 import { subscribe, unsubscribe } from "node:diagnostics_channel";
 import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
 import type { StatusDocument, UplinkStatus } from "./api.js";
+import { shares } from "../policy/load.js";
 import type { Transition, UplinkState } from "../uplink-health.js";
 
 /** Every state an uplink can be in: the `state` label of `uplinkd_uplink_state`. */
@@ -165,9 +166,8 @@ export class Metrics {
         this.reset();
         for (const [policy, choice] of Object.entries(status.policies)) {
           if (choice.kind !== "balance") continue;
-          const total = choice.members.reduce((sum, m) => sum + m.weight, 0);
-          for (const m of choice.members) {
-            this.set({ policy, uplink: m.uplink }, total === 0 ? 0 : m.weight / total);
+          for (const [uplink, pct] of shares(choice.members)) {
+            this.set({ policy, uplink }, pct / 100);
           }
         }
       },
