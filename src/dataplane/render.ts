@@ -99,6 +99,12 @@ export interface Surroundings {
   localNetworks?: readonly string[];
   /** Measured load for policies that balance by it (`least-used`, `spillover`); none: no load yet. */
   load?: LoadSnapshot;
+  /** The router's IPv6 address on its LAN (preferred source of the IPv6 default in main). */
+  lanAddress6?: string;
+  /** IPv6 destinations of the main table's own routes: never balanced. */
+  localNetworks6?: readonly string[];
+  /** The LAN's IPv6 networks (from the LAN interfaces' addresses): the sources NPTv6 translates. */
+  lanNetworks6?: readonly string[];
 }
 
 /**
