@@ -164,7 +164,7 @@ describe("reading IPv6 from the kernel", () => {
         ["fe80::ac60:87ff:fe58:ab92", "link", false, false],
       ],
     );
-    assert.deepEqual(wan1?.addresses, [{ address: "100.64.1.2", prefixlen: 24 }]);
+    assert.deepEqual(wan1.addresses, [{ address: "100.64.1.2", prefixlen: 24 }]);
   });
 
   test("IPv6 routes carry family 6; an unreachable route's `dev lo` is no device", () => {
@@ -183,7 +183,7 @@ describe("reading IPv6 from the kernel", () => {
       },
     );
     assert.equal(routes[3]?.gateway, "fe80::1:1");
-    assert.equal(routes[3]?.protocol, 9);
+    assert.equal(routes[3].protocol, 9);
   });
 
   test("IPv6 rules: a /128 source is written bare, a prefix with its length", () => {
