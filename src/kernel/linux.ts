@@ -9,6 +9,7 @@ import { ConntrackWatch } from "./conntrack.js";
 import { runCommand } from "./exec.js";
 import { canonicalAddress6 } from "../config/ipv6.js";
 import {
+  IPV6_LINE,
   TABLE_MAIN,
   type ConntrackCounts,
   type Family,
@@ -26,9 +27,6 @@ export const READ_ROUTES = ["-N", "-4", "-j", "route", "show", "table", "all"] a
 export const READ_RULES = ["-N", "-4", "-j", "rule", "show"] as const;
 export const READ_ROUTES6 = ["-N", "-6", "-j", "route", "show", "table", "all"] as const;
 export const READ_RULES6 = ["-N", "-6", "-j", "rule", "show"] as const;
-
-/** The prefix that marks an IPv6 line for {@link Kernel.ipBatch}. */
-export const IPV6_LINE = "-6 ";
 
 /**
  * Route types by rtnetlink number (RTN_* in linux/rtnetlink.h), named as

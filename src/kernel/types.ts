@@ -7,6 +7,13 @@
 /** An address family: 4 (IPv4) or 6 (IPv6). */
 export type Family = 4 | 6;
 
+/**
+ * The prefix that marks an IPv6 line for {@link Kernel.ipBatch}
+ * (`-6 route replace ...`): `ip -batch` reads no options per line, so the
+ * kernel adapter runs these lines in an `ip -6 -batch`.
+ */
+export const IPV6_LINE = "-6 ";
+
 /** Routing table numbers with names in /etc/iproute2/rt_tables (kernel constants RT_TABLE_*). */
 export const TABLE_MAIN = 254;
 export const TABLE_DEFAULT = 253;
