@@ -34,6 +34,7 @@
  *   say which uplink delegated it; the file does (and so do the lease
  *   file `STATE_DIR/dhclient6-IF.leases` and the ISP's pool).
  */
+import { BlockList, isIPv6 } from "node:net";
 import { join } from "node:path";
 import { ISP_INTERFACES, type UplinkPlan } from "./topology.js";
 
@@ -235,4 +236,49 @@ case "$reason" in
 esac
 exit 0
 `;
+}
+
+/**
+ * Which uplink an IPv6 address belongs to, by the ISP's address space: its
+ * customer space (`2001:db8:I::/48`: every generation of its uplink
+ * network, so the router's SLAAC address, masqueraded traffic) or its
+ * delegation pool (`2001:db8:(1000+I)::/48`: prefix-translated traffic).
+ * Matching uses node:net's BlockList, so any spelling of the address works.
+ * @returns the uplink number, or undefined for an address of no uplink (a
+ *   ULA, a link-local, an IPv4 address).
+ */
+export function uplinkOfAddress6(
+  uplinks: readonly UplinkPlan[],
+  address: string,
+): number | undefined {
+  if (!isIPv6(address)) return undefined;
+  for (const u of uplinks) {
+    if (u.ipv6 === undefined) continue;
+    const list = new BlockList();
+    for (const cidr of [u.ipv6.customerSpace, u.ipv6.delegationPool]) {
+      const [network, length] = cidr.split("/");
+      list.addSubnet(network ?? "", Number(length), "ipv6");
+    }
+    if (list.check(address, "ipv6")) return u.number;
+  }
+  return undefined;
+}
+
+/**
+ * How an address was given its uplink: `uplink` (in the uplink network
+ * space: SLAAC, masquerade) or `delegated` (in the delegation pool:
+ * prefix translation), with the uplink number; undefined as
+ * {@link uplinkOfAddress6}.
+ */
+export function addressKind6(
+  uplinks: readonly UplinkPlan[],
+  address: string,
+): { uplink: number; space: "uplink" | "delegated" } | undefined {
+  const n = uplinkOfAddress6(uplinks, address);
+  if (n === undefined) return undefined;
+  const u = uplinks.find((x) => x.number === n);
+  const pool = u?.ipv6?.delegationPool.split("/") ?? [];
+  const list = new BlockList();
+  list.addSubnet(pool[0] ?? "", Number(pool[1]), "ipv6");
+  return { uplink: n, space: list.check(address, "ipv6") ? "delegated" : "uplink" };
 }
