@@ -12,7 +12,7 @@ import type { Lab } from "../../src/lab/lab.js";
 import { labScriptArgv } from "../../src/lab/scripts.js";
 import { LAN6 } from "../../src/lab/topology.js";
 import type { TrafficReport } from "../../src/lab/traffic.js";
-import { labWithConfig, startDaemon, testPrefix, type LabDaemon } from "./harness.js";
+import { labWithConfig, startDaemon, testPrefix, uplinkdArgv, type LabDaemon } from "./harness.js";
 import { connectionsByUplink6, traffic6, uplinkOfAddress6 } from "./helpers.js";
 
 function assertAllOk(report: TrafficReport): void {
@@ -203,6 +203,22 @@ describe("stopping with IPv6", () => {
 
   after(async () => {
     await lab.down();
+  });
+
+  it("check warns, in the router's namespace, about an uplink whose accept_ra ignores router advertisements", async () => {
+    const clean = await lab.exec("rtr", uplinkdArgv("check", "-c", lab.configPath));
+    assert.doesNotMatch(clean.stderr, /accept_ra/);
+    await lab.exec("rtr", ["sysctl", "-qw", "net.ipv6.conf.wan2.accept_ra=1"]);
+    try {
+      const result = await lab.exec("rtr", uplinkdArgv("check", "-c", lab.configPath));
+      assert.match(
+        result.stderr,
+        /warning: net\.ipv6\.conf\.wan2\.accept_ra is 1 while forwarding is on/,
+      );
+      assert.doesNotMatch(result.stderr, /wan1\.accept_ra/);
+    } finally {
+      await lab.exec("rtr", ["sysctl", "-qw", "net.ipv6.conf.wan2.accept_ra=2"]);
+    }
   });
 
   it("SIGTERM removes every IPv6 rule, route and map element, and the RA routes stay", async () => {
