@@ -14,7 +14,8 @@
  */
 import type { Config } from "../config/schema.js";
 import { domainSetName } from "../dataplane/domains.js";
-import type { UplinkView } from "../dataplane/render.js";
+import { usabilityIn, type UplinkView } from "../dataplane/render.js";
+import { familyOf } from "../config/ipv6.js";
 
 const HEADER = "# Written by uplinkd from its config; changes here are overwritten.";
 
@@ -66,10 +67,11 @@ export function renderNftsetFile(config: Config): string {
  * first), then weight (heaviest first), then config order; when none is
  * good, those of the degraded ones; when none is degraded either, every
  * uplink's, so that dnsmasq still has something to ask. Duplicates are
- * left out.
+ * left out. IPv6 servers follow the uplinks' IPv6 usability the same way,
+ * IPv4 servers their IPv4 usability.
  *
  * @param views the uplinks now, in config order.
- * @returns IPv4 addresses.
+ * @returns IPv4 and IPv6 addresses.
  */
 export function upstreamServers(config: Config, views: readonly UplinkView[]): string[] {
   const dnsOf = new Map(config.uplinks.map((u) => [u.name, u.dns]));
@@ -80,10 +82,22 @@ export function upstreamServers(config: Config, views: readonly UplinkView[]): s
         a.view.tier - b.view.tier || b.view.weight - a.view.weight || a.position - b.position,
     )
     .map((e) => e.view);
-  const good = ordered.filter((v) => v.usability === "good");
-  const degraded = ordered.filter((v) => v.usability === "degraded");
-  const chosen = good.length > 0 ? good : degraded.length > 0 ? degraded : ordered;
-  return [...new Set(chosen.flatMap((v) => dnsOf.get(v.name) ?? []))];
+  const chosenIn = (family: 4 | 6): Set<string> => {
+    const good = ordered.filter((v) => usabilityIn(v, family) === "good");
+    const degraded = ordered.filter((v) => usabilityIn(v, family) === "degraded");
+    const chosen = good.length > 0 ? good : degraded.length > 0 ? degraded : ordered;
+    return new Set(chosen.map((v) => v.name));
+  };
+  const chosen = { 4: chosenIn(4), 6: chosenIn(6) };
+  return [
+    ...new Set(
+      ordered.flatMap((v) =>
+        (dnsOf.get(v.name) ?? []).filter((server) =>
+          chosen[familyOf(server) === 6 ? 6 : 4].has(v.name),
+        ),
+      ),
+    ),
+  ];
 }
 
 /** The whole servers file: a header comment and one `server=ADDRESS` line per upstream server. */

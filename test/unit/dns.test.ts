@@ -261,6 +261,39 @@ describe("dnsmasq files", () => {
   });
 });
 
+describe("dnsmasq servers of both families", () => {
+  it("an IPv6 server follows its uplink's IPv6 usability, an IPv4 server its IPv4 usability", () => {
+    const dual = configSchema.parse({
+      lan: ["lan0"],
+      uplinks: [
+        { name: "isp1", interface: "wan1", dns: ["100.64.1.53", "2001:db8:1::53"] },
+        { name: "isp2", interface: "wan2", dns: ["100.64.2.53", "2001:db8:2::53"] },
+      ],
+    });
+    const link = (n: number): UplinkLink => ({
+      present: true,
+      up: true,
+      carrier: true,
+      pointToPoint: false,
+      address: `100.64.${n}.2`,
+      gateway: `100.64.${n}.1`,
+      ipv6: { address: `2001:db8:${n}::2`, gateway: "fe80::1" },
+    });
+    const links = new Map([
+      ["isp1", link(1)],
+      ["isp2", link(2)],
+    ]);
+    const v6down = buildViews(dual, links, (name, family) =>
+      name === "isp1" && family === 6 ? "down" : "up",
+    );
+    assert.deepEqual(upstreamServers(dual, v6down), [
+      "100.64.1.53",
+      "100.64.2.53",
+      "2001:db8:2::53",
+    ]);
+  });
+});
+
 /** Files and processes in memory. */
 class FakeIo implements DnsmasqIo {
   readonly files = new Map<string, string>();
