@@ -205,6 +205,21 @@ describe("stopping with IPv6", () => {
     await lab.down();
   });
 
+  it("plan shows the IPv6 routes and rules it would add, as ip -6 lines", async () => {
+    const result = await lab.exec("rtr", uplinkdArgv("plan", "-c", lab.configPath));
+    const lines = result.stdout.split("\n");
+    for (const line of [
+      "ip -6 route replace default via fe80::1 dev wan1 table 101 proto 73 metric 1024",
+      "ip -6 route replace unreachable default table 102 proto 73 metric 4294967295",
+      "ip -6 rule add priority 1302 from 2001:db8:2::2 lookup 102 protocol 73",
+      "ip -6 rule add priority 1401 from 2001:db8:1001::/56 lookup 101 protocol 73",
+    ]) {
+      assert.ok(lines.includes(line), `plan lacks "${line}":\n${result.stdout}`);
+    }
+    assert.match(result.stdout, /snat ip6 prefix to 2001:db8:1002::\/56/);
+    assert.deepEqual(await owned6(lab), { routes: [], rules: [] }, "plan changed the kernel");
+  });
+
   it("check warns, in the router's namespace, about an uplink whose accept_ra ignores router advertisements", async () => {
     const clean = await lab.exec("rtr", uplinkdArgv("check", "-c", lab.configPath));
     assert.doesNotMatch(clean.stderr, /accept_ra/);
