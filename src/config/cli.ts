@@ -43,7 +43,9 @@ export const EXIT_CONFIG_INVALID = 2;
  * stdout and leaves the exit code alone (0); before that, one
  * `FILE:LINE:COL: path: warning: message` line per warning on stderr
  * (`loadConfigWithWarnings`: health targets that answer only in a lab, on
- * a config without `lab: true`); with `--verbose`, then one indented line
+ * a config without `lab: true`), then one `FILE: warning: message` line per
+ * uplink whose `accept_ra` ignores router advertisements (see
+ * links/sysctl6.ts); with `--verbose`, then one indented line
  * per uplink ({@link describeUplink}). On an invalid or unreadable
  * config it writes one `FILE:LINE:COL: path: message` line per issue to
  * stderr, nothing else (no help text, whatever `showHelpAfterError` says),
