@@ -521,6 +521,11 @@ test("ra-change moves the router's RA default route to a new router; renumber gi
 
   await lab.fault(2, "renumber");
   assert.equal(await lab.uplinkNetwork6(2), "2001:db8:2:1::/64");
+  assert.deepEqual(
+    await lab.raGateways(2),
+    ["fe80::1"],
+    "the same router announces the new network",
+  );
   assert.equal(await lab.routerAddress6(2), "2001:db8:2:1::2");
   assert.deepEqual(await lab.routerAddresses6(2), [
     "2001:db8:2:1::2/64",
