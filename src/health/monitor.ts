@@ -275,15 +275,15 @@ export class UplinkMonitor {
 
   /**
    * Carrier of the uplink's interface: `false` -> down at once ("carrier
-   * lost"); `true` -> recovery starts (`up` passed rounds) and probers that
-   * wait for a restart retry at once.
+   * lost", or `reason`); `true` -> recovery starts (`up` passed rounds) and
+   * probers that wait for a restart retry at once.
    */
-  carrier(up: boolean): void {
+  carrier(up: boolean, reason?: string): void {
     if (up) {
       this.#emit(this.#machine.carrierBack());
       for (const target of this.#targets) target.prober.nudge();
     } else {
-      this.#emit(this.#machine.carrierLost(this.#qualityStats()));
+      this.#emit(this.#machine.carrierLost(this.#qualityStats(), reason));
     }
   }
 

@@ -60,6 +60,7 @@ function uplink(name: string, overrides: Partial<UplinkStatus> = {}): UplinkStat
     rxBytes: 1536,
     txBytes: 2048,
     throughput: { down: 8000, up: 4000 },
+    ipv6: null,
     ...overrides,
   };
 }
@@ -393,6 +394,7 @@ describe("control API on the Unix socket (no tokens: the socket is root only)", 
     const transition: Transition = {
       time: "2026-11-21T00:00:01.000Z",
       uplink: "isp1",
+      family: 4,
       from: "up",
       to: "down",
       reason: "3 failed rounds",
@@ -723,6 +725,7 @@ describe("status and events text", () => {
       {
         time: "2026-11-21T00:00:01.000Z",
         uplink: "isp1",
+        family: 4,
         from: "up",
         to: "down",
         reason: "3 failed rounds: 198.51.100.1 no answer",
@@ -788,6 +791,7 @@ describe("metrics", () => {
     metrics.transition({
       time: "2026-11-21T00:00:01.000Z",
       uplink: "isp2",
+      family: 4,
       from: "up",
       to: "down",
       reason: "3 failed rounds",
