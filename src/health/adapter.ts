@@ -49,6 +49,7 @@ export function createUplinkHealth(
   const who = family === 6 ? `${options.uplink.name} (IPv6)` : options.uplink.name;
   const monitor = new UplinkMonitor({
     uplink: options.uplink.name,
+    family,
     settings: resolveHealthSettings(
       options.health,
       { ...configuredTuning(options.health), ...extras.tuning },
