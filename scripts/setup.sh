@@ -4,9 +4,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 # systemd-container, mmdebstrap: the systemd test (test/system); lintian: npm run package;
-# python3-minimal: the lab's point-to-point relay.
+# python3-minimal: the lab's point-to-point relay; radvd: the lab ISPs' IPv6 router advertisements;
+# kea-dhcp6-server, isc-dhcp-client: the lab's DHCPv6 prefix delegation (lab up --pd).
 packages=(iproute2 nftables iputils-ping conntrack dnsmasq-base busybox iperf3 procps psmisc chromium lsm
-  python3-minimal systemd-container mmdebstrap lintian)
+  python3-minimal systemd-container mmdebstrap lintian radvd kea-dhcp6-server isc-dhcp-client)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

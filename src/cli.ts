@@ -18,7 +18,7 @@ import { buildViews } from "./dataplane/views.js";
 import { ConfigError, UplinkdError, formatConfigIssue } from "./errors.js";
 import { LinuxKernel } from "./kernel/linux.js";
 import { createUplinkHealth } from "./health/adapter.js";
-import { lanAddress, localNetworks, observeUplinks } from "./links/observe.js";
+import { observe } from "./links/watcher.js";
 
 const VERSION = "0.1.0";
 
@@ -145,14 +145,9 @@ program
     try {
       const config = await loadConfig(opts.config);
       const kernel = new LinuxKernel();
-      const [links, routes] = await Promise.all([kernel.readLinks(), kernel.readRoutes()]);
-      const observed = observeUplinks(config, links, routes, config.dataplane.route_protocol);
-      const views = buildViews(config, observed, () => "init");
-      const lan = lanAddress(config, links);
-      const desired = renderDesired(config, views, {
-        ...(lan === undefined ? {} : { lanAddress: lan }),
-        localNetworks: localNetworks(routes, config.dataplane.route_protocol),
-      });
+      const observed = await observe(kernel, config);
+      const views = buildViews(config, observed.links, () => "init");
+      const desired = renderDesired(config, views, observed.surroundings);
       const dataplane = new Dataplane(kernel, {
         table: config.dataplane.table,
         protocol: config.dataplane.route_protocol,

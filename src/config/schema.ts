@@ -38,6 +38,14 @@ export { duration } from "./duration.js";
 /** An IPv4 address in dotted-quad form (no leading zeros). */
 export const ipv4 = z.ipv4({ error: "must be an IPv4 address (e.g. 192.0.2.1)" });
 
+/** An IPv6 address (`2001:db8::1`, `fe80::1`), without a zone. */
+export const ipv6 = z.ipv6({ error: "must be an IPv6 address (e.g. 2001:db8::1)" });
+
+/** An IPv4 or IPv6 address. */
+export const ipAddress = z.union([z.ipv4(), z.ipv6()], {
+  error: "must be an IPv4 or IPv6 address (e.g. 192.0.2.1, 2001:db8::1)",
+});
+
 /** Shortest probe interval accepted, in ms: below it probing becomes a flood. */
 export const MIN_PROBE_INTERVAL_MS = 10;
 
@@ -56,10 +64,10 @@ export const objectName = z
  */
 const healthFields = {
   targets: z
-    .array(ipv4)
+    .array(ipAddress)
     .min(1)
     .describe(
-      "ICMP echo targets probed through each uplink; pick hosts beyond the ISP, not its gateway",
+      "ICMP echo targets probed through each uplink (IPv4 and IPv6: each family is judged by its own targets); pick hosts beyond the ISP, not its gateway",
     ),
   interval: duration
     .pipe(z.number().min(MIN_PROBE_INTERVAL_MS, `must be at least ${MIN_PROBE_INTERVAL_MS}ms`))
@@ -189,6 +197,38 @@ export const uplinkSchema = z
       .describe(
         'gateway address; "auto" to learn it from the kernel (DHCP, PPP; on a point-to-point link without one, none); "none": routes go straight out of the interface (raw-IP LTE, tunnels)',
       ),
+    gateway6: z
+      .union(
+        [
+          z.literal("auto"),
+          z.literal("none"),
+          z.ipv6({ error: 'must be "auto", "none" or an IPv6 address' }),
+        ],
+        { error: 'must be "auto", "none" or an IPv6 address' },
+      )
+      .default("auto")
+      .describe(
+        'IPv6 gateway; "auto": the default router that router advertisements announce on the interface (usually fe80::...); "none": this uplink has no IPv6. A link-local address is fine: it is used with the interface',
+      ),
+    prefix6: z
+      .union(
+        [
+          z.literal("auto"),
+          z
+            .string()
+            .regex(
+              /^[0-9a-fA-F:.]+\/\d{1,3}$/,
+              'must be "auto" or an IPv6 prefix such as 2001:db8:1000::/56',
+            ),
+        ],
+        {
+          error: 'must be "auto" or an IPv6 prefix such as 2001:db8:1000::/56',
+        },
+      )
+      .optional()
+      .describe(
+        'an IPv6 prefix the ISP routes to this router (static, or "auto": learned from DHCPv6 prefix delegation); LAN sources are translated into it (NPTv6) when leaving by this uplink, else masqueraded',
+      ),
     address: ipv4
       .optional()
       .describe(
@@ -222,7 +262,7 @@ export const uplinkSchema = z
       .describe("SNAT to this address instead of masquerade (or of the SNAT to `address`)"),
     health: healthOverrideSchema.optional(),
     dns: z
-      .array(ipv4)
+      .array(ipAddress)
       .default([])
       .describe("this ISP's DNS servers: traffic to them always leaves by this uplink"),
     pinned: z
@@ -303,6 +343,15 @@ export const dataplaneSchema = z
       .min(0)
       .default(4096)
       .describe("metric of the default route uplinkd keeps in the main table"),
+    main_metric6: z
+      .number()
+      .int()
+      .min(1)
+      .max(1023)
+      .default(512)
+      .describe(
+        "metric of the IPv6 default route uplinkd keeps in the main table; below the 1024 of router advertisement routes, so the router's own unbound sockets take the LAN source and get balanced",
+      ),
     on_stop: z
       .enum(["remove", "keep"])
       .default("remove")

@@ -2,9 +2,10 @@
  * Config pieces for traffic steering: policies, rules, named address sets,
  * per-uplink destinations, port forwards and route options.
  */
-import { isIPv4 } from "node:net";
+import { isIPv4, isIPv6 } from "node:net";
 import { z } from "zod";
 import { duration } from "./duration.js";
+import { familyOf, formatPrefix6, hasHostBits6, parsePrefix6, prefixRange6 } from "./ipv6.js";
 
 /** Names that end up in nft object names: letters, digits and `_` only. */
 export const nftName = z
@@ -49,19 +50,37 @@ export function prefixRange(text: string): [number, number] | undefined {
   return range;
 }
 
-/** True when two prefixes share an address. */
+/** True when two prefixes (IPv4 or IPv6) share an address; prefixes of two families never do. */
 export function prefixesOverlap(a: string, b: string): boolean {
+  const family = familyOf(a);
+  if (family !== familyOf(b)) return false;
+  if (family === 6) {
+    const r6a = prefixRange6(a);
+    const r6b = prefixRange6(b);
+    if (r6a === undefined || r6b === undefined) return false;
+    return r6a[0] <= r6b[1] && r6b[0] <= r6a[1];
+  }
   const ra = prefixRange(a);
   const rb = prefixRange(b);
   if (ra === undefined || rb === undefined) return false;
   return ra[0] <= rb[1] && rb[0] <= ra[1];
 }
 
-/** Problems of a prefix text: not a prefix, or host bits set. */
-function prefixProblem(text: string): string | undefined {
+/** Problems of a prefix text (IPv4 or IPv6): not a prefix, or host bits set. */
+export function prefixProblem(text: string): string | undefined {
+  if (familyOf(text) === 6) {
+    const parsed6 = parsePrefix6(text);
+    if (parsed6 === undefined) {
+      return `"${text}" is not an IPv6 address or prefix (2001:db8::1 or 2001:db8::/48)`;
+    }
+    if (hasHostBits6(text)) {
+      return `"${text}" has host bits set; the network is ${formatPrefix6(parsed6)}`;
+    }
+    return undefined;
+  }
   const parsed = parsePrefix(text);
   if (parsed === undefined)
-    return `"${text}" is not an IPv4 address or prefix (a.b.c.d or a.b.c.d/n)`;
+    return `"${text}" is not an IPv4 or IPv6 address or prefix (a.b.c.d, a.b.c.d/n, 2001:db8::/48)`;
   const [address = ""] = text.split("/");
   const value = address.split(".").reduce((acc, octet) => acc * 256 + Number(octet), 0);
   if (value !== parsed[0])
@@ -69,7 +88,7 @@ function prefixProblem(text: string): string | undefined {
   return undefined;
 }
 
-/** An IPv4 address or prefix (`192.0.2.0/24`); host bits must be zero. */
+/** An IPv4 or IPv6 address or prefix (`192.0.2.0/24`, `2001:db8::/48`); host bits must be zero. */
 export const prefix = z.string().superRefine((text, ctx) => {
   const problem = prefixProblem(text);
   if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
@@ -240,7 +259,12 @@ export const forwardSchema = z
   .object({
     proto: z.enum(["tcp", "udp"]).default("tcp"),
     port: portSpec,
-    to: z.string().refine((s) => isIPv4(s), "must be an IPv4 address"),
+    to: z
+      .string()
+      .refine(
+        (s) => isIPv4(s) || (isIPv6(s) && !s.includes("%")),
+        "must be an IPv4 or IPv6 address of a LAN host",
+      ),
     to_port: z.number().int().min(1).max(65535).optional(),
   })
   .strict();

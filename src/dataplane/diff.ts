@@ -2,13 +2,19 @@
  * Comparing desired and actual kernel state, and the iproute2 commands that
  * turn one into the other. Pure functions.
  */
-import type { NftJson, Route, Rule } from "../kernel/types.js";
+import { IPV6_LINE, type NftJson, type Route, type Rule } from "../kernel/types.js";
 import { isDomainSet } from "./domains.js";
 import { hex } from "./slots.js";
 
-/** Kernel identity of a route: table, destination, metric. */
+/** Kernel identity of a route: family, table, destination, metric. */
 export function routeKey(route: Route): string {
-  return `${route.table}|${route.dst}|${route.metric}`;
+  const key = `${route.table}|${route.dst}|${route.metric}`;
+  return route.family === 6 ? `6|${key}` : key;
+}
+
+/** `-6 ` before the command of an IPv6 route or rule (see {@link IPV6_LINE}). */
+function familyPrefix(item: Route | Rule): string {
+  return item.family === 6 ? IPV6_LINE : "";
 }
 
 function sameRoute(a: Route, b: Route): boolean {
@@ -27,6 +33,7 @@ function sameRoute(a: Route, b: Route): boolean {
 /** Canonical text of a rule: two rules are the same when their keys are equal. */
 export function ruleKey(rule: Rule): string {
   return (
+    familyPrefix(rule) +
     ruleSelector(rule) +
     (rule.suppressPrefixlength === undefined ? "" : ` sp${rule.suppressPrefixlength}`)
   );
@@ -57,12 +64,12 @@ export function routeCommand(verb: "replace" | "del", route: Route): string {
   if (verb === "replace") {
     for (const [name, value] of Object.entries(route.options)) parts.push(name, String(value));
   }
-  return parts.join(" ");
+  return familyPrefix(route) + parts.join(" ");
 }
 
 /** `ip` command (without the leading `ip`) that adds or deletes a rule. */
 export function ruleCommand(verb: "add" | "del", rule: Rule): string {
-  let text = `rule ${verb} ${ruleSelector(rule)}`;
+  let text = `${familyPrefix(rule)}rule ${verb} ${ruleSelector(rule)}`;
   if (rule.suppressPrefixlength !== undefined) {
     text += ` suppress_prefixlength ${rule.suppressPrefixlength}`;
   }
@@ -148,7 +155,7 @@ function canonicalKey(key: string): string {
   if (/^(0x[0-9a-f]+|\d+)$/i.test(key)) return String(Number(key));
   const range = /^(\d+)-(\d+)$/.exec(key);
   if (range !== null) return `${Number(range[1])}-${Number(range[2])}`;
-  return key.replace(/\/32$/, "");
+  return key.includes(":") ? key.replace(/\/128$/, "") : key.replace(/\/32$/, "");
 }
 
 function canonicalJsonKey(key: unknown): string | undefined {

@@ -15,8 +15,8 @@
  * next upstream answer for the name puts it back (the README's steering
  * section says how to keep the gap short).
  *
- * Rules match the IPv4 set (`ip daddr @dom_N_4`); the IPv6 set is declared
- * and filled so that IPv6 steering can match it later.
+ * A rule matches the IPv4 set in one line (`ip daddr @dom_N_4`) and the
+ * IPv6 set in another (`ip6 daddr @dom_N_6`).
  */
 import type { Config } from "../config/schema.js";
 

@@ -2,7 +2,9 @@
  * Rendering uplinkd's nft table (family inet): pure text from the config,
  * the uplinks' views and the dynamic map/set elements.
  *
- * Packet path (IPv4):
+ * Packet path (IPv4 and IPv6 alike; each family has its own address sets,
+ * pinned map, balance maps and active sets, since the families' health
+ * differs):
  *   prerouting (filter, priority mangle):
  *     1. a connection that already has an uplink's ct mark: restore it into
  *        the packet mark (`@restore`);
@@ -29,6 +31,8 @@ import {
   prefixesOverlap,
   type RuleConfig,
 } from "../config/steering.js";
+import { canonicalAddress6, disjointPrefixes6, familyOf } from "../config/ipv6.js";
+import type { Family } from "../kernel/types.js";
 import { BALANCE_MODULUS } from "../policy/select.js";
 import { domainSetComment, domainSetName, domainSets } from "./domains.js";
 import { hex, unreachableMark } from "./slots.js";
@@ -44,10 +48,36 @@ export function policyChain(name: string): string {
   return `policy_${name}`;
 }
 
+/** Name of the balance map of policy `name` for `family` (`balance_default`, `balance6_default`). */
+export function balanceMap(name: string, family: Family): string {
+  return family === 6 ? `balance6_${name}` : `balance_${name}`;
+}
+
+/** Name of the set of marks that policy `name` gives new connections of `family` now. */
+export function activeSet(name: string, family: Family): string {
+  return family === 6 ? `active6_${name}` : `active_${name}`;
+}
+
+/** Name of the nft set holding the `family` part of the config's set `name` (`set_office`, `set6_office`). */
+export function configSetName(name: string, family: Family): string {
+  return family === 6 ? `set6_${name}` : `set_${name}`;
+}
+
+const DYNAMIC_SETS = new Set([
+  "uplink_addresses",
+  "local_networks",
+  "uplink_addresses6",
+  "local_networks6",
+  "lan_networks6",
+]);
+
 /** Dynamic nft objects that are sets (everything else dynamic is a map). */
 export function isDynamicSet(name: string): boolean {
-  return name === "uplink_addresses" || name === "local_networks" || name.startsWith("active_");
+  return DYNAMIC_SETS.has(name) || name.startsWith("active_") || name.startsWith("active6_");
 }
+
+/** Link-local IPv6 (fe80::/10): neighbour discovery and DHCPv6 never leave the link, never balanced. */
+export const LINK_LOCAL6 = "fe80::/10";
 
 const q = (text: string): string => JSON.stringify(text);
 
@@ -83,9 +113,23 @@ function expand(config: Config, items: readonly string[]): string[] {
 /**
  * Canonical prefixes without those inside a wider one (nft interval sets
  * reject overlaps; two prefixes either nest or are disjoint), sorted by
- * address.
+ * address: the IPv4 ones, then the IPv6 ones.
  */
 export function disjointPrefixes(prefixes: readonly string[]): string[] {
+  return [
+    ...disjointPrefixes4(prefixes.filter((p) => familyOf(p) !== 6)),
+    ...disjointPrefixes6(prefixes.filter((p) => familyOf(p) === 6)),
+  ];
+}
+
+/** The prefixes of one family, made disjoint (see {@link disjointPrefixes}). */
+export function disjointOf(prefixes: readonly string[], family: Family): string[] {
+  return family === 6
+    ? disjointPrefixes6(prefixes.filter((p) => familyOf(p) === 6))
+    : disjointPrefixes4(prefixes.filter((p) => familyOf(p) === 4));
+}
+
+function disjointPrefixes4(prefixes: readonly string[]): string[] {
   const canonical = new Map<string, [number, number]>();
   for (const p of prefixes) {
     const parsed = parsePrefix(p);
@@ -105,29 +149,77 @@ export function disjointPrefixes(prefixes: readonly string[]): string[] {
   return kept;
 }
 
-function addressMatch(config: Config, field: "saddr" | "daddr", items: readonly string[]): string {
+/** The nft protocol keyword of a family: `ip`, `ip6`. */
+function ipOf(family: Family): string {
+  return family === 6 ? "ip6" : "ip";
+}
+
+function addressMatch(
+  config: Config,
+  field: "saddr" | "daddr",
+  items: readonly string[],
+  family: Family,
+): string {
   const only = items[0];
   if (items.length === 1 && only?.startsWith("@") === true)
-    return `ip ${field} @set_${only.slice(1)}`;
-  return `ip ${field} ${inline(disjointPrefixes(expand(config, items)))}`;
+    return `${ipOf(family)} ${field} @${configSetName(only.slice(1), family)}`;
+  return `${ipOf(family)} ${field} ${inline(disjointOf(expand(config, items), family))}`;
+}
+
+/** The families an address list can match: those of its prefixes (sets expanded). */
+function familiesOfItems(config: Config, items: readonly string[]): Family[] {
+  const prefixes = expand(config, items);
+  return ([4, 6] as const).filter((f) => prefixes.some((p) => familyOf(p) === f));
 }
 
 /**
- * The match part of one rule (empty for a rule that matches everything).
+ * The families a rule needs a match line of its own for: none (one line
+ * for both) when nothing in it is tied to a family; else those its
+ * addresses can match (src and dst together), or both for a rule with a
+ * DSCP or ICMP match (`ip dscp` / `ip6 dscp`, `icmp` / `ipv6-icmp`).
+ */
+export function ruleFamilies(config: Config, rule: RuleConfig): Family[] | undefined {
+  let families: Family[] | undefined;
+  const narrow = (own: Family[]) => {
+    families = families === undefined ? own : families.filter((f) => own.includes(f));
+  };
+  if (rule.src !== undefined) narrow(familiesOfItems(config, rule.src));
+  if (rule.dst !== undefined) narrow(familiesOfItems(config, rule.dst));
+  if (families !== undefined) return families;
+  if (rule.dst_domain !== undefined || rule.dscp !== undefined || rule.proto?.includes("icmp")) {
+    return [4, 6];
+  }
+  return undefined;
+}
+
+/**
+ * The match part of one rule for one family, or for both when `family` is
+ * undefined (empty for a rule that matches everything).
  * @param index the rule's position in `config.rules` (names its domain set).
  */
-export function ruleMatch(config: Config, rule: RuleConfig, index: number): string {
+export function ruleMatch(
+  config: Config,
+  rule: RuleConfig,
+  index: number,
+  family?: Family,
+): string {
+  const f = family ?? 4;
   const parts: string[] = [];
   if (rule.iif !== undefined) parts.push(`iifname ${inline(rule.iif.map(q))}`);
-  if (rule.src !== undefined) parts.push(addressMatch(config, "saddr", rule.src));
-  if (rule.dst !== undefined) parts.push(addressMatch(config, "daddr", rule.dst));
-  if (rule.dst_domain !== undefined) parts.push(`ip daddr @${domainSetName(index, 4)}`);
-  if (rule.proto !== undefined) parts.push(`meta l4proto ${inline(rule.proto.map(String))}`);
+  if (rule.src !== undefined) parts.push(addressMatch(config, "saddr", rule.src, f));
+  if (rule.dst !== undefined) parts.push(addressMatch(config, "daddr", rule.dst, f));
+  if (rule.dst_domain !== undefined) {
+    parts.push(`${ipOf(f)} daddr @${domainSetName(index, f)}`);
+  }
+  if (rule.proto !== undefined) {
+    const names = rule.proto.map((p) => (p === "icmp" && f === 6 ? "ipv6-icmp" : String(p)));
+    parts.push(`meta l4proto ${inline(names)}`);
+  }
   if (rule.src_port !== undefined) parts.push(`th sport ${inline(rule.src_port.map(String))}`);
   if (rule.dst_port !== undefined) parts.push(`th dport ${inline(rule.dst_port.map(String))}`);
   if (rule.dscp !== undefined) {
     const values = rule.dscp.map((d) => String(typeof d === "number" ? d : (DSCP_NAMES[d] ?? 0)));
-    parts.push(`ip dscp ${inline(values)}`);
+    parts.push(`${ipOf(f)} dscp ${inline(values)}`);
   }
   return parts.join(" ");
 }
@@ -160,80 +252,104 @@ interface SteerRender {
 /**
  * Render the rules, first match wins. Runs of consecutive rules that match
  * only on destination (or only on source) and whose prefixes do not
- * overlap become one interval vmap: one lookup however many rules.
+ * overlap become one interval vmap per family (`rules_N`, `rules6_N`): one
+ * lookup however many rules. A rule tied to families (addresses, DSCP,
+ * ICMP, domains) gets one line per family; IPv4 and IPv6 packets never
+ * match each other's lines, so first-match order holds within each family.
  */
 function renderSteer(config: Config, views: readonly UplinkView[], mask: number): SteerRender {
   const out: SteerRender = { objects: [], chains: [], steer: [] };
   const keep = hex(~mask >>> 0);
-  let group: { field: "saddr" | "daddr"; elements: [string, string][] } | undefined;
+  let group: { field: "saddr" | "daddr"; elements: Record<Family, [string, string][]> } | undefined;
   let groups = 0;
   const flush = () => {
     if (group === undefined) return;
-    const name = `rules_${groups++}`;
-    out.objects.push(
-      ...block(
-        "map",
-        name,
-        ["type ipv4_addr : verdict", "flags interval"],
-        group.elements.map(([p, v]) => `${p} : ${v}`),
-      ),
-    );
-    out.steer.push(`ip ${group.field} vmap @${name}`);
+    const index = groups++;
+    for (const family of [4, 6] as const) {
+      const elements = group.elements[family];
+      if (elements.length === 0) continue;
+      const name = family === 6 ? `rules6_${index}` : `rules_${index}`;
+      out.objects.push(
+        ...block(
+          "map",
+          name,
+          [`type ${family === 6 ? "ipv6_addr" : "ipv4_addr"} : verdict`, "flags interval"],
+          elements.map(([p, v]) => `${p} : ${v}`),
+        ),
+      );
+      out.steer.push(`${ipOf(family)} ${group.field} vmap @${name}`);
+    }
     group = undefined;
   };
   config.rules.forEach((rule, index) => {
     const field = singleField(rule);
     const verdict = targetVerdict(rule.policy);
     if (field !== undefined) {
-      const prefixes = disjointPrefixes(
-        expand(config, (field === "daddr" ? rule.dst : rule.src) ?? []),
-      );
+      const all = expand(config, (field === "daddr" ? rule.dst : rule.src) ?? []);
+      const prefixes = disjointPrefixes(all);
       const clash =
         group !== undefined &&
         (group.field !== field ||
-          group.elements.some(([p]) => prefixes.some((mine) => prefixesOverlap(p, mine))));
+          [...group.elements[4], ...group.elements[6]].some(([p]) =>
+            prefixes.some((mine) => prefixesOverlap(p, mine)),
+          ));
       if (clash) flush();
-      group ??= { field, elements: [] };
-      group.elements.push(...prefixes.map((p): [string, string] => [p, verdict]));
+      group ??= { field, elements: { 4: [], 6: [] } };
+      for (const family of [4, 6] as const) {
+        group.elements[family].push(
+          ...disjointOf(all, family).map((p): [string, string] => [p, verdict]),
+        );
+      }
       return;
     }
     flush();
-    const match = ruleMatch(config, rule, index);
+    const families = ruleFamilies(config, rule);
+    const matches =
+      families === undefined
+        ? [ruleMatch(config, rule, index)]
+        : families.map((f) => ruleMatch(config, rule, index, f));
     const comment = rule.name === undefined ? "" : ` comment ${q(rule.name)}`;
     if (rule.sticky === undefined) {
-      out.steer.push(`${match} ${verdict}${comment}`.trim());
+      for (const match of matches) out.steer.push(`${match} ${verdict}${comment}`.trim());
       return;
     }
     const policy = rule.policy;
-    const members = policyMembers(config, views, policy).map((m) =>
-      views.find((v) => v.name === m.uplink),
-    );
-    const key = rule.sticky.by === "src" ? "ip saddr" : "ip saddr . ip daddr";
-    const type = rule.sticky.by === "src" ? "type ipv4_addr" : "typeof ip saddr . ip daddr";
+    const members = policyMembers(config, views, policy)
+      .map((m) => views.find((v) => v.name === m.uplink))
+      .filter((v) => v !== undefined);
     const seconds = Math.max(1, Math.round(rule.sticky.timeout / 1000));
     const chain = `sticky_${index}`;
     const lines: string[] = [`\tchain ${chain} {`];
     const records: string[] = [];
-    for (const view of members) {
-      if (view === undefined) continue;
-      const set = `sticky_${index}_${view.id}`;
-      out.objects.push(
-        ...block("set", set, [type, "flags dynamic, timeout", `timeout ${seconds}s`]),
-      );
-      lines.push(
-        `\t\t${key} @${set} meta mark set meta mark & ${keep} | ${hex(view.mark)} meta mark & ${hex(mask)} @active_${policy} update @${set} { ${key} } goto ${uplinkChain(view.id)}`,
-      );
-      const others = members
-        .filter((o) => o !== undefined && o.id !== view.id)
-        .map((o) => ` delete @sticky_${index}_${o?.id ?? 0} { ${key} }`)
-        .join("");
-      records.push(
-        `\t\tmeta mark & ${hex(mask)} == ${hex(view.mark)} update @${set} { ${key} }${others}`,
-      );
+    for (const family of [4, 6] as const) {
+      const ip = ipOf(family);
+      const key = rule.sticky.by === "src" ? `${ip} saddr` : `${ip} saddr . ${ip} daddr`;
+      const type =
+        rule.sticky.by === "src"
+          ? `type ${family === 6 ? "ipv6_addr" : "ipv4_addr"}`
+          : `typeof ${ip} saddr . ${ip} daddr`;
+      const setOf = (id: number) =>
+        family === 6 ? `sticky6_${index}_${id}` : `sticky_${index}_${id}`;
+      for (const view of members) {
+        const set = setOf(view.id);
+        out.objects.push(
+          ...block("set", set, [type, "flags dynamic, timeout", `timeout ${seconds}s`]),
+        );
+        lines.push(
+          `\t\t${key} @${set} meta mark set meta mark & ${keep} | ${hex(view.mark)} meta mark & ${hex(mask)} @${activeSet(policy, family)} update @${set} { ${key} } goto ${uplinkChain(view.id)}`,
+        );
+        const others = members
+          .filter((o) => o.id !== view.id)
+          .map((o) => ` delete @${setOf(o.id)} { ${key} }`)
+          .join("");
+        records.push(
+          `\t\tmeta nfproto ${family === 6 ? "ipv6" : "ipv4"} meta mark & ${hex(mask)} == ${hex(view.mark)} update @${set} { ${key} }${others}`,
+        );
+      }
     }
     lines.push(`\t\tjump ${policyChain(policy)}`, ...records, "\t}");
     out.chains.push(...lines);
-    out.steer.push(`${match} goto ${chain}${comment}`.trim());
+    for (const match of matches) out.steer.push(`${match} goto ${chain}${comment}`.trim());
   });
   flush();
   return out;
@@ -290,18 +406,27 @@ export function renderNft(
   );
   out.push(...block("set", "lan_interfaces", ["type ifname"], config.lan.map(q)));
   out.push(...block("set", "uplink_addresses", ["type ipv4_addr"], maps.uplink_addresses));
+  out.push(...block("set", "uplink_addresses6", ["type ipv6_addr"], maps.uplink_addresses6));
   out.push(
     ...block("set", "local_networks", ["type ipv4_addr", "flags interval"], maps.local_networks),
   );
+  out.push(
+    ...block("set", "local_networks6", ["type ipv6_addr", "flags interval"], maps.local_networks6),
+  );
+  out.push(
+    ...block("set", "lan_networks6", ["type ipv6_addr", "flags interval"], maps.lan_networks6),
+  );
   for (const [name, prefixes] of Object.entries(config.sets)) {
-    out.push(
-      ...block(
-        "set",
-        `set_${name}`,
-        ["type ipv4_addr", "flags interval"],
-        disjointPrefixes(prefixes),
-      ),
-    );
+    for (const family of [4, 6] as const) {
+      out.push(
+        ...block(
+          "set",
+          configSetName(name, family),
+          [`type ${family === 6 ? "ipv6_addr" : "ipv4_addr"}`, "flags interval"],
+          disjointOf(prefixes, family),
+        ),
+      );
+    }
   }
   // Filled by dnsmasq, never by uplinkd: no elements here (see domains.ts).
   for (const set of domainSets(config)) {
@@ -317,16 +442,21 @@ export function renderNft(
   out.push(...block("map", "restore", ["typeof ct mark : verdict"], maps.restore));
   out.push(...block("map", "inbound", ["type ifname : verdict"], maps.inbound));
   out.push(...block("map", "pinned", ["type ipv4_addr : verdict", "flags interval"], maps.pinned));
+  out.push(
+    ...block("map", "pinned6", ["type ipv6_addr : verdict", "flags interval"], maps.pinned6),
+  );
   for (const policy of policies) {
-    out.push(
-      ...block(
-        "map",
-        `balance_${policy}`,
-        [`typeof numgen random mod ${BALANCE_MODULUS} : verdict`, "flags interval"],
-        maps[`balance_${policy}`],
-      ),
-      ...block("set", `active_${policy}`, ["type mark"], maps[`active_${policy}`]),
-    );
+    for (const family of [4, 6] as const) {
+      out.push(
+        ...block(
+          "map",
+          balanceMap(policy, family),
+          [`typeof numgen random mod ${BALANCE_MODULUS} : verdict`, "flags interval"],
+          maps[balanceMap(policy, family)],
+        ),
+        ...block("set", activeSet(policy, family), ["type mark"], maps[activeSet(policy, family)]),
+      );
+    }
   }
   out.push(...steer.objects);
   for (const view of views) {
@@ -348,7 +478,9 @@ export function renderNft(
   for (const policy of policies) {
     out.push(
       `\tchain ${policyChain(policy)} {`,
-      `\t\tnumgen random mod ${BALANCE_MODULUS} vmap @balance_${policy}`,
+      `\t\tmeta nfproto ipv6 numgen random mod ${BALANCE_MODULUS} vmap @${balanceMap(policy, 6)}`,
+      `\t\tmeta nfproto ipv6 return`,
+      `\t\tnumgen random mod ${BALANCE_MODULUS} vmap @${balanceMap(policy, 4)}`,
       `\t}`,
     );
   }
@@ -362,36 +494,45 @@ export function renderNft(
   out.push(
     `\tchain prerouting {`,
     `\t\ttype filter hook prerouting priority mangle; policy accept;`,
-    `\t\tmeta nfproto != ipv4 return`,
     `\t\tct mark & ${hex(mask)} vmap @restore`,
     `\t\tct state new iifname vmap @inbound`,
     `\t\tiifname != @lan_interfaces return`,
     `\t\tfib daddr type { local, broadcast, multicast } return`,
     `\t\tip daddr @local_networks return`,
+    `\t\tip6 daddr @local_networks6 return`,
+    `\t\tip6 daddr ${LINK_LOCAL6} return`,
     `\t\tip daddr vmap @pinned`,
+    `\t\tip6 daddr vmap @pinned6`,
     `\t\tjump steer`,
     `\t}`,
   );
   out.push(
     `\tchain output {`,
     `\t\ttype route hook output priority mangle; policy accept;`,
-    `\t\tmeta nfproto != ipv4 return`,
     `\t\tmeta mark & ${hex(mask)} vmap @restore`,
     `\t\tct mark & ${hex(mask)} vmap @restore`,
     `\t\tip saddr @uplink_addresses return`,
+    `\t\tip6 saddr @uplink_addresses6 return`,
+    `\t\tip6 saddr ${LINK_LOCAL6} return`,
     `\t\toifname "lo" return`,
     `\t\toifname @lan_interfaces return`,
     `\t\tfib daddr type { local, broadcast, multicast } return`,
     `\t\tip daddr @local_networks return`,
+    `\t\tip6 daddr @local_networks6 return`,
+    `\t\tip6 daddr ${LINK_LOCAL6} return`,
     `\t\tip daddr vmap @pinned`,
+    `\t\tip6 daddr vmap @pinned6`,
     `\t\tgoto ${policyChain(config.router_policy)}`,
     `\t}`,
   );
   const forwards = views.flatMap((view) => {
     const uplink = config.uplinks.find((u) => u.name === view.name);
     return (uplink?.forwards ?? []).map((f) => {
-      const to = f.to_port === undefined ? f.to : `${f.to}:${f.to_port}`;
-      return `\t\tiifname ${q(view.interface)} ${f.proto} dport ${f.port} dnat ip to ${to}`;
+      const v6 = familyOf(f.to) === 6;
+      const host = v6 ? canonicalAddress6(f.to) : f.to;
+      const to =
+        f.to_port === undefined ? host : v6 ? `[${host}]:${f.to_port}` : `${host}:${f.to_port}`;
+      return `\t\tiifname ${q(view.interface)} ${f.proto} dport ${f.port} dnat ${v6 ? "ip6" : "ip"} to ${to}`;
     });
   });
   if (forwards.length > 0) {
@@ -408,6 +549,15 @@ export function renderNft(
   for (const view of views) {
     const nat = view.snat === undefined ? "masquerade" : `snat ip to ${view.snat}`;
     out.push(`\t\tmeta nfproto ipv4 oifname ${q(view.interface)} ${nat}`);
+    const uplink = config.uplinks.find((u) => u.name === view.name);
+    if (uplink?.gateway6 === "none") continue;
+    // NPTv6-style: each LAN host keeps its interface identifier inside the uplink's prefix.
+    if (view.ipv6?.prefix !== undefined) {
+      out.push(
+        `\t\toifname ${q(view.interface)} ip6 saddr @lan_networks6 snat ip6 prefix to ${view.ipv6.prefix}`,
+      );
+    }
+    out.push(`\t\tmeta nfproto ipv6 oifname ${q(view.interface)} masquerade`);
   }
   out.push(`\t}`, `}`);
   return out.join("\n") + "\n";

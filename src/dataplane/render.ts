@@ -5,7 +5,7 @@
  */
 import { createHash } from "node:crypto";
 import type { Config } from "../config/schema.js";
-import { TABLE_MAIN, type Route, type Rule } from "../kernel/types.js";
+import { TABLE_MAIN, type Family, type Route, type Rule } from "../kernel/types.js";
 import {
   BALANCE_MODULUS,
   balanceSlices,
@@ -14,6 +14,9 @@ import {
   type Usability,
 } from "../policy/select.js";
 import {
+  activeSet,
+  balanceMap,
+  disjointOf,
   disjointPrefixes,
   isDynamicSet,
   policyMembers,
@@ -54,6 +57,21 @@ export interface UplinkView extends UplinkSlot {
   pointToPoint: boolean;
   /** How usable for new connections now (health and link together). */
   usability: Usability;
+  /**
+   * The uplink's IPv6 now: its global address, gateway (configured, or the
+   * RA router), prefix (`prefix6`), and how usable it is for new IPv6
+   * connections. Absent while the uplink has no global IPv6 address (and
+   * for `gateway6: none`).
+   */
+  ipv6?: UplinkView6;
+}
+
+/** One uplink's IPv6 as the renderer needs it. */
+export interface UplinkView6 {
+  address: string;
+  gateway?: string;
+  prefix?: string;
+  usability: Usability;
 }
 
 /** True when the uplink can carry traffic at all: link up, an address, and a next hop. */
@@ -61,6 +79,23 @@ export function routable(view: UplinkView): boolean {
   return (
     view.linkUp && view.address !== undefined && (view.gateway !== undefined || view.pointToPoint)
   );
+}
+
+/** True when the uplink can carry IPv6 traffic: link up, a global IPv6 address, and a next hop. */
+export function routable6(view: UplinkView): boolean {
+  return (
+    view.linkUp && view.ipv6 !== undefined && (view.ipv6.gateway !== undefined || view.pointToPoint)
+  );
+}
+
+/** Whether `view` can carry traffic of `family` (see {@link routable}, {@link routable6}). */
+export function routableIn(view: UplinkView, family: Family): boolean {
+  return family === 6 ? routable6(view) : routable(view);
+}
+
+/** How usable `view` is for new connections of `family`. */
+export function usabilityIn(view: UplinkView, family: Family): Usability {
+  return family === 6 ? (view.ipv6?.usability ?? "bad") : view.usability;
 }
 
 /** The kernel state uplinkd wants, rendered. */
@@ -80,8 +115,10 @@ export interface DesiredState {
   routes: Route[];
   /** Every rule uplinkd owns. */
   rules: Rule[];
-  /** What each policy does now, for status and logs. */
+  /** What each policy does now for IPv4 connections, for status and logs. */
   choices: Record<string, PolicyChoice>;
+  /** What each policy does now for IPv6 connections. */
+  choices6: Record<string, PolicyChoice>;
   /** The domain sets the table declares (filled by dnsmasq; see domains.ts). */
   domainSets: DomainSet[];
 }
@@ -89,7 +126,20 @@ export interface DesiredState {
 /** Metric of the catch-all `unreachable default` route in each uplink's table (lowest priority). */
 export const SAFETY_METRIC = 4_294_967_295;
 /** Offsets of uplinkd's rule priorities from `dataplane.rule_priority`. */
-export const RULE_OFFSET = { suppress: 0, fwmark: 0, unreachable: 255, from: 300 } as const;
+export const RULE_OFFSET = {
+  suppress: 0,
+  fwmark: 0,
+  unreachable: 255,
+  from: 300,
+  fromPrefix: 400,
+} as const;
+
+/**
+ * Metric of the IPv6 default route in each uplink's table. The kernel
+ * stores an IPv6 route given metric 0 as 1024 (IP6_RT_PRIO_USER), so the
+ * desired route says 1024 to compare equal with what it reads back.
+ */
+export const UPLINK_METRIC6 = 1024;
 
 /** What the renderer needs from the kernel besides the uplinks. */
 export interface Surroundings {
@@ -99,6 +149,12 @@ export interface Surroundings {
   localNetworks?: readonly string[];
   /** Measured load for policies that balance by it (`least-used`, `spillover`); none: no load yet. */
   load?: LoadSnapshot;
+  /** The router's IPv6 address on its LAN (preferred source of the IPv6 default in main). */
+  lanAddress6?: string;
+  /** IPv6 destinations of the main table's own routes: never balanced. */
+  localNetworks6?: readonly string[];
+  /** The LAN's IPv6 networks (from the LAN interfaces' addresses): the sources NPTv6 translates. */
+  lanNetworks6?: readonly string[];
 }
 
 /**
@@ -133,57 +189,91 @@ export function renderMaps(
   config: Config,
   views: readonly UplinkView[],
   surroundings: Surroundings = {},
-): { maps: Record<string, string[]>; choices: Record<string, PolicyChoice> } {
+): {
+  maps: Record<string, string[]>;
+  choices: Record<string, PolicyChoice>;
+  choices6: Record<string, PolicyChoice>;
+} {
   const byName = new Map(views.map((v) => [v.name, v]));
+  const pinned = (family: Family) =>
+    views.flatMap((v) => {
+      const uplink = config.uplinks.find((u) => u.name === v.name);
+      const prefixes = disjointOf([...(uplink?.dns ?? []), ...(uplink?.pinned ?? [])], family);
+      return prefixes.map((p) => `${p} : goto ${uplinkChain(v.id)}`);
+    });
   const maps: Record<string, string[]> = {
     restore: views.map((v) => `${hex(v.mark)} : goto ${uplinkChain(v.id)}`),
     inbound: views.map((v) => `${JSON.stringify(v.interface)} : goto ${uplinkChain(v.id)}`),
-    pinned: views.flatMap((v) => {
-      const uplink = config.uplinks.find((u) => u.name === v.name);
-      const prefixes = disjointPrefixes([...(uplink?.dns ?? []), ...(uplink?.pinned ?? [])]);
-      return prefixes.map((p) => `${p} : goto ${uplinkChain(v.id)}`);
-    }),
+    pinned: pinned(4),
+    pinned6: pinned(6),
     uplink_addresses: [
       ...new Set(views.flatMap((v) => (v.address === undefined ? [] : [v.address]))),
     ],
+    uplink_addresses6: [
+      ...new Set(views.flatMap((v) => (v.ipv6 === undefined ? [] : [v.ipv6.address]))),
+    ],
     local_networks: disjointPrefixes(surroundings.localNetworks ?? []),
+    local_networks6: disjointOf(surroundings.localNetworks6 ?? [], 6),
+    lan_networks6: disjointOf(surroundings.lanNetworks6 ?? [], 6),
   };
   const choices: Record<string, PolicyChoice> = {};
+  const choices6: Record<string, PolicyChoice> = {};
   for (const policy of policyNames(config)) {
-    const configured = config.policies[policy];
-    let choice = choose(
-      policyMembers(config, views, policy),
-      (name) => byName.get(name)?.usability ?? "bad",
-      (name) => {
-        const view = byName.get(name);
-        return view !== undefined && routable(view);
-      },
-      configured?.last_resort ?? (policy === "default" ? config.last_resort : "main"),
-      configured?.degraded ?? "avoid",
-    );
-    const mode = configured?.balance ?? "weight";
-    if (choice.kind === "balance" && mode !== "weight") {
-      const bandwidth = (name: string) => config.uplinks.find((u) => u.name === name)?.bandwidth;
-      const throughput = (name: string) => surroundings.load?.throughput[name];
-      choice = {
-        kind: "balance",
-        members: loadWeights(
-          mode,
-          choice.members,
-          bandwidth,
-          throughput,
-          new Set(surroundings.load?.full ?? []),
-        ),
-      };
+    for (const family of [4, 6] as const) {
+      const choice = policyChoice(config, views, policy, family, surroundings);
+      (family === 6 ? choices6 : choices)[policy] = choice;
+      maps[balanceMap(policy, family)] = balanceElements(choice, views, "mark_unreachable");
+      maps[activeSet(policy, family)] =
+        choice.kind === "balance"
+          ? choice.members.map((m) => hex(byName.get(m.uplink)?.mark ?? 0))
+          : [];
     }
-    choices[policy] = choice;
-    maps[`balance_${policy}`] = balanceElements(choice, views, "mark_unreachable");
-    maps[`active_${policy}`] =
-      choice.kind === "balance"
-        ? choice.members.map((m) => hex(byName.get(m.uplink)?.mark ?? 0))
-        : [];
   }
-  return { maps, choices };
+  return { maps, choices, choices6 };
+}
+
+/**
+ * What `policy` does now for new connections of `family`: its members by
+ * their usability in that family, the last resort when none is usable.
+ */
+function policyChoice(
+  config: Config,
+  views: readonly UplinkView[],
+  policy: string,
+  family: Family,
+  surroundings: Surroundings,
+): PolicyChoice {
+  const byName = new Map(views.map((v) => [v.name, v]));
+  const configured = config.policies[policy];
+  let choice = choose(
+    policyMembers(config, views, policy),
+    (name) => {
+      const view = byName.get(name);
+      return view === undefined ? "bad" : usabilityIn(view, family);
+    },
+    (name) => {
+      const view = byName.get(name);
+      return view !== undefined && routableIn(view, family);
+    },
+    configured?.last_resort ?? (policy === "default" ? config.last_resort : "main"),
+    configured?.degraded ?? "avoid",
+  );
+  const mode = configured?.balance ?? "weight";
+  if (choice.kind === "balance" && mode !== "weight") {
+    const bandwidth = (name: string) => config.uplinks.find((u) => u.name === name)?.bandwidth;
+    const throughput = (name: string) => surroundings.load?.throughput[name];
+    choice = {
+      kind: "balance",
+      members: loadWeights(
+        mode,
+        choice.members,
+        bandwidth,
+        throughput,
+        new Set(surroundings.load?.full ?? []),
+      ),
+    };
+  }
+  return choice;
 }
 
 /**
@@ -296,6 +386,137 @@ export function renderRules(config: Config, views: readonly UplinkView[]): Rule[
 }
 
 /**
+ * IPv6 routes uplinkd owns (each `family: 6`), as {@link renderRoutes}
+ * does for IPv4:
+ * - in each uplink's table (the same number as its IPv4 table: tables are
+ *   per family in Linux): `default via GATEWAY6 dev IF metric 1024` while
+ *   the uplink has IPv6 (a link-local gateway is fine: the route names the
+ *   device), and always `unreachable default` at the lowest priority;
+ * - in main: a default route via the first chosen uplink of the router
+ *   policy for IPv6, at `dataplane.main_metric6` (below the 1024 of the
+ *   routes the kernel installs from router advertisements), with the LAN's
+ *   IPv6 address as preferred source: an unbound socket of the router then
+ *   takes that source, is balanced in the output hook, and is masqueraded
+ *   (or prefix-translated) on the chosen uplink.
+ */
+export function renderRoutes6(
+  config: Config,
+  views: readonly UplinkView[],
+  choice: PolicyChoice,
+  lanAddress6?: string,
+): Route[] {
+  const protocol = config.dataplane.route_protocol;
+  const routes: Route[] = [];
+  const viaUplink = (view: UplinkView, table: number, metric: number): Route => {
+    const options = config.uplinks.find((u) => u.name === view.name)?.route_options ?? {};
+    const gateway = view.ipv6?.gateway;
+    return {
+      family: 6,
+      table,
+      type: "unicast",
+      dst: "default",
+      ...(gateway !== undefined && !view.pointToPoint ? { gateway } : {}),
+      dev: view.interface,
+      metric,
+      protocol,
+      options: Object.fromEntries(
+        Object.entries(options as Record<string, number | undefined>).filter(
+          (e): e is [string, number] => e[1] !== undefined,
+        ),
+      ),
+    };
+  };
+  for (const view of views) {
+    if (routable6(view)) routes.push(viaUplink(view, view.table, UPLINK_METRIC6));
+    routes.push({
+      family: 6,
+      table: view.table,
+      type: "unreachable",
+      dst: "default",
+      metric: SAFETY_METRIC,
+      protocol,
+      options: {},
+    });
+  }
+  const preferred =
+    (choice.kind === "balance"
+      ? views.find((v) => choice.members.some((m) => m.uplink === v.name) && routable6(v))
+      : undefined) ?? views.find(routable6);
+  if (preferred !== undefined) {
+    const main = viaUplink(preferred, TABLE_MAIN, config.dataplane.main_metric6);
+    routes.push(lanAddress6 === undefined ? main : { ...main, src: lanAddress6 });
+  }
+  return routes;
+}
+
+/**
+ * IPv6 rules uplinkd owns (`ip -6 rule`, each `family: 6`), at the same
+ * priorities as the IPv4 ones (rules are per family too):
+ * - P: `lookup main suppress_prefixlength 0`;
+ * - P+id: `fwmark MARK/MASK lookup TABLE` for every uplink (one without
+ *   IPv6 then ends in its table's unreachable default: a marked packet
+ *   never leaks out of another uplink);
+ * - P+255: `fwmark UNREACHABLE/MASK unreachable`;
+ * - P+300+id: `from ADDRESS6 lookup TABLE` for the uplink's global address;
+ * - P+400+id: `from PREFIX6 lookup TABLE` for its prefix (LAN hosts
+ *   numbered from it, the router's own addresses in it).
+ */
+export function renderRules6(config: Config, views: readonly UplinkView[]): Rule[] {
+  const family = 6 as const;
+  const base = config.dataplane.rule_priority;
+  const protocol = config.dataplane.route_protocol;
+  const mask = config.dataplane.mark_mask >>> 0;
+  const rules: Rule[] = [
+    {
+      family,
+      priority: base + RULE_OFFSET.suppress,
+      table: TABLE_MAIN,
+      suppressPrefixlength: 0,
+      protocol,
+    },
+  ];
+  for (const view of views) {
+    rules.push({
+      family,
+      priority: base + RULE_OFFSET.fwmark + view.id,
+      table: view.table,
+      fwmark: view.mark,
+      fwmask: mask,
+      protocol,
+    });
+  }
+  rules.push({
+    family,
+    priority: base + RULE_OFFSET.unreachable,
+    action: "unreachable",
+    fwmark: unreachableMark(mask),
+    fwmask: mask,
+    protocol,
+  });
+  for (const view of views) {
+    if (view.ipv6 === undefined) continue;
+    rules.push({
+      family,
+      priority: base + RULE_OFFSET.from + view.id,
+      table: view.table,
+      from: view.ipv6.address,
+      protocol,
+    });
+  }
+  for (const view of views) {
+    if (view.ipv6?.prefix === undefined) continue;
+    rules.push({
+      family,
+      priority: base + RULE_OFFSET.fromPrefix + view.id,
+      table: view.table,
+      from: view.ipv6.prefix,
+      protocol,
+    });
+  }
+  return rules;
+}
+
+/**
  * The whole desired state for a config and the uplinks as they are now.
  *
  * @param config a validated config.
@@ -307,8 +528,9 @@ export function renderDesired(
   views: readonly UplinkView[],
   surroundings: Surroundings = {},
 ): DesiredState {
-  const { maps, choices } = renderMaps(config, views, surroundings);
+  const { maps, choices, choices6 } = renderMaps(config, views, surroundings);
   const choice = choices[config.router_policy] ?? { kind: "balance", members: [] };
+  const choice6 = choices6[config.router_policy] ?? { kind: "balance", members: [] };
   const structure = renderNft(
     config,
     views,
@@ -319,9 +541,13 @@ export function renderDesired(
     nftScript: renderNft(config, views, maps, nftHash),
     nftHash,
     maps,
-    routes: renderRoutes(config, views, choice, surroundings.lanAddress),
-    rules: renderRules(config, views),
+    routes: [
+      ...renderRoutes(config, views, choice, surroundings.lanAddress),
+      ...renderRoutes6(config, views, choice6, surroundings.lanAddress6),
+    ],
+    rules: [...renderRules(config, views), ...renderRules6(config, views)],
     choices,
+    choices6,
     domainSets: domainSets(config),
   };
 }

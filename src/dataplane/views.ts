@@ -6,7 +6,8 @@ import { optional } from "../optional.js";
 import type { UplinkLink } from "../links/observe.js";
 import type { UplinkState } from "../uplink-health.js";
 import type { Usability } from "../policy/select.js";
-import { routable, type UplinkView } from "./render.js";
+import type { Family } from "../kernel/types.js";
+import { routable, routable6, type UplinkView } from "./render.js";
 import { uplinkSlots } from "./slots.js";
 
 /**
@@ -15,13 +16,17 @@ import { uplinkSlots } from "./slots.js";
  * as the preferred source of its routes; `gateway: none` makes it
  * point-to-point (routes straight out of the interface).
  *
+ * The IPv6 part (`ipv6`) is there while the uplink has a global IPv6
+ * address; its usability comes from the uplink's IPv6 health state.
+ *
  * @param links uplink name -> its interface now (observeUplinks).
- * @param stateOf each uplink's health state now.
+ * @param stateOf each uplink's health state now, per family (until health
+ *   judges the families apart, callers pass one state for both).
  */
 export function buildViews(
   config: Config,
   links: ReadonlyMap<string, UplinkLink>,
-  stateOf: (uplink: string) => UplinkState,
+  stateOf: (uplink: string, family: Family) => UplinkState,
 ): UplinkView[] {
   const slots = uplinkSlots(config);
   return config.uplinks.map((uplink, index) => {
@@ -42,7 +47,18 @@ export function buildViews(
       usability: "bad",
     };
     view.usability =
-      routable(view) && (link?.carrier ?? false) ? usabilityOf(stateOf(uplink.name)) : "bad";
+      routable(view) && (link?.carrier ?? false) ? usabilityOf(stateOf(uplink.name, 4)) : "bad";
+    const address6 = link?.ipv6?.address;
+    if (address6 !== undefined) {
+      view.ipv6 = {
+        address: address6,
+        ...optional("gateway", link?.ipv6?.gateway),
+        ...optional("prefix", link?.ipv6?.prefix),
+        usability: "bad",
+      };
+      view.ipv6.usability =
+        routable6(view) && (link?.carrier ?? false) ? usabilityOf(stateOf(uplink.name, 6)) : "bad";
+    }
     return view;
   });
 }

@@ -7,9 +7,13 @@ import { systemClock } from "../clock.js";
 import { nodeSpawner } from "../health/process.js";
 import { ConntrackWatch } from "./conntrack.js";
 import { runCommand } from "./exec.js";
+import { canonicalAddress6 } from "../config/ipv6.js";
 import {
+  IPV6_LINE,
   TABLE_MAIN,
   type ConntrackCounts,
+  type Family,
+  type InterfaceAddress6,
   type Kernel,
   type LinkState,
   type NftJson,
@@ -21,6 +25,8 @@ import {
 /** The commands whose output the parsers below read. */
 export const READ_ROUTES = ["-N", "-4", "-j", "route", "show", "table", "all"] as const;
 export const READ_RULES = ["-N", "-4", "-j", "rule", "show"] as const;
+export const READ_ROUTES6 = ["-N", "-6", "-j", "route", "show", "table", "all"] as const;
+export const READ_RULES6 = ["-N", "-6", "-j", "rule", "show"] as const;
 
 /**
  * Route types by rtnetlink number (RTN_* in linux/rtnetlink.h), named as
@@ -101,7 +107,27 @@ function asRecords(json: string): Record<string, unknown>[] {
   return Array.isArray(parsed) ? (parsed as Record<string, unknown>[]) : [];
 }
 
-/** Parses `ip -j addr show` into links with their IPv4 addresses. */
+/**
+ * The IPv6 addresses of one `ip -j addr show` link (`addr_info` entries of
+ * family inet6; iproute2 prints each IFA_F_* flag as a `true` field:
+ * `tentative`, `deprecated`, `dadfailed`, `temporary`, `dynamic`).
+ */
+function parseAddresses6(info: readonly Record<string, unknown>[]): InterfaceAddress6[] {
+  return info
+    .filter((a) => a.family === "inet6" && typeof a.local === "string")
+    .map((a) => ({
+      address: canonicalAddress6(String(a.local)),
+      prefixlen: Number(a.prefixlen),
+      scope: typeof a.scope === "string" ? a.scope : "global",
+      tentative: a.tentative === true,
+      deprecated: a.deprecated === true,
+      dadfailed: a.dadfailed === true,
+      temporary: a.temporary === true,
+      dynamic: a.dynamic === true,
+    }));
+}
+
+/** Parses `ip -j addr show` into links with their IPv4 and IPv6 addresses. */
 export function parseLinks(json: string): LinkState[] {
   return asRecords(json).map((link) => {
     const flags = (link.flags as string[] | undefined) ?? [];
@@ -119,6 +145,7 @@ export function parseLinks(json: string): LinkState[] {
           prefixlen: Number(a.prefixlen),
           ...(typeof a.address === "string" && a.address !== a.local ? { peer: a.address } : {}),
         })),
+      addresses6: parseAddresses6(info),
     };
   });
 }
@@ -130,9 +157,16 @@ export function parseLinks(json: string): LinkState[] {
  *
  * @throws {KernelOutputError} when a table, protocol or type is not a number.
  */
-export function parseRoutes(json: string): Route[] {
-  const command = `ip ${READ_ROUTES.join(" ")}`;
+export function parseRoutes(json: string, family: Family = 4): Route[] {
+  const command = `ip ${(family === 6 ? READ_ROUTES6 : READ_ROUTES).join(" ")}`;
   return asRecords(json).map((r) => {
+    const type = parseRouteType(r.type, command);
+    // IPv6 prints a route without a device (unreachable, blackhole) as `dev lo`.
+    const dev =
+      typeof r.dev === "string" && !(family === 6 && type !== "unicast" && r.dev === "lo")
+        ? r.dev
+        : undefined;
+    const address = (text: string) => (family === 6 ? canonicalAddress6(text) : text);
     const options: Record<string, number> = {};
     for (const entry of (r.metrics as Record<string, unknown>[] | undefined) ?? []) {
       for (const [key, value] of Object.entries(entry)) {
@@ -140,12 +174,13 @@ export function parseRoutes(json: string): Route[] {
       }
     }
     return {
+      ...(family === 6 ? { family: 6 as const } : {}),
       table: parseTable(r.table, command),
-      type: parseRouteType(r.type, command),
+      type,
       dst: String(r.dst),
-      ...(typeof r.gateway === "string" ? { gateway: r.gateway } : {}),
-      ...(typeof r.dev === "string" ? { dev: r.dev } : {}),
-      ...(typeof r.prefsrc === "string" ? { src: r.prefsrc } : {}),
+      ...(typeof r.gateway === "string" ? { gateway: address(r.gateway) } : {}),
+      ...(dev !== undefined ? { dev } : {}),
+      ...(typeof r.prefsrc === "string" ? { src: address(r.prefsrc) } : {}),
       metric: typeof r.metric === "number" ? r.metric : 0,
       protocol: parseProtocol(r.protocol, RTPROT_BOOT, command),
       options,
@@ -159,10 +194,12 @@ export function parseRoutes(json: string): Route[] {
  *
  * @throws {KernelOutputError} when a table, protocol or action is not a number.
  */
-export function parseRules(json: string): Rule[] {
-  const command = `ip ${READ_RULES.join(" ")}`;
+export function parseRules(json: string, family: Family = 4): Rule[] {
+  const command = `ip ${(family === 6 ? READ_RULES6 : READ_RULES).join(" ")}`;
+  const hostLength = family === 6 ? 128 : 32;
   return asRecords(json).map((r) => {
     const rule: Rule = {
+      ...(family === 6 ? { family: 6 as const } : {}),
       priority: Number(r.priority),
       protocol: parseProtocol(r.protocol, 0, command),
     };
@@ -176,7 +213,9 @@ export function parseRules(json: string): Rule[] {
       }
     }
     if (typeof r.src === "string" && r.src !== "all") {
-      rule.from = typeof r.srclen === "number" && r.srclen !== 32 ? `${r.src}/${r.srclen}` : r.src;
+      const src = family === 6 ? canonicalAddress6(r.src) : r.src;
+      rule.from =
+        typeof r.srclen === "number" && r.srclen !== hostLength ? `${src}/${r.srclen}` : src;
     }
     if (typeof r.fwmark === "string") rule.fwmark = Number.parseInt(r.fwmark, 16);
     if (typeof r.fwmask === "string") rule.fwmask = Number.parseInt(r.fwmask, 16);
@@ -238,23 +277,35 @@ export class LinuxKernel implements Kernel {
   }
 
   async readRoutes(): Promise<Route[]> {
-    const { stdout } = await runCommand("ip", READ_ROUTES, {
-      timeoutMs: this.timeouts.ipRead,
-    });
-    return parseRoutes(stdout);
+    const options = { timeoutMs: this.timeouts.ipRead };
+    const [v4, v6] = await Promise.all([
+      runCommand("ip", READ_ROUTES, options),
+      runCommand("ip", READ_ROUTES6, options),
+    ]);
+    return [...parseRoutes(v4.stdout), ...parseRoutes(v6.stdout, 6)];
   }
 
   async readRules(): Promise<Rule[]> {
-    const { stdout } = await runCommand("ip", READ_RULES, {
-      timeoutMs: this.timeouts.ipRead,
-    });
-    return parseRules(stdout);
+    const options = { timeoutMs: this.timeouts.ipRead };
+    const [v4, v6] = await Promise.all([
+      runCommand("ip", READ_RULES, options),
+      runCommand("ip", READ_RULES6, options),
+    ]);
+    return [...parseRules(v4.stdout), ...parseRules(v6.stdout, 6)];
   }
 
   async ipBatch(lines: readonly string[]): Promise<void> {
+    const v4 = lines.filter((l) => !l.startsWith(IPV6_LINE));
+    const v6 = lines.filter((l) => l.startsWith(IPV6_LINE)).map((l) => l.slice(IPV6_LINE.length));
+    await this.#batch(v4, []);
+    await this.#batch(v6, ["-6"]);
+  }
+
+  async #batch(lines: readonly string[], options: readonly string[]): Promise<void> {
     if (lines.length === 0) return;
+    const prefix = options.length === 0 ? "ip" : `ip ${options.join(" ")}`;
     try {
-      await runCommand("ip", ["-batch", "-"], {
+      await runCommand("ip", [...options, "-batch", "-"], {
         input: lines.join("\n") + "\n",
         timeoutMs: this.timeouts.ipWrite,
       });
@@ -266,7 +317,7 @@ export class LinuxKernel implements Kernel {
       const lineNo = /Command failed -:(\d+)/.exec(error.stderr)?.[1];
       const failing = lineNo === undefined ? undefined : lines[Number(lineNo) - 1];
       throw new KernelCommandError(
-        failing === undefined ? error.command : `ip ${failing}`,
+        failing === undefined ? error.command : `${prefix} ${failing}`,
         error.exitCode,
         error.stderr,
       );
@@ -308,15 +359,19 @@ export class LinuxKernel implements Kernel {
     }
   }
 
-  async conntrackDelete(mark: number, mask: number): Promise<number> {
-    // conntrack exits 1 when no entry matched; it prints the count on stderr.
-    const { stderr } = await runCommand(
-      "conntrack",
-      ["-D", "-f", "ipv4", "-m", `${mark >>> 0}/${mask >>> 0}`],
-      { allowExitCodes: [1], timeoutMs: this.timeouts.conntrackDelete },
-    );
-    const count = /(\d+) flow entries have been deleted/.exec(stderr)?.[1];
-    return count === undefined ? 0 : Number(count);
+  async conntrackDelete(mark: number, mask: number, family?: Family): Promise<number> {
+    let total = 0;
+    for (const f of family === undefined ? ([4, 6] as const) : [family]) {
+      // conntrack exits 1 when no entry matched; it prints the count on stderr.
+      const { stderr } = await runCommand(
+        "conntrack",
+        ["-D", "-f", f === 6 ? "ipv6" : "ipv4", "-m", `${mark >>> 0}/${mask >>> 0}`],
+        { allowExitCodes: [1], timeoutMs: this.timeouts.conntrackDelete },
+      );
+      const count = /(\d+) flow entries have been deleted/.exec(stderr)?.[1];
+      total += count === undefined ? 0 : Number(count);
+    }
+    return total;
   }
 
   async conntrackCountByMark(mask: number): Promise<Map<number, number>> {

@@ -4,6 +4,16 @@
  * and actual state (parsed from `ip -j`), so the two can be compared.
  */
 
+/** An address family: 4 (IPv4) or 6 (IPv6). */
+export type Family = 4 | 6;
+
+/**
+ * The prefix that marks an IPv6 line for {@link Kernel.ipBatch}
+ * (`-6 route replace ...`): `ip -batch` reads no options per line, so the
+ * kernel adapter runs these lines in an `ip -6 -batch`.
+ */
+export const IPV6_LINE = "-6 ";
+
 /** Routing table numbers with names in /etc/iproute2/rt_tables (kernel constants RT_TABLE_*). */
 export const TABLE_MAIN = 254;
 export const TABLE_DEFAULT = 253;
@@ -22,7 +32,27 @@ export interface InterfaceAddress {
   peer?: string;
 }
 
-/** One interface as `ip -j addr show` reports it (IPv4 addresses only). */
+/** One IPv6 address on an interface, with the flags that say whether it may be used. */
+export interface InterfaceAddress6 {
+  /** Canonical text (`2001:db8:1::2`). */
+  address: string;
+  /** Prefix length, 0..128. */
+  prefixlen: number;
+  /** `global`, `link` (fe80::/10), `host` (::1). */
+  scope: string;
+  /** Duplicate address detection has not finished (IFA_F_TENTATIVE): not usable yet. */
+  tentative: boolean;
+  /** Its preferred lifetime ran out (IFA_F_DEPRECATED): kept for old connections only. */
+  deprecated: boolean;
+  /** Duplicate address detection failed (IFA_F_DADFAILED). */
+  dadfailed: boolean;
+  /** A privacy (temporary, RFC 8981) address: it changes, so uplinkd prefers others. */
+  temporary: boolean;
+  /** Learned (SLAAC, DHCPv6) with lifetimes rather than configured by hand. */
+  dynamic: boolean;
+}
+
+/** One interface as `ip -j addr show` reports it. */
 export interface LinkState {
   name: string;
   /** ifindex. */
@@ -34,6 +64,8 @@ export interface LinkState {
   /** True for point-to-point links (flag POINTOPOINT), e.g. PPP. */
   pointToPoint: boolean;
   addresses: InterfaceAddress[];
+  /** Its IPv6 addresses, in the kernel's order (absent: none read). */
+  addresses6?: InterfaceAddress6[];
 }
 
 /**
@@ -59,9 +91,11 @@ export type RouteType =
  * key is (table, dst, tos, priority); uplinkd never sets tos.
  */
 export interface Route {
+  /** 6 for an IPv6 route; absent for IPv4. */
+  family?: 6;
   table: number;
   type: RouteType;
-  /** `default` or a prefix `a.b.c.d/n` (a host route is written `/32`). */
+  /** `default` or a prefix `a.b.c.d/n` (a host route is written `/32`; IPv6 `2001:db8::/32`). */
   dst: string;
   gateway?: string;
   dev?: string;
@@ -77,6 +111,8 @@ export interface Route {
 
 /** One IPv4 policy routing rule (`ip rule`). */
 export interface Rule {
+  /** 6 for an IPv6 rule (`ip -6 rule`); absent for IPv4. */
+  family?: 6;
   priority: number;
   /** Table number to look up; absent when `action` is set. */
   table?: number;
@@ -107,19 +143,23 @@ export interface Kernel {
    */
   readLinks(): Promise<LinkState[]>;
   /**
-   * Every IPv4 route of every table (`ip -N -4 -j route show table all`:
-   * numbers, never names from /etc/iproute2/rt_tables or rt_protos).
+   * Every IPv4 and IPv6 route of every table (`ip -N -4 -j route show table
+   * all`, then `ip -N -6 ...`: numbers, never names from
+   * /etc/iproute2/rt_tables or rt_protos); IPv6 routes carry `family: 6`.
    * @throws {KernelCommandError}
    */
   readRoutes(): Promise<Route[]>;
   /**
-   * Every IPv4 rule (`ip -N -4 -j rule show`: numbers, never names).
+   * Every IPv4 and IPv6 rule (`ip -N -4 -j rule show`, `ip -N -6 ...`:
+   * numbers, never names); IPv6 rules carry `family: 6`.
    * @throws {KernelCommandError}
    */
   readRules(): Promise<Rule[]>;
   /**
    * Run iproute2 commands (`ip -batch -`), one per line, without the leading
-   * `ip`. Not atomic: a failing line stops the batch there.
+   * `ip`. A line that starts with `-6 ` is an IPv6 command: those lines run
+   * in their own `ip -6 -batch -`, after the IPv4 ones (`ip -batch` reads
+   * no options per line). Not atomic: a failing line stops its batch there.
    * @throws {KernelCommandError} naming the failing line and the kernel's message.
    */
   ipBatch(lines: readonly string[]): Promise<void>;
@@ -141,11 +181,12 @@ export interface Kernel {
   nftSetSize(table: string, set: string): Promise<number | null>;
   /**
    * Delete conntrack entries whose mark matches `mark/mask`
-   * (`conntrack -D -m MARK/MASK`).
+   * (`conntrack -D -f ipv4|ipv6 -m MARK/MASK`).
+   * @param family the family whose entries go; absent: both (IPv4 first).
    * @returns the number of entries deleted.
    * @throws {KernelCommandError}
    */
-  conntrackDelete(mark: number, mask: number): Promise<number>;
+  conntrackDelete(mark: number, mask: number, family?: Family): Promise<number>;
   /**
    * Count conntrack entries per mark value under `mask` by dumping the
    * table (`conntrack -L`): its cost grows with the table (~0.7 s of CPU at

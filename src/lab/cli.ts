@@ -2,10 +2,11 @@
  * `uplinkd lab ...`: build, inspect, break and remove a lab from the shell.
  *
  *     uplinkd lab up [--uplinks N] [--prefix P] [--dhcp UPLINK...] [--p2p UPLINK...] [--cgnat UPLINK...]
- *                    [--weights 3,2,1] [--tiers 1,1,2]
+ *                    [--weights 3,2,1] [--tiers 1,1,2] [--pd]
  *     uplinkd lab down [--prefix P]
  *     uplinkd lab status [--prefix P] [--json]
- *     uplinkd lab fault UPLINK carrier|blackhole|loss=PCT|rate=RATE|dhcp-change... [--prefix P]
+ *     uplinkd lab fault UPLINK carrier|blackhole|blackhole4|blackhole6|loss=PCT|rate=RATE|
+ *                              dhcp-change|ra-change|renumber... [--prefix P]
  *     uplinkd lab heal UPLINK [--prefix P]
  *     uplinkd lab session UPLINK down|up [--same-address] [--prefix P]
  *     uplinkd lab exec NODE [--prefix P] -- CMD...
@@ -69,7 +70,20 @@ export function formatLabStatus(s: LabStatus): string {
     "",
   ];
   const rows = [
-    ["uplink", "iface", "router address", "gateway", "carrier", "faults", "up", "down", "spoofed"],
+    [
+      "uplink",
+      "iface",
+      "router address",
+      "gateway",
+      "IPv6 address",
+      "IPv6 gateway",
+      "delegated",
+      "carrier",
+      "faults",
+      "up",
+      "down",
+      "spoofed",
+    ],
   ];
   for (const u of s.uplinks) {
     rows.push([
@@ -78,6 +92,9 @@ export function formatLabStatus(s: LabStatus): string {
       (u.addresses.join(",") || "-") +
         (u.dhcp ? " (dhcp)" : u.kind === "ethernet" ? "" : ` (${u.kind})`),
       u.gateway,
+      u.addresses6.join(",") || "-",
+      u.gateways6.join(",") || "-",
+      u.delegatedPrefix ?? "-",
       u.carrier ? "yes" : "NO",
       u.faults.join(",") || "-",
       ...counterText(u.counters),
@@ -110,6 +127,10 @@ export function registerLabCommands(program: Command): void {
     )
     .option("--weights <list>", "weights in the written config, one per uplink: 3,2,1")
     .option("--tiers <list>", "tiers in the written config, one per uplink: 1,1,2")
+    .option(
+      "--pd",
+      "DHCPv6 prefix delegation: kea-dhcp6 in each ISP, dhclient -6 -P on each router uplink",
+    )
     .option("--json", "print the lab's status as JSON")
     .action(
       async (opts: {
@@ -120,6 +141,7 @@ export function registerLabCommands(program: Command): void {
         cgnat?: string[];
         weights?: string;
         tiers?: string;
+        pd?: boolean;
         json?: boolean;
       }) => {
         const uplinks = Number(opts.uplinks);
@@ -134,6 +156,7 @@ export function registerLabCommands(program: Command): void {
           cgnat: uplinkList(opts.cgnat),
           weights: intList("weights", opts.weights),
           tiers: intList("tiers", opts.tiers),
+          pd: opts.pd === true,
         });
         const status = await created.status();
         if (opts.json) {
@@ -176,10 +199,15 @@ export function registerLabCommands(program: Command): void {
   lab
     .command("fault")
     .description(
-      "break an uplink at its ISP: carrier, blackhole, loss=PCT (round trip), rate=RATE (tc units), dhcp-change",
+      "break an uplink at its ISP: carrier, blackhole (both families), blackhole4, blackhole6, " +
+        "loss=PCT (round trip), rate=RATE (tc units); events: dhcp-change, ra-change (new IPv6 default router), " +
+        "renumber (new IPv6 uplink network and delegated prefix)",
     )
     .argument("<uplink>", "uplink name (isp1) or number (1)")
-    .argument("<fault...>", "carrier | blackhole | loss=PCT | rate=RATE | dhcp-change")
+    .argument(
+      "<fault...>",
+      "carrier | blackhole | blackhole4 | blackhole6 | loss=PCT | rate=RATE | dhcp-change | ra-change | renumber",
+    )
     .option("--prefix <prefix>", "prefix of the lab", DEFAULT_PREFIX)
     .action(async (uplink: string, faults: string[], opts: { prefix: string }) => {
       const parsed = faults.map(parseFault);

@@ -10,7 +10,9 @@ import { LabError } from "../errors.js";
  * - `carrier`: the ISP's side of the router link goes down; the router's
  *   `wanI` loses carrier (NO-CARRIER, LOWER_DOWN).
  * - `blackhole`: the ISP forwards nothing in either direction; its gateway
- *   still answers pings to itself.
+ *   still answers pings to itself. `blackhole4` and `blackhole6` do the same
+ *   for one address family only (`meta nfproto ipv4|ipv6`); router
+ *   advertisements still arrive (they are not forwarded).
  * - `loss`: random loss of forwarded packets, `percent` (0..100) being the
  *   round-trip loss a ping through the ISP sees. Each direction drops
  *   1 - sqrt(1 - percent/100) of its packets (30% -> 16.3% each way).
@@ -18,18 +20,39 @@ import { LabError } from "../errors.js";
  *   download are each limited to `rate` (tc syntax: `1mbit`, `500kbit`).
  * - `dhcp-change`: an event, not a state: the ISP's DHCP server hands out a
  *   different address and the router's client renews (DHCP uplinks only).
+ * - `ra-change`: an event: the ISP's router gets a new link-local address
+ *   (`fe80::1` -> `fe80::1:1` -> ...); its RA daemon stops (a last RA with
+ *   router lifetime 0) and starts again from the new address, so the
+ *   router's `default via ... proto ra` changes (IPv6 uplinks only).
+ * - `renumber`: an event: the ISP announces the next uplink network
+ *   (`2001:db8:I::/64` -> `2001:db8:I:1::/64` -> ...), deprecating the old
+ *   one (preferred lifetime 0) and no longer routing it; with prefix
+ *   delegation, it delegates the next prefix and the router's client asks
+ *   again (IPv6 uplinks only).
  */
 export type Fault =
   | { kind: "carrier" }
   | { kind: "blackhole" }
+  | { kind: "blackhole4" }
+  | { kind: "blackhole6" }
   | { kind: "loss"; percent: number }
   | { kind: "rate"; rate: string }
-  | { kind: "dhcp-change" };
+  | { kind: "dhcp-change" }
+  | { kind: "ra-change" }
+  | { kind: "renumber" };
+
+/** Faults that are events (they happen once), not states a heal undoes. */
+export const EVENT_FAULTS = ["dhcp-change", "ra-change", "renumber"] as const;
 
 /** The faults an uplink currently has; an empty object is a healthy uplink. */
 export interface FaultSet {
   carrier?: boolean;
+  /** Both families. */
   blackhole?: boolean;
+  /** IPv4 only. */
+  blackhole4?: boolean;
+  /** IPv6 only. */
+  blackhole6?: boolean;
   /** Round-trip loss, percent, 1..100. */
   loss?: number;
   /** tc rate, e.g. `1mbit`. */
@@ -53,13 +76,24 @@ export function parseRate(rate: string): number {
 }
 
 /**
- * Parse `carrier`, `blackhole`, `loss=PCT` (`loss=30` or `loss=30%`),
- * `rate=RATE` or `dhcp-change`.
+ * Parse `carrier`, `blackhole`, `blackhole4`, `blackhole6`, `loss=PCT`
+ * (`loss=30` or `loss=30%`), `rate=RATE`, `dhcp-change`, `ra-change` or
+ * `renumber`.
  * @throws {LabError} for anything else.
  */
 export function parseFault(text: string): Fault {
   const t = text.trim();
-  if (t === "carrier" || t === "blackhole" || t === "dhcp-change") return { kind: t };
+  if (
+    t === "carrier" ||
+    t === "blackhole" ||
+    t === "blackhole4" ||
+    t === "blackhole6" ||
+    t === "dhcp-change" ||
+    t === "ra-change" ||
+    t === "renumber"
+  ) {
+    return { kind: t };
+  }
   const loss = /^loss=(\d+(?:\.\d+)?)%?$/.exec(t);
   if (loss?.[1] !== undefined) {
     const percent = Number(loss[1]);
@@ -72,11 +106,11 @@ export function parseFault(text: string): Fault {
     return { kind: "rate", rate: rate[1].trim().toLowerCase() };
   }
   throw new LabError(
-    `unknown fault ${JSON.stringify(t)}: use carrier, blackhole, loss=PCT, rate=RATE or dhcp-change`,
+    `unknown fault ${JSON.stringify(t)}: use carrier, blackhole, blackhole4, blackhole6, loss=PCT, rate=RATE, dhcp-change, ra-change or renumber`,
   );
 }
 
-/** `set` with `fault` added (dhcp-change is an event and leaves it unchanged). */
+/** `set` with `fault` added (events, {@link EVENT_FAULTS}, leave it unchanged). */
 export function addFault(set: FaultSet, fault: Fault): FaultSet {
   const next = { ...set };
   switch (fault.kind) {
@@ -86,6 +120,12 @@ export function addFault(set: FaultSet, fault: Fault): FaultSet {
     case "blackhole":
       next.blackhole = true;
       break;
+    case "blackhole4":
+      next.blackhole4 = true;
+      break;
+    case "blackhole6":
+      next.blackhole6 = true;
+      break;
     case "loss":
       if (fault.percent > 0) next.loss = fault.percent;
       else delete next.loss;
@@ -94,6 +134,8 @@ export function addFault(set: FaultSet, fault: Fault): FaultSet {
       next.rate = fault.rate;
       break;
     case "dhcp-change":
+    case "ra-change":
+    case "renumber":
       break;
   }
   return next;
@@ -104,6 +146,8 @@ export function describeFaults(set: FaultSet): string[] {
   const out: string[] = [];
   if (set.carrier) out.push("carrier");
   if (set.blackhole) out.push("blackhole");
+  if (set.blackhole4) out.push("blackhole4");
+  if (set.blackhole6) out.push("blackhole6");
   if (set.loss !== undefined) out.push(`loss=${set.loss}`);
   if (set.rate !== undefined) out.push(`rate=${set.rate}`);
   return out;
@@ -120,11 +164,18 @@ export function lossThreshold(percent: number): number {
 
 /**
  * nft script replacing the ISP's `faults` chain with the rules of `set`
- * (one transaction; an empty set leaves the chain empty).
+ * (one transaction; an empty set leaves the chain empty). Loss applies to
+ * both families.
  */
 export function renderFaultChain(set: FaultSet): string {
   const lines = ["flush chain inet lab faults"];
   if (set.blackhole) lines.push("add rule inet lab faults counter drop");
+  if (set.blackhole4 && !set.blackhole) {
+    lines.push("add rule inet lab faults meta nfproto ipv4 counter drop");
+  }
+  if (set.blackhole6 && !set.blackhole) {
+    lines.push("add rule inet lab faults meta nfproto ipv6 counter drop");
+  }
   if (set.loss !== undefined && set.loss > 0) {
     lines.push(
       `add rule inet lab faults numgen random mod 10000 < ${lossThreshold(set.loss)} counter drop`,

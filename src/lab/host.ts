@@ -9,11 +9,15 @@
  * - whoami (default TCP port 7): for every line received, the client address
  *   and a newline; one connection can ask many times.
  *
- * Usage: `host.js [--address 192.0.2.10] [--http-port 80] [--whoami-port 7]`.
- * Prints `ready` on stdout once both listen; errors go to stderr.
+ * Usage: `host.js [--address 192.0.2.10]... [--http-port 80] [--whoami-port 7]`
+ * (`--address` may be given more than once, e.g. an IPv4 and an IPv6
+ * address: the same services listen on each; IPv6 clients are reported as
+ * the kernel gives them, `2001:db8:1::2`).
+ * Prints `ready` on stdout once all listen; errors go to stderr.
  */
 import {
   createServer as createHttpServer,
+  type IncomingMessage,
   type Server as HttpServer,
   type ServerResponse,
 } from "node:http";
@@ -26,7 +30,8 @@ const MAX_LINE = 1024;
 
 /** Where the echo host listens. */
 export interface EchoHostOptions {
-  address: string;
+  /** One address, or several (the same services listen on each). */
+  address: string | readonly string[];
   /** TCP port of the HTTP echo. */
   httpPort: number;
   /** TCP port of the line-based whoami. */
@@ -35,8 +40,12 @@ export interface EchoHostOptions {
 
 /** A running echo host. */
 export interface EchoHost {
+  /** HTTP echo on the first address. */
   http: HttpServer;
+  /** whoami on the first address. */
   whoami: TcpServer;
+  /** One HTTP and one whoami server per address, in the order given. */
+  servers: { address: string; http: HttpServer; whoami: TcpServer }[];
   /** Stop listening and drop open connections. */
   close(): Promise<void>;
 }
@@ -110,54 +119,71 @@ function sendBytes(res: ServerResponse, n: number): void {
   write();
 }
 
+/** The HTTP echo's request handler (see the module comment). */
+function handleHttp(req: IncomingMessage, res: ServerResponse): void {
+  const client = clientAddress(req.socket);
+  const path = (req.url ?? "/").split("?")[0];
+  if (req.method === "GET" && path === "/") {
+    res.writeHead(200, { "content-type": "text/plain" }).end(`${client}\n`);
+  } else if (req.method === "GET" && path === "/bytes") {
+    sendBytes(res, Number(new URLSearchParams((req.url ?? "").split("?")[1]).get("n")));
+  } else if (req.method === "GET" && path === "/json") {
+    const body = JSON.stringify({ client, port: req.socket.remotePort ?? 0 });
+    res.writeHead(200, { "content-type": "application/json" }).end(`${body}\n`);
+  } else {
+    res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
+  }
+}
+
 /**
  * Start the echo host.
  * @throws the listen error (EADDRNOTAVAIL when the address is not local, EADDRINUSE).
  */
 export async function startEchoHost(options: EchoHostOptions): Promise<EchoHost> {
-  const http = createHttpServer((req, res) => {
-    const client = clientAddress(req.socket);
-    const path = (req.url ?? "/").split("?")[0];
-    if (req.method === "GET" && path === "/") {
-      res.writeHead(200, { "content-type": "text/plain" }).end(`${client}\n`);
-    } else if (req.method === "GET" && path === "/bytes") {
-      sendBytes(res, Number(new URLSearchParams((req.url ?? "").split("?")[1]).get("n")));
-    } else if (req.method === "GET" && path === "/json") {
-      const body = JSON.stringify({ client, port: req.socket.remotePort ?? 0 });
-      res.writeHead(200, { "content-type": "application/json" }).end(`${body}\n`);
-    } else {
-      res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
-    }
-  });
-  http.keepAliveTimeout = 5000;
+  const addresses = typeof options.address === "string" ? [options.address] : [...options.address];
+  if (addresses.length === 0) throw new Error("echo host: no address to listen on");
   const open = new Set<Socket>();
-  const whoami = createTcpServer((socket) => {
-    open.add(socket);
-    socket.on("close", () => open.delete(socket));
-    handleWhoami(socket);
-  });
-  await listen(http, options.httpPort, options.address);
-  await listen(whoami, options.whoamiPort, options.address);
-  return {
-    http,
-    whoami,
-    close: async () => {
-      http.closeAllConnections();
-      for (const socket of open) socket.destroy();
-      await Promise.all([
-        new Promise((r) => http.close(r)),
-        new Promise((r) => {
-          whoami.close(r);
-        }),
-      ]);
-    },
+  const servers: EchoHost["servers"] = [];
+  const closeAll = async (): Promise<void> => {
+    for (const socket of open) socket.destroy();
+    await Promise.all(
+      servers.flatMap((s) => {
+        s.http.closeAllConnections();
+        return [
+          new Promise((r) => s.http.close(r)),
+          new Promise((r) => {
+            s.whoami.close(r);
+          }),
+        ];
+      }),
+    );
   };
+  try {
+    for (const address of addresses) {
+      const http = createHttpServer(handleHttp);
+      http.keepAliveTimeout = 5000;
+      const whoami = createTcpServer((socket) => {
+        open.add(socket);
+        socket.on("close", () => open.delete(socket));
+        handleWhoami(socket);
+      });
+      servers.push({ address, http, whoami });
+      await listen(http, options.httpPort, address);
+      await listen(whoami, options.whoamiPort, address);
+    }
+  } catch (error) {
+    await closeAll().catch(() => undefined);
+    throw error;
+  }
+  const first = servers[0];
+  if (first === undefined) throw new Error("echo host: no server");
+  return { http: first.http, whoami: first.whoami, servers, close: closeAll };
 }
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
-      address: { type: "string", default: "192.0.2.10" },
+      address: { type: "string", multiple: true, default: ["192.0.2.10"] },
       "http-port": { type: "string", default: "80" },
       "whoami-port": { type: "string", default: "7" },
     },

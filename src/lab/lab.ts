@@ -43,12 +43,23 @@ import {
 } from "./netns.js";
 import {
   internetDnsAddresses,
+  internetDnsAddresses6,
   internetDnsArgs,
   removeClientResolvConf,
   resolverPaths,
   startResolver,
   writeClientResolvConf,
 } from "./resolver.js";
+import {
+  dhclientArgv,
+  dhclientScript,
+  ipv6Paths,
+  keaArgv,
+  keaEnv,
+  radvdArgv,
+  renderKeaConfig,
+  renderRadvdConfig,
+} from "./ipv6.js";
 import { TUN_RELAY_FILE, TUN_RELAY_SCRIPT } from "./p2p.js";
 import { labScriptArgv } from "./scripts.js";
 import {
@@ -65,9 +76,17 @@ import {
   DEFAULT_STATE_ROOT,
   ISP_INTERFACES,
   LAB_DNS_RECORDS,
+  LAB_DNS_RECORDS6,
   LAB_HOSTS,
+  LAB_HOSTS6,
   LAB_PORTS,
+  addressIn,
   allNamespaces,
+  delegatedPrefix6,
+  ispLinkLocal6,
+  uplinkNetwork6,
+  ROUTER_TOKEN,
+  renderIspRoutes6Batch,
   dhcpAddress,
   isLabNamespace,
   namespaceOf,
@@ -122,6 +141,12 @@ export interface LabUpOptions {
    * at most 64). One server runs one test at a time.
    */
   iperf3Servers?: number;
+  /**
+   * DHCPv6 prefix delegation (default false): kea-dhcp6 in every ISP with
+   * IPv6 and `dhclient -6 -P` on the router's uplinks; `lab up` returns once
+   * each uplink holds its delegated prefix (see ipv6.ts for where it shows).
+   */
+  pd?: boolean;
 }
 
 /** Packets and bytes a counter saw. */
@@ -154,6 +179,12 @@ export interface UplinkStatus {
   gateway: string;
   /** The router's IPv4 addresses on the uplink interface (CIDR). */
   addresses: string[];
+  /** The router's global IPv6 addresses on the uplink interface (CIDR), deprecated ones marked ` (deprecated)`. */
+  addresses6: string[];
+  /** Routers of the `default ... proto ra` routes via the uplink in the router's main table (`fe80::1`). */
+  gateways6: string[];
+  /** The prefix delegated to the router on this uplink (DHCPv6-PD), if any. */
+  delegatedPrefix?: string;
   /** The router's interface has carrier (LOWER_UP). */
   carrier: boolean;
   /** Active faults, e.g. `["blackhole", "loss=30"]`. */
@@ -275,8 +306,8 @@ function startDetached(
 }
 
 /**
- * Start an echo host on `address` (default the internet's 192.0.2.10) in
- * `ns` and wait (at most `timeoutMs`) until it prints `ready`.
+ * Start an echo host on `address` (default the internet's 192.0.2.10, and
+ * then also its IPv6 address 2001:db8:ffff::10) in `ns` and wait (at most `timeoutMs`) until it prints `ready`.
  * @throws {LabError} when it exits first or takes too long; names its log.
  */
 function launchEchoHost(
@@ -289,6 +320,7 @@ function launchEchoHost(
     ...labScriptArgv("host"),
     "--address",
     address,
+    ...(address === LAB_HOSTS.echo ? ["--address", LAB_HOSTS6.echo] : []),
     "--http-port",
     String(LAB_PORTS.http),
     "--whoami-port",
@@ -370,9 +402,14 @@ function dnsServerArgv(plan: LabPlan, dir: string): string[] {
     "--no-hosts",
     "--no-poll",
     `--listen-address=${LAB_HOSTS.dns}`,
+    `--listen-address=${LAB_HOSTS6.dns}`,
     "--bind-interfaces",
     "--local=/lab.test/",
-    ...Object.entries(LAB_DNS_RECORDS).map(([name, a]) => `--host-record=${name},${a}`),
+    ...Object.entries(LAB_DNS_RECORDS).map(
+      ([name, a]) =>
+        `--host-record=${name},${a}` +
+        (LAB_DNS_RECORDS6[name] === undefined ? "" : `,${LAB_DNS_RECORDS6[name]}`),
+    ),
     ...internetDnsArgs(plan),
     `--pid-file=${join(dir, "dns.pid")}`,
     `--log-facility=${join(dir, "dns.log")}`,
@@ -556,6 +593,7 @@ export async function labUp(options: LabUpOptions = {}): Promise<Lab> {
     processes: [],
     faults: {},
     dhcpGeneration: Object.fromEntries(dhcpUplinks.map((u) => [String(u.number), 0])),
+    pd: options.pd === true,
   };
   try {
     await mkdir(dir, { recursive: true });
@@ -587,7 +625,10 @@ export async function labUp(options: LabUpOptions = {}): Promise<Lab> {
         ns.net,
         internetDnsAddresses(plan)
           .map((a) => `addr add ${a}/32 dev lo\n`)
-          .join(""),
+          .join("") +
+          internetDnsAddresses6()
+            .map((a) => `addr add ${a}/128 dev lo\n`)
+            .join(""),
       ),
       ...plan.uplinks.map((u) =>
         ipBatch(`configure ISP ${u.namespace}`, u.namespace, renderIspBatch(u)),
@@ -603,6 +644,28 @@ export async function labUp(options: LabUpOptions = {}): Promise<Lab> {
         ),
       ),
     ]);
+
+    // IPv6: router advertisements (and prefix delegation) from every ISP with IPv6.
+    const v6Uplinks = plan.uplinks.filter((u) => u.ipv6 !== undefined);
+    for (const u of v6Uplinks) {
+      const paths = ipv6Paths(dir, u);
+      await writeFile(paths.radvdConfig, renderRadvdConfig(uplinkNetwork6(u.number, 0)));
+      record(
+        `radvd-${u.name}`,
+        `isp${u.number}`,
+        startDetached(u.namespace, radvdArgv(dir, u), paths.radvdLog),
+        paths.radvdLog,
+      );
+      if (options.pd === true) {
+        await writeFile(paths.keaConfig, renderKeaConfig(dir, u, delegatedPrefix6(u.number, 0)));
+        record(
+          `kea-${u.name}`,
+          `isp${u.number}`,
+          startDetached(u.namespace, keaArgv(dir, u), paths.keaOut, keaEnv(dir)),
+          paths.keaOut,
+        );
+      }
+    }
 
     // Services. DHCP servers first, so the clients' first DISCOVER is answered.
     const udhcpcScript = join(dir, "udhcpc.sh");
@@ -673,7 +736,16 @@ export async function labUp(options: LabUpOptions = {}): Promise<Lab> {
         });
       }),
     );
-    await Promise.all([hostReady, dhcpReady]);
+    const v6Ready = Promise.all(
+      v6Uplinks.map(async (u) => {
+        await waitForRa(dir, ns.rtr, u, 0, 0);
+        if (options.pd === true) {
+          state.processes.push(await startPdClient(dir, ns.rtr, u));
+          await waitForDelegatedPrefix(dir, u, delegatedPrefix6(u.number, 0));
+        }
+      }),
+    );
+    await Promise.all([hostReady, dhcpReady, v6Ready]);
     await checkAlive(plan.prefix, state.processes);
     await writeFile(
       state.configPath,
@@ -780,6 +852,143 @@ async function routerAddresses(rtr: string, dev: string): Promise<string[]> {
   return ipv4Of((JSON.parse(stdout) as IpAddrJson[])[0]);
 }
 
+interface IpAddr6Json {
+  addr_info?: {
+    family?: string;
+    local?: string;
+    prefixlen?: number;
+    scope?: string;
+    deprecated?: boolean;
+    tentative?: boolean;
+  }[];
+}
+
+/** Global IPv6 addresses (CIDR) of `dev` in `rtr`, deprecated ones with ` (deprecated)` after them. */
+async function routerAddresses6(rtr: string, dev: string): Promise<string[]> {
+  const { stdout } = await labRun(`read IPv6 addresses of ${dev} in ${rtr}`, "ip", [
+    "-n",
+    rtr,
+    "-j",
+    "-6",
+    "addr",
+    "show",
+    "dev",
+    dev,
+    "scope",
+    "global",
+  ]);
+  return ((JSON.parse(stdout) as IpAddr6Json[])[0]?.addr_info ?? [])
+    .filter((a) => a.family === "inet6" && a.local !== undefined)
+    .map(
+      (a) =>
+        `${a.local ?? ""}/${a.prefixlen ?? 128}` +
+        (a.deprecated === true ? " (deprecated)" : "") +
+        (a.tentative === true ? " (tentative)" : ""),
+    );
+}
+
+/** Routers of `default ... proto ra` routes via `dev` in the main table of `rtr`, lowest metric first. */
+async function raGateways(rtr: string, dev: string): Promise<string[]> {
+  const { stdout } = await labRun(`read IPv6 default routes of ${dev} in ${rtr}`, "ip", [
+    "-n",
+    rtr,
+    "-j",
+    "-6",
+    "route",
+    "show",
+    "default",
+    "dev",
+    dev,
+    "proto",
+    "ra",
+  ]);
+  return (JSON.parse(stdout) as { gateway?: string; metric?: number }[])
+    .sort((a, b) => (a.metric ?? 0) - (b.metric ?? 0))
+    .flatMap((r) => (r.gateway === undefined ? [] : [r.gateway]));
+}
+
+/**
+ * Wait (at most `timeoutMs`) until the router holds its SLAAC address of
+ * uplink network generation `network` (not deprecated) and a default route
+ * via the ISP router's link-local address of generation `router`, from
+ * router advertisements alone.
+ * @throws {LabError} naming what is missing and the radvd log's end.
+ */
+async function waitForRa(
+  dir: string,
+  rtr: string,
+  u: UplinkPlan,
+  network: number,
+  router: number,
+  timeoutMs = 15_000,
+): Promise<void> {
+  const address = addressIn(uplinkNetwork6(u.number, network), ROUTER_TOKEN);
+  const gateway = ispLinkLocal6(router);
+  await waitFor(
+    `router address ${address} and default via ${gateway} on ${u.routerInterface} from router advertisements`,
+    timeoutMs,
+    async () => {
+      const addresses = await routerAddresses6(rtr, u.routerInterface);
+      if (!addresses.includes(`${address}/64`)) return undefined;
+      return (await raGateways(rtr, u.routerInterface)).includes(gateway) ? true : undefined;
+    },
+    100,
+  ).catch(async (error: unknown) => {
+    const log = ipv6Paths(dir, u).radvdLog;
+    throw new LabError(`${errorText(error)}; ${log}: ${await tail(log)}`, { cause: error });
+  });
+}
+
+/** The prefix in a delegated-prefix file, or undefined while there is none. */
+async function readDelegatedPrefix(file: string): Promise<string | undefined> {
+  const text = (await readFile(file, "utf8").catch(() => "")).trim();
+  return text === "" ? undefined : text;
+}
+
+/**
+ * Start the router's DHCPv6-PD client on uplink `u` (writing its config and
+ * event script first).
+ * @returns the process, to record.
+ */
+async function startPdClient(dir: string, rtr: string, u: UplinkPlan): Promise<LabProcess> {
+  const paths = ipv6Paths(dir, u);
+  await writeFile(
+    paths.clientConfig,
+    "# uplinkd lab: dhclient -6 -P, nothing beyond the defaults\n",
+  );
+  await writeFile(paths.clientScript, dhclientScript(dir));
+  await chmod(paths.clientScript, 0o755);
+  await rm(paths.clientPid, { force: true });
+  const pid = startDetached(rtr, dhclientArgv(dir, u), paths.clientLog);
+  return { name: `dhclient6-${u.routerInterface}`, node: "rtr", pid, log: paths.clientLog };
+}
+
+/**
+ * Wait (at most `timeoutMs`) until the router's client recorded `want` as
+ * the prefix delegated on uplink `u`.
+ * @throws {LabError} with the ends of the client's and the ISP server's logs.
+ */
+async function waitForDelegatedPrefix(
+  dir: string,
+  u: UplinkPlan,
+  want: string,
+  timeoutMs = 20_000,
+): Promise<void> {
+  const paths = ipv6Paths(dir, u);
+  await waitFor(
+    `delegated prefix ${want} on ${u.routerInterface}`,
+    timeoutMs,
+    async () =>
+      (await readDelegatedPrefix(paths.delegatedPrefixFile)) === want ? true : undefined,
+    100,
+  ).catch(async (error: unknown) => {
+    throw new LabError(
+      `${errorText(error)}; ${paths.clientLog}: ${await tail(paths.clientLog)}; ${paths.keaLog}: ${await tail(paths.keaLog)}`,
+      { cause: error },
+    );
+  });
+}
+
 /** A built lab. Get one from {@link labUp} or {@link openLab}. */
 export class Lab {
   #state: LabState;
@@ -871,6 +1080,55 @@ export class Lab {
     return routerAddresses(this.namespace("rtr"), u.routerInterface);
   }
 
+  /**
+   * The router's global IPv6 addresses on an uplink's interface, CIDR;
+   * deprecated ones end in ` (deprecated)` (`["2001:db8:1::2/64"]`).
+   */
+  async routerAddresses6(uplink: string | number): Promise<string[]> {
+    const u = this.uplink(uplink);
+    return routerAddresses6(this.namespace("rtr"), u.routerInterface);
+  }
+
+  /**
+   * The router's preferred (not deprecated) global IPv6 address on an
+   * uplink, no prefix length (`2001:db8:1::2`), or undefined while it has none.
+   */
+  async routerAddress6(uplink: string | number): Promise<string | undefined> {
+    const preferred = (await this.routerAddresses6(uplink)).filter((a) => !a.includes(" "));
+    return preferred[0]?.split("/")[0];
+  }
+
+  /** Routers of the uplink's `default ... proto ra` routes in the router's main table (`["fe80::1"]`). */
+  async raGateways(uplink: string | number): Promise<string[]> {
+    const u = this.uplink(uplink);
+    return raGateways(this.namespace("rtr"), u.routerInterface);
+  }
+
+  /**
+   * The uplink network the ISP announces now (`2001:db8:1::/64`; another
+   * after a `renumber` fault).
+   */
+  async uplinkNetwork6(uplink: string | number): Promise<string> {
+    const u = this.uplink(uplink);
+    await this.#reload();
+    return uplinkNetwork6(u.number, this.#v6Generation(u).network);
+  }
+
+  /**
+   * The prefix delegated to the router on an uplink as its DHCPv6 client
+   * recorded it (`2001:db8:1001::/56`); undefined without `pd` or while
+   * there is no lease. See ipv6.ts for where else it shows.
+   */
+  async delegatedPrefix(uplink: string | number): Promise<string | undefined> {
+    const u = this.uplink(uplink);
+    return readDelegatedPrefix(ipv6Paths(this.stateDir, u).delegatedPrefixFile);
+  }
+
+  /** The file the router's DHCPv6 client writes an uplink's delegated prefix to (one line). */
+  delegatedPrefixFile(uplink: string | number): string {
+    return ipv6Paths(this.stateDir, this.uplink(uplink)).delegatedPrefixFile;
+  }
+
   /** The router's address on an uplink (no prefix length), or undefined while it has none. */
   async routerAddress(uplink: string | number): Promise<string | undefined> {
     return (await this.routerAddresses(uplink))[0]?.split("/")[0];
@@ -945,6 +1203,10 @@ export class Lab {
     const current = this.#faultsOf(u);
     if (f.kind === "dhcp-change") {
       await this.#dhcpChange(u, current);
+      return;
+    }
+    if (f.kind === "ra-change" || f.kind === "renumber") {
+      await this.#ipv6Change(u, current, f.kind);
       return;
     }
     const next = addFault(current, f);
@@ -1037,6 +1299,12 @@ export class Lab {
         const counters = present.has(u.namespace)
           ? await this.ispCounters(u.number).catch(() => undefined)
           : undefined;
+        const v6 = u.ipv6 !== undefined && present.has(rtr);
+        const addresses6 = v6 ? await routerAddresses6(rtr, u.routerInterface).catch(() => []) : [];
+        const gateways6 = v6 ? await raGateways(rtr, u.routerInterface).catch(() => []) : [];
+        const delegatedPrefix = v6
+          ? await readDelegatedPrefix(ipv6Paths(this.stateDir, u).delegatedPrefixFile)
+          : undefined;
         return {
           name: u.name,
           number: u.number,
@@ -1045,6 +1313,9 @@ export class Lab {
           kind: u.kind,
           gateway: u.kind === "p2p" ? "none" : u.gateway,
           addresses: ipv4Of(link),
+          addresses6,
+          gateways6,
+          ...(delegatedPrefix === undefined ? {} : { delegatedPrefix }),
           carrier: link?.flags?.includes("LOWER_UP") ?? false,
           faults: describeFaults(this.#faultsOf(u)),
           counters,
@@ -1120,6 +1391,144 @@ export class Lab {
       ISP_INTERFACES.customer,
       set.carrier ? "down" : "up",
     ]);
+    if (!set.carrier) await this.#restoreIpv6(u, what);
+  }
+
+  /**
+   * After a carrier fault: `ip link set cust down` deleted the ISP's
+   * link-local address (keep_addr_on_down keeps only the others) and the
+   * routes through `cust` (the delegation pool's). Put them back; radvd and
+   * kea bound the old address, so they restart too.
+   */
+  async #restoreIpv6(u: UplinkPlan, what: string): Promise<void> {
+    if (u.ipv6 === undefined) return;
+    const ns = u.namespace;
+    const gateway = ispLinkLocal6(this.#v6Generation(u).router);
+    const { stdout } = await labRun(what, "ip", [
+      "-n",
+      ns,
+      "-j",
+      "-6",
+      "addr",
+      "show",
+      "dev",
+      ISP_INTERFACES.customer,
+      "scope",
+      "link",
+    ]);
+    const has = ((JSON.parse(stdout) as IpAddr6Json[])[0]?.addr_info ?? []).some(
+      (a) => a.local === gateway,
+    );
+    if (!has) {
+      await ipBatch(what, ns, `addr replace ${gateway}/64 dev ${ISP_INTERFACES.customer}\n`);
+      await this.#restartIspIpv6(u);
+      await writeState(this.#state);
+    }
+    await ipBatch(what, ns, renderIspRoutes6Batch(u));
+  }
+
+  /** Restart the ISP's radvd (and kea with `pd`) from their current config files. */
+  async #restartIspIpv6(u: UplinkPlan): Promise<void> {
+    const dir = this.stateDir;
+    const paths = ipv6Paths(dir, u);
+    const ispNode: LabNode = `isp${u.number}`;
+    await this.#stopProcess(u.namespace, `radvd-${u.name}`);
+    const radvd = startDetached(u.namespace, radvdArgv(dir, u), paths.radvdLog);
+    this.#replaceProcess({
+      name: `radvd-${u.name}`,
+      node: ispNode,
+      pid: radvd,
+      log: paths.radvdLog,
+    });
+    if (this.#state.pd === true) {
+      await this.#stopProcess(u.namespace, `kea-${u.name}`);
+      const kea = startDetached(u.namespace, keaArgv(dir, u), paths.keaOut, keaEnv(dir));
+      this.#replaceProcess({ name: `kea-${u.name}`, node: ispNode, pid: kea, log: paths.keaOut });
+    }
+  }
+
+  #v6Generation(u: UplinkPlan): { network: number; router: number } {
+    return this.#state.v6Generation?.[String(u.number)] ?? { network: 0, router: 0 };
+  }
+
+  /**
+   * `ra-change`: the ISP router's link-local address changes and radvd
+   * restarts from it. `renumber`: the ISP announces the next uplink
+   * network (the old one deprecated, its ISP address gone) and, with
+   * prefix delegation, delegates the next prefix to a fresh client
+   * request. Waits (at most 15 s, 20 s for the prefix) until the router
+   * has followed.
+   */
+  async #ipv6Change(
+    u: UplinkPlan,
+    current: FaultSet,
+    kind: "ra-change" | "renumber",
+  ): Promise<void> {
+    const v6 = u.ipv6;
+    if (v6 === undefined) throw new LabError(`${kind}: ${u.name} has no IPv6 (point-to-point)`);
+    if (current.carrier) throw new LabError(`${kind}: ${u.name} has no carrier; heal it first`);
+    const dir = this.stateDir;
+    const rtr = this.namespace("rtr");
+    const paths = ipv6Paths(dir, u);
+    const was = this.#v6Generation(u);
+    const next =
+      kind === "ra-change"
+        ? { network: was.network, router: was.router + 1 }
+        : { network: was.network + 1, router: was.router };
+    const customer = ISP_INTERFACES.customer;
+    // radvd's last advertisement (router lifetime 0) goes out from the old address.
+    await this.#stopProcess(u.namespace, `radvd-${u.name}`);
+    if (kind === "ra-change") {
+      await ipBatch(
+        `${kind} on ${u.name}`,
+        u.namespace,
+        `addr del ${ispLinkLocal6(was.router)}/64 dev ${customer}\n` +
+          `addr add ${ispLinkLocal6(next.router)}/64 dev ${customer}\n`,
+      );
+    } else {
+      const oldNet = uplinkNetwork6(u.number, was.network);
+      const newNet = uplinkNetwork6(u.number, next.network);
+      await ipBatch(
+        `${kind} on ${u.name}`,
+        u.namespace,
+        `addr del ${addressIn(oldNet, "::1")}/64 dev ${customer}\n` +
+          `addr add ${addressIn(newNet, "::1")}/64 dev ${customer}\n`,
+      );
+      await writeFile(paths.radvdConfig, renderRadvdConfig(newNet, [oldNet]));
+      if (this.#state.pd === true) {
+        await writeFile(
+          paths.keaConfig,
+          renderKeaConfig(dir, u, delegatedPrefix6(u.number, next.network)),
+        );
+      }
+    }
+    // The DHCPv6 server binds the link-local address: it restarts too (with the next pool on renumber).
+    await this.#restartIspIpv6(u);
+    (this.#state.v6Generation ??= {})[String(u.number)] = next;
+    await writeState(this.#state);
+    await waitForRa(dir, rtr, u, next.network, next.router);
+    if (this.#state.pd === true && kind === "renumber") {
+      // A client that asks afresh (no lease file) gets the new pool's prefix.
+      await this.#stopProcess(rtr, `dhclient6-${u.routerInterface}`);
+      await rm(paths.clientLeases, { force: true });
+      this.#replaceProcess(await startPdClient(dir, rtr, u));
+      await writeState(this.#state);
+      await waitForDelegatedPrefix(dir, u, delegatedPrefix6(u.number, next.network));
+    }
+  }
+
+  /** End a recorded process (SIGTERM, waiting at most 3 s) if it still runs in `ns`. */
+  async #stopProcess(ns: string, name: string): Promise<void> {
+    const p = this.#state.processes.find((x) => x.name === name);
+    if (p === undefined || !(await namespacePids(ns)).includes(p.pid)) return;
+    process.kill(p.pid, "SIGTERM");
+    await waitFor(`${name} (pid ${p.pid}) exiting`, 3000, async () =>
+      (await namespacePids(ns)).includes(p.pid) ? undefined : true,
+    );
+  }
+
+  #replaceProcess(p: LabProcess): void {
+    this.#state.processes = [...this.#state.processes.filter((x) => x.name !== p.name), p];
   }
 
   async #dhcpChange(u: UplinkPlan, current: FaultSet): Promise<void> {

@@ -129,6 +129,11 @@ export function internetDnsAddresses(plan: LabPlan): string[] {
   ];
 }
 
+/** IPv6 addresses the internet namespace holds on `lo` for the lab's DNS: the domain hosts that have one. */
+export function internetDnsAddresses6(): string[] {
+  return Object.values(LAB_DNS_DOMAINS).flatMap((a) => (a.ipv6 === undefined ? [] : [a.ipv6]));
+}
+
 /** The directory `ip netns exec` takes the resolv.conf of namespace `lanNamespace` from. */
 export function clientNetnsDir(lanNamespace: string): string {
   return join("/etc/netns", lanNamespace);

@@ -10,7 +10,7 @@ import type { LabNode } from "./topology.js";
 
 /** A long-running process the lab started (echo host, DNS, DHCP server or client, iperf3). */
 export interface LabProcess {
-  /** `host`, `dns`, `iperf3`, `dhcp-isp2`, `udhcpc-wan2`, `p2p-isp2` (TUN relay), `host-isp3` (CGNAT upstream host). */
+  /** `host`, `dns`, `iperf3`, `dhcp-isp2`, `udhcpc-wan2`, `p2p-isp2` (TUN relay), `host-isp3` (CGNAT upstream host), `radvd-isp1`, `kea-isp1`, `dhclient6-wan1`. */
   name: string;
   node: LabNode;
   pid: number;
@@ -48,6 +48,14 @@ export interface LabState {
   dhcpGeneration: Record<string, number>;
   /** Sessions with a new address so far, by point-to-point uplink number (absent: none). */
   p2pGeneration?: Record<string, number>;
+  /** `lab up --pd`: DHCPv6 prefix delegation runs (absent in states of older labs: no). */
+  pd?: boolean;
+  /**
+   * IPv6 changes so far, by uplink number (absent: none): `network`
+   * renumberings (uplink network and delegated prefix), `router` changes
+   * of the ISP router's link-local address (`ra-change`).
+   */
+  v6Generation?: Record<string, { network: number; router: number }>;
 }
 
 /** `STATE_ROOT/PREFIX`. */

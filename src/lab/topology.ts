@@ -22,8 +22,26 @@
  *   private upstream network 10.I.0.0/16 with a host at 10.I.0.53 (an echo
  *   host on its `lo`) that only this ISP reaches.
  *
- * Only 100.64.0.0/10 and the TEST-NET ranges are used, and only inside the
- * lab's namespaces; CGNAT uplinks add 10.I.0.0/16, also only inside them.
+ * IPv6 (dual-stack by default; point-to-point uplinks are IPv4 only):
+ *
+ *     P-lan  eth0 fd00:1::100/64, default via fd00:1::1 ── lan0 fd00:1::1/64  P-rtr
+ *     P-rtr  wanI fe80::ff:fe00:2 (MAC 02:00:00:00:00:02), SLAAC 2001:db8:I::2/64
+ *            (token ::2), accept_ra=2,
+ *            `default via fe80::1 dev wanI proto ra` in the main table
+ *                                         ── cust fe80::1, 2001:db8:I::1/64, radvd  P-ispI
+ *     P-ispI core 2001:db8:fe:I::1/64     ── ispI 2001:db8:fe:I::2/64         P-net
+ *            routes the delegation pool 2001:db8:(1000+I)::/48 via fe80::ff:fe00:2 dev cust;
+ *            with `pd`, kea-dhcp6 delegates 2001:db8:(1000+I)::/56 on request
+ *     P-net  lo: 2001:db8:ffff::1, ::2 (ping targets), ::10 (echo host), ::53
+ *            (DNS); routes 2001:db8:I::/48 and 2001:db8:(1000+I)::/48 via ISP I
+ *
+ * After `renumber` fault number G the uplink network is 2001:db8:I:G::/64 and
+ * the delegated prefix 2001:db8:(1000+I):G00::/56; after `ra-change` number G
+ * the ISP router's link-local address is fe80::1:G (see ipv6.ts).
+ *
+ * Only 100.64.0.0/10, the TEST-NET ranges, 2001:db8::/32 and fd00::/8 are
+ * used, and only inside the lab's namespaces; CGNAT uplinks add
+ * 10.I.0.0/16, also only inside them.
  */
 import { LabError } from "../errors.js";
 
@@ -46,6 +64,22 @@ export const LAB_HOSTS = {
   dns: "192.0.2.53",
 } as const;
 
+/**
+ * IPv6 addresses of the test hosts in the `net` namespace (on its `lo`),
+ * all inside {@link LAB_HOSTS6.subnet}. The echo host answers on the same
+ * ports as on IPv4 ({@link LAB_PORTS}).
+ */
+export const LAB_HOSTS6 = {
+  /** ICMPv6 targets. */
+  pingTargets: ["2001:db8:ffff::1", "2001:db8:ffff::2"],
+  /** Echo host: HTTP, whoami (same ports as 192.0.2.10). */
+  echo: "2001:db8:ffff::10",
+  /** DNS server (the same dnsmasq as 192.0.2.53). */
+  dns: "2001:db8:ffff::53",
+  /** The internet's test host network; every ISP routes it towards `net`. */
+  subnet: "2001:db8:ffff::/64",
+} as const;
+
 /** TCP ports of the echo host. */
 export const LAB_PORTS = { http: 80, whoami: 7, iperf3: 5201 } as const;
 
@@ -57,6 +91,14 @@ export const LAB_DNS_RECORDS: Readonly<Record<string, string>> = {
   "dns.lab.test": LAB_HOSTS.dns,
 };
 
+/** IPv6 addresses (AAAA records) of the names in {@link LAB_DNS_RECORDS} that have one. */
+export const LAB_DNS_RECORDS6: Readonly<Record<string, string>> = {
+  "echo.lab.test": LAB_HOSTS6.echo,
+  "ping1.lab.test": LAB_HOSTS6.pingTargets[0],
+  "ping2.lab.test": LAB_HOSTS6.pingTargets[1],
+  "dns.lab.test": LAB_HOSTS6.dns,
+};
+
 /** LAN side: the router's `lan0` and the client's `eth0`. */
 export const LAN = {
   routerInterface: "lan0",
@@ -66,6 +108,30 @@ export const LAN = {
   prefixLength: 24,
   subnet: "100.64.100.0/24",
 } as const;
+
+/** IPv6 on the LAN: a ULA prefix with static addresses (no RAs on the LAN). */
+export const LAN6 = {
+  routerAddress: "fd00:1::1",
+  clientAddress: "fd00:1::100",
+  prefixLength: 64,
+  subnet: "fd00:1::/64",
+} as const;
+
+/**
+ * MAC address of the router's interface on every uplink (each on its own
+ * link), so its EUI-64 link-local address is known: {@link ROUTER_LINK_LOCAL}.
+ */
+export const ROUTER_UPLINK_MAC = "02:00:00:00:00:02";
+
+/**
+ * Link-local address of the router on every uplink interface, from
+ * {@link ROUTER_UPLINK_MAC} (EUI-64, RFC 4291 appendix A); the kernel makes
+ * it again whenever the link comes up. ISPs route delegated prefixes to it.
+ */
+export const ROUTER_LINK_LOCAL = "fe80::ff:fe00:2";
+
+/** Interface identifier of the router's SLAAC address on every uplink (`ip token`): 2001:db8:I::2. */
+export const ROUTER_TOKEN = "::2";
 
 /** Interface names inside an ISP namespace. */
 export const ISP_INTERFACES = { customer: "cust", core: "core" } as const;
@@ -79,6 +145,33 @@ export type LabNode = "lan" | "rtr" | "net" | `isp${number}`;
  * second NAT).
  */
 export type UplinkKind = "ethernet" | "p2p" | "cgnat";
+
+/**
+ * IPv6 of an uplink as `lab up` builds it (generation 0: before any
+ * `renumber` or `ra-change` fault; see ipv6.ts for later generations).
+ */
+export interface UplinkIpv6Plan {
+  /** The uplink network the ISP announces in router advertisements: `2001:db8:1::/64`. */
+  network: string;
+  /** The router's SLAAC address there (token {@link ROUTER_TOKEN}): `2001:db8:1::2`. */
+  routerAddress: string;
+  /** The router's link-local address on `wanI`: `fe80::ff:fe00:2`. */
+  routerLinkLocal: string;
+  /** The ISP router's static global address on `cust`: `2001:db8:1::1`. */
+  ispAddress: string;
+  /** The ISP router's link-local address: the RA source, the router's `default via`: `fe80::1`. */
+  gateway: string;
+  /** Every uplink network of this ISP (all generations): `2001:db8:1::/48`; the ISP drops other sources (besides the pool). */
+  customerSpace: string;
+  /** Prefixes this ISP may delegate, routed via the router's link-local: `2001:db8:1001::/48`. */
+  delegationPool: string;
+  /** The prefix delegated on request (DHCPv6-PD, `lab up --pd`): `2001:db8:1001::/56`. */
+  delegatedPrefix: string;
+  /** ISP's core-side address: `2001:db8:fe:1::1`. */
+  coreAddress: string;
+  /** The internet's address towards this ISP: `2001:db8:fe:1::2`. */
+  netAddress: string;
+}
 
 /** Everything about uplink `i` (1-based) that does not depend on the kernel. */
 export interface UplinkPlan {
@@ -112,6 +205,8 @@ export interface UplinkPlan {
   weight: number;
   /** Tier in the generated daemon config (>= 1). */
   tier: number;
+  /** IPv6 of the uplink; absent for point-to-point uplinks (IPv4 only). */
+  ipv6?: UplinkIpv6Plan;
 }
 
 /** The whole lab as data. */
@@ -207,6 +302,58 @@ export function dhcpAddress(uplink: number, generation: number): string {
   return `100.64.${uplink}.${2 + (generation % 200)}`;
 }
 
+/** `2001:db8:A:B::` with B left out when 0; A and B are hex group texts. */
+function v6Prefix(a: string, b: number): string {
+  return b === 0 ? `2001:db8:${a}::` : `2001:db8:${a}:${b.toString(16)}::`;
+}
+
+/**
+ * Uplink network of ISP `uplink` after `generation` renumberings:
+ * `2001:db8:I::/64`, then `2001:db8:I:1::/64`, `2001:db8:I:2::/64`, ...
+ * (I is the uplink number written as a hex group: isp12 -> `2001:db8:12::`).
+ */
+export function uplinkNetwork6(uplink: number, generation: number): string {
+  return `${v6Prefix(String(uplink), generation % 0x10000)}/64`;
+}
+
+/**
+ * Prefix ISP `uplink` delegates after `generation` renumberings:
+ * `2001:db8:(1000+I)::/56`, then `2001:db8:(1000+I):100::/56`, `...:200::/56`, ...
+ * (wrapping after 256).
+ */
+export function delegatedPrefix6(uplink: number, generation: number): string {
+  return `${v6Prefix(String(1000 + uplink), (generation % 256) * 256)}/56`;
+}
+
+/** Link-local address of the ISP's router after `generation` `ra-change`s: `fe80::1`, then `fe80::1:1`, `fe80::1:2`, ... */
+export function ispLinkLocal6(generation: number): string {
+  const g = generation % 0x10000;
+  return g === 0 ? "fe80::1" : `fe80::1:${g.toString(16)}`;
+}
+
+/** The address `prefix` (`2001:db8:1::/64`) with the interface identifier `iid` (`::2`): `2001:db8:1::2`. */
+export function addressIn(prefix: string, iid: string): string {
+  const network = prefix.split("/")[0] ?? prefix;
+  return `${network.replace(/::$/, "")}${iid.startsWith("::") ? iid : `::${iid}`}`;
+}
+
+/** IPv6 plan of uplink `i` (generation 0). */
+export function uplinkIpv6Plan(i: number): UplinkIpv6Plan {
+  const network = uplinkNetwork6(i, 0);
+  return {
+    network,
+    routerAddress: addressIn(network, ROUTER_TOKEN),
+    routerLinkLocal: ROUTER_LINK_LOCAL,
+    ispAddress: addressIn(network, "::1"),
+    gateway: ispLinkLocal6(0),
+    customerSpace: `2001:db8:${i}::/48`,
+    delegationPool: `2001:db8:${1000 + i}::/48`,
+    delegatedPrefix: delegatedPrefix6(i, 0),
+    coreAddress: `2001:db8:fe:${i}::1`,
+    netAddress: `2001:db8:fe:${i}::2`,
+  };
+}
+
 /**
  * Turn a shape into a plan.
  * @throws {LabError} on a bad prefix, uplink count outside 1..32, a DHCP
@@ -270,6 +417,7 @@ export function planLab(shape: LabShape): LabPlan {
       dhcp: dhcp.has(i),
       weight: weights[i - 1] ?? 1,
       tier: tiers[i - 1] ?? 1,
+      ...(kind === "p2p" ? {} : { ipv6: uplinkIpv6Plan(i) }),
     });
   }
   return {
@@ -299,26 +447,54 @@ export function renderNamespaceBatch(plan: LabPlan): string {
 
 /**
  * Sysctls of each namespace, set before any link is created so new links
- * inherit the `default` values: forwarding in router, ISPs and net, reverse
- * path filtering off in the router (asymmetric multi-uplink routing), and
- * IPv6 off everywhere (the lab is IPv4 only; no DAD or router solicitations).
+ * inherit the `default` values: IPv4 forwarding in router, ISPs and net,
+ * reverse path filtering off in the router (asymmetric multi-uplink
+ * routing). IPv6 on everywhere with DAD off (addresses usable at once);
+ * IPv6 forwarding in router, ISPs and net; the router accepts router
+ * advertisements although it forwards (`accept_ra=2`, on every interface
+ * it creates: its uplinks); ISPs keep their static IPv6 addresses across a
+ * carrier fault (`keep_addr_on_down=1`; the kernel flushes them otherwise).
+ * Order matters: `all.forwarding` is set before `default.accept_ra`.
  */
 export function namespaceSysctls(plan: LabPlan): Map<string, string[]> {
-  const noV6 = ["net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"];
+  const v6 = [
+    "net.ipv6.conf.all.disable_ipv6=0",
+    "net.ipv6.conf.default.disable_ipv6=0",
+    "net.ipv6.conf.all.accept_dad=0",
+    "net.ipv6.conf.default.accept_dad=0",
+  ];
+  const v6fwd = ["net.ipv6.conf.all.forwarding=1", "net.ipv6.conf.default.forwarding=1"];
+  const noRa = ["net.ipv6.conf.all.accept_ra=0", "net.ipv6.conf.default.accept_ra=0"];
   const noRp = ["net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"];
   const fwd = ["net.ipv4.ip_forward=1"];
   const out = new Map<string, string[]>();
-  out.set(plan.namespaces.lan, [...noV6]);
-  out.set(plan.namespaces.rtr, [...fwd, ...noRp, ...noV6]);
-  out.set(plan.namespaces.net, [...fwd, ...noV6]);
-  for (const ns of plan.namespaces.isps) out.set(ns, [...fwd, ...noRp, ...noV6]);
+  out.set(plan.namespaces.lan, [...v6, ...noRa]);
+  out.set(plan.namespaces.rtr, [
+    ...fwd,
+    ...noRp,
+    ...v6,
+    ...v6fwd,
+    "net.ipv6.conf.default.accept_ra=2",
+  ]);
+  out.set(plan.namespaces.net, [...fwd, ...v6, ...v6fwd, ...noRa]);
+  for (const ns of plan.namespaces.isps) {
+    out.set(ns, [
+      ...fwd,
+      ...noRp,
+      ...v6,
+      ...v6fwd,
+      ...noRa,
+      "net.ipv6.conf.default.keep_addr_on_down=1",
+    ]);
+  }
   return out;
 }
 
 /**
  * Router batch (`ip -n P-rtr -batch -`): creates the LAN veth (peer in
  * P-lan) and every uplink veth (peer `cust` in P-ispI), directly inside the
- * namespaces; addresses for static uplinks; links up. No default route:
+ * namespaces; addresses for static uplinks; IPv6: the LAN's ULA address, on
+ * each uplink a static link-local and the SLAAC token; links up. No default route:
  * static uplinks leave that to the daemon, DHCP ones get it from udhcpc.
  * Point-to-point uplinks are left out (their relay makes them).
  */
@@ -327,33 +503,43 @@ export function renderRouterBatch(plan: LabPlan): string {
     "link set lo up",
     `link add ${LAN.routerInterface} type veth peer name ${LAN.clientInterface} netns ${plan.namespaces.lan}`,
     `addr add ${LAN.routerAddress}/${LAN.prefixLength} dev ${LAN.routerInterface}`,
+    `addr add ${LAN6.routerAddress}/${LAN6.prefixLength} dev ${LAN.routerInterface}`,
     `link set ${LAN.routerInterface} up`,
   ];
   for (const u of plan.uplinks) {
     // A point-to-point uplink's TUN pair is made by its relay (see renderP2pRouterBatch).
     if (u.kind === "p2p") continue;
+    // A fixed MAC, so a known link-local address (the ISP routes delegated
+    // prefixes to it), and a fixed SLAAC interface identifier (`ip token`);
+    // the prefix comes from the ISP's RAs.
     lines.push(
-      `link add ${u.routerInterface} type veth peer name ${ISP_INTERFACES.customer} netns ${u.namespace}`,
+      `link add ${u.routerInterface} address ${ROUTER_UPLINK_MAC} type veth peer name ${ISP_INTERFACES.customer} netns ${u.namespace}`,
     );
     if (!u.dhcp) lines.push(`addr add ${u.routerAddress}/24 dev ${u.routerInterface}`);
+    if (u.ipv6 !== undefined) lines.push(`token set ${ROUTER_TOKEN} dev ${u.routerInterface}`);
     lines.push(`link set ${u.routerInterface} up`);
   }
   return lines.map((l) => `${l}\n`).join("");
 }
 
 /**
- * Net batch, first part (`ip -n P-net -batch -`): test host addresses on
- * `lo`, one veth per ISP (peer `core` in P-ispI), addresses, links up.
+ * Net batch, first part (`ip -n P-net -batch -`): test host addresses
+ * (IPv4 and IPv6) on `lo`, one veth per ISP (peer `core` in P-ispI),
+ * addresses, links up.
  */
 export function renderNetBatch(plan: LabPlan): string {
   const lines = ["link set lo up"];
   for (const a of [...LAB_HOSTS.pingTargets, LAB_HOSTS.echo, LAB_HOSTS.dns]) {
     lines.push(`addr add ${a}/32 dev lo`);
   }
+  for (const a of [...LAB_HOSTS6.pingTargets, LAB_HOSTS6.echo, LAB_HOSTS6.dns]) {
+    lines.push(`addr add ${a}/128 dev lo`);
+  }
   for (const u of plan.uplinks) {
     lines.push(
       `link add ${u.netInterface} type veth peer name ${ISP_INTERFACES.core} netns ${u.namespace}`,
       `addr add ${u.netAddress}/24 dev ${u.netInterface}`,
+      ...(u.ipv6 === undefined ? [] : [`addr add ${u.ipv6.netAddress}/64 dev ${u.netInterface}`]),
       `link set ${u.netInterface} up`,
     );
   }
@@ -363,13 +549,21 @@ export function renderNetBatch(plan: LabPlan): string {
 /**
  * Net batch, second part: a route to each ISP's customer subnet via that
  * ISP; none to a CGNAT ISP's private networks (the internet sees only its
- * core address).
+ * core address). IPv6 (CGNAT ISPs too: native IPv6): each ISP's customer
+ * space and delegation pool via that ISP.
  */
 export function renderNetRoutesBatch(plan: LabPlan): string {
-  return plan.uplinks
-    .filter((u) => u.kind !== "cgnat")
-    .map((u) => `route add ${u.subnet} via ${u.coreAddress}\n`)
-    .join("");
+  const lines: string[] = [];
+  for (const u of plan.uplinks) {
+    if (u.kind !== "cgnat") lines.push(`route add ${u.subnet} via ${u.coreAddress}`);
+    if (u.ipv6 !== undefined) {
+      lines.push(
+        `route add ${u.ipv6.customerSpace} via ${u.ipv6.coreAddress}`,
+        `route add ${u.ipv6.delegationPool} via ${u.ipv6.coreAddress}`,
+      );
+    }
+  }
+  return lines.map((l) => `${l}\n`).join("");
 }
 
 /** Name of a point-to-point uplink's ISP-side TUN device in the router namespace, before it moves: `p2p1`. */
@@ -418,13 +612,15 @@ export function renderP2pIspBatch(u: UplinkPlan): string {
     .join("");
 }
 
-/** LAN client batch: address, link up, default route via the router. */
+/** LAN client batch: addresses (IPv4 and ULA), link up, default routes via the router. */
 export function renderLanBatch(): string {
   return [
     "link set lo up",
     `addr add ${LAN.clientAddress}/${LAN.prefixLength} dev ${LAN.clientInterface}`,
+    `addr add ${LAN6.clientAddress}/${LAN6.prefixLength} dev ${LAN.clientInterface}`,
     `link set ${LAN.clientInterface} up`,
     `route add default via ${LAN.routerAddress}`,
+    `route add default via ${LAN6.routerAddress}`,
   ]
     .map((l) => `${l}\n`)
     .join("");
@@ -433,28 +629,60 @@ export function renderLanBatch(): string {
 /**
  * ISP batch: gateway address on `cust` (point-to-point uplinks: nothing
  * there, see {@link renderP2pIspBatch}), core address, default route to the
- * internet; CGNAT: the private upstream host on `lo`.
+ * internet; CGNAT: the private upstream host on `lo`. IPv6: the ISP
+ * router's link-local and global address on `cust`, the core address, a
+ * default route to the internet (see {@link renderIspRoutes6Batch} for the
+ * route of the delegation pool).
  */
 export function renderIspBatch(u: UplinkPlan): string {
   const { customer, core } = ISP_INTERFACES;
+  const v6 = u.ipv6;
   const customerSide =
-    u.kind === "p2p" ? [] : [`addr add ${u.gateway}/24 dev ${customer}`, `link set ${customer} up`];
+    u.kind === "p2p"
+      ? []
+      : [
+          `addr add ${u.gateway}/24 dev ${customer}`,
+          ...(v6 === undefined
+            ? []
+            : [
+                `link set ${customer} addrgenmode none`,
+                `addr add ${v6.gateway}/64 dev ${customer}`,
+                `addr add ${v6.ispAddress}/64 dev ${customer}`,
+              ]),
+          `link set ${customer} up`,
+        ];
   return [
     "link set lo up",
     ...(u.upstream === undefined ? [] : [`addr add ${u.upstream.host}/32 dev lo`]),
     ...customerSide,
     `addr add ${u.coreAddress}/24 dev ${core}`,
+    ...(v6 === undefined ? [] : [`addr add ${v6.coreAddress}/64 dev ${core}`]),
     `link set ${core} up`,
     `route add default via ${u.netAddress}`,
+    ...(v6 === undefined ? [] : [`route add default via ${v6.netAddress}`]),
+    ...(v6 === undefined ? [] : renderIspRoutes6Batch(u).trimEnd().split("\n")),
   ]
     .map((l) => `${l}\n`)
     .join("");
 }
 
 /**
+ * IPv6 routes of an ISP towards its customer that a carrier fault deletes
+ * (`ip link set cust down` removes routes through it): the delegation pool
+ * via the router's link-local address. `replace`, so it can run again
+ * after a heal.
+ */
+export function renderIspRoutes6Batch(u: UplinkPlan): string {
+  const v6 = u.ipv6;
+  if (v6 === undefined) return "";
+  return `route replace ${v6.delegationPool} via ${v6.routerLinkLocal} dev ${ISP_INTERFACES.customer}\n`;
+}
+
+/**
  * The ISP's nft table `inet lab`: BCP38 (drop forwarded packets from the
  * customer side whose source is outside the customer subnet, counted in
- * `spoofed`), then the `faults` chain, then named counters `up` (customer
+ * `spoofed`; IPv6: outside the customer space and the delegation pool, so
+ * the LAN's un-translated ULA addresses are dropped too), then the `faults` chain, then named counters `up` (customer
  * -> internet) and `down` (internet -> customer) of what crossed the ISP.
  * A CGNAT ISP also masquerades what leaves by its core side (the second NAT).
  */
@@ -472,7 +700,11 @@ export function renderIspRuleset(u: UplinkPlan): string {
 \tchain forward {
 \t\ttype filter hook forward priority filter; policy accept;
 \t\tiifname "${customer}" ip saddr != ${u.subnet} counter name "spoofed" drop
-\t\tjump faults
+${
+  u.ipv6 === undefined
+    ? `\t\tiifname "${customer}" meta nfproto ipv6 counter name "spoofed" drop\n`
+    : `\t\tiifname "${customer}" ip6 saddr != { ${u.ipv6.customerSpace}, ${u.ipv6.delegationPool} } counter name "spoofed" drop\n`
+}\t\tjump faults
 \t\tiifname "${customer}" counter name "up" accept
 \t\toifname "${customer}" counter name "down" accept
 \t}

@@ -2,9 +2,32 @@
  * What the kernel says about each uplink's interface now: present, up,
  * carrier, address, gateway. Pure: fed with `ip -j` output already parsed.
  */
-import type { Config } from "../config/schema.js";
-import { TABLE_MAIN, type LinkState, type Route } from "../kernel/types.js";
+import type { Config, UplinkConfig } from "../config/schema.js";
+import { isLinkLocal6, networkOf6 } from "../config/ipv6.js";
+import { TABLE_MAIN, type InterfaceAddress6, type LinkState, type Route } from "../kernel/types.js";
 import { optional } from "../optional.js";
+
+/** rtnetlink protocol RTPROT_RA (9): routes the kernel installs from router advertisements. */
+export const RTPROT_RA = 9;
+
+/** One uplink's IPv6 now (see {@link UplinkLink.ipv6}). */
+export interface UplinkLink6 {
+  /**
+   * A global IPv6 address of the interface that may be used: not
+   * link-local, not tentative, deprecated or failed; a stable (not
+   * temporary) one first, else the kernel's first.
+   */
+  address?: string;
+  /**
+   * The configured `gateway6`, or for `auto` the router of a default route
+   * through the interface in the main table that uplinkd did not install
+   * (router advertisements: `default via fe80::X dev IF proto ra`), lowest
+   * metric first.
+   */
+  gateway?: string;
+  /** The configured `prefix6`, or the learned one for `prefix6: auto`. */
+  prefix?: string;
+}
 
 /** One uplink's interface as the kernel has it now. */
 export interface UplinkLink {
@@ -37,6 +60,63 @@ export interface UplinkLink {
    * none.
    */
   gateway?: string;
+  /** The uplink's IPv6 now; absent for `gateway6: none`, and while the interface has none. */
+  ipv6?: UplinkLink6;
+}
+
+/** The usable global IPv6 address of an interface (see {@link UplinkLink6.address}). */
+export function chooseAddress6(addresses: readonly InterfaceAddress6[]): string | undefined {
+  const usable = addresses.filter(
+    (a) =>
+      a.scope === "global" &&
+      !isLinkLocal6(a.address) &&
+      !a.tentative &&
+      !a.deprecated &&
+      !a.dadfailed,
+  );
+  return (usable.find((a) => !a.temporary) ?? usable[0])?.address;
+}
+
+/**
+ * One uplink's IPv6 as the kernel has it (see {@link UplinkLink6}).
+ * @param learnedPrefix the delegated prefix for `prefix6: auto`, if known.
+ */
+export function observeIpv6(
+  uplink: UplinkConfig,
+  link: LinkState,
+  routes: readonly Route[],
+  ownProtocol: number,
+  learnedPrefix?: string,
+): UplinkLink6 | undefined {
+  if (uplink.gateway6 === "none") return undefined;
+  const prefix = uplink.prefix6 === "auto" ? learnedPrefix : uplink.prefix6;
+  const address = chooseAddress6(link.addresses6 ?? []);
+  let gateway: string | undefined;
+  if (uplink.gateway6 !== "auto") gateway = uplink.gateway6;
+  else {
+    gateway = routes
+      .filter(
+        (r) =>
+          r.family === 6 &&
+          r.table === TABLE_MAIN &&
+          r.dst === "default" &&
+          r.type === "unicast" &&
+          r.dev === uplink.interface &&
+          r.gateway !== undefined &&
+          r.protocol !== ownProtocol,
+      )
+      .sort(
+        (a, b) =>
+          a.metric - b.metric ||
+          Number(b.protocol === RTPROT_RA) - Number(a.protocol === RTPROT_RA),
+      )[0]?.gateway;
+  }
+  if (address === undefined && gateway === undefined) return undefined;
+  return {
+    ...optional("address", address),
+    ...optional("gateway", gateway),
+    ...optional("prefix", prefix),
+  };
 }
 
 function networkOf(address: string, prefixlen: number): string {
@@ -73,8 +153,9 @@ function chooseAddress(
  * The state of every configured uplink's interface.
  *
  * @param links `ip -j addr show`, parsed.
- * @param routes `ip -4 -j route show table all`, parsed.
+ * @param routes `ip -4|-6 -j route show table all`, parsed.
  * @param ownProtocol uplinkd's route protocol: its own routes never count as learned gateways.
+ * @param learnedPrefixes uplink name -> delegated prefix, for `prefix6: auto`.
  * @returns uplink name -> its link state.
  */
 export function observeUplinks(
@@ -82,6 +163,7 @@ export function observeUplinks(
   links: readonly LinkState[],
   routes: readonly Route[],
   ownProtocol: number,
+  learnedPrefixes: ReadonlyMap<string, string> = new Map(),
 ): Map<string, UplinkLink> {
   const byName = new Map(links.map((l) => [l.name, l]));
   const result = new Map<string, UplinkLink>();
@@ -106,6 +188,7 @@ export function observeUplinks(
       const learned = routes
         .filter(
           (r) =>
+            r.family !== 6 &&
             r.dst === "default" &&
             r.dev === uplink.interface &&
             r.gateway !== undefined &&
@@ -121,6 +204,10 @@ export function observeUplinks(
       pointToPoint: link.pointToPoint,
       ...chosen,
       ...optional("gateway", gateway),
+      ...optional(
+        "ipv6",
+        observeIpv6(uplink, link, routes, ownProtocol, learnedPrefixes.get(uplink.name)),
+      ),
     });
   }
   return result;
@@ -149,10 +236,62 @@ export function localNetworks(routes: readonly Route[], ownProtocol: number): st
   return routes
     .filter(
       (r) =>
+        r.family !== 6 &&
         r.table === TABLE_MAIN &&
         r.dst !== "default" &&
         r.type === "unicast" &&
         r.protocol !== ownProtocol,
     )
     .map((r) => r.dst);
+}
+
+/**
+ * IPv6 destinations of the main table's own routes (connected networks,
+ * static routes to internal networks, fe80::/64): never balanced. Default
+ * routes and uplinkd's own routes are left out.
+ *
+ * @param routes `ip -6 -j route show table all`, parsed (IPv4 routes are skipped).
+ */
+export function localNetworks6(routes: readonly Route[], ownProtocol: number): string[] {
+  return routes
+    .filter(
+      (r) =>
+        r.family === 6 &&
+        r.table === TABLE_MAIN &&
+        r.dst !== "default" &&
+        r.type === "unicast" &&
+        r.protocol !== ownProtocol,
+    )
+    .map((r) => r.dst);
+}
+
+/**
+ * The LAN's IPv6 networks: the prefix of every global or unique-local
+ * address on a `lan` interface (`fd00:1::/64`), in order, once each. These
+ * are the sources that prefix translation (NPTv6) maps into an uplink's
+ * `prefix6`.
+ */
+export function lanNetworks6(config: Config, links: readonly LinkState[]): string[] {
+  const networks: string[] = [];
+  for (const name of config.lan) {
+    for (const a of links.find((l) => l.name === name)?.addresses6 ?? []) {
+      if (a.scope !== "global" || isLinkLocal6(a.address) || a.dadfailed) continue;
+      const network = networkOf6(a.address, a.prefixlen);
+      if (network !== undefined && !networks.includes(network)) networks.push(network);
+    }
+  }
+  return networks;
+}
+
+/**
+ * The router's IPv6 address on its LAN (the preferred source of the IPv6
+ * default in main): the first usable global or unique-local address of
+ * the first `lan` interface that has one.
+ */
+export function lanAddress6(config: Config, links: readonly LinkState[]): string | undefined {
+  for (const name of config.lan) {
+    const address = chooseAddress6(links.find((l) => l.name === name)?.addresses6 ?? []);
+    if (address !== undefined) return address;
+  }
+  return undefined;
 }

@@ -10,7 +10,15 @@ import type { Surroundings } from "../dataplane/render.js";
 import type { Kernel } from "../kernel/types.js";
 import { optional } from "../optional.js";
 import { KernelMonitor } from "./monitor.js";
-import { lanAddress, localNetworks, observeUplinks, type UplinkLink } from "./observe.js";
+import {
+  lanAddress,
+  lanAddress6,
+  lanNetworks6,
+  localNetworks,
+  localNetworks6,
+  observeUplinks,
+  type UplinkLink,
+} from "./observe.js";
 
 /** What one read of the kernel says about the uplinks and their surroundings. */
 export interface LinkObservation {
@@ -23,14 +31,21 @@ export interface LinkObservation {
  * Read links and routes and observe the uplinks of `config`.
  * @throws {KernelCommandError} when `ip` fails.
  */
-export async function observe(kernel: Kernel, config: Config): Promise<LinkObservation> {
+export async function observe(
+  kernel: Kernel,
+  config: Config,
+  learnedPrefixes?: ReadonlyMap<string, string>,
+): Promise<LinkObservation> {
   const [links, routes] = await Promise.all([kernel.readLinks(), kernel.readRoutes()]);
   const protocol = config.dataplane.route_protocol;
   return {
-    links: observeUplinks(config, links, routes, protocol),
+    links: observeUplinks(config, links, routes, protocol, learnedPrefixes),
     surroundings: {
       ...optional("lanAddress", lanAddress(config, links)),
       localNetworks: localNetworks(routes, protocol),
+      ...optional("lanAddress6", lanAddress6(config, links)),
+      localNetworks6: localNetworks6(routes, protocol),
+      lanNetworks6: lanNetworks6(config, links),
     },
   };
 }

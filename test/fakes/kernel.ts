@@ -5,14 +5,15 @@
  */
 import { canonicalElement, routeKey, ruleKey } from "../../src/dataplane/diff.js";
 import { KernelCommandError } from "../../src/errors.js";
-import type {
-  ConntrackCounts,
-  Kernel,
-  LinkState,
-  NftJson,
-  Route,
-  RouteType,
-  Rule,
+import {
+  IPV6_LINE,
+  type ConntrackCounts,
+  type Kernel,
+  type LinkState,
+  type NftJson,
+  type Route,
+  type RouteType,
+  type Rule,
 } from "../../src/kernel/types.js";
 
 /** One nft table as the fake holds it. */
@@ -241,10 +242,13 @@ export class FakeKernel implements Kernel {
   async ipBatch(lines: readonly string[]): Promise<void> {
     for (const line of lines) {
       await this.#enter("ip", `ip ${line}`);
-      const words = tokens(line);
+      // `-6 ` marks an IPv6 command (IPV6_LINE), as LinuxKernel reads it.
+      const v6 = line.startsWith(IPV6_LINE);
+      const words = tokens(v6 ? line.slice(IPV6_LINE.length) : line);
       const [object, verb] = words;
       if (object === "route") {
         const route = parseRoute(words);
+        if (v6) route.family = 6;
         const at = this.routes.findIndex((r) => routeKey(r) === routeKey(route));
         if (verb === "replace") {
           if (at >= 0) this.routes[at] = route;
@@ -256,6 +260,7 @@ export class FakeKernel implements Kernel {
         }
       } else {
         const rule = parseRule(words);
+        if (v6) rule.family = 6;
         const at = this.rules.findIndex(
           (r) => ruleKey(r) === ruleKey(rule) && r.protocol === rule.protocol,
         );

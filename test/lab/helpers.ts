@@ -8,8 +8,10 @@ import assert from "node:assert/strict";
 import type { TestContext } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { runCommand } from "../../src/kernel/exec.js";
+import { uplinkOfAddress6 as uplinkInPlan6 } from "../../src/lab/ipv6.js";
 import { labUp, type Lab, type LabUpOptions } from "../../src/lab/lab.js";
 import { labScriptArgv } from "../../src/lab/scripts.js";
+import { LAB_HOSTS6, LAB_PORTS } from "../../src/lab/topology.js";
 import type { TrafficReport } from "../../src/lab/traffic.js";
 
 let labCount = 0;
@@ -46,6 +48,81 @@ export async function routeBySource(lab: Lab): Promise<void> {
   await runCommand("ip", ["-n", lab.namespace("rtr"), "-batch", "-"], {
     input: lines.map((l) => `${l}\n`).join(""),
   });
+}
+
+/**
+ * The IPv6 counterpart of {@link routeBySource}, for the router's own
+ * IPv6 traffic: `ip -6 rule from 2001:db8:I::/48 lookup 200+I` and `from`
+ * the delegation pool, default via the ISP's RA router in that table.
+ * `gateways` overrides the router per uplink number (after `ra-change`).
+ */
+export async function routeBySource6(
+  lab: Lab,
+  gateways: Record<number, string> = {},
+): Promise<void> {
+  const lines: string[] = [];
+  for (const u of lab.uplinks) {
+    if (u.ipv6 === undefined) continue;
+    const table = 200 + u.number;
+    lines.push(`rule add from ${u.ipv6.customerSpace} lookup ${table}`);
+    lines.push(`rule add from ${u.ipv6.delegationPool} lookup ${table}`);
+    lines.push(
+      `route replace default via ${gateways[u.number] ?? u.ipv6.gateway} dev ${u.routerInterface} table ${table}`,
+    );
+  }
+  await runCommand("ip", ["-6", "-n", lab.namespace("rtr"), "-batch", "-"], {
+    input: lines.map((l) => `${l}\n`).join(""),
+  });
+}
+
+/**
+ * Open `count` IPv6 TCP connections (whoami, `concurrency` at a time) from
+ * a lab node (default the LAN client) to the IPv6 echo host
+ * (2001:db8:ffff::10); the report's `bySource` counts connections by the
+ * client address the echo host saw. `bind` picks the local address.
+ */
+export async function traffic6(
+  lab: Lab,
+  options: {
+    node?: string;
+    count?: number;
+    concurrency?: number;
+    bind?: string;
+    timeoutMs?: number;
+  } = {},
+): Promise<TrafficReport> {
+  return traffic(lab, options.node ?? "lan", [
+    "--host",
+    LAB_HOSTS6.echo,
+    "--port",
+    String(LAB_PORTS.whoami),
+    "--count",
+    String(options.count ?? 100),
+    "--concurrency",
+    String(options.concurrency ?? 50),
+    "--timeout",
+    String(options.timeoutMs ?? 5000),
+    ...(options.bind === undefined ? [] : ["--bind", options.bind]),
+  ]);
+}
+
+/**
+ * The uplink (number) an IPv6 address the echo host saw belongs to: by the
+ * ISP's uplink network space (2001:db8:I::/48) or its delegation pool
+ * (2001:db8:(1000+I)::/48); 0 for any other address.
+ */
+export function uplinkOfAddress6(lab: Lab, address: string): number {
+  return uplinkInPlan6(lab.uplinks, address) ?? 0;
+}
+
+/** Connections per uplink number (0: an address of no uplink) in a traffic report of IPv6 connections. */
+export function connectionsByUplink6(lab: Lab, report: TrafficReport): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const [address, n] of Object.entries(report.bySource)) {
+    const u = uplinkOfAddress6(lab, address);
+    out.set(u, (out.get(u) ?? 0) + n);
+  }
+  return out;
 }
 
 /** Sent and received counts from a ping summary line. */

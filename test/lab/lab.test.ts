@@ -14,18 +14,23 @@ import { configSchema } from "../../src/config/schema.js";
 import { LabError } from "../../src/errors.js";
 import { runCommand } from "../../src/kernel/exec.js";
 import { registerLabCommands } from "../../src/lab/cli.js";
-import { labDown, labUp, openLab } from "../../src/lab/lab.js";
+import { labDown, labUp, openLab, type Lab } from "../../src/lab/lab.js";
 import { listNamespaces, namespacePids } from "../../src/lab/netns.js";
+import { LAB_HOSTS6, LAN6 } from "../../src/lab/topology.js";
 import {
+  connectionsByUplink6,
   eventually,
   hostNetworkSnapshot,
   iperf,
   linkFlags,
   ping,
   routeBySource,
+  routeBySource6,
   testLab,
   traffic,
+  traffic6,
   uniquePrefix,
+  uplinkOfAddress6,
 } from "./helpers.js";
 
 const hostBefore = await hostNetworkSnapshot();
@@ -378,6 +383,201 @@ test("lab commands: fault, heal and status through the command line", async (t) 
   assert.match(await run("status"), /isp2 +wan2 +100\.64\.2\.2\/24 .*blackhole,loss=20/);
   await run("heal", "isp2");
   assert.deepEqual(await lab.faults(2), {});
+});
+
+/** The router's route to `target` from `source` (`ip -6 route get`): the device it leaves by. */
+async function routeDev6(lab: Lab, target: string, source: string): Promise<string | undefined> {
+  const r = await lab.exec("rtr", ["ip", "-6", "-j", "route", "get", target, "from", source]);
+  assert.equal(r.code, 0, r.stderr);
+  return (JSON.parse(r.stdout) as { dev?: string }[])[0]?.dev;
+}
+
+test("dual-stack: each uplink gets a SLAAC address and an RA default route; IPv6 hosts answer via each ISP", async (t) => {
+  const lab = await testLab(t, { uplinks: 3 });
+  for (const u of lab.uplinks) {
+    assert.ok(u.ipv6 !== undefined);
+    assert.equal(await lab.routerAddress6(u.number), `2001:db8:${u.number}::2`);
+    assert.deepEqual(await lab.raGateways(u.number), ["fe80::1"]);
+  }
+  // The RA default routes are in the main table, one per uplink, proto ra.
+  const defaults = await lab.exec("rtr", ["ip", "-6", "-j", "route", "show", "default"]);
+  const routes = JSON.parse(defaults.stdout) as {
+    dev?: string;
+    gateway?: string;
+    protocol?: string;
+  }[];
+  assert.deepEqual(
+    routes.map((r) => `${r.dev ?? ""} ${r.gateway ?? ""} ${r.protocol ?? ""}`).sort(),
+    ["wan1 fe80::1 ra", "wan2 fe80::1 ra", "wan3 fe80::1 ra"],
+  );
+
+  await routeBySource6(lab);
+  for (const u of lab.uplinks) {
+    const source = `2001:db8:${u.number}::2`;
+    assert.equal(await routeDev6(lab, LAB_HOSTS6.echo, source), u.routerInterface);
+    for (const target of LAB_HOSTS6.pingTargets) {
+      const p = await ping(lab, "rtr", target, { count: 2, args: ["-6", "-I", source] });
+      assert.equal(p.received, 2, `ping ${target} via ${u.name}`);
+    }
+    const whoami = await traffic6(lab, { node: "rtr", bind: source, count: 10 });
+    assert.deepEqual(whoami.bySource, { [source]: 10 }, JSON.stringify(whoami));
+    assert.deepEqual([...connectionsByUplink6(lab, whoami)], [[u.number, 10]]);
+    assert.ok((await lab.ispCounters(u.number)).up.packets >= 10, `${u.name} carried it`);
+  }
+  // HTTP on IPv6, and the DNS server answers AAAA on its IPv6 address.
+  const http = await lab.exec("rtr", [
+    "curl",
+    "-s",
+    "--max-time",
+    "3",
+    "--interface",
+    "2001:db8:2::2",
+    `http://[${LAB_HOSTS6.echo}]/`,
+  ]);
+  assert.equal(http.stdout.trim(), "2001:db8:2::2");
+  const aaaa = await lab.exec("net", [
+    "busybox",
+    "nslookup",
+    "-type=AAAA",
+    "echo.lab.test",
+    LAB_HOSTS6.dns,
+  ]);
+  assert.match(aaaa.stdout, /2001:db8:ffff::10/, aaaa.stdout + aaaa.stderr);
+
+  // The LAN: ULA addresses, the router's LAN address answers; a ULA source
+  // is not routed by any ISP (BCP38 drops it, counted as spoofed).
+  assert.equal((await ping(lab, "lan", LAN6.routerAddress, { count: 2 })).received, 2);
+  const spoofedBefore = (await lab.ispCounters(1)).spoofed.packets;
+  await lab.exec("rtr", ["ip", "-6", "rule", "add", "from", LAN6.subnet, "lookup", "201"]);
+  const lan = await ping(lab, "lan", LAB_HOSTS6.pingTargets[0], { count: 2 });
+  assert.equal(lan.received, 0);
+  assert.equal((await lab.ispCounters(1)).spoofed.packets - spoofedBefore, 2);
+  // The address-to-uplink mapping the IPv6 tests use.
+  assert.equal(uplinkOfAddress6(lab, "2001:db8:3:7::2"), 3);
+  assert.equal(uplinkOfAddress6(lab, "2001:db8:1002:100::1"), 2);
+  assert.equal(uplinkOfAddress6(lab, "fd00:1::100"), 0);
+});
+
+test("blackhole6 stops IPv6 only, blackhole4 IPv4 only, blackhole both; heal restores", async (t) => {
+  const lab = await testLab(t, { uplinks: 2 });
+  await routeBySource(lab);
+  await routeBySource6(lab);
+  const v4 = async (): Promise<number> =>
+    (await ping(lab, "rtr", "198.51.100.1", { count: 2, args: ["-I", "100.64.1.2"] })).received;
+  const v6 = async (): Promise<number> =>
+    (
+      await ping(lab, "rtr", LAB_HOSTS6.pingTargets[0], {
+        count: 2,
+        args: ["-6", "-I", "2001:db8:1::2"],
+      })
+    ).received;
+  assert.deepEqual([await v4(), await v6()], [2, 2]);
+
+  await lab.fault(1, "blackhole6");
+  assert.deepEqual([await v4(), await v6()], [2, 0], "blackhole6: IPv4 works, IPv6 does not");
+  // The ISP's router still answers on IPv6 and still sends router advertisements.
+  assert.equal(
+    (await ping(lab, "rtr", "2001:db8:1::1", { count: 2, args: ["-6", "-I", "2001:db8:1::2"] }))
+      .received,
+    2,
+  );
+  const w6 = await traffic6(lab, { node: "rtr", bind: "2001:db8:1::2", count: 2, timeoutMs: 500 });
+  assert.equal(w6.failed, 2);
+  const w6other = await traffic6(lab, { node: "rtr", bind: "2001:db8:2::2", count: 2 });
+  assert.equal(w6other.ok, 2, "uplink 2 is not affected");
+  assert.deepEqual(await lab.faults(1), { blackhole6: true });
+
+  await lab.heal(1);
+  assert.deepEqual([await v4(), await v6()], [2, 2]);
+  await lab.fault(1, "blackhole4");
+  assert.deepEqual([await v4(), await v6()], [0, 2], "blackhole4: IPv6 works, IPv4 does not");
+  await lab.fault(1, "blackhole");
+  assert.deepEqual([await v4(), await v6()], [0, 0], "blackhole: neither");
+  await lab.heal(1);
+  assert.deepEqual([await v4(), await v6()], [2, 2]);
+
+  // A carrier fault drops both; after heal IPv6 works again (the ISP's
+  // link-local address and routes through `cust` are put back).
+  await lab.fault(1, "carrier");
+  assert.deepEqual([await v4(), await v6()], [0, 0]);
+  await lab.heal(1);
+  assert.ok(await eventually(async () => (await v6()) > 0, 10_000), "IPv6 back after carrier heal");
+  assert.deepEqual(await lab.raGateways(1), ["fe80::1"]);
+});
+
+test("ra-change moves the router's RA default route to a new router; renumber gives a new SLAAC address", async (t) => {
+  const lab = await testLab(t, { uplinks: 2 });
+  await lab.fault(1, "ra-change");
+  assert.deepEqual(await lab.raGateways(1), ["fe80::1:1"], "the old router is gone at once");
+  assert.deepEqual(await lab.raGateways(2), ["fe80::1"], "uplink 2 unchanged");
+  await routeBySource6(lab, { 1: "fe80::1:1" });
+  const via = await ping(lab, "rtr", LAB_HOSTS6.pingTargets[1], {
+    count: 2,
+    args: ["-6", "-I", "2001:db8:1::2"],
+  });
+  assert.equal(via.received, 2, "the new router forwards");
+  await lab.fault(1, "ra-change");
+  assert.deepEqual(await lab.raGateways(1), ["fe80::1:2"]);
+
+  await lab.fault(2, "renumber");
+  assert.equal(await lab.uplinkNetwork6(2), "2001:db8:2:1::/64");
+  assert.equal(await lab.routerAddress6(2), "2001:db8:2:1::2");
+  assert.deepEqual(await lab.routerAddresses6(2), [
+    "2001:db8:2:1::2/64",
+    "2001:db8:2::2/64 (deprecated)",
+  ]);
+  const fresh = await traffic6(lab, { node: "rtr", bind: "2001:db8:2:1::2", count: 4 });
+  assert.deepEqual(fresh.bySource, { "2001:db8:2:1::2": 4 });
+  // The old network is no longer routed by the ISP.
+  const stale = await traffic6(lab, {
+    node: "rtr",
+    bind: "2001:db8:2::2",
+    count: 2,
+    timeoutMs: 500,
+  });
+  assert.equal(stale.failed, 2);
+  const status = await lab.status();
+  assert.deepEqual(status.uplinks[1]?.addresses6, await lab.routerAddresses6(2));
+});
+
+test("prefix delegation: each uplink gets its prefix (route and file); traffic from it uses that ISP; renumber delegates the next", async (t) => {
+  const lab = await testLab(t, { uplinks: 2, pd: true });
+  const routes = async (): Promise<string[]> => {
+    const r = await lab.exec("rtr", [
+      "ip",
+      "-6",
+      "-j",
+      "route",
+      "show",
+      "type",
+      "unreachable",
+      "proto",
+      "dhcp",
+    ]);
+    return (JSON.parse(r.stdout) as { dst?: string }[]).map((x) => x.dst ?? "").sort();
+  };
+  for (const u of lab.uplinks) {
+    assert.equal(await lab.delegatedPrefix(u.number), u.ipv6?.delegatedPrefix);
+    assert.equal(
+      (await readFile(lab.delegatedPrefixFile(u.number), "utf8")).trim(),
+      `2001:db8:${1000 + u.number}::/56`,
+    );
+  }
+  assert.deepEqual(await routes(), ["2001:db8:1001::/56", "2001:db8:1002::/56"]);
+
+  // An address from isp2's prefix on the router: the ISP routes it back.
+  await routeBySource6(lab);
+  await lab.exec("rtr", ["ip", "addr", "add", "2001:db8:1002::1/128", "dev", "lo"]);
+  const w = await traffic6(lab, { node: "rtr", bind: "2001:db8:1002::1", count: 5 });
+  assert.deepEqual(w.bySource, { "2001:db8:1002::1": 5 }, JSON.stringify(w));
+  assert.deepEqual([...connectionsByUplink6(lab, w)], [[2, 5]]);
+
+  await lab.fault(2, "renumber");
+  assert.equal(await lab.delegatedPrefix(2), "2001:db8:1002:100::/56");
+  assert.deepEqual(await routes(), ["2001:db8:1001::/56", "2001:db8:1002:100::/56"]);
+  assert.equal(await lab.delegatedPrefix(1), "2001:db8:1001::/56", "uplink 1 keeps its prefix");
+  const status = await lab.status();
+  assert.equal(status.uplinks[1]?.delegatedPrefix, "2001:db8:1002:100::/56");
 });
 
 test("the host's own network namespace is unchanged by the lab", async () => {

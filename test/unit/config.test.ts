@@ -25,7 +25,7 @@ function problems(text: string, file = "uplinkd.yaml"): string[] {
 }
 
 /** A valid config with two uplinks, to which a test adds lines. */
-const NO_STEERING_UPLINK = { dns: [], pinned: [], forwards: [] };
+const NO_STEERING_UPLINK = { dns: [], pinned: [], forwards: [], gateway6: "auto" };
 
 const TWO_UPLINKS = [
   "lan: [lan0]",
@@ -100,6 +100,7 @@ describe("the config contract of DESIGN.md", () => {
         rule_priority: 1000,
         route_protocol: 73,
         main_metric: 4096,
+        main_metric6: 512,
         on_stop: "remove",
       },
       control: { socket: "/run/uplinkd/uplinkd.sock", tokens: [] },
@@ -342,7 +343,7 @@ describe("values the schema rejects", () => {
         "uplinkd.yaml:5:14: uplinks.0.gateway: must be an IPv4 address (e.g. 192.0.2.1)",
         "uplinkd.yaml:6:13: uplinks.0.weight: must be at least 1",
         "uplinkd.yaml:7:9: uplinks.0.id: must be at most 254",
-        "uplinkd.yaml:9:27: health.targets.1: must be an IPv4 address (e.g. 192.0.2.1)",
+        "uplinkd.yaml:9:27: health.targets.1: must be an IPv4 or IPv6 address (e.g. 192.0.2.1, 2001:db8::1)",
         "uplinkd.yaml:11:14: dataplane.mark_mask: must be a hex number such as 0xff00",
       ],
     );
@@ -390,7 +391,7 @@ describe("values the schema rejects", () => {
 
   test("an unknown key like no known one lists the known keys", () => {
     assert.deepEqual(problems(lines(...TWO_UPLINKS, "dataplane:", "  nft_family: ip")), [
-      'uplinkd.yaml:8:3: dataplane.nft_family: unknown key "nft_family"; known keys: table, mark_mask, table_base, rule_priority, route_protocol, main_metric, on_stop',
+      'uplinkd.yaml:8:3: dataplane.nft_family: unknown key "nft_family"; known keys: table, mark_mask, table_base, rule_priority, route_protocol, main_metric, main_metric6, on_stop',
     ]);
   });
 

@@ -144,8 +144,10 @@ describe("domain sets in the nft table", () => {
     const steer = /\tchain steer \{\n([^}]*)\}/.exec(desired.nftScript)?.[1] ?? "";
     assert.deepEqual(steer.trim().split("\n\t\t"), [
       'ip daddr @dom_0_4 goto policy_cable comment "video"',
+      'ip6 daddr @dom_0_6 goto policy_cable comment "video"',
       "ip daddr vmap @rules_0",
       "ip daddr @dom_2_4 meta l4proto tcp th dport 443 goto policy_fibre",
+      "ip6 daddr @dom_2_6 meta l4proto tcp th dport 443 goto policy_fibre",
       "goto policy_default",
     ]);
     assert.deepEqual(

@@ -66,7 +66,12 @@ describe("LinuxKernel timeouts", () => {
 
   it("a slow conntrack deletion runs under its own, longer timeout", async () => {
     const kernel = new LinuxKernel({ timeouts: { ipRead: 100, conntrackDelete: 5000 } });
-    assert.equal(await kernel.conntrackDelete(0x100, 0xff00), 2);
+    assert.equal(await kernel.conntrackDelete(0x100, 0xff00, 4), 2);
+  });
+
+  it("without a family, deletes IPv4 and IPv6 entries (one run each) and adds the counts", async () => {
+    const kernel = new LinuxKernel({ timeouts: { conntrackDelete: 5000 } });
+    assert.equal(await kernel.conntrackDelete(0x100, 0xff00), 4);
   });
 
   it("and is killed when it outlasts that", async () => {

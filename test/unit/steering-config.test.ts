@@ -64,7 +64,7 @@ describe("steering config errors, each at FILE:LINE:COL", () => {
     );
     assert.match(
       errors[1] ?? "",
-      /^steer\.yaml:10:10: rules\.1\.src\.0: "300\.1\.1\.1" is not an IPv4 address/,
+      /^steer\.yaml:10:10: rules\.1\.src\.0: "300\.1\.1\.1" is not an IPv4 or IPv6 address/,
     );
     assert.match(
       errors[2] ?? "",

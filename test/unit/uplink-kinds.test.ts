@@ -46,8 +46,8 @@ function render(
     observed,
     views,
     desired,
-    routes: desired.routes.map((r) => routeCommand("replace", r)),
-    rules: desired.rules.map((r) => ruleCommand("add", r)),
+    routes: desired.routes.filter((r) => r.family !== 6).map((r) => routeCommand("replace", r)),
+    rules: desired.rules.filter((r) => r.family !== 6).map((r) => ruleCommand("add", r)),
   };
 }
 
