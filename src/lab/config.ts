@@ -7,7 +7,25 @@ import { stringify } from "yaml";
 import { configSchema } from "../config/schema.js";
 import { LabError } from "../errors.js";
 import { ispResolver, type resolverPaths } from "./resolver.js";
-import { LAB_HOSTS, LAN, type LabPlan } from "./topology.js";
+import { LAB_HOSTS, LAB_HOSTS6, LAN, type LabPlan, type UplinkPlan } from "./topology.js";
+
+/** IPv6 health targets of the lab (the internet's IPv6 ping targets), for configs that list them. */
+export const LAB_HEALTH_TARGETS6: readonly string[] = LAB_HOSTS6.pingTargets;
+
+/**
+ * An uplink's IPv6 fields for the lab config, once the config schema has
+ * them (issue 10's `gateway6`, `prefix6`): `gateway6: auto` (the router of
+ * the ISP's router advertisements) or `none` for a point-to-point uplink
+ * (IPv4 only in the lab); `prefix6: auto` when the lab runs prefix
+ * delegation (`pd`). `renderLabConfig` does not write them yet.
+ */
+export function labUplinkIpv6Config(
+  u: UplinkPlan,
+  pd: boolean,
+): { gateway6: "auto" | "none"; prefix6?: "auto" } {
+  if (u.ipv6 === undefined) return { gateway6: "none" };
+  return pd ? { gateway6: "auto", prefix6: "auto" } : { gateway6: "auto" };
+}
 
 /**
  * The config as YAML text: `lab: true`, `lan: [lan0]`; uplinks `ispI` on `wanI` with

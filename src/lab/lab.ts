@@ -527,10 +527,15 @@ export async function labExists(
 }
 
 /**
- * Build a lab and start its services: echo host (HTTP 80, whoami 7), DNS
- * (192.0.2.53), iperf3 servers (192.0.2.10:5201 and up), and for DHCP uplinks
- * dnsmasq in the ISP and busybox udhcpc on the router. Returns once
- * everything answers and every DHCP uplink has its address. Writes the
+ * Build a lab and start its services: echo host (HTTP 80, whoami 7; on
+ * 192.0.2.10 and 2001:db8:ffff::10), DNS (192.0.2.53, 2001:db8:ffff::53),
+ * iperf3 servers (192.0.2.10:5201 and up, [2001:db8:ffff::10]:5201), radvd
+ * in every ISP with IPv6, for DHCP uplinks dnsmasq in the ISP and busybox
+ * udhcpc on the router, and with `pd` kea-dhcp6 in the ISPs and dhclient on
+ * the router. Returns once
+ * everything answers, every DHCP uplink has its address, every IPv6
+ * uplink its SLAAC address and RA default route, and (with `pd`) its
+ * delegated prefix. Writes the
  * daemon config (`STATE_DIR/uplinkd.yaml`) and the state file
  * (`STATE_DIR/lab.json`). On failure, removes whatever it built.
  * @throws {LabError} on bad options, an existing lab when `replace` is
@@ -565,6 +570,17 @@ export async function labUp(options: LabUpOptions = {}): Promise<Lab> {
   if (p2pUplinks.length > 0 && !(await onPath("python3"))) {
     throw new LabError(
       "point-to-point uplinks need python3 (it runs the TUN relay): apt-get install python3-minimal",
+    );
+  }
+  if (plan.uplinks.some((u) => u.ipv6 !== undefined) && !(await onPath("radvd"))) {
+    throw new LabError(
+      "the lab's ISPs send IPv6 router advertisements with radvd: apt-get install radvd",
+    );
+  }
+  if (options.pd === true && !((await onPath("kea-dhcp6")) && (await onPath("dhclient")))) {
+    throw new LabError(
+      "prefix delegation (pd) needs kea-dhcp6 in the ISPs and dhclient on the router: " +
+        "apt-get install kea-dhcp6-server isc-dhcp-client",
     );
   }
   if (await labExists(prefix, { stateRoot })) {
@@ -688,6 +704,12 @@ export async function labUp(options: LabUpOptions = {}): Promise<Lab> {
       const log = join(dir, `${name}.log`);
       const argv = ["iperf3", "-s", "-B", LAB_HOSTS.echo, "-p", port];
       record(name, "net", startDetached(ns.net, argv, log), log);
+    }
+    if (iperf3Servers > 0) {
+      // One on the echo host's IPv6 address too (same port: another address).
+      const log = join(dir, "iperf3-v6.log");
+      const argv = ["iperf3", "-s", "-B", LAB_HOSTS6.echo, "-p", String(LAB_PORTS.iperf3)];
+      record("iperf3-v6", "net", startDetached(ns.net, argv, log), log);
     }
     const hostLog = join(dir, "host.log");
     const hostReady = Promise.all([

@@ -684,7 +684,8 @@ export function renderIspRoutes6Batch(u: UplinkPlan): string {
  * `spoofed`; IPv6: outside the customer space and the delegation pool, so
  * the LAN's un-translated ULA addresses are dropped too), then the `faults` chain, then named counters `up` (customer
  * -> internet) and `down` (internet -> customer) of what crossed the ISP.
- * A CGNAT ISP also masquerades what leaves by its core side (the second NAT).
+ * A CGNAT ISP also masquerades IPv4 that leaves by its core side (the
+ * second NAT); its IPv6 is native, not translated.
  */
 export function renderIspRuleset(u: UplinkPlan): string {
   const { customer } = ISP_INTERFACES;
@@ -712,7 +713,7 @@ ${
   u.kind === "cgnat"
     ? `\tchain postrouting {
 \t\ttype nat hook postrouting priority srcnat; policy accept;
-\t\toifname "${ISP_INTERFACES.core}" masquerade
+\t\tmeta nfproto ipv4 oifname "${ISP_INTERFACES.core}" masquerade
 \t}
 `
     : ""
