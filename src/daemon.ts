@@ -74,17 +74,15 @@ type StateOf = (uplink: string, family: Family) => UplinkState;
 
 /**
  * The dataplane's views from the config, the links and each uplink's state
- * per family. THE ONE JOIN POINT with the dataplane's `buildViews`: it
- * takes `(uplink, family) => state` once the IPv6 dataplane is in (then pass
- * `stateOf` straight through); until then it renders IPv4 only and gets the
- * IPv4 state.
+ * per family (IPv4 and IPv6 judged apart): the one place the daemon joins
+ * health to the dataplane.
  */
 function viewsOf(
   config: Config,
   links: LinkObservation["links"],
   stateOf: StateOf,
 ): ReturnType<typeof buildViews> {
-  return buildViews(config, links, (uplink) => stateOf(uplink, 4));
+  return buildViews(config, links, stateOf);
 }
 
 /** Retries of failed kernel work (reconciles, conntrack clean-up): 100 ms, doubling, at most 10 s. */

@@ -68,35 +68,20 @@ export function probesFamily(health: HealthConfig, family: Family): boolean {
 }
 
 /**
- * The uplink's `gateway6` (`auto`, an IPv6 address or `none`; default
- * `auto`). Read structurally so this module compiles whether or not the
- * config schema in this tree has the field yet.
- */
-export function gateway6Of(uplink: UplinkConfig): string {
-  return (uplink as { gateway6?: string }).gateway6 ?? "auto";
-}
-
-/**
  * Whether the uplink has an IPv6 monitor: it has IPv6 targets or probes and
  * its `gateway6` is not `none`.
  */
 export function hasIpv6Health(uplink: UplinkConfig, health: HealthConfig): boolean {
-  return gateway6Of(uplink) !== "none" && probesFamily(health, 6);
-}
-
-/** What the links part observes of an uplink's IPv6 (see the IPv6 contract: `UplinkLink.ipv6`). */
-export interface Ipv6Observed {
-  ipv6?: { address?: string; gateway?: string; prefix?: string };
+  return uplink.gateway6 !== "none" && probesFamily(health, 6);
 }
 
 /**
- * The uplink's global IPv6 address now (`UplinkLink.ipv6.address`: not
- * link-local, not tentative or deprecated), or undefined while it has none.
+ * What the links part observes of the uplink's IPv6 now
+ * (`UplinkLink.ipv6`: its global address, not link-local, not tentative or
+ * deprecated; its gateway; its prefix), or undefined while it has none.
  */
-export function ipv6Of(link: UplinkLink | undefined): Ipv6Observed["ipv6"] {
-  // Read structurally: compiles whether or not `UplinkLink` declares `ipv6` in this tree.
-  const observed: Partial<UplinkLink> & Ipv6Observed = { ...link };
-  return observed.ipv6;
+export function ipv6Of(link: UplinkLink | undefined): UplinkLink["ipv6"] {
+  return link?.ipv6;
 }
 
 /** The address a family's probes use: the uplink's IPv4 address, or its global IPv6 address. */

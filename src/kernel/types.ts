@@ -19,9 +19,6 @@ export const TABLE_MAIN = 254;
 export const TABLE_DEFAULT = 253;
 export const TABLE_LOCAL = 255;
 
-/** An address family: 4 (IPv4) or 6 (IPv6). */
-export type Family = 4 | 6;
-
 /** One IPv4 address on an interface. */
 export interface InterfaceAddress {
   /** Dotted quad. */
