@@ -36,7 +36,7 @@ import { configChanges } from "./control/changes.js";
 import { ControlService } from "./control/service.js";
 import { buildStatus } from "./control/status.js";
 import { TrafficSampler } from "./control/traffic.js";
-import { Controller, type ControllerInputs } from "./controller/controller.js";
+import { Controller, activeUplinks, type ControllerInputs } from "./controller/controller.js";
 import { DnsmasqPart } from "./dns/dnsmasq.js";
 import { Notifier } from "./notify/index.js";
 import { LoadBalancer } from "./policy/balancer.js";
@@ -444,6 +444,7 @@ export class Daemon {
 
   /** The status document: the state last applied, health, links and the last traffic sample. */
   status(): StatusDocument {
+    const active6 = activeUplinks(this.#controller.choices6);
     return buildStatus({
       configPath: this.#options.configPath,
       startedAt: this.#startedAt,
@@ -452,6 +453,7 @@ export class Daemon {
       health: (name) => this.#health.snapshot(name, 4),
       health6: (name) =>
         this.#health.monitors(name, 6) ? this.#health.snapshot(name, 6) : undefined,
+      active6: (name) => active6.has(name),
       choices: this.#controller.choices,
       lastApply: this.#controller.lastApply,
       traffic: this.#traffic,
