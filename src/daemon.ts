@@ -220,6 +220,10 @@ export class Daemon {
       surroundings:
         load === undefined ? observation.surroundings : { ...observation.surroundings, load },
       failed: new Set(health.filter((v) => v.usability === "bad").map((v) => v.name)),
+      // IPv6 is judged apart: an uplink whose IPv6 is bad or gone loses its IPv6 connections.
+      failed6: new Set(
+        health.filter((v) => v.ipv6 === undefined || v.ipv6.usability === "bad").map((v) => v.name),
+      ),
     };
   }
 

@@ -68,6 +68,12 @@ function checkUplinks6(config: Config): ConfigProblem[] {
         message: `uplink "${uplink.name}" has gateway6: none (no IPv6), so its prefix6 would never be used; remove one of them`,
       });
     }
+    if (uplink.prefix6_file !== undefined && prefix6 !== "auto") {
+      problems.push({
+        path: ["uplinks", i, "prefix6_file"],
+        message: `prefix6_file is read only with prefix6: auto (uplink "${uplink.name}" has ${prefix6 === undefined ? "no prefix6" : `prefix6: ${prefix6}`})`,
+      });
+    }
     if (prefix6 !== undefined && prefix6 !== "auto") {
       const problem = prefix6Problem(prefix6);
       if (problem !== undefined) {

@@ -229,6 +229,13 @@ export const uplinkSchema = z
       .describe(
         'an IPv6 prefix the ISP routes to this router (static, or "auto": learned from DHCPv6 prefix delegation); LAN sources are translated into it (NPTv6) when leaving by this uplink, else masqueraded',
       ),
+    prefix6_file: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        "for prefix6: auto, a file whose first word is the delegated prefix, written by the DHCPv6-PD client's hook script (e.g. /run/uplinkd/prefix6-wan1); without it, the client's `unreachable PREFIX proto dhcp` route is used when only one uplink has prefix6: auto",
+      ),
     address: ipv4
       .optional()
       .describe(

@@ -5,7 +5,7 @@
  * failover.
  */
 import type { Logger } from "pino";
-import type { Kernel } from "../kernel/types.js";
+import type { Family, Kernel } from "../kernel/types.js";
 import { SerialQueue } from "../queue.js";
 
 /** What clean-up needs to know of one uplink in one applied desired state. */
@@ -18,6 +18,14 @@ export interface UplinkSummary {
   failed: boolean;
   /** Some policy gives it new connections in this state. */
   active: boolean;
+  /**
+   * Its IPv6 cannot carry traffic (IPv6 health or link bad, or no IPv6
+   * address), maintenance ignored; absent when not judged apart from
+   * IPv4 (then `failed` clears both families).
+   */
+  failed6?: boolean;
+  /** Some policy gives it new IPv6 connections in this state. */
+  active6?: boolean;
 }
 
 /** One clean-up: delete the conntrack entries carrying `mark` under `mask`. */
@@ -25,8 +33,10 @@ export interface StaleUplink {
   name: string;
   mark: number;
   mask: number;
-  /** Why, for the log: `failed`, `left every policy while failed`, `removed`, `mark changed`. */
+  /** Why, for the log: `failed`, `left every policy while failed`, `removed`, `mark changed`, `IPv6 failed`. */
   why: string;
+  /** The family whose entries go (`conntrack -D -f ipv4|ipv6`); absent: both. */
+  family?: Family;
 }
 
 /**
@@ -39,7 +49,11 @@ export interface StaleUplink {
  *   such a 5-tuple would otherwise stay on the dead uplink;
  * - an uplink that a reload removed, or whose mark changed: entries with
  *   the old mark no longer lead anywhere.
- * Maintenance alone (`disable` without drain) clears nothing.
+ * Maintenance alone (`disable` without drain) clears nothing. When the
+ * summaries judge IPv6 apart (`failed6`), a failed IPv4 clears the IPv4
+ * entries only, and a failed IPv6 (or one that left every policy while
+ * failed) the IPv6 entries only; a removed uplink or a changed mark
+ * clears both.
  *
  * @param before the last applied state's summary; undefined before the first apply (nothing is stale).
  * @returns one entry per mark to clear, by the mark the entries carry now.
@@ -58,7 +72,26 @@ export function staleUplinks(
     else if (now.mark !== old.mark || now.mask !== old.mask) why = "mark changed";
     else if (now.failed && !old.failed) why = "failed";
     else if (now.failed && old.active && !now.active) why = "left every policy while failed";
-    if (why !== undefined) stale.push({ name: old.name, mark: old.mark, mask: old.mask, why });
+    const apart = now?.failed6 !== undefined && old.failed6 !== undefined;
+    if (why !== undefined) {
+      const v4only = apart && (why === "failed" || why === "left every policy while failed");
+      stale.push({
+        name: old.name,
+        mark: old.mark,
+        mask: old.mask,
+        why,
+        ...(v4only ? { family: 4 as const } : {}),
+      });
+    }
+    if (now === undefined || !apart || why === "removed" || why === "mark changed") continue;
+    let why6: string | undefined;
+    if (now.failed6 === true && old.failed6 !== true) why6 = "IPv6 failed";
+    else if (now.failed6 === true && old.active6 === true && now.active6 !== true) {
+      why6 = "left every IPv6 policy while IPv6 failed";
+    }
+    if (why6 !== undefined) {
+      stale.push({ name: old.name, mark: old.mark, mask: old.mask, why: why6, family: 6 });
+    }
   }
   return stale;
 }
@@ -101,7 +134,7 @@ export class ConntrackCleaner {
    *   the last error when every attempt failed, or when stopped first.
    */
   clear(stale: StaleUplink): Promise<number> {
-    const key = `${stale.mark}/${stale.mask}`;
+    const key = `${stale.mark}/${stale.mask}/${stale.family ?? "all"}`;
     const waiting = this.#waiting.get(key);
     if (waiting !== undefined) return waiting;
     const done = new Promise<number>((resolve, reject) => {
@@ -124,9 +157,12 @@ export class ConntrackCleaner {
     for (let attempt = 1; ; attempt++) {
       if (this.#stopped) throw new Error(`clean-up of ${stale.name} not done: stopping`);
       try {
-        const deleted = await kernel.conntrackDelete(stale.mark, stale.mask);
+        const deleted =
+          stale.family === undefined
+            ? await kernel.conntrackDelete(stale.mark, stale.mask)
+            : await kernel.conntrackDelete(stale.mark, stale.mask, stale.family);
         log.info(
-          { uplink: stale.name, deleted, why: stale.why },
+          { uplink: stale.name, deleted, why: stale.why, family: stale.family },
           `cleared ${deleted} conntrack entries of ${stale.name} (${stale.why})`,
         );
         return deleted;

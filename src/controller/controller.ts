@@ -49,6 +49,12 @@ export interface ControllerInputs {
   surroundings: Surroundings;
   /** Uplinks whose link or health checks say they cannot carry traffic, maintenance ignored. */
   failed: ReadonlySet<string>;
+  /**
+   * Uplinks whose IPv6 cannot carry traffic (IPv6 health or link bad, no
+   * IPv6 address), maintenance ignored. Absent: IPv6 is not judged apart,
+   * and a failed uplink's clean-up covers both families.
+   */
+  failed6?: ReadonlySet<string>;
 }
 
 /** What asked for a reconcile. */
@@ -123,14 +129,20 @@ export function ownerOf(config: Config): DataplaneOwner {
 function summarise(
   inputs: ControllerInputs,
   choices: Record<string, PolicyChoice>,
+  choices6: Record<string, PolicyChoice>,
 ): UplinkSummary[] {
   const active = activeUplinks(choices);
+  const active6 = activeUplinks(choices6);
+  const failed6 = inputs.failed6;
   return inputs.views.map((v) => ({
     name: v.name,
     mark: v.mark,
     mask: v.mask,
     failed: inputs.failed.has(v.name),
     active: active.has(v.name),
+    ...(failed6 === undefined
+      ? {}
+      : { failed6: failed6.has(v.name), active6: active6.has(v.name) }),
   }));
 }
 
@@ -493,7 +505,7 @@ export class Controller {
 
   /** The kernel now holds `desired`: remember it and clear what became stale. */
   #commit(inputs: ControllerInputs, desired: DesiredState, previous: Applied | undefined): void {
-    const uplinks = summarise(inputs, desired.choices);
+    const uplinks = summarise(inputs, desired.choices, desired.choices6);
     this.#applied = { owner: ownerOf(inputs.config), desired, uplinks };
     this.#options.onCommit?.(inputs);
     for (const stale of staleUplinks(previous?.uplinks, uplinks)) {

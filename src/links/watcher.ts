@@ -10,6 +10,7 @@ import type { Surroundings } from "../dataplane/render.js";
 import type { Kernel } from "../kernel/types.js";
 import { optional } from "../optional.js";
 import { KernelMonitor } from "./monitor.js";
+import { learnPrefixes, type ReadText } from "./prefix6.js";
 import {
   lanAddress,
   lanAddress6,
@@ -34,10 +35,11 @@ export interface LinkObservation {
 export async function observe(
   kernel: Kernel,
   config: Config,
-  learnedPrefixes?: ReadonlyMap<string, string>,
+  read?: ReadText,
 ): Promise<LinkObservation> {
   const [links, routes] = await Promise.all([kernel.readLinks(), kernel.readRoutes()]);
   const protocol = config.dataplane.route_protocol;
+  const learnedPrefixes = await learnPrefixes(config, routes, read);
   return {
     links: observeUplinks(config, links, routes, protocol, learnedPrefixes),
     surroundings: {

@@ -383,6 +383,42 @@ describe("staleUplinks", () => {
     assert.deepEqual(staleUplinks(before, after), []);
   });
 
+  it("with IPv6 judged apart, a failed IPv6 clears only IPv6 entries and a failed IPv4 only IPv4 ones", () => {
+    const both = { failed6: false, active6: true };
+    const before = [up("isp1", 0x100, both), up("isp2", 0x200, both)];
+    const v6down = [up("isp1", 0x100, { failed6: true, active6: false }), up("isp2", 0x200, both)];
+    assert.deepEqual(
+      staleUplinks(before, v6down).map((s) => [s.name, s.why, s.family]),
+      [["isp1", "IPv6 failed", 6]],
+    );
+    assert.deepEqual(staleUplinks(v6down, v6down), []);
+    const v4down = [
+      up("isp1", 0x100, { ...both, failed: true, active: false }),
+      up("isp2", 0x200, both),
+    ];
+    assert.deepEqual(
+      staleUplinks(before, v4down).map((s) => [s.name, s.why, s.family]),
+      [["isp1", "failed", 4]],
+    );
+    const carrier = [
+      up("isp1", 0x100, { failed: true, active: false, failed6: true, active6: false }),
+      up("isp2", 0x200, both),
+    ];
+    assert.deepEqual(
+      staleUplinks(before, carrier).map((s) => [s.why, s.family]),
+      [
+        ["failed", 4],
+        ["IPv6 failed", 6],
+      ],
+    );
+  });
+
+  it("without failed6, a failed uplink clears both families (no family given)", () => {
+    const before = [up("isp1", 0x100)];
+    const after = [up("isp1", 0x100, { failed: true })];
+    assert.equal(staleUplinks(before, after)[0]?.family, undefined);
+  });
+
   it("a removed uplink or a changed mark is stale by its old mark", () => {
     const before = [up("isp1", 0x100), up("isp2", 0x200)];
     const after = [up("isp2", 0x300)];
