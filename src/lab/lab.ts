@@ -1442,19 +1442,27 @@ export class Lab {
       (a) => a.local === gateway,
     );
     if (!has) {
-      await ipBatch(what, ns, `addr replace ${gateway}/64 dev ${ISP_INTERFACES.customer}\n`);
-      await this.#restartIspIpv6(u);
+      // Stopped before the address is back, radvd's last RA (router lifetime 0) cannot go out:
+      // the router keeps its default route through the outage.
+      await this.#restartIspIpv6(u, () =>
+        ipBatch(what, ns, `addr replace ${gateway}/64 dev ${ISP_INTERFACES.customer}\n`),
+      );
       await writeState(this.#state);
     }
     await ipBatch(what, ns, renderIspRoutes6Batch(u));
   }
 
-  /** Restart the ISP's radvd (and kea with `pd`) from their current config files. */
-  async #restartIspIpv6(u: UplinkPlan): Promise<void> {
+  /**
+   * Restart the ISP's radvd (and kea with `pd`) from their current config
+   * files, running `between` (if given) while they are stopped.
+   */
+  async #restartIspIpv6(u: UplinkPlan, between?: () => Promise<void>): Promise<void> {
     const dir = this.stateDir;
     const paths = ipv6Paths(dir, u);
     const ispNode: LabNode = `isp${u.number}`;
     await this.#stopProcess(u.namespace, `radvd-${u.name}`);
+    if (this.#state.pd === true) await this.#stopProcess(u.namespace, `kea-${u.name}`);
+    await between?.();
     const radvd = startDetached(u.namespace, radvdArgv(dir, u), paths.radvdLog);
     this.#replaceProcess({
       name: `radvd-${u.name}`,
@@ -1463,7 +1471,6 @@ export class Lab {
       log: paths.radvdLog,
     });
     if (this.#state.pd === true) {
-      await this.#stopProcess(u.namespace, `kea-${u.name}`);
       const kea = startDetached(u.namespace, keaArgv(dir, u), paths.keaOut, keaEnv(dir));
       this.#replaceProcess({ name: `kea-${u.name}`, node: ispNode, pid: kea, log: paths.keaOut });
     }
@@ -1498,14 +1505,16 @@ export class Lab {
         ? { network: was.network, router: was.router + 1 }
         : { network: was.network + 1, router: was.router };
     const customer = ISP_INTERFACES.customer;
-    // radvd's last advertisement (router lifetime 0) goes out from the old address.
-    await this.#stopProcess(u.namespace, `radvd-${u.name}`);
     if (kind === "ra-change") {
-      await ipBatch(
-        `${kind} on ${u.name}`,
-        u.namespace,
-        `addr del ${ispLinkLocal6(was.router)}/64 dev ${customer}\n` +
-          `addr add ${ispLinkLocal6(next.router)}/64 dev ${customer}\n`,
+      // radvd's last advertisement (router lifetime 0) goes out from the old
+      // address; the DHCPv6 server binds the link-local address: it restarts too.
+      await this.#restartIspIpv6(u, () =>
+        ipBatch(
+          `${kind} on ${u.name}`,
+          u.namespace,
+          `addr del ${ispLinkLocal6(was.router)}/64 dev ${customer}\n` +
+            `addr add ${ispLinkLocal6(next.router)}/64 dev ${customer}\n`,
+        ),
       );
     } else {
       const oldNet = uplinkNetwork6(u.number, was.network);
@@ -1517,15 +1526,36 @@ export class Lab {
           `addr add ${addressIn(newNet, "::1")}/64 dev ${customer}\n`,
       );
       await writeFile(paths.radvdConfig, renderRadvdConfig(newNet, [oldNet]));
+      // radvd rereads its config on SIGHUP and advertises at once; the default
+      // router stays (a restart would withdraw it for a moment).
+      const radvd = this.#state.processes.find((p) => p.name === `radvd-${u.name}`);
+      if (radvd !== undefined && (await namespacePids(u.namespace)).includes(radvd.pid)) {
+        process.kill(radvd.pid, "SIGHUP");
+      } else {
+        const pid = startDetached(u.namespace, radvdArgv(dir, u), paths.radvdLog);
+        this.#replaceProcess({
+          name: `radvd-${u.name}`,
+          node: `isp${u.number}`,
+          pid,
+          log: paths.radvdLog,
+        });
+      }
       if (this.#state.pd === true) {
+        // The next pool: a restarted server delegates only the new prefix.
+        await this.#stopProcess(u.namespace, `kea-${u.name}`);
         await writeFile(
           paths.keaConfig,
           renderKeaConfig(dir, u, delegatedPrefix6(u.number, next.network)),
         );
+        const kea = startDetached(u.namespace, keaArgv(dir, u), paths.keaOut, keaEnv(dir));
+        this.#replaceProcess({
+          name: `kea-${u.name}`,
+          node: `isp${u.number}`,
+          pid: kea,
+          log: paths.keaOut,
+        });
       }
     }
-    // The DHCPv6 server binds the link-local address: it restarts too (with the next pool on renumber).
-    await this.#restartIspIpv6(u);
     (this.#state.v6Generation ??= {})[String(u.number)] = next;
     await writeState(this.#state);
     await waitForRa(dir, rtr, u, next.network, next.router);

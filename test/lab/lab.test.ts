@@ -452,6 +452,16 @@ test("dual-stack: each uplink gets a SLAAC address and an RA default route; IPv6
   const lan = await ping(lab, "lan", LAB_HOSTS6.pingTargets[0], { count: 2 });
   assert.equal(lan.received, 0);
   assert.equal((await lab.ispCounters(1)).spoofed.packets - spoofedBefore, 2);
+  // With a masquerade on the router (by hand here), the LAN client's IPv6
+  // connections reach the echo host, which sees the uplink's address.
+  await lab.exec("rtr", ["nft", "-f", "-"], {
+    input:
+      "table ip6 handnat {\n\tchain post {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n" +
+      '\t\toifname "wan1" masquerade\n\t}\n}\n',
+  });
+  const fromLan = await traffic6(lab, { count: 20 });
+  assert.deepEqual(fromLan.bySource, { "2001:db8:1::2": 20 }, JSON.stringify(fromLan));
+  assert.deepEqual([...connectionsByUplink6(lab, fromLan)], [[1, 20]]);
   // The address-to-uplink mapping the IPv6 tests use.
   assert.equal(uplinkOfAddress6(lab, "2001:db8:3:7::2"), 3);
   assert.equal(uplinkOfAddress6(lab, "2001:db8:1002:100::1"), 2);
@@ -521,6 +531,11 @@ test("ra-change moves the router's RA default route to a new router; renumber gi
 
   await lab.fault(2, "renumber");
   assert.equal(await lab.uplinkNetwork6(2), "2001:db8:2:1::/64");
+  assert.deepEqual(
+    await lab.raGateways(2),
+    ["fe80::1"],
+    "the same router announces the new network",
+  );
   assert.equal(await lab.routerAddress6(2), "2001:db8:2:1::2");
   assert.deepEqual(await lab.routerAddresses6(2), [
     "2001:db8:2:1::2/64",
