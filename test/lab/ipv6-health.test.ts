@@ -10,6 +10,7 @@
  * fault after. Time bounds are generous: failover time is the benchmark's.
  */
 import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
 import { after, afterEach, before, beforeEach, describe, it } from "node:test";
 import type { StatusDocument, UplinkStatus } from "../../src/control/api.js";
 import { LAB_HEALTH_TARGETS6 } from "../../src/lab/config.js";
@@ -24,7 +25,8 @@ import {
   testPrefix,
   type LabDaemon,
 } from "./harness.js";
-import { connectionsByUplink6, traffic6 } from "./helpers.js";
+import { connectionsByUplink6, eventually, traffic6 } from "./helpers.js";
+import { runCommand } from "../../src/kernel/exec.js";
 import type { Transition } from "../../src/uplink-health.js";
 
 function uplinkOf(status: StatusDocument, name: string): UplinkStatus {
@@ -109,6 +111,28 @@ async function events(lab: Lab): Promise<Transition[]> {
     events: Transition[];
   };
   return body.events;
+}
+
+/**
+ * The `-I` source of every `ping -6` running in the router namespace with
+ * fwmark `mark` (the daemon's ICMPv6 probes of one uplink), read from
+ * /proc/PID/cmdline of the namespace's processes (`ip netns pids`).
+ */
+async function icmp6Sources(lab: Lab, mark: number): Promise<string[]> {
+  const { stdout } = await runCommand("ip", ["netns", "pids", lab.namespace("rtr")]);
+  const sources: string[] = [];
+  for (const pid of stdout.split(/\s+/).filter((p) => p !== "")) {
+    let argv: string[];
+    try {
+      argv = (await readFile(`/proc/${pid}/cmdline`, "utf8")).split("\0");
+    } catch {
+      continue; // gone meanwhile
+    }
+    if (!/(^|\/)ping$/.test(argv[0] ?? "") || !argv.includes("-6")) continue;
+    if (argv[argv.indexOf("-m") + 1] !== String(mark)) continue;
+    sources.push(argv[argv.indexOf("-I") + 1] ?? "(none)");
+  }
+  return sources.sort();
 }
 
 describe("health per address family: IPv4 and IPv6 fail over apart", () => {
@@ -204,5 +228,40 @@ describe("health per address family: IPv4 and IPv6 fail over apart", () => {
     t.diagnostic(describeFamilies(back));
     assert.deepEqual(await uplinks4(lab), [1, 2]);
     assert.deepEqual(await uplinks6(lab), [1, 2]);
+  });
+  // Last: the renumbering stays (heal does not undo it).
+  it("ICMPv6 probes follow a renumbering (SLAAC) to the new address without a restart", async (t) => {
+    const status = await daemon.status();
+    assert.ok(status !== undefined);
+    const mark = Number(uplinkOf(status, "isp1").mark);
+    const before = uplinkOf(status, "isp1").ipv6?.address;
+    assert.ok(before !== undefined && before !== null);
+    assert.deepEqual(await icmp6Sources(lab, mark), [before, before], "two IPv6 targets");
+    await lab.fault(1, "renumber");
+    const network = (await lab.uplinkNetwork6(1)).replace(/::\/64$/, ":");
+    const moved = await daemon.waitFor(
+      (s) => {
+        const v6 = uplinkOf(s, "isp1").ipv6;
+        return v6 !== null && v6.state === "up" && (v6.address ?? "").startsWith(network);
+      },
+      30_000,
+      `isp1 IPv6 up with an address in ${network}:/64`,
+    );
+    const after = uplinkOf(moved, "isp1").ipv6?.address ?? "";
+    t.diagnostic(`isp1 IPv6 ${before} -> ${after}: ${describeFamilies(moved)}`);
+    assert.ok(
+      await eventually(async () => {
+        const sources = await icmp6Sources(lab, mark);
+        return sources.length === 2 && sources.every((a) => a === after);
+      }, 10_000),
+      `ping -6 -I sources: ${JSON.stringify(await icmp6Sources(lab, mark))}, want ${after}`,
+    );
+    // The probes from the new address pass: IPv6 stays up over the next rounds.
+    await new Promise((r) => setTimeout(r, 2000));
+    const later = await daemon.status();
+    assert.equal(later === undefined ? undefined : uplinkOf(later, "isp1").ipv6?.state, "up");
+    assert.ok(daemon.child.exitCode === null, "the daemon was not restarted");
+    const six = await uplinks6(lab);
+    assert.deepEqual(six, [1, 2], "new IPv6 connections use isp1 from its new address");
   });
 });
