@@ -35,12 +35,16 @@ function config(extra = ""): Config {
 uplinks:
   - { name: isp1, interface: wan1, gateway: 100.64.1.1 }
   - { name: isp2, interface: wan2, gateway: 100.64.2.1 }
-health: { interval: 200ms, timeout: 500ms, down: 3, up: 5 }
+health:
+  targets: [${A4}, ${B4}, "${A6}", "${B6}"]
+  interval: 200ms
+  timeout: 500ms
+  down: 3
+  up: 5
 ${extra}`,
     "uplinkd.yaml",
   );
-  // IPv6 targets (the schema of this tree may not take them yet: set them directly).
-  parsed.health.targets = [A4, B4, A6, B6];
+  assert.deepEqual(parsed.health.targets, [A4, B4, A6, B6]);
   return parsed;
 }
 
