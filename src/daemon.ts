@@ -20,6 +20,7 @@
 import type { Logger } from "pino";
 import type { Config } from "./config/schema.js";
 import { buildViews } from "./dataplane/views.js";
+import { acceptRaWarnings } from "./links/sysctl6.js";
 import { ConfigError, UnknownUplinkError } from "./errors.js";
 import type { Family, Kernel } from "./kernel/types.js";
 import { backoffDelay, type BackoffPolicy } from "./backoff.js";
@@ -176,6 +177,9 @@ export class Daemon {
     this.#config = await this.#options.loadConfig(this.#options.configPath);
     this.#resetNotifier();
     this.#linksPending = false;
+    for (const warning of await acceptRaWarnings(this.#config)) {
+      this.#options.log.warn({ uplink: warning.uplink }, warning.message);
+    }
     await this.#links.start();
     // Routes and rules first: probes need their uplink's table.
     await this.#controller.start();

@@ -3,6 +3,7 @@
  */
 import type { Command } from "commander";
 import { ConfigError, formatConfigIssue } from "../errors.js";
+import { acceptRaWarnings } from "../links/sysctl6.js";
 import { DEFAULT_CONFIG_PATH, loadConfigWithWarnings } from "./load.js";
 import type { UplinkConfig } from "./schema.js";
 
@@ -69,6 +70,10 @@ export function registerCheckCommand(program: Command): Command {
           output.writeErr?.(
             `${formatConfigIssue({ ...warning, message: `warning: ${warning.message}` })}\n`,
           );
+        }
+        // Sysctls of the namespace check runs in: the ones the daemon will see when run here.
+        for (const warning of await acceptRaWarnings(config)) {
+          output.writeErr?.(`${options.config}: warning: ${warning.message}\n`);
         }
         output.writeOut?.(`${options.config}: ok (${config.uplinks.length} uplinks)\n`);
         if (options.verbose === true) {

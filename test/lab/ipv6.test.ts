@@ -12,7 +12,7 @@ import type { Lab } from "../../src/lab/lab.js";
 import { labScriptArgv } from "../../src/lab/scripts.js";
 import { LAN6 } from "../../src/lab/topology.js";
 import type { TrafficReport } from "../../src/lab/traffic.js";
-import { labWithConfig, startDaemon, testPrefix, type LabDaemon } from "./harness.js";
+import { labWithConfig, startDaemon, testPrefix, uplinkdArgv, type LabDaemon } from "./harness.js";
 import { connectionsByUplink6, traffic6, uplinkOfAddress6 } from "./helpers.js";
 
 function assertAllOk(report: TrafficReport): void {
@@ -205,6 +205,22 @@ describe("stopping with IPv6", () => {
     await lab.down();
   });
 
+  it("check warns, in the router's namespace, about an uplink whose accept_ra ignores router advertisements", async () => {
+    const clean = await lab.exec("rtr", uplinkdArgv("check", "-c", lab.configPath));
+    assert.doesNotMatch(clean.stderr, /accept_ra/);
+    await lab.exec("rtr", ["sysctl", "-qw", "net.ipv6.conf.wan2.accept_ra=1"]);
+    try {
+      const result = await lab.exec("rtr", uplinkdArgv("check", "-c", lab.configPath));
+      assert.match(
+        result.stderr,
+        /warning: net\.ipv6\.conf\.wan2\.accept_ra is 1 while forwarding is on/,
+      );
+      assert.doesNotMatch(result.stderr, /wan1\.accept_ra/);
+    } finally {
+      await lab.exec("rtr", ["sysctl", "-qw", "net.ipv6.conf.wan2.accept_ra=2"]);
+    }
+  });
+
   it("SIGTERM removes every IPv6 rule, route and map element, and the RA routes stay", async () => {
     const daemon = startDaemon(lab);
     await daemon.waitForStates(["up"]);
@@ -228,5 +244,99 @@ describe("stopping with IPv6", () => {
     assert.doesNotMatch(tables.stdout, /uplinkd/);
     const ra = await lab.exec("rtr", ["ip", "-6", "route", "show", "default", "proto", "ra"]);
     assert.equal(ra.stdout.trim().split("\n").length, 2, "the kernel's RA routes were touched");
+  });
+});
+
+describe("following the ISP: delegated prefix, renumbering, a new RA router", () => {
+  let lab: Lab;
+  let daemon: LabDaemon;
+
+  before(async () => {
+    lab = await labWithConfig({ prefix: testPrefix("v6f"), uplinks: 2, pd: true });
+    const config = parse(await readFile(lab.configPath, "utf8")) as {
+      uplinks: Record<string, unknown>[];
+    };
+    config.uplinks.forEach((u, i) => {
+      u.prefix6 = "auto";
+      u.prefix6_file = lab.delegatedPrefixFile(i + 1);
+    });
+    await writeFile(lab.configPath, stringify(config));
+    daemon = startDaemon(lab);
+    await daemon.waitForStates(["up"]);
+    await waitForIpv6Routes(lab, daemon);
+  });
+
+  after(async () => {
+    await daemon.stop();
+    await lab.down();
+  });
+
+  /** Waits (bounded) until uplinkd's IPv6 rules and routes match every regular expression. */
+  async function waitForOwned(patterns: RegExp[], what: string): Promise<void> {
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const { routes, rules } = await owned6(lab);
+      const all = [...routes, ...rules];
+      if (patterns.every((p) => all.some((l) => p.test(l)))) return;
+      assert.ok(Date.now() < deadline, `${what}:\n${all.join("\n")}\n${daemon.log(40)}`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+
+  /** The sources the echo host saw for 200 IPv6 connections from the LAN client. */
+  async function sources(): Promise<string[]> {
+    const report = await traffic6(lab, { count: 200 });
+    assertAllOk(report);
+    return Object.keys(report.bySource).sort();
+  }
+
+  it("translates LAN sources into each uplink's delegated prefix (prefix6: auto, from the PD client's file)", async (t) => {
+    const p1 = await lab.delegatedPrefix(1);
+    const p2 = await lab.delegatedPrefix(2);
+    assert.ok(p1 !== undefined && p2 !== undefined, "the lab delegated no prefix");
+    await waitForOwned(
+      [
+        new RegExp(`from ${p1.replace(/\//, "\\/")} lookup 101`),
+        new RegExp(`from ${p2.replace(/\//, "\\/")} lookup 102`),
+      ],
+      "no rule from the delegated prefixes",
+    );
+    const seen = await sources();
+    t.diagnostic(`sources: ${JSON.stringify(seen)}`);
+    assert.deepEqual(seen, [p1, p2].map((p) => p.replace(/::\/56$/, "::100")).sort());
+  });
+
+  it("follows a renumbering of isp2: new SLAAC address and delegated prefix, old ones gone", async (t) => {
+    const oldPrefix = (await lab.delegatedPrefix(2)) ?? "";
+    await lab.fault(2, "renumber");
+    const newPrefix = (await lab.delegatedPrefix(2)) ?? "";
+    const network = await lab.uplinkNetwork6(2);
+    assert.notEqual(newPrefix, oldPrefix);
+    const address = network.replace(/::\/64$/, "::2");
+    await waitForOwned(
+      [
+        new RegExp(`from ${newPrefix.replace(/\//, "\\/")} lookup 102`),
+        new RegExp(`from ${address} lookup 102`),
+      ],
+      "the rules did not follow the renumbering",
+    );
+    const { rules } = await owned6(lab);
+    assert.ok(!rules.some((r) => r.includes(`from ${oldPrefix}`)), rules.join("\n"));
+    const seen = await sources();
+    t.diagnostic(`after renumber: ${JSON.stringify(seen)}`);
+    assert.ok(seen.includes(newPrefix.replace(/::\/56$/, "::100")), JSON.stringify(seen));
+    assert.ok(!seen.includes(oldPrefix.replace(/::\/56$/, "::100")), JSON.stringify(seen));
+  });
+
+  it("follows a new default router on isp1 (router advertisement from another address)", async () => {
+    await lab.fault(1, "ra-change");
+    const [router] = await lab.raGateways(1);
+    assert.ok(router !== undefined && router !== "fe80::1", `RA router now ${String(router)}`);
+    await waitForOwned(
+      [new RegExp(`^default via ${router} dev wan1 table 101 `)],
+      "table 101 kept the old router",
+    );
+    const seen = await sources();
+    assert.equal(seen.length, 2, JSON.stringify(seen));
   });
 });
