@@ -216,9 +216,17 @@ export function registerLabCommands(program: Command): void {
       const u = opened.uplink(uplink);
       const now = describeFaults(await opened.faults(u.number));
       const address = await opened.routerAddress(u.number);
+      let ipv6 = "";
+      if (u.ipv6 !== undefined) {
+        const gateways = (await opened.raGateways(u.number)).join(",") || "none";
+        const delegated = await opened.delegatedPrefix(u.number);
+        ipv6 =
+          `; IPv6 address ${(await opened.routerAddress6(u.number)) ?? "none"} via ${gateways}` +
+          (delegated === undefined ? "" : `, delegated ${delegated}`);
+      }
       process.stdout.write(
         `${u.name}: ${faults.join(" ")} applied; faults now: ${now.join(" ") || "none"}; ` +
-          `router address ${address ?? "none"}\n`,
+          `router address ${address ?? "none"}${ipv6}\n`,
       );
     });
 

@@ -6,6 +6,7 @@
 import { stringify } from "yaml";
 import { configSchema } from "../config/schema.js";
 import { LabError } from "../errors.js";
+import { ipv6Paths } from "./ipv6.js";
 import { ispResolver, type resolverPaths } from "./resolver.js";
 import { LAB_HOSTS, LAB_HOSTS6, LAN, type LabPlan, type UplinkPlan } from "./topology.js";
 
@@ -14,17 +15,25 @@ export const LAB_HEALTH_TARGETS6: readonly string[] = LAB_HOSTS6.pingTargets;
 
 /**
  * An uplink's IPv6 fields for the lab config, once the config schema has
- * them (issue 10's `gateway6`, `prefix6`): `gateway6: auto` (the router of
- * the ISP's router advertisements) or `none` for a point-to-point uplink
- * (IPv4 only in the lab); `prefix6: auto` when the lab runs prefix
- * delegation (`pd`). `renderLabConfig` does not write them yet.
+ * them (issue 10's `gateway6`, `prefix6`, `prefix6_file`): `gateway6: auto`
+ * (the router of the ISP's router advertisements) or `none` for a
+ * point-to-point uplink (IPv4 only in the lab); with prefix delegation
+ * (`pd`), `prefix6: auto` and `prefix6_file`, the file the router's DHCPv6
+ * client writes the delegated prefix to (in `stateDir`). `renderLabConfig`
+ * does not write them yet.
  */
 export function labUplinkIpv6Config(
   u: UplinkPlan,
   pd: boolean,
-): { gateway6: "auto" | "none"; prefix6?: "auto" } {
+  stateDir: string,
+): { gateway6: "auto" | "none"; prefix6?: "auto"; prefix6_file?: string } {
   if (u.ipv6 === undefined) return { gateway6: "none" };
-  return pd ? { gateway6: "auto", prefix6: "auto" } : { gateway6: "auto" };
+  if (!pd) return { gateway6: "auto" };
+  return {
+    gateway6: "auto",
+    prefix6: "auto",
+    prefix6_file: ipv6Paths(stateDir, u).delegatedPrefixFile,
+  };
 }
 
 /**

@@ -383,6 +383,11 @@ test("lab commands: fault, heal and status through the command line", async (t) 
   assert.match(await run("status"), /isp2 +wan2 +100\.64\.2\.2\/24 .*blackhole,loss=20/);
   await run("heal", "isp2");
   assert.deepEqual(await lab.faults(2), {});
+  assert.match(
+    await run("fault", "isp1", "blackhole6"),
+    /faults now: blackhole6; router address 100\.64\.1\.2; IPv6 address 2001:db8:1::2 via fe80::1\n/,
+  );
+  assert.match(await run("status"), /isp1 +wan1 .* 2001:db8:1::2\/64 +fe80::1 +- +yes +blackhole6/);
 });
 
 /** The router's route to `target` from `source` (`ip -6 route get`): the device it leaves by. */

@@ -214,11 +214,15 @@ describe("lab IPv6 services", () => {
   });
 
   it("says which IPv6 fields the lab config gets", () => {
-    assert.deepEqual(labUplinkIpv6Config(isp1 ?? assert.fail(), true), {
+    const u1 = isp1 ?? assert.fail();
+    assert.deepEqual(labUplinkIpv6Config(u1, true, "/run/x"), {
       gateway6: "auto",
       prefix6: "auto",
+      prefix6_file: "/run/x/dhcp6-wan1.prefix",
     });
-    assert.deepEqual(labUplinkIpv6Config(isp1 ?? assert.fail(), false), { gateway6: "auto" });
-    assert.deepEqual(labUplinkIpv6Config(isp3 ?? assert.fail(), true), { gateway6: "none" });
+    assert.deepEqual(labUplinkIpv6Config(u1, false, "/run/x"), { gateway6: "auto" });
+    assert.deepEqual(labUplinkIpv6Config(isp3 ?? assert.fail(), true, "/run/x"), {
+      gateway6: "none",
+    });
   });
 });
