@@ -30,10 +30,10 @@ export interface StatusParts {
   /** An uplink's IPv6 health (maintenance applied); undefined without an IPv6 monitor. */
   health6?: (uplink: string) => HealthSnapshot | undefined;
   /**
-   * Whether the uplink takes new IPv6 connections now. Default: it takes
-   * new IPv4 connections, has a global IPv6 address, and its IPv6 state is
-   * `up`, `init` or `degraded` (per-family policy choices replace this once
-   * the dataplane reports them).
+   * Whether the uplink takes new IPv6 connections now: the daemon passes
+   * the IPv6 policy choices last applied to the kernel. Without it: the
+   * uplink takes new IPv4 connections, has a global IPv6 address, and its
+   * IPv6 state is `up`, `init` or `degraded`.
    */
   active6?: (uplink: string) => boolean;
   /** What each policy does in the state last applied to the kernel. */
