@@ -37,15 +37,19 @@ export interface HealthSupervisorOptions {
 
 const FAMILIES: readonly Family[] = [4, 6];
 
-/** Map key of an uplink's monitor of one family. */
+/**
+ * Map key of an uplink's monitor of one family: the uplink's name for IPv4
+ * (as before IPv6, so code that looks a monitor up by name finds the IPv4
+ * one), `NAME/6` for IPv6 (`/` is never part of an uplink's name).
+ */
 function keyOf(uplink: string, family: Family): string {
-  return `${uplink}/${String(family)}`;
+  return family === 4 ? uplink : `${uplink}/6`;
 }
 
 /** The uplinks' health monitors and their maintenance. The constructor starts nothing. */
 export class HealthSupervisor {
   readonly #options: HealthSupervisorOptions;
-  /** `uplink/family` -> its monitor. */
+  /** {@link keyOf} -> its monitor. */
   readonly #monitors = new Map<string, MaintainedHealth>();
   /** What each running monitor was created from (interface, mark, family's health settings). */
   readonly #keys = new Map<string, string>();
