@@ -169,16 +169,30 @@ export function formatIpv6(status: StatusDocument, now = Date.now()): string {
   return `\n${lines.join("\n")}\n`;
 }
 
-/** `words` joined by two spaces into lines of at most `width` (a longer word gets a line of its own). */
-function wrap(words: readonly string[], indent: string, width: number): string[] {
+/**
+ * `pieces` joined by two spaces into lines of at most `width` after
+ * `indent`; a piece too long for a line of its own is broken at its spaces
+ * (a single word longer than a line stays whole).
+ */
+function wrap(pieces: readonly string[], indent: string, width: number): string[] {
+  const room = width - indent.length;
   const lines: string[] = [];
   let line = "";
-  for (const word of words) {
-    if (line !== "" && indent.length + line.length + 2 + word.length > width) {
+  const add = (text: string, gap: string): void => {
+    if (line !== "" && line.length + gap.length + text.length > room) {
       lines.push(indent + line);
       line = "";
     }
-    line = line === "" ? word : `${line}  ${word}`;
+    line = line === "" ? text : `${line}${gap}${text}`;
+  };
+  for (const piece of pieces) {
+    if (piece.length <= room) {
+      add(piece, "  ");
+      continue;
+    }
+    piece.split(" ").forEach((word, i) => {
+      add(word, i === 0 ? "  " : " ");
+    });
   }
   if (line !== "") lines.push(indent + line);
   return lines;

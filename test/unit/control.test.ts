@@ -793,6 +793,23 @@ describe("status and events text", () => {
     assert.equal(section[3], "  prefix 2001:db8:1001::/56");
     assert.equal(section[4], "isp2    down  1m12s  -     -       -       no");
     assert.ok(lines.includes("  no global address  (no global IPv6 address)"));
+    const long = formatStatus(
+      statusDoc([
+        uplink("isp1", {
+          ipv6: {
+            ...isp2v6,
+            reason:
+              "3 rounds failed: 2001:db8:ffff::1 lost 3/3, 2001:db8:ffff::2 lost 3/3, tcp:[2001:db8:ffff::10]:80 lost 3/3",
+          },
+        }),
+      ]),
+      Date.parse("2026-11-21T00:05:12.000Z"),
+    );
+    const longLines = long
+      .split("\n")
+      .slice(long.split("\n").findIndex((l) => l.startsWith("UPLINK  IPv6")));
+    for (const line of longLines) assert.ok(line.length <= 80, line);
+    assert.match(long, /\(3 rounds failed: [^\n]*\n {2}\S[^\n]*lost 3\/3\)$/m, "the reason wraps");
     assert.ok(!section.some((l) => l.startsWith("isp3")), "isp3 has no IPv6");
     for (const line of lines.slice(start)) assert.ok(line.length <= 80, line);
   });
