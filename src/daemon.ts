@@ -22,7 +22,7 @@ import type { Config } from "./config/schema.js";
 import { buildViews } from "./dataplane/views.js";
 import { acceptRaWarnings } from "./links/sysctl6.js";
 import { ConfigError, UnknownUplinkError } from "./errors.js";
-import type { Kernel } from "./kernel/types.js";
+import type { Family, Kernel } from "./kernel/types.js";
 import { backoffDelay, type BackoffPolicy } from "./backoff.js";
 import { SystemClock, type Clock } from "./clock.js";
 import { HealthSupervisor } from "./health/supervisor.js";
@@ -37,11 +37,16 @@ import { configChanges } from "./control/changes.js";
 import { ControlService } from "./control/service.js";
 import { buildStatus } from "./control/status.js";
 import { TrafficSampler } from "./control/traffic.js";
-import { Controller, type ControllerInputs } from "./controller/controller.js";
+import { Controller, activeUplinks, type ControllerInputs } from "./controller/controller.js";
 import { DnsmasqPart } from "./dns/dnsmasq.js";
 import { Notifier } from "./notify/index.js";
 import { LoadBalancer } from "./policy/balancer.js";
-import type { Transition, UplinkHealth, UplinkHealthOptions } from "./uplink-health.js";
+import type {
+  Transition,
+  UplinkHealth,
+  UplinkHealthOptions,
+  UplinkState,
+} from "./uplink-health.js";
 
 /** Options of a daemon instance. */
 export interface DaemonOptions {
@@ -63,6 +68,22 @@ export interface DaemonOptions {
   retryDelayMs?: (attempt: number) => number;
   /** Starts the `ip monitor` trigger; unit tests pass a fake. */
   monitor?: (onChange: () => void) => { start(): void; stop(): void };
+}
+
+/** Each uplink's health state in one family now (maintenance applied). */
+type StateOf = (uplink: string, family: Family) => UplinkState;
+
+/**
+ * The dataplane's views from the config, the links and each uplink's state
+ * per family (IPv4 and IPv6 judged apart): the one place the daemon joins
+ * health to the dataplane.
+ */
+function viewsOf(
+  config: Config,
+  links: LinkObservation["links"],
+  stateOf: StateOf,
+): ReturnType<typeof buildViews> {
+  return buildViews(config, links, stateOf);
 }
 
 /** Retries of failed kernel work (reconciles, conntrack clean-up): 100 ms, doubling, at most 10 s. */
@@ -115,7 +136,8 @@ export class Daemon {
       kernel: options.kernel,
       log,
       clock: this.#clock,
-      inputs: () => this.#inputs(this.#config, this.#links.now, (n) => this.#health.state(n)),
+      inputs: () =>
+        this.#inputs(this.#config, this.#links.now, (n, family) => this.#health.state(n, family)),
       verifyIntervalMs: options.verifyIntervalMs ?? 10_000,
       retryDelayMs: options.retryDelayMs ?? ((attempt) => backoffDelay(KERNEL_RETRY, attempt)),
       // The servers file follows every state the kernel holds (transitions, links, reloads).
@@ -188,16 +210,12 @@ export class Daemon {
    * The controller's inputs for `config`, the links in `observation` and
    * each uplink's state.
    */
-  #inputs(
-    config: Config,
-    observation: LinkObservation,
-    stateOf: (uplink: string) => ReturnType<HealthSupervisor["state"]>,
-  ): ControllerInputs {
-    const views = buildViews(config, observation.links, stateOf);
-    const health = buildViews(
+  #inputs(config: Config, observation: LinkObservation, stateOf: StateOf): ControllerInputs {
+    const views = viewsOf(config, observation.links, stateOf);
+    const health = viewsOf(
       config,
       observation.links,
-      (name) => this.#health.health(name)?.state ?? stateOf(name),
+      (name, family) => this.#health.health(name, family)?.state ?? stateOf(name, family),
     );
     const load = this.#balancer.snapshot;
     return {
@@ -264,10 +282,12 @@ export class Daemon {
    * counts, health changes are logged and show once it is enabled.
    */
   #record(transition: Transition): void {
+    // "uplink isp1" for IPv4 (as before IPv6), "uplink isp1 IPv6" for IPv6.
+    const who = `uplink ${transition.uplink}${transition.family === 6 ? " IPv6" : ""}`;
     if (this.#health.maintenance(transition.uplink) !== undefined && transition.to !== "disabled") {
       this.#options.log.info(
         { event: "health", ...transition },
-        `uplink ${transition.uplink} (disabled): health ${transition.from} -> ${transition.to} (${transition.reason})`,
+        `${who} (disabled): health ${transition.from} -> ${transition.to} (${transition.reason})`,
       );
       return;
     }
@@ -276,11 +296,16 @@ export class Daemon {
     if (this.#events.length > limit) this.#events.splice(0, this.#events.length - limit);
     this.#options.log.info(
       { event: "transition", ...transition },
-      `uplink ${transition.uplink}: ${transition.from} -> ${transition.to} (${transition.reason})`,
+      `${who}: ${transition.from} -> ${transition.to} (${transition.reason})`,
     );
     this.#control?.transition(transition);
     // Returns at once; deliveries run detached and never throw.
     this.#notifier?.notify(transition);
+  }
+
+  /** The families the uplink is monitored in: IPv4 always, IPv6 when it has an IPv6 monitor. */
+  #monitoredFamilies(uplink: string): Family[] {
+    return this.#health.monitors(uplink, 6) ? [4, 6] : [4];
   }
 
   /** @throws {UnknownUplinkError} when the config has no such uplink. */
@@ -299,19 +324,25 @@ export class Daemon {
    */
   async disable(uplink: string, options: DisableOptions): Promise<MaintenanceResult> {
     this.#knownUplink(uplink);
-    const health = this.#health.health(uplink);
     const reason = options.reason ?? "disabled by the operator";
+    const health = this.#monitoredFamilies(uplink).map(
+      (family) => [family, this.#health.health(uplink, family)] as const,
+    );
     const changed = this.#health.disable(uplink, { since: this.#clock.wall(), reason });
     if (changed) {
-      this.#record({
-        time: new Date(this.#clock.wall()).toISOString(),
-        uplink,
-        from: health?.state ?? "init",
-        to: "disabled",
-        reason,
-        loss: health?.loss ?? null,
-        rtt: health?.rtt ?? null,
-      });
+      // Maintenance takes both families out: one transition each.
+      for (const [family, snapshot] of health) {
+        this.#record({
+          time: new Date(this.#clock.wall()).toISOString(),
+          uplink,
+          family,
+          from: snapshot?.state ?? "init",
+          to: "disabled",
+          reason,
+          loss: snapshot?.loss ?? null,
+          rtt: snapshot?.rtt ?? null,
+        });
+      }
     }
     await this.#controller.request("maintenance", `disable ${uplink}`);
     const view = this.views().find((v) => v.name === uplink);
@@ -329,17 +360,21 @@ export class Daemon {
     if (!this.#health.enable(uplink)) {
       return { uplink, state: this.#health.state(uplink), changed: false, drained: 0 };
     }
-    const health = this.#health.health(uplink);
-    const state = health?.state ?? "init";
-    this.#record({
-      time: new Date(this.#clock.wall()).toISOString(),
-      uplink,
-      from: "disabled",
-      to: state,
-      reason: `enabled by the operator; health: ${health?.reason || state}`,
-      loss: health?.loss ?? null,
-      rtt: health?.rtt ?? null,
-    });
+    for (const family of this.#monitoredFamilies(uplink)) {
+      const snapshot = this.#health.health(uplink, family);
+      const to = snapshot?.state ?? "init";
+      this.#record({
+        time: new Date(this.#clock.wall()).toISOString(),
+        uplink,
+        family,
+        from: "disabled",
+        to,
+        reason: `enabled by the operator; health: ${snapshot?.reason || to}`,
+        loss: snapshot?.loss ?? null,
+        rtt: snapshot?.rtt ?? null,
+      });
+    }
+    const state = this.#health.health(uplink, 4)?.state ?? "init";
     await this.#controller.request("maintenance", `enable ${uplink}`);
     return { uplink, state, changed: true, drained: 0 };
   }
@@ -377,9 +412,9 @@ export class Daemon {
     }
     const changes = await this.#controller.exclusive(async () => {
       const observation = await observe(this.#options.kernel, next);
-      const candidate = this.#inputs(next, observation, (name) =>
+      const candidate = this.#inputs(next, observation, (name, family) =>
         this.#health.maintenance(name) === undefined
-          ? this.#health.stateAfter(next, name)
+          ? this.#health.stateAfter(next, name, family)
           : "disabled",
       );
       await this.#controller.applyCandidate(candidate);
@@ -411,17 +446,22 @@ export class Daemon {
 
   /** Every uplink as the renderer sees it now. */
   views(): ReturnType<typeof buildViews> {
-    return this.#inputs(this.#config, this.#links.now, (n) => this.#health.state(n)).views;
+    return this.#inputs(this.#config, this.#links.now, (n, family) => this.#health.state(n, family))
+      .views;
   }
 
   /** The status document: the state last applied, health, links and the last traffic sample. */
   status(): StatusDocument {
+    const active6 = activeUplinks(this.#controller.choices6);
     return buildStatus({
       configPath: this.#options.configPath,
       startedAt: this.#startedAt,
       views: this.views(),
       links: this.#links.now.links,
-      health: (name) => this.#health.snapshot(name),
+      health: (name) => this.#health.snapshot(name, 4),
+      health6: (name) =>
+        this.#health.monitors(name, 6) ? this.#health.snapshot(name, 6) : undefined,
+      active6: (name) => active6.has(name),
       choices: this.#controller.choices,
       lastApply: this.#controller.lastApply,
       traffic: this.#traffic,

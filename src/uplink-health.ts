@@ -5,15 +5,18 @@
  */
 import type { Logger } from "pino";
 import type { HealthConfig, UplinkConfig } from "./config/schema.js";
+import type { Family } from "./kernel/types.js";
 
 /** States of an uplink (the contract of `uplinkd status --json`). */
 export type UplinkState = "init" | "up" | "degraded" | "down" | "disabled";
 
-/** One state change of an uplink. */
+/** One state change of an uplink's IPv4 or IPv6 health. */
 export interface Transition {
   /** ISO time. */
   time: string;
   uplink: string;
+  /** Which family's state changed: 4 (the uplink's IPv4 state, as before IPv6) or 6. */
+  family: Family;
   from: UplinkState;
   to: UplinkState;
   /** Why: which targets failed, loss and RTT measured, carrier, hold. */
@@ -46,7 +49,11 @@ export interface UplinkHealth {
   snapshot(): HealthSnapshot;
   /** Carrier of the uplink's interface changed (from the kernel monitor). */
   setCarrier(carrier: boolean): void;
-  /** The uplink's address changed (DHCP, PPP); undefined when it has none. */
+  /**
+   * The uplink's address of the monitor's family changed (DHCP, PPP; SLAAC
+   * for IPv6); undefined when it has none (an IPv6 monitor then waits, down
+   * with the reason "no global IPv6 address").
+   */
   setAddress(address: string | undefined): void;
 }
 
@@ -57,6 +64,12 @@ export interface UplinkHealthOptions {
   health: HealthConfig;
   /** The uplink's fwmark (probes carry it). */
   mark: number;
+  /**
+   * The family this monitor judges (default 4): `health` then holds only
+   * that family's targets and probes (`healthOf`), and `address` is the
+   * uplink's address of that family (its global IPv6 address for 6).
+   */
+  family?: Family;
   address: string | undefined;
   carrier: boolean;
   log: Logger;

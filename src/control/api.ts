@@ -65,6 +65,36 @@ export interface UplinkStatus {
    * `down` received on the interface, `up` sent; null until measured.
    */
   throughput: { down: number; up: number } | null;
+  /**
+   * The uplink's IPv6: null when it has none (`gateway6: none`, or neither
+   * an IPv6 monitor nor an IPv6 address); else its IPv6 state, judged by the
+   * IPv6 targets alone. The fields above stay the uplink's IPv4 ones.
+   */
+  ipv6: Ipv6Status | null;
+}
+
+/** An uplink's IPv6 in `uplinkd status --json` (`uplinks[].ipv6`). */
+export interface Ipv6Status {
+  /** IPv6 health state, as `state` is for IPv4. */
+  state: UplinkState;
+  /** ISO time of the last IPv6 state change. */
+  since: string;
+  /** Takes new IPv6 connections now. */
+  active: boolean;
+  /** The uplink's global IPv6 address (probes leave from it); null while it has none. */
+  address: string | null;
+  /** The IPv6 gateway (configured `gateway6`, or the router from router advertisements); null if none. */
+  gateway: string | null;
+  /** The prefix the ISP routes to the router (`prefix6`, configured or delegated); null if none. */
+  prefix: string | null;
+  /** Loss of the IPv6 probes over the window, % (0..100); null before the first probe. */
+  loss: number | null;
+  /** Mean RTT of the IPv6 probes, ms. */
+  rtt: number | null;
+  /** RTT standard deviation of the IPv6 probes, ms. */
+  jitter: number | null;
+  /** Why IPv6 is in `state` (e.g. "no global IPv6 address"). */
+  reason: string;
 }
 
 /** One domain set (a `dst_domain` rule's, per family) in `uplinkd status --json`. */

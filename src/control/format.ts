@@ -64,7 +64,8 @@ function addressText(u: StatusDocument["uplinks"][number]): string {
  * interface, address (marked `(configured)` when it is the uplink's
  * `address`) and gateway. `-` marks what is not known. Then, when the
  * config has `dst_domain` rules, one row per domain set: its rule, family,
- * number of addresses, and names.
+ * number of addresses, and names. The main table is the uplinks' IPv4; when
+ * an uplink has IPv6, an IPv6 section follows (see {@link formatIpv6}).
  *
  * @param now epoch ms the ages are computed against.
  */
@@ -119,7 +120,82 @@ export function formatStatus(status: StatusDocument, now = Date.now()): string {
     domains.length === 0
       ? ""
       : `\n${table(["DOMAIN SET", "RULE", "FAMILY", "ADDRESSES", "NAMES"], sets)}`;
-  return table(header, rows) + formatPolicies(status) + domainTable;
+  return table(header, rows) + formatIpv6(status, now) + formatPolicies(status) + domainTable;
+}
+
+/** Width the IPv6 section keeps to (its detail lines wrap there). */
+const IPV6_WIDTH = 80;
+
+/**
+ * The IPv6 section of the status table, empty when no uplink has IPv6: one
+ * row per uplink with IPv6 (state, for how long, loss, RTT, jitter, whether
+ * it takes new IPv6 connections), under it an indented line with its global
+ * address, `via` gateway, `prefix` and, unless it is up, the reason, wrapped
+ * at 80 columns (IPv6 addresses are long, so they get a line of their own
+ * instead of widening the columns). Uplinks without IPv6 are left out.
+ *
+ * @param now epoch ms the ages are computed against.
+ */
+export function formatIpv6(status: StatusDocument, now = Date.now()): string {
+  const lines: string[] = [];
+  const rows: string[][] = [];
+  const details: string[][] = [];
+  for (const u of status.uplinks) {
+    const v6 = u.ipv6;
+    if (v6 === null) continue;
+    rows.push([
+      u.name,
+      v6.state,
+      formatAge(now - Date.parse(v6.since)),
+      v6.loss === null ? "-" : `${v6.loss.toFixed(1)}%`,
+      v6.rtt === null ? "-" : `${ms(v6.rtt)}ms`,
+      v6.jitter === null ? "-" : `${ms(v6.jitter)}ms`,
+      v6.active ? "yes" : "no",
+    ]);
+    details.push([
+      v6.address ?? "no global address",
+      ...(v6.gateway === null ? [] : [`via ${v6.gateway}`]),
+      ...(v6.prefix === null ? [] : [`prefix ${v6.prefix}`]),
+      ...(v6.state === "up" || v6.reason === "" ? [] : [`(${v6.reason})`]),
+    ]);
+  }
+  if (rows.length === 0) return "";
+  const header = ["UPLINK", "IPv6", "FOR", "LOSS", "RTT", "JITTER", "ACTIVE"];
+  const [head = "", ...body] = table(header, rows).trimEnd().split("\n");
+  lines.push(head);
+  body.forEach((row, i) => {
+    lines.push(row, ...wrap(details[i] ?? [], "  ", IPV6_WIDTH));
+  });
+  return `\n${lines.join("\n")}\n`;
+}
+
+/**
+ * `pieces` joined by two spaces into lines of at most `width` after
+ * `indent`; a piece too long for a line of its own is broken at its spaces
+ * (a single word longer than a line stays whole).
+ */
+function wrap(pieces: readonly string[], indent: string, width: number): string[] {
+  const room = width - indent.length;
+  const lines: string[] = [];
+  let line = "";
+  const add = (text: string, gap: string): void => {
+    if (line !== "" && line.length + gap.length + text.length > room) {
+      lines.push(indent + line);
+      line = "";
+    }
+    line = line === "" ? text : `${line}${gap}${text}`;
+  };
+  for (const piece of pieces) {
+    if (piece.length <= room) {
+      add(piece, "  ");
+      continue;
+    }
+    piece.split(" ").forEach((word, i) => {
+      add(word, i === 0 ? "  " : " ");
+    });
+  }
+  if (line !== "") lines.push(indent + line);
+  return lines;
 }
 
 /**
@@ -139,20 +215,22 @@ function formatPolicies(status: StatusDocument): string {
 }
 
 /**
- * The transitions of `uplinkd events`, oldest first: time, uplink,
- * `from -> to`, loss and RTT at the time, and the reason.
+ * The transitions of `uplinkd events`, oldest first: time, uplink, family
+ * (`IPv4`/`IPv6`: which of its states changed), `from -> to`, loss and RTT
+ * at the time, and the reason.
  */
 export function formatEvents(events: readonly Transition[]): string {
   if (events.length === 0) return "no transitions yet\n";
   const rows = events.map((e) => [
     when(e.time),
     e.uplink,
+    e.family === 6 ? "IPv6" : "IPv4",
     `${e.from} -> ${e.to}`,
     e.loss === null ? "-" : `${e.loss.toFixed(1)}%`,
     e.rtt === null ? "-" : `${ms(e.rtt)}ms`,
     e.reason,
   ]);
-  return table(["TIME", "UPLINK", "TRANSITION", "LOSS", "RTT", "REASON"], rows);
+  return table(["TIME", "UPLINK", "FAMILY", "TRANSITION", "LOSS", "RTT", "REASON"], rows);
 }
 
 /** One line for `uplinkd disable` / `enable`. */

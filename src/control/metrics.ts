@@ -10,6 +10,13 @@
  * health checks' `uplinkd:health:round` diagnostics channel: every decided
  * round counts one probe per target (answered, failed or still pending when
  * the round was decided early); a failed one counts as lost.
+ *
+ * Families: the per-uplink health series (state, active, loss, RTT, jitter,
+ * state since, transitions, probes, rounds) of an uplink's IPv6 carry the
+ * label `family="6"`; its IPv4 series keep exactly the labels they had
+ * before IPv6 (no `family` label), so their history, recording rules and
+ * dashboards continue. Select IPv6 with `family="6"`, IPv4 with
+ * `family!="6"`; a selector without `family` matches both.
  */
 import { subscribe, unsubscribe } from "node:diagnostics_channel";
 import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
@@ -26,7 +33,32 @@ export const ROUND_CHANNEL = "uplinkd:health:round";
 /** What `uplinkd:health:round` carries (the fields used here). */
 interface RoundMessage {
   uplink: string;
+  /** 4 or 6; absent means 4. */
+  family?: number;
   round: { outcome: string; targets: { target: string; status: string }[] };
+}
+
+/** The `family` label of a series: none for IPv4 (the series as before IPv6), `6` for IPv6. */
+function familyLabel(family: number | undefined): { family?: string } {
+  return family === 6 ? { family: "6" } : {};
+}
+
+/** An uplink's health in one family, as the per-family series read it. */
+interface FamilyHealth {
+  labels: { uplink: string; family?: string };
+  state: UplinkState;
+  since: string;
+  active: boolean;
+  loss: number | null;
+  rtt: number | null;
+  jitter: number | null;
+}
+
+/** The uplink's IPv4 health and, when it has IPv6, its IPv6 health. */
+function familiesOf(u: UplinkStatus): FamilyHealth[] {
+  const v4: FamilyHealth = { ...u, labels: { uplink: u.name } };
+  const v6 = u.ipv6 ?? null;
+  return v6 === null ? [v4] : [v4, { ...v6, labels: { uplink: u.name, family: "6" } }];
 }
 
 function isRoundMessage(message: unknown): message is RoundMessage {
@@ -63,6 +95,8 @@ export class Metrics {
     const registers = [this.registry];
     if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
     const uplink = ["uplink"] as const;
+    /** Per-uplink health series: `family` only on IPv6 ones (see the module doc). */
+    const perFamily = ["uplink", "family"] as const;
     const current = () => this.#currentStatus();
     /** Per-uplink series from the status now: reset, then one fill per uplink, in one go. */
     const fromStatus = <M extends Gauge | Counter>(fill: (metric: M, u: UplinkStatus) => void) =>
@@ -74,21 +108,24 @@ export class Metrics {
     new Gauge({
       name: "uplinkd_uplink_state",
       help: "1 for the state the uplink is in, 0 for the others",
-      labelNames: ["uplink", "state"],
+      labelNames: ["uplink", "state", "family"],
       registers,
       collect: fromStatus<Gauge>((g, u) => {
-        for (const state of UPLINK_STATES) {
-          g.set({ uplink: u.name, state }, u.state === state ? 1 : 0);
+        for (const f of familiesOf(u)) {
+          const { uplink: name, ...family } = f.labels;
+          for (const state of UPLINK_STATES) {
+            g.set({ uplink: name, state, ...family }, f.state === state ? 1 : 0);
+          }
         }
       }),
     });
     new Gauge({
       name: "uplinkd_uplink_active",
-      help: "1 when the uplink takes new connections now",
-      labelNames: uplink,
+      help: "1 when the uplink takes new connections (of the family) now",
+      labelNames: perFamily,
       registers,
       collect: fromStatus<Gauge>((g, u) => {
-        g.set({ uplink: u.name }, u.active ? 1 : 0);
+        for (const f of familiesOf(u)) g.set(f.labels, f.active ? 1 : 0);
       }),
     });
     new Gauge({
@@ -103,37 +140,37 @@ export class Metrics {
     new Gauge({
       name: "uplinkd_uplink_loss_ratio",
       help: "probe loss over the window, 0..1; absent before the first probe resolved",
-      labelNames: uplink,
+      labelNames: perFamily,
       registers,
       collect: fromStatus<Gauge>((g, u) => {
-        if (u.loss !== null) g.set({ uplink: u.name }, u.loss / 100);
+        for (const f of familiesOf(u)) if (f.loss !== null) g.set(f.labels, f.loss / 100);
       }),
     });
     new Gauge({
       name: "uplinkd_uplink_rtt_seconds",
       help: "mean probe round-trip time over the window, seconds",
-      labelNames: uplink,
+      labelNames: perFamily,
       registers,
       collect: fromStatus<Gauge>((g, u) => {
-        if (u.rtt !== null) g.set({ uplink: u.name }, u.rtt / 1000);
+        for (const f of familiesOf(u)) if (f.rtt !== null) g.set(f.labels, f.rtt / 1000);
       }),
     });
     new Gauge({
       name: "uplinkd_uplink_jitter_seconds",
       help: "standard deviation of the probe round-trip time over the window, seconds",
-      labelNames: uplink,
+      labelNames: perFamily,
       registers,
       collect: fromStatus<Gauge>((g, u) => {
-        if (u.jitter !== null) g.set({ uplink: u.name }, u.jitter / 1000);
+        for (const f of familiesOf(u)) if (f.jitter !== null) g.set(f.labels, f.jitter / 1000);
       }),
     });
     new Gauge({
       name: "uplinkd_uplink_state_since_timestamp_seconds",
       help: "when the uplink entered its current state, Unix time in seconds",
-      labelNames: uplink,
+      labelNames: perFamily,
       registers,
       collect: fromStatus<Gauge>((g, u) => {
-        g.set({ uplink: u.name }, Date.parse(u.since) / 1000);
+        for (const f of familiesOf(u)) g.set(f.labels, Date.parse(f.since) / 1000);
       }),
     });
     new Gauge({
@@ -194,25 +231,25 @@ export class Metrics {
     this.#transitions = new Counter({
       name: "uplinkd_transitions_total",
       help: "state changes of an uplink, by old and new state",
-      labelNames: ["uplink", "from", "to"],
+      labelNames: ["uplink", "from", "to", "family"],
       registers,
     });
     this.#probesSent = new Counter({
       name: "uplinkd_probes_sent_total",
       help: "probes sent through the uplink to each target (one per target per decided round)",
-      labelNames: ["uplink", "target"],
+      labelNames: ["uplink", "target", "family"],
       registers,
     });
     this.#probesLost = new Counter({
       name: "uplinkd_probes_lost_total",
       help: "probes that got no answer in time (or an error), per target",
-      labelNames: ["uplink", "target"],
+      labelNames: ["uplink", "target", "family"],
       registers,
     });
     this.#rounds = new Counter({
       name: "uplinkd_probe_rounds_total",
       help: "decided probe rounds, by outcome (passed, failed, void)",
-      labelNames: ["uplink", "outcome"],
+      labelNames: ["uplink", "outcome", "family"],
       registers,
     });
   }
@@ -233,18 +270,24 @@ export class Metrics {
 
   /** Count one transition. */
   transition(transition: Transition): void {
-    this.#transitions.inc({ uplink: transition.uplink, from: transition.from, to: transition.to });
+    this.#transitions.inc({
+      uplink: transition.uplink,
+      from: transition.from,
+      to: transition.to,
+      ...familyLabel(transition.family),
+    });
   }
 
   /** Count one decided round (a `uplinkd:health:round` message); other shapes are ignored. */
   round(message: unknown): void {
     if (!isRoundMessage(message)) return;
     const { uplink, round } = message;
-    this.#rounds.inc({ uplink, outcome: round.outcome });
+    const family = familyLabel(message.family);
+    this.#rounds.inc({ uplink, outcome: round.outcome, ...family });
     for (const t of round.targets) {
       if (t.status === "gap") continue;
-      this.#probesSent.inc({ uplink, target: t.target });
-      if (t.status === "failed") this.#probesLost.inc({ uplink, target: t.target });
+      this.#probesSent.inc({ uplink, target: t.target, ...family });
+      if (t.status === "failed") this.#probesLost.inc({ uplink, target: t.target, ...family });
     }
   }
 

@@ -8,8 +8,9 @@ import type { UplinkView } from "../dataplane/render.js";
 import type { UplinkLink } from "../links/observe.js";
 import type { PolicyChoice } from "../policy/select.js";
 import type { Throughput } from "../policy/load.js";
-import type { HealthSnapshot } from "../uplink-health.js";
-import type { DomainSetStatus, StatusDocument } from "./api.js";
+import { ipv6Of } from "../health/family.js";
+import type { HealthSnapshot, UplinkState } from "../uplink-health.js";
+import type { DomainSetStatus, Ipv6Status, StatusDocument } from "./api.js";
 import type { TrafficSampler } from "./traffic.js";
 
 /** The version the status document reports. */
@@ -24,8 +25,17 @@ export interface StatusParts {
   views: readonly UplinkView[];
   /** Uplink name -> its interface now. */
   links: ReadonlyMap<string, UplinkLink>;
-  /** An uplink's health (maintenance applied); undefined without a monitor. */
+  /** An uplink's IPv4 health (maintenance applied); undefined without a monitor. */
   health: (uplink: string) => HealthSnapshot | undefined;
+  /** An uplink's IPv6 health (maintenance applied); undefined without an IPv6 monitor. */
+  health6?: (uplink: string) => HealthSnapshot | undefined;
+  /**
+   * Whether the uplink takes new IPv6 connections now: the daemon passes
+   * the IPv6 policy choices last applied to the kernel. Without it: the
+   * uplink takes new IPv4 connections, has a global IPv6 address, and its
+   * IPv6 state is `up`, `init` or `degraded`.
+   */
+  active6?: (uplink: string) => boolean;
   /** What each policy does in the state last applied to the kernel. */
   choices: Record<string, PolicyChoice>;
   lastApply: LastApply | null;
@@ -47,6 +57,7 @@ export function buildStatus(parts: StatusParts): StatusDocument {
     startedAt: new Date(parts.startedAt).toISOString(),
     uplinks: parts.views.map((view) => {
       const snap = parts.health(view.name);
+      const ipv6 = ipv6Status(parts, view.name, active.has(view.name));
       const bytes = parts.traffic.bytes(view.interface);
       return {
         name: view.name,
@@ -72,10 +83,45 @@ export function buildStatus(parts: StatusParts): StatusDocument {
         rxBytes: bytes?.rx ?? null,
         txBytes: bytes?.tx ?? null,
         throughput: parts.throughput(view.interface) ?? null,
+        ipv6,
       };
     }),
     policies: parts.choices,
     lastApply: parts.lastApply,
     domains: parts.domains ?? [],
+  };
+}
+
+/** States in which an uplink may take new connections (`usabilityOf` is not `bad`). */
+const USABLE: readonly UplinkState[] = ["up", "init", "degraded"];
+
+/**
+ * The `ipv6` member of an uplink's status: null when the uplink has neither
+ * an IPv6 monitor nor an observed IPv6 address, gateway or prefix (no IPv6,
+ * e.g. `gateway6: none`); else its IPv6 state (`init` when its IPv6 is not
+ * monitored: no IPv6 targets), the link's IPv6 address, gateway and prefix,
+ * and the IPv6 probes' loss, RTT and jitter.
+ */
+function ipv6Status(parts: StatusParts, uplink: string, active4: boolean): Ipv6Status | null {
+  const snap = parts.health6?.(uplink);
+  const observed = ipv6Of(parts.links.get(uplink));
+  if (snap === undefined && observed === undefined) return null;
+  const state = snap?.state ?? "init";
+  const address = observed?.address ?? null;
+  const active =
+    parts.active6 === undefined
+      ? active4 && address !== null && USABLE.includes(state)
+      : parts.active6(uplink);
+  return {
+    state,
+    since: new Date(snap?.since ?? parts.startedAt).toISOString(),
+    active,
+    address,
+    gateway: observed?.gateway ?? null,
+    prefix: observed?.prefix ?? null,
+    loss: snap?.loss ?? null,
+    rtt: snap?.rtt ?? null,
+    jitter: snap?.jitter ?? null,
+    reason: snap?.reason ?? (snap === undefined ? "IPv6 not monitored (no IPv6 targets)" : ""),
   };
 }

@@ -191,6 +191,11 @@ export class Controller {
     return this.#applied?.desired.choices ?? {};
   }
 
+  /** What each policy does with new IPv6 connections in the last applied state. */
+  get choices6(): Record<string, PolicyChoice> {
+    return this.#applied?.desired.choices6 ?? {};
+  }
+
   /** The outcome of the last reconcile; null before the first. */
   get lastApply(): LastApply | null {
     return this.#last;

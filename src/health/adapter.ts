@@ -26,10 +26,16 @@ export interface UplinkHealthExtras {
 }
 
 /**
- * Creates the health monitor of one uplink in the daemon's shape: its
- * probes carry `options.mark`, TCP/HTTP/DNS probes bind to
- * `options.address`; transitions are passed on with ISO times; prober notes
- * (ping exited, waiting for a mark) are logged as warnings.
+ * Creates the health monitor of one uplink and one family in the daemon's
+ * shape: its probes carry `options.mark`, TCP/HTTP/DNS probes bind to
+ * `options.address` (and ICMPv6 probes use it as ping's source);
+ * transitions are passed on with ISO times and `options.family`; prober
+ * notes (ping exited, waiting for a mark) are logged as warnings.
+ *
+ * An IPv6 monitor (`family: 6`) treats "no global IPv6 address" like a lost
+ * carrier: it is down with that reason until an address comes, then
+ * recovers after `up` passed rounds; a changed address (SLAAC renumbering)
+ * only moves its probes to the new source.
  *
  * @throws {HealthError} when the health settings or a probe are invalid.
  */
@@ -39,8 +45,11 @@ export function createUplinkHealth(
 ): UplinkHealth {
   const { log } = options;
   const mark = options.mark;
+  const family = options.family ?? 4;
+  const who = family === 6 ? `${options.uplink.name} (IPv6)` : options.uplink.name;
   const monitor = new UplinkMonitor({
     uplink: options.uplink.name,
+    family,
     settings: resolveHealthSettings(
       options.health,
       { ...configuredTuning(options.health), ...extras.tuning },
@@ -52,6 +61,7 @@ export function createUplinkHealth(
       const transition: DaemonTransition = {
         time: new Date(t.time).toISOString(),
         uplink: t.uplink,
+        family,
         from: t.from,
         to: t.to,
         reason: t.reason,
@@ -61,21 +71,28 @@ export function createUplinkHealth(
       options.onTransition(transition);
     },
     onNote: (message) => {
-      log.warn({ uplink: options.uplink.name }, message);
+      log.warn({ uplink: options.uplink.name, family }, `${who}: ${message}`);
     },
     onError: (error) => {
-      log.error({ err: error, uplink: options.uplink.name }, "health listener failed");
+      log.error({ err: error, uplink: options.uplink.name, family }, "health listener failed");
     },
   });
   let carrier = options.carrier;
+  let address = options.address;
+  /** The path exists: carrier, and for IPv6 a global address to probe from. */
+  const usable = (): boolean => carrier && (family === 4 || address !== undefined);
+  const whyNot = (): string => (carrier ? "no global IPv6 address" : "carrier lost");
   return {
     start() {
-      if (!carrier) monitor.carrier(false);
+      if (!usable()) monitor.carrier(false, whyNot());
       monitor.start();
     },
     stop() {
       monitor.stop().catch((error: unknown) => {
-        log.error({ err: error, uplink: options.uplink.name }, "stopping health probes failed");
+        log.error(
+          { err: error, uplink: options.uplink.name, family },
+          "stopping health probes failed",
+        );
       });
     },
     snapshot(): HealthSnapshot {
@@ -91,11 +108,15 @@ export function createUplinkHealth(
     },
     setCarrier(up: boolean) {
       if (up === carrier) return;
+      const was = usable();
       carrier = up;
-      monitor.carrier(up);
+      if (usable() !== was) monitor.carrier(usable(), whyNot());
     },
-    setAddress(address: string | undefined) {
-      monitor.setSource({ mark, ...(address === undefined ? {} : { address }) });
+    setAddress(next: string | undefined) {
+      const was = usable();
+      address = next;
+      monitor.setSource({ mark, ...(next === undefined ? {} : { address: next }) });
+      if (family === 6 && usable() !== was) monitor.carrier(usable(), whyNot());
     },
   };
 }

@@ -22,6 +22,8 @@ export interface HttpProberOptions extends SocketProberOptions {
  */
 export class HttpProber extends SocketProber {
   readonly target: string;
+  /** 6 when the URL's host is an IPv6 literal (`http://[2001:db8::1]/`), else 4. */
+  readonly family: 4 | 6;
   readonly #url: URL;
   readonly #expect: readonly number[] | undefined;
 
@@ -38,6 +40,7 @@ export class HttpProber extends SocketProber {
       throw new HealthError(`HTTP probe URL "${options.url}" must start with http:// or https://`);
     }
     this.#url = url;
+    this.family = url.hostname.startsWith("[") ? 6 : 4;
     this.#expect = options.expectStatus;
     this.target = options.url;
   }
@@ -48,7 +51,7 @@ export class HttpProber extends SocketProber {
     const req = request(this.#url, {
       method: "GET",
       localAddress: address,
-      family: 4,
+      family: this.family,
       agent: false,
       headers: { "user-agent": "uplinkd-health-probe", connection: "close" },
     });

@@ -7,6 +7,16 @@
 export { createUplinkHealth, type UplinkHealthExtras } from "./adapter.js";
 export { HealthError } from "./errors.js";
 export {
+  familyName,
+  hasIpv6Health,
+  healthOf,
+  ipv6Of,
+  probeFamily,
+  sourceAddressOf,
+  targetsOf,
+} from "./family.js";
+export { HealthSupervisor } from "./supervisor.js";
+export {
   UplinkStateMachine,
   type MachineSnapshot,
   type StateMachineOptions,
@@ -31,7 +41,14 @@ export {
   type HealthTuningInput,
   type QualityThresholds,
 } from "./options.js";
-export { IcmpProber, parsePingLine, pingArgs, unwrapSeq, type PingLine } from "./ping.js";
+export {
+  IcmpProber,
+  isLinkLocal6,
+  parsePingLine,
+  pingArgs,
+  unwrapSeq,
+  type PingLine,
+} from "./ping.js";
 export { nodeSpawner, type ProcessSpawner, type SpawnedProcess } from "./process.js";
 export {
   targetName,

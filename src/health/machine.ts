@@ -223,13 +223,15 @@ export class UplinkStateMachine {
   /**
    * The uplink's interface lost its carrier: down at once (from any state
    * but disabled), and rounds are ignored until {@link carrierBack}.
+   * @param reason the transition's reason; default "carrier lost" (an IPv6
+   *   monitor without a global address says "no global IPv6 address").
    */
-  carrierLost(stats: UplinkStats = this.#lastStats): Transition[] {
+  carrierLost(stats: UplinkStats = this.#lastStats, reason = "carrier lost"): Transition[] {
     const was = this.#carrier;
     this.#carrier = false;
     this.#resetStreaks();
     if (!was || this.#state === "disabled" || this.#state === "down") return [];
-    return this.#goDown("carrier lost", stats);
+    return this.#goDown(reason, stats);
   }
 
   /** The carrier is back: recovery starts (`up` passed rounds in a row bring it up). */

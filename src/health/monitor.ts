@@ -18,7 +18,8 @@
  *
  * Internals are also published on `node:diagnostics_channel`:
  * `uplinkd:health:transition` (Transition), `uplinkd:health:round`
- * ({ uplink, round: RoundResult }), `uplinkd:health:note` ({ uplink, message }).
+ * ({ uplink, family, round: RoundResult }), `uplinkd:health:note`
+ * ({ uplink, family, message }); `family` is 4 or 6.
  */
 import { channel } from "node:diagnostics_channel";
 import { systemClock, type Clock, type TimerHandle } from "../clock.js";
@@ -26,6 +27,7 @@ import { DnsProber } from "./dns.js";
 import { HealthError } from "./errors.js";
 import { HttpProber } from "./http.js";
 import { UplinkStateMachine, type Transition, type UplinkState } from "./machine.js";
+import type { Family } from "../kernel/types.js";
 import type { HealthSettings } from "./options.js";
 import { IcmpProber } from "./ping.js";
 import { nodeSpawner, type ProcessSpawner } from "./process.js";
@@ -89,6 +91,8 @@ export function createProber(spec: ProbeSpec, context: ProberContext): Prober {
 export interface UplinkMonitorOptions {
   /** The uplink's name (config `uplinks[].name`). */
   uplink: string;
+  /** The address family this monitor judges (default 4); published with rounds and notes. */
+  family?: Family;
   /** Complete settings, from `resolveHealthSettings`. */
   settings: HealthSettings;
   /** fwmark and address the probes use; may be incomplete and change later (`setSource`). */
@@ -275,15 +279,15 @@ export class UplinkMonitor {
 
   /**
    * Carrier of the uplink's interface: `false` -> down at once ("carrier
-   * lost"); `true` -> recovery starts (`up` passed rounds) and probers that
-   * wait for a restart retry at once.
+   * lost", or `reason`); `true` -> recovery starts (`up` passed rounds) and
+   * probers that wait for a restart retry at once.
    */
-  carrier(up: boolean): void {
+  carrier(up: boolean, reason?: string): void {
     if (up) {
       this.#emit(this.#machine.carrierBack());
       for (const target of this.#targets) target.prober.nudge();
     } else {
-      this.#emit(this.#machine.carrierLost(this.#qualityStats()));
+      this.#emit(this.#machine.carrierLost(this.#qualityStats(), reason));
     }
   }
 
@@ -344,7 +348,9 @@ export class UplinkMonitor {
       },
       note: (message) => {
         this.#call(() => this.#o.onNote?.(message));
-        if (noteChannel.hasSubscribers) noteChannel.publish({ uplink: this.uplink, message });
+        if (noteChannel.hasSubscribers) {
+          noteChannel.publish({ uplink: this.uplink, family: this.#o.family ?? 4, message });
+        }
       },
     };
   }
@@ -379,7 +385,9 @@ export class UplinkMonitor {
       if (round.passed) this.#roundsPassed++;
       if (round.outcome === "void") this.#roundsVoid++;
       this.#call(() => this.#o.onRound?.(round));
-      if (roundChannel.hasSubscribers) roundChannel.publish({ uplink: this.uplink, round });
+      if (roundChannel.hasSubscribers) {
+        roundChannel.publish({ uplink: this.uplink, family: this.#o.family ?? 4, round });
+      }
       this.#emit(this.#machine.round(round, this.#qualityStats()));
     }
     this.#armWake(this.#tracker.wakeAt);

@@ -3,7 +3,7 @@
  * thresholds, flap damping, window size, loss-aware down count, probe kinds),
  * with their defaults, and the resolution of one uplink's complete settings.
  */
-import { isIPv4 } from "node:net";
+import { isIP } from "node:net";
 import type { HealthConfig } from "../config/schema.js";
 import { HealthError } from "./errors.js";
 import type { ProbeSpec } from "./prober.js";
@@ -155,11 +155,12 @@ export function resolveTuning(
 
 /**
  * One uplink's settings from its (merged) `health` config: each string
- * target becomes an ICMP probe; `extraProbes` (TCP/HTTP/DNS, until the
+ * target (IPv4 or IPv6; the monitor of one family gets that family's, see
+ * `healthOf`) becomes an ICMP probe; `extraProbes` (TCP/HTTP/DNS, until the
  * schema carries them) are appended.
  *
  * @throws {HealthError} when interval or timeout is not > 0, a target is not
- *   an IPv4 address, there is no target, or the tuning is invalid.
+ *   an IP address, there is no target, or the tuning is invalid.
  */
 export function resolveHealthSettings(
   config: Pick<HealthConfig, "targets" | "interval" | "timeout" | "down" | "up" | "reliability">,
@@ -169,7 +170,7 @@ export function resolveHealthSettings(
   if (!(config.interval > 0)) throw new HealthError(`interval must be > 0 ms`);
   if (!(config.timeout > 0)) throw new HealthError(`timeout must be > 0 ms`);
   const probes: ProbeSpec[] = config.targets.map((host) => {
-    if (!isIPv4(host)) throw new HealthError(`ICMP target "${host}" is not an IPv4 address`);
+    if (isIP(host) === 0) throw new HealthError(`ICMP target "${host}" is not an IP address`);
     return { type: "icmp", host };
   });
   probes.push(...extraProbes);

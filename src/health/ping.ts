@@ -1,8 +1,9 @@
 /**
  * ICMP probes with iputils ping: a parser for the lines of
- * `ping -n -D -O -i INTERVAL -W TIMEOUT -m MARK TARGET` (checked against
- * iputils 20221126), and {@link IcmpProber}, which keeps one such ping
- * running per (uplink, target).
+ * `ping -n -D -O -i INTERVAL -W TIMEOUT -m MARK TARGET` and, for an IPv6
+ * target, `ping -6 ... -m MARK -I SOURCE TARGET` (checked against iputils
+ * 20221126), and {@link IcmpProber}, which keeps one such ping running per
+ * (uplink, target).
  *
  * Formats (stdout unless noted; `-D` puts `[epoch.micros] ` in front):
  *
@@ -12,6 +13,18 @@
  *     [1700000000.523456] From 100.64.1.1 icmp_seq=3 Destination Host Unreachable
  *     ping: sendmsg: Network is unreachable              (stderr)
  *     ping: connect: Network is unreachable              (stderr; ping exits 2)
+ *
+ * IPv6 (`ping -6 -I 2001:db8:9::2 ...`, seen in a lab namespace):
+ *
+ *     PING 2001:db8:9::1(2001:db8:9::1) from 2001:db8:9::2 : 56 data bytes
+ *     [1796221052.352643] 64 bytes from 2001:db8:9::1: icmp_seq=1 ttl=64 time=0.115 ms
+ *     [1796221062.541565] From 2001:db8:9::1 icmp_seq=1 Destination unreachable: No route
+ *     [1796221072.173900] From 2001:db8:9::2 icmp_seq=1 Destination unreachable: Address unreachable
+ *     ping: bind icmp socket: Cannot assign requested address   (stderr; exits 2: -I address not ours)
+ *
+ * With no route to an IPv6 target (or an `unreachable` route) ping -6 prints
+ * nothing but "no answer yet" lines; failed neighbour discovery gives
+ * "Address unreachable" errors from our own address after ~3 s, in a burst.
  *
  * What iputils does (ping_common.c, and seen on this machine):
  * - probe n (1-based) carries icmp_seq n mod 65536;
@@ -25,6 +38,7 @@
  * - ping fixes nothing at start but its route check: with no route it
  *   exits 2 at once ("connect: Network is unreachable").
  */
+import { isIP, isIPv6 } from "node:net";
 import { Backoff, type BackoffPolicy } from "../backoff.js";
 import type { Clock, TimerHandle } from "../clock.js";
 import { HealthError } from "./errors.js";
@@ -51,13 +65,16 @@ export type PingLine =
   | { kind: "other"; text: string };
 
 const STAMP = /^(?:\[(\d+(?:\.\d+)?)\]\s+)?/.source;
-const ADDRESS = /([^\s:()]+)(?: \([^)]*\))?/.source;
+// An IPv4 or IPv6 address (or a name), maybe followed by ` (address)`; an
+// IPv4 address may carry a trailing colon, which `cleanAddress` removes.
+const ADDRESS = /([^\s()]+)(?: \([^)]*\))?/.source;
 const REPLY = new RegExp(
   `${STAMP}\\d+ bytes from ${ADDRESS}: icmp_seq=(\\d+)(?: ttl=(\\d+))?(?: time=(\\d+(?:\\.\\d+)?) ms)?(.*)$`,
 );
 const NO_ANSWER = new RegExp(`${STAMP}no answer yet for icmp_seq=(\\d+)\\s*$`);
 const ICMP_ERROR = new RegExp(`${STAMP}From ${ADDRESS}:? icmp_seq=(\\d+) (.+?)\\s*$`);
-const HEADER = /^PING (\S+) /;
+// IPv4: `PING 198.51.100.1 (198.51.100.1) 56(84) ...`; IPv6: `PING 2001:db8::1(2001:db8::1) from ...`.
+const HEADER = /^PING ([^\s(]+)[ (]/;
 const ERROR = /^ping: (.+?)\s*$/;
 
 /**
@@ -91,7 +108,7 @@ export function parsePingLine(line: string): PingLine {
     return {
       kind: "icmp-error",
       timestamp: m[1] === undefined ? null : Number(m[1]),
-      from: m[2] ?? "",
+      from: cleanAddress(m[2] ?? ""),
       seq: Number(m[3]),
       message: m[4] ?? "",
     };
@@ -101,6 +118,13 @@ export function parsePingLine(line: string): PingLine {
   m = ERROR.exec(line);
   if (m) return { kind: "error", message: m[1] ?? "" };
   return { kind: "other", text: line };
+}
+
+/** `198.51.100.1:` -> `198.51.100.1`; an IPv6 address ending in `::` keeps its colons. */
+function cleanAddress(text: string): string {
+  if (!text.endsWith(":") || isIP(text) !== 0) return text;
+  const trimmed = text.slice(0, -1);
+  return isIP(trimmed) !== 0 ? trimmed : text;
 }
 
 /**
@@ -120,15 +144,21 @@ export function unwrapSeq(raw: number, reference: number | undefined): number {
  * @param timeoutMs passed as `-W` in s; ping itself only uses it at exit,
  *   loss is decided on our side.
  * @param mark fwmark (`-m`, needs root or CAP_NET_ADMIN).
+ * @param source source address (`-I ADDRESS`): given for IPv6 targets, where
+ *   it must be the uplink's global address (the `from ADDR` rule and the
+ *   ISP's return route need it; a link-local source is never routed back).
+ *   An IPv6 `host` also adds `-6`.
  */
 export function pingArgs(
   host: string,
   intervalMs: number,
   timeoutMs: number,
   mark: number,
+  source?: string,
 ): string[] {
   const seconds = (value: number): string => String(Math.max(0.001, value / 1000));
   return [
+    ...(isIPv6(host) ? ["-6"] : []),
     "-n",
     "-D",
     "-O",
@@ -138,8 +168,14 @@ export function pingArgs(
     seconds(timeoutMs),
     "-m",
     String(mark),
+    ...(source === undefined ? [] : ["-I", source]),
     host,
   ];
+}
+
+/** Whether an IPv6 address is link-local (fe80::/10). */
+export function isLinkLocal6(address: string): boolean {
+  return /^fe[89ab][0-9a-f]:/i.test(address);
 }
 
 /**
@@ -155,13 +191,16 @@ export const PING_BACKOFF: Readonly<BackoffPolicy> = Object.freeze({
 
 /** Options of an {@link IcmpProber}. */
 export interface IcmpProberOptions {
-  /** IPv4 address to ping. */
+  /** IPv4 or IPv6 address to ping. */
   host: string;
   /** Round interval in ms: ping's `-i`. */
   intervalMs: number;
   /** Probe timeout in ms. */
   timeoutMs: number;
-  /** The uplink's fwmark (`mark`); without it nothing is sent until `setSource` gives one. */
+  /**
+   * The uplink's fwmark (`mark`) and, for an IPv6 target, its global IPv6
+   * `address`; without them nothing is sent until `setSource` gives them.
+   */
   source: ProbeSource;
   clock: Clock;
   spawner: ProcessSpawner;
@@ -194,16 +233,23 @@ export interface IcmpProberOptions {
  *
  * When ping exits (e.g. `connect: Network is unreachable` while the uplink
  * has no route), it is restarted after a backoff (500 ms doubling to 5 s,
- * reset by a 10 s run or by `nudge`). A change of fwmark restarts it; a
- * change of address does not (ping does not bind without `-I`, the kernel
- * picks the source per packet).
+ * reset by a 10 s run or by `nudge`). A change of fwmark restarts it. For
+ * an IPv4 target a change of address does not (ping does not bind without
+ * `-I`, the kernel picks the source per packet). An IPv6 target is pinged
+ * with `-6 -I ADDRESS` from the uplink's global address: a link-local
+ * source is never used (the ISP routes nothing back to it), nothing is sent
+ * while there is no global address, and a new address (SLAAC renumbering)
+ * restarts ping with it.
  */
 export class IcmpProber implements Prober {
   readonly target: string;
   readonly schedule = "free-running" as const;
   readonly #o: IcmpProberOptions;
   readonly #backoff: Backoff;
+  /** 6 for an IPv6 target (pinged from `#address`), else 4. */
+  readonly family: 4 | 6;
   #mark: number | undefined;
+  #address: string | undefined;
   #sink: ProbeSink | undefined;
   #process: SpawnedProcess | undefined;
   #processDone: Promise<void> | undefined;
@@ -220,7 +266,9 @@ export class IcmpProber implements Prober {
   constructor(options: IcmpProberOptions) {
     this.#o = options;
     this.target = options.host;
+    this.family = isIPv6(options.host) ? 6 : 4;
     this.#mark = options.source.mark;
+    this.#address = this.#ownAddress(options.source);
     this.#backoff = new Backoff({ ...PING_BACKOFF, ...options.backoff });
   }
 
@@ -246,8 +294,10 @@ export class IcmpProber implements Prober {
   }
 
   setSource(source: ProbeSource): void {
-    if (source.mark === this.#mark) return;
+    const address = this.#ownAddress(source);
+    if (source.mark === this.#mark && address === this.#address) return;
     this.#mark = source.mark;
+    this.#address = address;
     if (!this.#running) return;
     this.#backoff.reset();
     void this.#restartNow();
@@ -266,6 +316,18 @@ export class IcmpProber implements Prober {
     await this.#kill();
   }
 
+  /**
+   * The source address ping binds to: for an IPv6 target the source's
+   * address when it is a global IPv6 one (not link-local fe80::/10, not
+   * IPv4); for an IPv4 target none (ping picks it).
+   */
+  #ownAddress(source: ProbeSource): string | undefined {
+    if (this.family === 4) return undefined;
+    const address = source.address;
+    if (address === undefined || !isIPv6(address) || isLinkLocal6(address)) return undefined;
+    return address;
+  }
+
   async #restartNow(): Promise<void> {
     this.#cancelRestart();
     await this.#kill();
@@ -279,7 +341,17 @@ export class IcmpProber implements Prober {
       sink.note(`ICMP ${this.target}: waiting for the uplink's fwmark`);
       return;
     }
-    const args = pingArgs(this.target, this.#o.intervalMs, this.#o.timeoutMs, this.#mark);
+    if (this.family === 6 && this.#address === undefined) {
+      sink.note(`ICMP ${this.target}: waiting for the uplink's global IPv6 address`);
+      return;
+    }
+    const args = pingArgs(
+      this.target,
+      this.#o.intervalMs,
+      this.#o.timeoutMs,
+      this.#mark,
+      this.family === 6 ? this.#address : undefined,
+    );
     const child = this.#o.spawner(this.#o.pingPath ?? "ping", args);
     this.#process = child;
     this.#startedAt = this.#o.clock.now();

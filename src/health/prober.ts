@@ -15,9 +15,11 @@ export interface ProbeSource {
    */
   mark?: number;
   /**
-   * The uplink's own IPv4 address: TCP/HTTP/DNS probes bind to it
+   * The uplink's own address of the probes' family (IPv4, or its global
+   * IPv6 address for the IPv6 monitor): TCP/HTTP/DNS probes bind to it
    * (`localAddress`, `Resolver#setLocalAddress`) and leave through the
-   * `from ADDR_i lookup T_i` rule. Required by TCP/HTTP/DNS probes.
+   * `from ADDR_i lookup T_i` rule; ICMP probes to an IPv6 target use it as
+   * ping's `-I` source. Required by TCP/HTTP/DNS probes and IPv6 ICMP probes.
    */
   address?: string;
 }
@@ -62,10 +64,10 @@ export interface Prober {
   stop(): Promise<void>;
 }
 
-/** ICMP echo through the uplink's fwmark (iputils ping). */
+/** ICMP echo through the uplink's fwmark (iputils ping; `ping -6 -I SOURCE` for IPv6). */
 export interface IcmpProbeSpec {
   type: "icmp";
-  /** IPv4 address to ping. */
+  /** IPv4 or IPv6 address to ping. */
   host: string;
 }
 
@@ -89,7 +91,7 @@ export interface HttpProbeSpec {
 /** DNS A query to `server` for `name`; success on an answer (containing `expect` when given). */
 export interface DnsProbeSpec {
   type: "dns";
-  /** IPv4 address of the DNS server. */
+  /** Address of the DNS server (IPv4 or IPv6, optionally with a port: `[IPv6]:53`). */
   server: string;
   /** Name to resolve (A record). */
   name: string;

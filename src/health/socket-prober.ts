@@ -3,6 +3,7 @@
  * HTTP, DNS): one probe per round tick, bound to the uplink's source
  * address, each with its own timeout, all cancelled on stop.
  */
+import { isIP } from "node:net";
 import type { Clock } from "../clock.js";
 import { HealthError } from "./errors.js";
 import type { ProbeSink, ProbeSource, Prober } from "./prober.js";
@@ -22,7 +23,7 @@ export interface ProbeReport {
 export interface SocketProberOptions {
   /** A probe still running after this many ms is abandoned (the window counts it lost). */
   timeoutMs: number;
-  /** `address`: the uplink's IPv4 address, the probes' source. */
+  /** `address`: the uplink's address of the target's family (IPv4 or global IPv6), the probes' source. */
   source: ProbeSource;
   clock: Clock;
 }
@@ -30,6 +31,8 @@ export interface SocketProberOptions {
 /** Base of the TCP, HTTP and DNS probers. */
 export abstract class SocketProber implements Prober {
   abstract readonly target: string;
+  /** The target's address family: probes are sent only from a source address of this family. */
+  abstract readonly family: 4 | 6;
   readonly schedule = "on-demand" as const;
   protected readonly clock: Clock;
   protected readonly timeoutMs: number;
@@ -57,8 +60,9 @@ export abstract class SocketProber implements Prober {
   }
 
   /**
-   * Sends probe `seq` now from the uplink's address. Without an address the
-   * probe fails at once ("the uplink has no address yet").
+   * Sends probe `seq` now from the uplink's address. Without an address of
+   * the target's family the probe fails at once ("the uplink has no address
+   * yet", "the uplink has no IPv6 address yet").
    */
   probe(seq: number): void {
     const sink = this.#sink;
@@ -68,6 +72,10 @@ export abstract class SocketProber implements Prober {
     const address = this.#address;
     if (address === undefined) {
       sink.failed(seq, sentAt, "the uplink has no address yet");
+      return;
+    }
+    if (isIP(address) !== this.family) {
+      sink.failed(seq, sentAt, `the uplink has no IPv${this.family} address yet`);
       return;
     }
     let done = false;

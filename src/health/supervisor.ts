@@ -1,7 +1,11 @@
 /**
  * The health monitors of all uplinks, and maintenance (`uplinkd disable`):
- * one monitor per configured uplink, kept across reloads while its probe
- * settings, interface and mark stay the same.
+ * per configured uplink one IPv4 monitor (judged by its IPv4 targets and
+ * probes) and, when it has IPv6 targets or probes and `gateway6` is not
+ * `none`, one IPv6 monitor (judged by its IPv6 ones, probing from its
+ * global IPv6 address). A monitor is kept across reloads while its probe
+ * settings, interface and mark stay the same. Carrier loss takes both
+ * families down; maintenance applies to both.
  */
 import type { Logger } from "pino";
 import { uplinkHealth, type Config } from "../config/schema.js";
@@ -11,6 +15,7 @@ import {
   type Maintenance,
 } from "../control/maintenance.js";
 import { uplinkSlots } from "../dataplane/slots.js";
+import type { Family } from "../kernel/types.js";
 import type { UplinkLink } from "../links/observe.js";
 import type {
   HealthSnapshot,
@@ -19,21 +24,34 @@ import type {
   UplinkHealthOptions,
   UplinkState,
 } from "../uplink-health.js";
+import { hasIpv6Health, healthOf, probesFamily, sourceAddressOf } from "./family.js";
 
 /** Options of a {@link HealthSupervisor}. */
 export interface HealthSupervisorOptions {
   log: Logger;
-  /** Creates the health monitor of one uplink. */
+  /** Creates the health monitor of one uplink and one family (`options.family`). */
   createHealth: (options: UplinkHealthOptions) => UplinkHealth;
-  /** Every transition of every monitor. */
+  /** Every transition of every monitor (`transition.family` says which). */
   onTransition: (transition: Transition) => void;
+}
+
+const FAMILIES: readonly Family[] = [4, 6];
+
+/**
+ * Map key of an uplink's monitor of one family: the uplink's name for IPv4
+ * (as before IPv6, so code that looks a monitor up by name finds the IPv4
+ * one), `NAME/6` for IPv6 (`/` is never part of an uplink's name).
+ */
+function keyOf(uplink: string, family: Family): string {
+  return family === 4 ? uplink : `${uplink}/6`;
 }
 
 /** The uplinks' health monitors and their maintenance. The constructor starts nothing. */
 export class HealthSupervisor {
   readonly #options: HealthSupervisorOptions;
+  /** {@link keyOf} -> its monitor. */
   readonly #monitors = new Map<string, MaintainedHealth>();
-  /** What each running monitor was created from (interface, mark, health settings). */
+  /** What each running monitor was created from (interface, mark, family's health settings). */
   readonly #keys = new Map<string, string>();
   readonly #maintenance = new Map<string, Maintenance>();
 
@@ -41,106 +59,139 @@ export class HealthSupervisor {
     this.#options = options;
   }
 
-  /** The state an uplink would have after {@link reconfigure} to `config`: kept, or `init` for a new monitor. */
-  stateAfter(config: Config, uplink: string): UplinkState {
-    const key = this.#keyOf(config, uplink);
-    const running = this.#monitors.get(uplink);
-    return running !== undefined && key !== undefined && this.#keys.get(uplink) === key
+  /**
+   * The state an uplink's `family` would have after {@link reconfigure} to
+   * `config`: kept, or `init` for a new monitor.
+   */
+  stateAfter(config: Config, uplink: string, family: Family = 4): UplinkState {
+    const key = this.#settingsOf(config, uplink, family);
+    const running = this.#monitors.get(keyOf(uplink, family));
+    return running !== undefined &&
+      key !== undefined &&
+      this.#keys.get(keyOf(uplink, family)) === key
       ? running.snapshot().state
       : "init";
   }
 
-  #keyOf(config: Config, name: string): string | undefined {
+  /** What an uplink's monitor of `family` is made from, as a string; undefined when it has none. */
+  #settingsOf(config: Config, name: string, family: Family): string | undefined {
     const slot = uplinkSlots(config).find((s) => s.name === name);
     const uplink = config.uplinks.find((u) => u.name === name);
     if (slot === undefined || uplink === undefined) return undefined;
-    return JSON.stringify([uplink.interface, slot.mark, uplinkHealth(config, uplink)]);
+    const merged = uplinkHealth(config, uplink);
+    if (family === 4 && !probesFamily(merged, 4)) return undefined;
+    if (family === 6 && !hasIpv6Health(uplink, merged)) return undefined;
+    return JSON.stringify([uplink.interface, slot.mark, family, healthOf(merged, family)]);
   }
 
   /**
-   * Make the running monitors match `config`: an uplink whose probe
-   * settings, interface and mark are unchanged keeps its monitor (and so its
-   * state); others are stopped, created or replaced. Maintenance of uplinks
-   * the config no longer has ends.
-   * @param links each uplink's interface now (carrier and address for new monitors).
+   * Make the running monitors match `config`: a monitor whose probe
+   * settings, interface and mark are unchanged is kept (and so its state);
+   * others are stopped, created or replaced. Maintenance of uplinks the
+   * config no longer has ends. An uplink without IPv4 targets or probes has
+   * no IPv4 monitor (its IPv4 state is then `init`, i.e. usable while it has
+   * carrier and a route).
+   * @param links each uplink's interface now (carrier and addresses for new monitors).
    */
   reconfigure(config: Config, links: ReadonlyMap<string, UplinkLink>): void {
     const wanted = new Set<string>();
+    const names = new Set<string>();
     for (const slot of uplinkSlots(config)) {
       const uplink = config.uplinks.find((u) => u.name === slot.name);
-      const key = this.#keyOf(config, slot.name);
-      if (uplink === undefined || key === undefined) continue;
-      wanted.add(slot.name);
-      const running = this.#monitors.get(slot.name);
-      if (running !== undefined && this.#keys.get(slot.name) === key) continue;
-      running?.stop();
-      const link = links.get(slot.name);
-      const monitor = this.#options.createHealth({
-        uplink,
-        health: uplinkHealth(config, uplink),
-        mark: slot.mark,
-        address: link?.address,
-        carrier: (link?.carrier ?? false) && (link?.up ?? false),
-        log: this.#options.log,
-        onTransition: (t) => {
-          this.#options.onTransition(t);
-        },
-      });
-      this.#monitors.set(
-        slot.name,
-        withMaintenance(monitor, () => this.#maintenance.get(slot.name)),
-      );
-      this.#keys.set(slot.name, key);
-      monitor.start();
+      if (uplink === undefined) continue;
+      names.add(slot.name);
+      for (const family of FAMILIES) {
+        const settings = this.#settingsOf(config, slot.name, family);
+        if (settings === undefined) continue;
+        const key = keyOf(slot.name, family);
+        wanted.add(key);
+        const running = this.#monitors.get(key);
+        if (running !== undefined && this.#keys.get(key) === settings) continue;
+        running?.stop();
+        const link = links.get(slot.name);
+        const monitor = this.#options.createHealth({
+          uplink,
+          health: healthOf(uplinkHealth(config, uplink), family),
+          mark: slot.mark,
+          family,
+          address: sourceAddressOf(link, family),
+          carrier: (link?.carrier ?? false) && (link?.up ?? false),
+          log: this.#options.log,
+          onTransition: (t) => {
+            this.#options.onTransition(t);
+          },
+        });
+        this.#monitors.set(
+          key,
+          withMaintenance(monitor, () => this.#maintenance.get(slot.name)),
+        );
+        this.#keys.set(key, settings);
+        monitor.start();
+      }
     }
-    for (const [name, monitor] of this.#monitors) {
-      if (wanted.has(name)) continue;
+    for (const [key, monitor] of this.#monitors) {
+      if (wanted.has(key)) continue;
       monitor.stop();
-      this.#monitors.delete(name);
-      this.#keys.delete(name);
+      this.#monitors.delete(key);
+      this.#keys.delete(key);
     }
     for (const name of this.#maintenance.keys()) {
-      if (!wanted.has(name)) this.#maintenance.delete(name);
+      if (!names.has(name)) this.#maintenance.delete(name);
     }
   }
 
-  /** Tell the monitors what changed in their links (carrier, address). */
+  /**
+   * Tell the monitors what changed in their links: carrier (both families),
+   * the IPv4 address (IPv4 monitor) and the global IPv6 address (IPv6
+   * monitor, `link.ipv6.address`).
+   */
   linksChanged(
     before: ReadonlyMap<string, UplinkLink>,
     after: ReadonlyMap<string, UplinkLink>,
   ): void {
     for (const [name, link] of after) {
       const old = before.get(name);
-      const monitor = this.#monitors.get(name);
-      if (monitor === undefined) continue;
-      if (old?.carrier !== link.carrier || old.up !== link.up) {
-        monitor.setCarrier(link.carrier && link.up);
+      for (const family of FAMILIES) {
+        const monitor = this.#monitors.get(keyOf(name, family));
+        if (monitor === undefined) continue;
+        if (old?.carrier !== link.carrier || old.up !== link.up) {
+          monitor.setCarrier(link.carrier && link.up);
+        }
+        const address = sourceAddressOf(link, family);
+        if (sourceAddressOf(old, family) !== address) monitor.setAddress(address);
       }
-      if (old?.address !== link.address) monitor.setAddress(link.address);
     }
   }
 
-  /** The uplink's state with maintenance applied (`disabled` while in maintenance); `init` without a monitor. */
-  state(uplink: string): UplinkState {
-    return this.#monitors.get(uplink)?.snapshot().state ?? "init";
+  /** Whether the uplink has a monitor of `family` (IPv6: IPv6 targets and `gateway6` not `none`). */
+  monitors(uplink: string, family: Family): boolean {
+    return this.#monitors.has(keyOf(uplink, family));
   }
 
-  /** The uplink's snapshot with maintenance applied; undefined without a monitor. */
-  snapshot(uplink: string): HealthSnapshot | undefined {
-    return this.#monitors.get(uplink)?.snapshot();
+  /**
+   * The uplink's state in `family` with maintenance applied (`disabled`
+   * while in maintenance); `init` without a monitor.
+   */
+  state(uplink: string, family: Family = 4): UplinkState {
+    return this.#monitors.get(keyOf(uplink, family))?.snapshot().state ?? "init";
   }
 
-  /** What the uplink's health checks found, maintenance ignored; undefined without a monitor. */
-  health(uplink: string): HealthSnapshot | undefined {
-    return this.#monitors.get(uplink)?.healthSnapshot();
+  /** The uplink's snapshot in `family` with maintenance applied; undefined without a monitor. */
+  snapshot(uplink: string, family: Family = 4): HealthSnapshot | undefined {
+    return this.#monitors.get(keyOf(uplink, family))?.snapshot();
   }
 
-  /** The uplink's maintenance, if it is in maintenance. */
+  /** What the uplink's health checks of `family` found, maintenance ignored; undefined without a monitor. */
+  health(uplink: string, family: Family = 4): HealthSnapshot | undefined {
+    return this.#monitors.get(keyOf(uplink, family))?.healthSnapshot();
+  }
+
+  /** The uplink's maintenance (both families), if it is in maintenance. */
   maintenance(uplink: string): Maintenance | undefined {
     return this.#maintenance.get(uplink);
   }
 
-  /** Put the uplink in maintenance (since `since`, epoch ms); false if it already was. */
+  /** Put the uplink (both families) in maintenance (since `since`, epoch ms); false if it already was. */
   disable(uplink: string, maintenance: Maintenance): boolean {
     if (this.#maintenance.has(uplink)) return false;
     this.#maintenance.set(uplink, maintenance);

@@ -1,11 +1,11 @@
 /** TCP connect probes: success when the handshake completes through the uplink. */
-import { connect } from "node:net";
+import { connect, isIPv6 } from "node:net";
 import type { SocketProberOptions, ProbeReport } from "./socket-prober.js";
 import { SocketProber } from "./socket-prober.js";
 
 /** Options of a {@link TcpProber}. */
 export interface TcpProberOptions extends SocketProberOptions {
-  /** IPv4 address to connect to. */
+  /** IPv4 or IPv6 address to connect to (from the uplink's address of that family). */
   host: string;
   /** TCP port, 1..65535. */
   port: number;
@@ -18,6 +18,7 @@ export interface TcpProberOptions extends SocketProberOptions {
  */
 export class TcpProber extends SocketProber {
   readonly target: string;
+  readonly family: 4 | 6;
   readonly #host: string;
   readonly #port: number;
 
@@ -25,6 +26,7 @@ export class TcpProber extends SocketProber {
     super(options);
     this.#host = options.host;
     this.#port = options.port;
+    this.family = isIPv6(options.host) ? 6 : 4;
     this.target = `tcp:${options.host}:${options.port}`;
   }
 
@@ -33,7 +35,7 @@ export class TcpProber extends SocketProber {
       host: this.#host,
       port: this.#port,
       localAddress: address,
-      family: 4,
+      family: this.family,
     });
     socket.once("connect", () => {
       report.answered({ connectMs: report.elapsed() });

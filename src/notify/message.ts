@@ -3,6 +3,7 @@
  * email subject and text, the webhook's JSON body, a hook script's
  * environment. No I/O here; the channels send what these return.
  */
+import type { Family } from "../kernel/types.js";
 import type { Transition, UplinkState } from "../uplink-health.js";
 
 /** A transition as notified: the health event plus the uplink's interface. */
@@ -23,6 +24,8 @@ export interface NotifyUplinkStatus {
   loss: number | null;
   /** Mean RTT, ms; null when unknown. */
   rtt: number | null;
+  /** The uplink's IPv6 state (as in `uplinkd status --json`); null or absent without IPv6. */
+  ipv6?: { state: UplinkState; loss: number | null; rtt: number | null } | null;
 }
 
 /** Everything one message is made of. */
@@ -41,15 +44,23 @@ export interface Notification {
   uplinks: readonly NotifyUplinkStatus[] | null;
 }
 
+/** `IPv4` or `IPv6`. */
+function familyName(family: Family): string {
+  return family === 6 ? "IPv6" : "IPv4";
+}
+
 /**
- * The subject without prefix: `isp1 down` for one transition, `3 uplink
- * changes` for a burst, `test notification` for a test.
+ * The subject without prefix: `isp1 IPv4 down` (or `isp1 IPv6 down`) for
+ * one transition, `3 uplink changes` for a burst, `test notification` for a
+ * test.
  */
 export function summary(notification: Notification): string {
   if (notification.kind === "test") return "test notification";
   const count = notification.transitions.length + notification.omitted;
   const only = notification.transitions[0];
-  if (count === 1 && only !== undefined) return `${only.uplink} ${only.to}`;
+  if (count === 1 && only !== undefined) {
+    return `${only.uplink} ${familyName(only.family)} ${only.to}`;
+  }
   return `${count} uplink changes`;
 }
 
@@ -82,8 +93,9 @@ function uplinkLabel(name: string, iface: string | null | undefined): string {
 
 /**
  * The plain-text body (lines end with `\n`): a headline, each transition
- * with time, from → to, reason, loss and RTT, then the state of every
- * uplink when known, then the sending host.
+ * with time, family (IPv4/IPv6), from → to, reason, loss and RTT, then the
+ * state of every uplink when known (IPv6 on a line of its own), then the
+ * sending host.
  */
 export function textBody(notification: Notification): string {
   const lines: string[] = [];
@@ -97,7 +109,7 @@ export function textBody(notification: Notification): string {
     for (const t of notification.transitions) {
       lines.push(
         "",
-        `${t.time}  ${uplinkLabel(t.uplink, t.interface)}: ${t.from} → ${t.to}`,
+        `${t.time}  ${uplinkLabel(t.uplink, t.interface)} ${familyName(t.family)}: ${t.from} → ${t.to}`,
         `  reason: ${t.reason || "(none given)"}`,
         `  loss: ${formatLoss(t.loss)}, RTT: ${formatRtt(t.rtt)}`,
       );
@@ -111,9 +123,15 @@ export function textBody(notification: Notification): string {
     lines.push("", "Uplinks now:");
     if (notification.uplinks.length === 0) lines.push("  (none)");
     for (const u of notification.uplinks) {
+      const ipv6 = u.ipv6 ?? null;
       lines.push(
-        `  ${uplinkLabel(u.name, u.interface)}: ${u.state}, loss ${formatLoss(u.loss)}, RTT ${formatRtt(u.rtt)}`,
+        `  ${uplinkLabel(u.name, u.interface)}: ${ipv6 === null ? "" : "IPv4 "}${u.state}, loss ${formatLoss(u.loss)}, RTT ${formatRtt(u.rtt)}`,
       );
+      if (ipv6 !== null) {
+        lines.push(
+          `  ${" ".repeat(uplinkLabel(u.name, u.interface).length)}  IPv6 ${ipv6.state}, loss ${formatLoss(ipv6.loss)}, RTT ${formatRtt(ipv6.rtt)}`,
+        );
+      }
     }
   }
   lines.push("", `-- uplinkd on ${notification.host}, ${notification.time}`);
@@ -132,6 +150,8 @@ export interface WebhookPayload {
   transitions: {
     time: string;
     uplink: string;
+    /** 4: the uplink's IPv4 state changed; 6: its IPv6 state. */
+    family: Family;
     interface: string | null;
     from: UplinkState;
     to: UplinkState;
@@ -149,6 +169,8 @@ export interface WebhookPayload {
         state: UplinkState;
         loss: number | null;
         rtt: number | null;
+        /** The uplink's IPv6 state; null without IPv6. */
+        ipv6: { state: UplinkState; loss: number | null; rtt: number | null } | null;
       }[]
     | null;
 }
@@ -171,6 +193,10 @@ export function webhookPayload(notification: Notification): WebhookPayload {
             state: u.state,
             loss: u.loss,
             rtt: u.rtt,
+            ipv6:
+              u.ipv6 === undefined || u.ipv6 === null
+                ? null
+                : { state: u.ipv6.state, loss: u.ipv6.loss, rtt: u.ipv6.rtt },
           })),
   };
 }
@@ -179,6 +205,7 @@ function transitionJson(t: NotifiedTransition): WebhookPayload["transitions"][nu
   return {
     time: t.time,
     uplink: t.uplink,
+    family: t.family,
     interface: t.interface,
     from: t.from,
     to: t.to,
@@ -195,7 +222,8 @@ export type HookEvent = "transition" | "burst" | "test";
  * The variables a hook script gets (on top of the daemon's environment):
  *
  * - `EVENT`: `transition`, `burst` or `test`.
- * - `UPLINK`, `INTERFACE`, `STATE`, `PREVIOUS_STATE`, `REASON`,
+ * - `UPLINK`, `FAMILY` (`4` or `6`: which of the uplink's states changed),
+ *   `INTERFACE`, `STATE`, `PREVIOUS_STATE`, `REASON`,
  *   `TIMESTAMP` (ISO), `LOSS` (%, e.g. `12.5`), `RTT` (ms, e.g. `8.1`):
  *   the transition, or for a burst its last one; empty when unknown, and all
  *   empty for a test.
@@ -215,6 +243,7 @@ export function hookEnvironment(
   const env: Record<string, string> = {
     EVENT: event,
     UPLINK: last?.uplink ?? "",
+    FAMILY: last === undefined ? "" : String(last.family),
     INTERFACE: last?.interface ?? "",
     STATE: last?.to ?? "",
     PREVIOUS_STATE: last?.from ?? "",

@@ -33,6 +33,8 @@ export interface FakePingProcess {
   readonly args: readonly string[];
   readonly host: string;
   readonly mark: number | undefined;
+  /** `-I` source address (IPv6 probes), if given. */
+  readonly source: string | undefined;
   readonly intervalMs: number;
   /** Probes sent so far. */
   readonly sent: number;
@@ -94,6 +96,7 @@ export class FakePing {
     };
     const intervalMs = Number(option("-i") ?? "1") * 1000;
     const markText = option("-m");
+    const source = option("-I");
     const out: ((line: string) => void)[] = [];
     const err: ((line: string) => void)[] = [];
     const exits: ((code: number | null, signal: string | null) => void)[] = [];
@@ -149,6 +152,7 @@ export class FakePing {
       args,
       host,
       mark: markText === undefined ? undefined : Number(markText),
+      source,
       intervalMs,
       get sent() {
         return sent;
@@ -169,7 +173,12 @@ export class FakePing {
         finish(2, null);
         return;
       }
-      emit(out, `PING ${host} (${host}) 56(84) bytes of data.`);
+      emit(
+        out,
+        args.includes("-6")
+          ? `PING ${host}(${host}) from ${source ?? "::"} : 56 data bytes`
+          : `PING ${host} (${host}) 56(84) bytes of data.`,
+      );
       send();
     }, 0);
     return {

@@ -158,16 +158,21 @@ describe("uplinkd status", () => {
   it("prints a table per uplink with state, loss, RTT, jitter, weight, tier, connections, bytes and throughput, then each policy's shares", async () => {
     const result = await cli("status", "-c", lab.configPath);
     assert.equal(result.code, 0, result.stderr);
-    const [header, ...lines] = result.stdout.trimEnd().split("\n");
+    // The IPv4 table, then (the lab is dual-stack) the IPv6 section after a blank line.
+    const [main = "", ipv6 = ""] = result.stdout.trimEnd().split("\n\n");
+    const [header, ...lines] = main.split("\n");
     assert.match(
       header ?? "",
       /^UPLINK +IFACE +STATE +SINCE +FOR +LOSS +RTT +JITTER +W +TIER +ACTIVE +CONNS +RX +TX +DOWN\/UP +ADDRESS +GATEWAY$/,
     );
-    const rows = lines.filter((l) => !l.startsWith("policy "));
+    const rows = lines;
     assert.deepEqual(
-      lines.filter((l) => l.startsWith("policy ")),
+      ipv6.split("\n").filter((l) => l.startsWith("policy ")),
       ["policy default: isp1 50%, isp2 50%"],
     );
+    // Without IPv6 health targets in the lab config, IPv6 is not monitored: init.
+    assert.match(ipv6, /^UPLINK +IPv6 +FOR +LOSS +RTT +JITTER +ACTIVE$/m);
+    assert.match(ipv6, /^isp1 +init +\S+ +- +- +- +yes\n {2}2001:db8:1:/m);
     assert.equal(rows.length, 2);
     for (const [i, row] of rows.entries()) {
       assert.match(
@@ -294,8 +299,8 @@ describe("the dashboard in Chromium, and events", () => {
   it("uplinkd events lists the transition with its reason", async () => {
     const result = await cli("events", "-c", lab.configPath);
     assert.equal(result.code, 0, result.stderr);
-    assert.match(result.stdout, /^TIME +UPLINK +TRANSITION +LOSS +RTT +REASON$/m);
-    assert.match(result.stdout, /\d\dZ +isp2 +up -> down +\S+ +\S+ +\S.*$/m);
+    assert.match(result.stdout, /^TIME +UPLINK +FAMILY +TRANSITION +LOSS +RTT +REASON$/m);
+    assert.match(result.stdout, /\d\dZ +isp2 +IPv4 +up -> down +\S+ +\S+ +\S.*$/m);
     const hooked = await readFile(hookLog, "utf8");
     assert.match(hooked, /^isp2 up down$/m, "the notify hook did not run for the transition");
     await daemon.waitForStates(["up"], 20_000);

@@ -52,6 +52,7 @@ function fakeSource(socket: string): ControlSource & { transitions: Transition[]
         rxBytes: 1000,
         txBytes: 2000,
         throughput: null,
+        ipv6: null,
       },
     ],
     policies: {},
@@ -111,6 +112,7 @@ describe("the control service on a Unix socket", () => {
     const transition: Transition = {
       time: new Date().toISOString(),
       uplink: "isp1",
+      family: 4,
       from: "up",
       to: "down",
       reason: "carrier lost",

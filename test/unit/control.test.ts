@@ -60,6 +60,7 @@ function uplink(name: string, overrides: Partial<UplinkStatus> = {}): UplinkStat
     rxBytes: 1536,
     txBytes: 2048,
     throughput: { down: 8000, up: 4000 },
+    ipv6: null,
     ...overrides,
   };
 }
@@ -393,6 +394,7 @@ describe("control API on the Unix socket (no tokens: the socket is root only)", 
     const transition: Transition = {
       time: "2026-11-21T00:00:01.000Z",
       uplink: "isp1",
+      family: 4,
       from: "up",
       to: "down",
       reason: "3 failed rounds",
@@ -723,6 +725,7 @@ describe("status and events text", () => {
       {
         time: "2026-11-21T00:00:01.000Z",
         uplink: "isp1",
+        family: 4,
         from: "up",
         to: "down",
         reason: "3 failed rounds: 198.51.100.1 no answer",
@@ -730,7 +733,90 @@ describe("status and events text", () => {
         rtt: null,
       },
     ]);
-    assert.match(text, /2026-11-21 00:00:01Z +isp1 +up -> down +100\.0% +- +3 failed rounds/);
+    assert.match(text, /2026-11-21 00:00:01Z +isp1 +IPv4 +up -> down +100\.0% +- +3 failed rounds/);
+    const v6 = formatEvents([
+      {
+        time: "2026-11-21T00:00:02.000Z",
+        uplink: "isp2",
+        family: 6,
+        from: "up",
+        to: "down",
+        reason: "no global IPv6 address",
+        loss: null,
+        rtt: null,
+      },
+    ]);
+    assert.match(v6, /^TIME +UPLINK +FAMILY +TRANSITION/);
+    assert.match(v6, /isp2 +IPv6 +up -> down +- +- +no global IPv6 address/);
+  });
+
+  test("the status table shows each uplink's IPv6 in a section of its own, within 80 columns", () => {
+    const isp1v6 = {
+      state: "up" as const,
+      since: "2026-11-21T00:04:00.000Z",
+      active: true,
+      address: "2001:db8:1:0:a8c1:abff:fe12:3456",
+      gateway: "fe80::a8c1:abff:fe12:3401",
+      prefix: "2001:db8:1001::/56",
+      loss: 0,
+      rtt: 0.31,
+      jitter: 0.02,
+      reason: "5 good rounds",
+    };
+    const isp2v6 = {
+      ...isp1v6,
+      state: "down" as const,
+      active: false,
+      address: null,
+      gateway: null,
+      prefix: null,
+      loss: null,
+      rtt: null,
+      jitter: null,
+      reason: "no global IPv6 address",
+    };
+    const text = formatStatus(
+      statusDoc([
+        uplink("isp1", { ipv6: isp1v6 }),
+        uplink("isp2", { ipv6: isp2v6 }),
+        uplink("isp3", { ipv6: null }),
+      ]),
+      Date.parse("2026-11-21T00:05:12.000Z"),
+    );
+    const lines = text.split("\n");
+    const start = lines.findIndex((l) => l.startsWith("UPLINK  IPv6"));
+    assert.ok(start > 0, text);
+    const section = lines.slice(start, start + 5);
+    assert.match(section[0] ?? "", /^UPLINK +IPv6 +FOR +LOSS +RTT +JITTER +ACTIVE$/);
+    assert.match(section[1] ?? "", /^isp1 +up +1m12s +0\.0% +0\.31ms +0\.02ms +yes$/);
+    assert.equal(section[2], "  2001:db8:1:0:a8c1:abff:fe12:3456  via fe80::a8c1:abff:fe12:3401");
+    assert.equal(section[3], "  prefix 2001:db8:1001::/56");
+    assert.equal(section[4], "isp2    down  1m12s  -     -       -       no");
+    assert.ok(lines.includes("  no global address  (no global IPv6 address)"));
+    const long = formatStatus(
+      statusDoc([
+        uplink("isp1", {
+          ipv6: {
+            ...isp2v6,
+            reason:
+              "3 rounds failed: 2001:db8:ffff::1 lost 3/3, 2001:db8:ffff::2 lost 3/3, tcp:[2001:db8:ffff::10]:80 lost 3/3",
+          },
+        }),
+      ]),
+      Date.parse("2026-11-21T00:05:12.000Z"),
+    );
+    const longLines = long
+      .split("\n")
+      .slice(long.split("\n").findIndex((l) => l.startsWith("UPLINK  IPv6")));
+    for (const line of longLines) assert.ok(line.length <= 80, line);
+    assert.match(long, /\(3 rounds failed: [^\n]*\n {2}\S[^\n]*lost 3\/3\)$/m, "the reason wraps");
+    assert.ok(!section.some((l) => l.startsWith("isp3")), "isp3 has no IPv6");
+    for (const line of lines.slice(start)) assert.ok(line.length <= 80, line);
+  });
+
+  test("the status table has no IPv6 section when no uplink has IPv6", () => {
+    const text = formatStatus(statusDoc(), Date.parse("2026-11-21T00:05:12.000Z"));
+    assert.doesNotMatch(text, /IPv6/);
   });
 });
 
@@ -788,6 +874,7 @@ describe("metrics", () => {
     metrics.transition({
       time: "2026-11-21T00:00:01.000Z",
       uplink: "isp2",
+      family: 4,
       from: "up",
       to: "down",
       reason: "3 failed rounds",
@@ -835,6 +922,60 @@ describe("metrics", () => {
       "no RTT series while unknown",
     );
     assert.ok(!/uplinkd_probes_lost_total\{uplink="isp2",target="203\.0\.113\.1"\}/.test(text));
+  });
+
+  test('IPv6 series carry family="6"; the IPv4 series keep their labels', async () => {
+    const { Metrics } = await import("../../src/control/metrics.js");
+    const ipv6 = {
+      state: "down" as const,
+      since: "2026-11-21T00:04:00.000Z",
+      active: false,
+      address: "2001:db8:1::2",
+      gateway: "fe80::1",
+      prefix: null,
+      loss: 100,
+      rtt: null,
+      jitter: null,
+      reason: "3 failed rounds",
+    };
+    const metrics = new Metrics({
+      status: () => Promise.resolve(statusDoc([uplink("isp1", { ipv6 }), uplink("isp2")])),
+      processMetrics: false,
+    });
+    metrics.start();
+    metrics.transition({
+      time: "2026-11-21T00:04:00.000Z",
+      uplink: "isp1",
+      family: 6,
+      from: "up",
+      to: "down",
+      reason: "3 failed rounds",
+      loss: 100,
+      rtt: null,
+    });
+    channel("uplinkd:health:round").publish({
+      uplink: "isp1",
+      family: 6,
+      round: { outcome: "failed", targets: [{ target: "2001:db8:ffff::1", status: "failed" }] },
+    });
+    const text = await metrics.render();
+    metrics.stop();
+    for (const line of [
+      'uplinkd_uplink_state{uplink="isp1",state="up"} 1',
+      'uplinkd_uplink_state{uplink="isp1",state="down",family="6"} 1',
+      'uplinkd_uplink_state{uplink="isp1",state="up",family="6"} 0',
+      'uplinkd_uplink_active{uplink="isp1"} 1',
+      'uplinkd_uplink_active{uplink="isp1",family="6"} 0',
+      'uplinkd_uplink_loss_ratio{uplink="isp1",family="6"} 1',
+      'uplinkd_uplink_rtt_seconds{uplink="isp1"} 0.00025',
+      'uplinkd_transitions_total{uplink="isp1",from="up",to="down",family="6"} 1',
+      'uplinkd_probes_lost_total{uplink="isp1",target="2001:db8:ffff::1",family="6"} 1',
+      'uplinkd_probe_rounds_total{uplink="isp1",outcome="failed",family="6"} 1',
+    ]) {
+      assert.ok(text.includes(line), `missing: ${line}\n${text}`);
+    }
+    assert.ok(!text.includes('uplink="isp2",state="up",family'), "isp2 has no IPv6 series");
+    assert.ok(!text.includes('family="4"'), "IPv4 series have no family label");
   });
 
   test("every read of the registry shows the status at that moment; an uplink gone is gone", async () => {

@@ -50,6 +50,7 @@ class FakeHealth implements UplinkHealth {
     this.options.onTransition({
       time: new Date(0).toISOString(),
       uplink: this.options.uplink.name,
+      family: 4,
       from,
       to,
       reason: "test",

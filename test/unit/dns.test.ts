@@ -504,6 +504,7 @@ describe("the daemon feeds dnsmasq", () => {
       monitors.get("isp1")?.onTransition({
         time: new Date(0).toISOString(),
         uplink: "isp1",
+        family: 4,
         from: "up",
         to: "down",
         reason: "test",

@@ -2,7 +2,13 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ManualClock } from "../fakes/clock.js";
 import { FakePing } from "../fakes/health.js";
-import { IcmpProber, parsePingLine, pingArgs, unwrapSeq } from "../../src/health/ping.js";
+import {
+  IcmpProber,
+  isLinkLocal6,
+  parsePingLine,
+  pingArgs,
+  unwrapSeq,
+} from "../../src/health/ping.js";
 import { nodeSpawner, type ProcessSpawner, type SpawnedProcess } from "../../src/health/process.js";
 import type { ProbeSink } from "../../src/health/prober.js";
 import { ProbeWindow } from "../../src/health/window.js";
@@ -399,5 +405,181 @@ describe("ICMP prober (one long-running ping per uplink and target)", () => {
     assert.equal(stats.lost, 8, "probes sent at 2000..3400 ms are older than 500 ms at 3990");
     assert.equal(stats.inFlight, 1, "the probe sent at 3600 is in flight (3800 not reported yet)");
     assert.equal(stats.rttMs, 10);
+  });
+});
+
+describe("ping output parser, IPv6 (iputils 20221126, ping -6 -n -D -O -I SOURCE)", () => {
+  // Lines printed by the real ping -6 in a scratch namespace with 2001:db8:9::2/64.
+  it("parses the header, which has no space before the parenthesis", () => {
+    assert.deepEqual(
+      parsePingLine("PING 2001:db8:9::1(2001:db8:9::1) from 2001:db8:9::2 : 56 data bytes"),
+      { kind: "header", target: "2001:db8:9::1" },
+    );
+  });
+
+  it("parses a reply from an IPv6 address", () => {
+    assert.deepEqual(
+      parsePingLine(
+        "[1796221052.352643] 64 bytes from 2001:db8:9::1: icmp_seq=1 ttl=64 time=0.115 ms",
+      ),
+      {
+        kind: "reply",
+        timestamp: 1796221052.352643,
+        from: "2001:db8:9::1",
+        seq: 1,
+        ttl: 64,
+        rttMs: 0.115,
+        duplicate: false,
+      },
+    );
+    const loopback = parsePingLine("[1.5] 64 bytes from ::1: icmp_seq=3 ttl=64 time=0.058 ms");
+    assert.equal(loopback.kind === "reply" && loopback.from, "::1");
+  });
+
+  it("parses ICMPv6 errors from a router and from our own address", () => {
+    assert.deepEqual(
+      parsePingLine(
+        "[1796221062.541565] From 2001:db8:9::1 icmp_seq=1 Destination unreachable: No route",
+      ),
+      {
+        kind: "icmp-error",
+        timestamp: 1796221062.541565,
+        from: "2001:db8:9::1",
+        seq: 1,
+        message: "Destination unreachable: No route",
+      },
+    );
+    const own = parsePingLine(
+      "[1796221072.174006] From 2001:db8:9::2 icmp_seq=2 Destination unreachable: Address unreachable",
+    );
+    assert.equal(own.kind === "icmp-error" && own.from, "2001:db8:9::2");
+    assert.equal(
+      own.kind === "icmp-error" && own.message,
+      "Destination unreachable: Address unreachable",
+    );
+    const anycast = parsePingLine("From 2001:db8:: icmp_seq=4 Destination unreachable: No route");
+    assert.equal(
+      anycast.kind === "icmp-error" && anycast.from,
+      "2001:db8::",
+      "keeps a trailing ::",
+    );
+    const ipv4Colon = parsePingLine("From 100.64.0.1: icmp_seq=5 Packet filtered");
+    assert.equal(ipv4Colon.kind === "icmp-error" && ipv4Colon.from, "100.64.0.1");
+  });
+
+  it("parses 'no answer yet' and a bind error", () => {
+    assert.deepEqual(parsePingLine("[1796221060.165791] no answer yet for icmp_seq=1"), {
+      kind: "no-answer",
+      timestamp: 1796221060.165791,
+      seq: 1,
+    });
+    assert.deepEqual(parsePingLine("ping: bind icmp socket: Cannot assign requested address"), {
+      kind: "error",
+      message: "bind icmp socket: Cannot assign requested address",
+    });
+  });
+
+  it("builds ping -6 with the uplink's fwmark and its global address as source", () => {
+    assert.deepEqual(pingArgs("2001:db8:ffff::1", 200, 500, 256, "2001:db8:1::2"), [
+      "-6",
+      "-n",
+      "-D",
+      "-O",
+      "-i",
+      "0.2",
+      "-W",
+      "0.5",
+      "-m",
+      "256",
+      "-I",
+      "2001:db8:1::2",
+      "2001:db8:ffff::1",
+    ]);
+  });
+
+  it("tells link-local IPv6 addresses (fe80::/10)", () => {
+    assert.equal(isLinkLocal6("fe80::1"), true);
+    assert.equal(isLinkLocal6("FEBF::1"), true);
+    assert.equal(isLinkLocal6("fec0::1"), false);
+    assert.equal(isLinkLocal6("2001:db8::1"), false);
+  });
+});
+
+describe("ICMP prober, IPv6 target (ping -6 from the uplink's global address)", () => {
+  function setup6(source: { mark?: number; address?: string }) {
+    const clock = new ManualClock();
+    const { spawner, processes } = scripted();
+    const window = new ProbeWindow({ size: 100, timeoutMs: 500 });
+    const notes: string[] = [];
+    const prober = new IcmpProber({
+      host: "2001:db8:ffff::1",
+      intervalMs: 200,
+      timeoutMs: 500,
+      source,
+      clock,
+      spawner,
+    });
+    prober.start(windowSink(window, notes));
+    return { clock, processes, window, notes, prober };
+  }
+
+  it("pings with -6, the fwmark and -I ADDRESS", () => {
+    const { processes, prober } = setup6({ mark: 0x200, address: "2001:db8:1::2" });
+    assert.equal(prober.family, 6);
+    assert.equal(processes.length, 1);
+    const args = processes[0]?.args ?? [];
+    assert.equal(args[0], "-6");
+    assert.deepEqual(args.slice(-5), ["-m", "512", "-I", "2001:db8:1::2", "2001:db8:ffff::1"]);
+  });
+
+  it("sends nothing while the uplink has no global IPv6 address, and starts when it gets one", async () => {
+    const { processes, notes, prober } = setup6({ mark: 0x200 });
+    assert.equal(processes.length, 0);
+    assert.match(notes.at(-1) ?? "", /waiting for the uplink's global IPv6 address/);
+    prober.setSource({ mark: 0x200, address: "2001:db8:1::2" });
+    await new Promise(setImmediate);
+    assert.equal(processes.length, 1);
+    assert.ok(processes[0]?.args.includes("2001:db8:1::2"));
+  });
+
+  it("never uses a link-local or an IPv4 address as the source", () => {
+    const { processes, prober } = setup6({ mark: 0x200, address: "fe80::1" });
+    assert.equal(processes.length, 0, "link-local: waits");
+    prober.setSource({ mark: 0x200, address: "100.64.1.2" });
+    assert.equal(processes.length, 0, "IPv4: waits");
+  });
+
+  it("follows a new global address (SLAAC renumbering) by restarting ping with it", async () => {
+    const { processes, prober, window, clock } = setup6({ mark: 0x200, address: "2001:db8:1::2" });
+    processes[0]?.out("[1.0] 64 bytes from 2001:db8:ffff::1: icmp_seq=1 ttl=64 time=1.0 ms");
+    prober.setSource({ mark: 0x200, address: "2001:db8:1::2" });
+    assert.equal(processes.length, 1, "the same address changes nothing");
+    prober.setSource({ mark: 0x200, address: "2001:db8:1:0:abcd::9" });
+    await new Promise(setImmediate);
+    assert.equal(processes.length, 2);
+    assert.equal(processes[0]?.alive(), false, "the old ping was stopped");
+    const second = processes[1];
+    assert.ok(second);
+    assert.deepEqual(second.args.slice(-3), ["-I", "2001:db8:1:0:abcd::9", "2001:db8:ffff::1"]);
+    clock.advance(10);
+    second.out("[1.2] 64 bytes from 2001:db8:ffff::1: icmp_seq=1 ttl=64 time=1.0 ms");
+    assert.equal(window.stats(clock.now()).received, 2, "replies of both processes counted");
+  });
+
+  it("stops ping when the address goes away and waits for a new one", async () => {
+    const { processes, prober, notes } = setup6({ mark: 0x200, address: "2001:db8:1::2" });
+    prober.setSource({ mark: 0x200 });
+    await new Promise(setImmediate);
+    assert.equal(processes[0]?.alive(), false);
+    assert.equal(processes.length, 1);
+    assert.match(notes.at(-1) ?? "", /waiting for the uplink's global IPv6 address/);
+  });
+
+  it("an IPv4 target ignores address changes (no -I, no restart)", () => {
+    const { processes, prober } = setup(0x100);
+    prober.setSource({ mark: 0x100, address: "100.64.1.7" });
+    assert.equal(processes.length, 1);
+    assert.ok(!processes[0]?.args.includes("-I"));
+    assert.ok(!processes[0]?.args.includes("-6"));
   });
 });

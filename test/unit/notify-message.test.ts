@@ -19,6 +19,7 @@ import { notifySchema } from "../../src/notify/schema.js";
 const isp1Down: NotifiedTransition = {
   time: "2024-05-01T10:00:00.000Z",
   uplink: "isp1",
+  family: 4,
   interface: "wan1",
   from: "up",
   to: "down",
@@ -30,12 +31,25 @@ const isp1Down: NotifiedTransition = {
 const isp2Degraded: NotifiedTransition = {
   time: "2024-05-01T10:00:00.400Z",
   uplink: "isp2",
+  family: 4,
   interface: "wan2",
   from: "up",
   to: "degraded",
   reason: "loss 12.46% above 10%",
   loss: 12.46,
   rtt: 48.04,
+};
+
+const isp1Ipv6Down: NotifiedTransition = {
+  time: "2024-05-01T10:00:01.000Z",
+  uplink: "isp1",
+  family: 6,
+  interface: "wan1",
+  from: "up",
+  to: "down",
+  reason: "3 failed rounds: 2001:db8:ffff::1 and 2001:db8:ffff::2 did not answer",
+  loss: 100,
+  rtt: null,
 };
 
 function burst(transitions: NotifiedTransition[], omitted = 0): Notification {
@@ -161,9 +175,45 @@ hooks:
 describe("what a notification says", () => {
   test("one transition: the subject names the uplink and its new state", () => {
     const n = burst([isp1Down]);
-    assert.equal(summary(n), "isp1 down");
-    assert.equal(emailSubject(n, "[uplinkd]"), "[uplinkd] isp1 down");
-    assert.equal(emailSubject(n, ""), "isp1 down");
+    assert.equal(summary(n), "isp1 IPv4 down");
+    assert.equal(emailSubject(n, "[uplinkd]"), "[uplinkd] isp1 IPv4 down");
+    assert.equal(emailSubject(n, ""), "isp1 IPv4 down");
+  });
+
+  test("an IPv6 transition says IPv6 in the subject and the body", () => {
+    const n = burst([isp1Ipv6Down]);
+    assert.equal(emailSubject(n, "[uplinkd]"), "[uplinkd] isp1 IPv6 down");
+    assert.match(textBody(n), /^2024-05-01T10:00:01\.000Z {2}isp1 \(wan1\) IPv6: up → down$/m);
+  });
+
+  test("the uplinks now: an uplink with IPv6 shows both families", () => {
+    const n: Notification = {
+      ...burst([isp1Ipv6Down]),
+      uplinks: [
+        {
+          name: "isp1",
+          interface: "wan1",
+          state: "up",
+          loss: 0,
+          rtt: 8.12,
+          ipv6: { state: "down", loss: 100, rtt: null },
+        },
+        { name: "isp2", interface: "wan2", state: "up", loss: 0, rtt: 9, ipv6: null },
+      ],
+    };
+    const body = textBody(n);
+    assert.match(
+      body,
+      /^ {2}isp1 \(wan1\): IPv4 up, loss 0%, RTT 8\.1 ms\n {15}IPv6 down, loss 100%, RTT unknown$/m,
+    );
+    assert.match(body, /^ {2}isp2 \(wan2\): up, loss 0%, RTT 9 ms$/m);
+    const payload = webhookPayload(n);
+    assert.equal(payload.transitions[0]?.family, 6);
+    assert.deepEqual(
+      payload.uplinks?.map((u) => u.ipv6),
+      [{ state: "down", loss: 100, rtt: null }, null],
+    );
+    assert.equal(hookEnvironment("transition", [isp1Ipv6Down]).FAMILY, "6");
   });
 
   test("a burst: the subject counts the changes, omitted ones included", () => {
@@ -186,11 +236,11 @@ describe("what a notification says", () => {
       [
         "3 uplink changes on router1",
         "",
-        "2024-05-01T10:00:00.000Z  isp1 (wan1): up → down",
+        "2024-05-01T10:00:00.000Z  isp1 (wan1) IPv4: up → down",
         "  reason: 3 failed rounds: 198.51.100.1 and 203.0.113.1 did not answer",
         "  loss: 100%, RTT: unknown",
         "",
-        "2024-05-01T10:00:00.400Z  isp2 (wan2): up → degraded",
+        "2024-05-01T10:00:00.400Z  isp2 (wan2) IPv4: up → degraded",
         "  reason: loss 12.46% above 10%",
         "  loss: 12.5%, RTT: 48 ms",
         "",
@@ -216,11 +266,12 @@ describe("what a notification says", () => {
       type: "transitions",
       host: "router1",
       time: "2024-05-01T10:00:02.000Z",
-      summary: "isp1 down",
+      summary: "isp1 IPv4 down",
       transitions: [
         {
           time: "2024-05-01T10:00:00.000Z",
           uplink: "isp1",
+          family: 4,
           interface: "wan1",
           from: "up",
           to: "down",
@@ -231,8 +282,15 @@ describe("what a notification says", () => {
       ],
       omitted: 0,
       uplinks: [
-        { name: "isp1", interface: "wan1", state: "down", loss: 100, rtt: null },
-        { name: "isp2", interface: "wan2", state: "degraded", loss: 12.46, rtt: 48.04 },
+        { name: "isp1", interface: "wan1", state: "down", loss: 100, rtt: null, ipv6: null },
+        {
+          name: "isp2",
+          interface: "wan2",
+          state: "degraded",
+          loss: 12.46,
+          rtt: 48.04,
+          ipv6: null,
+        },
       ],
     });
   });
@@ -246,6 +304,7 @@ describe("a hook script's environment", () => {
       {
         EVENT: "transition",
         UPLINK: "isp1",
+        FAMILY: "4",
         INTERFACE: "wan1",
         STATE: "down",
         PREVIOUS_STATE: "up",

@@ -90,6 +90,7 @@ function transition(
   return {
     time: new Date().toISOString(),
     uplink,
+    family: 4,
     from,
     to,
     reason,
@@ -528,6 +529,7 @@ describe("email over SMTP", () => {
       notifier.notify({
         time: "2024-05-01T10:00:00.000Z",
         uplink: "isp1",
+        family: 4,
         from: "up",
         to: "down",
         reason: "3 failed rounds: no answer from 198.51.100.1",
@@ -539,11 +541,11 @@ describe("email over SMTP", () => {
       assert.equal(mail.from, "router1@example.net");
       assert.deepEqual(mail.to, ["ops@example.net", "oncall@example.net"]);
       assert.equal(mail.user, "router1");
-      assert.equal(header(mail.data, "Subject"), "[uplinkd] isp1 down");
+      assert.equal(header(mail.data, "Subject"), "[uplinkd] isp1 IPv4 down");
       assert.equal(header(mail.data, "To"), "ops@example.net, oncall@example.net");
       const body = decodeBody(mail.data);
-      assert.match(body, /^isp1 down on router1$/m);
-      assert.match(body, /^2024-05-01T10:00:00.000Z {2}isp1 \(wan1\): up → down$/m);
+      assert.match(body, /^isp1 IPv4 down on router1$/m);
+      assert.match(body, /^2024-05-01T10:00:00.000Z {2}isp1 \(wan1\) IPv4: up → down$/m);
       assert.match(body, /^ {2}reason: 3 failed rounds: no answer from 198.51.100.1$/m);
       assert.match(body, /^ {2}loss: 100%, RTT: unknown$/m);
       assert.match(
@@ -749,6 +751,7 @@ describe("webhooks", () => {
       notifier.notify({
         time: "2024-05-01T10:00:00.000Z",
         uplink: "isp1",
+        family: 4,
         from: "up",
         to: "down",
         reason: "carrier lost",
@@ -769,11 +772,12 @@ describe("webhooks", () => {
           type: "transitions",
           host: "router1",
           time: undefined,
-          summary: "isp1 down",
+          summary: "isp1 IPv4 down",
           transitions: [
             {
               time: "2024-05-01T10:00:00.000Z",
               uplink: "isp1",
+              family: 4,
               interface: "wan1",
               from: "up",
               to: "down",
@@ -783,7 +787,9 @@ describe("webhooks", () => {
             },
           ],
           omitted: 0,
-          uplinks: [{ name: "isp1", interface: "wan1", state: "down", loss: 100, rtt: null }],
+          uplinks: [
+            { name: "isp1", interface: "wan1", state: "down", loss: 100, rtt: null, ipv6: null },
+          ],
         },
       );
       await within(5000, "flush", notifier.flush());
@@ -918,6 +924,7 @@ describe("hook scripts", () => {
     notifier.notify({
       time: "2024-05-01T10:00:00.000Z",
       uplink: "isp1",
+      family: 4,
       from: "up",
       to: "down",
       reason,
@@ -1062,9 +1069,9 @@ describe("the Notifier", () => {
       assert.equal(header(mail?.data ?? "", "Subject"), "[uplinkd] 3 uplink changes");
       const body = decodeBody(mail?.data ?? "");
       for (const line of [
-        "isp1 (wan1): up → down",
-        "isp2 (wan2): up → degraded",
-        "lte (wwan0): init → up",
+        "isp1 (wan1) IPv4: up → down",
+        "isp2 (wan2) IPv4: up → degraded",
+        "lte (wwan0) IPv4: init → up",
       ]) {
         assert.ok(body.includes(line), `body lists ${line}`);
       }
@@ -1088,7 +1095,7 @@ describe("the Notifier", () => {
       clock.advance(1);
       await within(5000, "flush", notifier.flush());
       assert.equal(smtp.mails.length, 2);
-      assert.equal(header(smtp.mails[1]?.data ?? "", "Subject"), "[uplinkd] isp1 up");
+      assert.equal(header(smtp.mails[1]?.data ?? "", "Subject"), "[uplinkd] isp1 IPv4 up");
     } finally {
       await smtp.close();
       await http.close();

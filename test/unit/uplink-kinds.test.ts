@@ -258,6 +258,7 @@ describe("several addresses on one interface", () => {
       rxBytes: 0,
       txBytes: 0,
       throughput: null,
+      ipv6: null,
       ...extra,
     });
     const text = formatStatus(

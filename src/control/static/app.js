@@ -120,8 +120,30 @@
       ...status.uplinks.map((u) =>
         el(
           "article",
-          { class: "uplink", dataset: { uplink: u.name, state: u.state } },
-          el("h3", {}, el("span", {}, u.name), el("span", { class: "state" }, u.state)),
+          {
+            class: "uplink",
+            dataset: u.ipv6
+              ? { uplink: u.name, state: u.state, state6: u.ipv6.state }
+              : { uplink: u.name, state: u.state },
+          },
+          el(
+            "h3",
+            {},
+            el("span", {}, u.name),
+            el(
+              "span",
+              { class: "states" },
+              // The card's colour and first badge are the uplink's IPv4 state; IPv6 has its own badge.
+              el("span", { class: "state", title: "IPv4" }, u.ipv6 ? "IPv4 " + u.state : u.state),
+              u.ipv6
+                ? el(
+                    "span",
+                    { class: "state6", dataset: { state: u.ipv6.state }, title: "IPv6" },
+                    "IPv6 " + u.ipv6.state,
+                  )
+                : null,
+            ),
+          ),
           el(
             "dl",
             {},
@@ -149,12 +171,40 @@
             ),
             el("dt", {}, u.interface),
             el("dd", {}, (u.address || "no address") + " via " + (u.gateway || "no gateway")),
+            ...(u.ipv6 ? ipv6Rows(u.ipv6) : []),
           ),
-          u.reason ? el("p", { class: "reason" }, u.reason) : null,
+          u.reason ? el("p", { class: "reason" }, (u.ipv6 ? "IPv4: " : "") + u.reason) : null,
+          u.ipv6 && u.ipv6.reason ? el("p", { class: "reason" }, "IPv6: " + u.ipv6.reason) : null,
         ),
       ),
     );
     renderShare(status.uplinks);
+  }
+
+  /** The IPv6 lines of an uplink's card: loss, RTT, whether it takes new IPv6 connections, address. */
+  function ipv6Rows(v6) {
+    return [
+      el("dt", {}, "IPv6 loss / RTT"),
+      el(
+        "dd",
+        { class: "ipv6" },
+        pct(v6.loss) +
+          " / " +
+          ms(v6.rtt) +
+          " ± " +
+          ms(v6.jitter) +
+          (v6.active ? " · active" : " · not active"),
+      ),
+      el("dt", {}, "IPv6"),
+      el(
+        "dd",
+        {},
+        (v6.address || "no global address") +
+          " via " +
+          (v6.gateway || "no gateway") +
+          (v6.prefix ? " · prefix " + v6.prefix : ""),
+      ),
+    ];
   }
 
   function renderShare(uplinks) {
@@ -194,7 +244,7 @@
       "li",
       { dataset: { uplink: e.uplink, to: e.to } },
       el("time", { datetime: e.time }, clock(e.time)),
-      el("strong", {}, e.uplink),
+      el("strong", {}, e.uplink + (e.family === 6 ? " IPv6" : " IPv4")),
       el("span", { class: "to-" + e.to }, e.from + " → " + e.to),
       el("span", {}, e.reason),
     );
@@ -319,9 +369,16 @@
     if (state.events.length > MAX_EVENTS) state.events.shift();
     renderEvents();
     const card = document.querySelector('.uplink[data-uplink="' + CSS.escape(t.uplink) + '"]');
-    if (card) {
+    if (card && t.family === 6) {
+      card.dataset.state6 = t.to;
+      const badge = card.querySelector(".state6");
+      if (badge) {
+        badge.dataset.state = t.to;
+        badge.textContent = "IPv6 " + t.to;
+      }
+    } else if (card) {
       card.dataset.state = t.to;
-      card.querySelector(".state").textContent = t.to;
+      card.querySelector(".state").textContent = card.dataset.state6 ? "IPv4 " + t.to : t.to;
     }
   }
 
