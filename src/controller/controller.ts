@@ -164,6 +164,12 @@ export class Controller {
   readonly #options: ControllerOptions;
   readonly cleaner: ConntrackCleaner;
   #applied: Applied | undefined;
+  /**
+   * The state last committed, kept while the next one is being written
+   * (when {@link #applied} is unknown), so that status never shows a policy
+   * without members in the middle of a change.
+   */
+  #committed: DesiredState | undefined;
   #urgent: Pending | undefined;
   #full: Pending | undefined;
   readonly #exclusive: Exclusive[] = [];
@@ -186,14 +192,14 @@ export class Controller {
     });
   }
 
-  /** What each policy does in the last applied state. */
+  /** What each policy does in the last committed state (kept while a change is being written). */
   get choices(): Record<string, PolicyChoice> {
-    return this.#applied?.desired.choices ?? {};
+    return this.#committed?.choices ?? {};
   }
 
-  /** What each policy does with new IPv6 connections in the last applied state. */
+  /** What each policy does with new IPv6 connections in the last committed state. */
   get choices6(): Record<string, PolicyChoice> {
-    return this.#applied?.desired.choices6 ?? {};
+    return this.#committed?.choices6 ?? {};
   }
 
   /** The outcome of the last reconcile; null before the first. */
@@ -507,6 +513,7 @@ export class Controller {
   #commit(inputs: ControllerInputs, desired: DesiredState, previous: Applied | undefined): void {
     const uplinks = summarise(inputs, desired.choices, desired.choices6);
     this.#applied = { owner: ownerOf(inputs.config), desired, uplinks };
+    this.#committed = desired;
     this.#options.onCommit?.(inputs);
     for (const stale of staleUplinks(previous?.uplinks, uplinks)) {
       this.cleaner.clear(stale).catch(() => undefined);

@@ -192,6 +192,24 @@ describe("controller", () => {
     await controller.stop(parseConfig(YAML, "t"), false);
   });
 
+  it("while a change is being written, the policies still show the last committed state", async () => {
+    const { kernel, world, controller } = setup();
+    await controller.start();
+    const before = controller.choices;
+    assert.deepEqual(Object.keys(before), ["default"]);
+    kernel.hold("nft");
+    world.states.set("isp1", "down");
+    const transition = controller.request("transition");
+    await settle();
+    assert.equal(kernel.held.length, 1);
+    assert.deepEqual(controller.choices, before);
+    kernel.releaseAll();
+    await transition;
+    assert.notDeepEqual(controller.choices, before);
+    await controller.idle();
+    await controller.stop(parseConfig(YAML, "t"), false);
+  });
+
   it("a hung conntrack deletion does not hold back the next transition", async () => {
     const { kernel, world, controller } = setup();
     await controller.start();
