@@ -41,7 +41,7 @@ const BASE = {
       interface: "wwan0",
       gateway: "100.64.3.1",
       tier: 2,
-      dns: ["100.64.3.53", "100.64.1.53"],
+      dns: ["100.64.3.53"],
     },
   ],
   policies: { fibre: { members: [{ uplink: "isp1" }] }, cable: { members: [{ uplink: "isp2" }] } },
