@@ -5,7 +5,7 @@
  *                    [--weights 3,2,1] [--tiers 1,1,2]
  *     uplinkd lab down [--prefix P]
  *     uplinkd lab status [--prefix P] [--json]
- *     uplinkd lab fault UPLINK carrier|blackhole|loss=PCT|rate=RATE|dhcp-change... [--prefix P]
+ *     uplinkd lab fault UPLINK carrier|blackhole|loss=PCT|rate=RATE|delay=MS[,jitter=MS]|dhcp-change... [--prefix P]
  *     uplinkd lab heal UPLINK [--prefix P]
  *     uplinkd lab session UPLINK down|up [--same-address] [--prefix P]
  *     uplinkd lab exec NODE [--prefix P] -- CMD...
@@ -179,7 +179,10 @@ export function registerLabCommands(program: Command): void {
       "break an uplink at its ISP: carrier, blackhole, loss=PCT (round trip), rate=RATE (tc units), dhcp-change",
     )
     .argument("<uplink>", "uplink name (isp1) or number (1)")
-    .argument("<fault...>", "carrier | blackhole | loss=PCT | rate=RATE | dhcp-change")
+    .argument(
+      "<fault...>",
+      "carrier | blackhole | loss=PCT | rate=RATE | delay=MS[,jitter=MS] | dhcp-change",
+    )
     .option("--prefix <prefix>", "prefix of the lab", DEFAULT_PREFIX)
     .action(async (uplink: string, faults: string[], opts: { prefix: string }) => {
       const parsed = faults.map(parseFault);

@@ -3,7 +3,9 @@
  * namespace: parsing, and rendering the nft/tc commands (pure).
  */
 import { parseRate as parseTcRate } from "../config/rate.js";
+import { parseDuration } from "../config/duration.js";
 import { LabError } from "../errors.js";
+import { DELAY_DEVICE } from "./delay.js";
 
 /**
  * One fault as given on the command line.
@@ -18,13 +20,18 @@ import { LabError } from "../errors.js";
  *   download are each limited to `rate` (tc syntax: `1mbit`, `500kbit`).
  * - `dhcp-change`: an event, not a state: the ISP's DHCP server hands out a
  *   different address and the router's client renews (DHCP uplinks only).
+ * - `delay`: every packet from the internet to the router is held `delayMs`
+ *   (+- `jitterMs`, uniform; 0: none, order kept) by a user-space delay line
+ *   in the ISP (see delay.ts), so round trips through the ISP take `delayMs`
+ *   longer. `delayMs` 0 removes it.
  */
 export type Fault =
   | { kind: "carrier" }
   | { kind: "blackhole" }
   | { kind: "loss"; percent: number }
   | { kind: "rate"; rate: string }
-  | { kind: "dhcp-change" };
+  | { kind: "dhcp-change" }
+  | { kind: "delay"; delayMs: number; jitterMs: number };
 
 /** The faults an uplink currently has; an empty object is a healthy uplink. */
 export interface FaultSet {
@@ -34,6 +41,10 @@ export interface FaultSet {
   loss?: number;
   /** tc rate, e.g. `1mbit`. */
   rate?: string;
+  /** Added round-trip delay, ms > 0 (see {@link Fault} `delay`). */
+  delay?: number;
+  /** Jitter of that delay, ms, 0..delay; absent: none. */
+  jitter?: number;
 }
 
 /**
@@ -52,13 +63,57 @@ export function parseRate(rate: string): number {
   return bits;
 }
 
+/** Longest delay the lab's delay line accepts, ms. */
+export const MAX_DELAY_MS = 10_000;
+
+/** A lab duration: `80ms`, `1.5s`, or a bare number of ms. */
+function parseLabDuration(what: string, text: string): number {
+  const t = text.trim();
+  let ms: number;
+  try {
+    ms = /^\d+(?:\.\d+)?$/.test(t) ? Number(t) : parseDuration(t);
+  } catch {
+    throw new LabError(`invalid ${what} ${JSON.stringify(t)}: use e.g. 80ms, 1.5s or 80`);
+  }
+  if (ms > MAX_DELAY_MS) throw new LabError(`${what} ${t} is above the lab's ${MAX_DELAY_MS} ms`);
+  return ms;
+}
+
+/**
+ * Parse `delay=DELAY[,jitter=JITTER]` (durations: `80ms`, `0.1s`, `80`).
+ * @throws {LabError} when a duration is invalid, above 10 s, or the jitter
+ *   is larger than the delay.
+ */
+function parseDelay(text: string): Fault {
+  let delayMs: number | undefined;
+  let jitterMs = 0;
+  for (const part of text.split(",")) {
+    const m = /^\s*(delay|jitter)=(.+)$/.exec(part);
+    if (!m?.[1] || m[2] === undefined) {
+      throw new LabError(
+        `invalid delay fault ${JSON.stringify(text)}: use delay=80ms[,jitter=20ms]`,
+      );
+    }
+    if (m[1] === "delay") delayMs = parseLabDuration("delay", m[2]);
+    else jitterMs = parseLabDuration("jitter", m[2]);
+  }
+  if (delayMs === undefined) {
+    throw new LabError(`jitter needs a delay: use delay=80ms,jitter=20ms`);
+  }
+  if (jitterMs > delayMs) {
+    throw new LabError(`jitter (${jitterMs} ms) must not be larger than the delay (${delayMs} ms)`);
+  }
+  return { kind: "delay", delayMs, jitterMs };
+}
+
 /**
  * Parse `carrier`, `blackhole`, `loss=PCT` (`loss=30` or `loss=30%`),
- * `rate=RATE` or `dhcp-change`.
+ * `rate=RATE`, `delay=DELAY[,jitter=JITTER]` or `dhcp-change`.
  * @throws {LabError} for anything else.
  */
 export function parseFault(text: string): Fault {
   const t = text.trim();
+  if (/^(delay|jitter)=/.test(t)) return parseDelay(t);
   if (t === "carrier" || t === "blackhole" || t === "dhcp-change") return { kind: t };
   const loss = /^loss=(\d+(?:\.\d+)?)%?$/.exec(t);
   if (loss?.[1] !== undefined) {
@@ -72,7 +127,7 @@ export function parseFault(text: string): Fault {
     return { kind: "rate", rate: rate[1].trim().toLowerCase() };
   }
   throw new LabError(
-    `unknown fault ${JSON.stringify(t)}: use carrier, blackhole, loss=PCT, rate=RATE or dhcp-change`,
+    `unknown fault ${JSON.stringify(t)}: use carrier, blackhole, loss=PCT, rate=RATE, delay=MS[,jitter=MS] or dhcp-change`,
   );
 }
 
@@ -93,6 +148,16 @@ export function addFault(set: FaultSet, fault: Fault): FaultSet {
     case "rate":
       next.rate = fault.rate;
       break;
+    case "delay":
+      if (fault.delayMs > 0) {
+        next.delay = fault.delayMs;
+        if (fault.jitterMs > 0) next.jitter = fault.jitterMs;
+        else delete next.jitter;
+      } else {
+        delete next.delay;
+        delete next.jitter;
+      }
+      break;
     case "dhcp-change":
       break;
   }
@@ -106,6 +171,9 @@ export function describeFaults(set: FaultSet): string[] {
   if (set.blackhole) out.push("blackhole");
   if (set.loss !== undefined) out.push(`loss=${set.loss}`);
   if (set.rate !== undefined) out.push(`rate=${set.rate}`);
+  if (set.delay !== undefined) {
+    out.push(`delay=${set.delay}ms${set.jitter === undefined ? "" : `,jitter=${set.jitter}ms`}`);
+  }
   return out;
 }
 
@@ -121,9 +189,21 @@ export function lossThreshold(percent: number): number {
 /**
  * nft script replacing the ISP's `faults` chain with the rules of `set`
  * (one transaction; an empty set leaves the chain empty).
+ *
+ * Packets coming back from the delay line (`iifname dly`) pass the ISP's
+ * forward hook a second time: the `faults` chain returns at once for them
+ * (loss and blackhole act once), and the `delay_raw` chain (prerouting,
+ * priority raw) keeps them out of conntrack. Both rules are always there;
+ * they match nothing while there is no delay line.
  */
 export function renderFaultChain(set: FaultSet): string {
-  const lines = ["flush chain inet lab faults"];
+  const lines = [
+    "add chain inet lab delay_raw { type filter hook prerouting priority raw; policy accept; }",
+    "flush chain inet lab delay_raw",
+    `add rule inet lab delay_raw iifname "${DELAY_DEVICE}" notrack`,
+    "flush chain inet lab faults",
+    `add rule inet lab faults iifname "${DELAY_DEVICE}" return`,
+  ];
   if (set.blackhole) lines.push("add rule inet lab faults counter drop");
   if (set.loss !== undefined && set.loss > 0) {
     lines.push(
