@@ -20,6 +20,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { test } from "node:test";
 import { healthSchema, type HealthConfig } from "../src/config/schema.js";
+import { resolveTimeout } from "../src/health/options.js";
 import type { ApplyResults } from "./apply.js";
 import type { BalanceResults } from "./balance.js";
 import type { ConntrackResults } from "./conntrack.js";
@@ -111,8 +112,13 @@ const LATE_MS = 1500;
  */
 function failoverBounds(health: HealthConfig, fault: string): [number, number] {
   if (fault === "carrier") return [0, 1000];
-  const floor = (health.down - 1) * health.interval + health.timeout;
-  return [floor - EARLY_MS, floor + health.interval + LATE_MS];
+  // timeout: auto: each probe's timeout lies between timeout_min and timeout_max.
+  const { timeoutMs, adaptive } = resolveTimeout(health);
+  const rounds = (health.down - 1) * health.interval;
+  return [
+    rounds + (adaptive?.minMs ?? timeoutMs) - EARLY_MS,
+    rounds + timeoutMs + health.interval + LATE_MS,
+  ];
 }
 
 /**

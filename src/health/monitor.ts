@@ -113,6 +113,8 @@ export interface UplinkMonitorOptions {
 export type TargetSnapshot = TargetStats & {
   /** Probe kind. */
   type: ProbeSpec["type"];
+  /** Timeout (ms) of a probe sent now: fixed, or the target's RTO with `timeout: auto`. */
+  timeoutMs: number;
 };
 
 /** The uplink's health as the control API and metrics show it. Times: wall ms since the epoch. */
@@ -195,7 +197,11 @@ export class UplinkMonitor {
     this.#targets = s.probes.map((spec) => ({
       spec,
       prober: factory(spec, context),
-      window: new ProbeWindow({ size: windowSize, timeoutMs: s.timeoutMs }),
+      window: new ProbeWindow({
+        size: windowSize,
+        timeoutMs: s.timeoutMs,
+        ...(s.adaptiveTimeout ? { adaptive: s.adaptiveTimeout } : {}),
+      }),
     }));
     const names = new Set<string>();
     for (const t of this.#targets) {
@@ -305,6 +311,7 @@ export class UplinkMonitor {
       ...t.window.stats(now),
       target: t.prober.target,
       type: t.spec.type,
+      timeoutMs: Math.min(this.settings.timeoutMs, t.window.currentTimeoutMs),
     }));
     const overall = uplinkStats(targets, this.settings.reliability);
     return {
