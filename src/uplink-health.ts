@@ -48,6 +48,12 @@ export interface UplinkHealth {
   setCarrier(carrier: boolean): void;
   /** The uplink's address changed (DHCP, PPP); undefined when it has none. */
   setAddress(address: string | undefined): void;
+  /**
+   * Probe the uplink at once to confirm a suspicion (the passive signal);
+   * never takes it down without failed probes. Optional: monitors without
+   * it ignore suspicions.
+   */
+  burst?(reason: string): void;
 }
 
 /** What the daemon passes to create an uplink's monitor. */

@@ -163,6 +163,12 @@ export const healthSchema = z
     rtt_recover: healthFields.rtt_recover.optional(),
     flap: healthFields.flap.prefault({}),
     probes: healthFields.probes.default([]),
+    passive: z
+      .boolean()
+      .default(true)
+      .describe(
+        "watch new LAN connections per uplink (nft counters of SYNs and SYN-ACKs); when one uplink stops answering while others answer, probe it at once",
+      ),
   })
   .strict();
 
@@ -521,6 +527,7 @@ export function uplinkHealth(config: Config, uplink: UplinkConfig): HealthConfig
     ...optional("rtt_recover", own.rtt_recover ?? config.health.rtt_recover),
     flap: own.flap ?? config.health.flap,
     probes: own.probes ?? config.health.probes,
+    passive: config.health.passive,
   };
 }
 

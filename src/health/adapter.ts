@@ -97,6 +97,11 @@ export function createUplinkHealth(
     setAddress(address: string | undefined) {
       monitor.setSource({ mark, ...(address === undefined ? {} : { address }) });
     },
+    burst(reason: string) {
+      monitor.burst(reason).catch((error: unknown) => {
+        log.error({ err: error, uplink: options.uplink.name }, "probe burst failed");
+      });
+    },
   };
 }
 

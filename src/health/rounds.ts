@@ -231,7 +231,13 @@ export class RoundTracker {
     // probe due in this slot was sent by `before + 1.05 * interval` at the
     // latest (ping's period is ~2 % over -i): fail once that plus the timeout
     // passed without a report.
-    const timeout = this.#timeoutNow(window);
+    // No word from ping about this slot: with an RTT-aware timeout far below
+    // the interval, a ping delayed by the scheduler (a busy machine) would
+    // fail the round at once. Give ping a quarter of the interval at least
+    // (the ceiling at most).
+    const timeout = window.adaptive
+      ? Math.max(this.#timeoutNow(window), Math.min(this.#intervalMs / 4, this.#timeoutMs))
+      : this.#timeoutNow(window);
     let deadline = open.at + timeout;
     if (before && before.sentAt > from - this.#intervalMs) {
       const due = before.sentAt + 1.05 * this.#intervalMs;

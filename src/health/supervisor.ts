@@ -120,6 +120,11 @@ export class HealthSupervisor {
     }
   }
 
+  /** Ask uplink `uplink`'s monitor for a probe burst (see UplinkHealth.burst); unknown uplinks are ignored. */
+  burst(uplink: string, reason: string): void {
+    this.#monitors.get(uplink)?.burst?.(reason);
+  }
+
   /** The uplink's state with maintenance applied (`disabled` while in maintenance); `init` without a monitor. */
   state(uplink: string): UplinkState {
     return this.#monitors.get(uplink)?.snapshot().state ?? "init";

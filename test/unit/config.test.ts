@@ -92,6 +92,7 @@ describe("the config contract of DESIGN.md", () => {
         loss_recover: 10,
         flap: { count: 3, period: 300_000, hold: 60_000 },
         probes: [],
+        passive: true,
       },
       dataplane: {
         table: "uplinkd",
@@ -125,6 +126,7 @@ describe("the config contract of DESIGN.md", () => {
       loss_recover: 10,
       flap: { count: 3, period: 300_000, hold: 60_000 },
       probes: [],
+      passive: true,
     });
     assert.equal(config.dataplane.mark_mask, 0xff00);
     assert.equal(config.control.socket, "/run/uplinkd/uplinkd.sock");
@@ -216,6 +218,7 @@ describe("an uplink's own health settings", () => {
       loss_recover: 10,
       flap: { count: 3, period: 300_000, hold: 60_000 },
       probes: [],
+      passive: true,
     });
     assert.deepEqual(uplinkHealth(config, isp1), config.health);
   });
