@@ -23,6 +23,8 @@ interface RttSummary {
   mdev: number;
   /** icmp_seq of the replies in the order they were printed. */
   order: number[];
+  /** RTT of each reply, ms, in the order printed. */
+  rtts: number[];
 }
 
 /** Ping `target` from `node` `count` times every `intervalS` s with `args` before the target. */
@@ -40,6 +42,7 @@ async function pingRtt(
   const rtt = /= ([\d.]+)\/([\d.]+)\/([\d.]+)\/([\d.]+) ms/.exec(r.stdout);
   assert.ok(counts && rtt, `ping printed no summary: ${r.stdout}${r.stderr}`);
   const order = [...r.stdout.matchAll(/icmp_seq=(\d+) ttl/g)].map((m) => Number(m[1]));
+  const rtts = [...r.stdout.matchAll(/ time=([\d.]+) ms/g)].map((m) => Number(m[1]));
   return {
     sent: Number(counts[1]),
     received: Number(counts[2]),
@@ -48,7 +51,14 @@ async function pingRtt(
     max: Number(rtt[3]),
     mdev: Number(rtt[4]),
     order,
+    rtts,
   };
+}
+
+/** The `q`-quantile (0..1) of `values`. */
+function quantile(values: readonly number[], q: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
 }
 
 function ordered(seqs: readonly number[]): boolean {
@@ -70,7 +80,8 @@ describe("the lab's delay line", () => {
     t.diagnostic(`delay=80ms: ping min/avg/max ${delayed.min}/${delayed.avg}/${delayed.max} ms`);
     assert.equal(delayed.received, 100);
     assert.ok(delayed.min >= 79.5, `min RTT ${delayed.min} ms < 80 ms`);
-    assert.ok(Math.abs(delayed.avg - 80) <= 4, `mean RTT ${delayed.avg} ms, asked for 80 ms`);
+    const median = quantile(delayed.rtts, 0.5);
+    assert.ok(Math.abs(median - 80) <= 3, `median RTT ${median} ms, asked for 80 ms`);
     assert.ok(ordered(delayed.order), `replies out of order: ${delayed.order.join(",")}`);
     // The other uplink is not delayed; nor is the gateway itself.
     const other = await pingRtt(lab, "rtr", "198.51.100.1", 5, 0.05, ["-I", "100.64.2.2"]);
@@ -115,10 +126,18 @@ describe("the lab's delay line", () => {
       `delay=60ms,jitter=20ms: min/avg/max/mdev ${jittery.min}/${jittery.avg}/${jittery.max}/${jittery.mdev} ms`,
     );
     assert.equal(jittery.received, 200);
-    assert.ok(jittery.min >= 39.5 && jittery.max <= 85, `RTT range ${jittery.min}..${jittery.max}`);
-    assert.ok(Math.abs(jittery.avg - 60) <= 5, `mean RTT ${jittery.avg} ms`);
-    // Uniform on +-20 ms: standard deviation 20/sqrt(3) = 11.5 ms.
-    assert.ok(jittery.mdev >= 8 && jittery.mdev <= 15, `RTT deviation ${jittery.mdev} ms`);
+    // Never less than delay - jitter. Above that, quartiles rather than the maximum: the
+    // shared machine now and then delays a packet further (relay or ping scheduled late).
+    assert.ok(jittery.min >= 39.5, `min RTT ${jittery.min} ms`);
+    const [q1, median, q3] = [0.25, 0.5, 0.75].map((q) => quantile(jittery.rtts, q));
+    // Uniform on 40..80 ms: quartiles 50, 60, 70 ms; under load (this machine is shared)
+    // packets come out a few ms late, never early.
+    const near = (value: number | undefined, want: number): boolean =>
+      value !== undefined && value >= want - 3 && value <= want + 8;
+    assert.ok(
+      near(q1, 50) && near(median, 60) && near(q3, 70),
+      `RTT quartiles ${q1 ?? "?"}/${median ?? "?"}/${q3 ?? "?"} ms, uniform 40..80 ms gives 50/60/70`,
+    );
     assert.ok(
       !ordered(jittery.order),
       "200 probes 10 ms apart with +-20 ms jitter never reordered",
@@ -136,13 +155,19 @@ describe("the lab's delay line", () => {
     await lab.fault("isp1", "delay=20ms");
     assert.deepEqual(await lab.faults("isp1"), { delay: 20, loss: 30 });
     const shorter = await pingRtt(lab, "rtr", "198.51.100.1", 50, 0.01, from1);
-    assert.ok(Math.abs(shorter.avg - 20) <= 3, `mean RTT ${shorter.avg} ms after delay=20ms`);
-    assert.ok(shorter.mdev < 3, `deviation ${shorter.mdev} ms without jitter`);
+    // Median and the spread of the middle 80 %: robust to a packet the busy machine delayed.
+    const middle = quantile(shorter.rtts, 0.5);
+    const spread = quantile(shorter.rtts, 0.9) - quantile(shorter.rtts, 0.1);
+    assert.ok(Math.abs(middle - 20) <= 3, `median RTT ${middle} ms after delay=20ms`);
+    assert.ok(spread < 3, `RTT spread (p90 - p10) ${spread} ms without jitter`);
 
     await lab.fault("isp1", "delay=0");
     assert.deepEqual(await lab.faults("isp1"), { loss: 30 });
     const none = await pingRtt(lab, "rtr", "198.51.100.1", 50, 0.01, from1);
-    assert.ok(none.max < 10, `max RTT ${none.max} ms after delay=0`);
+    assert.ok(
+      quantile(none.rtts, 0.9) < 10,
+      `RTT p90 ${quantile(none.rtts, 0.9)} ms after delay=0`,
+    );
   });
 });
 
