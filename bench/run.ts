@@ -149,7 +149,7 @@ async function main(): Promise<number> {
     await part("footprint", () => footprintPart(ctx));
     await part("load", () => loadPart(ctx));
     if (!quick) await part("conntrack", () => conntrackPart(ctx, 6));
-    await part("subsecond", () => subsecondPart(ctx, trials));
+    if (!quick) await part("subsecond", () => subsecondPart(ctx, trials));
   };
   const long = (): Promise<unknown> =>
     Promise.all([
@@ -157,6 +157,8 @@ async function main(): Promise<number> {
       part("lsm", () => lsmPart(ctx, quick ? 1 : trials, quick ? 0 : 3)),
       // A smoke run of the large-table part (small tables) beside the soaks.
       quick ? part("conntrack", () => conntrackPart(ctx, 2)) : Promise.resolve(),
+      // Quick: the sub-second profile beside the soaks (its own 1-minute soak included).
+      quick ? part("subsecond", () => subsecondPart(ctx, trials)) : Promise.resolve(),
     ]);
   try {
     if (quick) await Promise.all([sensitive(), long()]);

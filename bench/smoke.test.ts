@@ -31,6 +31,7 @@ import type { FootprintResults } from "./footprint.js";
 import type { LsmResults } from "./lsm.js";
 import type { Results } from "./report.js";
 import type { SoakResults } from "./soak.js";
+import type { SubsecondResults } from "./subsecond.js";
 import type { ThroughputResults } from "./throughput.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -160,6 +161,29 @@ void test(
         assert.equal(part?.status, "ok", `part ${name}: ${part?.error ?? ""}`);
       }
       const data = (name: string): unknown => doc.parts[name]?.data;
+
+      const ss = data("subsecond") as SubsecondResults;
+      assert.equal(ss.failover.failover.n, 3, "sub-second failover trials that did not settle");
+      between(
+        ss.failover.failover.median,
+        ...failoverBounds(
+          healthSchema.parse({ interval: "50ms", timeout: "auto", down: 3 }),
+          "blackhole",
+        ),
+        "sub-second blackhole failover",
+      );
+      assert.deepEqual(
+        ss.soak.downs,
+        { isp1: 0, isp2: 0 },
+        "false failovers of the sub-second profile",
+      );
+      assert.ok(
+        ss.degraded.degradedMs !== null && !ss.degraded.wentDown,
+        "degraded on RTT, not down",
+      );
+      assert.equal(ss.cost.packetsPerSecond.length, 4);
+      for (const pps of ss.cost.packetsPerSecond)
+        between(pps, 20, 60, "probe packets/s per uplink");
 
       const fo = data("failover") as FailoverResults;
       // defaults and fast, blackhole and carrier; fast blackhole with hung conntrack -D and nft list.
