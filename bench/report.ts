@@ -718,6 +718,12 @@ function subsecondRows(ss: SubsecondResults | undefined): Row[] {
       " ms",
       `detect ${num(ss.failover.detect.median, " ms")} (median)`,
     ),
+    spreadRow(
+      "Blackhole detected, sub-second profile, no LAN traffic",
+      ss.quiet.detect,
+      " ms",
+      "fault -> the daemon's down event",
+    ),
     valueRow(
       "False failovers, sub-second profile: 5 % loss (isp1), 60 ± 20 ms (isp2)",
       perUplink(ss.soak.downs),

@@ -172,6 +172,8 @@ void test(
         ),
         "sub-second blackhole failover",
       );
+      assert.equal(ss.quiet.detect.n, 3, "sub-second blackholes without traffic never detected");
+      between(ss.quiet.detect.median, 50, 2000, "sub-second detection without LAN traffic");
       assert.deepEqual(
         ss.soak.downs,
         { isp1: 0, isp2: 0 },

@@ -3,7 +3,8 @@
  * auto, down 3; the loss-aware down count at its default).
  *
  * 1. Failover after a blackhole beyond the gateway, from the LAN client's
- *    side (the same trial as part 1), on a two-uplink lab.
+ *    side (the same trial as part 1), on a two-uplink lab; and the same
+ *    blackhole with no LAN traffic: fault -> the daemon's down event.
  * 2. False failovers: 5 % random loss on isp1 and 60 ± 20 ms delay (the
  *    lab's delay line) on isp2 at once, for 10 minutes (1 with --quick);
  *    nothing else is wrong, so every down is a false alarm.
@@ -33,7 +34,7 @@ import {
   type TrialSet,
 } from "./failover.js";
 import { sample } from "./footprint.js";
-import { round } from "./stats.js";
+import { round, spreadOf, type Spread } from "./stats.js";
 
 /** The sub-second profile: 50 ms rounds, RTT-aware timeouts (floor 50 ms, ceiling 1 s), down 3. */
 export const SUBSECOND: HealthProfile = {
@@ -83,10 +84,18 @@ export interface SubsecondCost {
   treeCpuPct: number | null;
 }
 
+/** Detection without LAN traffic: fault -> the daemon's down event, ms, per trial (null: not within 10 s). */
+export interface SubsecondQuiet {
+  detectMs: (number | null)[];
+  detect: Spread;
+}
+
 /** Results of the sub-second part. */
 export interface SubsecondResults {
   profile: string;
   failover: TrialSet;
+  /** The same blackhole with no LAN traffic (probes alone). */
+  quiet: SubsecondQuiet;
   soak: SubsecondSoak;
   degraded: SubsecondDegraded;
   cost: SubsecondCost;
@@ -116,6 +125,43 @@ async function failovers(ctx: BenchContext, trials: number): Promise<TrialSet> {
     }
     return trialSet("uplinkd", SUBSECOND.name, describeProfile(SUBSECOND), "blackhole", done);
   });
+}
+
+/**
+ * Blackholes with no LAN traffic: fault -> the daemon's down event. The
+ * faulted uplink alternates and the daemon restarts every four trials (no
+ * third down within flap damping's period).
+ */
+async function quietDetection(ctx: BenchContext, trials: number): Promise<SubsecondQuiet> {
+  const detectMs: (number | null)[] = [];
+  await ctx.withLab("sn", { uplinks: 2 }, async (lab) => {
+    const config = await writeConfig(lab, SUBSECOND);
+    let daemon: ReturnType<typeof labDaemons.startLabDaemon> | undefined;
+    try {
+      for (let i = 0; i < trials; i++) {
+        ctx.check();
+        if (daemon === undefined || i % 4 === 0) {
+          await daemon?.stop();
+          daemon = labDaemons.startLabDaemon(lab, config);
+        }
+        await daemon.waitForStates(["up"], 30_000);
+        await sleep(1000);
+        const uplink = lab.uplink((i % 2) + 1).name;
+        const from = Date.now();
+        await lab.fault(uplink, "blackhole");
+        const at = await eventAt(lab, uplink, "down", from, 10_000);
+        detectMs.push(at === null ? null : at - from);
+        await lab.heal(uplink);
+        ctx.log(
+          "subsecond",
+          `no LAN traffic, blackhole #${i + 1} ${uplink}: down after ${detectMs[i] ?? "-"} ms`,
+        );
+      }
+    } finally {
+      await daemon?.stop();
+    }
+  });
+  return { detectMs, detect: spreadOf(detectMs) };
 }
 
 async function soak(ctx: BenchContext, durationMs: number): Promise<SubsecondSoak> {
@@ -272,12 +318,14 @@ async function cost(ctx: BenchContext): Promise<SubsecondCost> {
 /** The sub-second part: `trials` failovers, a 10 min soak (1 min with --quick), degraded, cost. */
 export async function subsecondPart(ctx: BenchContext, trials: number): Promise<SubsecondResults> {
   const failover = await failovers(ctx, trials);
+  const quiet = await quietDetection(ctx, trials);
   const degradedResult = await degraded(ctx);
   const costResult = await cost(ctx);
   const soakResult = await soak(ctx, ctx.quick ? 60_000 : 600_000);
   return {
     profile: describeProfile(SUBSECOND),
     failover,
+    quiet,
     soak: soakResult,
     degraded: degradedResult,
     cost: costResult,
