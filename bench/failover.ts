@@ -174,7 +174,7 @@ export async function runTrial(
  * `hang`, its PATH starts with stand-ins whose `conntrack -D` and `nft list`
  * hang once it runs (the marker is made after each start).
  */
-class UplinkdMonitor implements Monitor {
+export class UplinkdMonitor implements Monitor {
   daemon: LabDaemon | undefined;
 
   constructor(

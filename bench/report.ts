@@ -9,6 +9,7 @@ import { exec } from "./built.js";
 import type { ConntrackResults } from "./conntrack.js";
 import type { FailoverResults, TrialSet } from "./failover.js";
 import type { FootprintResults } from "./footprint.js";
+import type { SubsecondResults } from "./subsecond.js";
 import type { LsmResults } from "./lsm.js";
 import type { SoakResults } from "./soak.js";
 import { ratio, type Spread } from "./stats.js";
@@ -331,6 +332,7 @@ export function summaryRows(doc: Results): Row[] {
   for (const [name, p] of Object.entries(doc.parts)) {
     if (p?.status === "error") rows.push(valueRow(`Part ${name}`, "FAILED", p.error ?? ""));
   }
+  rows.push(...subsecondRows(data(doc, "subsecond") as SubsecondResults | undefined));
   return rows;
 }
 
@@ -698,5 +700,68 @@ export function renderMarkdown(doc: Results): string {
         .join(", ")}.`,
     "",
   );
+  out.push(...subsecondSection(data(doc, "subsecond") as SubsecondResults | undefined));
   return out.join("\n");
+}
+
+/** Summary rows of the sub-second part (none when it did not run). */
+function subsecondRows(ss: SubsecondResults | undefined): Row[] {
+  if (ss === undefined) return [];
+  const perUplink = (r: Record<string, number>): string =>
+    Object.entries(r)
+      .map(([u, n]) => `${u} ${n}`)
+      .join(", ");
+  return [
+    spreadRow(
+      "Failover after a blackhole, sub-second profile (50 ms, auto, 3)",
+      ss.failover.failover,
+      " ms",
+      `detect ${num(ss.failover.detect.median, " ms")} (median)`,
+    ),
+    spreadRow(
+      "Blackhole detected, sub-second profile, no LAN traffic",
+      ss.quiet.detect,
+      " ms",
+      "fault -> the daemon's down event",
+    ),
+    valueRow(
+      "False failovers, sub-second profile: 5 % loss (isp1), 60 ± 20 ms (isp2)",
+      perUplink(ss.soak.downs),
+      `${ss.soak.durationS} s; degraded ${perUplink(ss.soak.degraded)}${ss.soak.error === undefined ? "" : `; error: ${ss.soak.error}`}`,
+    ),
+    valueRow(
+      `Time to degraded, RTT ${ss.degraded.delayMs} ms over rtt_fail ${ss.degraded.rttFailMs} ms`,
+      num(ss.degraded.degradedMs, " ms"),
+      `back up ${num(ss.degraded.upMs, " ms")} after the heal (rtt_recover ${ss.degraded.rttRecoverMs} ms)${ss.degraded.wentDown ? "; WENT DOWN" : ""}`,
+    ),
+    valueRow(
+      `Probe packets/s per uplink and daemon CPU, sub-second profile, ${ss.cost.uplinks} uplinks`,
+      ss.cost.packetsPerSecond.map((p) => num(p)).join(", "),
+      `daemon CPU ${num(ss.cost.cpuPct, " %")}, with its ping children ${num(ss.cost.treeCpuPct, " %")} of one core over ${ss.cost.seconds} s`,
+    ),
+  ];
+}
+
+/** The sub-second part's section of RESULTS.md (empty when it did not run). */
+function subsecondSection(ss: SubsecondResults | undefined): string[] {
+  if (ss === undefined) return [];
+  const out = [
+    "## Sub-second profile",
+    "",
+    `Profile: ${ss.profile} (\`timeout: auto\`: RFC 6298 RTO per target between 50 ms and 1 s; the loss-aware ` +
+      "down count at its default). Failover: the trial of parts 1 and 2 on a two-uplink lab (blackhole). False " +
+      "failovers: 5 % random loss on isp1 and 60 ± 20 ms delay (the lab's delay line) on isp2 at once; every down " +
+      "is a false alarm. Time to degraded: `delay=80ms` on isp1 with `rtt_fail: 40ms`, `rtt_recover: 20ms`. Cost: " +
+      "echo requests per second through each ISP (its `up` counter) at 4 uplinks, and the daemon's CPU.",
+    "",
+    "| trial | uplink | failover (ms) | detect (ms) | recovery (ms) |",
+    "|---:|---|---:|---:|---:|",
+  ];
+  ss.failover.trials.forEach((t, i) => {
+    out.push(
+      `| ${i + 1} | ${t.uplink} | ${num(t.failoverMs)} | ${num(t.detectMs)} | ${num(t.recoveryMs)} |`,
+    );
+  });
+  out.push("");
+  return out;
 }

@@ -40,6 +40,7 @@ import {
 import { soakPart } from "./soak.js";
 import { throughputPart } from "./throughput.js";
 import { loadPart } from "./load.js";
+import { subsecondPart } from "./subsecond.js";
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
 
@@ -54,6 +55,7 @@ export const PARTS = [
   "footprint",
   "load",
   "conntrack",
+  "subsecond",
 ] as const;
 export type PartName = (typeof PARTS)[number];
 
@@ -147,6 +149,7 @@ async function main(): Promise<number> {
     await part("footprint", () => footprintPart(ctx));
     await part("load", () => loadPart(ctx));
     if (!quick) await part("conntrack", () => conntrackPart(ctx, 6));
+    if (!quick) await part("subsecond", () => subsecondPart(ctx, trials));
   };
   const long = (): Promise<unknown> =>
     Promise.all([
@@ -154,6 +157,8 @@ async function main(): Promise<number> {
       part("lsm", () => lsmPart(ctx, quick ? 1 : trials, quick ? 0 : 3)),
       // A smoke run of the large-table part (small tables) beside the soaks.
       quick ? part("conntrack", () => conntrackPart(ctx, 2)) : Promise.resolve(),
+      // Quick: the sub-second profile beside the soaks (its own 1-minute soak included).
+      quick ? part("subsecond", () => subsecondPart(ctx, trials)) : Promise.resolve(),
     ]);
   try {
     if (quick) await Promise.all([sensitive(), long()]);

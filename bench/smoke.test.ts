@@ -20,6 +20,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { test } from "node:test";
 import { healthSchema, type HealthConfig } from "../src/config/schema.js";
+import { resolveTimeout } from "../src/health/options.js";
 import type { ApplyResults } from "./apply.js";
 import type { BalanceResults } from "./balance.js";
 import type { ConntrackResults } from "./conntrack.js";
@@ -30,6 +31,7 @@ import type { FootprintResults } from "./footprint.js";
 import type { LsmResults } from "./lsm.js";
 import type { Results } from "./report.js";
 import type { SoakResults } from "./soak.js";
+import type { SubsecondResults } from "./subsecond.js";
 import type { ThroughputResults } from "./throughput.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -111,8 +113,13 @@ const LATE_MS = 1500;
  */
 function failoverBounds(health: HealthConfig, fault: string): [number, number] {
   if (fault === "carrier") return [0, 1000];
-  const floor = (health.down - 1) * health.interval + health.timeout;
-  return [floor - EARLY_MS, floor + health.interval + LATE_MS];
+  // timeout: auto: each probe's timeout lies between timeout_min and timeout_max.
+  const { timeoutMs, adaptive } = resolveTimeout(health);
+  const rounds = (health.down - 1) * health.interval;
+  return [
+    rounds + (adaptive?.minMs ?? timeoutMs) - EARLY_MS,
+    rounds + timeoutMs + health.interval + LATE_MS,
+  ];
 }
 
 /**
@@ -154,6 +161,31 @@ void test(
         assert.equal(part?.status, "ok", `part ${name}: ${part?.error ?? ""}`);
       }
       const data = (name: string): unknown => doc.parts[name]?.data;
+
+      const ss = data("subsecond") as SubsecondResults;
+      assert.equal(ss.failover.failover.n, 3, "sub-second failover trials that did not settle");
+      between(
+        ss.failover.failover.median,
+        ...failoverBounds(
+          healthSchema.parse({ interval: "50ms", timeout: "auto", down: 3 }),
+          "blackhole",
+        ),
+        "sub-second blackhole failover",
+      );
+      assert.equal(ss.quiet.detect.n, 3, "sub-second blackholes without traffic never detected");
+      between(ss.quiet.detect.median, 50, 2000, "sub-second detection without LAN traffic");
+      assert.deepEqual(
+        ss.soak.downs,
+        { isp1: 0, isp2: 0 },
+        "false failovers of the sub-second profile",
+      );
+      assert.ok(
+        ss.degraded.degradedMs !== null && !ss.degraded.wentDown,
+        "degraded on RTT, not down",
+      );
+      assert.equal(ss.cost.packetsPerSecond.length, 4);
+      for (const pps of ss.cost.packetsPerSecond)
+        between(pps, 20, 60, "probe packets/s per uplink");
 
       const fo = data("failover") as FailoverResults;
       // defaults and fast, blackhole and carrier; fast blackhole with hung conntrack -D and nft list.

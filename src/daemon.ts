@@ -26,6 +26,9 @@ import type { Family, Kernel } from "./kernel/types.js";
 import { backoffDelay, type BackoffPolicy } from "./backoff.js";
 import { SystemClock, type Clock } from "./clock.js";
 import { HealthSupervisor } from "./health/supervisor.js";
+import { PassiveWatcher } from "./health/passive.js";
+import { passiveSynAckCounter, passiveSynCounter } from "./dataplane/nft.js";
+import { uplinkSlots } from "./dataplane/slots.js";
 import { LinkWatcher, observe, type LinkObservation } from "./links/watcher.js";
 import type {
   DisableOptions,
@@ -98,6 +101,7 @@ export class Daemon {
   readonly #health: HealthSupervisor;
   readonly #controller: Controller;
   readonly #traffic: TrafficSampler;
+  readonly #passive: PassiveWatcher;
   readonly #balancer: LoadBalancer;
   readonly #dns: DnsmasqPart;
   readonly #events: Transition[] = [];
@@ -152,6 +156,25 @@ export class Daemon {
         this.#controller.request("load", "load changed").catch(() => undefined);
       },
     });
+    this.#passive = new PassiveWatcher({
+      clock: this.#clock,
+      readCounters: () => options.kernel.nftCounters(this.#config.dataplane.table),
+      uplinks: () =>
+        this.#config.health.passive
+          ? uplinkSlots(this.#config).map((s) => ({
+              name: s.name,
+              syn: passiveSynCounter(s.id),
+              synAck: passiveSynAckCounter(s.id),
+            }))
+          : [],
+      onSuspect: (suspect) => {
+        log.info({ uplink: suspect.uplink }, `passive signal: ${suspect.reason}; probing it now`);
+        this.#health.burst(suspect.uplink, `passive signal: ${suspect.reason}`);
+      },
+      onError: (error) => {
+        log.debug({ err: error }, `reading the passive signal's counters: ${String(error)}`);
+      },
+    });
     this.#traffic = new TrafficSampler(options.kernel, {
       onError: (error) => {
         log.warn({ err: error }, `reading traffic counters: ${String(error)}`);
@@ -187,6 +210,7 @@ export class Daemon {
     this.#health.reconfigure(this.#config, this.#links.now.links);
     this.#balancer.start(this.#config);
     this.#traffic.start();
+    if (this.#config.health.passive) this.#passive.start();
     this.#control = new ControlService(
       {
         config: () => this.#config,
@@ -493,6 +517,7 @@ export class Daemon {
     this.#health.stop();
     this.#balancer.stop();
     await this.#control?.stop();
+    this.#passive.stop();
     await this.#traffic.stop();
     await this.#notifier?.flush();
     await this.#dns.stop();

@@ -55,6 +55,12 @@ export interface UplinkHealth {
    * with the reason "no global IPv6 address").
    */
   setAddress(address: string | undefined): void;
+  /**
+   * Probe the uplink at once to confirm a suspicion (the passive signal);
+   * never takes it down without failed probes. Optional: monitors without
+   * it ignore suspicions.
+   */
+  burst?(reason: string): void;
 }
 
 /** What the daemon passes to create an uplink's monitor. */

@@ -6,7 +6,8 @@
  * can locate it in the file.
  */
 import { hex, maxUplinkId } from "../dataplane/slots.js";
-import { uplinkHealth, uplinkId, type Config } from "./schema.js";
+import { DEFAULT_TIMEOUT_MAX_MS, DEFAULT_TIMEOUT_MIN_MS } from "../health/options.js";
+import { uplinkHealth, uplinkId, type Config, type HealthConfig } from "./schema.js";
 import type { ConfigPath } from "./source.js";
 import { RULE_TARGETS, prefixesOverlap } from "./steering.js";
 import { checkIpv6 } from "./checks6.js";
@@ -291,9 +292,43 @@ function checkIds(config: Config): ConfigProblem[] {
   return problems;
 }
 
+/**
+ * With `timeout: auto`, the floor (`timeout_min`, default 50ms, at most the
+ * ceiling's default) must not be above the ceiling (`timeout_max`, default
+ * 1s), for the top level and each uplink's merged settings; the problem is
+ * reported at the key the config sets.
+ */
+function checkAutoTimeout(config: Config): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const check = (path: ConfigPath, health: HealthConfig, own: Partial<HealthConfig>): void => {
+    if (health.timeout !== "auto") return;
+    const max = health.timeout_max ?? DEFAULT_TIMEOUT_MAX_MS;
+    const min = health.timeout_min ?? Math.min(DEFAULT_TIMEOUT_MIN_MS, max);
+    if (min <= max) return;
+    const key = own.timeout_min !== undefined ? "timeout_min" : "timeout_max";
+    problems.push({
+      path: [...path, key],
+      message: `timeout_min (${min}ms) is above timeout_max (${max}ms): the RTT-aware timeout needs floor <= ceiling`,
+    });
+  };
+  check(["health"], config.health, config.health);
+  config.uplinks.forEach((uplink, i) => {
+    const own = uplink.health;
+    if (
+      own?.timeout === undefined &&
+      own?.timeout_min === undefined &&
+      own?.timeout_max === undefined
+    ) {
+      return;
+    }
+    check(["uplinks", i, "health"], uplinkHealth(config, uplink), own);
+  });
+  return problems;
+}
+
 /** Targets listed once; reliability at most the number of targets (top level and per uplink). */
 function checkHealth(config: Config): ConfigProblem[] {
-  const problems: ConfigProblem[] = [];
+  const problems: ConfigProblem[] = [...checkAutoTimeout(config)];
   problems.push(...duplicateTargets(config.health.targets, ["health", "targets"]));
   const { targets, reliability } = config.health;
   if (reliability > targets.length) {

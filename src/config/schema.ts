@@ -72,9 +72,19 @@ const healthFields = {
   interval: duration
     .pipe(z.number().min(MIN_PROBE_INTERVAL_MS, `must be at least ${MIN_PROBE_INTERVAL_MS}ms`))
     .describe("time between probe rounds (200ms, 1s, or a number of ms; at least 10ms)"),
-  timeout: duration
+  timeout: z
+    .union([z.literal("auto"), duration.pipe(z.number().positive("must be more than 0ms"))])
+    .describe(
+      "a probe without an answer after this is lost (500ms, 1s, or a number of ms), or auto: follows the measured RTT (RFC 6298: SRTT + 4 RTTVAR) between timeout_min and timeout_max",
+    ),
+  timeout_min: duration
     .pipe(z.number().positive("must be more than 0ms"))
-    .describe("a probe without an answer after this is lost (500ms, 1s, or a number of ms)"),
+    .describe("with timeout: auto, the lowest timeout (default 50ms)"),
+  timeout_max: duration
+    .pipe(z.number().positive("must be more than 0ms"))
+    .describe(
+      "with timeout: auto, the highest timeout and the one before the first answer (default 1s)",
+    ),
   down: z
     .number()
     .int()
@@ -150,6 +160,8 @@ export const healthSchema = z
     targets: healthFields.targets.default(["198.51.100.1", "203.0.113.1"]),
     interval: healthFields.interval.prefault("500ms"),
     timeout: healthFields.timeout.prefault("1s"),
+    timeout_min: healthFields.timeout_min.optional(),
+    timeout_max: healthFields.timeout_max.optional(),
     down: healthFields.down.default(3),
     up: healthFields.up.default(5),
     reliability: healthFields.reliability.default(1),
@@ -159,6 +171,12 @@ export const healthSchema = z
     rtt_recover: healthFields.rtt_recover.optional(),
     flap: healthFields.flap.prefault({}),
     probes: healthFields.probes.default([]),
+    passive: z
+      .boolean()
+      .default(true)
+      .describe(
+        "watch new LAN connections per uplink (nft counters of SYNs and SYN-ACKs); when one uplink stops answering while others answer, probe it at once",
+      ),
   })
   .strict();
 
@@ -171,6 +189,8 @@ export const healthOverrideSchema = z
     targets: healthFields.targets.optional(),
     interval: healthFields.interval.optional(),
     timeout: healthFields.timeout.optional(),
+    timeout_min: healthFields.timeout_min.optional(),
+    timeout_max: healthFields.timeout_max.optional(),
     down: healthFields.down.optional(),
     up: healthFields.up.optional(),
     reliability: healthFields.reliability.optional(),
@@ -552,6 +572,8 @@ export function uplinkHealth(config: Config, uplink: UplinkConfig): HealthConfig
     targets: own.targets ?? config.health.targets,
     interval: own.interval ?? config.health.interval,
     timeout: own.timeout ?? config.health.timeout,
+    ...optional("timeout_min", own.timeout_min ?? config.health.timeout_min),
+    ...optional("timeout_max", own.timeout_max ?? config.health.timeout_max),
     down: own.down ?? config.health.down,
     up: own.up ?? config.health.up,
     reliability: own.reliability ?? config.health.reliability,
@@ -561,6 +583,7 @@ export function uplinkHealth(config: Config, uplink: UplinkConfig): HealthConfig
     ...optional("rtt_recover", own.rtt_recover ?? config.health.rtt_recover),
     flap: own.flap ?? config.health.flap,
     probes: own.probes ?? config.health.probes,
+    passive: config.health.passive,
   };
 }
 

@@ -38,6 +38,9 @@ export function withMaintenance(
     setAddress: (address) => {
       health.setAddress(address);
     },
+    burst: (reason) => {
+      if (maintenance() === undefined) health.burst?.(reason);
+    },
     healthSnapshot: () => health.snapshot(),
     snapshot: () => {
       const snapshot = health.snapshot();

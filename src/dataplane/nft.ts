@@ -439,6 +439,7 @@ export function renderNft(
       ]),
     );
   }
+  out.push(...passiveObjects(views));
   out.push(...block("map", "restore", ["typeof ct mark : verdict"], maps.restore));
   out.push(...block("map", "inbound", ["type ifname : verdict"], maps.inbound));
   out.push(...block("map", "pinned", ["type ipv4_addr : verdict", "flags interval"], maps.pinned));
@@ -507,6 +508,15 @@ export function renderNft(
     `\t}`,
   );
   out.push(
+    `\tchain passive {`,
+    `\t\ttype filter hook prerouting priority mangle + 1; policy accept;`,
+    `\t\tmeta nfproto != ipv4 return`,
+    `\t\tmeta l4proto != tcp return`,
+    `\t\tiifname @lan_interfaces ct state new tcp flags & (syn | ack) == syn counter name ct mark & ${hex(mask)} map @passive_syn`,
+    `\t\tiifname != @lan_interfaces ct direction reply tcp flags & (syn | ack) == syn | ack ct original ip saddr != @uplink_addresses counter name ct mark & ${hex(mask)} map @passive_synack`,
+    `\t}`,
+  );
+  out.push(
     `\tchain output {`,
     `\t\ttype route hook output priority mangle; policy accept;`,
     `\t\tmeta mark & ${hex(mask)} vmap @restore`,
@@ -561,4 +571,36 @@ export function renderNft(
   }
   out.push(`\t}`, `}`);
   return out.join("\n") + "\n";
+}
+
+/** Name of the named counter of uplink `id`'s SYNs from the LAN (see {@link passiveObjects}). */
+export function passiveSynCounter(id: number): string {
+  return `passive_syn_${id}`;
+}
+
+/** Name of the named counter of uplink `id`'s SYN-ACKs (see {@link passiveObjects}). */
+export function passiveSynAckCounter(id: number): string {
+  return `passive_synack_${id}`;
+}
+
+/**
+ * The passive health signal's counters: per uplink, SYNs of new TCP
+ * connections from the LAN (retransmitted SYNs too: `ct state` is `new`
+ * until a reply was seen) and SYN-ACKs coming back from the internet for
+ * connections not made by the router from an uplink address (its TCP
+ * probes), counted by the connection's mark through object maps in the
+ * `passive` chain (prerouting, after the marking chain). Reading them costs
+ * one `nft -j list counters` whatever the size of the conntrack table.
+ */
+function passiveObjects(views: readonly UplinkView[]): string[] {
+  const out: string[] = [];
+  for (const view of views) {
+    out.push(`\tcounter ${passiveSynCounter(view.id)} {`, `\t}`);
+    out.push(`\tcounter ${passiveSynAckCounter(view.id)} {`, `\t}`);
+  }
+  const syn = views.map((v) => `${hex(v.mark)} : ${q(passiveSynCounter(v.id))}`);
+  const synack = views.map((v) => `${hex(v.mark)} : ${q(passiveSynAckCounter(v.id))}`);
+  out.push(...block("map", "passive_syn", ["type mark : counter"], syn));
+  out.push(...block("map", "passive_synack", ["type mark : counter"], synack));
+  return out;
 }

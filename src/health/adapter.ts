@@ -118,6 +118,11 @@ export function createUplinkHealth(
       monitor.setSource({ mark, ...(next === undefined ? {} : { address: next }) });
       if (family === 6 && usable() !== was) monitor.carrier(usable(), whyNot());
     },
+    burst(reason: string) {
+      monitor.burst(reason).catch((error: unknown) => {
+        log.error({ err: error, uplink: options.uplink.name }, "probe burst failed");
+      });
+    },
   };
 }
 

@@ -23,6 +23,7 @@
  */
 import { channel } from "node:diagnostics_channel";
 import { systemClock, type Clock, type TimerHandle } from "../clock.js";
+import { pingBurst } from "./burst.js";
 import { DnsProber } from "./dns.js";
 import { HealthError } from "./errors.js";
 import { HttpProber } from "./http.js";
@@ -32,7 +33,7 @@ import type { HealthSettings } from "./options.js";
 import { IcmpProber } from "./ping.js";
 import { nodeSpawner, type ProcessSpawner } from "./process.js";
 import type { ProbeSink, ProbeSource, ProbeSpec, Prober } from "./prober.js";
-import { RoundTracker, type RoundResult } from "./rounds.js";
+import { RoundTracker, type RoundResult, type TargetRoundResult } from "./rounds.js";
 import { uplinkStats, type TargetStats, type UplinkStats } from "./stats.js";
 import { TcpProber } from "./tcp.js";
 import { ProbeWindow } from "./window.js";
@@ -117,6 +118,8 @@ export interface UplinkMonitorOptions {
 export type TargetSnapshot = TargetStats & {
   /** Probe kind. */
   type: ProbeSpec["type"];
+  /** Timeout (ms) of a probe sent now: fixed, or the target's RTO with `timeout: auto`. */
+  timeoutMs: number;
 };
 
 /** The uplink's health as the control API and metrics show it. Times: wall ms since the epoch. */
@@ -177,6 +180,8 @@ export class UplinkMonitor {
   #rounds = 0;
   #roundsPassed = 0;
   #roundsVoid = 0;
+  #bursting = false;
+  #bursts = 0;
 
   /** @throws {HealthError} when a probe definition is invalid. */
   constructor(options: UplinkMonitorOptions) {
@@ -199,7 +204,11 @@ export class UplinkMonitor {
     this.#targets = s.probes.map((spec) => ({
       spec,
       prober: factory(spec, context),
-      window: new ProbeWindow({ size: windowSize, timeoutMs: s.timeoutMs }),
+      window: new ProbeWindow({
+        size: windowSize,
+        timeoutMs: s.timeoutMs,
+        ...(s.adaptiveTimeout ? { adaptive: s.adaptiveTimeout } : {}),
+      }),
     }));
     const names = new Set<string>();
     for (const t of this.#targets) {
@@ -301,6 +310,87 @@ export class UplinkMonitor {
     this.#emit(this.#machine.enable(this.#qualityStats()));
   }
 
+  /**
+   * Probe the uplink at once (a suspicion, e.g. from the passive signal):
+   * each ICMP target gets `down` echo requests 20 ms apart, each judged by
+   * its target's timeout (the RTO with `timeout: auto`). Burst probe k of
+   * every target makes one round, fed to the state machine like the
+   * regular rounds: a burst whose rounds all fail brings the uplink to its
+   * down count, one that passes changes nothing. Only while the uplink is
+   * `up` or `degraded`, one burst at a time, and only with ICMP targets.
+   *
+   * @returns a promise that resolves once the burst's rounds were fed
+   *   (at once when no burst was started).
+   */
+  burst(reason: string): Promise<void> {
+    const state = this.#machine.state;
+    const mark = this.#source.mark;
+    const icmp = this.#targets.filter((t) => t.spec.type === "icmp");
+    if (
+      !this.#started ||
+      this.#stopped ||
+      this.#bursting ||
+      (state !== "up" && state !== "degraded") ||
+      mark === undefined ||
+      icmp.length === 0
+    ) {
+      return Promise.resolve();
+    }
+    this.#bursting = true;
+    this.#bursts++;
+    const count = this.settings.down;
+    const spawner = this.#o.spawner ?? nodeSpawner;
+    const timeouts = icmp.map((t) => Math.min(this.settings.timeoutMs, t.window.currentTimeoutMs));
+    this.#sink(icmp[0] as Target).note(`probe burst (${count} per target): ${reason}`);
+    return Promise.all(
+      icmp.map((t, i) =>
+        pingBurst({
+          host: t.prober.target,
+          mark,
+          count,
+          timeoutMs: timeouts[i] ?? this.settings.timeoutMs,
+          clock: this.#clock,
+          spawner,
+        }),
+      ),
+    )
+      .then((results) => {
+        if (this.#stopped) return;
+        const needed = Math.min(this.settings.reliability, icmp.length);
+        const now = this.#clock.now();
+        for (let k = 0; k < count; k++) {
+          const targets: TargetRoundResult[] = icmp.map((t, i) => {
+            const rtt = results[i]?.[k] ?? null;
+            return {
+              target: t.prober.target,
+              answered: rtt !== null,
+              status: rtt === null ? "failed" : "answered",
+              rttMs: rtt,
+              error:
+                rtt === null ? `burst: no answer within ${Math.round(timeouts[i] ?? 0)} ms` : null,
+            };
+          });
+          const answered = targets.filter((t) => t.answered).length;
+          const passed = answered >= needed;
+          const round: RoundResult = {
+            round: -this.#bursts,
+            at: now,
+            decidedAt: now,
+            outcome: passed ? "passed" : "failed",
+            passed,
+            answered,
+            needed,
+            targets,
+          };
+          this.#call(() => this.#o.onRound?.(round));
+          this.#emit(this.#machine.round(round, this.#qualityStats()));
+        }
+      })
+      .finally(() => {
+        this.#bursting = false;
+      });
+  }
+
   /** The uplink's health now. */
   snapshot(): UplinkSnapshot {
     const m = this.#machine.snapshot();
@@ -309,6 +399,7 @@ export class UplinkMonitor {
       ...t.window.stats(now),
       target: t.prober.target,
       type: t.spec.type,
+      timeoutMs: Math.min(this.settings.timeoutMs, t.window.currentTimeoutMs),
     }));
     const overall = uplinkStats(targets, this.settings.reliability);
     return {

@@ -7,6 +7,13 @@ import { isIP } from "node:net";
 import type { HealthConfig } from "../config/schema.js";
 import { HealthError } from "./errors.js";
 import type { ProbeSpec } from "./prober.js";
+import type { AdaptiveTimeout } from "./rto.js";
+
+/** Floor of `timeout: auto` when `timeout_min` is not set, ms. */
+export const DEFAULT_TIMEOUT_MIN_MS = 50;
+
+/** Ceiling of `timeout: auto` when `timeout_max` is not set, ms (RFC 6298's initial RTO). */
+export const DEFAULT_TIMEOUT_MAX_MS = 1000;
 
 /** Loss and RTT thresholds, each with a failure and a (lower) recovery level. */
 export interface QualityThresholds {
@@ -69,8 +76,13 @@ export interface HealthSettings {
   probes: ProbeSpec[];
   /** Round interval, ms > 0. */
   intervalMs: number;
-  /** A probe unanswered after this is lost, ms > 0. */
+  /**
+   * A probe unanswered after this is lost, ms > 0; with `adaptiveTimeout`
+   * the ceiling (each probe's timeout is its target's RTO, at most this).
+   */
   timeoutMs: number;
+  /** `timeout: auto`: RTT-aware timeouts between a floor and a ceiling (= `timeoutMs`); absent: fixed. */
+  adaptiveTimeout?: AdaptiveTimeout;
   /** Failed rounds in a row -> down (the minimum; see `downFalseAlarm`). */
   down: number;
   /** Good rounds in a row -> up (from down). */
@@ -154,6 +166,33 @@ export function resolveTuning(
 }
 
 /**
+ * The probe timeout of a `health` config: fixed (`timeout: 500ms`), or
+ * RTT-aware (`timeout: auto`) between `timeout_min` (default 50 ms) and
+ * `timeout_max` (default 1 s).
+ *
+ * @returns `timeoutMs`: the fixed timeout or the ceiling; `adaptive`: floor
+ *   and ceiling with `auto`.
+ * @throws {HealthError} when a value is not > 0 or the floor is above the ceiling.
+ */
+export function resolveTimeout(
+  config: Pick<HealthConfig, "timeout"> &
+    Partial<Pick<HealthConfig, "timeout_min" | "timeout_max">>,
+): { timeoutMs: number; adaptive?: AdaptiveTimeout } {
+  if (config.timeout !== "auto") {
+    if (!(config.timeout > 0)) throw new HealthError(`timeout must be > 0 ms`);
+    return { timeoutMs: config.timeout };
+  }
+  const maxMs = config.timeout_max ?? DEFAULT_TIMEOUT_MAX_MS;
+  const minMs = config.timeout_min ?? Math.min(DEFAULT_TIMEOUT_MIN_MS, maxMs);
+  if (!(minMs > 0 && maxMs > 0))
+    throw new HealthError(`timeout_min and timeout_max must be > 0 ms`);
+  if (minMs > maxMs) {
+    throw new HealthError(`timeout_min (${minMs} ms) must not be above timeout_max (${maxMs} ms)`);
+  }
+  return { timeoutMs: maxMs, adaptive: { minMs, maxMs } };
+}
+
+/**
  * One uplink's settings from its (merged) `health` config: each string
  * target (IPv4 or IPv6; the monitor of one family gets that family's, see
  * `healthOf`) becomes an ICMP probe; `extraProbes` (TCP/HTTP/DNS, until the
@@ -163,12 +202,13 @@ export function resolveTuning(
  *   an IP address, there is no target, or the tuning is invalid.
  */
 export function resolveHealthSettings(
-  config: Pick<HealthConfig, "targets" | "interval" | "timeout" | "down" | "up" | "reliability">,
+  config: Pick<HealthConfig, "targets" | "interval" | "timeout" | "down" | "up" | "reliability"> &
+    Partial<Pick<HealthConfig, "timeout_min" | "timeout_max">>,
   tuning: HealthTuningInput = {},
   extraProbes: readonly ProbeSpec[] = [],
 ): HealthSettings {
   if (!(config.interval > 0)) throw new HealthError(`interval must be > 0 ms`);
-  if (!(config.timeout > 0)) throw new HealthError(`timeout must be > 0 ms`);
+  const { timeoutMs, adaptive } = resolveTimeout(config);
   const probes: ProbeSpec[] = config.targets.map((host) => {
     if (isIP(host) === 0) throw new HealthError(`ICMP target "${host}" is not an IP address`);
     return { type: "icmp", host };
@@ -178,10 +218,11 @@ export function resolveHealthSettings(
   return {
     probes,
     intervalMs: config.interval,
-    timeoutMs: config.timeout,
+    timeoutMs,
+    ...(adaptive ? { adaptiveTimeout: adaptive } : {}),
     down: config.down,
     up: config.up,
     reliability: Math.min(Math.max(1, config.reliability), probes.length),
-    tuning: resolveTuning(config.interval, config.timeout, tuning),
+    tuning: resolveTuning(config.interval, timeoutMs, tuning),
   };
 }

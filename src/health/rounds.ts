@@ -77,7 +77,10 @@ export interface RoundTrackerOptions {
   targets: readonly RoundTarget[];
   /** Round interval in ms (> 0). */
   intervalMs: number;
-  /** Probe timeout in ms (> 0). */
+  /**
+   * Probe timeout in ms (> 0); with RTT-aware windows the ceiling: each
+   * probe's own timeout (its RTO, see ProbeWindow) applies, at most this.
+   */
   timeoutMs: number;
   /** Targets that must answer, 1..targets.length. */
   reliability: number;
@@ -203,7 +206,7 @@ export class RoundTracker {
   #onDemandVerdict(window: ProbeWindow, open: OpenRound, now: number): Verdict {
     const record = window.get(open.round);
     if (!record) {
-      const deadline = open.at + this.#timeoutMs;
+      const deadline = open.at + this.#timeoutNow(window);
       return now >= deadline
         ? { kind: "failed", error: "no probe sent" }
         : { kind: "pending", wakeAt: deadline };
@@ -228,10 +231,17 @@ export class RoundTracker {
     // probe due in this slot was sent by `before + 1.05 * interval` at the
     // latest (ping's period is ~2 % over -i): fail once that plus the timeout
     // passed without a report.
-    let deadline = open.at + this.#timeoutMs;
+    // No word from ping about this slot: with an RTT-aware timeout far below
+    // the interval, a ping delayed by the scheduler (a busy machine) would
+    // fail the round at once. Give ping a quarter of the interval at least
+    // (the ceiling at most).
+    const timeout = window.adaptive
+      ? Math.max(this.#timeoutNow(window), Math.min(this.#intervalMs / 4, this.#timeoutMs))
+      : this.#timeoutNow(window);
+    let deadline = open.at + timeout;
     if (before && before.sentAt > from - this.#intervalMs) {
       const due = before.sentAt + 1.05 * this.#intervalMs;
-      if (due > from && due <= open.at) deadline = due + this.#timeoutMs;
+      if (due > from && due <= open.at) deadline = due + timeout;
     }
     return now >= deadline
       ? { kind: "failed", error: "no probe sent (is the prober running?)" }
@@ -250,24 +260,37 @@ export class RoundTracker {
   ): Verdict {
     let wakeAt = Infinity;
     let error: string | undefined;
+    let timeout = 0;
     for (const record of slot) {
       const status = window.status(record, now);
+      const own = this.#timeoutOf(window, record);
+      timeout = Math.max(timeout, own);
       if (status === "received") return { kind: "answered", rttMs: record.rttMs ?? 0 };
       if (status === "in-flight") {
-        wakeAt = Math.min(wakeAt, record.sentAt + this.#timeoutMs);
+        wakeAt = Math.min(wakeAt, record.sentAt + own);
       } else {
-        error = record.error ?? lostReason(record, this.#timeoutMs);
+        error = record.error ?? lostReason(record, own);
       }
     }
-    const deadline = latestSend + this.#timeoutMs;
+    const deadline = latestSend + timeout;
     if (wakeAt === Infinity || now >= deadline) {
-      return { kind: "failed", error: error ?? `no answer within ${this.#timeoutMs} ms` };
+      return { kind: "failed", error: error ?? `no answer within ${Math.round(timeout)} ms` };
     }
     return { kind: "pending", wakeAt: Math.min(wakeAt, deadline) };
+  }
+
+  /** Timeout (ms) of a probe sent now to the window's target: its RTO (RTT-aware), at most the tracker's. */
+  #timeoutNow(window: ProbeWindow): number {
+    return Math.min(this.#timeoutMs, window.currentTimeoutMs);
+  }
+
+  /** Timeout (ms) of a recorded probe: its own (RTT-aware), at most the tracker's. */
+  #timeoutOf(window: ProbeWindow, record: ProbeRecord): number {
+    return Math.min(this.#timeoutMs, window.timeoutOf(record));
   }
 }
 
 function lostReason(record: ProbeRecord, timeoutMs: number): string {
   if (record.rttMs !== undefined) return `answered late (${Math.round(record.rttMs)} ms)`;
-  return `no answer within ${timeoutMs} ms`;
+  return `no answer within ${Math.round(timeoutMs)} ms`;
 }

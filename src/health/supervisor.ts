@@ -169,6 +169,16 @@ export class HealthSupervisor {
   }
 
   /**
+   * Ask the uplink's monitors (both families: the passive signal counts
+   * connections of either) for a probe burst (see UplinkHealth.burst);
+   * unknown uplinks are ignored.
+   */
+  burst(uplink: string, reason: string): void {
+    for (const family of [4, 6] as const)
+      this.#monitors.get(keyOf(uplink, family))?.burst?.(reason);
+  }
+
+  /**
    * The uplink's state in `family` with maintenance applied (`disabled`
    * while in maintenance); `init` without a monitor.
    */

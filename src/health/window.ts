@@ -13,7 +13,12 @@
  * Statistics are recomputed from the ring on demand (the window holds tens
  * of probes, so a scan is cheaper than keeping running sums exact when
  * probes resolve out of order).
+ *
+ * Timeouts: fixed (`timeoutMs`), or RTT-aware (`adaptive`, see rto.ts): then
+ * each probe gets the target's RTO at the time it is recorded as sent, and
+ * keeps it; every answer, a late one too, is an RTT sample.
  */
+import { RtoEstimator, type AdaptiveTimeout } from "./rto.js";
 
 /** One probe as the window knows it. Times in ms on the monitor's monotonic clock. */
 export interface ProbeRecord {
@@ -33,6 +38,8 @@ export interface ProbeRecord {
   error?: string;
   /** Per-phase timings of the answer (HTTP probes), if measured. */
   timings?: ProbeTimings;
+  /** This probe's timeout in ms when the window's timeout is RTT-aware (its RTO when sent). */
+  timeoutMs?: number;
 }
 
 /** Per-phase timings of one probe in ms from its send (got-style); absent phases did not happen. */
@@ -76,8 +83,13 @@ export interface WindowStats {
 export interface ProbeWindowOptions {
   /** Number of probes kept (the most recent sequence numbers), >= 1. */
   size: number;
-  /** A probe without an answer after this many ms is lost; > 0. */
+  /**
+   * A probe without an answer after this many ms is lost; > 0. With
+   * `adaptive`, the ceiling: the RTO's `maxMs` must not exceed it.
+   */
   timeoutMs: number;
+  /** RTT-aware timeouts (RFC 6298 RTO between a floor and a ceiling); default: fixed. */
+  adaptive?: AdaptiveTimeout;
 }
 
 /** The ring buffer of one target's probes. */
@@ -85,9 +97,13 @@ export class ProbeWindow {
   readonly size: number;
   readonly timeoutMs: number;
   readonly #ring: (ProbeRecord | undefined)[];
+  readonly #rto: RtoEstimator | undefined;
   #highest = -Infinity;
 
-  /** @throws {RangeError} when `size` < 1 or `timeoutMs` <= 0. */
+  /**
+   * @throws {RangeError} when `size` < 1, `timeoutMs` <= 0, or `adaptive`
+   *   has a floor <= 0 or a ceiling below the floor or above `timeoutMs`.
+   */
   constructor(options: ProbeWindowOptions) {
     if (!Number.isInteger(options.size) || options.size < 1) {
       throw new RangeError(`window size must be an integer >= 1, got ${options.size}`);
@@ -98,6 +114,34 @@ export class ProbeWindow {
     this.size = options.size;
     this.timeoutMs = options.timeoutMs;
     this.#ring = new Array<ProbeRecord | undefined>(options.size);
+    if (options.adaptive) {
+      if (options.adaptive.maxMs > options.timeoutMs) {
+        throw new RangeError(
+          `timeout ceiling ${options.adaptive.maxMs} ms is above the window's ${options.timeoutMs} ms`,
+        );
+      }
+      this.#rto = new RtoEstimator(options.adaptive);
+    }
+  }
+
+  /** Whether probe timeouts follow the RTT. */
+  get adaptive(): boolean {
+    return this.#rto !== undefined;
+  }
+
+  /** The timeout (ms) a probe sent now gets: the RTO when adaptive, else `timeoutMs`. */
+  get currentTimeoutMs(): number {
+    return this.#rto?.timeoutMs() ?? this.timeoutMs;
+  }
+
+  /** Smoothed RTT (ms) of the RTO estimator; null when not adaptive or before the first answer. */
+  get srttMs(): number | null {
+    return this.#rto?.srttMs ?? null;
+  }
+
+  /** The timeout (ms) that applies to `record`. */
+  timeoutOf(record: ProbeRecord): number {
+    return record.timeoutMs ?? this.timeoutMs;
   }
 
   /** Highest sequence number seen, or -Infinity when empty. */
@@ -134,6 +178,7 @@ export class ProbeWindow {
     }
     if (seq <= this.#highest - this.size) return undefined;
     const record: ProbeRecord = { seq, sentAt, estimated };
+    if (this.#rto) record.timeoutMs = this.#rto.timeoutMs();
     this.#ring[this.#index(seq)] = record;
     if (seq > this.#highest) this.#highest = seq;
     return record;
@@ -156,6 +201,7 @@ export class ProbeWindow {
     if (record.answeredAt !== undefined || record.failedAt !== undefined) return;
     record.answeredAt = at;
     record.rttMs = rttMs ?? Math.max(0, at - record.sentAt);
+    this.#rto?.sample(record.rttMs);
     if (timings) record.timings = timings;
     if (rttMs !== undefined && record.estimated) {
       record.sentAt = at - rttMs;
@@ -178,9 +224,12 @@ export class ProbeWindow {
 
   /** Status of `record` at time `now` (ms). */
   status(record: ProbeRecord, now: number): ProbeStatus {
+    const timeout = this.timeoutOf(record);
     if (record.failedAt !== undefined) return "lost";
-    if (record.rttMs !== undefined) return record.rttMs <= this.timeoutMs ? "received" : "lost";
-    return now - record.sentAt >= this.timeoutMs ? "lost" : "in-flight";
+    if (record.rttMs !== undefined) return record.rttMs <= timeout ? "received" : "lost";
+    // The same sum as resolvedAt and the round tracker's wake-up time, so that a
+    // wake-up at that time finds the probe lost (a difference could round below it).
+    return now >= record.sentAt + timeout ? "lost" : "in-flight";
   }
 
   /**
@@ -188,11 +237,12 @@ export class ProbeWindow {
    * send time + timeout (ms).
    */
   resolvedAt(record: ProbeRecord): number {
+    const timeout = this.timeoutOf(record);
     if (record.failedAt !== undefined) return record.failedAt;
     if (record.answeredAt !== undefined && record.rttMs !== undefined) {
-      return record.rttMs <= this.timeoutMs ? record.answeredAt : record.sentAt + this.timeoutMs;
+      return record.rttMs <= timeout ? record.answeredAt : record.sentAt + timeout;
     }
-    return record.sentAt + this.timeoutMs;
+    return record.sentAt + timeout;
   }
 
   /** The probes in the window, oldest sequence number first. */

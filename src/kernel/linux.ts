@@ -342,6 +342,29 @@ export class LinuxKernel implements Kernel {
     }
   }
 
+  async nftCounters(table: string): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    try {
+      const { stdout } = await runCommand(
+        "nft",
+        ["-j", "list", "counters", "table", "inet", table],
+        {
+          timeoutMs: this.timeouts.nft,
+        },
+      );
+      for (const object of (JSON.parse(stdout) as NftJson).nftables) {
+        const counter = object.counter as { name?: string; packets?: number } | undefined;
+        if (counter?.name !== undefined) out.set(counter.name, counter.packets ?? 0);
+      }
+      return out;
+    } catch (error) {
+      if (error instanceof KernelCommandError && /No such file or directory/.test(error.stderr)) {
+        return out;
+      }
+      throw error;
+    }
+  }
+
   async nftSetSize(table: string, set: string): Promise<number | null> {
     try {
       const { stdout } = await runCommand("nft", ["-j", "list", "set", "inet", table, set]);

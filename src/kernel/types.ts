@@ -177,6 +177,12 @@ export interface Kernel {
    */
   nftSetSize(table: string, set: string): Promise<number | null>;
   /**
+   * The named counters of table inet `table` (`nft -j list counters table
+   * inet TABLE`): name -> packets; an empty map when there is no such table.
+   * @throws {KernelCommandError} for failures other than "no such table".
+   */
+  nftCounters(table: string): Promise<Map<string, number>>;
+  /**
    * Delete conntrack entries whose mark matches `mark/mask`
    * (`conntrack -D -f ipv4|ipv6 -m MARK/MASK`).
    * @param family the family whose entries go; absent: both (IPv4 first).

@@ -6,7 +6,7 @@
  *     uplinkd lab down [--prefix P]
  *     uplinkd lab status [--prefix P] [--json]
  *     uplinkd lab fault UPLINK carrier|blackhole|blackhole4|blackhole6|loss=PCT|rate=RATE|
- *                              dhcp-change|ra-change|renumber... [--prefix P]
+ *                              delay=MS[,jitter=MS]|dhcp-change|ra-change|renumber... [--prefix P]
  *     uplinkd lab heal UPLINK [--prefix P]
  *     uplinkd lab session UPLINK down|up [--same-address] [--prefix P]
  *     uplinkd lab exec NODE [--prefix P] -- CMD...
@@ -206,7 +206,7 @@ export function registerLabCommands(program: Command): void {
     .argument("<uplink>", "uplink name (isp1) or number (1)")
     .argument(
       "<fault...>",
-      "carrier | blackhole | blackhole4 | blackhole6 | loss=PCT | rate=RATE | dhcp-change | ra-change | renumber",
+      "carrier | blackhole | blackhole4 | blackhole6 | loss=PCT | rate=RATE | delay=MS[,jitter=MS] | dhcp-change | ra-change | renumber",
     )
     .option("--prefix <prefix>", "prefix of the lab", DEFAULT_PREFIX)
     .action(async (uplink: string, faults: string[], opts: { prefix: string }) => {

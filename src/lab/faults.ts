@@ -3,7 +3,9 @@
  * namespace: parsing, and rendering the nft/tc commands (pure).
  */
 import { parseRate as parseTcRate } from "../config/rate.js";
+import { parseDuration } from "../config/duration.js";
 import { LabError } from "../errors.js";
+import { DELAY_DEVICE } from "./delay.js";
 
 /**
  * One fault as given on the command line.
@@ -29,6 +31,10 @@ import { LabError } from "../errors.js";
  *   one (preferred lifetime 0) and no longer routing it; with prefix
  *   delegation, it delegates the next prefix and the router's client asks
  *   again (IPv6 uplinks only).
+ * - `delay`: every packet from the internet to the router is held `delayMs`
+ *   (+- `jitterMs`, uniform; 0: none, order kept) by a user-space delay line
+ *   in the ISP (see delay.ts), so round trips through the ISP take `delayMs`
+ *   longer. `delayMs` 0 removes it.
  */
 export type Fault =
   | { kind: "carrier" }
@@ -39,7 +45,8 @@ export type Fault =
   | { kind: "rate"; rate: string }
   | { kind: "dhcp-change" }
   | { kind: "ra-change" }
-  | { kind: "renumber" };
+  | { kind: "renumber" }
+  | { kind: "delay"; delayMs: number; jitterMs: number };
 
 /** Faults that are events (they happen once), not states a heal undoes. */
 export const EVENT_FAULTS = ["dhcp-change", "ra-change", "renumber"] as const;
@@ -57,6 +64,10 @@ export interface FaultSet {
   loss?: number;
   /** tc rate, e.g. `1mbit`. */
   rate?: string;
+  /** Added round-trip delay, ms > 0 (see {@link Fault} `delay`). */
+  delay?: number;
+  /** Jitter of that delay, ms, 0..delay; absent: none. */
+  jitter?: number;
 }
 
 /**
@@ -75,14 +86,58 @@ export function parseRate(rate: string): number {
   return bits;
 }
 
+/** Longest delay the lab's delay line accepts, ms. */
+export const MAX_DELAY_MS = 10_000;
+
+/** A lab duration: `80ms`, `1.5s`, or a bare number of ms. */
+function parseLabDuration(what: string, text: string): number {
+  const t = text.trim();
+  let ms: number;
+  try {
+    ms = /^\d+(?:\.\d+)?$/.test(t) ? Number(t) : parseDuration(t);
+  } catch {
+    throw new LabError(`invalid ${what} ${JSON.stringify(t)}: use e.g. 80ms, 1.5s or 80`);
+  }
+  if (ms > MAX_DELAY_MS) throw new LabError(`${what} ${t} is above the lab's ${MAX_DELAY_MS} ms`);
+  return ms;
+}
+
+/**
+ * Parse `delay=DELAY[,jitter=JITTER]` (durations: `80ms`, `0.1s`, `80`).
+ * @throws {LabError} when a duration is invalid, above 10 s, or the jitter
+ *   is larger than the delay.
+ */
+function parseDelay(text: string): Fault {
+  let delayMs: number | undefined;
+  let jitterMs = 0;
+  for (const part of text.split(",")) {
+    const m = /^\s*(delay|jitter)=(.+)$/.exec(part);
+    if (!m?.[1] || m[2] === undefined) {
+      throw new LabError(
+        `invalid delay fault ${JSON.stringify(text)}: use delay=80ms[,jitter=20ms]`,
+      );
+    }
+    if (m[1] === "delay") delayMs = parseLabDuration("delay", m[2]);
+    else jitterMs = parseLabDuration("jitter", m[2]);
+  }
+  if (delayMs === undefined) {
+    throw new LabError(`jitter needs a delay: use delay=80ms,jitter=20ms`);
+  }
+  if (jitterMs > delayMs) {
+    throw new LabError(`jitter (${jitterMs} ms) must not be larger than the delay (${delayMs} ms)`);
+  }
+  return { kind: "delay", delayMs, jitterMs };
+}
+
 /**
  * Parse `carrier`, `blackhole`, `blackhole4`, `blackhole6`, `loss=PCT`
- * (`loss=30` or `loss=30%`), `rate=RATE`, `dhcp-change`, `ra-change` or
- * `renumber`.
+ * (`loss=30` or `loss=30%`), `rate=RATE`, `delay=DELAY[,jitter=JITTER]`,
+ * `dhcp-change`, `ra-change` or `renumber`.
  * @throws {LabError} for anything else.
  */
 export function parseFault(text: string): Fault {
   const t = text.trim();
+  if (/^(delay|jitter)=/.test(t)) return parseDelay(t);
   if (
     t === "carrier" ||
     t === "blackhole" ||
@@ -106,7 +161,7 @@ export function parseFault(text: string): Fault {
     return { kind: "rate", rate: rate[1].trim().toLowerCase() };
   }
   throw new LabError(
-    `unknown fault ${JSON.stringify(t)}: use carrier, blackhole, blackhole4, blackhole6, loss=PCT, rate=RATE, dhcp-change, ra-change or renumber`,
+    `unknown fault ${JSON.stringify(t)}: use carrier, blackhole, blackhole4, blackhole6, loss=PCT, rate=RATE, delay=MS[,jitter=MS], dhcp-change, ra-change or renumber`,
   );
 }
 
@@ -133,6 +188,16 @@ export function addFault(set: FaultSet, fault: Fault): FaultSet {
     case "rate":
       next.rate = fault.rate;
       break;
+    case "delay":
+      if (fault.delayMs > 0) {
+        next.delay = fault.delayMs;
+        if (fault.jitterMs > 0) next.jitter = fault.jitterMs;
+        else delete next.jitter;
+      } else {
+        delete next.delay;
+        delete next.jitter;
+      }
+      break;
     case "dhcp-change":
     case "ra-change":
     case "renumber":
@@ -150,6 +215,9 @@ export function describeFaults(set: FaultSet): string[] {
   if (set.blackhole6) out.push("blackhole6");
   if (set.loss !== undefined) out.push(`loss=${set.loss}`);
   if (set.rate !== undefined) out.push(`rate=${set.rate}`);
+  if (set.delay !== undefined) {
+    out.push(`delay=${set.delay}ms${set.jitter === undefined ? "" : `,jitter=${set.jitter}ms`}`);
+  }
   return out;
 }
 
@@ -166,9 +234,21 @@ export function lossThreshold(percent: number): number {
  * nft script replacing the ISP's `faults` chain with the rules of `set`
  * (one transaction; an empty set leaves the chain empty). Loss applies to
  * both families.
+ *
+ * Packets coming back from the delay line (`iifname dly`) pass the ISP's
+ * forward hook a second time: the `faults` chain returns at once for them
+ * (loss and blackhole act once), and the `delay_raw` chain (prerouting,
+ * priority raw) keeps them out of conntrack. Both rules are always there;
+ * they match nothing while there is no delay line.
  */
 export function renderFaultChain(set: FaultSet): string {
-  const lines = ["flush chain inet lab faults"];
+  const lines = [
+    "add chain inet lab delay_raw { type filter hook prerouting priority raw; policy accept; }",
+    "flush chain inet lab delay_raw",
+    `add rule inet lab delay_raw iifname "${DELAY_DEVICE}" notrack`,
+    "flush chain inet lab faults",
+    `add rule inet lab faults iifname "${DELAY_DEVICE}" return`,
+  ];
   if (set.blackhole) lines.push("add rule inet lab faults counter drop");
   if (set.blackhole4 && !set.blackhole) {
     lines.push("add rule inet lab faults meta nfproto ipv4 counter drop");

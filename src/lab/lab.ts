@@ -61,6 +61,13 @@ import {
   renderRadvdConfig,
 } from "./ipv6.js";
 import { TUN_RELAY_FILE, TUN_RELAY_SCRIPT } from "./p2p.js";
+import {
+  DELAY_LINE_FILE,
+  DELAY_LINE_SCRIPT,
+  delayLineArgv,
+  delayRuleArgs,
+  renderDelayBatch,
+} from "./delay.js";
 import { labScriptArgv } from "./scripts.js";
 import {
   readState,
@@ -1207,10 +1214,11 @@ export class Lab {
 
   /**
    * Inject a fault into an uplink, in its ISP namespace (see {@link Fault}).
-   * Idempotent; carrier, blackhole, loss and rate combine; a new loss or
-   * rate replaces the old one (`loss=0` removes loss). `dhcp-change` waits
+   * Idempotent; carrier, blackhole, loss, rate and delay combine; a new loss, delay or
+   * rate replaces the old one (`loss=0`, `delay=0` remove them). `dhcp-change` waits
    * (at most 15 s) until the router holds its new address.
-   * @param fault a Fault or its text: `carrier`, `blackhole`, `loss=30`, `rate=1mbit`, `dhcp-change`.
+   * @param fault a Fault or its text: `carrier`, `blackhole`, `loss=30`, `rate=1mbit`,
+   *   `delay=80ms,jitter=20ms`, `dhcp-change`.
    * @throws {LabError} for an unknown uplink or fault, dhcp-change on a
    *   static uplink or one without carrier, or a failing command.
    */
@@ -1414,6 +1422,56 @@ export class Lab {
       set.carrier ? "down" : "up",
     ]);
     if (!set.carrier) await this.#restoreIpv6(u, what);
+    await this.#applyDelay(u, set, what);
+  }
+
+  /**
+   * Start, restart or end the delay line of `u` (see delay.ts) so that it
+   * matches `set.delay`/`set.jitter`; a running line with the same values
+   * stays. Updates `this.#state.processes`; the caller writes the state.
+   * @throws {LabError} when the line does not start or a command fails.
+   */
+  async #applyDelay(u: UplinkPlan, set: FaultSet, what: string): Promise<void> {
+    const ns = u.namespace;
+    const name = `delay-${u.name}`;
+    const old = this.#state.processes.find((p) => p.name === name);
+    const alive = old !== undefined && (await namespacePids(ns)).includes(old.pid);
+    const before = this.#faultsOf(u);
+    if (
+      alive &&
+      set.delay !== undefined &&
+      before.delay === set.delay &&
+      (before.jitter ?? 0) === (set.jitter ?? 0)
+    ) {
+      return;
+    }
+    const core = ISP_INTERFACES.core;
+    // The rule goes first: without the line its table is empty and lookups fall through to main.
+    await labRun(what, "ip", ["-n", ns, "rule", ...delayRuleArgs("del", core)], {
+      allowExitCodes: [2],
+    });
+    if (alive) {
+      process.kill(old.pid, "SIGTERM");
+      await waitFor(`delay line of ${u.name} (pid ${old.pid}) exiting`, 3000, async () =>
+        (await namespacePids(ns)).includes(old.pid) ? undefined : true,
+      );
+    }
+    this.#state.processes = this.#state.processes.filter((p) => p.name !== name);
+    if (set.delay === undefined) return;
+    const dir = this.stateDir;
+    const script = join(dir, DELAY_LINE_FILE);
+    await writeFile(script, DELAY_LINE_SCRIPT);
+    const log = join(dir, `${name}.log`);
+    await rm(log, { force: true });
+    const pid = startDetached(ns, delayLineArgv(script, set.delay, set.jitter ?? 0), log);
+    this.#state.processes.push({ name, node: `isp${u.number}`, pid, log });
+    await waitFor(`delay line of ${u.name} making its device`, 5000, async () =>
+      (await tail(log)).includes("ready") ? true : undefined,
+    ).catch(async (error: unknown) => {
+      throw new LabError(`${errorText(error)}; ${log}: ${await tail(log)}`, { cause: error });
+    });
+    await ipBatch(`${what}: delay line`, ns, renderDelayBatch());
+    await labRun(what, "ip", ["-n", ns, "rule", ...delayRuleArgs("add", core)]);
   }
 
   /**

@@ -281,6 +281,14 @@ export class FakeKernel implements Kernel {
     }
   }
 
+  /** Named counters the fake reports (tests set them): table -> name -> packets. */
+  counters = new Map<string, Map<string, number>>();
+
+  async nftCounters(table: string): Promise<Map<string, number>> {
+    await this.#enter("read-nft", "read-nft-counters");
+    return new Map(this.counters.get(table) ?? []);
+  }
+
   async nftSetSize(table: string, set: string): Promise<number | null> {
     await this.#enter("read-nft", "read-nft-set");
     return this.tables.get(table)?.maps.get(set)?.length ?? null;

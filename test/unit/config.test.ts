@@ -92,6 +92,7 @@ describe("the config contract of DESIGN.md", () => {
         loss_recover: 10,
         flap: { count: 3, period: 300_000, hold: 60_000 },
         probes: [],
+        passive: true,
       },
       dataplane: {
         table: "uplinkd",
@@ -126,6 +127,7 @@ describe("the config contract of DESIGN.md", () => {
       loss_recover: 10,
       flap: { count: 3, period: 300_000, hold: 60_000 },
       probes: [],
+      passive: true,
     });
     assert.equal(config.dataplane.mark_mask, 0xff00);
     assert.equal(config.control.socket, "/run/uplinkd/uplinkd.sock");
@@ -217,6 +219,7 @@ describe("an uplink's own health settings", () => {
       loss_recover: 10,
       flap: { count: 3, period: 300_000, hold: 60_000 },
       probes: [],
+      passive: true,
     });
     assert.deepEqual(uplinkHealth(config, isp1), config.health);
   });
@@ -699,5 +702,52 @@ describe("loadConfig", () => {
       ]);
       return true;
     });
+  });
+});
+
+describe("health.timeout: auto", () => {
+  const base = [
+    "lan: [lan0]",
+    "uplinks:",
+    "  - { name: isp1, interface: wan1 }",
+    "  - name: isp2",
+    "    interface: wan2",
+  ];
+
+  test("auto, timeout_min and timeout_max are accepted in ms; an uplink may keep a fixed timeout", () => {
+    const config = parseConfig(
+      lines(
+        ...base,
+        "    health: { timeout: 300ms }",
+        "health:",
+        "  timeout: auto",
+        "  timeout_min: 20ms",
+        "  timeout_max: 0.4s",
+      ),
+      "uplinkd.yaml",
+    );
+    assert.equal(config.health.timeout, "auto");
+    assert.equal(config.health.timeout_min, 20);
+    assert.equal(config.health.timeout_max, 400);
+    assert.equal(config.uplinks[1]?.health?.timeout, 300);
+  });
+
+  test("a floor above the ceiling is named at the key that sets it, also for an uplink", () => {
+    assert.deepEqual(
+      problems(
+        lines(...base, "health:", "  timeout: auto", "  timeout_min: 20ms", "  timeout_max: 10ms"),
+      ),
+      [
+        "uplinkd.yaml:8:16: health.timeout_min: timeout_min (20ms) is above timeout_max (10ms): the RTT-aware timeout needs floor <= ceiling",
+      ],
+    );
+    assert.deepEqual(
+      problems(
+        lines(...base, "    health: { timeout: auto, timeout_min: 40ms, timeout_max: 30ms }"),
+      ),
+      [
+        "uplinkd.yaml:6:43: uplinks.1.health.timeout_min: timeout_min (40ms) is above timeout_max (30ms): the RTT-aware timeout needs floor <= ceiling",
+      ],
+    );
   });
 });

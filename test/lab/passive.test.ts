@@ -1,0 +1,141 @@
+/**
+ * The passive health signal on the real kernel: nft counters of new LAN
+ * connections (SYNs) and their answers (SYN-ACKs) per uplink in uplinkd's
+ * table, read by the daemon every 200 ms. With LAN traffic flowing, a
+ * blackhole on one uplink makes its new connections go unanswered while
+ * the other's are answered: the daemon probes that uplink at once (a burst)
+ * and the burst's failed probes take it down, long before its slow regular
+ * rounds would. With no LAN traffic nothing is suspect and detection is
+ * the probes' alone.
+ *
+ * Probes are slow on purpose (every 1 s, timeout auto, down 3: about 2 s
+ * or more to detect a blackhole) so the two paths are told apart; the bench
+ * measures times, the bounds here are generous.
+ */
+import assert from "node:assert/strict";
+import type { ChildProcess } from "node:child_process";
+import { after, before, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { controlRequest } from "../../src/control/client.js";
+import type { Lab } from "../../src/lab/lab.js";
+import { labScriptArgv } from "../../src/lab/scripts.js";
+import { LAB_HOSTS } from "../../src/lab/topology.js";
+import type { Transition } from "../../src/uplink-health.js";
+import { labWithConfig, startDaemon, testPrefix, type LabDaemon } from "./harness.js";
+
+async function events(lab: Lab): Promise<Transition[]> {
+  const doc = (await controlRequest(lab.controlSocket, "GET", "/events?limit=1000")) as {
+    events?: Transition[];
+  } | null;
+  return doc?.events ?? [];
+}
+
+/** The first transition of `uplink` to `to` at or after `since` (epoch ms), polling up to `timeoutMs`. */
+async function transitionAfter(
+  lab: Lab,
+  uplink: string,
+  to: string,
+  since: number,
+  timeoutMs: number,
+): Promise<Transition | undefined> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const found = (await events(lab)).find(
+      (e) => e.uplink === uplink && e.to === to && Date.parse(e.time) >= since,
+    );
+    if (found !== undefined) return found;
+    await sleep(50);
+  }
+  return undefined;
+}
+
+/** A new TCP connection from the LAN client to the echo host every 20 ms (traffic tool, probe mode). */
+function lanConnections(lab: Lab, durationMs: number): ChildProcess {
+  return lab.spawn(
+    "lan",
+    [
+      ...labScriptArgv("traffic"),
+      "probe",
+      "--host",
+      LAB_HOSTS.echo,
+      "--interval",
+      "20",
+      "--timeout",
+      "1000",
+      "--duration",
+      String(durationMs),
+    ],
+    { stdio: "ignore" },
+  );
+}
+
+function passiveLines(daemon: LabDaemon): string[] {
+  return daemon.output
+    .join("")
+    .split("\n")
+    .filter((l) => l.includes("passive signal"));
+}
+
+describe("the passive signal from LAN connections", () => {
+  let lab: Lab;
+  let daemon: LabDaemon;
+
+  before(async () => {
+    lab = await labWithConfig({ prefix: testPrefix("pa"), uplinks: 2 }, (config) => {
+      const health = config.health as Record<string, unknown>;
+      health.interval = "1s";
+      health.timeout = "auto";
+      health.down = 3;
+    });
+    daemon = startDaemon(lab);
+    await daemon.waitForStates(["up"], 30_000);
+  });
+
+  after(async () => {
+    await daemon.stop();
+    await lab.down();
+  });
+
+  it("with LAN traffic a blackhole is confirmed by a probe burst, faster than by the rounds alone; without traffic nothing is suspect", async (t) => {
+    // Without traffic: the probes alone find the blackhole; the passive signal stays silent.
+    const quietFrom = Date.now();
+    await lab.fault("isp2", "blackhole");
+    const quiet = await transitionAfter(lab, "isp2", "down", quietFrom, 15_000);
+    assert.ok(quiet, "isp2 never went down without traffic");
+    const quietMs = Date.parse(quiet.time) - quietFrom;
+    t.diagnostic(`no traffic: isp2 down ${quietMs} ms after the blackhole: ${quiet.reason}`);
+    assert.doesNotMatch(quiet.reason, /burst/);
+    assert.deepEqual(passiveLines(daemon), []);
+    await lab.heal("isp2");
+    assert.ok(
+      await transitionAfter(lab, "isp2", "up", quietFrom, 20_000),
+      "isp2 did not come back",
+    );
+
+    // With LAN traffic on both uplinks.
+    const traffic = lanConnections(lab, 30_000);
+    try {
+      await sleep(3000);
+      const from = Date.now();
+      await lab.fault("isp1", "blackhole");
+      const down = await transitionAfter(lab, "isp1", "down", from, 15_000);
+      assert.ok(down, "isp1 never went down with traffic");
+      const busyMs = Date.parse(down.time) - from;
+      t.diagnostic(`with traffic: isp1 down ${busyMs} ms after the blackhole: ${down.reason}`);
+      t.diagnostic(passiveLines(daemon).join("\n"));
+      assert.match(down.reason, /burst: no answer/);
+      assert.ok(
+        passiveLines(daemon).some((l) => l.includes("isp1")),
+        "no passive signal for isp1",
+      );
+      assert.ok(
+        !passiveLines(daemon).some((l) => /"uplink":"isp2"/.test(l)),
+        "the answering uplink was suspect",
+      );
+      assert.ok(busyMs < quietMs, `with traffic ${busyMs} ms, without ${quietMs} ms`);
+    } finally {
+      traffic.kill("SIGTERM");
+      await lab.heal("isp1");
+    }
+  });
+});
