@@ -9,6 +9,7 @@ import { hex, maxUplinkId } from "../dataplane/slots.js";
 import { uplinkHealth, uplinkId, type Config } from "./schema.js";
 import type { ConfigPath } from "./source.js";
 import { RULE_TARGETS, prefixesOverlap } from "./steering.js";
+import { checkHa } from "./ha.js";
 
 /** One problem found by `checkConfig`: the value to blame and what is wrong. */
 export interface ConfigProblem {
@@ -39,6 +40,7 @@ export function checkConfig(config: Config): ConfigProblem[] {
     ...checkIds(config),
     ...checkHealth(config),
     ...checkSteering(config),
+    ...checkHa(config),
   ];
 }
 

@@ -406,6 +406,15 @@ export function renderNft(
     `\t\ttype nat hook postrouting priority srcnat; policy accept;`,
   );
   for (const view of views) {
+    if (view.virtualAddress !== undefined && view.snat === undefined) {
+      // One of an HA pair: the router's own connections (probes) keep this
+      // node's address, forwarded ones take the address that moves with the master.
+      out.push(
+        `\t\tmeta nfproto ipv4 oifname ${q(view.interface)} fib saddr type local masquerade`,
+        `\t\tmeta nfproto ipv4 oifname ${q(view.interface)} snat ip to ${view.virtualAddress}`,
+      );
+      continue;
+    }
     const nat = view.snat === undefined ? "masquerade" : `snat ip to ${view.snat}`;
     out.push(`\t\tmeta nfproto ipv4 oifname ${q(view.interface)} ${nat}`);
   }

@@ -1,0 +1,279 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { parseConfig } from "../../src/config/load.js";
+import { ConfigError } from "../../src/errors.js";
+import { renderDesired } from "../../src/dataplane/render.js";
+import { buildViews } from "../../src/dataplane/views.js";
+import { uplinkSlots } from "../../src/dataplane/slots.js";
+import type { UplinkLink } from "../../src/links/observe.js";
+import {
+  advertSeconds,
+  renderConntrackd,
+  renderKeepalived,
+  renderNotifyScript,
+  vrrpSegments,
+} from "../../src/ha/render.js";
+import { HA_FAULT_SCORE, HA_SCORE_BASE, HA_SCORE_STEP, healthScore } from "../../src/ha/score.js";
+
+const UPLINKS = `lan: [lan0]
+uplinks:
+  - name: isp1
+    interface: wan1
+    gateway: 100.64.1.1
+  - name: isp2
+    interface: wan2
+    gateway: 100.64.2.1
+  - name: lte
+    interface: wwan0
+    gateway: 100.64.3.1
+    tier: 2
+`;
+
+function haText(node: string, priority: number, sync: string, peer: string, extra = ""): string {
+  return `${UPLINKS}ha:
+  node: ${node}
+  priority: ${priority}
+  peer: { name: ${node === "a" ? "b" : "a"}, address: ${peer} }
+  sync: { interface: sync0, address: ${sync} }
+  advert_interval: 200ms
+  virtual_addresses:
+    wan2: [100.64.2.10/24]
+    lan0: [100.64.100.1/24]
+    wan1: [100.64.1.10/24]
+${extra}`;
+}
+
+const A = parseConfig(haText("a", 20, "100.64.250.1", "100.64.250.2"), "a.yaml");
+const B = parseConfig(haText("b", 10, "100.64.250.2", "100.64.250.1"), "b.yaml");
+
+/** The issues parseConfig throws for `text`, as `LINE:COL path: message` lines. */
+function issues(text: string): string[] {
+  try {
+    parseConfig(text, "ha.yaml");
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, String(error));
+    return error.issues.map((i) => `${i.file}:${i.line}:${i.col} ${i.path}: ${i.message}`);
+  }
+  assert.fail("the config was accepted");
+}
+
+describe("ha config", () => {
+  it("fills in the defaults: 1 s adverts unless given, 5 s preempt delay, Debian's paths", () => {
+    const ha = A.ha;
+    assert.ok(ha !== undefined);
+    assert.equal(ha.advert_interval, 200);
+    assert.equal(ha.preempt_delay, 5000);
+    assert.equal(ha.virtual_router_id, 51);
+    assert.equal(ha.conntrackd.socket, "/var/run/conntrackd.ctl");
+    assert.equal(ha.keepalived_config, "/etc/keepalived/keepalived.conf");
+  });
+
+  it("locates a sub-second interval that is no whole number of centiseconds at its value", () => {
+    const text = haText("a", 20, "100.64.250.1", "100.64.250.2").replace("200ms", "205ms");
+    assert.deepEqual(issues(text), [
+      "ha.yaml:18:20 ha.advert_interval: must be a whole number of centiseconds (VRRPv3)",
+    ]);
+  });
+
+  it("locates a priority above 20 at its value", () => {
+    const found = issues(haText("a", 21, "100.64.250.1", "100.64.250.2"));
+    assert.equal(found.length, 1);
+    assert.match(found[0] ?? "", /^ha\.yaml:15:13 ha\.priority: /);
+  });
+
+  it("rejects the router as its own peer, at the peer's name", () => {
+    const text = haText("a", 20, "100.64.250.1", "100.64.250.2").replace(
+      "peer: { name: b",
+      "peer: { name: a",
+    );
+    assert.deepEqual(issues(text), [
+      "ha.yaml:16:17 ha.peer.name: the peer must be the other router, not this one (a)",
+    ]);
+  });
+
+  it("requires a virtual address on every LAN interface", () => {
+    const text = haText("a", 20, "100.64.250.1", "100.64.250.2").replace(
+      "    lan0: [100.64.100.1/24]\n",
+      "",
+    );
+    assert.deepEqual(issues(text), [
+      "ha.yaml:20:5 ha.virtual_addresses: LAN interface lan0 needs a virtual address: the clients' gateway must move with the master",
+    ]);
+  });
+
+  it("rejects virtual addresses on unknown interfaces, twice given, or with an uplink's own snat", () => {
+    const text = haText(
+      "a",
+      20,
+      "100.64.250.1",
+      "100.64.250.2",
+      "    eth9: [100.64.9.1]\n    wwan0: [100.64.1.10/24]\n",
+    ).replace("    tier: 2\n", "    tier: 2\n    snat: 100.64.3.2\n");
+    assert.deepEqual(issues(text), [
+      "ha.yaml:24:11 ha.virtual_addresses.eth9: eth9 is neither a LAN nor an uplink interface (lan0, wan1, wan2, wwan0)",
+      "ha.yaml:25:12 ha.virtual_addresses.wwan0: uplink lte has snat 100.64.3.2: with a virtual address uplinkd SNATs to that; remove one of them",
+      "ha.yaml:25:13 ha.virtual_addresses.wwan0.0: 100.64.1.10 is already a virtual address of wan1",
+    ]);
+  });
+
+  it("rejects a sync link that is a LAN or uplink interface", () => {
+    const text = haText("a", 20, "100.64.250.1", "100.64.250.2").replace(
+      "interface: sync0",
+      "interface: wan1",
+    );
+    assert.deepEqual(issues(text), [
+      "ha.yaml:17:22 ha.sync.interface: the sync link must be a dedicated interface, not wan1 (a LAN or uplink interface)",
+    ]);
+  });
+
+  it("rejects an unknown key at the key", () => {
+    const found = issues(`${haText("a", 20, "100.64.250.1", "100.64.250.2")}  vrid: 3\n`);
+    assert.equal(found.length, 1);
+    assert.match(found[0] ?? "", /^ha\.yaml:23:3 ha(\.vrid)?: /);
+  });
+});
+
+describe("ha health score", () => {
+  const good = (tier: number) => ({ tier, usability: "good" as const });
+  const bad = (tier: number) => ({ tier, usability: "bad" as const });
+
+  it("a router with more usable best-tier uplinks scores higher by more than any priority difference", () => {
+    const two = healthScore([good(1), good(1), good(2)]);
+    const one = healthScore([good(1), bad(1), good(2)]);
+    assert.equal(two - one, HA_SCORE_STEP);
+    assert.ok(two + 1 > one + 20, "priority 1 with two uplinks beats priority 20 with one");
+  });
+
+  it("only a lower tier usable still beats no uplink at all, which is FAULT", () => {
+    assert.equal(healthScore([bad(1), bad(1), good(2)]), HA_SCORE_BASE);
+    assert.equal(healthScore([bad(1), bad(1), bad(2)]), HA_FAULT_SCORE);
+    assert.ok(HA_FAULT_SCORE < -253, "keepalived puts an instance into FAULT below -253");
+  });
+
+  it("degraded uplinks count as usable, and the total stays within keepalived's 254", () => {
+    assert.equal(healthScore([{ tier: 1, usability: "degraded" }]), HA_SCORE_BASE + HA_SCORE_STEP);
+    const many = Array.from({ length: 32 }, () => good(1));
+    assert.ok(20 + healthScore(many) <= 254);
+  });
+});
+
+describe("ha render", () => {
+  it("numbers the segments by interface name, so both routers agree whatever the file's order", () => {
+    assert.ok(A.ha !== undefined);
+    assert.deepEqual(
+      vrrpSegments(A.ha).map((s) => [s.interface, s.virtualRouterId]),
+      [
+        ["lan0", 51],
+        ["wan1", 52],
+        ["wan2", 53],
+      ],
+    );
+    assert.equal(advertSeconds(200), "0.2");
+    assert.equal(advertSeconds(1000), "1");
+    assert.equal(advertSeconds(1250), "1.25");
+  });
+
+  it("keepalived.conf: one instance per segment in one sync group, the track file on each, VRRPv3", () => {
+    const conf = renderKeepalived(A, "a.yaml");
+    const instances = [...conf.matchAll(/^vrrp_instance (\S+) \{$/gm)].map((m) => m[1]);
+    assert.deepEqual(instances, ["uplinkd_lan0", "uplinkd_wan1", "uplinkd_wan2"]);
+    const group = /vrrp_sync_group uplinkd \{\n\tgroup \{\n((?:\t\t\S+\n)+)\t\}/.exec(conf);
+    assert.deepEqual(group?.[1]?.trim().split(/\s+/), instances);
+    assert.equal(conf.match(/\t\tuplinkd_health weight 1\n/g)?.length, 3);
+    assert.match(conf, /\tvrrp_version 3\n/);
+    assert.match(conf, /\tnotify "\/etc\/keepalived\/uplinkd-notify\.sh"\n/);
+    assert.match(conf, /\tsync_group_tracking_weight\n/);
+    assert.match(conf, /file "\/run\/uplinkd\/ha-score"/);
+    assert.match(
+      conf,
+      /vrrp_instance uplinkd_wan1 \{\n\tstate BACKUP\n\tinterface wan1\n\tvirtual_router_id 52\n\tpriority 20\n\tadvert_int 0\.2\n\tpreempt_delay 5\n\tvirtual_ipaddress \{\n\t\t100\.64\.1\.10\/24 dev wan1\n\t\}/,
+    );
+  });
+
+  it("the two routers' keepalived.conf differ only in name and priority", () => {
+    const a = renderKeepalived(A, "x.yaml")
+      .replace(/router a \(peer b\)/, "")
+      .replace("router_id a", "")
+      .replaceAll("priority 20", "");
+    const b = renderKeepalived(B, "x.yaml")
+      .replace(/router b \(peer a\)/, "")
+      .replace("router_id b", "")
+      .replaceAll("priority 10", "");
+    assert.equal(a, b);
+  });
+
+  it("conntrackd.conf: FTFW over unicast UDP between the sync addresses, mirrored on the peer", () => {
+    const a = renderConntrackd(A, "a.yaml");
+    const b = renderConntrackd(B, "b.yaml");
+    assert.match(a, /Mode FTFW \{/);
+    assert.match(
+      a,
+      /\tUDP \{\n\t\tIPv4_address 100\.64\.250\.1\n\t\tIPv4_Destination_Address 100\.64\.250\.2\n\t\tPort 3780\n\t\tInterface sync0\n/,
+    );
+    assert.match(b, /IPv4_address 100\.64\.250\.2\n\t\tIPv4_Destination_Address 100\.64\.250\.1\n/);
+    const ignored = [...a.matchAll(/^\t\t\tIPv4_address (\S+)$/gm)].map((m) => m[1]);
+    assert.deepEqual(ignored.sort(), [
+      "100.64.1.10",
+      "100.64.100.1",
+      "100.64.2.10",
+      "100.64.250.1",
+      "100.64.250.2",
+      "127.0.0.1",
+    ]);
+    assert.match(
+      a,
+      /\tLockFile \/var\/lock\/conntrack\.lock\n\tUNIX \{\n\t\tPath \/var\/run\/conntrackd\.ctl\n/,
+    );
+  });
+
+  it("the notify script commits, flushes, resyncs and bulk-sends on MASTER, in that order", () => {
+    const script = renderNotifyScript(A, "a.yaml");
+    const master = /^MASTER\)\n([\s\S]*?)\n\t;;/m.exec(script)?.[1] ?? "";
+    const steps = [...master.matchAll(/^\trun (-\w)/gm)].map((m) => m[1]);
+    assert.deepEqual(steps, ["-c", "-f", "-R", "-B"]);
+    assert.match(master, /\trole master "\$\{4:-0\}"$/);
+    const backup = /^BACKUP\)\n([\s\S]*?)\n\t;;/m.exec(script)?.[1] ?? "";
+    assert.deepEqual(
+      [...backup.matchAll(/\brun (-\w)/g)].map((m) => m[1]),
+      ["-d", "-t", "-n"],
+    );
+    assert.match(script, /^conf='\/etc\/conntrackd\/conntrackd\.conf'$/m);
+    assert.match(script, /^state='\/run\/uplinkd\/ha-role'$/m);
+  });
+});
+
+describe("ha dataplane", () => {
+  const link = (address: string, gateway: string): UplinkLink => ({
+    present: true,
+    up: true,
+    carrier: true,
+    pointToPoint: false,
+    address,
+    network: address.replace(/\.\d+$/, ".0/24"),
+    gateway,
+  });
+  const links = new Map<string, UplinkLink>([
+    ["isp1", link("100.64.1.2", "100.64.1.1")],
+    ["isp2", link("100.64.2.2", "100.64.2.1")],
+    ["lte", link("100.64.3.2", "100.64.3.1")],
+  ]);
+
+  it("forwarded connections are SNATed to the uplink's virtual address, the router's own keep its address", () => {
+    const script = renderDesired(
+      A,
+      buildViews(A, links, () => "up"),
+    ).nftScript;
+    const post = /chain postrouting \{[\s\S]*?\n\t\}/.exec(script)?.[0] ?? "";
+    assert.match(
+      post,
+      /\t\tmeta nfproto ipv4 oifname "wan1" fib saddr type local masquerade\n\t\tmeta nfproto ipv4 oifname "wan1" snat ip to 100\.64\.1\.10\n/,
+    );
+    assert.match(post, /oifname "wan2" snat ip to 100\.64\.2\.10\n/);
+    // No virtual address for the LTE uplink: masquerade as without ha.
+    assert.match(post, /\t\tmeta nfproto ipv4 oifname "wwan0" masquerade\n/);
+  });
+
+  it("marks and tables are the same on both routers: they derive from the uplinks alone", () => {
+    assert.deepEqual(uplinkSlots(A), uplinkSlots(B));
+  });
+});
