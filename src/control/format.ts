@@ -119,7 +119,20 @@ export function formatStatus(status: StatusDocument, now = Date.now()): string {
     domains.length === 0
       ? ""
       : `\n${table(["DOMAIN SET", "RULE", "FAMILY", "ADDRESSES", "NAMES"], sets)}`;
-  return table(header, rows) + formatPolicies(status) + domainTable;
+  return table(header, rows) + formatPolicies(status) + domainTable + formatHa(status);
+}
+
+/**
+ * With `ha`: one line with this router's VRRP role, since when, its
+ * priority and health score, and the peer's role as far as known
+ * (`ha: router a master since 14:02:03 (priority 20 + score 70); peer b unknown`).
+ */
+export function formatHa(status: StatusDocument): string {
+  const ha = status.ha;
+  if (ha === undefined || ha === null) return "";
+  const since = ha.since === null ? "" : ` since ${when(ha.since)}`;
+  const score = ha.score === null ? "no score yet" : `score ${ha.score}`;
+  return `ha: router ${ha.node} ${ha.role}${since} (priority ${ha.priority}, ${score}); peer ${ha.peer.name} ${ha.peer.role}\n`;
 }
 
 /**

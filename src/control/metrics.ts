@@ -11,6 +11,7 @@
  * round counts one probe per target (answered, failed or still pending when
  * the round was decided early); a failed one counts as lost.
  */
+import { HA_ROLES, type HaRoleChange } from "../ha/part.js";
 import { subscribe, unsubscribe } from "node:diagnostics_channel";
 import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
 import type { StatusDocument, UplinkStatus } from "./api.js";
@@ -53,6 +54,7 @@ export class Metrics {
   readonly #probesSent: Counter;
   readonly #probesLost: Counter;
   readonly #rounds: Counter;
+  readonly #roleChanges: Counter;
   readonly #onRound = (message: unknown): void => {
     this.round(message);
   };
@@ -209,6 +211,35 @@ export class Metrics {
       labelNames: ["uplink", "target"],
       registers,
     });
+    new Gauge({
+      name: "uplinkd_ha_role",
+      help: "1 for this router's VRRP role now (config ha), 0 for the others",
+      labelNames: ["node", "role"],
+      registers,
+      async collect(this: Gauge): Promise<void> {
+        const ha = (await current()).ha;
+        this.reset();
+        if (ha === undefined || ha === null) return;
+        for (const role of HA_ROLES) this.set({ node: ha.node, role }, role === ha.role ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: "uplinkd_ha_score",
+      help: "health score uplinkd gives keepalived (added to the VRRP priority; -254: fault)",
+      labelNames: ["node"],
+      registers,
+      async collect(this: Gauge): Promise<void> {
+        const ha = (await current()).ha;
+        this.reset();
+        if (ha?.score !== undefined && ha.score !== null) this.set({ node: ha.node }, ha.score);
+      },
+    });
+    this.#roleChanges = new Counter({
+      name: "uplinkd_ha_role_changes_total",
+      help: "VRRP role changes of this router, by old and new role",
+      labelNames: ["node", "from", "to"],
+      registers,
+    });
     this.#rounds = new Counter({
       name: "uplinkd_probe_rounds_total",
       help: "decided probe rounds, by outcome (passed, failed, void)",
@@ -234,6 +265,11 @@ export class Metrics {
   /** Count one transition. */
   transition(transition: Transition): void {
     this.#transitions.inc({ uplink: transition.uplink, from: transition.from, to: transition.to });
+  }
+
+  /** Count one role change of this router (config `ha`). */
+  roleChange(change: HaRoleChange): void {
+    this.#roleChanges.inc({ node: change.node, from: change.from, to: change.to });
   }
 
   /** Count one decided round (a `uplinkd:health:round` message); other shapes are ignored. */

@@ -5,6 +5,7 @@
  * transition with `transition()` (never blocks), `reconfigure()` after a
  * reload, and `stop()`.
  */
+import type { HaRoleChange } from "../ha/part.js";
 import type { Server } from "node:http";
 import type { Logger } from "pino";
 import type { Config } from "../config/schema.js";
@@ -169,6 +170,18 @@ export class ControlService {
       this.#emit({ type: "status", data: this.#source.status() });
     } catch (error) {
       this.#log.error({ err: error }, "control: reporting a transition failed");
+    }
+  }
+
+  /** Report a role change of this router (config `ha`): counted, pushed to every event stream. Never throws. */
+  roleChange(change: HaRoleChange): void {
+    try {
+      this.metrics.roleChange(change);
+      if (this.#listeners.size === 0) return;
+      this.#emit({ type: "role", data: change });
+      this.#emit({ type: "status", data: this.#source.status() });
+    } catch (error) {
+      this.#log.error({ err: error }, "control: reporting a role change failed");
     }
   }
 

@@ -13,6 +13,10 @@ import {
   renderNotifyScript,
   vrrpSegments,
 } from "../../src/ha/render.js";
+import { pino } from "pino";
+import { HaPart, parseStateFile, type HaRoleChange } from "../../src/ha/part.js";
+import type { UplinkView } from "../../src/dataplane/render.js";
+import { ManualClock } from "../fakes/clock.js";
 import { HA_FAULT_SCORE, HA_SCORE_BASE, HA_SCORE_STEP, healthScore } from "../../src/ha/score.js";
 
 const UPLINKS = `lan: [lan0]
@@ -275,5 +279,94 @@ describe("ha dataplane", () => {
 
   it("marks and tables are the same on both routers: they derive from the uplinks alone", () => {
     assert.deepEqual(uplinkSlots(A), uplinkSlots(B));
+  });
+});
+
+describe("ha part of the daemon", () => {
+  /** Files in memory; `reads` counts reads of the state file. */
+  function fakeIo() {
+    const files = new Map<string, string>();
+    return {
+      files,
+      io: {
+        read: (path: string) => Promise.resolve(files.get(path)),
+        write: (path: string, content: string) => {
+          files.set(path, content);
+          return Promise.resolve();
+        },
+      },
+    };
+  }
+  const silent = pino({ level: "silent" });
+  const flush = () => new Promise<void>((resolve) => setImmediate(resolve));
+  const view = (name: string, tier: number, usable: boolean) =>
+    ({ name, tier, usability: usable ? "good" : "bad" }) as unknown as UplinkView;
+
+  it("writes the health score when it changes, and FAULT when uplinkd gives up on stop", async () => {
+    const { files, io } = fakeIo();
+    const clock = new ManualClock();
+    const part = new HaPart({ log: silent, clock, io, onRole: () => undefined });
+    part.start(A.ha);
+    part.update([view("isp1", 1, true), view("isp2", 1, true), view("lte", 2, true)]);
+    await part.idle();
+    assert.equal(files.get("/run/uplinkd/ha-score"), `${HA_SCORE_BASE + 2 * HA_SCORE_STEP}\n`);
+    part.update([view("isp1", 1, false), view("isp2", 1, true), view("lte", 2, true)]);
+    await part.idle();
+    assert.equal(files.get("/run/uplinkd/ha-score"), `${HA_SCORE_BASE + HA_SCORE_STEP}\n`);
+    assert.equal(part.status()?.score, HA_SCORE_BASE + HA_SCORE_STEP);
+    await part.stop(true);
+    assert.equal(files.get("/run/uplinkd/ha-score"), `${HA_FAULT_SCORE}\n`);
+  });
+
+  it("reports each role the notify script writes, once, with the script's time", async () => {
+    const { files, io } = fakeIo();
+    const clock = new ManualClock();
+    const changes: HaRoleChange[] = [];
+    const part = new HaPart({
+      log: silent,
+      clock,
+      io,
+      pollMs: 100,
+      onRole: (c) => changes.push(c),
+    });
+    part.start(A.ha);
+    clock.advance(0);
+    await flush();
+    assert.equal(part.status()?.role, "unknown");
+    files.set("/run/uplinkd/ha-role", "backup 1700000000500 20\n");
+    clock.advance(100);
+    await flush();
+    assert.equal(part.status()?.peer.role, "master");
+    files.set("/run/uplinkd/ha-role", "master 1700000001000 90\n");
+    clock.advance(100);
+    await flush();
+    clock.advance(100);
+    await flush();
+    assert.deepEqual(
+      changes.map((c) => [c.from, c.to, c.time, c.priority]),
+      [
+        ["unknown", "backup", "2023-11-14T22:13:20.500Z", 20],
+        ["backup", "master", "2023-11-14T22:13:21.000Z", 90],
+      ],
+    );
+    assert.deepEqual(part.status(), {
+      node: "a",
+      role: "master",
+      since: "2023-11-14T22:13:21.000Z",
+      priority: 20,
+      score: null,
+      peer: { name: "b", role: "unknown" },
+    });
+    await part.stop(false);
+  });
+
+  it("reads only the notify script's lines as roles", () => {
+    assert.deepEqual(parseStateFile("fault 12 -234\n"), {
+      role: "fault",
+      wallMs: 12,
+      priority: -234,
+    });
+    assert.equal(parseStateFile("MASTER"), undefined);
+    assert.equal(parseStateFile(""), undefined);
   });
 });
