@@ -4,8 +4,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 # systemd-container, mmdebstrap: the systemd test (test/system); lintian: npm run package;
-# python3-minimal: the lab's point-to-point relay.
+# python3-minimal: the lab's point-to-point relay; keepalived, conntrackd: the HA pair (lab up --ha).
 packages=(iproute2 nftables iputils-ping conntrack dnsmasq-base busybox iperf3 procps psmisc chromium lsm
+  keepalived conntrackd
   python3-minimal systemd-container mmdebstrap lintian)
 missing=()
 for p in "${packages[@]}"; do

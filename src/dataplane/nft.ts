@@ -366,6 +366,14 @@ export function renderNft(
     `\t\tct mark & ${hex(mask)} vmap @restore`,
     `\t\tct state new iifname vmap @inbound`,
     `\t\tiifname != @lan_interfaces return`,
+    // One of an HA pair: a LAN packet of a TCP connection this router has no
+    // entry of yet (a new master, before conntrackd committed the peer's
+    // entries) would be picked up mid-stream and balanced afresh, possibly
+    // to another uplink (a reset). Drop it; the client retransmits once the
+    // entry is there. Only a SYN starts a connection.
+    ...(config.ha === undefined
+      ? []
+      : [`\t\tct state new tcp flags & (fin | syn | rst | ack) != syn drop`]),
     `\t\tfib daddr type { local, broadcast, multicast } return`,
     `\t\tip daddr @local_networks return`,
     `\t\tip daddr vmap @pinned`,

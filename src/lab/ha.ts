@@ -496,8 +496,8 @@ export class HaLab {
   }
 
   /**
-   * Wait until the routers' notify scripts report `roles` and the master
-   * alone holds the LAN's virtual address.
+   * Wait until the routers' notify scripts and uplinkd daemons report
+   * `roles` and the master alone holds the LAN's virtual address.
    * @throws {LabError} when that does not happen within `timeoutMs`.
    */
   async waitForRoles(
@@ -513,6 +513,8 @@ export class HaLab {
       async () => {
         for (const [name, role] of Object.entries(roles) as [HaNodeName, HaRole][]) {
           if ((await this.role(name)) !== role) return undefined;
+          // uplinkd reads the role file every 100 ms: wait until it reports the role too.
+          if ((await this.status(name))?.ha?.role !== role) return undefined;
         }
         if (master !== undefined) {
           const holders = await this.holders();

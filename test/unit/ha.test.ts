@@ -277,6 +277,23 @@ describe("ha dataplane", () => {
     assert.match(post, /\t\tmeta nfproto ipv4 oifname "wwan0" masquerade\n/);
   });
 
+  it("a LAN TCP packet without an entry that is no SYN is dropped, not balanced afresh (a new master)", () => {
+    const pre = (config: typeof A) =>
+      /chain prerouting \{[\s\S]*?\n\t\}/.exec(
+        renderDesired(
+          config,
+          buildViews(config, links, () => "up"),
+        ).nftScript,
+      )?.[0] ?? "";
+    assert.match(
+      pre(A),
+      /\t\tiifname != @lan_interfaces return\n\t\tct state new tcp flags & \(fin \| syn \| rst \| ack\) != syn drop\n/,
+    );
+    const single = { ...A };
+    delete single.ha;
+    assert.doesNotMatch(pre(single), /tcp flags/);
+  });
+
   it("marks and tables are the same on both routers: they derive from the uplinks alone", () => {
     assert.deepEqual(uplinkSlots(A), uplinkSlots(B));
   });
