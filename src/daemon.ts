@@ -451,6 +451,8 @@ export class Daemon {
       this.#roleEvents.splice(0, this.#roleEvents.length - limit);
     }
     this.#control?.roleChange(change);
+    // Returns at once; deliveries run detached and never throw.
+    this.#notifier?.notifyRole(change);
   }
 
   /** Resolves when the controller has nothing to do (tests). */

@@ -13,7 +13,12 @@ import {
   renderNotifyScript,
   vrrpSegments,
 } from "../../src/ha/render.js";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { pino } from "pino";
+import { hookEnvironment, summary, textBody, webhookPayload } from "../../src/notify/message.js";
+import { Notifier } from "../../src/notify/notifier.js";
+import { notifySchema } from "../../src/notify/schema.js";
 import { HaPart, parseStateFile, type HaRoleChange } from "../../src/ha/part.js";
 import type { UplinkView } from "../../src/dataplane/render.js";
 import { ManualClock } from "../fakes/clock.js";
@@ -385,5 +390,74 @@ describe("ha part of the daemon", () => {
     });
     assert.equal(parseStateFile("MASTER"), undefined);
     assert.equal(parseStateFile(""), undefined);
+  });
+});
+
+describe("ha role notifications", () => {
+  const change: HaRoleChange = {
+    time: "2024-05-01T10:00:00.000Z",
+    node: "b",
+    from: "backup",
+    to: "master",
+    priority: 80,
+  };
+
+  it("a role change is its own message: subject, body, webhook body and hook variables", () => {
+    const notification = {
+      kind: "role" as const,
+      host: "router-b",
+      time: "2024-05-01T10:00:01.000Z",
+      transitions: [],
+      omitted: 0,
+      uplinks: null,
+      role: change,
+    };
+    assert.equal(summary(notification), "router b master");
+    assert.match(
+      textBody(notification),
+      /^router b master on router-b\n\n2024-05-01T10:00:00\.000Z {2}router b \(HA pair\): backup → master \(VRRP priority 80\)\n/,
+    );
+    assert.deepEqual(webhookPayload(notification).role, change);
+    assert.equal(webhookPayload(notification).type, "role");
+    const env = hookEnvironment("role", [], 0, change);
+    assert.equal(env.EVENT, "role");
+    assert.equal(env.NODE, "b");
+    assert.equal(env.ROLE, "master");
+    assert.equal(env.PREVIOUS_ROLE, "backup");
+    assert.equal(env.TIMESTAMP, change.time);
+    assert.equal(env.UPLINK, "");
+  });
+
+  it("the notifier sends it at once to every channel, whatever `states` says", async () => {
+    const bodies: string[] = [];
+    const server = createServer((req, res) => {
+      let body = "";
+      req.on("data", (chunk: Buffer) => (body += chunk.toString("utf8")));
+      req.on("end", () => {
+        bodies.push(body);
+        res.end("ok");
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const notifier = new Notifier(
+        notifySchema.parse({
+          states: ["down"],
+          coalesce: "10s",
+          webhooks: [{ url: `http://127.0.0.1:${port}/hook` }],
+        }),
+        pino({ level: "silent" }),
+        { interfaceOf: () => undefined, hostname: "router-b" },
+      );
+      notifier.notifyRole(change);
+      await notifier.flush();
+      assert.equal(bodies.length, 1);
+      const body = JSON.parse(bodies[0] ?? "{}") as { summary?: string; role?: HaRoleChange };
+      assert.equal(body.summary, "router b master");
+      assert.deepEqual(body.role, change);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 });
