@@ -8,7 +8,7 @@
  *
  * Options: `--quick`; `--out DIR` (default bench/, or bench/quick/ with
  * --quick); `--only PART,...` (failover, lsm, soak, apply, balance,
- * throughput, footprint, load, conntrack); `--render FILE`: only rewrite RESULTS.md next to
+ * throughput, footprint, load, conntrack, ha); `--render FILE`: only rewrite RESULTS.md next to
  * the results.json FILE. Needs root (network namespaces) and a build.
  *
  * Every part runs in labs of its own (prefix `b<part><run id>`), removed at
@@ -40,6 +40,7 @@ import {
 import { soakPart } from "./soak.js";
 import { throughputPart } from "./throughput.js";
 import { loadPart } from "./load.js";
+import { haPart } from "./ha.js";
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
 
@@ -54,6 +55,7 @@ export const PARTS = [
   "footprint",
   "load",
   "conntrack",
+  "ha",
 ] as const;
 export type PartName = (typeof PARTS)[number];
 
@@ -147,6 +149,8 @@ async function main(): Promise<number> {
     await part("footprint", () => footprintPart(ctx));
     await part("load", () => loadPart(ctx));
     if (!quick) await part("conntrack", () => conntrackPart(ctx, 6));
+    // Each takeover trial takes ~12 s (the old master returns in between).
+    if (!quick) await part("ha", () => haPart(ctx, 10));
   };
   const long = (): Promise<unknown> =>
     Promise.all([
@@ -154,6 +158,8 @@ async function main(): Promise<number> {
       part("lsm", () => lsmPart(ctx, quick ? 1 : trials, quick ? 0 : 3)),
       // A smoke run of the large-table part (small tables) beside the soaks.
       quick ? part("conntrack", () => conntrackPart(ctx, 2)) : Promise.resolve(),
+      // The HA pair (5 takeovers, ~70 s) beside the soaks, so the quick run stays short.
+      quick ? part("ha", () => haPart(ctx, 5)) : Promise.resolve(),
     ]);
   try {
     if (quick) await Promise.all([sensitive(), long()]);
