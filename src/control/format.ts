@@ -132,7 +132,8 @@ export function formatHa(status: StatusDocument): string {
   if (ha === undefined || ha === null) return "";
   const since = ha.since === null ? "" : ` since ${when(ha.since)}`;
   const score = ha.score === null ? "no score yet" : `score ${ha.score}`;
-  return `ha: router ${ha.node} ${ha.role}${since} (priority ${ha.priority}, ${score}); peer ${ha.peer.name} ${ha.peer.role}\n`;
+  const peerScore = ha.peer.score === null ? "" : ` (score ${ha.peer.score})`;
+  return `ha: router ${ha.node} ${ha.role}${since} (priority ${ha.priority}, ${score}); peer ${ha.peer.name} ${ha.peer.role}${peerScore}\n`;
 }
 
 /**

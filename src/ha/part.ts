@@ -5,11 +5,18 @@
  * notify script writes to `ha.state_file` (`ROLE WALL_MS PRIORITY`, see
  * render.ts), reporting each change.
  *
+ * Over the sync link the two daemons tell each other their role and score
+ * once a second (one UDP datagram of JSON to the peer's sync address,
+ * `ha.sync.port + 1`), so `status` shows the peer's role as the peer sees
+ * it; a peer silent for 3 s is `unreachable`. This is reporting only:
+ * keepalived alone elects the master.
+ *
  * The track file is replaced atomically and only when its value changes; a
  * failed write is logged and tried again at the next update. The state file
  * is read every `pollMs` (default 100 ms); a missing file means keepalived
  * has not reported a role yet (`unknown`).
  */
+import { createSocket, type Socket } from "node:dgram";
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import type { Logger } from "pino";
@@ -21,8 +28,67 @@ import { HA_FAULT_SCORE, healthScore } from "./score.js";
 /** VRRP role of a router as uplinkd knows it. */
 export type HaRole = "master" | "backup" | "fault" | "stopped" | "unknown";
 
+/** What `status` says of the peer: its reported role, or `unreachable` when it has been silent. */
+export type HaPeerRole = HaRole | "unreachable";
+
 /** Every {@link HaRole}. */
 export const HA_ROLES: readonly HaRole[] = ["master", "backup", "fault", "stopped", "unknown"];
+
+/** Interval of the heartbeat to the peer, ms. */
+export const HA_HEARTBEAT_MS = 1000;
+
+/** A peer silent for this long is `unreachable`, ms. */
+export const HA_PEER_TIMEOUT_MS = 3000;
+
+/** The datagram one daemon sends the other. */
+export interface HaHeartbeat {
+  node: string;
+  role: HaRole;
+  score: number | null;
+  priority: number;
+}
+
+/** Sends and receives heartbeats; tests pass a fake. */
+export interface HaTransport {
+  /**
+   * Listen on `port` (every address) and call `onMessage` with each
+   * datagram's text and sender address. Errors go to `onError`.
+   */
+  start(
+    port: number,
+    onMessage: (text: string, from: string) => void,
+    onError: (error: Error) => void,
+  ): void;
+  /** Send `text` to `address`:`port`; errors go to start's `onError`. */
+  send(text: string, address: string, port: number): void;
+  stop(): void;
+}
+
+/** UDP (node:dgram, udp4). */
+export function udpTransport(): HaTransport {
+  let socket: Socket | undefined;
+  let report: (error: Error) => void = () => undefined;
+  return {
+    start(port, onMessage, onError) {
+      report = onError;
+      socket = createSocket({ type: "udp4", reuseAddr: true });
+      socket.on("message", (message, remote) => {
+        onMessage(message.toString("utf8"), remote.address);
+      });
+      socket.on("error", onError);
+      socket.bind(port);
+    },
+    send(text, address, port) {
+      socket?.send(text, port, address, (error) => {
+        if (error) report(error);
+      });
+    },
+    stop() {
+      socket?.close();
+      socket = undefined;
+    },
+  };
+}
 
 /** A change of this router's role. */
 export interface HaRoleChange {
@@ -48,11 +114,13 @@ export interface HaStatus {
   peer: {
     name: string;
     /**
-     * While this router is backup, the peer is the master (someone's
-     * adverts outrank ours); while master, whether the peer is backup or
-     * gone cannot be told from here: `unknown`.
+     * The role the peer's daemon last reported over the sync link;
+     * `unreachable` after 3 s of silence (then, while this router is
+     * backup, `master`: someone's adverts outrank ours).
      */
-    role: HaRole;
+    role: HaPeerRole;
+    /** The peer's health score as it reported it; null when unknown. */
+    score: number | null;
   };
 }
 
@@ -107,6 +175,8 @@ export interface HaPartOptions {
   io?: HaIo;
   /** Interval of reading the state file, ms (default 100). */
   pollMs?: number;
+  /** Heartbeats to and from the peer (default UDP). */
+  transport?: HaTransport;
 }
 
 /** See the module comment. */
@@ -120,11 +190,16 @@ export class HaPart {
   #wanted: number | undefined;
   #writing: Promise<void> = Promise.resolve();
   #timer: TimerHandle | undefined;
+  #heartbeat: TimerHandle | undefined;
   #stopped = true;
+  readonly #transport: HaTransport;
+  #listening: number | undefined;
+  #peer: { heartbeat: HaHeartbeat; at: number } | undefined;
 
   constructor(options: HaPartOptions) {
     this.#options = options;
     this.#io = options.io ?? systemHaIo;
+    this.#transport = options.transport ?? udpTransport();
   }
 
   /** Start following `ha` (nothing happens without it). */
@@ -132,6 +207,7 @@ export class HaPart {
     this.#ha = ha;
     this.#stopped = false;
     this.#schedule(0);
+    this.#beat();
   }
 
   /** A reloaded config: new paths are written and read from now on. */
@@ -158,6 +234,10 @@ export class HaPart {
     this.#stopped = true;
     if (this.#timer !== undefined) this.#options.clock.clearTimeout(this.#timer);
     this.#timer = undefined;
+    if (this.#heartbeat !== undefined) this.#options.clock.clearTimeout(this.#heartbeat);
+    this.#heartbeat = undefined;
+    if (this.#listening !== undefined) this.#transport.stop();
+    this.#listening = undefined;
     if (giveUp && this.#ha !== undefined) this.#write(HA_FAULT_SCORE);
     await this.#writing;
   }
@@ -172,7 +252,70 @@ export class HaPart {
       since: this.#since,
       priority: ha.priority,
       score: this.#written?.score ?? null,
-      peer: { name: ha.peer.name, role: this.#role === "backup" ? "master" : "unknown" },
+      peer: { name: ha.peer.name, ...this.#peerNow() },
+    };
+  }
+
+  #peerNow(): { role: HaPeerRole; score: number | null } {
+    const peer = this.#peer;
+    if (peer !== undefined && this.#options.clock.now() - peer.at <= HA_PEER_TIMEOUT_MS) {
+      return { role: peer.heartbeat.role, score: peer.heartbeat.score };
+    }
+    if (this.#role === "backup") return { role: "master", score: null };
+    return { role: peer === undefined ? "unknown" : "unreachable", score: null };
+  }
+
+  /** Send our heartbeat (listening first if not yet), then again in a second. */
+  #beat(): void {
+    if (this.#stopped) return;
+    const ha = this.#ha;
+    if (ha !== undefined) {
+      const port = ha.sync.port + 1;
+      if (this.#listening !== port) {
+        if (this.#listening !== undefined) this.#transport.stop();
+        this.#listening = port;
+        this.#transport.start(
+          port,
+          (text, from) => {
+            this.#received(text, from);
+          },
+          (error) => {
+            this.#options.log.debug({ err: error }, `ha: heartbeat: ${error.message}`);
+          },
+        );
+      }
+      const heartbeat: HaHeartbeat = {
+        node: ha.node,
+        role: this.#role,
+        score: this.#written?.score ?? null,
+        priority: ha.priority,
+      };
+      this.#transport.send(JSON.stringify(heartbeat), ha.peer.address, port);
+    }
+    this.#heartbeat = this.#options.clock.setTimeout(() => {
+      this.#beat();
+    }, HA_HEARTBEAT_MS);
+  }
+
+  /** A heartbeat datagram: kept when it comes from the peer's sync address and names the peer. */
+  #received(text: string, from: string): void {
+    const ha = this.#ha;
+    if (ha === undefined || from !== ha.peer.address) return;
+    let heartbeat: Partial<HaHeartbeat>;
+    try {
+      heartbeat = JSON.parse(text) as Partial<HaHeartbeat>;
+    } catch {
+      return;
+    }
+    if (heartbeat.node !== ha.peer.name || !HA_ROLES.includes(heartbeat.role as HaRole)) return;
+    this.#peer = {
+      heartbeat: {
+        node: heartbeat.node,
+        role: heartbeat.role as HaRole,
+        score: typeof heartbeat.score === "number" ? heartbeat.score : null,
+        priority: typeof heartbeat.priority === "number" ? heartbeat.priority : 0,
+      },
+      at: this.#options.clock.now(),
     };
   }
 

@@ -54,6 +54,25 @@ function assertFlowing(
   });
 }
 
+/**
+ * The peer's role as each daemon reports it (`a` is what router a says of
+ * b), polled until `done` holds (at most 6 s; the last reading otherwise).
+ */
+async function peerRoles(
+  ha: HaLab,
+  done: (p: { a?: string; b?: string }) => boolean,
+): Promise<{ a?: string; b?: string }> {
+  let last: { a?: string; b?: string } = {};
+  for (let k = 0; k < 60; k++) {
+    const a = (await ha.status("a"))?.ha?.peer.role;
+    const b = (await ha.status("b"))?.ha?.peer.role;
+    last = { ...(a === undefined ? {} : { a }), ...(b === undefined ? {} : { b }) };
+    if (done(last)) break;
+    await sleep(100);
+  }
+  return last;
+}
+
 describe("a redundant router pair (keepalived, conntrackd, uplinkd)", { timeout: 300_000 }, () => {
   let ha: HaLab;
   const holds: Hold[] = [];
@@ -75,8 +94,10 @@ describe("a redundant router pair (keepalived, conntrackd, uplinkd)", { timeout:
     assert.ok(a !== undefined && a !== null && b !== undefined && b !== null, "both report ha");
     assert.equal(a.role, "master");
     assert.equal(b.role, "backup");
-    assert.equal(b.peer.role, "master");
     assert.deepEqual(await ha.holders(), ["a"]);
+    // Each daemon hears the other's role over the sync link (a heartbeat a second).
+    const peers = await peerRoles(ha, (p) => p.a === "backup" && p.b === "master");
+    assert.deepEqual(peers, { a: "backup", b: "master" });
     // The backup's uplinks are up: its probes leave from its own addresses (.3), not the virtual ones.
     const bUp = await ha.status("b");
     assert.deepEqual(
@@ -125,6 +146,9 @@ describe("a redundant router pair (keepalived, conntrackd, uplinkd)", { timeout:
     for (const source of Object.keys(fresh.bySource)) assert.ok(virtuals.includes(source), source);
     const b = await ha.status("b");
     assert.equal(b?.ha?.role, "master");
+    // a is silent now: b's daemon says so.
+    const peers = await peerRoles(ha, (p) => p.b === "unreachable");
+    assert.equal(peers.b, "unreachable");
   });
 
   it("the old master returns and takes over again without breaking a connection", async () => {

@@ -19,7 +19,7 @@ import { pino } from "pino";
 import { hookEnvironment, summary, textBody, webhookPayload } from "../../src/notify/message.js";
 import { Notifier } from "../../src/notify/notifier.js";
 import { notifySchema } from "../../src/notify/schema.js";
-import { HaPart, parseStateFile, type HaRoleChange } from "../../src/ha/part.js";
+import { HaPart, parseStateFile, type HaRoleChange, type HaTransport } from "../../src/ha/part.js";
 import type { UplinkView } from "../../src/dataplane/render.js";
 import { ManualClock } from "../fakes/clock.js";
 import { HA_FAULT_SCORE, HA_SCORE_BASE, HA_SCORE_STEP, healthScore } from "../../src/ha/score.js";
@@ -320,6 +320,25 @@ describe("ha part of the daemon", () => {
     };
   }
   const silent = pino({ level: "silent" });
+  /** Heartbeats in memory: what was sent, and a way to deliver one as if from `from`. */
+  function fakeTransport() {
+    const sent: { text: string; address: string; port: number }[] = [];
+    let deliver: (text: string, from: string) => void = () => undefined;
+    const transport: HaTransport = {
+      start: (_port, onMessage) => {
+        deliver = onMessage;
+      },
+      send: (text, address, port) => sent.push({ text, address, port }),
+      stop: () => undefined,
+    };
+    return {
+      sent,
+      transport,
+      deliver: (text: string, from: string) => {
+        deliver(text, from);
+      },
+    };
+  }
   const flush = () => new Promise<void>((resolve) => setImmediate(resolve));
   const view = (name: string, tier: number, usable: boolean) =>
     ({ name, tier, usability: usable ? "good" : "bad" }) as unknown as UplinkView;
@@ -327,7 +346,13 @@ describe("ha part of the daemon", () => {
   it("writes the health score when it changes, and FAULT when uplinkd gives up on stop", async () => {
     const { files, io } = fakeIo();
     const clock = new ManualClock();
-    const part = new HaPart({ log: silent, clock, io, onRole: () => undefined });
+    const part = new HaPart({
+      log: silent,
+      clock,
+      io,
+      transport: fakeTransport().transport,
+      onRole: () => undefined,
+    });
     part.start(A.ha);
     part.update([view("isp1", 1, true), view("isp2", 1, true), view("lte", 2, true)]);
     await part.idle();
@@ -349,6 +374,7 @@ describe("ha part of the daemon", () => {
       clock,
       io,
       pollMs: 100,
+      transport: fakeTransport().transport,
       onRole: (c) => changes.push(c),
     });
     part.start(A.ha);
@@ -377,8 +403,34 @@ describe("ha part of the daemon", () => {
       since: "2023-11-14T22:13:21.000Z",
       priority: 20,
       score: null,
-      peer: { name: "b", role: "unknown" },
+      peer: { name: "b", role: "unknown", score: null },
     });
+    await part.stop(false);
+  });
+
+  it("tells the peer its role each second and shows the peer's; a silent peer becomes unreachable", async () => {
+    const { files, io } = fakeIo();
+    const { sent, transport, deliver } = fakeTransport();
+    const clock = new ManualClock();
+    const part = new HaPart({ log: silent, clock, io, transport, onRole: () => undefined });
+    part.start(A.ha);
+    files.set("/run/uplinkd/ha-role", "master 1700000000500 90\n");
+    clock.advance(100);
+    await flush();
+    clock.advance(1000);
+    assert.deepEqual(sent.at(-1), {
+      text: JSON.stringify({ node: "a", role: "master", score: null, priority: 20 }),
+      address: "100.64.250.2",
+      port: 3781,
+    });
+    const beat = JSON.stringify({ node: "b", role: "backup", score: 70, priority: 10 });
+    deliver(beat, "100.64.250.9"); // not the peer's sync address: ignored
+    assert.deepEqual(part.status()?.peer, { name: "b", role: "unknown", score: null });
+    deliver(beat, "100.64.250.2");
+    assert.deepEqual(part.status()?.peer, { name: "b", role: "backup", score: 70 });
+    clock.advance(3001);
+    await flush();
+    assert.deepEqual(part.status()?.peer, { name: "b", role: "unreachable", score: null });
     await part.stop(false);
   });
 
