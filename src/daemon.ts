@@ -181,6 +181,7 @@ export class Daemon {
         status: () => this.status(),
         refreshTraffic: () => this.refreshTraffic(),
         events: () => this.#events,
+        roleEvents: () => (this.#config.ha === undefined ? undefined : this.#roleEvents),
         reload: () => this.reload(),
         disable: (uplink, options) => this.disable(uplink, options),
         enable: (uplink) => this.enable(uplink),

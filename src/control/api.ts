@@ -109,6 +109,8 @@ export interface StatusDocument {
 export interface EventsDocument {
   /** Recent transitions, oldest first. */
   events: readonly Transition[];
+  /** With `ha`: recent VRRP role changes of this router, oldest first; absent without. */
+  roles?: readonly HaRoleChange[];
 }
 
 /** `POST /reload`. */

@@ -1,6 +1,7 @@
 /**
  * Human-readable forms of what the control API returns.
  */
+import type { HaRoleChange } from "../ha/part.js";
 import { formatRate } from "../config/rate.js";
 import { shares } from "../policy/load.js";
 import type { Transition } from "../uplink-health.js";
@@ -149,6 +150,22 @@ function formatPolicies(status: StatusDocument): string {
         .map(([uplink, pct]) => `${uplink} ${Math.round(pct)}%`);
       return `policy ${name}: ${parts.length === 0 ? "none" : parts.join(", ")}\n`;
     })
+    .join("");
+}
+
+/**
+ * With `ha`: the role changes of `uplinkd events`, oldest first, one line
+ * each (`2026-12-02 14:30:23Z  ha router a: backup -> master (priority 90)`);
+ * empty without any.
+ */
+export function formatRoleEvents(roles: readonly HaRoleChange[]): string {
+  return roles
+    .map(
+      (r) =>
+        `${when(r.time)}  ha router ${r.node}: ${r.from} -> ${r.to}` +
+        (r.priority === null ? "" : ` (priority ${r.priority})`) +
+        "\n",
+    )
     .join("");
 }
 

@@ -37,6 +37,8 @@ export interface ControlSource {
   refreshTraffic(): Promise<void>;
   /** Recent transitions, oldest first. */
   events(): readonly Transition[];
+  /** Role changes of this router (config `ha`), oldest first; undefined without `ha`. */
+  roleEvents?(): readonly HaRoleChange[] | undefined;
   reload(): Promise<ReloadResult>;
   disable(uplink: string, options: DisableOptions): Promise<MaintenanceResult>;
   enable(uplink: string): Promise<MaintenanceResult>;
@@ -81,7 +83,13 @@ export class ControlService {
   /** The handlers both listeners serve. */
   readonly handlers: ControlHandlers = {
     status: () => this.#fullStatus(),
-    events: (limit) => ({ events: this.#source.events().slice(-limit) }),
+    events: (limit) => {
+      const roles = this.#source.roleEvents?.();
+      return {
+        events: this.#source.events().slice(-limit),
+        ...(roles === undefined ? {} : { roles: roles.slice(-limit) }),
+      };
+    },
     history: () => ({ intervalMs: this.#tickMs, samples: this.#history }),
     reload: () => this.#source.reload(),
     disable: (uplink, options) => this.#source.disable(uplink, options),

@@ -364,16 +364,17 @@ export function renderNft(
     `\t\ttype filter hook prerouting priority mangle; policy accept;`,
     `\t\tmeta nfproto != ipv4 return`,
     `\t\tct mark & ${hex(mask)} vmap @restore`,
-    `\t\tct state new iifname vmap @inbound`,
-    `\t\tiifname != @lan_interfaces return`,
-    // One of an HA pair: a LAN packet of a TCP connection this router has no
+    // One of an HA pair: a TCP packet of a connection this router has no
     // entry of yet (a new master, before conntrackd committed the peer's
-    // entries) would be picked up mid-stream and balanced afresh, possibly
-    // to another uplink (a reset). Drop it; the client retransmits once the
-    // entry is there. Only a SYN starts a connection.
+    // entries) would be picked up mid-stream: from the LAN, balanced afresh,
+    // possibly to another uplink; from an uplink, delivered to the virtual
+    // address itself, which answers with a reset. Drop it; it is sent again
+    // once the entry is there. Only a SYN starts a connection.
     ...(config.ha === undefined
       ? []
       : [`\t\tct state new tcp flags & (fin | syn | rst | ack) != syn drop`]),
+    `\t\tct state new iifname vmap @inbound`,
+    `\t\tiifname != @lan_interfaces return`,
     `\t\tfib daddr type { local, broadcast, multicast } return`,
     `\t\tip daddr @local_networks return`,
     `\t\tip daddr vmap @pinned`,

@@ -497,7 +497,8 @@ export class HaLab {
 
   /**
    * Wait until the routers' notify scripts and uplinkd daemons report
-   * `roles` and the master alone holds the LAN's virtual address.
+   * `roles` and, of the routers named, the master alone holds the LAN's
+   * virtual address.
    * @throws {LabError} when that does not happen within `timeoutMs`.
    */
   async waitForRoles(
@@ -517,7 +518,9 @@ export class HaLab {
           if ((await this.status(name))?.ha?.role !== role) return undefined;
         }
         if (master !== undefined) {
-          const holders = await this.holders();
+          // A dead router (links cut, killed) may keep the addresses it held: only the named count.
+          const named = Object.keys(roles);
+          const holders = (await this.holders()).filter((h) => named.includes(h));
           if (holders.length !== 1 || holders[0] !== master) return undefined;
         }
         return true;

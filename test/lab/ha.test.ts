@@ -13,6 +13,8 @@ import { haLabUp, haUplinkVirtual, HA_LAB, type HaLab } from "../../src/lab/ha.j
 import { holdConnection, lanTraffic, type TrafficProcess } from "../../src/lab/daemon.js";
 import type { HoldLine } from "../../src/lab/traffic.js";
 import { uniquePrefix } from "./helpers.js";
+import { controlRequest } from "../../src/control/client.js";
+import type { EventsDocument } from "../../src/control/api.js";
 
 type Hold = TrafficProcess<HoldLine>;
 
@@ -138,7 +140,8 @@ describe("a redundant router pair (keepalived, conntrackd, uplinkd)", { timeout:
     const killedAt = holds.map(lastT);
     await ha.kill("a");
     await ha.waitForRoles({ b: "master" }, 15_000);
-    assert.deepEqual(await ha.holders(), ["b"]);
+    // (a, killed with its links cut, may still hold addresses: keepalived got no time to drop them.)
+    assert.ok((await ha.holders()).includes("b"));
     await sleep(3000);
     assertFlowing(holds, killedAt, 10, "after a died");
     const fresh = await lanTraffic(ha.lab, 20, { rounds: 2, timeoutMs: 3000 });
@@ -146,6 +149,17 @@ describe("a redundant router pair (keepalived, conntrackd, uplinkd)", { timeout:
     for (const source of Object.keys(fresh.bySource)) assert.ok(virtuals.includes(source), source);
     const b = await ha.status("b");
     assert.equal(b?.ha?.role, "master");
+    // The role change is an event of b's daemon.
+    const events = (await controlRequest(
+      ha.paths("b").controlSocket,
+      "GET",
+      "/events",
+    )) as EventsDocument;
+    assert.deepEqual(events.roles?.map((r) => [r.node, r.from, r.to]).at(-1), [
+      "b",
+      "backup",
+      "master",
+    ]);
     // a is silent now: b's daemon says so.
     const peers = await peerRoles(ha, (p) => p.b === "unreachable");
     assert.equal(peers.b, "unreachable");

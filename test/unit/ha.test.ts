@@ -16,6 +16,8 @@ import {
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { pino } from "pino";
+import type { StatusDocument } from "../../src/control/api.js";
+import { formatHa, formatRoleEvents } from "../../src/control/format.js";
 import { hookEnvironment, summary, textBody, webhookPayload } from "../../src/notify/message.js";
 import { Notifier } from "../../src/notify/notifier.js";
 import { notifySchema } from "../../src/notify/schema.js";
@@ -282,7 +284,7 @@ describe("ha dataplane", () => {
     assert.match(post, /\t\tmeta nfproto ipv4 oifname "wwan0" masquerade\n/);
   });
 
-  it("a LAN TCP packet without an entry that is no SYN is dropped, not balanced afresh (a new master)", () => {
+  it("a TCP packet without an entry that is no SYN is dropped, from the LAN or an uplink (a new master)", () => {
     const pre = (config: typeof A) =>
       /chain prerouting \{[\s\S]*?\n\t\}/.exec(
         renderDesired(
@@ -292,7 +294,7 @@ describe("ha dataplane", () => {
       )?.[0] ?? "";
     assert.match(
       pre(A),
-      /\t\tiifname != @lan_interfaces return\n\t\tct state new tcp flags & \(fin \| syn \| rst \| ack\) != syn drop\n/,
+      /\t\tct state new tcp flags & \(fin \| syn \| rst \| ack\) != syn drop\n\t\tct state new iifname vmap @inbound\n/,
     );
     const single = { ...A };
     delete single.ha;
@@ -511,5 +513,31 @@ describe("ha role notifications", () => {
     } finally {
       await new Promise((resolve) => server.close(resolve));
     }
+  });
+});
+
+describe("ha in status and events", () => {
+  it("status ends with this router's role and the peer's; events list role changes", () => {
+    const status = {
+      ha: {
+        node: "a",
+        role: "master" as const,
+        since: "2026-12-02T14:30:23.000Z",
+        priority: 20,
+        score: 70,
+        peer: { name: "b", role: "backup" as const, score: 50 },
+      },
+    } as unknown as StatusDocument;
+    assert.equal(
+      formatHa(status),
+      "ha: router a master since 2026-12-02 14:30:23Z (priority 20, score 70); peer b backup (score 50)\n",
+    );
+    assert.equal(formatHa({ ...status, ha: null }), "");
+    assert.equal(
+      formatRoleEvents([
+        { time: "2026-12-02T14:30:23.000Z", node: "a", from: "backup", to: "master", priority: 90 },
+      ]),
+      "2026-12-02 14:30:23Z  ha router a: backup -> master (priority 90)\n",
+    );
   });
 });
