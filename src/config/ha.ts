@@ -190,7 +190,8 @@ export function virtualAddressesOf(ha: HaConfig | undefined, iface: string): str
  * Cross-field problems of `ha`: the peer is another router; every LAN
  * interface has a virtual address (the clients' gateway); virtual
  * addresses sit on LAN or uplink interfaces, each once, never on the sync
- * link; an uplink with a virtual address has no `snat` of its own (uplinkd
+ * link; the segments' VRIDs (one each, from `virtual_router_id` on) stay
+ * within 1..255; an uplink with a virtual address has no `snat` of its own (uplinkd
  * SNATs to the virtual address); the sync link is none of the LAN or uplink
  * interfaces and the two sync addresses differ.
  */
@@ -225,6 +226,13 @@ export function checkHa(config: HaCheckInput): ConfigProblem[] {
         message: `LAN interface ${lan} needs a virtual address: the clients' gateway must move with the master`,
       });
     }
+  }
+  const segments = Object.keys(ha.virtual_addresses).length;
+  if (ha.virtual_router_id + segments - 1 > 255) {
+    problems.push({
+      path: ["ha", "virtual_router_id"],
+      message: `${segments} segments need VRIDs ${ha.virtual_router_id}..${ha.virtual_router_id + segments - 1}; VRRP has 1..255`,
+    });
   }
   const seen = new Map<string, string>();
   for (const [iface, addresses] of Object.entries(ha.virtual_addresses)) {

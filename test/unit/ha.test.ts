@@ -127,6 +127,13 @@ describe("ha config", () => {
     ]);
   });
 
+  it("rejects VRIDs beyond 255 for the segments", () => {
+    const text = haText("a", 20, "100.64.250.1", "100.64.250.2", "  virtual_router_id: 254\n");
+    assert.deepEqual(issues(text), [
+      "ha.yaml:23:22 ha.virtual_router_id: 3 segments need VRIDs 254..256; VRRP has 1..255",
+    ]);
+  });
+
   it("rejects a sync link that is a LAN or uplink interface", () => {
     const text = haText("a", 20, "100.64.250.1", "100.64.250.2").replace(
       "interface: sync0",
