@@ -211,7 +211,7 @@ export function renderHaNodeConfig(plan: LabPlan, stateDir: string, name: HaNode
 }
 
 /** What `--ha` adds to the state directory (`ha.json`). */
-interface HaLabState {
+export interface HaLabState {
   version: 1;
   nodes: Record<HaNodeName, { pids: Record<string, number> }>;
 }
