@@ -15,6 +15,7 @@ import type { SoakResults } from "./soak.js";
 import { ratio, type Spread } from "./stats.js";
 import type { ThroughputResults } from "./throughput.js";
 import type { LoadResults } from "./load.js";
+import type { HaResults } from "./ha.js";
 
 /** One part's outcome. */
 export interface PartResult {
@@ -328,6 +329,33 @@ export function summaryRows(doc: Results): Row[] {
         `goodput ${num(m.goodputMbit, " Mbit/s")} (${num(m.ofCapacityPct, " %")} of 50); ${m.failed} failed`,
       ),
     );
+  }
+  const ha = data(doc, "ha") as HaResults | undefined;
+  if (ha !== undefined) {
+    rows.push(
+      spreadRow(
+        `HA pair: master dies -> new LAN connections succeed again (VRRP adverts ${ha.advertMs} ms)`,
+        ha.takeoverMs,
+        " ms",
+        `${ha.trials.reduce((s, t) => s + t.failed, 0)} probe connections failed in all`,
+      ),
+      valueRow(
+        "HA pair: long-lived connections surviving the takeover",
+        num(ha.survivedPct, " %"),
+        `${ha.trials.reduce((s, t) => s + t.survived, 0)} of ${ha.trials.reduce((s, t) => s + t.held, 0)}, same uplink and address`,
+        String(ha.trials.length),
+      ),
+    );
+    if (ha.sync !== null) {
+      rows.push(
+        valueRow(
+          `HA pair: sync link traffic for ${thousands(ha.sync.entries)} new connections`,
+          `${num(Math.round(ha.sync.txBytes / 1024))} KiB`,
+          `${num(Math.round((ha.sync.txBytes / ha.sync.entries) * 10) / 10)} B each; acks back ${num(Math.round(ha.sync.rxBytes / 1024))} KiB; ` +
+            `in ${num(ha.sync.ms, " ms")}; bulk send ${num(Math.round(ha.sync.bulkTxBytes / 1024))} KiB`,
+        ),
+      );
+    }
   }
   for (const [name, p] of Object.entries(doc.parts)) {
     if (p?.status === "error") rows.push(valueRow(`Part ${name}`, "FAILED", p.error ?? ""));
@@ -682,6 +710,34 @@ export function renderMarkdown(doc: Results): string {
         "",
       );
     }
+  }
+
+  const ha = data(doc, "ha") as HaResults | undefined;
+  out.push(
+    "## 11. Redundant router pair",
+    "",
+    "`uplinkd lab up --ha`: two routers sharing the LAN and both ISP segments (bridges), keepalived with " +
+      "VRRPv3 adverts every 200 ms, conntrackd FTFW over a dedicated link, uplinkd in each. Per trial six " +
+      "long-lived LAN connections (an answer every 100 ms) and a probe opening a connection every 20 ms run " +
+      "while the master dies: its switch ports and sync link are cut, then its processes killed. **Takeover**: " +
+      "cut to new connections succeeding again for good (as part 1's failover). **Surviving**: long-lived " +
+      "connections answering again after the cut (within 10 s), never reset, always from the same address. The old master returns (its " +
+      "virtual addresses and conntrack table gone, as after a reboot) and takes over again before the next " +
+      "trial. **Sync traffic**: 10,000 synthetic ESTABLISHED entries loaded into the master's table; bytes on " +
+      "the sync link until the backup's external cache holds them all, and for one bulk send (`conntrackd -B`).",
+    "",
+  );
+  if (ha !== undefined) {
+    out.push(
+      "| trial | takeover (ms) | probe failures | surviving | reset |",
+      "|---:|---:|---:|---:|---:|",
+    );
+    ha.trials.forEach((t, i) => {
+      out.push(
+        `| ${i + 1} | ${num(t.takeoverMs)} | ${t.failed} | ${t.survived} / ${t.held}${t.error === undefined ? "" : ` (${t.error})`} | ${t.broken} |`,
+      );
+    });
+    out.push("");
   }
 
   const errors = Object.entries(doc.parts).filter(([, p]) => p?.status === "error");

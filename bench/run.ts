@@ -8,7 +8,7 @@
  *
  * Options: `--quick`; `--out DIR` (default bench/, or bench/quick/ with
  * --quick); `--only PART,...` (failover, lsm, soak, apply, balance,
- * throughput, footprint, load, conntrack); `--render FILE`: only rewrite RESULTS.md next to
+ * throughput, footprint, load, conntrack, ha); `--render FILE`: only rewrite RESULTS.md next to
  * the results.json FILE. Needs root (network namespaces) and a build.
  *
  * Every part runs in labs of its own (prefix `b<part><run id>`), removed at
@@ -41,6 +41,7 @@ import { soakPart } from "./soak.js";
 import { throughputPart } from "./throughput.js";
 import { loadPart } from "./load.js";
 import { subsecondPart } from "./subsecond.js";
+import { haPart } from "./ha.js";
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
 
@@ -56,6 +57,7 @@ export const PARTS = [
   "load",
   "conntrack",
   "subsecond",
+  "ha",
 ] as const;
 export type PartName = (typeof PARTS)[number];
 
@@ -150,6 +152,8 @@ async function main(): Promise<number> {
     await part("load", () => loadPart(ctx));
     if (!quick) await part("conntrack", () => conntrackPart(ctx, 6));
     if (!quick) await part("subsecond", () => subsecondPart(ctx, trials));
+    // Each takeover trial takes ~12 s (the old master returns in between).
+    if (!quick) await part("ha", () => haPart(ctx, 10));
   };
   const long = (): Promise<unknown> =>
     Promise.all([
@@ -159,6 +163,8 @@ async function main(): Promise<number> {
       quick ? part("conntrack", () => conntrackPart(ctx, 2)) : Promise.resolve(),
       // Quick: the sub-second profile beside the soaks (its own 1-minute soak included).
       quick ? part("subsecond", () => subsecondPart(ctx, trials)) : Promise.resolve(),
+      // The HA pair (5 takeovers, ~70 s) beside the soaks, so the quick run stays short.
+      quick ? part("ha", () => haPart(ctx, 5)) : Promise.resolve(),
     ]);
   try {
     if (quick) await Promise.all([sensitive(), long()]);

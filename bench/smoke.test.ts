@@ -26,6 +26,7 @@ import type { BalanceResults } from "./balance.js";
 import type { ConntrackResults } from "./conntrack.js";
 import { DEFAULTS, FAST } from "./context.js";
 import { HUNG_PROFILE, type FailoverResults } from "./failover.js";
+import type { HaResults } from "./ha.js";
 import type { LoadResults } from "./load.js";
 import type { FootprintResults } from "./footprint.js";
 import type { LsmResults } from "./lsm.js";
@@ -280,6 +281,13 @@ void test(
       for (const f of ct.failover) {
         between(f.set.failover.median, 1, 5000, `failover at ${f.entries} entries`);
       }
+      const ha = data("ha") as HaResults;
+      assert.equal(ha.trials.length, 5);
+      assert.equal(ha.takeoverMs.n, 5, "takeovers that did not settle");
+      between(ha.takeoverMs.median, 1, 5000, "HA takeover");
+      assert.equal(ha.survivedPct, 100, "long-lived connections lost in a takeover");
+      assert.ok(ha.sync !== null, "no sync traffic measured");
+      between(ha.sync.txBytes, 10_000, 100 * 1024 * 1024, "sync link bytes for 10,000 entries");
       assert.ok(tookS < 420, `the quick run took ${Math.round(tookS)} s`);
 
       // Nothing left behind.

@@ -205,6 +205,11 @@ lazyCommand(
   async () => (await import("./lab/cli.js")).registerLabCommands,
 );
 lazyCommand(
+  "ha",
+  "a redundant router pair: render keepalived and conntrackd configs",
+  async () => (await import("./ha/cli.js")).registerHaCommands,
+);
+lazyCommand(
   "demo",
   "a narrated lab run: traffic, a fault, a failover and a recovery (root)",
   async () => (await import("./lab/demo.js")).registerDemoCommand,

@@ -12,6 +12,7 @@
  * | {@link TrafficSampler} | connections and bytes per uplink for status |
  * | {@link LoadBalancer} | throughput per uplink; weights of `least-used` and `spillover` policies |
  * | {@link DnsmasqPart} | the LAN dnsmasq's nftset and servers files, after each commit |
+ * | {@link HaPart} | `ha`: keepalived's track file after each commit; this router's VRRP role |
  *
  * Every trigger ends in a request to the controller: a transition or
  * maintenance (urgent), a link change, a reload (a transaction: the new
@@ -43,6 +44,7 @@ import { TrafficSampler } from "./control/traffic.js";
 import { Controller, activeUplinks, type ControllerInputs } from "./controller/controller.js";
 import { DnsmasqPart } from "./dns/dnsmasq.js";
 import { Notifier } from "./notify/index.js";
+import { HaPart, type HaRoleChange } from "./ha/part.js";
 import { LoadBalancer } from "./policy/balancer.js";
 import type {
   Transition,
@@ -104,6 +106,9 @@ export class Daemon {
   readonly #passive: PassiveWatcher;
   readonly #balancer: LoadBalancer;
   readonly #dns: DnsmasqPart;
+  readonly #ha: HaPart;
+  /** Role changes of this router (config `ha`), oldest first, at most `eventLimit`. */
+  readonly #roleEvents: HaRoleChange[] = [];
   readonly #events: Transition[] = [];
   #control: ControlService | undefined;
   /** Sends transitions to email, webhooks and hooks (config `notify`); none without it. */
@@ -136,6 +141,13 @@ export class Daemon {
       ...(options.monitor === undefined ? {} : { monitor: options.monitor }),
     });
     this.#dns = new DnsmasqPart({ log, kernel: options.kernel });
+    this.#ha = new HaPart({
+      log,
+      clock: this.#clock,
+      onRole: (change) => {
+        this.#roleChanged(change);
+      },
+    });
     this.#controller = new Controller({
       kernel: options.kernel,
       log,
@@ -147,6 +159,7 @@ export class Daemon {
       // The servers file follows every state the kernel holds (transitions, links, reloads).
       onCommit: (inputs) => {
         this.#dns.update(inputs.config, inputs.views);
+        this.#ha.update(inputs.views);
       },
     });
     this.#balancer = new LoadBalancer({
@@ -207,6 +220,7 @@ export class Daemon {
     // Routes and rules first: probes need their uplink's table.
     await this.#controller.start();
     this.#firstReconcileDone();
+    this.#ha.start(this.#config.ha);
     this.#health.reconfigure(this.#config, this.#links.now.links);
     this.#balancer.start(this.#config);
     this.#traffic.start();
@@ -217,6 +231,7 @@ export class Daemon {
         status: () => this.status(),
         refreshTraffic: () => this.refreshTraffic(),
         events: () => this.#events,
+        roleEvents: () => (this.#config.ha === undefined ? undefined : this.#roleEvents),
         reload: () => this.reload(),
         disable: (uplink, options) => this.disable(uplink, options),
         enable: (uplink) => this.enable(uplink),
@@ -448,6 +463,7 @@ export class Daemon {
       this.#links.adopt(observation);
       this.#health.reconfigure(next, observation.links);
       this.#balancer.reconfigure(next);
+      this.#ha.reconfigure(next.ha);
       return changes;
     });
     // dnsmasq follows the new config (nftset fragment, servers) before the reload reports done.
@@ -491,7 +507,25 @@ export class Daemon {
       traffic: this.#traffic,
       throughput: (iface) => this.#balancer.throughput(iface),
       domains: this.#dns.sizes,
+      ha: this.#ha.status(),
     });
+  }
+
+  /** Role changes of this router (config `ha`), oldest first. */
+  roleEvents(): readonly HaRoleChange[] {
+    return this.#roleEvents;
+  }
+
+  /** A role change of this router: kept for status and events, counted in metrics. */
+  #roleChanged(change: HaRoleChange): void {
+    this.#roleEvents.push(change);
+    const limit = this.#options.eventLimit ?? 1000;
+    if (this.#roleEvents.length > limit) {
+      this.#roleEvents.splice(0, this.#roleEvents.length - limit);
+    }
+    this.#control?.roleChange(change);
+    // Returns at once; deliveries run detached and never throw.
+    this.#notifier?.notifyRole(change);
   }
 
   /** Resolves when the controller has nothing to do (tests). */
@@ -521,6 +555,8 @@ export class Daemon {
     await this.#traffic.stop();
     await this.#notifier?.flush();
     await this.#dns.stop();
+    // A router that removes its dataplane must not stay master.
+    await this.#ha.stop(!keepState);
     if (config !== undefined) await this.#controller.stop(config, !keepState);
     this.#options.log.info(
       { kept: keepState },

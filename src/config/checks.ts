@@ -11,6 +11,7 @@ import { uplinkHealth, uplinkId, type Config, type HealthConfig } from "./schema
 import type { ConfigPath } from "./source.js";
 import { RULE_TARGETS, prefixesOverlap } from "./steering.js";
 import { checkIpv6 } from "./checks6.js";
+import { checkHa } from "./ha.js";
 
 /** One problem found by `checkConfig`: the value to blame and what is wrong. */
 export interface ConfigProblem {
@@ -42,6 +43,7 @@ export function checkConfig(config: Config): ConfigProblem[] {
     ...checkHealth(config),
     ...checkSteering(config),
     ...checkIpv6(config),
+    ...checkHa(config),
   ];
 }
 

@@ -16,6 +16,7 @@ import { optional } from "../optional.js";
 import { rate } from "./rate.js";
 import { duration } from "./duration.js";
 import { notifySchema } from "../notify/schema.js";
+import { haSchema } from "./ha.js";
 import {
   forwardSchema,
   nftName,
@@ -544,6 +545,7 @@ export const configSchema = z
       .describe(
         "when no uplink of the default policy is usable: keep using all, reject, or drop new connections",
       ),
+    ha: haSchema.optional(),
   })
   .strict()
   .meta({

@@ -22,6 +22,7 @@
 import type { LastApply } from "../controller/controller.js";
 import type { PolicyChoice } from "../policy/select.js";
 import type { Transition, UplinkState } from "../uplink-health.js";
+import type { HaRoleChange, HaStatus } from "../ha/part.js";
 
 /** One uplink in `uplinkd status --json`. */
 export interface UplinkStatus {
@@ -130,12 +131,16 @@ export interface StatusDocument {
   lastApply: LastApply | null;
   /** The domain sets and their sizes at the last sample; empty without `dst_domain` rules. */
   domains: readonly DomainSetStatus[];
+  /** This router's VRRP role and the peer's (config `ha`); null or absent without `ha`. */
+  ha?: HaStatus | null;
 }
 
 /** `GET /events`. */
 export interface EventsDocument {
   /** Recent transitions, oldest first. */
   events: readonly Transition[];
+  /** With `ha`: recent VRRP role changes of this router, oldest first; absent without. */
+  roles?: readonly HaRoleChange[];
 }
 
 /** `POST /reload`. */
@@ -181,4 +186,6 @@ export interface HistoryDocument {
 
 /** What `GET /events/stream` sends: `event: status` and `event: transition`. */
 export type StreamEvent =
-  { type: "status"; data: StatusDocument } | { type: "transition"; data: Transition };
+  | { type: "status"; data: StatusDocument }
+  | { type: "transition"; data: Transition }
+  | { type: "role"; data: HaRoleChange };

@@ -24,7 +24,13 @@ import { ConfigError, ControlError } from "../errors.js";
 import { notifyTest } from "../notify/index.js";
 import type { EventsDocument, MaintenanceResult, ReloadResult } from "./api.js";
 import { controlRequest } from "./client.js";
-import { formatEvents, formatMaintenance, formatReload, formatStatus } from "./format.js";
+import {
+  formatEvents,
+  formatRoleEvents,
+  formatMaintenance,
+  formatReload,
+  formatStatus,
+} from "./format.js";
 
 /** The control socket when neither `--socket` nor a config names one. */
 export const DEFAULT_SOCKET = "/run/uplinkd/uplinkd.sock";
@@ -129,7 +135,9 @@ export function registerControlCommands(program: Command): void {
     const socket = await resolveSocket(opts);
     const doc = (await controlRequest(socket, "GET", `/events?limit=${limit}`)) as EventsDocument;
     process.stdout.write(
-      opts.json === true ? JSON.stringify(doc, null, 2) + "\n" : formatEvents(doc.events),
+      opts.json === true
+        ? JSON.stringify(doc, null, 2) + "\n"
+        : formatEvents(doc.events) + formatRoleEvents(doc.roles ?? []),
     );
   });
 

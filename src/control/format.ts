@@ -1,6 +1,7 @@
 /**
  * Human-readable forms of what the control API returns.
  */
+import type { HaRoleChange } from "../ha/part.js";
 import { formatRate } from "../config/rate.js";
 import { shares } from "../policy/load.js";
 import type { Transition } from "../uplink-health.js";
@@ -120,7 +121,13 @@ export function formatStatus(status: StatusDocument, now = Date.now()): string {
     domains.length === 0
       ? ""
       : `\n${table(["DOMAIN SET", "RULE", "FAMILY", "ADDRESSES", "NAMES"], sets)}`;
-  return table(header, rows) + formatIpv6(status, now) + formatPolicies(status) + domainTable;
+  return (
+    table(header, rows) +
+    formatIpv6(status, now) +
+    formatPolicies(status) +
+    domainTable +
+    formatHa(status)
+  );
 }
 
 /** Width the IPv6 section keeps to (its detail lines wrap there). */
@@ -199,6 +206,20 @@ function wrap(pieces: readonly string[], indent: string, width: number): string[
 }
 
 /**
+ * With `ha`: one line with this router's VRRP role, since when, its
+ * priority and health score, and the peer's role as far as known
+ * (`ha: router a master since 14:02:03 (priority 20 + score 70); peer b unknown`).
+ */
+export function formatHa(status: StatusDocument): string {
+  const ha = status.ha;
+  if (ha === undefined || ha === null) return "";
+  const since = ha.since === null ? "" : ` since ${when(ha.since)}`;
+  const score = ha.score === null ? "no score yet" : `score ${ha.score}`;
+  const peerScore = ha.peer.score === null ? "" : ` (score ${ha.peer.score})`;
+  return `ha: router ${ha.node} ${ha.role}${since} (priority ${ha.priority}, ${score}); peer ${ha.peer.name} ${ha.peer.role}${peerScore}\n`;
+}
+
+/**
  * One line per policy: where its new connections go now, as shares of the
  * effective weights (`policy default: isp1 20%, isp2 80%`), or its last resort.
  */
@@ -211,6 +232,22 @@ function formatPolicies(status: StatusDocument): string {
         .map(([uplink, pct]) => `${uplink} ${Math.round(pct)}%`);
       return `policy ${name}: ${parts.length === 0 ? "none" : parts.join(", ")}\n`;
     })
+    .join("");
+}
+
+/**
+ * With `ha`: the role changes of `uplinkd events`, oldest first, one line
+ * each (`2026-12-02 14:30:23Z  ha router a: backup -> master (priority 90)`);
+ * empty without any.
+ */
+export function formatRoleEvents(roles: readonly HaRoleChange[]): string {
+  return roles
+    .map(
+      (r) =>
+        `${when(r.time)}  ha router ${r.node}: ${r.from} -> ${r.to}` +
+        (r.priority === null ? "" : ` (priority ${r.priority})`) +
+        "\n",
+    )
     .join("");
 }
 

@@ -18,6 +18,7 @@
  * dashboards continue. Select IPv6 with `family="6"`, IPv4 with
  * `family!="6"`; a selector without `family` matches both.
  */
+import { HA_ROLES, type HaRoleChange } from "../ha/part.js";
 import { subscribe, unsubscribe } from "node:diagnostics_channel";
 import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
 import type { StatusDocument, UplinkStatus } from "./api.js";
@@ -85,6 +86,7 @@ export class Metrics {
   readonly #probesSent: Counter;
   readonly #probesLost: Counter;
   readonly #rounds: Counter;
+  readonly #roleChanges: Counter;
   readonly #onRound = (message: unknown): void => {
     this.round(message);
   };
@@ -246,6 +248,35 @@ export class Metrics {
       labelNames: ["uplink", "target", "family"],
       registers,
     });
+    new Gauge({
+      name: "uplinkd_ha_role",
+      help: "1 for this router's VRRP role now (config ha), 0 for the others",
+      labelNames: ["node", "role"],
+      registers,
+      async collect(this: Gauge): Promise<void> {
+        const ha = (await current()).ha;
+        this.reset();
+        if (ha === undefined || ha === null) return;
+        for (const role of HA_ROLES) this.set({ node: ha.node, role }, role === ha.role ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: "uplinkd_ha_score",
+      help: "health score uplinkd gives keepalived (added to the VRRP priority; -254: fault)",
+      labelNames: ["node"],
+      registers,
+      async collect(this: Gauge): Promise<void> {
+        const ha = (await current()).ha;
+        this.reset();
+        if (ha?.score !== undefined && ha.score !== null) this.set({ node: ha.node }, ha.score);
+      },
+    });
+    this.#roleChanges = new Counter({
+      name: "uplinkd_ha_role_changes_total",
+      help: "VRRP role changes of this router, by old and new role",
+      labelNames: ["node", "from", "to"],
+      registers,
+    });
     this.#rounds = new Counter({
       name: "uplinkd_probe_rounds_total",
       help: "decided probe rounds, by outcome (passed, failed, void)",
@@ -276,6 +307,11 @@ export class Metrics {
       to: transition.to,
       ...familyLabel(transition.family),
     });
+  }
+
+  /** Count one role change of this router (config `ha`). */
+  roleChange(change: HaRoleChange): void {
+    this.#roleChanges.inc({ node: change.node, from: change.from, to: change.to });
   }
 
   /** Count one decided round (a `uplinkd:health:round` message); other shapes are ignored. */

@@ -5,6 +5,7 @@
  * transition with `transition()` (never blocks), `reconfigure()` after a
  * reload, and `stop()`.
  */
+import type { HaRoleChange } from "../ha/part.js";
 import type { Server } from "node:http";
 import type { Logger } from "pino";
 import type { Config } from "../config/schema.js";
@@ -36,6 +37,8 @@ export interface ControlSource {
   refreshTraffic(): Promise<void>;
   /** Recent transitions, oldest first. */
   events(): readonly Transition[];
+  /** Role changes of this router (config `ha`), oldest first; undefined without `ha`. */
+  roleEvents?(): readonly HaRoleChange[] | undefined;
   reload(): Promise<ReloadResult>;
   disable(uplink: string, options: DisableOptions): Promise<MaintenanceResult>;
   enable(uplink: string): Promise<MaintenanceResult>;
@@ -80,7 +83,13 @@ export class ControlService {
   /** The handlers both listeners serve. */
   readonly handlers: ControlHandlers = {
     status: () => this.#fullStatus(),
-    events: (limit) => ({ events: this.#source.events().slice(-limit) }),
+    events: (limit) => {
+      const roles = this.#source.roleEvents?.();
+      return {
+        events: this.#source.events().slice(-limit),
+        ...(roles === undefined ? {} : { roles: roles.slice(-limit) }),
+      };
+    },
     history: () => ({ intervalMs: this.#tickMs, samples: this.#history }),
     reload: () => this.#source.reload(),
     disable: (uplink, options) => this.#source.disable(uplink, options),
@@ -169,6 +178,18 @@ export class ControlService {
       this.#emit({ type: "status", data: this.#source.status() });
     } catch (error) {
       this.#log.error({ err: error }, "control: reporting a transition failed");
+    }
+  }
+
+  /** Report a role change of this router (config `ha`): counted, pushed to every event stream. Never throws. */
+  roleChange(change: HaRoleChange): void {
+    try {
+      this.metrics.roleChange(change);
+      if (this.#listeners.size === 0) return;
+      this.#emit({ type: "role", data: change });
+      this.#emit({ type: "status", data: this.#source.status() });
+    } catch (error) {
+      this.#log.error({ err: error }, "control: reporting a role change failed");
     }
   }
 

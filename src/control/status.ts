@@ -2,6 +2,7 @@
  * Assembling the status document (`GET /status`, `uplinkd status`) from
  * the daemon's parts. Pure: reads only what it is given.
  */
+import type { HaStatus } from "../ha/part.js";
 import type { LastApply } from "../controller/controller.js";
 import { activeUplinks } from "../controller/controller.js";
 import type { UplinkView } from "../dataplane/render.js";
@@ -45,6 +46,8 @@ export interface StatusParts {
   throughput: (iface: string) => Throughput | undefined;
   /** The domain sets' sizes at the last sample (none when absent). */
   domains?: readonly DomainSetStatus[];
+  /** This router's VRRP role (config `ha`); null without it. */
+  ha?: HaStatus | null;
 }
 
 /** The status document of `parts`. */
@@ -89,6 +92,7 @@ export function buildStatus(parts: StatusParts): StatusDocument {
     policies: parts.choices,
     lastApply: parts.lastApply,
     domains: parts.domains ?? [],
+    ha: parts.ha ?? null,
   };
 }
 

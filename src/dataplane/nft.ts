@@ -496,6 +496,15 @@ export function renderNft(
     `\tchain prerouting {`,
     `\t\ttype filter hook prerouting priority mangle; policy accept;`,
     `\t\tct mark & ${hex(mask)} vmap @restore`,
+    // One of an HA pair: a TCP packet of a connection this router has no
+    // entry of yet (a new master, before conntrackd committed the peer's
+    // entries) would be picked up mid-stream: from the LAN, balanced afresh,
+    // possibly to another uplink; from an uplink, delivered to the virtual
+    // address itself, which answers with a reset. Drop it; it is sent again
+    // once the entry is there. Only a SYN starts a connection.
+    ...(config.ha === undefined
+      ? []
+      : [`\t\tct state new tcp flags & (fin | syn | rst | ack) != syn drop`]),
     `\t\tct state new iifname vmap @inbound`,
     `\t\tiifname != @lan_interfaces return`,
     `\t\tfib daddr type { local, broadcast, multicast } return`,
@@ -557,6 +566,15 @@ export function renderNft(
     `\t\ttype nat hook postrouting priority srcnat; policy accept;`,
   );
   for (const view of views) {
+    if (view.virtualAddress !== undefined && view.snat === undefined) {
+      // One of an HA pair: the router's own connections (probes) keep this
+      // node's address, forwarded ones take the address that moves with the master.
+      out.push(
+        `\t\tmeta nfproto ipv4 oifname ${q(view.interface)} fib saddr type local masquerade`,
+        `\t\tmeta nfproto ipv4 oifname ${q(view.interface)} snat ip to ${view.virtualAddress}`,
+      );
+      continue;
+    }
     const nat = view.snat === undefined ? "masquerade" : `snat ip to ${view.snat}`;
     out.push(`\t\tmeta nfproto ipv4 oifname ${q(view.interface)} ${nat}`);
     const uplink = config.uplinks.find((u) => u.name === view.name);

@@ -37,6 +37,13 @@ export interface UplinkView extends UplinkSlot {
   tier: number;
   /** SNAT address (config `snat`, else `address`); masquerade when absent. */
   snat?: string;
+  /**
+   * The uplink's virtual address (config `ha.virtual_addresses` of its
+   * interface, the first one) when this router is one of a pair: forwarded
+   * connections are SNATed to it, the router's own (probes) keep its own
+   * address. Absent without `ha`.
+   */
+  virtualAddress?: string;
   /** The uplink's IPv4 source address now (configured, or the interface's primary), if any. */
   address?: string;
   /**

@@ -3,6 +3,7 @@
  */
 import type { Config } from "../config/schema.js";
 import { optional } from "../optional.js";
+import { virtualAddressesOf } from "../config/ha.js";
 import type { UplinkLink } from "../links/observe.js";
 import type { UplinkState } from "../uplink-health.js";
 import type { Usability } from "../policy/select.js";
@@ -14,7 +15,9 @@ import { uplinkSlots } from "./slots.js";
  * One view per configured uplink, in config order. An uplink with an
  * `address` gets SNAT to it (unless `snat` says otherwise) and that address
  * as the preferred source of its routes; `gateway: none` makes it
- * point-to-point (routes straight out of the interface).
+ * point-to-point (routes straight out of the interface). With `ha`, an
+ * uplink whose interface has a virtual address gets SNAT to it for
+ * forwarded connections (see {@link UplinkView.virtualAddress}).
  *
  * The IPv6 part (`ipv6`) is there while the uplink has a global IPv6
  * address; its usability comes from the uplink's IPv6 health state.
@@ -33,12 +36,18 @@ export function buildViews(
     const slot = slots[index];
     if (slot === undefined) throw new Error(`no slot for uplink ${uplink.name}`);
     const link = links.get(uplink.name);
+    const virtualAddress = virtualAddressesOf(config.ha, uplink.interface)[0];
     const view: UplinkView = {
       ...slot,
       interface: uplink.interface,
       weight: uplink.weight,
       tier: uplink.tier,
-      ...optional("snat", uplink.snat ?? uplink.address),
+      // With a virtual address (HA pair), forwarded connections are SNATed to it instead.
+      ...optional(
+        "snat",
+        uplink.snat ?? (virtualAddress === undefined ? uplink.address : undefined),
+      ),
+      ...optional("virtualAddress", virtualAddress),
       ...optional("address", link?.address),
       ...optional("source", link?.addressSource === "configured" ? link.address : undefined),
       ...optional("gateway", link?.gateway),

@@ -2,7 +2,7 @@
  * `uplinkd lab ...`: build, inspect, break and remove a lab from the shell.
  *
  *     uplinkd lab up [--uplinks N] [--prefix P] [--dhcp UPLINK...] [--p2p UPLINK...] [--cgnat UPLINK...]
- *                    [--weights 3,2,1] [--tiers 1,1,2] [--pd]
+ *                    [--weights 3,2,1] [--tiers 1,1,2] [--pd] [--ha]
  *     uplinkd lab down [--prefix P]
  *     uplinkd lab status [--prefix P] [--json]
  *     uplinkd lab fault UPLINK carrier|blackhole|blackhole4|blackhole6|loss=PCT|rate=RATE|
@@ -132,8 +132,13 @@ export function registerLabCommands(program: Command): void {
       "DHCPv6 prefix delegation: kea-dhcp6 in each ISP, dhclient -6 -P on each router uplink",
     )
     .option("--json", "print the lab's status as JSON")
+    .option(
+      "--ha",
+      "two routers (rtr, rtr2) sharing the LAN and every ISP segment, with keepalived, conntrackd and uplinkd running in each",
+    )
     .action(
       async (opts: {
+        ha?: boolean;
         uplinks: string;
         prefix: string;
         dhcp?: string[];
@@ -147,6 +152,22 @@ export function registerLabCommands(program: Command): void {
         const uplinks = Number(opts.uplinks);
         if (await labExists(opts.prefix)) {
           process.stderr.write(`removing the existing lab ${opts.prefix} first\n`);
+        }
+        if (opts.ha === true) {
+          const { haLabUp, formatHaLab } = await import("./ha.js");
+          const pair = await haLabUp({
+            prefix: opts.prefix,
+            uplinks,
+            weights: intList("weights", opts.weights),
+            tiers: intList("tiers", opts.tiers),
+            dhcp: uplinkList(opts.dhcp),
+            p2p: uplinkList(opts.p2p),
+            cgnat: uplinkList(opts.cgnat),
+          });
+          process.stdout.write(
+            `${formatLabStatus(await pair.lab.status())}\n${await formatHaLab(pair)}`,
+          );
+          return;
         }
         const created = await labUp({
           prefix: opts.prefix,

@@ -136,8 +136,12 @@ export const ROUTER_TOKEN = "::2";
 /** Interface names inside an ISP namespace. */
 export const ISP_INTERFACES = { customer: "cust", core: "core" } as const;
 
-/** A lab node: where commands can run. `isp1`..`ispN` are the ISP gateways. */
-export type LabNode = "lan" | "rtr" | "net" | `isp${number}`;
+/**
+ * A lab node: where commands can run. `isp1`..`ispN` are the ISP gateways.
+ * An HA lab (`lab up --ha`, see ha.ts) adds `rtr2`, the second router, and
+ * `sw`, the switch namespace holding the shared segments' bridges.
+ */
+export type LabNode = "lan" | "rtr" | "net" | `isp${number}` | "rtr2" | "sw";
 
 /**
  * How an uplink is wired: `ethernet` (a veth, static or DHCP), `p2p` (a TUN
@@ -258,7 +262,14 @@ export function namespaceOf(prefix: string, node: LabNode): string {
 export function isLabNamespace(prefix: string, name: string): boolean {
   if (!name.startsWith(`${prefix}-`)) return false;
   const rest = name.slice(prefix.length + 1);
-  return rest === "lan" || rest === "rtr" || rest === "net" || /^isp[1-9][0-9]?$/.test(rest);
+  return (
+    rest === "lan" ||
+    rest === "rtr" ||
+    rest === "net" ||
+    rest === "rtr2" ||
+    rest === "sw" ||
+    /^isp[1-9][0-9]?$/.test(rest)
+  );
 }
 
 /**
@@ -270,6 +281,9 @@ export function parseNode(name: string, uplinks: number): LabNode {
   if (name === "lan" || name === "client") return "lan";
   if (name === "rtr" || name === "router") return "rtr";
   if (name === "net") return "net";
+  // The HA lab's second router and switch (they exist only in a lab made with --ha).
+  if (name === "rtr2") return "rtr2";
+  if (name === "sw") return "sw";
   const m = /^isp([1-9][0-9]?)$/.exec(name);
   if (m?.[1] !== undefined && Number(m[1]) <= uplinks) return `isp${Number(m[1])}`;
   throw new LabError(

@@ -4,6 +4,7 @@
  * environment. No I/O here; the channels send what these return.
  */
 import type { Family } from "../kernel/types.js";
+import type { HaRoleChange } from "../ha/part.js";
 import type { Transition, UplinkState } from "../uplink-health.js";
 
 /** A transition as notified: the health event plus the uplink's interface. */
@@ -30,8 +31,11 @@ export interface NotifyUplinkStatus {
 
 /** Everything one message is made of. */
 export interface Notification {
-  /** `transitions`: a burst of one or more transitions; `test`: `uplinkd notify-test`. */
-  kind: "transitions" | "test";
+  /**
+   * `transitions`: a burst of one or more transitions; `test`: `uplinkd
+   * notify-test`; `role`: this router of an HA pair changed its VRRP role.
+   */
+  kind: "transitions" | "test" | "role";
   /** The router's host name. */
   host: string;
   /** ISO time the message was composed. */
@@ -42,6 +46,8 @@ export interface Notification {
   omitted: number;
   /** Every uplink's state when the message was composed; null when not provided. */
   uplinks: readonly NotifyUplinkStatus[] | null;
+  /** The role change of a `role` message (config `ha`); absent otherwise. */
+  role?: HaRoleChange;
 }
 
 /** `IPv4` or `IPv6`. */
@@ -56,6 +62,9 @@ function familyName(family: Family): string {
  */
 export function summary(notification: Notification): string {
   if (notification.kind === "test") return "test notification";
+  if (notification.kind === "role" && notification.role !== undefined) {
+    return `router ${notification.role.node} ${notification.role.to}`;
+  }
   const count = notification.transitions.length + notification.omitted;
   const only = notification.transitions[0];
   if (count === 1 && only !== undefined) {
@@ -103,6 +112,14 @@ export function textBody(notification: Notification): string {
     lines.push(
       `Test notification from uplinkd on ${notification.host} (uplinkd notify-test).`,
       "Nothing changed; this only shows that notifications arrive.",
+    );
+  } else if (notification.role !== undefined) {
+    const r = notification.role;
+    lines.push(
+      `${summary(notification)} on ${notification.host}`,
+      "",
+      `${r.time}  router ${r.node} (HA pair): ${r.from} → ${r.to}` +
+        (r.priority === null ? "" : ` (VRRP priority ${r.priority})`),
     );
   } else {
     lines.push(`${summary(notification)} on ${notification.host}`);
@@ -161,6 +178,8 @@ export interface WebhookPayload {
   }[];
   /** Transitions left out of an overlong burst. */
   omitted: number;
+  /** `role` messages: the router's VRRP role change (config `ha`); absent otherwise. */
+  role?: HaRoleChange;
   /** Every uplink now; null when not provided. */
   uplinks:
     | {
@@ -184,6 +203,7 @@ export function webhookPayload(notification: Notification): WebhookPayload {
     summary: summary(notification),
     transitions: notification.transitions.map(transitionJson),
     omitted: notification.omitted,
+    ...(notification.role === undefined ? {} : { role: notification.role }),
     uplinks:
       notification.uplinks === null
         ? null
@@ -216,7 +236,7 @@ function transitionJson(t: NotifiedTransition): WebhookPayload["transitions"][nu
 }
 
 /** Why a hook script runs: one transition, one burst, or `uplinkd notify-test`. */
-export type HookEvent = "transition" | "burst" | "test";
+export type HookEvent = "transition" | "burst" | "test" | "role";
 
 /**
  * The variables a hook script gets (on top of the daemon's environment):
@@ -231,6 +251,8 @@ export type HookEvent = "transition" | "burst" | "test";
  *   `transition`, all for `burst`, none for `test`), each as in
  *   {@link WebhookPayload}.
  * - `EVENT_COUNT`: the number of transitions (including any omitted).
+ * - `role` (config `ha`): `NODE`, `ROLE`, `PREVIOUS_ROLE` (master, backup,
+ *   fault, stopped, unknown) and `TIMESTAMP`; the transition variables empty.
  *
  * NUL bytes (which an environment cannot hold) are removed.
  */
@@ -238,6 +260,7 @@ export function hookEnvironment(
   event: HookEvent,
   transitions: readonly NotifiedTransition[],
   omitted = 0,
+  role?: HaRoleChange,
 ): Record<string, string> {
   const last = transitions.at(-1);
   const env: Record<string, string> = {
@@ -248,11 +271,12 @@ export function hookEnvironment(
     STATE: last?.to ?? "",
     PREVIOUS_STATE: last?.from ?? "",
     REASON: last?.reason ?? "",
-    TIMESTAMP: last?.time ?? "",
+    TIMESTAMP: role?.time ?? last?.time ?? "",
     LOSS: last?.loss == null ? "" : String(round1(last.loss)),
     RTT: last?.rtt == null ? "" : String(round1(last.rtt)),
     EVENTS_JSON: JSON.stringify(transitions.map(transitionJson)),
     EVENT_COUNT: String(transitions.length + omitted),
+    ...(role === undefined ? {} : { NODE: role.node, ROLE: role.to, PREVIOUS_ROLE: role.from }),
   };
   for (const key of Object.keys(env)) env[key] = (env[key] ?? "").replaceAll("\0", "");
   return env;

@@ -12,6 +12,7 @@
  * message per burst: the first transition opens a window of `coalesce` ms,
  * every transition until it closes joins the message.
  */
+import type { HaRoleChange } from "../ha/part.js";
 import { hostname as osHostname } from "node:os";
 import type { Logger } from "pino";
 import type { Transition } from "../uplink-health.js";
@@ -155,6 +156,20 @@ export class Notifier {
   }
 
   /**
+   * Reports a VRRP role change of this router (config `ha`) at once on every
+   * channel (hooks with `EVENT=role`), whatever `states` says. Returns at
+   * once and never throws.
+   */
+  notifyRole(change: HaRoleChange): void {
+    try {
+      const notification = { ...this.#compose("role", [], 0, true), role: change };
+      for (const channel of this.#channels) this.#enqueue(channel, notification, "role");
+    } catch (error) {
+      this.#logError(error, "notify failed");
+    }
+  }
+
+  /**
    * Sends the open burst now (without waiting for its window to close) and
    * resolves once every queued delivery has ended: sent, or failed after its
    * retries. For shutdown and tests. Never rejects. Bounded by the channels'
@@ -225,7 +240,7 @@ export class Notifier {
         burst: hook.run === "burst",
         perTransition: hook.run === "transition",
         send: async (n, event) => {
-          await runHook(hook, hookEnvironment(event, n.transitions, n.omitted), deps);
+          await runHook(hook, hookEnvironment(event, n.transitions, n.omitted, n.role), deps);
           return 1;
         },
       });
