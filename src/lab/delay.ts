@@ -114,10 +114,11 @@ export function delayLineArgv(script: string, delayMs: number, jitterMs: number)
 
 /**
  * `ip -batch` lines that put the delay line in the path once its device
- * exists: the device up, the delay table's default route through it, and
- * the rule sending what arrives from `coreInterface` into that table
- * (deleting an earlier copy first would fail on the first run, so the rule
- * is added by {@link delayRuleArgs} separately).
+ * exists: the device up and the delay table's IPv4 default route through it
+ * (the IPv6 one is {@link delayRoute6Args}: `ip -batch` takes no family per
+ * line). The rules sending what arrives from `coreInterface` into that
+ * table are added by {@link delayRuleArgs} separately (deleting an earlier
+ * copy first would fail on the first run).
  */
 export function renderDelayBatch(): string {
   return [
@@ -128,7 +129,20 @@ export function renderDelayBatch(): string {
     .join("");
 }
 
-/** `ip rule` arguments (after `ip -n NS rule`) of the delay rule: `add` or `del`. */
+/**
+ * `ip` arguments (after `ip -n NS`) of the delay table's IPv6 default route
+ * through the delay line. A TUN device without packet information takes
+ * both families: the kernel tells them apart by the IP version of each
+ * written packet (drivers/net/tun.c).
+ */
+export function delayRoute6Args(): string[] {
+  return ["-6", "route", "replace", "default", "dev", DELAY_DEVICE, "table", String(DELAY_TABLE)];
+}
+
+/**
+ * `ip rule` arguments (after `ip -n NS -4|-6 rule`) of the delay rule of
+ * one family: `add` or `del`.
+ */
 export function delayRuleArgs(action: "add" | "del", coreInterface: string): string[] {
   return [
     action,

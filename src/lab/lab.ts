@@ -65,6 +65,7 @@ import {
   DELAY_LINE_FILE,
   DELAY_LINE_SCRIPT,
   delayLineArgv,
+  delayRoute6Args,
   delayRuleArgs,
   renderDelayBatch,
 } from "./delay.js";
@@ -1446,10 +1447,14 @@ export class Lab {
       return;
     }
     const core = ISP_INTERFACES.core;
-    // The rule goes first: without the line its table is empty and lookups fall through to main.
-    await labRun(what, "ip", ["-n", ns, "rule", ...delayRuleArgs("del", core)], {
-      allowExitCodes: [2],
-    });
+    // IPv6 too where the uplink has it (point-to-point uplinks are IPv4 only).
+    const families = u.ipv6 === undefined ? ["-4"] : ["-4", "-6"];
+    // The rules go first: without the line its table is empty and lookups fall through to main.
+    for (const family of families) {
+      await labRun(what, "ip", ["-n", ns, family, "rule", ...delayRuleArgs("del", core)], {
+        allowExitCodes: [2],
+      });
+    }
     if (alive) {
       process.kill(old.pid, "SIGTERM");
       await waitFor(`delay line of ${u.name} (pid ${old.pid}) exiting`, 3000, async () =>
@@ -1471,7 +1476,10 @@ export class Lab {
       throw new LabError(`${errorText(error)}; ${log}: ${await tail(log)}`, { cause: error });
     });
     await ipBatch(`${what}: delay line`, ns, renderDelayBatch());
-    await labRun(what, "ip", ["-n", ns, "rule", ...delayRuleArgs("add", core)]);
+    if (u.ipv6 !== undefined) await labRun(what, "ip", ["-n", ns, ...delayRoute6Args()]);
+    for (const family of families) {
+      await labRun(what, "ip", ["-n", ns, family, "rule", ...delayRuleArgs("add", core)]);
+    }
   }
 
   /**

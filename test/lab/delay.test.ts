@@ -11,7 +11,7 @@ import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Lab } from "../../src/lab/lab.js";
 import { labWithConfig, startDaemon, testPrefix } from "./harness.js";
-import { iperf, routeBySource, testLab } from "./helpers.js";
+import { iperf, routeBySource, routeBySource6, testLab } from "./helpers.js";
 
 /** RTT summary of a ping run, ms. */
 interface RttSummary {
@@ -83,6 +83,21 @@ describe("the lab's delay line", () => {
     const median = quantile(delayed.rtts, 0.5);
     assert.ok(Math.abs(median - 80) <= 3, `median RTT ${median} ms, asked for 80 ms`);
     assert.ok(ordered(delayed.order), `replies out of order: ${delayed.order.join(",")}`);
+    // IPv6 through the same ISP takes the same delay line.
+    await routeBySource6(lab);
+    const v6 = lab.uplinks[0]?.ipv6;
+    assert.ok(v6 !== undefined, "isp1 has IPv6 in the lab");
+    const delayed6 = await pingRtt(lab, "rtr", "2001:db8:ffff::1", 20, 0.02, [
+      "-6",
+      "-I",
+      v6.routerAddress,
+    ]);
+    t.diagnostic(
+      `delay=80ms over IPv6: ping min/avg/max ${delayed6.min}/${delayed6.avg}/${delayed6.max} ms`,
+    );
+    assert.equal(delayed6.received, 20);
+    assert.ok(delayed6.min >= 79.5, `IPv6 min RTT ${delayed6.min} ms < 80 ms`);
+    assert.ok(ordered(delayed6.order), `IPv6 replies out of order: ${delayed6.order.join(",")}`);
     // The other uplink is not delayed; nor is the gateway itself.
     const other = await pingRtt(lab, "rtr", "198.51.100.1", 5, 0.05, ["-I", "100.64.2.2"]);
     assert.ok(other.avg < 5, `isp2's RTT ${other.avg} ms`);
