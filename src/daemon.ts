@@ -27,7 +27,7 @@ import type { Family, Kernel } from "./kernel/types.js";
 import { backoffDelay, type BackoffPolicy } from "./backoff.js";
 import { SystemClock, type Clock } from "./clock.js";
 import { HealthSupervisor } from "./health/supervisor.js";
-import { PassiveWatcher } from "./health/passive.js";
+import { PassiveWatcher, parsePassiveName, passiveName } from "./health/passive.js";
 import { passiveSynAckCounter, passiveSynCounter } from "./dataplane/nft.js";
 import { uplinkSlots } from "./dataplane/slots.js";
 import { LinkWatcher, observe, type LinkObservation } from "./links/watcher.js";
@@ -174,15 +174,21 @@ export class Daemon {
       readCounters: () => options.kernel.nftCounters(this.#config.dataplane.table),
       uplinks: () =>
         this.#config.health.passive
-          ? uplinkSlots(this.#config).map((s) => ({
-              name: s.name,
-              syn: passiveSynCounter(s.id),
-              synAck: passiveSynAckCounter(s.id),
-            }))
+          ? uplinkSlots(this.#config).flatMap((s) =>
+              ([4, 6] as const).map((family) => ({
+                name: passiveName(s.name, family),
+                syn: passiveSynCounter(s.id, family),
+                synAck: passiveSynAckCounter(s.id, family),
+              })),
+            )
           : [],
       onSuspect: (suspect) => {
-        log.info({ uplink: suspect.uplink }, `passive signal: ${suspect.reason}; probing it now`);
-        this.#health.burst(suspect.uplink, `passive signal: ${suspect.reason}`);
+        const { uplink, family } = parsePassiveName(suspect.uplink);
+        log.info(
+          { uplink, family },
+          `passive signal: IPv${family} ${suspect.reason}; probing it now`,
+        );
+        this.#health.burst(uplink, `passive signal: ${suspect.reason}`, family);
       },
       onError: (error) => {
         log.debug({ err: error }, `reading the passive signal's counters: ${String(error)}`);

@@ -519,10 +519,11 @@ export function renderNft(
   out.push(
     `\tchain passive {`,
     `\t\ttype filter hook prerouting priority mangle + 1; policy accept;`,
-    `\t\tmeta nfproto != ipv4 return`,
     `\t\tmeta l4proto != tcp return`,
-    `\t\tiifname @lan_interfaces ct state new tcp flags & (syn | ack) == syn counter name ct mark & ${hex(mask)} map @passive_syn`,
-    `\t\tiifname != @lan_interfaces ct direction reply tcp flags & (syn | ack) == syn | ack ct original ip saddr != @uplink_addresses counter name ct mark & ${hex(mask)} map @passive_synack`,
+    `\t\tiifname @lan_interfaces ct state new tcp flags & (syn | ack) == syn meta nfproto ipv4 counter name ct mark & ${hex(mask)} map @passive_syn`,
+    `\t\tiifname @lan_interfaces ct state new tcp flags & (syn | ack) == syn meta nfproto ipv6 counter name ct mark & ${hex(mask)} map @passive_syn6`,
+    `\t\tiifname != @lan_interfaces ct direction reply tcp flags & (syn | ack) == syn | ack meta nfproto ipv4 ct original ip saddr != @uplink_addresses counter name ct mark & ${hex(mask)} map @passive_synack`,
+    `\t\tiifname != @lan_interfaces ct direction reply tcp flags & (syn | ack) == syn | ack meta nfproto ipv6 ct original ip6 saddr != @uplink_addresses6 counter name ct mark & ${hex(mask)} map @passive_synack6`,
     `\t}`,
   );
   out.push(
@@ -591,19 +592,22 @@ export function renderNft(
   return out.join("\n") + "\n";
 }
 
-/** Name of the named counter of uplink `id`'s SYNs from the LAN (see {@link passiveObjects}). */
-export function passiveSynCounter(id: number): string {
-  return `passive_syn_${id}`;
+/**
+ * Name of the named counter of uplink `id`'s SYNs from the LAN in `family`
+ * (see {@link passiveObjects}): `passive_syn_1`, `passive6_syn_1`.
+ */
+export function passiveSynCounter(id: number, family: Family = 4): string {
+  return `passive${family === 6 ? "6" : ""}_syn_${id}`;
 }
 
-/** Name of the named counter of uplink `id`'s SYN-ACKs (see {@link passiveObjects}). */
-export function passiveSynAckCounter(id: number): string {
-  return `passive_synack_${id}`;
+/** Name of the named counter of uplink `id`'s SYN-ACKs in `family` (see {@link passiveObjects}). */
+export function passiveSynAckCounter(id: number, family: Family = 4): string {
+  return `passive${family === 6 ? "6" : ""}_synack_${id}`;
 }
 
 /**
- * The passive health signal's counters: per uplink, SYNs of new TCP
- * connections from the LAN (retransmitted SYNs too: `ct state` is `new`
+ * The passive health signal's counters: per uplink and family, SYNs of new
+ * TCP connections from the LAN (retransmitted SYNs too: `ct state` is `new`
  * until a reply was seen) and SYN-ACKs coming back from the internet for
  * connections not made by the router from an uplink address (its TCP
  * probes), counted by the connection's mark through object maps in the
@@ -612,13 +616,18 @@ export function passiveSynAckCounter(id: number): string {
  */
 function passiveObjects(views: readonly UplinkView[]): string[] {
   const out: string[] = [];
-  for (const view of views) {
-    out.push(`\tcounter ${passiveSynCounter(view.id)} {`, `\t}`);
-    out.push(`\tcounter ${passiveSynAckCounter(view.id)} {`, `\t}`);
+  for (const family of [4, 6] as const) {
+    for (const view of views) {
+      out.push(`\tcounter ${passiveSynCounter(view.id, family)} {`, `\t}`);
+      out.push(`\tcounter ${passiveSynAckCounter(view.id, family)} {`, `\t}`);
+    }
   }
-  const syn = views.map((v) => `${hex(v.mark)} : ${q(passiveSynCounter(v.id))}`);
-  const synack = views.map((v) => `${hex(v.mark)} : ${q(passiveSynAckCounter(v.id))}`);
-  out.push(...block("map", "passive_syn", ["type mark : counter"], syn));
-  out.push(...block("map", "passive_synack", ["type mark : counter"], synack));
+  for (const family of [4, 6] as const) {
+    const suffix = family === 6 ? "6" : "";
+    const syn = views.map((v) => `${hex(v.mark)} : ${q(passiveSynCounter(v.id, family))}`);
+    const synack = views.map((v) => `${hex(v.mark)} : ${q(passiveSynAckCounter(v.id, family))}`);
+    out.push(...block("map", `passive_syn${suffix}`, ["type mark : counter"], syn));
+    out.push(...block("map", `passive_synack${suffix}`, ["type mark : counter"], synack));
+  }
   return out;
 }

@@ -21,6 +21,7 @@
  * `[t - grace - window, t]`: each connection gets `grace` ms to be answered.
  */
 import type { Clock, TimerHandle } from "../clock.js";
+import type { Family } from "../kernel/types.js";
 
 /** Cumulative counts of one uplink (nft counter packets). */
 export interface PassiveCounts {
@@ -171,6 +172,22 @@ export class PassiveDetector {
 }
 
 /** Options of a {@link PassiveWatcher}. */
+/**
+ * The name the passive signal watches an uplink's `family` under: the
+ * uplink's own name for IPv4, `NAME/6` for IPv6 (uplink names have no `/`),
+ * so that each family is judged on its own connections.
+ */
+export function passiveName(uplink: string, family: Family): string {
+  return family === 6 ? `${uplink}/6` : uplink;
+}
+
+/** The uplink and family of a {@link passiveName}. */
+export function parsePassiveName(name: string): { uplink: string; family: Family } {
+  return name.endsWith("/6")
+    ? { uplink: name.slice(0, -2), family: 6 }
+    : { uplink: name, family: 4 };
+}
+
 export interface PassiveWatcherOptions {
   clock: Clock;
   /**

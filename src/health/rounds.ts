@@ -239,13 +239,20 @@ export class RoundTracker {
       ? Math.max(this.#timeoutNow(window), Math.min(this.#intervalMs / 4, this.#timeoutMs))
       : this.#timeoutNow(window);
     let deadline = open.at + timeout;
-    if (before && before.sentAt > from - this.#intervalMs) {
+    // ping reported a probe of the slot before: it runs, and this slot's
+    // probe (sent, not yet reported) is simply unanswered so far.
+    const running = before !== undefined && before.sentAt > from - this.#intervalMs;
+    if (before && running) {
       const due = before.sentAt + 1.05 * this.#intervalMs;
       if (due > from && due <= open.at) deadline = due + timeout;
     }
-    return now >= deadline
-      ? { kind: "failed", error: "no probe sent (is the prober running?)" }
-      : { kind: "pending", wakeAt: deadline };
+    if (now < deadline) return { kind: "pending", wakeAt: deadline };
+    return {
+      kind: "failed",
+      error: running
+        ? `no answer within ${String(Math.round(timeout))} ms`
+        : "no probe sent (is the prober running?)",
+    };
   }
 
   /**

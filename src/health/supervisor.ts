@@ -169,13 +169,12 @@ export class HealthSupervisor {
   }
 
   /**
-   * Ask the uplink's monitors (both families: the passive signal counts
-   * connections of either) for a probe burst (see UplinkHealth.burst);
-   * unknown uplinks are ignored.
+   * Ask the uplink's monitor of `family` for a probe burst (see
+   * UplinkHealth.burst); unknown uplinks and families without a monitor are
+   * ignored.
    */
-  burst(uplink: string, reason: string): void {
-    for (const family of [4, 6] as const)
-      this.#monitors.get(keyOf(uplink, family))?.burst?.(reason);
+  burst(uplink: string, reason: string, family: Family = 4): void {
+    this.#monitors.get(keyOf(uplink, family))?.burst?.(reason);
   }
 
   /**

@@ -19,7 +19,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { controlRequest } from "../../src/control/client.js";
 import type { Lab } from "../../src/lab/lab.js";
 import { labScriptArgv } from "../../src/lab/scripts.js";
-import { LAB_HOSTS } from "../../src/lab/topology.js";
+import { LAB_HEALTH_TARGETS6 } from "../../src/lab/config.js";
+import { LAB_HOSTS, LAB_HOSTS6 } from "../../src/lab/topology.js";
 import type { Transition } from "../../src/uplink-health.js";
 import { labWithConfig, startDaemon, testPrefix, type LabDaemon } from "./harness.js";
 
@@ -30,18 +31,23 @@ async function events(lab: Lab): Promise<Transition[]> {
   return doc?.events ?? [];
 }
 
-/** The first transition of `uplink` to `to` at or after `since` (epoch ms), polling up to `timeoutMs`. */
+/**
+ * The first transition of `uplink`'s `family` (IPv4 unless given) to `to`
+ * at or after `since` (epoch ms), polling up to `timeoutMs`.
+ */
 async function transitionAfter(
   lab: Lab,
   uplink: string,
   to: string,
   since: number,
   timeoutMs: number,
+  family: 4 | 6 = 4,
 ): Promise<Transition | undefined> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     const found = (await events(lab)).find(
-      (e) => e.uplink === uplink && e.to === to && Date.parse(e.time) >= since,
+      (e) =>
+        e.uplink === uplink && e.family === family && e.to === to && Date.parse(e.time) >= since,
     );
     if (found !== undefined) return found;
     await sleep(50);
@@ -49,15 +55,18 @@ async function transitionAfter(
   return undefined;
 }
 
-/** A new TCP connection from the LAN client to the echo host every 20 ms (traffic tool, probe mode). */
-function lanConnections(lab: Lab, durationMs: number): ChildProcess {
+/**
+ * A new TCP connection from the LAN client to the echo host (its IPv4
+ * address, or its IPv6 one) every 20 ms (traffic tool, probe mode).
+ */
+function lanConnections(lab: Lab, durationMs: number, host: string = LAB_HOSTS.echo): ChildProcess {
   return lab.spawn(
     "lan",
     [
       ...labScriptArgv("traffic"),
       "probe",
       "--host",
-      LAB_HOSTS.echo,
+      host,
       "--interval",
       "20",
       "--timeout",
@@ -86,6 +95,7 @@ describe("the passive signal from LAN connections", () => {
       health.interval = "1s";
       health.timeout = "auto";
       health.down = 3;
+      health.targets = [...(health.targets as string[]), ...LAB_HEALTH_TARGETS6];
     });
     daemon = startDaemon(lab);
     await daemon.waitForStates(["up"], 30_000);
@@ -133,6 +143,39 @@ describe("the passive signal from LAN connections", () => {
         "the answering uplink was suspect",
       );
       assert.ok(busyMs < quietMs, `with traffic ${busyMs} ms, without ${quietMs} ms`);
+    } finally {
+      traffic.kill("SIGTERM");
+      await lab.heal("isp1");
+    }
+  });
+
+  it("IPv6 is judged on its own connections: an IPv6-only blackhole with IPv6 LAN traffic is confirmed by an IPv6 burst; IPv4 stays up", async (t) => {
+    const recovered = Date.now();
+    assert.ok(
+      await transitionAfter(lab, "isp1", "up", recovered - 60_000, 30_000),
+      "isp1 (IPv4) did not come back after the first case",
+    );
+    const traffic = lanConnections(lab, 30_000, LAB_HOSTS6.echo);
+    try {
+      await sleep(3000);
+      const from = Date.now();
+      await lab.fault("isp1", "blackhole6");
+      const down = await transitionAfter(lab, "isp1", "down", from, 15_000, 6);
+      assert.ok(down, "isp1's IPv6 never went down with IPv6 traffic");
+      const downMs = Date.parse(down.time) - from;
+      t.diagnostic(
+        `with IPv6 traffic: isp1 IPv6 down ${downMs} ms after blackhole6: ${down.reason}`,
+      );
+      // Rounds alone need three failed 1 s rounds (the first case measures ~6 s without traffic).
+      assert.ok(downMs < 2500, `isp1's IPv6 went down only after ${downMs} ms`);
+      assert.ok(
+        passiveLines(daemon).some((l) => l.includes("isp1") && l.includes("IPv6")),
+        "no IPv6 passive signal for isp1",
+      );
+      const v4 = (await events(lab)).filter(
+        (e) => e.uplink === "isp1" && e.family === 4 && Date.parse(e.time) >= from,
+      );
+      assert.deepEqual(v4, [], "isp1's IPv4 changed state on an IPv6-only blackhole");
     } finally {
       traffic.kill("SIGTERM");
       await lab.heal("isp1");

@@ -186,6 +186,17 @@ describe("rounds of free-running probes (ping)", () => {
     assert.equal(round.targets[0]?.error, "no probe sent (is the prober running?)");
   });
 
+  it("an empty slot after a probe ping reported fails as unanswered, not as a stopped prober", () => {
+    const { tracker, w } = setup("free-running", { targets: [A] });
+    tracker.open(5, 1000);
+    w(A).sent(11, 790);
+    w(A).answered(11, 795);
+    assert.deepEqual(tracker.evaluate(1499), []);
+    const round = only(tracker.evaluate(1500));
+    assert.equal(round.outcome, "failed");
+    assert.equal(round.targets[0]?.error, "no answer within 500 ms");
+  });
+
   it("with a timeout shorter than the interval, the probe due in the slot fails the round at due + timeout", () => {
     const { tracker, w } = setup("free-running", {
       targets: [A],
