@@ -7,6 +7,8 @@
  * 10,000; the chi-square p-value says whether the deviations are more than
  * chance.
  */
+import type { Lab } from "../src/lab/lab.js";
+import type { TrafficReport } from "../src/lab/traffic.js";
 import { labDaemons } from "./built.js";
 import type { BenchContext } from "./context.js";
 import { round } from "./stats.js";
@@ -92,6 +94,50 @@ function erfc(x: number): number {
   return x >= 0 ? r : 2 - r;
 }
 
+/**
+ * Balance figures of one traffic run: each uplink's measured share
+ * (`shares`: uplink number -> 0..1 of the successful connections) against
+ * its weight's share, in percent and points, with a chi-square test.
+ * @param count connections asked for.
+ */
+export function balanceResults(
+  lab: Lab,
+  weights: readonly number[],
+  count: number,
+  report: TrafficReport,
+  shares: Map<number, number>,
+): BalanceResults {
+  const total = weights.reduce((a, b) => a + b, 0);
+  let chi = 0;
+  const rows: Share[] = lab.uplinks.map((u, i) => {
+    const weight = weights[i] ?? 1;
+    const p = weight / total;
+    const measured = shares.get(u.number) ?? 0;
+    const expectedCount = p * report.ok;
+    const observed = measured * report.ok;
+    chi += (observed - expectedCount) ** 2 / expectedCount;
+    return {
+      uplink: u.name,
+      weight,
+      expectedPct: round(p * 100, 2) ?? 0,
+      measuredPct: round(measured * 100, 2) ?? 0,
+      diffPoints: round((measured - p) * 100, 2) ?? 0,
+      sdPoints: round(Math.sqrt((p * (1 - p)) / Math.max(1, report.ok)) * 100, 2) ?? 0,
+    };
+  });
+  return {
+    connections: count,
+    ok: report.ok,
+    failed: report.failed,
+    inconsistent: report.inconsistent,
+    shares: rows,
+    maxDiffPoints: Math.max(...rows.map((r) => Math.abs(r.diffPoints))),
+    chiSquare: round(chi, 2) ?? 0,
+    pValue: round(chiSquareSurvival(chi, weights.length - 1), 3) ?? 0,
+    durationMs: report.durationMs,
+  };
+}
+
 /** Part 6. */
 export async function balancePart(ctx: BenchContext): Promise<BalanceResults> {
   const weights = [1, 2, 3, 4];
@@ -101,36 +147,14 @@ export async function balancePart(ctx: BenchContext): Promise<BalanceResults> {
     try {
       await daemon.waitForStates(["up"], 30_000);
       const report = await labDaemons.lanTraffic(lab, count, { rounds: 2, concurrency: 50 });
-      const shares = labDaemons.sharesByUplink(report, lab);
-      const total = weights.reduce((a, b) => a + b, 0);
-      let chi = 0;
-      const rows: Share[] = lab.uplinks.map((u, i) => {
-        const weight = weights[i] ?? 1;
-        const p = weight / total;
-        const measured = shares.get(u.number) ?? 0;
-        const expectedCount = p * report.ok;
-        const observed = measured * report.ok;
-        chi += (observed - expectedCount) ** 2 / expectedCount;
-        return {
-          uplink: u.name,
-          weight,
-          expectedPct: round(p * 100, 2) ?? 0,
-          measuredPct: round(measured * 100, 2) ?? 0,
-          diffPoints: round((measured - p) * 100, 2) ?? 0,
-          sdPoints: round(Math.sqrt((p * (1 - p)) / Math.max(1, report.ok)) * 100, 2) ?? 0,
-        };
-      });
-      const result: BalanceResults = {
-        connections: count,
-        ok: report.ok,
-        failed: report.failed,
-        inconsistent: report.inconsistent,
-        shares: rows,
-        maxDiffPoints: Math.max(...rows.map((r) => Math.abs(r.diffPoints))),
-        chiSquare: round(chi, 2) ?? 0,
-        pValue: round(chiSquareSurvival(chi, weights.length - 1), 3) ?? 0,
-        durationMs: report.durationMs,
-      };
+      const result = balanceResults(
+        lab,
+        weights,
+        count,
+        report,
+        labDaemons.sharesByUplink(report, lab),
+      );
+      const rows = result.shares;
       ctx.log(
         "balance",
         `${report.ok}/${count} ok; shares ${rows.map((r) => `${r.uplink} ${r.measuredPct}% (want ${r.expectedPct}%)`).join(", ")}`,

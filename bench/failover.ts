@@ -106,6 +106,8 @@ export interface Monitor {
 /**
  * Run one trial: probe, fault, failover, heal, recovery.
  * @param recoveryMaxMs how long to wait for recovery (0: do not measure it).
+ * @param family 4: IPv4 probe connections (sources: the router's uplink
+ *   addresses); 6: IPv6 ones (sources: `uplink:N`, see {@link Probe}).
  */
 export async function runTrial(
   ctx: BenchContext,
@@ -115,6 +117,7 @@ export async function runTrial(
   uplink: number,
   fault: FailoverFault,
   limits: { failoverMaxMs: number; recoveryMaxMs: number },
+  family: 4 | 6 = 4,
 ): Promise<Trial> {
   const u = lab.uplink(uplink);
   const result: Trial = {
@@ -131,15 +134,14 @@ export async function runTrial(
     result.error = `before the fault: ${errorText(error)}`;
     return result;
   }
-  const probe = new Probe(lab, PROBE_INTERVAL_MS, PROBE_TIMEOUT_MS);
+  const probe = new Probe(lab, PROBE_INTERVAL_MS, PROBE_TIMEOUT_MS, undefined, family);
+  const sourceOf = (x: (typeof lab.uplinks)[number]): string =>
+    family === 6 ? `uplink:${x.number}` : x.routerAddress;
   let faulted = false;
   let recovered = false;
   try {
     const start = Date.now();
-    await probe.warmUp(
-      start,
-      lab.uplinks.map((x) => x.routerAddress),
-    );
+    await probe.warmUp(start, lab.uplinks.map(sourceOf));
     ctx.check();
     const f = await inject(lab, uplink, fault);
     faulted = true;
@@ -152,7 +154,7 @@ export async function runTrial(
     const h = await heal(lab, uplink, fault);
     faulted = false;
     if (limits.recoveryMaxMs > 0) {
-      result.recoveryMs = await probe.recovery(h.at, u.routerAddress, limits.recoveryMaxMs);
+      result.recoveryMs = await probe.recovery(h.at, sourceOf(u), limits.recoveryMaxMs);
       recovered = result.recoveryMs !== null;
     }
   } catch (error) {
@@ -172,7 +174,9 @@ export async function runTrial(
 /**
  * uplinkd as the monitor under test: restarted every 4 trials. With
  * `hang`, its PATH starts with stand-ins whose `conntrack -D` and `nft list`
- * hang once it runs (the marker is made after each start).
+ * hang once it runs (the marker is made after each start). `family`: the
+ * address family whose down transitions `downAt` reports (6: and before
+ * and after a trial, every uplink's IPv6 is also up and active).
  */
 export class UplinkdMonitor implements Monitor {
   daemon: LabDaemon | undefined;
@@ -181,7 +185,20 @@ export class UplinkdMonitor implements Monitor {
     private readonly lab: Lab,
     private readonly configPath: string,
     private readonly hang?: { dir: string; marker: string },
+    private readonly family: 4 | 6 = 4,
   ) {}
+
+  /** Every uplink up (IPv4), and with family 6 every uplink's IPv6 up and active. */
+  private async ready(daemon: LabDaemon): Promise<void> {
+    await daemon.waitForStates(["up"], 30_000);
+    if (this.family === 6) {
+      await daemon.waitFor(
+        (s) => s.uplinks.every((u) => u.ipv6?.state === "up" && u.ipv6.active),
+        30_000,
+        "every uplink's IPv6 up and active",
+      );
+    }
+  }
 
   async before(trial: number): Promise<void> {
     if (this.daemon === undefined || trial % 4 === 0) {
@@ -195,23 +212,27 @@ export class UplinkdMonitor implements Monitor {
         this.configPath,
         env === undefined ? {} : { env },
       );
-      await this.daemon.waitForStates(["up"], 30_000);
+      await this.ready(this.daemon);
       if (this.hang !== undefined) await writeFile(this.hang.marker, "");
     }
-    await this.daemon.waitForStates(["up"], 30_000);
+    await this.ready(this.daemon);
   }
 
   async downAt(uplink: number, since: number): Promise<number | null> {
     const name = this.lab.uplink(uplink).name;
     const events = await daemonEvents(this.lab);
     const down = events.find(
-      (e) => e.uplink === name && e.to === "down" && Date.parse(e.time) >= since,
+      (e) =>
+        e.uplink === name &&
+        e.family === this.family &&
+        e.to === "down" &&
+        Date.parse(e.time) >= since,
     );
     return down === undefined ? null : Date.parse(down.time);
   }
 
   async after(): Promise<void> {
-    await this.daemon?.waitForStates(["up"], 30_000);
+    if (this.daemon !== undefined) await this.ready(this.daemon);
   }
 
   async stop(): Promise<void> {

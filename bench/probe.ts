@@ -8,11 +8,11 @@
 import type { ChildProcess } from "node:child_process";
 import type { Lab } from "../src/lab/lab.js";
 import type { ProbeAttempt } from "../src/lab/traffic.js";
-import { exec, faults, measure, scripts, topology } from "./built.js";
+import { exec, faults, ipv6, measure, scripts, topology } from "./built.js";
 import { sleep } from "./context.js";
 
 /** The fault kinds the benchmark injects for failover. */
-export type FailoverFault = "blackhole" | "carrier";
+export type FailoverFault = "blackhole" | "blackhole6" | "carrier";
 
 /** A running probe: a new connection every `intervalMs`, each given `timeoutMs`. */
 export class Probe {
@@ -22,11 +22,19 @@ export class Probe {
   private buffer = "";
   private stderr = "";
 
+  /**
+   * @param family 4: connections to the echo host's IPv4 address, sources
+   *   as the echo host saw them; 6: to its IPv6 address, each source
+   *   replaced by `uplink:N`, the uplink whose space it is in (`uplink:0`:
+   *   none), since an uplink's IPv6 source is whichever global address
+   *   masquerade picked.
+   */
   constructor(
     lab: Lab,
     readonly intervalMs: number,
     readonly timeoutMs: number,
     durationMs = 600_000,
+    readonly family: 4 | 6 = 4,
   ) {
     this.child = lab.spawn(
       "lan",
@@ -34,7 +42,7 @@ export class Probe {
         ...scripts.labScriptArgv("traffic"),
         "probe",
         "--host",
-        topology.LAB_HOSTS.echo,
+        family === 6 ? topology.LAB_HOSTS6.echo : topology.LAB_HOSTS.echo,
         "--interval",
         String(intervalMs),
         "--timeout",
@@ -53,7 +61,12 @@ export class Probe {
         nl = this.buffer.indexOf("\n");
         try {
           const a = JSON.parse(line) as ProbeAttempt;
-          if (a.source !== undefined) a.source = a.source.replace(/^::ffff:/, "");
+          if (a.source !== undefined) {
+            a.source =
+              family === 6
+                ? `uplink:${ipv6.uplinkOfAddress6(lab.uplinks, a.source) ?? 0}`
+                : a.source.replace(/^::ffff:/, "");
+          }
           this.attempts.push(a);
         } catch {
           // not a JSON line
@@ -204,9 +217,9 @@ async function timed(
 ): Promise<{ at: number; commandMs: number }> {
   const u = lab.uplink(number);
   const t0 = performance.now();
-  if (fault === "blackhole") {
+  if (fault === "blackhole" || fault === "blackhole6") {
     await exec.runCommand("ip", ["netns", "exec", u.namespace, "nft", "-f", "-"], {
-      input: faults.renderFaultChain(on ? { blackhole: true } : {}),
+      input: faults.renderFaultChain(on ? { [fault]: true } : {}),
     });
   } else {
     await exec.runCommand("ip", [

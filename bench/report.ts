@@ -14,6 +14,7 @@ import type { LsmResults } from "./lsm.js";
 import type { SoakResults } from "./soak.js";
 import { ratio, type Spread } from "./stats.js";
 import type { ThroughputResults } from "./throughput.js";
+import type { Ipv6Results } from "./ipv6.js";
 import type { LoadResults } from "./load.js";
 import type { HaResults } from "./ha.js";
 
@@ -247,6 +248,29 @@ export function summaryRows(doc: Results): Row[] {
         num(tp.ratio),
         `${num(tp.uplinkd.median)} vs ${num(tp.baseline.median)} Gbit/s (medians), ${tp.streams} streams x ${tp.seconds} s`,
         String(tp.uplinkd.n),
+      ),
+    );
+  }
+  const v6 = data(doc, "ipv6") as Ipv6Results | undefined;
+  if (v6 !== undefined) {
+    rows.push(
+      spreadRow(
+        `Failover, IPv6 only (blackhole6), uplinkd ${v6.failover.profile}`,
+        v6.failover.failover,
+        " ms",
+        failed(v6.failover),
+      ),
+      valueRow(
+        `Balance, IPv6, weights ${v6.balance.shares.map((s) => s.weight).join(":")}: max |share - weight share|`,
+        `${v6.balance.maxDiffPoints} points`,
+        `${v6.balance.shares.map((s) => `${s.measuredPct}/${s.expectedPct} %`).join(", ")}; chi-square p = ${v6.balance.pValue}`,
+        String(v6.balance.ok),
+      ),
+      valueRow(
+        "Throughput, IPv6, uplinkd / plain route",
+        num(v6.throughput.ratio),
+        `${num(v6.throughput.uplinkd.median)} vs ${num(v6.throughput.baseline.median)} Gbit/s (medians), ${v6.throughput.streams} streams x ${v6.throughput.seconds} s`,
+        String(v6.throughput.uplinkd.n),
       ),
     );
   }
@@ -609,6 +633,32 @@ export function renderMarkdown(doc: Results): string {
         `(max ${num(tp.baseline.max)}), ratio ${num(tp.ratio)}; runs: ` +
         tp.runs.map((r) => `${r.setup} ${(r.bps / 1e9).toFixed(2)}`).join(", ") +
         ` Gbit/s (${tp.seconds} s each); uplinkd / baseline within each pair: ${pairRatios(tp).join(", ")}.`,
+      "",
+    );
+  }
+
+  const v6 = data(doc, "ipv6") as Ipv6Results | undefined;
+  if (v6 !== undefined) {
+    out.push(
+      "## 7b. IPv6",
+      "",
+      "The same measurements with the LAN client's IPv6 connections to [2001:db8:ffff::10] (the echo host's answer " +
+        "names the source it saw; each source is counted for the uplink whose address space it is in). " +
+        "**Failover**: the ISP drops IPv6 beyond the gateway and passes IPv4 (`blackhole6`), fast profile, " +
+        "the faulted uplink alternating; detected = the daemon's IPv6 down transition. " +
+        "**Balance**: new IPv6 connections over weights 1:2:3:4. **Throughput**: iperf3 over IPv6 with uplinkd " +
+        "against a plain route (the router's router-advertisement default routes, masquerade only).",
+      "",
+      trialTable([v6.failover]),
+      "",
+      `Balance: ${v6.balance.shares.map((s) => `${s.uplink} ${s.measuredPct} % (weight share ${s.expectedPct} %)`).join(", ")}; ` +
+        `${v6.balance.ok} of ${v6.balance.connections} connections succeeded; ${v6.balance.inconsistent} changed uplink; ` +
+        `chi-square ${v6.balance.chiSquare}, p = ${v6.balance.pValue}.`,
+      "",
+      `Throughput: uplinkd ${num(v6.throughput.uplinkd.median)} Gbit/s, plain route ${num(v6.throughput.baseline.median)} Gbit/s, ` +
+        `ratio ${num(v6.throughput.ratio)}; runs: ` +
+        v6.throughput.runs.map((r) => `${r.setup} ${(r.bps / 1e9).toFixed(2)}`).join(", ") +
+        ` Gbit/s (${v6.throughput.seconds} s each).`,
       "",
     );
   }

@@ -8,7 +8,7 @@
  *
  * Options: `--quick`; `--out DIR` (default bench/, or bench/quick/ with
  * --quick); `--only PART,...` (failover, lsm, soak, apply, balance,
- * throughput, footprint, load, conntrack, ha); `--render FILE`: only rewrite RESULTS.md next to
+ * throughput, ipv6, footprint, load, conntrack, subsecond, ha); `--render FILE`: only rewrite RESULTS.md next to
  * the results.json FILE. Needs root (network namespaces) and a build.
  *
  * Every part runs in labs of its own (prefix `b<part><run id>`), removed at
@@ -42,6 +42,7 @@ import { throughputPart } from "./throughput.js";
 import { loadPart } from "./load.js";
 import { subsecondPart } from "./subsecond.js";
 import { haPart } from "./ha.js";
+import { ipv6Part } from "./ipv6.js";
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
 
@@ -53,6 +54,7 @@ export const PARTS = [
   "apply",
   "balance",
   "throughput",
+  "ipv6",
   "footprint",
   "load",
   "conntrack",
@@ -148,6 +150,7 @@ async function main(): Promise<number> {
     await part("apply", () => applyPart(ctx));
     await part("balance", () => balancePart(ctx));
     await part("throughput", () => throughputPart(ctx));
+    await part("ipv6", () => ipv6Part(ctx, trials));
     await part("footprint", () => footprintPart(ctx));
     await part("load", () => loadPart(ctx));
     if (!quick) await part("conntrack", () => conntrackPart(ctx, 6));

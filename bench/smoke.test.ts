@@ -34,6 +34,7 @@ import type { Results } from "./report.js";
 import type { SoakResults } from "./soak.js";
 import type { SubsecondResults } from "./subsecond.js";
 import type { ThroughputResults } from "./throughput.js";
+import type { Ipv6Results } from "./ipv6.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
@@ -230,6 +231,18 @@ void test(
       between(balance.maxDiffPoints, 0, 5, "balance: largest deviation (points)");
       const tp = data("throughput") as ThroughputResults;
       between(tp.ratio, 0.2, 5, "throughput ratio");
+      const v6 = data("ipv6") as Ipv6Results;
+      // An IPv6-only blackhole is seen by the IPv6 probes exactly as a blackhole is by the IPv4 ones.
+      assert.equal(v6.failover.fault, "blackhole6");
+      assert.equal(v6.failover.failover.n, 3, "IPv6 blackhole: trials that did not settle");
+      const fast = profileHealth(v6.failover.profile);
+      between(v6.failover.failover.median, ...failoverBounds(fast, "blackhole"), "IPv6 failover");
+      between(v6.failover.detect.median, 0, failoverBounds(fast, "blackhole")[1], "IPv6 detection");
+      between(v6.failover.recovery.median, ...recoveryBounds(fast), "IPv6 recovery");
+      assert.equal(v6.balance.ok, v6.balance.connections, "IPv6 balance: connections failed");
+      assert.equal(v6.balance.inconsistent, 0);
+      between(v6.balance.maxDiffPoints, 0, 5, "IPv6 balance: largest deviation (points)");
+      between(v6.throughput.ratio, 0.2, 5, "IPv6 throughput ratio");
       const fp = data("footprint") as FootprintResults;
       assert.equal(fp.runs.length, 2);
       for (const f of fp.runs) {

@@ -36,18 +36,19 @@ export interface ThroughputResults {
   runs: IperfRun[];
 }
 
-async function iperf(
+export async function iperf(
   lab: Lab,
   setup: IperfRun["setup"],
   seconds: number,
   streams: number,
+  host: string = topology.LAB_HOSTS.echo,
 ): Promise<IperfRun> {
   const r = await lab.exec(
     "lan",
     [
       "iperf3",
       "-c",
-      topology.LAB_HOSTS.echo,
+      host,
       "-P",
       String(streams),
       "-t",

@@ -211,7 +211,7 @@ lazyCommand(
 );
 lazyCommand(
   "demo",
-  "a narrated lab run: traffic, a fault, a failover and a recovery (root)",
+  "a narrated lab run: traffic, faults, IPv4 and IPv6 failovers and recoveries (root)",
   async () => (await import("./lab/demo.js")).registerDemoCommand,
 );
 

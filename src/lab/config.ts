@@ -40,7 +40,11 @@ export function labUplinkIpv6Config(
  * The config as YAML text: `lab: true`, `lan: [lan0]`; uplinks `ispI` on `wanI` with
  * gateway `100.64.I.1` (`auto` for DHCP uplinks, `none` for point-to-point
  * ones; CGNAT ones pin their ISP's private upstream network), their weight and tier;
- * health targets 198.51.100.1 and 203.0.113.1 every 200 ms, timeout 500 ms;
+ * health targets 198.51.100.1 and 203.0.113.1 and the IPv6 ones
+ * ({@link LAB_HEALTH_TARGETS6}: 2001:db8:ffff::1 and ::2) every 200 ms, timeout 500 ms;
+ * each uplink's IPv6 fields from {@link labUplinkIpv6Config} (`ipv6.pd`: the
+ * lab delegates prefixes, `ipv6.stateDir`: the lab's state directory; without
+ * `ipv6`, no prefix delegation and no `prefix6_file`);
  * `control.socket` = `controlSocket`. `configPath` only appears in a comment.
  * With `resolver` (the router's dnsmasq): each uplink's `dns` is its ISP's
  * resolver (203.0.113.(50+I)) and `dns.dnsmasq` points at the resolver's
@@ -52,6 +56,7 @@ export function renderLabConfig(
   controlSocket: string,
   configPath: string,
   resolver?: ReturnType<typeof resolverPaths>,
+  ipv6: { pd: boolean; stateDir: string } = { pd: false, stateDir: "" },
 ): string {
   const config = {
     // Lab targets are documentation addresses: `check` expects them here.
@@ -63,11 +68,12 @@ export function renderLabConfig(
       gateway: u.dhcp ? "auto" : u.kind === "p2p" ? "none" : u.gateway,
       weight: u.weight,
       tier: u.tier,
+      ...labUplinkIpv6Config(u, ipv6.pd, ipv6.stateDir),
       ...(resolver === undefined ? {} : { dns: [ispResolver(u.number)] }),
       ...(u.upstream === undefined ? {} : { pinned: [u.upstream.network] }),
     })),
     health: {
-      targets: [...LAB_HOSTS.pingTargets],
+      targets: [...LAB_HOSTS.pingTargets, ...LAB_HEALTH_TARGETS6],
       interval: "200ms",
       timeout: "500ms",
     },

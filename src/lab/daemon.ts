@@ -11,6 +11,7 @@ import { fileURLToPath } from "node:url";
 import { controlRequest } from "../control/client.js";
 import { runCommand } from "../kernel/exec.js";
 import type { StatusDocument } from "../control/api.js";
+import { uplinkOfAddress6 } from "./ipv6.js";
 import type { Lab } from "./lab.js";
 import { labScriptArgv } from "./scripts.js";
 import type { HoldLine, TrafficReport } from "./traffic.js";
@@ -104,6 +105,29 @@ export class LabDaemon {
       (s) => s.uplinks.find((u) => u.name === name)?.state === state,
       timeoutMs,
       `${name} ${state}`,
+      20,
+    );
+  }
+
+  /**
+   * Wait until uplink `name`'s IPv6 (`uplinks[].ipv6` of the status) is in
+   * `state`, and with `active` also takes new IPv6 connections (or, for a
+   * state other than up, no longer does). Polls every 20 ms.
+   * @throws {Error} after `timeoutMs` (default 15 s), with the daemon's log.
+   */
+  waitForState6(
+    name: string,
+    state: string,
+    timeoutMs?: number,
+    active?: boolean,
+  ): Promise<StatusDocument> {
+    return this.waitFor(
+      (s) => {
+        const v6 = s.uplinks.find((u) => u.name === name)?.ipv6;
+        return v6 != null && v6.state === state && (active === undefined || v6.active === active);
+      },
+      timeoutMs,
+      `${name} IPv6 ${state}${active === undefined ? "" : active ? " and active" : " and inactive"}`,
       20,
     );
   }
@@ -236,6 +260,21 @@ export function sharesByUplink(report: TrafficReport, lab: Lab): Map<number, num
         : source.startsWith(u.subnet.replace(/0\/24$/, "")),
     );
     const key = uplink?.number ?? 0;
+    shares.set(key, (shares.get(key) ?? 0) + n / Math.max(1, report.ok));
+  }
+  return shares;
+}
+
+/**
+ * Share (0..1) of successful IPv6 connections per uplink number, from the
+ * source addresses the echo host saw (the uplink's network space or its
+ * delegation pool, see {@link uplinkOfAddress6}); other sources (a ULA
+ * that was not translated) count under 0.
+ */
+export function sharesByUplink6(report: TrafficReport, lab: Lab): Map<number, number> {
+  const shares = new Map<number, number>();
+  for (const [source, n] of Object.entries(report.bySource)) {
+    const key = uplinkOfAddress6(lab.uplinks, source) ?? 0;
     shares.set(key, (shares.get(key) ?? 0) + n / Math.max(1, report.ok));
   }
   return shares;

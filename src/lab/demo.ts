@@ -1,14 +1,19 @@
 /**
  * `uplinkd demo`: a narrated run in a lab — three uplinks, the daemon, real
  * traffic from a LAN client, a blackhole beyond a gateway, a failover, a
- * recovery, a carrier loss — with the times measured from the client's side.
+ * recovery, a carrier loss, then an IPv6-only blackhole that moves IPv6 off
+ * an uplink while IPv4 stays on it — with the times measured from the
+ * client's side.
  */
 import type { Command } from "commander";
 import { formatStatus } from "../control/format.js";
 import { labUp, type Lab } from "./lab.js";
+import { LAB_HEALTH_TARGETS6 } from "./config.js";
+import { LAB_HOSTS, LAB_HOSTS6 } from "./topology.js";
 import {
   lanTraffic,
   sharesByUplink,
+  sharesByUplink6,
   startLabDaemon,
   TrafficProcess,
   type LabDaemon,
@@ -24,16 +29,20 @@ const step = (text: string): void => {
   say(`== ${text}`);
 };
 
-/** New connections from the LAN every `intervalMs`, each given `timeoutMs`. */
+/**
+ * New connections from the LAN to the echo host `host` (default its IPv4
+ * address) every `intervalMs`, each given `timeoutMs`.
+ */
 function clientProbe(
   lab: Lab,
   intervalMs: number,
   timeoutMs: number,
+  host: string = LAB_HOSTS.echo,
 ): TrafficProcess<ProbeAttempt> {
   return new TrafficProcess<ProbeAttempt>(lab, "lan", [
     "probe",
     "--host",
-    "192.0.2.10",
+    host,
     "--interval",
     String(intervalMs),
     "--timeout",
@@ -43,15 +52,38 @@ function clientProbe(
   ]);
 }
 
-async function showShares(lab: Lab, count: number): Promise<void> {
-  const report = await lanTraffic(lab, count);
-  const shares = sharesByUplink(report, lab);
-  say(`   ${count} new TCP connections from the LAN client (${report.failed} failed):`);
+/**
+ * Open `count` new TCP connections from the LAN client to the echo host
+ * over IPv4 (`family` 4) or IPv6 (6) and print the share each uplink
+ * carried, by the source address the echo host saw.
+ */
+async function showShares(lab: Lab, count: number, family: 4 | 6 = 4): Promise<void> {
+  const report = await lanTraffic(
+    lab,
+    count,
+    family === 6 ? { host: LAB_HOSTS6.echo } : { host: LAB_HOSTS.echo },
+  );
+  const shares = family === 6 ? sharesByUplink6(report, lab) : sharesByUplink(report, lab);
+  say(
+    `   ${count} new IPv${family} TCP connections from the LAN client (${report.failed} failed):`,
+  );
+  const other = shares.get(0) ?? 0;
   for (const u of lab.uplinks) {
     const share = shares.get(u.number) ?? 0;
     const bar = "#".repeat(Math.round(share * 40));
     say(`   ${u.name} (weight ${u.weight})  ${(share * 100).toFixed(1).padStart(5)} %  ${bar}`);
   }
+  if (other > 0) say(`   (${(other * 100).toFixed(1)} % came from an address of no uplink)`);
+}
+
+/** Wait until every uplink with IPv6 has its IPv6 up and taking new connections. */
+async function waitUntilIpv6Active(daemon: LabDaemon): Promise<void> {
+  await daemon.waitFor(
+    (s) => s.uplinks.every((u) => u.ipv6 === null || (u.ipv6.state === "up" && u.ipv6.active)),
+    30_000,
+    "every uplink's IPv6 up and active",
+    20,
+  );
 }
 
 /** Wait until `uplink` is up and takes new connections again (its maps are updated a moment after the state). */
@@ -106,15 +138,20 @@ export async function runDemo(prefix = "demo"): Promise<void> {
   try {
     say(`   built in ${lab.upMs} ms; config ${lab.configPath}`);
     say(
-      "   probes: ICMP to 198.51.100.1 and 203.0.113.1 every 200 ms, timeout 500 ms, down after 3 failed rounds",
+      `   probes: ICMP to ${LAB_HOSTS.pingTargets.join(" and ")} (IPv4) and ICMPv6 to ${LAB_HEALTH_TARGETS6.join(" and ")} (IPv6),`,
+    );
+    say(
+      "   every 200 ms, timeout 500 ms, down after 3 failed rounds; each family judged on its own",
     );
 
     step("uplinkd run, inside the router namespace");
     daemon = startLabDaemon(lab);
     const started = Date.now();
-    const status = await daemon.waitForStates(["up"]);
-    say(`   every uplink up after ${((Date.now() - started) / 1000).toFixed(2)} s`);
-    say(formatStatus(status).replace(/^/gm, "   ").trimEnd());
+    await daemon.waitForStates(["up"]);
+    await waitUntilIpv6Active(daemon);
+    say(`   every uplink up (IPv4 and IPv6) after ${((Date.now() - started) / 1000).toFixed(2)} s`);
+    const status = await daemon.status();
+    if (status !== undefined) say(formatStatus(status).replace(/^/gm, "   ").trimEnd());
 
     step("Traffic: new connections are spread by weight 2:1:1, each stays on its uplink");
     await showShares(lab, 1000);
@@ -142,6 +179,47 @@ export async function runDemo(prefix = "demo"): Promise<void> {
     await waitUntilActive(daemon, "isp2");
     say("   carrier back: isp2 up again");
 
+    step(
+      "IPv6: new IPv6 connections are spread by weight too (sources are the uplinks' addresses)",
+    );
+    await waitUntilIpv6Active(daemon);
+    await showShares(lab, 600, 6);
+
+    const probe6 = clientProbe(lab, 50, 400, LAB_HOSTS6.echo);
+    try {
+      await sleep(500);
+      step("Fault: IPv6-only blackhole beyond isp1's gateway (its IPv4 still works)");
+      const faultAt = Date.now();
+      await lab.fault("isp1", "blackhole6");
+      const down = await daemon.waitForState6("isp1", "down", 20_000);
+      const isp1 = down.uplinks.find((u) => u.name === "isp1");
+      say(
+        `   uplinkd declared isp1's IPv6 down after ${((Date.now() - faultAt) / 1000).toFixed(2)} s: ${isp1?.ipv6?.reason ?? ""}`,
+      );
+      await sleep(1500);
+      const later = (await daemon.status())?.uplinks.find((u) => u.name === "isp1");
+      say(
+        `   isp1's IPv4 meanwhile: ${later?.state ?? "?"}, ${later?.active === true ? "taking" : "not taking"} new IPv4 connections`,
+      );
+      const failover6 = failoverMs(probe6.lines, faultAt);
+      say(
+        failover6 === null
+          ? "   new IPv6 connections were still failing at the end of the window"
+          : `   IPv6 failover seen by the LAN client: every new IPv6 connection succeeds ${(failover6 / 1000).toFixed(2)} s after the fault`,
+      );
+    } finally {
+      await probe6.stop();
+    }
+    await showShares(lab, 600, 6);
+    await showShares(lab, 600, 4);
+
+    step("Recovery: the IPv6 blackhole is healed");
+    const heal6At = Date.now();
+    await lab.heal("isp1");
+    await daemon.waitForState6("isp1", "up", 30_000, true);
+    say(`   isp1's IPv6 up again after ${((Date.now() - heal6At) / 1000).toFixed(2)} s`);
+    await showShares(lab, 600, 6);
+
     step("Status after it all");
     const final = await daemon.status();
     if (final !== undefined) say(formatStatus(final).replace(/^/gm, "   ").trimEnd());
@@ -158,7 +236,9 @@ export async function runDemo(prefix = "demo"): Promise<void> {
 export function registerDemoCommand(program: Command): void {
   program
     .command("demo")
-    .description("a narrated lab run: traffic, a fault, a failover and a recovery (root)")
+    .description(
+      "a narrated lab run: traffic, faults, IPv4 and IPv6 failovers and recoveries (root)",
+    )
     .option("--prefix <prefix>", "lab prefix", "demo")
     .action(async (opts: { prefix: string }) => {
       await runDemo(opts.prefix);

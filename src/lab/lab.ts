@@ -779,7 +779,10 @@ export async function labUp(options: LabUpOptions = {}): Promise<Lab> {
     await checkAlive(plan.prefix, state.processes);
     await writeFile(
       state.configPath,
-      renderLabConfig(plan, state.controlSocket, state.configPath, resolverPaths(dir)),
+      renderLabConfig(plan, state.controlSocket, state.configPath, resolverPaths(dir), {
+        pd: options.pd === true,
+        stateDir: dir,
+      }),
     );
     state.upMs = Math.round(performance.now() - started);
     await writeState(state);

@@ -271,11 +271,11 @@ describe("following the ISP: delegated prefix, renumbering, a new RA router", ()
     const config = parse(await readFile(lab.configPath, "utf8")) as {
       uplinks: Record<string, unknown>[];
     };
-    config.uplinks.forEach((u, i) => {
-      u.prefix6 = "auto";
-      u.prefix6_file = lab.delegatedPrefixFile(i + 1);
-    });
-    await writeFile(lab.configPath, stringify(config));
+    // With `pd`, the generated lab config already follows the delegated prefixes.
+    assert.deepEqual(
+      config.uplinks.map((u) => [u.gateway6, u.prefix6, u.prefix6_file]),
+      lab.uplinks.map((u) => ["auto", "auto", lab.delegatedPrefixFile(u.number)]),
+    );
     daemon = startDaemon(lab);
     await daemon.waitForStates(["up"]);
     await waitForIpv6Routes(lab, daemon);

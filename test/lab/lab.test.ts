@@ -154,14 +154,29 @@ test("lab up writes a daemon config that passes the schema", async (t) => {
   const config = configSchema.parse(parseYaml(await readFile(lab.configPath, "utf8")));
   assert.deepEqual(config.lan, ["lan0"]);
   assert.deepEqual(
-    config.uplinks.map((u) => [u.name, u.interface, u.gateway, u.weight, u.tier]),
+    config.uplinks.map((u) => [
+      u.name,
+      u.interface,
+      u.gateway,
+      u.gateway6,
+      u.prefix6,
+      u.prefix6_file,
+      u.weight,
+      u.tier,
+    ]),
     [
-      ["isp1", "wan1", "100.64.1.1", 3, 1],
-      ["isp2", "wan2", "100.64.2.1", 2, 1],
-      ["isp3", "wan3", "auto", 1, 2],
+      ["isp1", "wan1", "100.64.1.1", "auto", undefined, undefined, 3, 1],
+      ["isp2", "wan2", "100.64.2.1", "auto", undefined, undefined, 2, 1],
+      ["isp3", "wan3", "auto", "auto", undefined, undefined, 1, 2],
     ],
   );
-  assert.deepEqual(config.health.targets, ["198.51.100.1", "203.0.113.1"]);
+  // Dual-stack: each family is judged by its own targets.
+  assert.deepEqual(config.health.targets, [
+    "198.51.100.1",
+    "203.0.113.1",
+    "2001:db8:ffff::1",
+    "2001:db8:ffff::2",
+  ]);
   assert.equal(config.control.socket, lab.controlSocket);
   assert.ok(lab.controlSocket.startsWith(`${lab.stateDir}/`));
 });

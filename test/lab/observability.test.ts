@@ -125,7 +125,7 @@ before(async () => {
     c.notify = {
       hooks: [
         {
-          command: ["/bin/sh", "-c", `echo "$UPLINK $PREVIOUS_STATE $STATE" >> ${hookLog}`],
+          command: ["/bin/sh", "-c", `echo "$UPLINK $FAMILY $PREVIOUS_STATE $STATE" >> ${hookLog}`],
           run: "transition",
         },
       ],
@@ -143,6 +143,8 @@ before(async () => {
   config = await readFile(lab.configPath, "utf8");
   daemon = startDaemon(lab);
   await daemon.waitForStates(["up"]);
+  // The lab config is dual-stack: each uplink's IPv6 is probed by its own targets.
+  for (const u of lab.uplinks) await daemon.waitForState6(u.name, "up", 30_000, true);
   // Connections for the share and conntrack columns (they stay in TIME_WAIT for 2 min).
   await lanTraffic(lab, 200);
 });
@@ -170,9 +172,17 @@ describe("uplinkd status", () => {
       ipv6.split("\n").filter((l) => l.startsWith("policy ")),
       ["policy default: isp1 50%, isp2 50%"],
     );
-    // Without IPv6 health targets in the lab config, IPv6 is not monitored: init.
+    // The lab config has IPv6 health targets: each uplink's IPv6 is up, with its figures.
     assert.match(ipv6, /^UPLINK +IPv6 +FOR +LOSS +RTT +JITTER +ACTIVE$/m);
-    assert.match(ipv6, /^isp1 +init +\S+ +- +- +- +yes\n {2}2001:db8:1:/m);
+    for (const i of [1, 2]) {
+      assert.match(
+        ipv6,
+        new RegExp(
+          `^isp${i} +up +\\S+ +\\d+\\.\\d% +[\\d.]+ms +[\\d.]+ms +yes\\n {2}2001:db8:${i}:\\S* +via fe80::`,
+          "m",
+        ),
+      );
+    }
     assert.equal(rows.length, 2);
     for (const [i, row] of rows.entries()) {
       assert.match(
@@ -277,7 +287,9 @@ describe("the dashboard in Chromium, and events", () => {
       const seen = await until("page shows isp2 down", () => lines.find((l) => l.event === "seen"));
       const events = await cli("events", "--json", "-c", lab.configPath);
       const doc = JSON.parse(events.stdout) as EventsDocument;
-      const down = doc.events.findLast((e) => e.uplink === "isp2" && e.to === "down");
+      const down = doc.events.findLast(
+        (e) => e.uplink === "isp2" && e.family === 4 && e.to === "down",
+      );
       assert.ok(down !== undefined, events.stdout);
       const lagMs = Number(seen.t) - Date.parse(down.time);
       t.diagnostic(`the page showed isp2 down ${lagMs} ms after the daemon's transition`);
@@ -300,9 +312,20 @@ describe("the dashboard in Chromium, and events", () => {
     const result = await cli("events", "-c", lab.configPath);
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stdout, /^TIME +UPLINK +FAMILY +TRANSITION +LOSS +RTT +REASON$/m);
-    assert.match(result.stdout, /\d\dZ +isp2 +IPv4 +up -> down +\S+ +\S+ +\S.*$/m);
+    // The blackhole took both of isp2's families down, each judged by its own targets.
+    assert.match(result.stdout, /\d\dZ +isp2 +IPv4 +up -> down +\S+ +\S+ +\S.*198\.51\.100\.1.*$/m);
+    assert.match(result.stdout, /\d\dZ +isp2 +IPv6 +up -> down +\S+ +\S+ +\S.*2001:db8:ffff::.*$/m);
     const hooked = await readFile(hookLog, "utf8");
-    assert.match(hooked, /^isp2 up down$/m, "the notify hook did not run for the transition");
+    assert.match(
+      hooked,
+      /^isp2 4 up down$/m,
+      "the notify hook did not run for the IPv4 transition",
+    );
+    assert.match(
+      hooked,
+      /^isp2 6 up down$/m,
+      "the notify hook did not run for the IPv6 transition",
+    );
     await daemon.waitForStates(["up"], 20_000);
   });
 });
