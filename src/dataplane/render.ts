@@ -305,46 +305,14 @@ export function renderRoutes(
   choice: PolicyChoice,
   lanAddress?: string,
 ): Route[] {
-  const protocol = config.dataplane.route_protocol;
-  const routes: Route[] = [];
-  const viaUplink = (view: UplinkView, table: number, metric: number): Route => {
-    const options = config.uplinks.find((u) => u.name === view.name)?.route_options ?? {};
-    return {
-      table,
-      type: "unicast",
-      dst: "default",
-      ...(view.gateway !== undefined && !view.pointToPoint ? { gateway: view.gateway } : {}),
-      dev: view.interface,
-      ...(table === TABLE_MAIN || view.source === undefined ? {} : { src: view.source }),
-      metric,
-      protocol,
-      options: Object.fromEntries(
-        Object.entries(options as Record<string, number | undefined>).filter(
-          (e): e is [string, number] => e[1] !== undefined,
-        ),
-      ),
-    };
-  };
-  for (const view of views) {
-    if (routable(view)) routes.push(viaUplink(view, view.table, 0));
-    routes.push({
-      table: view.table,
-      type: "unreachable",
-      dst: "default",
-      metric: SAFETY_METRIC,
-      protocol,
-      options: {},
-    });
-  }
-  const preferred =
-    (choice.kind === "balance"
-      ? views.find((v) => choice.members.some((m) => m.uplink === v.name) && routable(v))
-      : undefined) ?? views.find(routable);
-  if (preferred !== undefined) {
-    const main = viaUplink(preferred, TABLE_MAIN, config.dataplane.main_metric);
-    routes.push(lanAddress === undefined ? main : { ...main, src: lanAddress });
-  }
-  return routes;
+  return familyRoutes(config, views, choice, lanAddress, {
+    family: 4,
+    routable,
+    gateway: (view) => view.gateway,
+    source: (view) => view.source,
+    uplinkMetric: 0,
+    mainMetric: config.dataplane.main_metric,
+  });
 }
 
 /**
@@ -358,38 +326,9 @@ export function renderRoutes(
  *   sockets bound to it (TCP/HTTP/DNS probes, services on the router).
  */
 export function renderRules(config: Config, views: readonly UplinkView[]): Rule[] {
-  const base = config.dataplane.rule_priority;
-  const protocol = config.dataplane.route_protocol;
-  const mask = config.dataplane.mark_mask >>> 0;
-  const rules: Rule[] = [
-    { priority: base + RULE_OFFSET.suppress, table: TABLE_MAIN, suppressPrefixlength: 0, protocol },
-  ];
-  for (const view of views) {
-    rules.push({
-      priority: base + RULE_OFFSET.fwmark + view.id,
-      table: view.table,
-      fwmark: view.mark,
-      fwmask: mask,
-      protocol,
-    });
-  }
-  rules.push({
-    priority: base + RULE_OFFSET.unreachable,
-    action: "unreachable",
-    fwmark: unreachableMark(mask),
-    fwmask: mask,
-    protocol,
-  });
-  for (const view of views) {
-    if (view.address === undefined) continue;
-    rules.push({
-      priority: base + RULE_OFFSET.from + view.id,
-      table: view.table,
-      from: view.address,
-      protocol,
-    });
-  }
-  return rules;
+  return familyRules(config, views, 4, [
+    { offset: RULE_OFFSET.from, from: (view) => view.address },
+  ]);
 }
 
 /**
@@ -412,18 +351,60 @@ export function renderRoutes6(
   choice: PolicyChoice,
   lanAddress6?: string,
 ): Route[] {
+  return familyRoutes(config, views, choice, lanAddress6, {
+    family: 6,
+    routable: routable6,
+    gateway: (view) => view.ipv6?.gateway,
+    source: () => undefined,
+    uplinkMetric: UPLINK_METRIC6,
+    mainMetric: config.dataplane.main_metric6,
+  });
+}
+
+/** What tells the routes of one family apart (see {@link familyRoutes}). */
+interface RouteFamily {
+  family: Family;
+  /** Whether the uplink can carry this family now. */
+  routable: (view: UplinkView) => boolean;
+  /** The uplink's next hop in this family, if any. */
+  gateway: (view: UplinkView) => string | undefined;
+  /** Preferred source of the uplink's own table's route, if any. */
+  source: (view: UplinkView) => string | undefined;
+  /** Metric of the default route in each uplink's table. */
+  uplinkMetric: number;
+  /** Metric of uplinkd's default route in main. */
+  mainMetric: number;
+}
+
+/**
+ * The routes of {@link renderRoutes} and {@link renderRoutes6}: per uplink
+ * its default (while routable) and the unreachable safety default, and one
+ * default in main via the policy's first routable member, with `lanSource`
+ * as preferred source. IPv4 routes carry no `family` (the adapter's
+ * default); IPv6 ones carry `family: 6`.
+ */
+function familyRoutes(
+  config: Config,
+  views: readonly UplinkView[],
+  choice: PolicyChoice,
+  lanSource: string | undefined,
+  f: RouteFamily,
+): Route[] {
   const protocol = config.dataplane.route_protocol;
+  const tag = f.family === 6 ? { family: 6 as const } : {};
   const routes: Route[] = [];
   const viaUplink = (view: UplinkView, table: number, metric: number): Route => {
     const options = config.uplinks.find((u) => u.name === view.name)?.route_options ?? {};
-    const gateway = view.ipv6?.gateway;
+    const gateway = f.gateway(view);
+    const source = f.source(view);
     return {
-      family: 6,
+      ...tag,
       table,
       type: "unicast",
       dst: "default",
       ...(gateway !== undefined && !view.pointToPoint ? { gateway } : {}),
       dev: view.interface,
+      ...(table === TABLE_MAIN || source === undefined ? {} : { src: source }),
       metric,
       protocol,
       options: Object.fromEntries(
@@ -434,9 +415,9 @@ export function renderRoutes6(
     };
   };
   for (const view of views) {
-    if (routable6(view)) routes.push(viaUplink(view, view.table, UPLINK_METRIC6));
+    if (f.routable(view)) routes.push(viaUplink(view, view.table, f.uplinkMetric));
     routes.push({
-      family: 6,
+      ...tag,
       table: view.table,
       type: "unreachable",
       dst: "default",
@@ -447,11 +428,11 @@ export function renderRoutes6(
   }
   const preferred =
     (choice.kind === "balance"
-      ? views.find((v) => choice.members.some((m) => m.uplink === v.name) && routable6(v))
-      : undefined) ?? views.find(routable6);
+      ? views.find((v) => choice.members.some((m) => m.uplink === v.name) && f.routable(v))
+      : undefined) ?? views.find(f.routable);
   if (preferred !== undefined) {
-    const main = viaUplink(preferred, TABLE_MAIN, config.dataplane.main_metric6);
-    routes.push(lanAddress6 === undefined ? main : { ...main, src: lanAddress6 });
+    const main = viaUplink(preferred, TABLE_MAIN, f.mainMetric);
+    routes.push(lanSource === undefined ? main : { ...main, src: lanSource });
   }
   return routes;
 }
@@ -469,13 +450,32 @@ export function renderRoutes6(
  *   numbered from it, the router's own addresses in it).
  */
 export function renderRules6(config: Config, views: readonly UplinkView[]): Rule[] {
-  const family = 6 as const;
+  return familyRules(config, views, 6, [
+    { offset: RULE_OFFSET.from, from: (view) => view.ipv6?.address },
+    { offset: RULE_OFFSET.fromPrefix, from: (view) => view.ipv6?.prefix },
+  ]);
+}
+
+/**
+ * The rules of {@link renderRules} and {@link renderRules6}: suppress, one
+ * fwmark rule per uplink, the unreachable mark, then for each of `sources`
+ * (in order) a `from` rule per uplink that has such a source, at priority
+ * P + offset + id. IPv4 rules carry no `family` (the adapter's default);
+ * IPv6 ones carry `family: 6`.
+ */
+function familyRules(
+  config: Config,
+  views: readonly UplinkView[],
+  family: Family,
+  sources: readonly { offset: number; from: (view: UplinkView) => string | undefined }[],
+): Rule[] {
+  const tag = family === 6 ? { family: 6 as const } : {};
   const base = config.dataplane.rule_priority;
   const protocol = config.dataplane.route_protocol;
   const mask = config.dataplane.mark_mask >>> 0;
   const rules: Rule[] = [
     {
-      family,
+      ...tag,
       priority: base + RULE_OFFSET.suppress,
       table: TABLE_MAIN,
       suppressPrefixlength: 0,
@@ -484,7 +484,7 @@ export function renderRules6(config: Config, views: readonly UplinkView[]): Rule
   ];
   for (const view of views) {
     rules.push({
-      family,
+      ...tag,
       priority: base + RULE_OFFSET.fwmark + view.id,
       table: view.table,
       fwmark: view.mark,
@@ -493,32 +493,25 @@ export function renderRules6(config: Config, views: readonly UplinkView[]): Rule
     });
   }
   rules.push({
-    family,
+    ...tag,
     priority: base + RULE_OFFSET.unreachable,
     action: "unreachable",
     fwmark: unreachableMark(mask),
     fwmask: mask,
     protocol,
   });
-  for (const view of views) {
-    if (view.ipv6 === undefined) continue;
-    rules.push({
-      family,
-      priority: base + RULE_OFFSET.from + view.id,
-      table: view.table,
-      from: view.ipv6.address,
-      protocol,
-    });
-  }
-  for (const view of views) {
-    if (view.ipv6?.prefix === undefined) continue;
-    rules.push({
-      family,
-      priority: base + RULE_OFFSET.fromPrefix + view.id,
-      table: view.table,
-      from: view.ipv6.prefix,
-      protocol,
-    });
+  for (const source of sources) {
+    for (const view of views) {
+      const from = source.from(view);
+      if (from === undefined) continue;
+      rules.push({
+        ...tag,
+        priority: base + source.offset + view.id,
+        table: view.table,
+        from,
+        protocol,
+      });
+    }
   }
   return rules;
 }
