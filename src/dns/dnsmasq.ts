@@ -14,14 +14,13 @@
  * every 10 s by default).
  */
 import { execFile } from "node:child_process";
-import { randomBytes } from "node:crypto";
-import { mkdir, readFile, rename, unlink, writeFile } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { readFile } from "node:fs/promises";
 import type { Logger } from "pino";
 import type { Config } from "../config/schema.js";
 import type { DomainSetStatus } from "../control/api.js";
 import { domainSets } from "../dataplane/domains.js";
 import type { UplinkView } from "../dataplane/render.js";
+import { readFileIfExists, writeFileAtomic } from "../files.js";
 import type { Kernel } from "../kernel/types.js";
 import { renderNftsetFile, renderServersFile } from "./render.js";
 
@@ -49,28 +48,8 @@ export const RELOAD_TIMEOUT_MS = 30_000;
 
 /** The real files and processes. */
 export const systemIo: DnsmasqIo = {
-  async read(path) {
-    try {
-      return await readFile(path, "utf8");
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-      throw error;
-    }
-  },
-  async write(path, content) {
-    const temporary = join(
-      dirname(path),
-      `.${basename(path)}.${randomBytes(4).toString("hex")}.tmp`,
-    );
-    try {
-      await mkdir(dirname(path), { recursive: true });
-      await writeFile(temporary, content, { mode: 0o644 });
-      await rename(temporary, path);
-    } catch (error) {
-      await unlink(temporary).catch(() => undefined);
-      throw error;
-    }
-  },
+  read: readFileIfExists,
+  write: (path, content) => writeFileAtomic(path, content),
   run(argv) {
     const [file = "", ...args] = argv;
     return new Promise((resolve, reject) => {

@@ -2,13 +2,14 @@
  * `uplinkd ha render -c FILE [-o DIR] [--check]`: write (or compare) the
  * engine configs of this router of an HA pair.
  */
-import { chmod, mkdir, readFile, rename, writeFile } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { readFile } from "node:fs/promises";
+import { basename, join } from "node:path";
 import type { Command } from "commander";
 import { EXIT_CONFIG_INVALID } from "../config/cli.js";
 import { DEFAULT_CONFIG_PATH, loadConfig } from "../config/load.js";
 import type { Config } from "../config/schema.js";
 import { ConfigError, formatConfigIssue } from "../errors.js";
+import { writeFileAtomic } from "../files.js";
 import { renderConntrackd, renderKeepalived, renderNotifyScript } from "./render.js";
 
 /** One file `ha render` writes. */
@@ -56,13 +57,7 @@ export function haFiles(config: Config, source: string, dir?: string): HaFile[] 
  * @throws {Error} from the file system (permission, read-only).
  */
 export async function writeHaFiles(files: readonly HaFile[]): Promise<void> {
-  for (const file of files) {
-    await mkdir(dirname(file.path), { recursive: true });
-    const temporary = `${file.path}.${process.pid}.tmp`;
-    await writeFile(temporary, file.content, { mode: file.mode });
-    await chmod(temporary, file.mode);
-    await rename(temporary, file.path);
-  }
+  for (const file of files) await writeFileAtomic(file.path, file.content, file.mode);
 }
 
 /**

@@ -17,12 +17,11 @@
  * has not reported a role yet (`unknown`).
  */
 import { createSocket, type Socket } from "node:dgram";
-import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
-import { dirname } from "node:path";
 import type { Logger } from "pino";
 import type { Clock, TimerHandle } from "../clock.js";
 import type { HaConfig } from "../config/ha.js";
 import type { UplinkView } from "../dataplane/render.js";
+import { readFileIfExists, writeFileAtomic } from "../files.js";
 import { HA_FAULT_SCORE, healthScore } from "./score.js";
 
 /** VRRP role of a router as uplinkd knows it. */
@@ -134,20 +133,8 @@ export interface HaIo {
 
 /** The real file system. */
 export const systemHaIo: HaIo = {
-  async read(path) {
-    try {
-      return await readFile(path, "utf8");
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-      throw error;
-    }
-  },
-  async write(path, content) {
-    await mkdir(dirname(path), { recursive: true });
-    const temporary = `${path}.${process.pid}.tmp`;
-    await writeFile(temporary, content);
-    await rename(temporary, path);
-  },
+  read: readFileIfExists,
+  write: (path, content) => writeFileAtomic(path, content),
 };
 
 /**
