@@ -841,7 +841,7 @@ function subsecondRows(ss: SubsecondResults | undefined): Row[] {
       `back up ${num(ss.degraded.upMs, " ms")} after the heal (rtt_recover ${ss.degraded.rttRecoverMs} ms)${ss.degraded.wentDown ? "; WENT DOWN" : ""}`,
     ),
     valueRow(
-      `Probe packets/s per uplink and daemon CPU, sub-second profile, ${ss.cost.uplinks} uplinks`,
+      `Probe packets/s per uplink and daemon CPU, sub-second profile, ${ss.cost.uplinks} uplinks x ${ss.cost.targets} targets (both families)`,
       ss.cost.packetsPerSecond.map((p) => num(p)).join(", "),
       `daemon CPU ${num(ss.cost.cpuPct, " %")}, with its ping children ${num(ss.cost.treeCpuPct, " %")} of one core over ${ss.cost.seconds} s`,
     ),

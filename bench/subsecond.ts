@@ -15,6 +15,8 @@
  *    (its `up` counter; nothing else crosses it), and the daemon's CPU (and
  *    its ping children's).
  */
+import { readFile } from "node:fs/promises";
+import { parse } from "yaml";
 import type { Lab } from "../src/lab/lab.js";
 import { exec, labDaemons } from "./built.js";
 import {
@@ -280,7 +282,13 @@ async function cost(ctx: BenchContext): Promise<SubsecondCost> {
   const hz = Number((await exec.runCommand("getconf", ["CLK_TCK"])).stdout.trim()) || 100;
   const uplinks = 4;
   return ctx.withLab("sc", { uplinks }, async (lab) => {
-    const daemon = labDaemons.startLabDaemon(lab, await writeConfig(lab, SUBSECOND));
+    const configPath = await writeConfig(lab, SUBSECOND);
+    // Every uplink probes the lab's targets of both families.
+    const config = parse(await readFile(configPath, "utf8")) as {
+      health?: { targets?: unknown[] };
+    };
+    const targets = config.health?.targets?.length ?? 0;
+    const daemon = labDaemons.startLabDaemon(lab, configPath);
     try {
       await daemon.waitForStates(["up"], 60_000);
       await sleep(2000);
@@ -297,7 +305,7 @@ async function cost(ctx: BenchContext): Promise<SubsecondCost> {
       });
       const result: SubsecondCost = {
         uplinks,
-        targets: 2,
+        targets,
         seconds,
         packetsPerSecond,
         cpuPct: s.cpuPct,
@@ -305,7 +313,7 @@ async function cost(ctx: BenchContext): Promise<SubsecondCost> {
       };
       ctx.log(
         "subsecond",
-        `cost at ${uplinks} uplinks: ${packetsPerSecond.join(", ")} probe packets/s per uplink, ` +
+        `cost at ${uplinks} uplinks x ${targets} targets: ${packetsPerSecond.join(", ")} probe packets/s per uplink, ` +
           `daemon CPU ${s.cpuPct ?? "-"} %, with its ping children ${s.tree.cpuPct ?? "-"} %`,
       );
       return result;
