@@ -95,7 +95,10 @@ describe("the passive signal from LAN connections", () => {
       health.interval = "1s";
       health.timeout = "auto";
       health.down = 3;
-      health.targets = [...(health.targets as string[]), ...LAB_HEALTH_TARGETS6];
+      // The lab's config is dual-stack: IPv6 targets beside the IPv4 ones.
+      for (const target of LAB_HEALTH_TARGETS6) {
+        assert.ok((health.targets as string[]).includes(target), `lab config lacks ${target}`);
+      }
     });
     daemon = startDaemon(lab);
     await daemon.waitForStates(["up"], 30_000);
