@@ -204,6 +204,9 @@ async function soak(ctx: BenchContext, durationMs: number): Promise<SubsecondSoa
         `soak ${result.durationS} s: downs ${JSON.stringify(result.downs)}, degraded ${JSON.stringify(result.degraded)}, ` +
           `measured ${JSON.stringify(result.measured)}`,
       );
+      for (const e of during.filter((x) => x.to === "down" || x.to === "degraded")) {
+        ctx.log("subsecond", `soak: ${e.uplink} IPv${e.family} ${e.from} -> ${e.to}: ${e.reason}`);
+      }
     } catch (error) {
       result.error = errorText(error);
     } finally {

@@ -176,6 +176,8 @@ describe("steering by domain name with the LAN's dnsmasq", () => {
   it("after isp1 goes down, dnsmasq stops asking isp1's resolver and names resolve at once", async () => {
     const servers = resolverPaths(lab.stateDir).serversFile;
     assert.match(await readFile(servers, "utf8"), new RegExp(`^server=${ispResolver(1)}$`, "m"));
+    const logPath = resolverPaths(lab.stateDir).log;
+    const logBefore = (await readFile(logPath, "utf8")).length;
     const faulted = performance.now();
     await lab.fault("isp1", "blackhole");
     try {
@@ -193,7 +195,15 @@ describe("steering by domain name with the LAN's dnsmasq", () => {
         rewritten - down < 1000,
         `servers file rewritten ${Math.round(rewritten - down)} ms after down`,
       );
-      const log = resolverPaths(lab.stateDir).log;
+      // dnsmasq rereads the file on the SIGHUP that follows the rewrite and
+      // logs each server it now uses ("using nameserver A#53"): wait for that.
+      let reread = "";
+      for (let i = 0; i < 100 && !/using nameserver/.test(reread); i++) {
+        reread = (await readFile(logPath, "utf8")).slice(logBefore);
+        if (!/using nameserver/.test(reread)) await sleep(20);
+      }
+      assert.match(reread, /using nameserver/, "dnsmasq did not reread its servers file");
+      const log = logPath;
       const before = (await readFile(log, "utf8")).length;
       const times: number[] = [];
       for (let i = 0; i < 6; i++) {
