@@ -179,7 +179,11 @@ async function soak(ctx: BenchContext, durationMs: number): Promise<SubsecondSoa
     const daemon = labDaemons.startLabDaemon(lab, await writeConfig(lab, SUBSECOND));
     try {
       await daemon.waitForStates(["up"], 30_000);
+      for (const u of lab.uplinks) await daemon.waitForState6(u.name, "up", 30_000);
       for (const [uplink, fault] of Object.entries(faults)) await lab.fault(uplink, fault);
+      // The soak judges the links as they are with the faults, not the moment they begin
+      // (the delay line starting up holds the first packets).
+      await sleep(2000);
       const t0 = Date.now();
       while (Date.now() - t0 < durationMs) {
         ctx.check();
