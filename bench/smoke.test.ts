@@ -21,6 +21,7 @@ import { fileURLToPath } from "node:url";
 import { test } from "node:test";
 import { healthSchema, type HealthConfig } from "../src/config/schema.js";
 import { resolveTimeout } from "../src/health/options.js";
+import { PASSIVE_DEFAULTS } from "../src/health/passive.js";
 import type { ApplyResults } from "./apply.js";
 import type { BalanceResults } from "./balance.js";
 import type { ConntrackResults } from "./conntrack.js";
@@ -118,8 +119,13 @@ function failoverBounds(health: HealthConfig, fault: string): [number, number] {
   // timeout: auto: each probe's timeout lies between timeout_min and timeout_max.
   const { timeoutMs, adaptive } = resolveTimeout(health);
   const rounds = (health.down - 1) * health.interval;
+  const byRounds = rounds + (adaptive?.minMs ?? timeoutMs);
+  // With the passive signal (on by default) the benchmark's LAN traffic can
+  // start a probe burst: a new connection counts as unanswered after the
+  // grace time, then `down` burst probes go out 20 ms apart.
+  const byBurst = PASSIVE_DEFAULTS.graceMs + (health.down - 1) * 20;
   return [
-    rounds + (adaptive?.minMs ?? timeoutMs) - EARLY_MS,
+    (health.passive ? Math.min(byRounds, byBurst) : byRounds) - EARLY_MS,
     rounds + timeoutMs + health.interval + LATE_MS,
   ];
 }
