@@ -104,6 +104,45 @@ export interface Monitor {
 }
 
 /**
+ * Run `trials` trials of `fault` with `monitor` (see {@link runTrial}),
+ * alternating between uplinks 1 and 2, logging each under `part` with
+ * `describe`'s text (`#N UPLINK: ...` follows it). Stops early when the
+ * benchmark's time is up (ctx.check throws).
+ */
+export async function runTrials(
+  ctx: BenchContext,
+  lab: Lab,
+  monitor: Monitor,
+  trials: number,
+  fault: FailoverFault,
+  part: string,
+  describe: string,
+  family: 4 | 6 = 4,
+): Promise<Trial[]> {
+  const done: Trial[] = [];
+  for (let i = 0; i < trials; i++) {
+    ctx.check();
+    const t = await runTrial(
+      ctx,
+      lab,
+      monitor,
+      i,
+      (i % 2) + 1,
+      fault,
+      { failoverMaxMs: 20_000, recoveryMaxMs: 30_000 },
+      family,
+    );
+    done.push(t);
+    ctx.log(
+      part,
+      `${describe} #${i + 1} ${t.uplink}: failover ${t.failoverMs ?? "-"} ms, detected ${t.detectMs ?? "-"} ms, ` +
+        `recovery ${t.recoveryMs ?? "-"} ms${t.error === undefined ? "" : ` (${t.error})`}`,
+    );
+  }
+  return done;
+}
+
+/**
  * Run one trial: probe, fault, failover, heal, recovery.
  * @param recoveryMaxMs how long to wait for recovery (0: do not measure it).
  * @param family 4: IPv4 probe connections (sources: the router's uplink
@@ -271,21 +310,17 @@ export async function failoverPart(ctx: BenchContext, trials: number): Promise<F
       const configPath = await writeConfig(lab, profile);
       for (const fault of ["blackhole", "carrier"] as FailoverFault[]) {
         const monitor = new UplinkdMonitor(lab, configPath);
-        const done: Trial[] = [];
+        let done: Trial[];
         try {
-          for (let i = 0; i < trials; i++) {
-            ctx.check();
-            const t = await runTrial(ctx, lab, monitor, i, (i % 2) + 1, fault, {
-              failoverMaxMs: 20_000,
-              recoveryMaxMs: 30_000,
-            });
-            done.push(t);
-            ctx.log(
-              "failover",
-              `uplinkd ${profile.name} ${fault} #${i + 1} ${t.uplink}: failover ${t.failoverMs ?? "-"} ms, ` +
-                `recovery ${t.recoveryMs ?? "-"} ms${t.error === undefined ? "" : ` (${t.error})`}`,
-            );
-          }
+          done = await runTrials(
+            ctx,
+            lab,
+            monitor,
+            trials,
+            fault,
+            "failover",
+            `uplinkd ${profile.name} ${fault}`,
+          );
         } finally {
           await monitor.stop();
         }
@@ -296,20 +331,17 @@ export async function failoverPart(ctx: BenchContext, trials: number): Promise<F
     const configPath = await writeConfig(lab, FAST);
     const tools = await labDaemons.hangingTools();
     const monitor = new UplinkdMonitor(lab, configPath, tools);
-    const done: Trial[] = [];
+    let done: Trial[] = [];
     try {
-      for (let i = 0; i < trials; i++) {
-        ctx.check();
-        const t = await runTrial(ctx, lab, monitor, i, (i % 2) + 1, "blackhole", {
-          failoverMaxMs: 20_000,
-          recoveryMaxMs: 30_000,
-        });
-        done.push(t);
-        ctx.log(
-          "failover",
-          `uplinkd fast, conntrack -D and nft list hanging, blackhole #${i + 1} ${t.uplink}: failover ${t.failoverMs ?? "-"} ms`,
-        );
-      }
+      done = await runTrials(
+        ctx,
+        lab,
+        monitor,
+        trials,
+        "blackhole",
+        "failover",
+        "uplinkd fast, conntrack -D and nft list hanging, blackhole",
+      );
     } finally {
       await monitor.stop();
       await tools.remove();

@@ -15,7 +15,7 @@
 import { labDaemons, topology } from "./built.js";
 import { balanceResults, type BalanceResults } from "./balance.js";
 import { FAST, describeProfile, writeConfig, type BenchContext } from "./context.js";
-import { UplinkdMonitor, runTrial, trialSet, type Trial, type TrialSet } from "./failover.js";
+import { UplinkdMonitor, runTrials, trialSet, type Trial, type TrialSet } from "./failover.js";
 import { installStaticRouting, removeStaticRouting } from "./static-routing.js";
 import { ratio, round, spreadOf } from "./stats.js";
 import { iperf, type IperfRun, type ThroughputResults } from "./throughput.js";
@@ -47,27 +47,18 @@ export async function ipv6Part(ctx: BenchContext, trials: number): Promise<Ipv6R
   const failover = await ctx.withLab("v6", { uplinks: 2, iperf3Servers: 1 }, async (lab) => {
     const configPath = await writeConfig(lab, FAST);
     const monitor = new UplinkdMonitor(lab, configPath, undefined, 6);
-    const done: Trial[] = [];
+    let done: Trial[] = [];
     try {
-      for (let i = 0; i < trials; i++) {
-        ctx.check();
-        const t = await runTrial(
-          ctx,
-          lab,
-          monitor,
-          i,
-          (i % 2) + 1,
-          "blackhole6",
-          { failoverMaxMs: 20_000, recoveryMaxMs: 30_000 },
-          6,
-        );
-        done.push(t);
-        ctx.log(
-          "ipv6",
-          `uplinkd fast blackhole6 #${i + 1} ${t.uplink}: failover ${t.failoverMs ?? "-"} ms, ` +
-            `detected ${t.detectMs ?? "-"} ms, recovery ${t.recoveryMs ?? "-"} ms${t.error === undefined ? "" : ` (${t.error})`}`,
-        );
-      }
+      done = await runTrials(
+        ctx,
+        lab,
+        monitor,
+        trials,
+        "blackhole6",
+        "ipv6",
+        "uplinkd fast blackhole6",
+        6,
+      );
     } finally {
       await monitor.stop();
     }

@@ -30,7 +30,7 @@ import {
 import {
   UplinkdMonitor,
   daemonEvents,
-  runTrial,
+  runTrials,
   trialSet,
   type Trial,
   type TrialSet,
@@ -107,21 +107,9 @@ async function failovers(ctx: BenchContext, trials: number): Promise<TrialSet> {
   return ctx.withLab("ss", { uplinks: 2 }, async (lab) => {
     const configPath = await writeConfig(lab, SUBSECOND);
     const monitor = new UplinkdMonitor(lab, configPath);
-    const done: Trial[] = [];
+    let done: Trial[] = [];
     try {
-      for (let i = 0; i < trials; i++) {
-        ctx.check();
-        const t = await runTrial(ctx, lab, monitor, i, (i % 2) + 1, "blackhole", {
-          failoverMaxMs: 20_000,
-          recoveryMaxMs: 30_000,
-        });
-        done.push(t);
-        ctx.log(
-          "subsecond",
-          `blackhole #${i + 1} ${t.uplink}: failover ${t.failoverMs ?? "-"} ms, detect ${t.detectMs ?? "-"} ms, ` +
-            `recovery ${t.recoveryMs ?? "-"} ms${t.error === undefined ? "" : ` (${t.error})`}`,
-        );
-      }
+      done = await runTrials(ctx, lab, monitor, trials, "blackhole", "subsecond", "blackhole");
     } finally {
       await monitor.stop();
     }

@@ -29,6 +29,18 @@ export function uplinkdArgv(...args: string[]): string[] {
   return [process.execPath, fileURLToPath(new URL("../cli.js", here)), ...args];
 }
 
+/**
+ * The status of the daemon listening on control socket `socket`, or
+ * undefined while it does not answer (within 2 s).
+ */
+export async function statusAt(socket: string): Promise<StatusDocument | undefined> {
+  try {
+    return (await controlRequest(socket, "GET", "/status", undefined, 2000)) as StatusDocument;
+  } catch {
+    return undefined;
+  }
+}
+
 /** A daemon process running in a lab's router namespace. */
 export class LabDaemon {
   /** Everything the daemon printed (JSON log lines and errors). */
@@ -50,18 +62,8 @@ export class LabDaemon {
   }
 
   /** The daemon's status, or undefined while its socket does not answer. */
-  async status(): Promise<StatusDocument | undefined> {
-    try {
-      return (await controlRequest(
-        this.lab.controlSocket,
-        "GET",
-        "/status",
-        undefined,
-        2000,
-      )) as StatusDocument;
-    } catch {
-      return undefined;
-    }
+  status(): Promise<StatusDocument | undefined> {
+    return statusAt(this.lab.controlSocket);
   }
 
   /**

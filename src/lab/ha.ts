@@ -27,13 +27,12 @@ import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { parse, stringify } from "yaml";
 import { parseConfig } from "../config/load.js";
-import { controlRequest } from "../control/client.js";
 import type { StatusDocument } from "../control/api.js";
 import { LabError } from "../errors.js";
 import { haFiles, writeHaFiles } from "../ha/cli.js";
 import { parseStateFile, type HaRole } from "../ha/part.js";
 import { renderLabConfig } from "./config.js";
-import { uplinkdArgv } from "./daemon.js";
+import { statusAt, uplinkdArgv } from "./daemon.js";
 import { labUp, openLab, type Lab, type LabUpOptions } from "./lab.js";
 import { ipBatch, labRun, namespacePids, setSysctls, spawnIn, waitFor } from "./netns.js";
 import { ISP_INTERFACES, LAN, namespaceOf, type LabPlan, type UplinkPlan } from "./topology.js";
@@ -451,18 +450,8 @@ export class HaLab {
   }
 
   /** Router `name`'s uplinkd status, or undefined while its socket does not answer. */
-  async status(name: HaNodeName): Promise<StatusDocument | undefined> {
-    try {
-      return (await controlRequest(
-        this.paths(name).controlSocket,
-        "GET",
-        "/status",
-        undefined,
-        2000,
-      )) as StatusDocument;
-    } catch {
-      return undefined;
-    }
+  status(name: HaNodeName): Promise<StatusDocument | undefined> {
+    return statusAt(this.paths(name).controlSocket);
   }
 
   /** Router `name`'s VRRP role as its notify script last wrote it (`unknown` before). */
