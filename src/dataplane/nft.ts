@@ -35,7 +35,7 @@ import { canonicalAddress6, disjointPrefixes6, familyOf } from "../config/ipv6.j
 import type { Family } from "../kernel/types.js";
 import { BALANCE_MODULUS } from "../policy/select.js";
 import { domainSetComment, domainSetName, domainSets } from "./domains.js";
-import { hex, unreachableMark } from "./slots.js";
+import { hex, unreachableMark, uplinkSlots } from "./slots.js";
 import type { UplinkView } from "./render.js";
 
 /** Name of the nft chain that marks packets with uplink `id`. */
@@ -603,6 +603,25 @@ export function passiveSynCounter(id: number, family: Family = 4): string {
 /** Name of the named counter of uplink `id`'s SYN-ACKs in `family` (see {@link passiveObjects}). */
 export function passiveSynAckCounter(id: number, family: Family = 4): string {
   return `passive${family === 6 ? "6" : ""}_synack_${id}`;
+}
+
+/**
+ * The passive signal's counters of every uplink and family: the names of
+ * its SYN and SYN-ACK counters in uplinkd's table. None without
+ * `health.passive`.
+ */
+export function passiveCounters(
+  config: Config,
+): { uplink: string; family: Family; syn: string; synAck: string }[] {
+  if (!config.health.passive) return [];
+  return uplinkSlots(config).flatMap((s) =>
+    ([4, 6] as const).map((family) => ({
+      uplink: s.name,
+      family,
+      syn: passiveSynCounter(s.id, family),
+      synAck: passiveSynAckCounter(s.id, family),
+    })),
+  );
 }
 
 /**
