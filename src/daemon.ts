@@ -42,7 +42,7 @@ import { configChanges } from "./control/changes.js";
 import { ControlService } from "./control/service.js";
 import { buildStatus } from "./control/status.js";
 import { TrafficSampler } from "./control/traffic.js";
-import { Controller, activeUplinks } from "./controller/controller.js";
+import { Controller } from "./controller/controller.js";
 import { desiredInputs, type ControllerInputs, type HealthReading } from "./controller/desired.js";
 import { DnsmasqPart } from "./dns/dnsmasq.js";
 import { Notifier } from "./notify/index.js";
@@ -447,7 +447,6 @@ export class Daemon {
 
   /** The status document: the state last applied, health, links and the last traffic sample. */
   status(): StatusDocument {
-    const active6 = activeUplinks(this.#controller.choices6);
     return buildStatus({
       configPath: this.#options.configPath,
       startedAt: this.#startedAt,
@@ -456,7 +455,7 @@ export class Daemon {
       health: (name) => this.#health.snapshot(name, 4),
       health6: (name) =>
         this.#health.monitors(name, 6) ? this.#health.snapshot(name, 6) : undefined,
-      active6: (name) => active6.has(name),
+      choices6: this.#controller.choices6,
       choices: this.#controller.choices,
       lastApply: this.#controller.lastApply,
       traffic: this.#traffic,
