@@ -7,12 +7,19 @@
  * so a feature page can carry the rows of its own keys; the rest are in
  * docs/configuration.md. The reverse holds too: a key the reference
  * (docs/configuration.md) names must exist, and its documented default must
- * be the schema's.
+ * be the schema's. The YAML examples of the pages use only keys the
+ * schema has. And the links between README.md and the docs point at
+ * files and headings that exist, so a section that moved leaves no link
+ * behind.
  */
 import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
 import { readdir, readFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { parse } from "yaml";
+import { configSchema } from "../../src/config/schema.js";
 
 const REPO = fileURLToPath(new URL("../..", import.meta.url));
 const REFERENCE = "docs/configuration.md";
@@ -216,6 +223,105 @@ describe("the configuration reference", () => {
         }
       });
     }
+    assert.deepEqual(problems, []);
+  });
+});
+
+/** Markdown outside fenced code blocks. */
+function prose(markdown: string): string {
+  return markdown.replace(/^```[^\n]*\n[\s\S]*?^```$/gm, "");
+}
+
+/**
+ * The anchors of a page's headings as GitHub makes them: lower case, inline
+ * markup and punctuation other than `-` and `_` dropped, spaces as `-`; a
+ * repeated heading gets `-1`, `-2`, ...
+ */
+export function headingAnchors(markdown: string): Set<string> {
+  const anchors = new Set<string>();
+  const seen = new Map<string, number>();
+  for (const match of prose(markdown).matchAll(/^#{1,6}\s+(.+?)\s*#*$/gm)) {
+    const slug = (match[1] ?? "")
+      .toLowerCase()
+      .replace(/[^\p{L}\p{N}\s_-]/gu, "")
+      .replace(/\s/g, "-");
+    const count = seen.get(slug) ?? 0;
+    seen.set(slug, count + 1);
+    anchors.add(count === 0 ? slug : `${slug}-${count}`);
+  }
+  return anchors;
+}
+
+/** Links of a page to other files of the repository (not URLs): target and anchor. */
+function localLinks(markdown: string): { target: string; anchor?: string }[] {
+  const links: { target: string; anchor?: string }[] = [];
+  for (const match of prose(markdown).matchAll(/\]\(([^)\s]+)\)/g)) {
+    const href = match[1] ?? "";
+    if (/^[a-z]+:/i.test(href)) continue;
+    const [target = "", anchor] = href.split("#");
+    links.push({ target, ...(anchor === undefined ? {} : { anchor }) });
+  }
+  return links;
+}
+
+describe("the links of README.md and docs/", () => {
+  test("GitHub's heading anchors are computed as GitHub does", () => {
+    const anchors = headingAnchors(
+      "# Capacity: `least-used` and `spillover`\n## IPv6\n```\n# not a heading\n```\n## IPv6\n",
+    );
+    assert.deepEqual([...anchors], ["capacity-least-used-and-spillover", "ipv6", "ipv6-1"]);
+  });
+
+  test("point at files and headings that exist", async () => {
+    const pages = ["README.md", ...(await loadDocs()).keys()];
+    const problems: string[] = [];
+    let checked = 0;
+    for (const page of pages) {
+      const markdown = await readFile(join(REPO, page), "utf8");
+      for (const link of localLinks(markdown)) {
+        checked++;
+        const file = link.target === "" ? page : join(dirname(page), link.target);
+        if (!existsSync(join(REPO, file))) {
+          problems.push(`${page}: ${link.target} does not exist`);
+          continue;
+        }
+        if (link.anchor === undefined || !file.endsWith(".md")) continue;
+        const anchors = headingAnchors(await readFile(join(REPO, file), "utf8"));
+        if (!anchors.has(link.anchor)) problems.push(`${page}: ${file} has no #${link.anchor}`);
+      }
+    }
+    assert.ok(checked > 50, `the pages' links were read (${checked})`);
+    assert.deepEqual(problems, []);
+  });
+});
+
+describe("the YAML examples of README.md and docs/", () => {
+  test("use only keys the config schema has", async () => {
+    const pages = ["README.md", ...(await loadDocs()).keys()];
+    const problems: string[] = [];
+    let checked = 0;
+    for (const page of pages) {
+      const markdown = await readFile(join(REPO, page), "utf8");
+      for (const match of markdown.matchAll(/^```yaml\n([\s\S]*?)^```$/gm)) {
+        const text = match[1] ?? "";
+        // Another program's file, named in its first line (# prometheus.yml).
+        if (/^# \S+\.ya?ml\s*$/.test(text.split("\n")[0] ?? "")) continue;
+        checked++;
+        const example = parse(text) as Record<string, unknown>;
+        // A fragment is checked inside the smallest config.
+        const config = {
+          lan: ["lan0"],
+          uplinks: [{ name: "isp1", interface: "wan1" }],
+          ...example,
+        };
+        const result = configSchema.safeParse(config);
+        for (const issue of result.error?.issues ?? []) {
+          if (issue.code !== "unrecognized_keys") continue;
+          problems.push(`${page}: ${issue.path.join(".")}: unknown ${issue.keys.join(", ")}`);
+        }
+      }
+    }
+    assert.ok(checked >= 10, `the pages' YAML examples were read (${checked})`);
     assert.deepEqual(problems, []);
   });
 });
