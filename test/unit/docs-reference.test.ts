@@ -45,7 +45,7 @@ interface SchemaKey {
  * Every key below `node`, depth first. Union members (the probe kinds)
  * give the same path once.
  */
-export function schemaKeys(node: SchemaNode, prefix = ""): SchemaKey[] {
+function schemaKeys(node: SchemaNode, prefix = ""): SchemaKey[] {
   const keys = new Map<string, SchemaKey>();
   const visit = (n: SchemaNode, at: string): void => {
     for (const member of [...(n.anyOf ?? []), ...(n.oneOf ?? []), ...(n.allOf ?? [])]) {
@@ -89,7 +89,7 @@ function codeSpans(cell: string): string[] {
 }
 
 /** Keys named in the first cell of any table row of `markdown`. */
-export function documentedKeys(markdown: string): Set<string> {
+function documentedKeys(markdown: string): Set<string> {
   const keys = new Set<string>();
   for (const line of markdown.split("\n")) {
     if (!line.trimStart().startsWith("|")) continue;
@@ -148,7 +148,7 @@ async function loadDocs(): Promise<Map<string, string>> {
 }
 
 /** Schema keys that no docs page documents, as the lookups of the test below make them. */
-export function undocumented(keys: readonly SchemaKey[], pages: Iterable<string>): string[] {
+function undocumented(keys: readonly SchemaKey[], pages: Iterable<string>): string[] {
   const documented = new Set<string>();
   for (const page of pages) for (const key of documentedKeys(page)) documented.add(key);
   return keys.map((k) => k.path).filter((path) => !documented.has(referencePath(path)));
@@ -237,7 +237,7 @@ function prose(markdown: string): string {
  * markup and punctuation other than `-` and `_` dropped, spaces as `-`; a
  * repeated heading gets `-1`, `-2`, ...
  */
-export function headingAnchors(markdown: string): Set<string> {
+function headingAnchors(markdown: string): Set<string> {
   const anchors = new Set<string>();
   const seen = new Map<string, number>();
   for (const match of prose(markdown).matchAll(/^#{1,6}\s+(.+?)\s*#*$/gm)) {
