@@ -36,8 +36,11 @@ import {
 
 /** Early slack, ms: status stamps and the fault's own commands. */
 const EARLY_MS = 100;
-/** Late slack, ms: a small machine shared with other work. */
-const LATE_MS = 700;
+/**
+ * Late slack, ms: a small machine shared with other work (as the benchmark
+ * smoke's; 2.1 s seen for a 1.1 s detection at a load average of 20 on 2 cores).
+ */
+const LATE_MS = 1500;
 
 /** The health settings uplink `name` runs with: the lab's config with its overrides merged (ms). */
 async function healthOf(lab: Lab, name: string): Promise<HealthConfig> {
