@@ -31,7 +31,7 @@ import { UplinkStateMachine, type Transition, type UplinkState } from "./machine
 import type { Family } from "../kernel/types.js";
 import type { HealthSettings } from "./options.js";
 import { IcmpProber } from "./ping.js";
-import { nodeSpawner, type ProcessSpawner } from "./process.js";
+import { nodeSpawner, type ProcessSpawner } from "../process/spawn.js";
 import type { ProbeSink, ProbeSource, ProbeSpec, Prober } from "./prober.js";
 import { RoundTracker, type RoundResult, type TargetRoundResult } from "./rounds.js";
 import { uplinkStats, type TargetStats, type UplinkStats } from "./stats.js";

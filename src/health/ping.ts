@@ -42,7 +42,7 @@ import { isIP, isIPv6 } from "node:net";
 import { Backoff, type BackoffPolicy } from "../backoff.js";
 import type { Clock, TimerHandle } from "../clock.js";
 import { HealthError } from "./errors.js";
-import type { SpawnedProcess, ProcessSpawner } from "./process.js";
+import type { SpawnedProcess, ProcessSpawner } from "../process/spawn.js";
 import type { ProbeSink, ProbeSource, Prober } from "./prober.js";
 
 /** One parsed line of ping output. `timestamp`: the `-D` stamp in s since the epoch, or null. */
