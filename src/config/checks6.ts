@@ -13,7 +13,7 @@ import {
   isMulticast6,
   parseAddress6,
   parsePrefix6,
-} from "./ipv6.js";
+} from "../net/ipv6.js";
 import { prefixesOverlap } from "./steering.js";
 
 /** Longest `prefix6` accepted: NPTv6 keeps each LAN host's 64-bit interface identifier. */

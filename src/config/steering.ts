@@ -5,7 +5,7 @@
 import { isIPv4, isIPv6 } from "node:net";
 import { z } from "zod";
 import { duration } from "./duration.js";
-import { familyOf, formatPrefix6, hasHostBits6, parsePrefix6, prefixRange6 } from "./ipv6.js";
+import { familyOf, formatPrefix6, hasHostBits6, parsePrefix6, prefixRange6 } from "../net/ipv6.js";
 
 /** Names that end up in nft object names: letters, digits and `_` only. */
 export const nftName = z

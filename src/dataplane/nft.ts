@@ -31,7 +31,7 @@ import {
   prefixesOverlap,
   type RuleConfig,
 } from "../config/steering.js";
-import { canonicalAddress6, disjointPrefixes6, familyOf } from "../config/ipv6.js";
+import { canonicalAddress6, disjointPrefixes6, familyOf } from "../net/ipv6.js";
 import type { Family } from "../kernel/types.js";
 import { BALANCE_MODULUS } from "../policy/select.js";
 import { domainSetComment, domainSetName, domainSets } from "./domains.js";

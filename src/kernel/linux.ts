@@ -7,7 +7,7 @@ import { systemClock } from "../clock.js";
 import { nodeSpawner } from "../process/spawn.js";
 import { ConntrackWatch } from "./conntrack.js";
 import { runCommand } from "../process/run.js";
-import { canonicalAddress6 } from "../config/ipv6.js";
+import { canonicalAddress6 } from "../net/ipv6.js";
 import {
   IPV6_LINE,
   TABLE_MAIN,
