@@ -29,7 +29,7 @@ import { SystemClock, type Clock } from "./clock.js";
 import { HealthSupervisor } from "./health/supervisor.js";
 import { PassiveWatcher, parsePassiveName, passiveName } from "./health/passive.js";
 import { passiveSynAckCounter, passiveSynCounter } from "./dataplane/nft.js";
-import { uplinkSlots } from "./dataplane/slots.js";
+import { uplinkSlots } from "./config/slots.js";
 import { LinkWatcher, observe, type LinkObservation } from "./links/watcher.js";
 import type {
   DisableOptions,

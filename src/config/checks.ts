@@ -5,7 +5,7 @@
  * targets. Each problem names the path of the value to blame, so the caller
  * can locate it in the file.
  */
-import { hex, maxUplinkId } from "../dataplane/slots.js";
+import { hex, maxUplinkId } from "./slots.js";
 import { DEFAULT_TIMEOUT_MAX_MS, DEFAULT_TIMEOUT_MIN_MS } from "../health/options.js";
 import { uplinkHealth, uplinkId, type Config, type HealthConfig } from "./schema.js";
 import type { ConfigPath } from "./source.js";

@@ -35,7 +35,7 @@ import { canonicalAddress6, disjointPrefixes6, familyOf } from "../net/ipv6.js";
 import type { Family } from "../kernel/types.js";
 import { BALANCE_MODULUS } from "../policy/select.js";
 import { domainSetComment, domainSetName, domainSets } from "./domains.js";
-import { hex, unreachableMark } from "./slots.js";
+import { hex, unreachableMark } from "../config/slots.js";
 import type { UplinkView } from "./render.js";
 
 /** Name of the nft chain that marks packets with uplink `id`. */

@@ -25,7 +25,7 @@ import {
   uplinkChain,
 } from "./nft.js";
 import { domainSets, type DomainSet } from "./domains.js";
-import { hex, unreachableMark, type UplinkSlot } from "./slots.js";
+import { hex, unreachableMark, type UplinkSlot } from "../config/slots.js";
 import { loadWeights, type LoadSnapshot } from "../policy/load.js";
 
 export { uplinkChain } from "./nft.js";

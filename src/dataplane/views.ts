@@ -9,7 +9,7 @@ import type { UplinkState } from "../uplink-health.js";
 import type { Usability } from "../policy/select.js";
 import type { Family } from "../kernel/types.js";
 import { routable, routable6, type UplinkView } from "./render.js";
-import { uplinkSlots } from "./slots.js";
+import { uplinkSlots } from "../config/slots.js";
 
 /**
  * One view per configured uplink, in config order. An uplink with an

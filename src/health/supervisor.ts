@@ -13,8 +13,8 @@ import {
   withMaintenance,
   type MaintainedHealth,
   type Maintenance,
-} from "../control/maintenance.js";
-import { uplinkSlots } from "../dataplane/slots.js";
+} from "./maintenance.js";
+import { uplinkSlots } from "../config/slots.js";
 import type { Family } from "../kernel/types.js";
 import type { UplinkLink } from "../links/observe.js";
 import type {

@@ -4,7 +4,7 @@ import { parseConfig } from "../../src/config/load.js";
 import { ConfigError } from "../../src/errors.js";
 import { renderDesired } from "../../src/dataplane/render.js";
 import { buildViews } from "../../src/dataplane/views.js";
-import { uplinkSlots } from "../../src/dataplane/slots.js";
+import { uplinkSlots } from "../../src/config/slots.js";
 import type { UplinkLink } from "../../src/links/observe.js";
 import {
   advertSeconds,
