@@ -15,7 +15,7 @@ import { z } from "zod";
 import { optional } from "../optional.js";
 import { rate } from "./rate.js";
 import { duration } from "./duration.js";
-import { notifySchema } from "../notify/schema.js";
+import { notifySchema } from "./notify.js";
 import { haSchema } from "./ha.js";
 import {
   forwardSchema,

@@ -20,7 +20,7 @@ import type { StatusDocument } from "../../src/control/api.js";
 import { formatHa, formatRoleEvents } from "../../src/control/format.js";
 import { hookEnvironment, summary, textBody, webhookPayload } from "../../src/notify/message.js";
 import { Notifier } from "../../src/notify/notifier.js";
-import { notifySchema } from "../../src/notify/schema.js";
+import { notifySchema } from "../../src/config/notify.js";
 import { HaPart, parseStateFile, type HaRoleChange, type HaTransport } from "../../src/ha/part.js";
 import type { UplinkView } from "../../src/dataplane/render.js";
 import { ManualClock } from "../fakes/clock.js";
