@@ -3,7 +3,7 @@
  * IPv6 health targets, and rules whose addresses cannot match one packet.
  * Each problem names the path of the value to blame.
  */
-import type { ConfigProblem } from "./checks.js";
+import type { ConfigProblem } from "./source.js";
 import { uplinkHealth, type Config } from "./schema.js";
 import type { ConfigPath } from "./source.js";
 import {
