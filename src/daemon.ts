@@ -21,7 +21,7 @@
 import type { Logger } from "pino";
 import type { Config } from "./config/schema.js";
 import { buildViews } from "./dataplane/views.js";
-import { acceptRaWarnings } from "./links/sysctl6.js";
+import { acceptRaWarnings } from "./config/sysctl6.js";
 import { ConfigError, UnknownUplinkError } from "./errors.js";
 import type { Family, Kernel } from "./kernel/types.js";
 import { backoffDelay, type BackoffPolicy } from "./backoff.js";
