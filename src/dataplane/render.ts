@@ -26,7 +26,8 @@ import {
 } from "./nft.js";
 import { domainSets, type DomainSet } from "./domains.js";
 import { hex, unreachableMark, type UplinkSlot } from "../config/slots.js";
-import { loadWeights, type LoadSnapshot } from "../policy/load.js";
+import { loadWeights } from "../policy/load.js";
+import type { Surroundings } from "../links/watcher.js";
 
 export { uplinkChain } from "./nft.js";
 
@@ -148,21 +149,7 @@ export const RULE_OFFSET = {
  */
 export const UPLINK_METRIC6 = 1024;
 
-/** What the renderer needs from the kernel besides the uplinks. */
-export interface Surroundings {
-  /** The router's address on its first LAN interface (preferred source of the main default). */
-  lanAddress?: string;
-  /** Destinations of the main table's own routes (connected networks, static routes): never balanced. */
-  localNetworks?: readonly string[];
-  /** Measured load for policies that balance by it (`least-used`, `spillover`); none: no load yet. */
-  load?: LoadSnapshot;
-  /** The router's IPv6 address on its LAN (preferred source of the IPv6 default in main). */
-  lanAddress6?: string;
-  /** IPv6 destinations of the main table's own routes: never balanced. */
-  localNetworks6?: readonly string[];
-  /** The LAN's IPv6 networks (from the LAN interfaces' addresses): the sources NPTv6 translates. */
-  lanNetworks6?: readonly string[];
-}
+export type { Surroundings };
 
 /**
  * The elements of one balance map for a policy choice.
