@@ -20,7 +20,7 @@ export {
   UplinkStateMachine,
   type MachineSnapshot,
   type StateMachineOptions,
-  type Transition,
+  type StateChange,
   type UplinkState,
 } from "./machine.js";
 export {
