@@ -36,7 +36,7 @@ import type { Family } from "../kernel/types.js";
 import { BALANCE_MODULUS } from "../policy/select.js";
 import { domainSetComment, domainSetName, domainSets } from "./domains.js";
 import { hex, unreachableMark } from "../config/slots.js";
-import type { UplinkView } from "./render.js";
+import type { UplinkView } from "./views.js";
 
 /** Name of the nft chain that marks packets with uplink `id`. */
 export function uplinkChain(id: number): string {
