@@ -13,7 +13,7 @@ import { registerControlCommands, registerNotifyTestCommand } from "./control/cl
 import { Daemon } from "./daemon.js";
 import { Dataplane, planIsEmpty } from "./dataplane/apply.js";
 import { desiredInputs, desiredState } from "./controller/desired.js";
-import { describePlanBasis, planHealth, readPlanBasis } from "./controller/plan.js";
+import { describePlanBasis, planHealth, readPlanBasis } from "./control/plan.js";
 import { renderNftsetFile } from "./dns/render.js";
 import { ConfigError, UplinkdError, formatConfigIssue } from "./errors.js";
 import { LinuxKernel } from "./kernel/linux.js";

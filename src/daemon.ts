@@ -20,8 +20,8 @@
  */
 import type { Logger } from "pino";
 import type { Config } from "./config/schema.js";
-import type { UplinkView } from "./dataplane/render.js";
-import { acceptRaWarnings } from "./links/sysctl6.js";
+import type { UplinkView } from "./dataplane/views.js";
+import { acceptRaWarnings } from "./config/sysctl6.js";
 import { ConfigError, UnknownUplinkError } from "./errors.js";
 import type { Family, Kernel } from "./kernel/types.js";
 import { backoffDelay, type BackoffPolicy } from "./backoff.js";

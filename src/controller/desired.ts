@@ -9,14 +9,9 @@
  * load). Both therefore render the same state from the same facts.
  */
 import type { Config } from "../config/schema.js";
-import {
-  renderDesired,
-  routableIn,
-  type DesiredState,
-  type Surroundings,
-  type UplinkView,
-} from "../dataplane/render.js";
-import { buildViews, usabilityOf } from "../dataplane/views.js";
+import { renderDesired, type DesiredState } from "../dataplane/render.js";
+import { buildViews, routableIn, usabilityOf, type UplinkView } from "../dataplane/views.js";
+import type { Surroundings } from "../links/watcher.js";
 import type { Family } from "../kernel/types.js";
 import type { UplinkLink } from "../links/observe.js";
 import type { LoadSnapshot } from "../policy/load.js";

@@ -14,7 +14,7 @@ import { pino } from "pino";
 import { loadConfig } from "../../src/config/load.js";
 import { Daemon } from "../../src/daemon.js";
 import { ASSUMED_HEALTHY, desiredInputs, desiredState } from "../../src/controller/desired.js";
-import { describePlanBasis, planHealth } from "../../src/controller/plan.js";
+import { describePlanBasis, planHealth } from "../../src/control/plan.js";
 import { observe } from "../../src/links/watcher.js";
 import { ManualClock } from "../fakes/clock.js";
 import type { LinkState } from "../../src/kernel/types.js";

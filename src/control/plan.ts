@@ -4,11 +4,11 @@
  * control socket), or, with no daemon, every uplink healthy and no load.
  */
 import type { Config } from "../config/schema.js";
-import type { InputsDocument } from "../control/api.js";
-import { controlRequest } from "../control/client.js";
+import type { InputsDocument } from "./api.js";
+import { controlRequest } from "./client.js";
 import { ControlError } from "../errors.js";
 import type { LoadSnapshot } from "../policy/load.js";
-import { ASSUMED_HEALTHY, type HealthReading } from "./desired.js";
+import { ASSUMED_HEALTHY, type HealthReading } from "../controller/desired.js";
 
 /** Where the health and load of a plan come from. */
 export type PlanBasis =
