@@ -9,7 +9,9 @@
  * Options: `--quick`; `--out DIR` (default bench/, or bench/quick/ with
  * --quick); `--only PART,...` (failover, lsm, soak, apply, balance,
  * throughput, ipv6, footprint, load, conntrack, subsecond, ha); `--render FILE`: only rewrite RESULTS.md next to
- * the results.json FILE. Needs root (network namespaces) and a build.
+ * the results.json FILE; `--baseline DIR`: the footprint part also runs the
+ * `dist/` in DIR (another build, with its `node_modules` beside it) back to
+ * back with this one. Needs root (network namespaces) and a build.
  *
  * Every part runs in labs of its own (prefix `b<part><run id>`), removed at
  * the end, on error and on SIGINT/SIGTERM. A part that fails is recorded
@@ -103,6 +105,7 @@ async function main(): Promise<number> {
       out: { type: "string" },
       only: { type: "string" },
       render: { type: "string" },
+      baseline: { type: "string" },
     },
   });
   if (values.render !== undefined) {
@@ -151,7 +154,9 @@ async function main(): Promise<number> {
     await part("balance", () => balancePart(ctx));
     await part("throughput", () => throughputPart(ctx));
     await part("ipv6", () => ipv6Part(ctx, trials));
-    await part("footprint", () => footprintPart(ctx));
+    await part("footprint", () =>
+      footprintPart(ctx, values.baseline === undefined ? undefined : resolve(values.baseline)),
+    );
     await part("load", () => loadPart(ctx));
     if (!quick) await part("conntrack", () => conntrackPart(ctx, 6));
     if (!quick) await part("subsecond", () => subsecondPart(ctx, trials));
