@@ -90,6 +90,8 @@ export interface FootprintResults {
   runs: Footprint[];
   /** Top self-time functions of the idle daemon (4 uplinks x 2 targets x 200 ms). */
   profile?: { seconds: number; top: ProfileCost[]; idlePct: number | null; gcPct: number | null };
+  /** The same for the `--baseline` build. */
+  baselineProfile?: FootprintResults["profile"];
   backToBack?: BackToBack;
   /** Runs that could not be measured, with the reason. */
   failed?: string[];
@@ -367,10 +369,48 @@ function startDaemon(
   return new labDaemons.LabDaemon(lab, child);
 }
 
+/**
+ * Profile the built daemon of `dist` on `config` in `lab` with `node
+ * --cpu-prof`: `settleMs` after every uplink is up, then `seconds` whose
+ * samples alone are counted (neither the start nor the stop).
+ * @returns its top self-time functions (see {@link profileTop}).
+ */
+export async function profileDaemon(
+  lab: Lab,
+  config: string,
+  dist: string,
+  seconds: number,
+  settleMs: number,
+): Promise<ReturnType<typeof profileTop>> {
+  const dir = await mkdtemp(join(tmpdir(), "uplinkd-prof-"));
+  try {
+    const daemon = startDaemon(lab, config, dist, ["--cpu-prof", `--cpu-prof-dir=${dir}`]);
+    let stopS = 0;
+    try {
+      await daemon.waitForStates(["up"], 60_000);
+      await sleep(settleMs);
+      await sleep(seconds * 1000);
+    } finally {
+      const t0 = performance.now();
+      await daemon.stop();
+      stopS = (performance.now() - t0) / 1000;
+    }
+    const file = (await readdir(dir)).find((f) => f.endsWith(".cpuprofile"));
+    if (file === undefined) throw new Error(`no CPU profile in ${dir}`);
+    const cpuProfile = JSON.parse(await readFile(join(dir, file), "utf8")) as Parameters<
+      typeof profileTop
+    >[0];
+    return profileTop(cpuProfile, { fromEndS: stopS + seconds, toEndS: stopS });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 /** Part 8. `baseline`: the `dist/` of another build to compare with, back to back. */
 export async function footprintPart(
   ctx: BenchContext,
   baseline?: string,
+  sizes: readonly number[] = ctx.quick ? [2, 4] : [2, 4, 8, 16],
 ): Promise<FootprintResults> {
   const windowS = ctx.quick ? 5 : 10;
   const windows = ctx.quick ? 3 : 6;
@@ -428,44 +468,24 @@ export async function footprintPart(
     }
   };
 
-  // The profile first: where the idle daemon spends its time.
-  await ctx.withLab("fpp", { uplinks: 4 }, async (lab) => {
-    const config = await writeConfig(lab, { ...FAST_PROFILE, targets: TARGETS4 });
-    const dir = await mkdtemp(join(tmpdir(), "uplinkd-prof-"));
-    try {
-      const daemon = startDaemon(lab, config, DIST_DIR, ["--cpu-prof", `--cpu-prof-dir=${dir}`]);
-      const seconds = windowS * windows;
-      let stopS = 0;
-      try {
-        await daemon.waitForStates(["up"], 60_000);
-        await sleep(settle);
-        await sleep(seconds * 1000);
-      } finally {
-        const t0 = performance.now();
-        await daemon.stop();
-        stopS = (performance.now() - t0) / 1000;
-      }
-      const file = (await readdir(dir)).find((f) => f.endsWith(".cpuprofile"));
-      if (file === undefined) throw new Error(`no CPU profile in ${dir}`);
-      // The idle stretch only: neither the start nor the stop.
-      const cpuProfile = JSON.parse(await readFile(join(dir, file), "utf8")) as Parameters<
-        typeof profileTop
-      >[0];
-      const top = profileTop(cpuProfile, {
-        fromEndS: stopS + seconds,
-        toEndS: stopS,
-      });
-      results.profile = { seconds, ...top };
+  // The profile first: where the idle daemon spends its time (the other build's too).
+  const seconds = windowS * windows;
+  const builds: [string, string][] = [["this build", DIST_DIR]];
+  if (baseline !== undefined) builds.push(["before", baseline]);
+  for (const [name, dist] of builds) {
+    await ctx.withLab("fpp", { uplinks: 4 }, async (lab) => {
+      const config = await writeConfig(lab, { ...FAST_PROFILE, targets: TARGETS4 });
+      const top = await profileDaemon(lab, config, dist, seconds, settle);
+      if (dist === DIST_DIR) results.profile = { seconds, ...top };
+      else results.baselineProfile = { seconds, ...top };
       ctx.log(
         "footprint",
-        `profile of the idle daemon (4 uplinks x 2 targets x 200 ms, ${seconds} s; idle ${top.idlePct} %, GC ${top.gcPct} %), ` +
+        `profile of the idle daemon, ${name} (4 uplinks x 2 targets x 200 ms, ${seconds} s; idle ${top.idlePct} %, GC ${top.gcPct} %), ` +
           `top self time (% of busy samples):\n` +
           top.top.map((t) => `    ${String(t.selfPct).padStart(5)} %  ${t.fn}`).join("\n"),
       );
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
+    });
+  }
 
   if (baseline !== undefined) {
     await ctx.withLab("fpb", { uplinks: 4 }, async (lab) => {
@@ -514,7 +534,7 @@ export async function footprintPart(
   }
 
   // The cost curve: one lab per size, both profiles in it.
-  for (const uplinks of ctx.quick ? [2, 4] : [2, 4, 8, 16]) {
+  for (const uplinks of sizes) {
     await ctx.withLab(`fp${uplinks}`, { uplinks }, async (lab) => {
       for (const profile of [FAST_PROFILE, SUBSECOND_PROFILE]) {
         ctx.check();

@@ -11,7 +11,9 @@
  * throughput, ipv6, footprint, load, conntrack, subsecond, ha); `--render FILE`: only rewrite RESULTS.md next to
  * the results.json FILE; `--baseline DIR`: the footprint part also runs the
  * `dist/` in DIR (another build, with its `node_modules` beside it) back to
- * back with this one. Needs root (network namespaces) and a build.
+ * back with this one; `--footprint-sizes 8,16`: the footprint part's uplink
+ * counts (default 2,4,8,16; 2,4 with --quick). Needs root (network
+ * namespaces) and a build.
  *
  * Every part runs in labs of its own (prefix `b<part><run id>`), removed at
  * the end, on error and on SIGINT/SIGTERM. A part that fails is recorded
@@ -106,6 +108,7 @@ async function main(): Promise<number> {
       only: { type: "string" },
       render: { type: "string" },
       baseline: { type: "string" },
+      "footprint-sizes": { type: "string" },
     },
   });
   if (values.render !== undefined) {
@@ -155,7 +158,11 @@ async function main(): Promise<number> {
     await part("throughput", () => throughputPart(ctx));
     await part("ipv6", () => ipv6Part(ctx, trials));
     await part("footprint", () =>
-      footprintPart(ctx, values.baseline === undefined ? undefined : resolve(values.baseline)),
+      footprintPart(
+        ctx,
+        values.baseline === undefined ? undefined : resolve(values.baseline),
+        values["footprint-sizes"]?.split(",").map(Number),
+      ),
     );
     await part("load", () => loadPart(ctx));
     if (!quick) await part("conntrack", () => conntrackPart(ctx, 6));
