@@ -95,6 +95,8 @@ export interface FootprintResults {
   backToBack?: BackToBack;
   /** Runs that could not be measured, with the reason. */
   failed?: string[];
+  /** When this part was measured apart from the rest of a results file: its start, mode and a note. */
+  run?: { startedAt: string; mode: string; note: string };
 }
 
 /** utime + stime of a process, clock ticks; null when it is gone. */

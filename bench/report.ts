@@ -696,6 +696,9 @@ export function renderMarkdown(doc: Results): string {
       "Profiles: `fast` = interval 200 ms, timeout 500 ms; `sub-second` = interval 50 ms, timeout auto.",
     "",
   );
+  if (fp?.run !== undefined) {
+    out.push(`Measured ${fp.run.startedAt} (${fp.run.mode} mode): ${fp.run.note}.`, "");
+  }
   if (fp !== undefined) {
     out.push(
       "| profile | uplinks x targets | RSS median / max (MB) | peak RSS (MB) | CPU | children | their PSS | their CPU | tree CPU | tree RSS (MB) |",
