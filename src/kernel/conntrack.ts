@@ -38,7 +38,7 @@
  * ...`), and entry ids are unique across families.
  */
 import type { Clock, TimerHandle } from "../clock.js";
-import type { ProcessSpawner, SpawnedProcess } from "../health/process.js";
+import type { ProcessSpawner, SpawnedProcess } from "../process/spawn.js";
 
 /** One line of conntrack's output, classified. */
 export type ConntrackLine =
