@@ -1,7 +1,16 @@
 /**
- * Part 8: footprint. The daemon's resident memory and CPU while it probes
- * 4 uplinks x 3 targets at 5 probes/s each (interval 200 ms), and the same
- * settings at 32 uplinks, over 60 s (15 s with --quick), idle otherwise.
+ * Part 8: footprint. The daemon's resident memory and CPU while it probes,
+ * idle otherwise (no LAN traffic, no status requests, no dashboard): a cost
+ * curve at 2, 4, 8 and 16 uplinks with 2 IPv4 targets each, in the fast
+ * profile (interval 200 ms) and the sub-second one (50 ms), and 4 uplinks
+ * with 2 IPv4 + 2 IPv6 targets (both families). CPU is counted in clock
+ * ticks (utime + stime from /proc), which depends less on the machine's
+ * other load than wall-clock timings, in windows of 10 s (5 s with
+ * --quick) whose median is reported. A profile of the idle daemon at 4
+ * uplinks x 2 targets x 200 ms (`node --cpu-prof`) names its top costs.
+ * With `--baseline DIR` (the `dist/` of another build) that build and this
+ * one run back to back, in alternation, in the same lab, and the ratio of
+ * their medians is reported.
  * Read from /proc: VmRSS of /proc/PID/status (sampled every second),
  * utime + stime of /proc/PID/stat (start and end). The daemon's children
  * (one `ping` per uplink and target, and `ip monitor`) are reported
@@ -11,13 +20,21 @@
  * such as `nft`, `ip` and `conntrack` included) is counted too: see
  * {@link treeSample}.
  */
-import { readFile, readdir } from "node:fs/promises";
-import { exec, labDaemons } from "./built.js";
-import { sleep, writeConfig, type BenchContext } from "./context.js";
-import { round, spreadOf, type Spread } from "./stats.js";
+import { mkdtemp, readFile, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { LabDaemon } from "../src/lab/daemon.js";
+import type { Lab } from "../src/lab/lab.js";
+import { DIST_DIR, exec, labDaemons } from "./built.js";
+import { errorText, sleep, writeConfig, type BenchContext } from "./context.js";
+import { ratio, round, spreadOf, type Spread } from "./stats.js";
 
 /** One footprint measurement. */
 export interface Footprint {
+  /** Health profile: `fast` (interval 200 ms) or `sub-second` (50 ms). */
+  profile?: string;
+  /** Families probed: `ipv4` or `both`. */
+  families?: string;
   uplinks: number;
   targets: number;
   probesPerSecond: number;
@@ -30,6 +47,10 @@ export interface Footprint {
   cpuPct: number | null;
   /** Daemon and all its descendants: CPU (% of one core) and summed VmRSS samples (MB). */
   tree: { cpuPct: number | null; rssMb: Spread };
+  /** Tree CPU per window, % of one core (median over the windows). */
+  treeWindows?: Spread;
+  /** Daemon CPU per window, % of one core. */
+  daemonWindows?: Spread;
   /** Children: how many (by command), their summed PSS (MB) and CPU (% of one core). */
   children: {
     count: number;
@@ -39,9 +60,43 @@ export interface Footprint {
   };
 }
 
+/** One function of a CPU profile and its share of the samples. */
+export interface ProfileCost {
+  /** `name (file:line)`. */
+  fn: string;
+  /** Self time, % of the samples that were not idle. */
+  selfPct: number;
+}
+
+/** Two builds measured back to back (alternating windows in one lab). */
+export interface BackToBack {
+  /** The other build's `dist/` directory. */
+  baseline: string;
+  /** Tree CPU per window, % of one core. */
+  before: Spread;
+  after: Spread;
+  /** Daemon CPU per window. */
+  daemonBefore: Spread;
+  daemonAfter: Spread;
+  /** Daemon RSS (MB) at the end of each window. */
+  rssBefore: Spread;
+  rssAfter: Spread;
+  /** after / before of the tree medians. */
+  ratio: number | null;
+}
+
 /** Results of part 8. */
 export interface FootprintResults {
   runs: Footprint[];
+  /** Top self-time functions of the idle daemon (4 uplinks x 2 targets x 200 ms). */
+  profile?: { seconds: number; top: ProfileCost[]; idlePct: number | null; gcPct: number | null };
+  /** The same for the `--baseline` build. */
+  baselineProfile?: FootprintResults["profile"];
+  backToBack?: BackToBack;
+  /** Runs that could not be measured, with the reason. */
+  failed?: string[];
+  /** When this part was measured apart from the rest of a results file: its start, mode and a note. */
+  run?: { startedAt: string; mode: string; note: string };
 }
 
 /** utime + stime of a process, clock ticks; null when it is gone. */
@@ -159,11 +214,15 @@ export async function treeSample(pid: number): Promise<TreeSample | null> {
   };
 }
 
-/** Measure process `pid` (and its children) for `seconds`. */
+/**
+ * Measure process `pid` (and its children) for `seconds`, in windows of
+ * `windowS` seconds (default: one window).
+ */
 export async function sample(
   pid: number,
   seconds: number,
   hz: number,
+  windowS = seconds,
 ): Promise<Omit<Footprint, "uplinks" | "targets" | "probesPerSecond">> {
   const kids0 = await children(pid);
   const t0 = performance.now();
@@ -173,8 +232,23 @@ export async function sample(
   const rss: number[] = [];
   const treeRss: number[] = [];
   const kidPss: number[] = [];
+  const treeWindows: number[] = [];
+  const daemonWindows: number[] = [];
+  let w0 = { at: performance.now(), tree: tree0?.ticks ?? null, daemon: cpu0 };
   for (let i = 0; i < seconds; i++) {
     await sleep(1000);
+    if ((i + 1) % windowS === 0) {
+      const at = performance.now();
+      const [tree, daemon] = [await treeSample(pid), await cpuTicks(pid)];
+      const wall = (at - w0.at) / 1000;
+      if (tree !== null && w0.tree !== null) {
+        treeWindows.push(((tree.ticks - w0.tree) / hz / wall) * 100);
+      }
+      if (daemon !== null && w0.daemon !== null) {
+        daemonWindows.push(((daemon - w0.daemon) / hz / wall) * 100);
+      }
+      w0 = { at, tree: tree?.ticks ?? null, daemon };
+    }
     const r = await vm(pid, "VmRSS");
     if (r !== null) rss.push(r);
     const tree = await treeSample(pid);
@@ -206,6 +280,8 @@ export async function sample(
           : round(((tree1.ticks - tree0.ticks) / hz / wall) * 100, 2),
       rssMb: spreadOf(treeRss),
     },
+    treeWindows: spreadOf(treeWindows, 2),
+    daemonWindows: spreadOf(daemonWindows, 2),
     children: {
       count: kids0.length,
       commands,
@@ -215,42 +291,259 @@ export async function sample(
   };
 }
 
-/** Part 8. */
-export async function footprintPart(ctx: BenchContext): Promise<FootprintResults> {
-  const seconds = ctx.quick ? 15 : 60;
+/** The sub-second profile (as in the sub-second part): 50 ms rounds, RTT-aware timeouts. */
+const SUBSECOND_PROFILE = { name: "sub-second", interval: "50ms", timeout: "auto", down: 3 };
+/** The fast profile: 200 ms rounds, timeout 500 ms. */
+const FAST_PROFILE = { name: "fast", interval: "200ms", timeout: "500ms", down: 3, up: 5 };
+const TARGETS4 = ["198.51.100.1", "203.0.113.1"];
+const TARGETS6 = ["2001:db8:ffff::1", "2001:db8:ffff::2"];
+
+/**
+ * Top self-time functions of a V8 CPU profile (`.cpuprofile` JSON), as %
+ * of the samples that were not idle; idle and GC shares as % of all.
+ */
+export function profileTop(
+  profile: {
+    nodes: {
+      id: number;
+      callFrame: { functionName: string; url: string; lineNumber: number };
+    }[];
+    samples?: number[];
+    timeDeltas?: number[];
+    startTime: number;
+    endTime: number;
+  },
+  window: { fromEndS: number; toEndS: number } = { fromEndS: Infinity, toEndS: 0 },
+  n = 15,
+): { top: ProfileCost[]; idlePct: number | null; gcPct: number | null } {
+  const byId = new Map(profile.nodes.map((node) => [node.id, node]));
+  const self = new Map<string, number>();
+  let idle = 0;
+  let gc = 0;
+  // Only the samples `fromEndS`..`toEndS` seconds before the profile's end (µs stamps).
+  const from = profile.endTime - window.fromEndS * 1e6;
+  const to = profile.endTime - window.toEndS * 1e6;
+  const samples: number[] = [];
+  let t = profile.startTime;
+  (profile.samples ?? []).forEach((id, i) => {
+    t += profile.timeDeltas?.[i] ?? 0;
+    if (t >= from && t <= to) samples.push(id);
+  });
+  for (const id of samples) {
+    const frame = byId.get(id)?.callFrame;
+    if (frame === undefined) continue;
+    if (frame.functionName === "(idle)") {
+      idle++;
+      continue;
+    }
+    if (frame.functionName === "(garbage collector)") gc++;
+    const file =
+      frame.url === ""
+        ? ""
+        : ` (${frame.url.replace(/^.*\/(dist|node_modules)\//, "$1/")}:${frame.lineNumber + 1})`;
+    const key = `${frame.functionName || "(anonymous)"}${file}`;
+    self.set(key, (self.get(key) ?? 0) + 1);
+  }
+  const busy = samples.length - idle;
+  const top = [...self]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, n)
+    .map(([fn, count]) => ({ fn, selfPct: round((count / Math.max(1, busy)) * 100, 1) ?? 0 }));
+  return {
+    top,
+    idlePct: samples.length === 0 ? null : round((idle / samples.length) * 100, 1),
+    gcPct: samples.length === 0 ? null : round((gc / samples.length) * 100, 1),
+  };
+}
+
+/**
+ * Start the built daemon of `dist` (default this build's) on `config` in
+ * the lab's router, with `nodeArgs` (e.g. `--cpu-prof`) before the script.
+ */
+function startDaemon(
+  lab: Lab,
+  config: string,
+  dist: string = DIST_DIR,
+  nodeArgs: readonly string[] = [],
+): LabDaemon {
+  const argv = [process.execPath, ...nodeArgs, join(dist, "cli.js"), "run", "-c", config];
+  const child = lab.spawn("rtr", argv, { stdio: ["ignore", "pipe", "pipe"] });
+  return new labDaemons.LabDaemon(lab, child);
+}
+
+/**
+ * Profile the built daemon of `dist` on `config` in `lab` with `node
+ * --cpu-prof`: `settleMs` after every uplink is up, then `seconds` whose
+ * samples alone are counted (neither the start nor the stop).
+ * @returns its top self-time functions (see {@link profileTop}).
+ */
+export async function profileDaemon(
+  lab: Lab,
+  config: string,
+  dist: string,
+  seconds: number,
+  settleMs: number,
+): Promise<ReturnType<typeof profileTop>> {
+  const dir = await mkdtemp(join(tmpdir(), "uplinkd-prof-"));
+  try {
+    const daemon = startDaemon(lab, config, dist, ["--cpu-prof", `--cpu-prof-dir=${dir}`]);
+    let stopS = 0;
+    try {
+      await daemon.waitForStates(["up"], 60_000);
+      await sleep(settleMs);
+      await sleep(seconds * 1000);
+    } finally {
+      const t0 = performance.now();
+      await daemon.stop();
+      stopS = (performance.now() - t0) / 1000;
+    }
+    const file = (await readdir(dir)).find((f) => f.endsWith(".cpuprofile"));
+    if (file === undefined) throw new Error(`no CPU profile in ${dir}`);
+    const cpuProfile = JSON.parse(await readFile(join(dir, file), "utf8")) as Parameters<
+      typeof profileTop
+    >[0];
+    return profileTop(cpuProfile, { fromEndS: stopS + seconds, toEndS: stopS });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Part 8. `baseline`: the `dist/` of another build to compare with, back to back. */
+export async function footprintPart(
+  ctx: BenchContext,
+  baseline?: string,
+  sizes: readonly number[] = ctx.quick ? [2, 4] : [2, 4, 8, 16],
+): Promise<FootprintResults> {
+  const windowS = ctx.quick ? 5 : 10;
+  const windows = ctx.quick ? 3 : 6;
   const hz = Number((await exec.runCommand("getconf", ["CLK_TCK"])).stdout.trim()) || 100;
-  const targets = ["198.51.100.1", "203.0.113.1", "192.0.2.53"];
   const runs: Footprint[] = [];
-  for (const uplinks of [4, 32]) {
+  const results: FootprintResults = { runs };
+  const settle = ctx.quick ? 2000 : 5000;
+
+  const measureRun = async (
+    lab: Lab,
+    profile: typeof FAST_PROFILE | typeof SUBSECOND_PROFILE,
+    uplinks: number,
+    families: "ipv4" | "both",
+  ): Promise<void> => {
+    const targets = families === "both" ? [...TARGETS4, ...TARGETS6] : TARGETS4;
+    const config = await writeConfig(lab, { ...profile, targets });
+    const daemon = startDaemon(lab, config);
+    const what = `${profile.name}, ${uplinks} uplinks x ${targets.length} targets (${families})`;
+    try {
+      await daemon.waitFor(
+        (s) =>
+          s.uplinks.every(
+            (u) => u.state === "up" && (families === "ipv4" || u.ipv6?.state === "up"),
+          ),
+        60_000,
+        "every uplink up",
+      );
+      await sleep(settle);
+      const pid = daemon.child.pid;
+      if (pid === undefined) throw new Error("the daemon has no pid");
+      const s = await sample(pid, windowS * windows, hz, windowS);
+      const probesPerSecond = profile === FAST_PROFILE ? 5 : 20;
+      const f: Footprint = {
+        profile: profile.name,
+        families,
+        uplinks,
+        targets: targets.length,
+        probesPerSecond,
+        ...s,
+      };
+      runs.push(f);
+      ctx.log(
+        "footprint",
+        `${what}: ` +
+          `tree CPU ${f.treeWindows?.median} % (median of ${f.treeWindows?.n} windows of ${windowS} s), ` +
+          `daemon ${f.daemonWindows?.median} %, RSS ${f.rssMb.median} MB; tree RSS ${f.tree.rssMb.median} MB; ` +
+          `${f.children.count} children ${JSON.stringify(f.children.commands)}`,
+      );
+    } catch (error) {
+      // A busy machine may keep a sub-second uplink from coming up: record it, go on.
+      results.failed = [...(results.failed ?? []), `${what}: ${errorText(error).split("\n")[0]}`];
+      ctx.log("footprint", `${what}: not measured: ${errorText(error).split("\n")[0]}`);
+    } finally {
+      await daemon.stop();
+    }
+  };
+
+  // The profile first: where the idle daemon spends its time (the other build's too).
+  const seconds = windowS * windows;
+  const builds: [string, string][] = [["this build", DIST_DIR]];
+  if (baseline !== undefined) builds.push(["before", baseline]);
+  for (const [name, dist] of builds) {
+    await ctx.withLab("fpp", { uplinks: 4 }, async (lab) => {
+      const config = await writeConfig(lab, { ...FAST_PROFILE, targets: TARGETS4 });
+      const top = await profileDaemon(lab, config, dist, seconds, settle);
+      if (dist === DIST_DIR) results.profile = { seconds, ...top };
+      else results.baselineProfile = { seconds, ...top };
+      ctx.log(
+        "footprint",
+        `profile of the idle daemon, ${name} (4 uplinks x 2 targets x 200 ms, ${seconds} s; idle ${top.idlePct} %, GC ${top.gcPct} %), ` +
+          `top self time (% of busy samples):\n` +
+          top.top.map((t) => `    ${String(t.selfPct).padStart(5)} %  ${t.fn}`).join("\n"),
+      );
+    });
+  }
+
+  if (baseline !== undefined) {
+    await ctx.withLab("fpb", { uplinks: 4 }, async (lab) => {
+      const config = await writeConfig(lab, { ...FAST_PROFILE, targets: TARGETS4 });
+      const tree = { before: [] as number[], after: [] as number[] };
+      const daemonCpu = { before: [] as number[], after: [] as number[] };
+      const rss = { before: [] as number[], after: [] as number[] };
+      for (let round = 0; round < windows; round++) {
+        for (const which of ["before", "after"] as const) {
+          ctx.check();
+          const daemon = startDaemon(lab, config, which === "before" ? baseline : undefined);
+          try {
+            await daemon.waitForStates(["up"], 60_000);
+            await sleep(settle);
+            const pid = daemon.child.pid;
+            if (pid === undefined) throw new Error("the daemon has no pid");
+            const s = await sample(pid, windowS * 2, hz, windowS * 2);
+            if (s.tree.cpuPct !== null) tree[which].push(s.tree.cpuPct);
+            if (s.cpuPct !== null) daemonCpu[which].push(s.cpuPct);
+            if (s.rssMb.max !== null) rss[which].push(s.rssMb.max);
+          } finally {
+            await daemon.stop();
+          }
+        }
+      }
+      const before = spreadOf(tree.before, 2);
+      const after = spreadOf(tree.after, 2);
+      results.backToBack = {
+        baseline,
+        before,
+        after,
+        daemonBefore: spreadOf(daemonCpu.before, 2),
+        daemonAfter: spreadOf(daemonCpu.after, 2),
+        rssBefore: spreadOf(rss.before),
+        rssAfter: spreadOf(rss.after),
+        ratio: ratio(after.median, before.median),
+      };
+      ctx.log(
+        "footprint",
+        `back to back, 4 uplinks x 2 targets x 200 ms: tree CPU ${before.median} % -> ${after.median} % ` +
+          `(ratio ${results.backToBack.ratio}; ${windows} alternating runs of ${windowS * 2} s each), ` +
+          `daemon ${results.backToBack.daemonBefore.median} % -> ${results.backToBack.daemonAfter.median} %, ` +
+          `RSS ${results.backToBack.rssBefore.median} -> ${results.backToBack.rssAfter.median} MB`,
+      );
+    });
+  }
+
+  // The cost curve: one lab per size, both profiles in it.
+  for (const uplinks of sizes) {
     await ctx.withLab(`fp${uplinks}`, { uplinks }, async (lab) => {
-      const config = await writeConfig(lab, {
-        name: "footprint",
-        interval: "200ms",
-        timeout: "500ms",
-        down: 3,
-        up: 5,
-        targets,
-      });
-      const daemon = labDaemons.startLabDaemon(lab, config);
-      try {
-        await daemon.waitForStates(["up"], 60_000);
-        await sleep(ctx.quick ? 2000 : 5000);
-        const pid = daemon.child.pid;
-        if (pid === undefined) throw new Error("the daemon has no pid");
-        const s = await sample(pid, seconds, hz);
-        const f: Footprint = { uplinks, targets: targets.length, probesPerSecond: 5, ...s };
-        runs.push(f);
-        ctx.log(
-          "footprint",
-          `${uplinks} uplinks x ${targets.length} targets: RSS ${f.rssMb.median} MB, CPU ${f.cpuPct} %, ` +
-            `with its process tree ${f.tree.rssMb.median} MB, ${f.tree.cpuPct} %, ` +
-            `${f.children.count} children (${JSON.stringify(f.children.commands)}; PSS ${f.children.pssMb} MB, ` +
-            `${f.children.cpuPct} % CPU)`,
-        );
-      } finally {
-        await daemon.stop();
+      for (const profile of [FAST_PROFILE, SUBSECOND_PROFILE]) {
+        ctx.check();
+        await measureRun(lab, profile, uplinks, "ipv4");
+        if (uplinks === 4) await measureRun(lab, profile, uplinks, "both");
       }
     });
   }
-  return { runs };
+  return results;
 }

@@ -276,9 +276,10 @@ export function summaryRows(doc: Results): Row[] {
   }
   const fp = data(doc, "footprint") as FootprintResults | undefined;
   for (const f of fp?.runs ?? []) {
+    const what = `${f.uplinks} uplinks x ${f.targets} targets${f.profile === undefined ? "" : `, ${f.profile}${f.families === "both" ? ", both families" : ""}`}`;
     rows.push(
       spreadRow(
-        `Daemon RSS, ${f.uplinks} uplinks x ${f.targets} targets`,
+        `Daemon RSS, ${what}`,
         f.rssMb,
         " MB",
         `peak ${num(f.peakRssMb, " MB")}; children: ${childList(f)}, PSS ${num(f.children.pssMb, " MB")}`,
@@ -286,21 +287,40 @@ export function summaryRows(doc: Results): Row[] {
     );
     rows.push(
       valueRow(
-        `Daemon CPU, ${f.uplinks} uplinks x ${f.targets} targets`,
-        num(f.cpuPct, " %"),
+        `Daemon CPU, ${what}`,
+        num(f.daemonWindows?.median ?? f.cpuPct, " %"),
         `of one core over ${f.seconds} s; children ${num(f.children.cpuPct, " %")}`,
       ),
     );
     // Older results.json files have no tree figures.
     if ((f as Partial<typeof f>).tree !== undefined) {
+      const w = f.treeWindows;
       rows.push(
-        valueRow(
-          `Daemon + children CPU, ${f.uplinks} uplinks x ${f.targets} targets`,
-          num(f.tree.cpuPct, " %"),
-          `of one core over ${f.seconds} s, short-lived children included; RSS of the tree ${num(f.tree.rssMb.median, " MB")}`,
-        ),
+        w === undefined
+          ? valueRow(
+              `Daemon + children CPU, ${what}`,
+              num(f.tree.cpuPct, " %"),
+              `of one core over ${f.seconds} s, short-lived children included; RSS of the tree ${num(f.tree.rssMb.median, " MB")}`,
+            )
+          : spreadRow(
+              `Daemon + children CPU, ${what}`,
+              w,
+              " %",
+              `of one core, windows over ${f.seconds} s, short-lived children included; RSS of the tree ${num(f.tree.rssMb.median, " MB")}`,
+            ),
       );
     }
+  }
+  if (fp?.backToBack !== undefined) {
+    const b = fp.backToBack;
+    rows.push(
+      valueRow(
+        "Idle tree CPU after / before, 4 uplinks x 2 targets, fast",
+        num(b.ratio),
+        `back to back in one lab: ${num(b.before.median, " %")} -> ${num(b.after.median, " %")} (medians); daemon ${num(b.daemonBefore.median, " %")} -> ${num(b.daemonAfter.median, " %")}; RSS ${num(b.rssBefore.median, " MB")} -> ${num(b.rssAfter.median, " MB")}`,
+        String(b.after.n),
+      ),
+    );
   }
   const ct = data(doc, "conntrack") as ConntrackResults | undefined;
   for (const r of ct?.sizes ?? []) {
@@ -667,27 +687,57 @@ export function renderMarkdown(doc: Results): string {
   out.push(
     "## 8. Footprint",
     "",
-    "The daemon (built, `node dist/cli.js run`) probing every uplink's 3 targets at 5 probes/s each (interval " +
-      "200 ms), otherwise idle. RSS: VmRSS of /proc/PID/status sampled every second; CPU: utime + stime of " +
-      "/proc/PID/stat over the run, as % of one core. Its children (one `ping` per uplink and target, `ip monitor`, " +
-      "`conntrack -E`) are counted separately; their memory is the sum of their PSS (shared pages divided among them). " +
-      "**Tree**: the daemon and every descendant, short-lived ones (`nft`, `ip`, `conntrack`) included: " +
-      "utime + stime + cutime + cstime summed over the tree (a reaped child's time is in its parent's cutime), " +
-      "and the sum of their VmRSS.",
+    "The daemon (built, `node dist/cli.js run`) probing, otherwise idle (no LAN traffic, no status requests, no " +
+      "dashboard). RSS: VmRSS of /proc/PID/status sampled every second; CPU: utime + stime of /proc/PID/stat in " +
+      "clock ticks, as % of one core, per window (median of the windows where given). Children (`ping` per uplink " +
+      "and target, `ip monitor`, the long-lived `ip -batch` and `nft -i` readers, `conntrack -E`) are counted " +
+      "separately; their memory is the sum of their PSS. **Tree**: the daemon and every descendant, short-lived " +
+      "ones included (utime + stime + cutime + cstime summed over the tree), and the sum of their VmRSS. " +
+      "Profiles: `fast` = interval 200 ms, timeout 500 ms; `sub-second` = interval 50 ms, timeout auto.",
     "",
   );
+  if (fp?.run !== undefined) {
+    out.push(`Measured ${fp.run.startedAt} (${fp.run.mode} mode): ${fp.run.note}.`, "");
+  }
   if (fp !== undefined) {
     out.push(
-      "| uplinks x targets | RSS median / max (MB) | peak RSS (MB) | CPU | children | their PSS | their CPU | tree CPU | tree RSS (MB) |",
-      "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+      "| profile | uplinks x targets | RSS median / max (MB) | peak RSS (MB) | CPU | children | their PSS | their CPU | tree CPU | tree RSS (MB) |",
+      "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     );
     for (const f of fp.runs) {
       const tree = (f as Partial<typeof f>).tree;
+      const profile = `${f.profile ?? "fast"}${f.families === "both" ? " (IPv4 + IPv6)" : ""}`;
       out.push(
-        `| ${f.uplinks} x ${f.targets} | ${num(f.rssMb.median)} / ${num(f.rssMb.max)} | ${num(f.peakRssMb)} | ${num(f.cpuPct, " %")} | ${childList(f)} | ${num(f.children.pssMb, " MB")} | ${num(f.children.cpuPct, " %")} | ${num(tree?.cpuPct, " %")} | ${num(tree?.rssMb.median)} |`,
+        `| ${profile} | ${f.uplinks} x ${f.targets} | ${num(f.rssMb.median)} / ${num(f.rssMb.max)} | ${num(f.peakRssMb)} | ${num(f.daemonWindows?.median ?? f.cpuPct, " %")} | ${childList(f)} | ${num(f.children.pssMb, " MB")} | ${num(f.children.cpuPct, " %")} | ${num(f.treeWindows?.median ?? tree?.cpuPct, " %")} | ${num(tree?.rssMb.median)} |`,
       );
     }
     out.push("");
+    for (const failed of fp.failed ?? []) out.push(`Not measured: ${failed}.`, "");
+    if (fp.backToBack !== undefined) {
+      const b = fp.backToBack;
+      out.push(
+        `Back to back (4 uplinks x 2 IPv4 targets, fast; ${b.after.n} alternating runs of each build in one lab): ` +
+          `tree CPU ${num(b.before.median, " %")} before, ${num(b.after.median, " %")} after (ratio ${num(b.ratio)}); ` +
+          `daemon ${num(b.daemonBefore.median, " %")} -> ${num(b.daemonAfter.median, " %")}; ` +
+          `daemon RSS ${num(b.rssBefore.median, " MB")} -> ${num(b.rssAfter.median, " MB")}. Before: \`${b.baseline}\`.`,
+        "",
+      );
+    }
+    for (const [which, profile] of [
+      ["this build", fp.profile],
+      ["the build before", fp.baselineProfile],
+    ] as const) {
+      if (profile === undefined) continue;
+      out.push(
+        `Profile of the idle daemon, ${which} (4 uplinks x 2 targets, fast, ${profile.seconds} s, \`node --cpu-prof\`): ` +
+          `idle ${num(profile.idlePct, " %")} of the samples, GC ${num(profile.gcPct, " %")}. Top self time, % of the busy samples:`,
+        "",
+        "| self | function |",
+        "|---:|---|",
+        ...profile.top.map((t) => `| ${t.selfPct} % | \`${t.fn.replace(/\|/g, "\\|")}\` |`),
+        "",
+      );
+    }
   }
 
   const load = data(doc, "load") as LoadResults | undefined;

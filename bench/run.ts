@@ -9,7 +9,11 @@
  * Options: `--quick`; `--out DIR` (default bench/, or bench/quick/ with
  * --quick); `--only PART,...` (failover, lsm, soak, apply, balance,
  * throughput, ipv6, footprint, load, conntrack, subsecond, ha); `--render FILE`: only rewrite RESULTS.md next to
- * the results.json FILE. Needs root (network namespaces) and a build.
+ * the results.json FILE; `--baseline DIR`: the footprint part also runs the
+ * `dist/` in DIR (another build, with its `node_modules` beside it) back to
+ * back with this one; `--footprint-sizes 8,16`: the footprint part's uplink
+ * counts (default 2,4,8,16; 2,4 with --quick). Needs root (network
+ * namespaces) and a build.
  *
  * Every part runs in labs of its own (prefix `b<part><run id>`), removed at
  * the end, on error and on SIGINT/SIGTERM. A part that fails is recorded
@@ -103,6 +107,8 @@ async function main(): Promise<number> {
       out: { type: "string" },
       only: { type: "string" },
       render: { type: "string" },
+      baseline: { type: "string" },
+      "footprint-sizes": { type: "string" },
     },
   });
   if (values.render !== undefined) {
@@ -151,7 +157,13 @@ async function main(): Promise<number> {
     await part("balance", () => balancePart(ctx));
     await part("throughput", () => throughputPart(ctx));
     await part("ipv6", () => ipv6Part(ctx, trials));
-    await part("footprint", () => footprintPart(ctx));
+    await part("footprint", () =>
+      footprintPart(
+        ctx,
+        values.baseline === undefined ? undefined : resolve(values.baseline),
+        values["footprint-sizes"]?.split(",").map(Number),
+      ),
+    );
     await part("load", () => loadPart(ctx));
     if (!quick) await part("conntrack", () => conntrackPart(ctx, 6));
     if (!quick) await part("subsecond", () => subsecondPart(ctx, trials));

@@ -347,11 +347,12 @@ export class Daemon {
     return { uplink, state, changed: true, drained: 0 };
   }
 
-  /** Sample conntrack entries and interface counters (cached >= 1 s; never throws). */
+  /** Sample conntrack entries, interface counters and throughput (cached >= 1 s; never throws). */
   async refreshTraffic(): Promise<void> {
     await Promise.all([
       this.#traffic.refresh(this.#config.dataplane.mark_mask),
       this.#dns.refreshSizes(this.#config),
+      this.#balancer.refresh(),
     ]);
   }
 
@@ -508,6 +509,7 @@ export class Daemon {
     // A router that removes its dataplane must not stay master.
     await this.#ha.stop(!keepState);
     if (config !== undefined) await this.#controller.stop(config, !keepState);
+    this.#options.kernel.close?.();
     this.#options.log.info(
       { kept: keepState },
       keepState ? "stopped; kernel state kept" : "stopped; kernel state removed",

@@ -3,8 +3,10 @@
  * TCP connections from the LAN that got no answer (no SYN-ACK) within a
  * short grace time, from two named nft counters per uplink (SYNs out and
  * SYN-ACKs back, see `passiveObjects` in src/dataplane/nft.ts) read with
- * one `nft -j list counters` every `periodMs`: the cost follows neither the
- * number of connections nor the size of the conntrack table.
+ * `list counters` (a long-lived `nft -i`, see src/kernel/session.ts) every
+ * `periodMs` while LAN connections come, and every `idlePeriodMs` while
+ * none do: the cost follows neither the number of connections nor the size
+ * of the conntrack table, and an idle LAN costs one read a second.
  *
  * When the share jumps on one uplink (at least `minConnections` new
  * connections in the window, `unansweredFailPct` or more unanswered) while
@@ -201,15 +203,23 @@ export interface PassiveWatcherOptions {
   onSuspect: (suspect: PassiveSuspect) => void;
   /** A read failed (the next period tries again). */
   onError?: (error: unknown) => void;
-  /** Period of the reads, ms; default 200. */
+  /** Period of the reads while new LAN connections come, ms; default 200. */
   periodMs?: number;
+  /**
+   * Period of the reads while the SYN counters stand still (no new LAN
+   * connection to judge), ms; default 1000. The first read that sees them
+   * move switches to `periodMs` until they have stood still for the
+   * detector's window, grace time and 2 s more.
+   */
+  idlePeriodMs?: number;
   /** Detector tuning. */
   detector?: Partial<PassiveOptions>;
 }
 
 /**
- * Reads the counters every `periodMs` (never two reads at once) and feeds
- * a {@link PassiveDetector}. `start`/`stop`; the constructor does nothing.
+ * Reads the counters every `periodMs` while SYNs come and every
+ * `idlePeriodMs` while they do not (never two reads at once), and feeds a
+ * {@link PassiveDetector}. `start`/`stop`; the constructor does nothing.
  */
 export class PassiveWatcher {
   readonly detector: PassiveDetector;
@@ -217,6 +227,10 @@ export class PassiveWatcher {
   #timer: TimerHandle | undefined;
   #running = false;
   #reading = false;
+  /** SYNs counted over every uplink at the last read. */
+  #lastSyns: number | undefined;
+  /** Reads come every `periodMs` until then (clock ms). */
+  #busyUntil = Number.NEGATIVE_INFINITY;
 
   constructor(options: PassiveWatcherOptions) {
     this.#o = options;
@@ -244,12 +258,20 @@ export class PassiveWatcher {
     try {
       const counters = await this.#o.readCounters();
       const counts = new Map<string, PassiveCounts>();
+      let syns = 0;
       for (const u of this.#o.uplinks()) {
         const syn = counters.get(u.syn);
         const synAck = counters.get(u.synAck);
         if (syn !== undefined && synAck !== undefined) counts.set(u.name, { syn, synAck });
+        syns += syn ?? 0;
       }
-      for (const suspect of this.detector.sample(this.#o.clock.now(), counts)) {
+      const now = this.#o.clock.now();
+      if (this.#lastSyns !== undefined && syns !== this.#lastSyns) {
+        const { windowMs, graceMs } = this.detector.options;
+        this.#busyUntil = now + windowMs + graceMs + 2000;
+      }
+      this.#lastSyns = syns;
+      for (const suspect of this.detector.sample(now, counts)) {
         this.#o.onSuspect(suspect);
       }
     } catch (error) {
@@ -259,12 +281,19 @@ export class PassiveWatcher {
     }
   }
 
+  /** The delay before the next read, ms: `periodMs` while SYNs come, else `idlePeriodMs`. */
+  get periodNow(): number {
+    return this.#o.clock.now() < this.#busyUntil
+      ? (this.#o.periodMs ?? 200)
+      : (this.#o.idlePeriodMs ?? 1000);
+  }
+
   #schedule(): void {
     if (!this.#running) return;
     this.#timer = this.#o.clock.setTimeout(() => {
       void this.tick().finally(() => {
         this.#schedule();
       });
-    }, this.#o.periodMs ?? 200);
+    }, this.periodNow);
   }
 }

@@ -248,10 +248,17 @@ export class ProbeWindow {
   /** The probes in the window, oldest sequence number first. */
   records(): ProbeRecord[] {
     const out: ProbeRecord[] = [];
-    for (const record of this.#ring) {
-      if (record && record.seq > this.#highest - this.size) out.push(record);
+    this.#each((record) => out.push(record));
+    return out;
+  }
+
+  /** Calls `fn` with each probe in the window, oldest sequence number first (no sort, no copy). */
+  #each(fn: (record: ProbeRecord) => void): void {
+    if (this.#highest === -Infinity) return;
+    for (let seq = this.#highest - this.size + 1; seq <= this.#highest; seq++) {
+      const record = this.#ring[this.#index(seq)];
+      if (record !== undefined && record.seq === seq) fn(record);
     }
-    return out.sort((a, b) => a.seq - b.seq);
   }
 
   /**
@@ -268,8 +275,8 @@ export class ProbeWindow {
     let lastRttMs: number | null = null;
     let lastError: string | null = null;
     let lastTimings: ProbeTimings | null = null;
-    for (const record of this.records()) {
-      if (record.sentAt < since) continue;
+    this.#each((record) => {
+      if (record.sentAt < since) return;
       sent++;
       const status = this.status(record, now);
       if (status === "received") {
@@ -283,7 +290,7 @@ export class ProbeWindow {
         lost++;
         if (record.error !== undefined) lastError = record.error;
       }
-    }
+    });
     const resolved = received + lost;
     const mean = received > 0 ? sum / received : null;
     const jitter =

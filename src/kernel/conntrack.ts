@@ -29,9 +29,13 @@
  * -R`, 3,000 new UDP flows from one sender in ~30 ms, the clean-up of an
  * uplink) gives ENOBUFS whatever the `-b` buffer (tried 200 KB to 256 MB);
  * 150 entries loaded at once or a steady stream do not. So bursts are
- * recounted, at most one dump per 10 times the last dump's duration.
+ * recounted once they are over (the dump waits until no lost-events
+ * warning came for `overrunDelayMs`, at most `overrunMaxWaitMs`), at most
+ * one dump per 10 times the last dump's duration.
  *
- * Only IPv4 entries are counted (`-f ipv4`), as `conntrack -D` in the clean-up.
+ * Entries of both families are counted: without `-f`, `conntrack -E` and
+ * `conntrack -L` (1.4.7) report IPv4 and IPv6 entries (`ipv6     10 udp
+ * ...`), and entry ids are unique across families.
  */
 import type { Clock, TimerHandle } from "../clock.js";
 import type { ProcessSpawner, SpawnedProcess } from "../process/spawn.js";
@@ -229,8 +233,13 @@ export interface ConntrackWatchOptions {
    * events are lost all the time (a dump of 250,000 entries takes ~2 s).
    */
   recountGapMs?: number;
-  /** Wait this long after lost events before dumping (the burst may go on), ms; default 1000. */
+  /**
+   * Wait this long after the last lost-events warning before dumping (the
+   * burst may go on; each warning postpones the dump), ms; default 1000.
+   */
   overrunDelayMs?: number;
+  /** ...but dump at most this long after the first warning of a burst, ms; default 10000. */
+  overrunMaxWaitMs?: number;
   /** Take the event socket as open this long after the start if no NOTICE came, ms; default 1000. */
   listenTimeoutMs?: number;
   /** A dump still running after this is killed (and retried later), ms; default 60000. */
@@ -293,6 +302,10 @@ export class ConntrackWatch {
   /** How long the last completed dump took, ms. */
   #lastDumpMs = 0;
   #overrunNoted = false;
+  /** When the first lost-events warning since the last dump came (clock ms). */
+  #burstStartedAt: number | undefined;
+  /** Whether the pending dump was asked for by lost events (later warnings postpone it). */
+  #recountPostponable = false;
 
   constructor(options: ConntrackWatchOptions) {
     this.#o = options;
@@ -349,8 +362,6 @@ export class ConntrackWatch {
     if (!this.#running) return;
     const args = [
       "-E",
-      "-f",
-      "ipv4",
       "-e",
       "NEW,DESTROY",
       "-o",
@@ -414,7 +425,10 @@ export class ConntrackWatch {
       this.#overrunNoted = true;
       this.#note("warn", "conntrack events were lost (netlink buffer full); recounting entries");
     }
-    this.#requestRecount(this.#o.overrunDelayMs ?? 1000);
+    const now = this.#o.clock.now();
+    this.#burstStartedAt ??= now;
+    const latest = this.#burstStartedAt + (this.#o.overrunMaxWaitMs ?? 10_000);
+    this.#requestRecount(Math.max(0, Math.min(this.#o.overrunDelayMs ?? 1000, latest - now)), true);
   }
 
   #eventsExited(
@@ -462,10 +476,11 @@ export class ConntrackWatch {
   /**
    * Asks for a dump in `delayMs`, but not before `recountGapMs` (or 10
    * times the last dump's duration) after the start of the last one. An earlier request replaces
-   * a later one; a dump running now is followed by another (the events it
-   * held may be incomplete).
+   * a later one (with `postpone`, a later one replaces an earlier one); a
+   * dump running now is followed by another (the events it held may be
+   * incomplete).
    */
-  #requestRecount(delayMs: number): void {
+  #requestRecount(delayMs: number, postpone = false): void {
     if (!this.#running) return;
     if (this.#dump) {
       this.#recountAgain = true;
@@ -475,9 +490,12 @@ export class ConntrackWatch {
     const gap = Math.max(this.#o.recountGapMs ?? 5000, 10 * this.#lastDumpMs);
     const due = Math.max(now + delayMs, this.#lastDumpAt + gap);
     if (this.#recountTimer !== undefined) {
-      if (this.#recountDueAt <= due) return;
+      // A burst's dump moves later with each warning; any other request moves it earlier only.
+      const later = postpone && this.#recountPostponable;
+      if (later ? this.#recountDueAt >= due : this.#recountDueAt <= due) return;
       this.#o.clock.clearTimeout(this.#recountTimer);
     }
+    this.#recountPostponable = postpone;
     this.#recountDueAt = due;
     this.#recountTimer = this.#o.clock.setTimeout(() => {
       this.#recountTimer = undefined;
@@ -489,12 +507,11 @@ export class ConntrackWatch {
     if (!this.#running || !this.#listening || this.#dump) return;
     this.#recountAgain = false;
     this.#overrunNoted = false;
+    this.#burstStartedAt = undefined;
     this.#lastDumpAt = this.#o.clock.now();
     this.#tally.beginRecount();
     const child = this.#o.spawner(this.#o.conntrackPath ?? "conntrack", [
       "-L",
-      "-f",
-      "ipv4",
       "-o",
       "extended,id",
     ]);

@@ -1,6 +1,10 @@
 /**
  * The real kernel: iproute2 (`ip -j`, `ip -batch`), `nft -f` and `conntrack`,
- * run in the network namespace of the current process.
+ * run in the network namespace of the current process. Reads (`ip -j ...
+ * show`, `nft -j list ...`) go to long-lived `ip -batch -` and `nft -i`
+ * processes (see ./session.ts), so the periodic ones (the verify, the
+ * passive signal's counters) start no process; writes (`ip -batch`, `nft
+ * -f`) and conntrack deletions start one each, as they are rare.
  */
 import { KernelCommandError, KernelCommandTimeoutError, KernelOutputError } from "../errors.js";
 import { systemClock } from "../clock.js";
@@ -8,6 +12,7 @@ import { nodeSpawner } from "../process/spawn.js";
 import { ConntrackWatch } from "./conntrack.js";
 import { runCommand } from "../process/run.js";
 import { canonicalAddress6 } from "../net/ipv6.js";
+import { LineSession } from "./session.js";
 import {
   IPV6_LINE,
   TABLE_MAIN,
@@ -24,6 +29,8 @@ import {
 
 /** The commands whose output the parsers below read. */
 export const READ_ROUTES = ["-N", "-4", "-j", "route", "show", "table", "all"] as const;
+/** iproute2's end of a failed command in batch mode. */
+const IP_FAILED = /Command failed -:\d+/;
 export const READ_RULES = ["-N", "-4", "-j", "rule", "show"] as const;
 export const READ_ROUTES6 = ["-N", "-6", "-j", "route", "show", "table", "all"] as const;
 export const READ_RULES6 = ["-N", "-6", "-j", "rule", "show"] as const;
@@ -259,39 +266,59 @@ export const KERNEL_TIMEOUTS: Readonly<KernelTimeouts> = Object.freeze({
   conntrackList: 15_000,
 });
 
+/** A long-lived `ip OPTIONS -force -batch -` (see ./session.ts). */
+function ipSession(options: readonly string[]): LineSession {
+  return new LineSession({
+    file: "ip",
+    args: [...options, "-force", "-batch", "-"],
+    failureDone: (stderr) => IP_FAILED.test(stderr),
+  });
+}
+
 /** The kernel of the network namespace this process runs in. */
 export class LinuxKernel implements Kernel {
   /** The timeouts in force, ms. */
   readonly timeouts: Readonly<KernelTimeouts>;
 
   /** @param options.timeouts overrides of {@link KERNEL_TIMEOUTS}, ms. */
+  /** `ip -j addr show` and the like (names, not numbers). */
+  readonly #ip = ipSession(["-j"]);
+  /** `ip -N -4 -j route|rule show`. */
+  readonly #ip4 = ipSession(["-N", "-4", "-j"]);
+  /** `ip -N -6 -j route|rule show`. */
+  readonly #ip6 = ipSession(["-N", "-6", "-j"]);
+  /** `nft -j list ...`. */
+  readonly #nft = new LineSession({ file: "nft", args: ["-j", "-i"] });
+
   constructor(options: { timeouts?: Partial<KernelTimeouts> } = {}) {
     this.timeouts = { ...KERNEL_TIMEOUTS, ...options.timeouts };
   }
 
+  /** Ends the long-lived reader processes (a later read starts them again). */
+  close(): void {
+    for (const session of [this.#ip, this.#ip4, this.#ip6, this.#nft]) session.close();
+  }
+
   async readLinks(): Promise<LinkState[]> {
-    const { stdout } = await runCommand("ip", ["-j", "addr", "show"], {
-      timeoutMs: this.timeouts.ipRead,
-    });
-    return parseLinks(stdout);
+    return parseLinks(await this.#ip.run("addr show", this.timeouts.ipRead));
   }
 
   async readRoutes(): Promise<Route[]> {
-    const options = { timeoutMs: this.timeouts.ipRead };
+    const command = READ_ROUTES.slice(3).join(" ");
     const [v4, v6] = await Promise.all([
-      runCommand("ip", READ_ROUTES, options),
-      runCommand("ip", READ_ROUTES6, options),
+      this.#ip4.run(command, this.timeouts.ipRead),
+      this.#ip6.run(command, this.timeouts.ipRead),
     ]);
-    return [...parseRoutes(v4.stdout), ...parseRoutes(v6.stdout, 6)];
+    return [...parseRoutes(v4), ...parseRoutes(v6, 6)];
   }
 
   async readRules(): Promise<Rule[]> {
-    const options = { timeoutMs: this.timeouts.ipRead };
+    const command = READ_RULES.slice(3).join(" ");
     const [v4, v6] = await Promise.all([
-      runCommand("ip", READ_RULES, options),
-      runCommand("ip", READ_RULES6, options),
+      this.#ip4.run(command, this.timeouts.ipRead),
+      this.#ip6.run(command, this.timeouts.ipRead),
     ]);
-    return [...parseRules(v4.stdout), ...parseRules(v6.stdout, 6)];
+    return [...parseRules(v4), ...parseRules(v6, 6)];
   }
 
   async ipBatch(lines: readonly string[]): Promise<void> {
@@ -330,9 +357,7 @@ export class LinuxKernel implements Kernel {
 
   async nftReadTable(name: string): Promise<NftJson | null> {
     try {
-      const { stdout } = await runCommand("nft", ["-j", "list", "table", "inet", name], {
-        timeoutMs: this.timeouts.nft,
-      });
+      const stdout = await this.#nft.run(`list table inet ${name}`, this.timeouts.nft);
       return JSON.parse(stdout) as NftJson;
     } catch (error) {
       if (error instanceof KernelCommandError && /No such file or directory/.test(error.stderr)) {
@@ -345,13 +370,7 @@ export class LinuxKernel implements Kernel {
   async nftCounters(table: string): Promise<Map<string, number>> {
     const out = new Map<string, number>();
     try {
-      const { stdout } = await runCommand(
-        "nft",
-        ["-j", "list", "counters", "table", "inet", table],
-        {
-          timeoutMs: this.timeouts.nft,
-        },
-      );
+      const stdout = await this.#nft.run(`list counters table inet ${table}`, this.timeouts.nft);
       for (const object of (JSON.parse(stdout) as NftJson).nftables) {
         const counter = object.counter as { name?: string; packets?: number } | undefined;
         if (counter?.name !== undefined) out.set(counter.name, counter.packets ?? 0);
@@ -367,7 +386,7 @@ export class LinuxKernel implements Kernel {
 
   async nftSetSize(table: string, set: string): Promise<number | null> {
     try {
-      const { stdout } = await runCommand("nft", ["-j", "list", "set", "inet", table, set]);
+      const stdout = await this.#nft.run(`list set inet ${table} ${set}`, this.timeouts.nft);
       const json = JSON.parse(stdout) as NftJson;
       for (const object of json.nftables) {
         const found = object.set as { elem?: unknown[] } | undefined;
@@ -398,7 +417,7 @@ export class LinuxKernel implements Kernel {
   }
 
   async conntrackCountByMark(mask: number): Promise<Map<number, number>> {
-    const { stdout } = await runCommand("conntrack", ["-L", "-f", "ipv4", "-o", "extended"], {
+    const { stdout } = await runCommand("conntrack", ["-L", "-o", "extended"], {
       allowExitCodes: [1],
       timeoutMs: this.timeouts.conntrackList,
     });

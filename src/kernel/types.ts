@@ -135,6 +135,11 @@ export interface Rule {
  */
 export interface Kernel {
   /**
+   * Ends long-lived helper processes (readers kept open between reads), if
+   * the implementation has any; a later call starts them again.
+   */
+  close?(): void;
+  /**
    * Every interface with its flags and IPv4 addresses (`ip -j addr show`).
    * @throws {KernelCommandError}
    */

@@ -4,7 +4,6 @@
  */
 import { readFile } from "node:fs/promises";
 import type { Logger } from "pino";
-import { createTransport } from "nodemailer";
 import type { Clock } from "../clock.js";
 import { NotifyError, NotifyTimeoutError } from "./errors.js";
 import { withRetries } from "./retry.js";
@@ -93,6 +92,8 @@ async function sendOnce(
       ? undefined
       : { user: email.username, pass: await password(email, target) };
   const ca = email.ca_file === undefined ? undefined : await readConfigFile(email.ca_file, target);
+  // Loaded with the first email: a router without email notifications never pays its memory (~15 MB).
+  const { createTransport } = await import("nodemailer");
   const transport = createTransport({
     host: email.host,
     port: smtpPort(email),

@@ -1,7 +1,8 @@
 /**
  * The load part of the daemon: samples the uplinks' interface byte
- * counters (`/proc/net/dev`, a few times per second), smooths them into
- * throughput, and decides when policies that balance by load (`least-used`,
+ * counters (`/proc/net/dev`, a few times per second while a policy
+ * balances by load; otherwise only when status asks, at most once per
+ * `idleSampleMs`), smooths them into throughput, and decides when policies that balance by load (`least-used`,
  * `spillover`) get new weights: at most once per `minIntervalMs`, and only
  * when a member's share of new connections would move by `shareStep`
  * points or more, or a spillover member became full or not full
@@ -35,7 +36,10 @@ export interface LoadBalancerOptions {
   readNetDev?: () => Promise<string>;
   /** Sampling interval while a policy balances by load, ms (default 250). */
   sampleMs?: number;
-  /** Sampling interval otherwise (throughput for status only), ms (default 1000). */
+  /**
+   * Otherwise samples are taken only by {@link LoadBalancer.refresh} (for
+   * status), at most one per this many ms (default 1000).
+   */
   idleSampleMs?: number;
   /** Least time between two published snapshots, ms (default 1000). */
   minIntervalMs?: number;
@@ -63,6 +67,9 @@ export class LoadBalancer {
   #lastPublish = Number.NEGATIVE_INFINITY;
   #timer: TimerHandle | undefined;
   #running = false;
+  /** When the last sample was taken (clock ms). */
+  #sampledAt = Number.NEGATIVE_INFINITY;
+  #sampling: Promise<void> | undefined;
 
   constructor(options: LoadBalancerOptions) {
     this.#options = options;
@@ -80,22 +87,42 @@ export class LoadBalancer {
     return this.#meter.rate(iface);
   }
 
-  /** Start sampling for `config`. */
+  /** Start sampling for `config` (periodic only while a policy balances by load). */
   start(config: Config): void {
     this.#running = true;
     this.reconfigure(config);
-    this.#schedule(0);
+    // A first sample, so that the first status request has a throughput to show.
+    void this.refresh();
   }
 
   /** Take a new config (after a reload): which policies balance by load, which interfaces to watch. */
   reconfigure(config: Config): void {
     this.#config = config;
+    if (this.#running && this.#timer === undefined && this.#loadPolicies(config).length > 0) {
+      this.#schedule(0);
+    }
   }
 
   /** Stop sampling. */
   stop(): void {
     this.#running = false;
     if (this.#timer !== undefined) this.#options.clock.clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /**
+   * A sample now for status, unless one was taken within `idleSampleMs` or
+   * periodic sampling runs (a policy balances by load). Never throws.
+   */
+  refresh(): Promise<void> {
+    if (!this.#running || this.#timer !== undefined) return Promise.resolve();
+    if (this.#options.clock.now() - this.#sampledAt < (this.#options.idleSampleMs ?? 1000)) {
+      return Promise.resolve();
+    }
+    this.#sampling ??= this.#sample().finally(() => {
+      this.#sampling = undefined;
+    });
+    return this.#sampling;
   }
 
   #loadPolicies(config: Config): [string, "least-used" | "spillover", number][] {
@@ -109,10 +136,11 @@ export class LoadBalancer {
     this.#timer = this.#options.clock.setTimeout(() => {
       void this.#sample().finally(() => {
         const config = this.#config;
-        const busy = config !== undefined && this.#loadPolicies(config).length > 0;
-        this.#schedule(
-          busy ? (this.#options.sampleMs ?? 250) : (this.#options.idleSampleMs ?? 1000),
-        );
+        this.#timer = undefined;
+        // No policy balances by load any more (a reload): status asks for samples.
+        if (config !== undefined && this.#loadPolicies(config).length > 0) {
+          this.#schedule(this.#options.sampleMs ?? 250);
+        }
       });
     }, delayMs);
   }
@@ -127,6 +155,7 @@ export class LoadBalancer {
       this.#options.log.warn({ err: error }, `reading interface counters: ${String(error)}`);
       return;
     }
+    this.#sampledAt = this.#options.clock.now();
     const all = parseProcNetDev(text);
     const wanted = new Set(config.uplinks.map((u) => u.interface));
     this.#meter.update(

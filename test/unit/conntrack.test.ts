@@ -205,8 +205,6 @@ describe("conntrack watch", () => {
     w.start();
     assert.deepEqual(ct.events.args, [
       "-E",
-      "-f",
-      "ipv4",
       "-e",
       "NEW,DESTROY",
       "-o",
@@ -216,7 +214,7 @@ describe("conntrack watch", () => {
     ]);
     assert.equal(ct.count("dump"), 0, "no dump before the event socket is open");
     ct.events.stderr(LISTENING);
-    assert.deepEqual(ct.dump.args, ["-L", "-f", "ipv4", "-o", "extended,id"]);
+    assert.deepEqual(ct.dump.args, ["-L", "-o", "extended,id"]);
     ct.dump.stdout(entry(1, 256), entry(2, 256), entry(3, 512));
     assert.equal(w.countsByMark(0xff00), null, "unknown until the dump is complete");
     clock.advance(40);
@@ -270,6 +268,35 @@ describe("conntrack watch", () => {
     assert.deepEqual(w.countsByMark(0xff00), new Map([[512, 1]]));
     assert.equal(w.stats.recounts, 2);
     assert.equal(w.stats.overruns, 2);
+  });
+
+  test("a burst of lost events is recounted once it is over, or overrunMaxWaitMs after it began", () => {
+    const { clock, ct, w } = watch({
+      overrunDelayMs: 1000,
+      overrunMaxWaitMs: 4000,
+      recountGapMs: 100,
+    });
+    w.start();
+    ct.events.stderr(LISTENING);
+    ct.dump.exit(0);
+    // Warnings every 600 ms: each postpones the dump by 1 s...
+    for (let i = 0; i < 5; i++) {
+      ct.events.stderr(OVERRUN);
+      clock.advance(600);
+    }
+    assert.equal(ct.count("dump"), 1, "no dump while the burst goes on");
+    // ...up to 4 s after the first one (the last one came at 2.4 s).
+    clock.advance(399);
+    assert.equal(ct.count("dump"), 1);
+    clock.advance(1);
+    assert.equal(ct.count("dump"), 2);
+    ct.dump.exit(0);
+    // A single warning: a dump 1 s later.
+    ct.events.stderr(OVERRUN);
+    clock.advance(999);
+    assert.equal(ct.count("dump"), 2);
+    clock.advance(1);
+    assert.equal(ct.count("dump"), 3);
   });
 
   test("the gap between dumps grows to ten times the last dump's duration", () => {

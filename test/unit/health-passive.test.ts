@@ -165,6 +165,35 @@ describe("passive watcher", () => {
       ["isp1"],
     );
   });
+
+  it("reads once a second while no LAN connection comes, every 200 ms once SYNs move", async () => {
+    const clock = new ManualClock(0, 1_700_000_000_000);
+    let syns = 0;
+    const watcher = new PassiveWatcher({
+      clock,
+      readCounters: () =>
+        Promise.resolve(
+          new Map([
+            ["passive_syn_1", syns],
+            ["passive_synack_1", syns],
+          ]),
+        ),
+      uplinks: () => [{ name: "isp1", syn: "passive_syn_1", synAck: "passive_synack_1" }],
+      onSuspect: () => undefined,
+    });
+    await watcher.tick();
+    assert.equal(watcher.periodNow, 1000);
+    clock.advance(1000);
+    syns = 3;
+    await watcher.tick();
+    assert.equal(watcher.periodNow, 200);
+    // Window 500 + grace 250 + 2000 ms without new SYNs: back to once a second.
+    clock.advance(2700);
+    await watcher.tick();
+    assert.equal(watcher.periodNow, 200);
+    clock.advance(100);
+    assert.equal(watcher.periodNow, 1000);
+  });
 });
 
 function monitorWithPing() {

@@ -50,7 +50,7 @@ describe("LinuxKernel timeouts", () => {
     const kernel = new LinuxKernel({ timeouts: { ipRead: 100 } });
     await assert.rejects(kernel.readRoutes(), (error: unknown) => {
       assert.ok(error instanceof KernelCommandTimeoutError);
-      assert.equal(error.command, "ip -N -4 -j route show table all");
+      assert.equal(error.command, "ip -N -4 -j -force -batch - <<< route show table all");
       assert.equal(error.timeoutMs, 100);
       return true;
     });
