@@ -188,7 +188,9 @@ export class Daemon {
           { uplink, family },
           `passive signal: IPv${family} ${suspect.reason}; probing it now`,
         );
-        this.#health.burst(uplink, `passive signal: ${suspect.reason}`, family);
+        // Unmonitored IPv6 follows IPv4: its suspicion is checked by the IPv4 probes.
+        const probed = this.#health.monitors(uplink, family) ? family : 4;
+        this.#health.burst(uplink, `passive signal: ${suspect.reason}`, probed);
       },
       onError: (error) => {
         log.debug({ err: error }, `reading the passive signal's counters: ${String(error)}`);
