@@ -123,23 +123,31 @@ export async function loadConfigWithWarnings(
   file: string = DEFAULT_CONFIG_PATH,
 ): Promise<{ config: Config; warnings: ConfigIssue[] }> {
   const config = await loadConfig(file);
-  const found = configWarnings(config);
-  if (found.length === 0) return { config, warnings: [] };
+  return { config, warnings: await locateIssues(file, configWarnings(config)) };
+}
+
+/**
+ * Place findings about a valid config file (`path`, `message`) at their
+ * FILE:LINE:COL, in file order; a path not in the file (a default) is
+ * placed at its closest parent and says so.
+ */
+export async function locateIssues(
+  file: string,
+  found: readonly { path: ConfigPath; message: string }[],
+): Promise<ConfigIssue[]> {
+  if (found.length === 0) return [];
   const text = await readFile(file, "utf8");
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines });
   const source = new ConfigSource(file, doc, lines);
-  const warnings = found
-    .map((warning) =>
+  return found
+    .map((issue) =>
       source.valueIssue(
-        warning.path,
-        doc.hasIn(warning.path)
-          ? warning.message
-          : `${warning.message} (not in the file: a default)`,
+        issue.path,
+        doc.hasIn(issue.path) ? issue.message : `${issue.message} (not in the file: a default)`,
       ),
     )
     .sort((a, b) => a.line - b.line || a.col - b.col);
-  return { config, warnings };
 }
 
 /** Throws the issues as one ConfigError, in file order. */
