@@ -7,7 +7,7 @@ import { ConfigError, formatConfigIssue } from "../errors.js";
 import { LinuxKernel } from "../kernel/linux.js";
 import type { LinkState } from "../kernel/types.js";
 import { kernelProblems } from "../links/problems.js";
-import { acceptRaWarnings } from "../links/sysctl6.js";
+import { acceptRaWarnings } from "./sysctl6.js";
 import { DEFAULT_CONFIG_PATH, loadConfigWithWarnings, locateIssues } from "./load.js";
 import type { Config, UplinkConfig } from "./schema.js";
 

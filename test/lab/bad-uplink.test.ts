@@ -16,7 +16,7 @@ import { after, afterEach, before, describe, it } from "node:test";
 import { parse, stringify } from "yaml";
 import type { StatusDocument } from "../../src/control/api.js";
 import { controlRequest } from "../../src/control/client.js";
-import { runCommand } from "../../src/kernel/exec.js";
+import { runCommand } from "../../src/process/run.js";
 import { labUp, type Lab } from "../../src/lab/lab.js";
 import type { Transition } from "../../src/uplink-health.js";
 import {
