@@ -6,7 +6,7 @@
  */
 import { Command, Option } from "commander";
 import { pino } from "pino";
-import { registerCheckCommand } from "./config/cli.js";
+import { kernelIssues, registerCheckCommand } from "./config/cli.js";
 import { registerInitCommand } from "./config/init-cli.js";
 import { DEFAULT_CONFIG_PATH, loadConfig } from "./config/load.js";
 import { registerControlCommands, registerNotifyTestCommand } from "./control/cli.js";
@@ -109,7 +109,7 @@ program
         .then(
           () => daemon.stop(opts.keep === true ? true : undefined),
           // A start that failed is cleaned up as below.
-          () => daemon.stop(true),
+          () => daemon.stop(false),
         )
         .then(() => process.exit())
         .catch((error: unknown) => {
@@ -131,7 +131,12 @@ program
     } catch (error) {
       fail(error);
       if (signalled.stop) return; // the stop above cleans up and exits
-      await daemon.stop(true).catch(() => undefined);
+      // A router that could not start leaves no half-made state behind:
+      // no table, rules or routes of uplinkd steer the LAN's traffic.
+      await daemon.stop(false).catch((cleanup: unknown) => {
+        fail(cleanup);
+        process.exitCode = error instanceof ConfigError ? 2 : 1;
+      });
       process.exit();
     }
   });
@@ -148,6 +153,10 @@ program
   .action(async (opts: { config: string; json?: boolean }) => {
     try {
       const config = await loadConfig(opts.config);
+      // On the router: what the kernel cannot serve, at its config line (those uplinks get no routes).
+      const problems = (await kernelIssues(opts.config, config)).issues;
+      for (const issue of problems) process.stderr.write(formatConfigIssue(issue) + "\n");
+      if (problems.length > 0) process.exitCode = 2;
       const kernel = new LinuxKernel();
       const observed = await observe(kernel, config);
       const basis = await readPlanBasis(config.control.socket);

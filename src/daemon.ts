@@ -31,6 +31,7 @@ import { HealthSupervisor } from "./health/supervisor.js";
 import { PassiveWatcher, parsePassiveName, passiveName } from "./health/passive.js";
 import { passiveCounters } from "./dataplane/nft.js";
 import { LinkWatcher, observe, type LinkObservation } from "./links/watcher.js";
+import { ProblemTracker } from "./links/problems.js";
 import type {
   DisableOptions,
   InputsDocument,
@@ -49,7 +50,12 @@ import { Notifier } from "./notify/index.js";
 import { HaPart, type HaRoleChange } from "./ha/part.js";
 import { LoadBalancer } from "./policy/balancer.js";
 import { Ring } from "./ring.js";
-import type { Transition, UplinkHealth, UplinkHealthOptions } from "./uplink-health.js";
+import type {
+  HealthSnapshot,
+  Transition,
+  UplinkHealth,
+  UplinkHealthOptions,
+} from "./uplink-health.js";
 
 /** Options of a daemon instance. */
 export interface DaemonOptions {
@@ -93,6 +99,8 @@ export class Daemon {
   readonly #roleEvents: Ring<HaRoleChange>;
   /** Transitions, oldest first, at most `eventLimit`. */
   readonly #events: Ring<Transition>;
+  /** Uplinks failed for a config the kernel cannot serve (missing interface, off-link gateway...). */
+  readonly #problems = new ProblemTracker();
   #control: ControlService | undefined;
   /** Sends transitions to email, webhooks and hooks (config `notify`); none without it. */
   #notifier: Notifier | undefined;
@@ -111,7 +119,8 @@ export class Daemon {
       log,
       createHealth: options.createHealth,
       onTransition: (t) => {
-        this.#record(t);
+        // A failed uplink stays down for its problem; its probes' verdicts show once it is fixed.
+        if (this.#problems.get(t.uplink) === undefined) this.#record(t);
         this.#controller.request("transition", `transition of ${t.uplink}`).catch(() => undefined);
       },
     });
@@ -164,7 +173,9 @@ export class Daemon {
           { uplink, family },
           `passive signal: IPv${family} ${suspect.reason}; probing it now`,
         );
-        this.#health.burst(uplink, `passive signal: ${suspect.reason}`, family);
+        // Unmonitored IPv6 follows IPv4: its suspicion is checked by the IPv4 probes.
+        const probed = this.#health.monitors(uplink, family) ? family : 4;
+        this.#health.burst(uplink, `passive signal: ${suspect.reason}`, probed);
       },
       onError: (error) => {
         log.debug({ err: error }, `reading the passive signal's counters: ${String(error)}`);
@@ -199,6 +210,7 @@ export class Daemon {
       this.#options.log.warn({ uplink: warning.uplink }, warning.message);
     }
     await this.#links.start();
+    this.#problemsChanged();
     // Routes and rules first: probes need their uplink's table.
     await this.#controller.start();
     this.#firstReconcileDone();
@@ -270,10 +282,62 @@ export class Daemon {
       }
     }
     this.#health.linksChanged(before.links, after.links);
+    this.#problemsChanged();
     // Before the controller's first reconcile, that reconcile reads the links itself.
     if (this.#linksPending === undefined) {
       this.#controller.request("links", "links changed").catch(() => undefined);
     } else this.#linksPending = true;
+  }
+
+  /**
+   * Follow the uplinks' problems in the links now: an uplink the kernel
+   * cannot serve as configured is failed (down, the problem as reason:
+   * status, events, log) and the others are served; once fixed it is back
+   * in the state its probes found.
+   */
+  #problemsChanged(): void {
+    const now = this.#clock.wall();
+    for (const change of this.#problems.update(this.#links.now.links, now)) {
+      const { uplink, problem, previous } = change;
+      if (problem !== undefined) {
+        this.#options.log.error(
+          { uplink, problem },
+          `uplink ${uplink} failed: ${problem}; serving the other uplinks`,
+        );
+      } else {
+        this.#options.log.info({ uplink }, `uplink ${uplink}: fixed (was: ${previous ?? ""})`);
+      }
+      if (problem !== undefined && previous !== undefined) continue; // still down, new reason
+      for (const family of this.#monitoredFamilies(uplink)) {
+        const snapshot = this.#health.snapshot(uplink, family);
+        this.#record({
+          time: new Date(now).toISOString(),
+          uplink,
+          family,
+          from: problem === undefined ? "down" : (snapshot?.state ?? "init"),
+          to: problem === undefined ? (snapshot?.state ?? "init") : "down",
+          reason:
+            problem ?? `fixed (was: ${previous ?? ""}); health: ${snapshot?.reason || "probing"}`,
+          loss: snapshot?.loss ?? null,
+          rtt: snapshot?.rtt ?? null,
+        });
+      }
+    }
+  }
+
+  /** The uplink's health in `family` as status shows it: `down` with its problem while it has one. */
+  #shown(uplink: string, family: Family): HealthSnapshot | undefined {
+    const snapshot = this.#health.snapshot(uplink, family);
+    const problem = this.#problems.get(uplink);
+    if (problem === undefined || snapshot?.state === "disabled") return snapshot;
+    return {
+      state: "down",
+      since: problem.since,
+      loss: snapshot?.loss ?? null,
+      rtt: null,
+      jitter: null,
+      reason: problem.reason,
+    };
   }
 
   /** A new notifier for the config's `notify` (after start or a reload); the old one sends what it has. */
@@ -305,6 +369,11 @@ export class Daemon {
     this.#control?.transition(transition);
     // Returns at once; deliveries run detached and never throw.
     this.#notifier?.notify(transition);
+  }
+
+  /** The families the uplink is monitored in: IPv4 always, IPv6 when it has an IPv6 monitor. */
+  #monitoredFamilies(uplink: string): Family[] {
+    return this.#health.monitors(uplink, 6) ? [4, 6] : [4];
   }
 
   /** @throws {UnknownUplinkError} when the config has no such uplink. */
@@ -394,6 +463,7 @@ export class Daemon {
       this.#config = next;
       this.#links.adopt(observation);
       this.#health.reconfigure(next, observation.links);
+      this.#problemsChanged();
       this.#balancer.reconfigure(next);
       this.#ha.reconfigure(next.ha);
       return changes;
@@ -453,9 +523,8 @@ export class Daemon {
       startedAt: this.#startedAt,
       views: this.views(),
       links: this.#links.now.links,
-      health: (name) => this.#health.snapshot(name, 4),
-      health6: (name) =>
-        this.#health.monitors(name, 6) ? this.#health.snapshot(name, 6) : undefined,
+      health: (name) => this.#shown(name, 4),
+      health6: (name) => (this.#health.monitors(name, 6) ? this.#shown(name, 6) : undefined),
       choices6: this.#controller.choices6,
       choices: this.#controller.choices,
       lastApply: this.#controller.lastApply,
@@ -508,7 +577,12 @@ export class Daemon {
     await this.#dns.stop();
     // A router that removes its dataplane must not stay master.
     await this.#ha.stop(!keepState);
-    if (config !== undefined) await this.#controller.stop(config, !keepState);
+    // A start that never loaded its config changed nothing: nothing to say.
+    if (config === undefined) {
+      this.#options.kernel.close?.();
+      return;
+    }
+    await this.#controller.stop(config, !keepState);
     this.#options.kernel.close?.();
     this.#options.log.info(
       { kept: keepState },

@@ -17,7 +17,7 @@ import { join } from "node:path";
 import { UplinkdError } from "../errors.js";
 import { runCommand } from "../process/run.js";
 import { parseConfig } from "./load.js";
-import { PUBLIC_TARGETS, addressKind } from "./warnings.js";
+import { PUBLIC_TARGETS, PUBLIC_TARGETS6, addressKind } from "./warnings.js";
 
 /** `uplinkd init` cannot write a config (code `UPLINKD_ERR_INIT`): nothing found, a file in the way. */
 export class InitError extends UplinkdError {
@@ -80,6 +80,8 @@ export interface FoundUplink {
   gateway: string;
   /** Why it is an uplink, for the comment: `default via 192.0.2.1 (proto static)`. */
   why: string;
+  /** The interface's global IPv6 address (SLAAC, DHCPv6, static), if it has one. */
+  ipv6?: string;
 }
 
 /** What init found. */
@@ -105,6 +107,16 @@ const LAN_KINDS = new Set<string>(["private", "shared", "unique-local"]);
 
 function ipv4Addresses(link: IpLink): IpAddrInfo[] {
   return (link.addr_info ?? []).filter((a) => a.family === "inet");
+}
+
+/** Kinds of IPv6 address that do not reach beyond the router's own networks. */
+const LOCAL6_KINDS = new Set<string>(["link-local", "loopback", "unique-local"]);
+
+/** The link's first IPv6 address that may reach the internet (not link-local, loopback or unique-local). */
+function globalIpv6(link: IpLink): string | undefined {
+  return (link.addr_info ?? []).find(
+    (a) => a.family === "inet6" && !LOCAL6_KINDS.has(addressKind(a.local) ?? ""),
+  )?.local;
 }
 
 /** An uplink name from an interface name: letters, digits, `_`, `-`; starts with a letter. */
@@ -199,11 +211,13 @@ export function planInit(facts: MachineFacts, choices: InitChoices = {}): InitPl
   candidates
     .sort((a, b) => a.metric - b.metric || a.link.ifname.localeCompare(b.link.ifname))
     .forEach((c) => {
+      const ipv6 = globalIpv6(c.link);
       plan.uplinks.push({
         name: uplinkName(c.link.ifname, taken),
         interface: c.link.ifname,
         gateway: c.gateway,
-        why: c.why,
+        why: ipv6 === undefined ? c.why : `${c.why}, IPv6 ${ipv6}`,
+        ...(ipv6 === undefined ? {} : { ipv6 }),
       });
     });
 
@@ -226,7 +240,9 @@ export function planInit(facts: MachineFacts, choices: InitChoices = {}): InitPl
 /**
  * The config as commented YAML (pure): `lan`, the uplinks with weight 1
  * and tier 1, health with `PUBLIC_TARGETS`, interval 500ms, timeout 1s,
- * down 3, up 5, reliability 1.
+ * down 3, up 5, reliability 1. When an uplink has a global IPv6 address,
+ * `PUBLIC_TARGETS6` join the targets (IPv6 is then monitored, not left to
+ * follow IPv4); an uplink without one gets `gateway6: none`.
  *
  * @throws {InitError} when the result does not pass `parseConfig` (a bug).
  */
@@ -266,15 +282,21 @@ export function renderInitConfig(plan: InitPlan): string {
       "    weight: 1",
       "    tier: 1",
     );
+    if (u.ipv6 === undefined) {
+      lines.push("    gateway6: none # no IPv6 seen; remove once the ISP gives IPv6");
+    }
   }
+  const ipv6 = plan.uplinks.some((u) => u.ipv6 !== undefined);
+  const targets = ipv6 ? [...PUBLIC_TARGETS, ...PUBLIC_TARGETS6] : PUBLIC_TARGETS;
   lines.push(
     "",
     "# Each round pings every target through every uplink; a round passes when",
     "# `reliability` targets answer within `timeout`. The targets are public",
     "# anycast DNS resolvers, beyond every ISP: an ISP's own gateway keeps",
     "# answering while its upstream is broken.",
+    ...(ipv6 ? ["# IPv6 targets judge each uplink's IPv6 apart from its IPv4."] : []),
     "health:",
-    `  targets: [${PUBLIC_TARGETS.join(", ")}]`,
+    `  targets: [${targets.join(", ")}]`,
     "  interval: 500ms",
     "  timeout: 1s",
     "  down: 3 # failed rounds in a row -> down",

@@ -15,6 +15,7 @@ import {
 } from "yaml";
 import { ConfigError, type ConfigIssue } from "../errors.js";
 import { checkConfig } from "./checks.js";
+import { layoutMistakes } from "./indent.js";
 import { friendlyMessage, zodIssueToConfigIssues } from "./messages.js";
 import { configSchema, type Config } from "./schema.js";
 import { ConfigSource, START, type ConfigPath } from "./source.js";
@@ -27,8 +28,9 @@ export const DEFAULT_CONFIG_PATH = "/etc/uplinkd/uplinkd.yaml";
  * Validate config text and fill in every default.
  *
  * Runs in three stages and stops after the first that finds problems,
- * reporting all of that stage's problems at once: YAML syntax (each at its
- * own position), the schema (each at the offending value; a missing key at
+ * reporting all of that stage's problems at once: YAML syntax (tabs used to
+ * indent and lines indented off their siblings said plainly at their line,
+ * else the parser's errors, one per line), the schema (each at the offending value; a missing key at
  * the mapping that should hold it; an unknown key at the key), then checks
  * across fields (duplicate uplink names, interfaces and ids, ids beyond
  * `dataplane.mark_mask`, reserved routing tables, reliability above the
@@ -46,12 +48,22 @@ export function parseConfig(text: string, file: string): Config {
   const source = new ConfigSource(file, doc, lines);
 
   if (doc.errors.length > 0) {
+    // Tabs and lines off their siblings, said plainly at their own line, once each.
+    const layout = layoutMistakes(text);
+    if (layout.length > 0) {
+      fail(layout.map((m) => source.issueAt({ line: m.line, col: m.col }, [], m.message)));
+    }
     // Nesting too deep is reported once per level beyond the limit: keep the first.
     const deep = doc.errors.findIndex((error) => error.code === "RESOURCE_EXHAUSTION");
     const errors = doc.errors.filter(
       (error, index) => error.code !== "RESOURCE_EXHAUSTION" || index === deep,
     );
-    fail(errors.map((error) => yamlIssue(error, source)));
+    // One message per line: the parser often reports one mistake several ways there.
+    const seen = new Set<number>();
+    const issues = errors
+      .map((error) => yamlIssue(error, source))
+      .filter((issue) => !seen.has(issue.line) && seen.add(issue.line));
+    fail(issues);
   }
   if (doc.contents === null) {
     fail([source.issueAt(START, [], "the config is empty; it needs at least lan and uplinks")]);
@@ -123,23 +135,31 @@ export async function loadConfigWithWarnings(
   file: string = DEFAULT_CONFIG_PATH,
 ): Promise<{ config: Config; warnings: ConfigIssue[] }> {
   const config = await loadConfig(file);
-  const found = configWarnings(config);
-  if (found.length === 0) return { config, warnings: [] };
+  return { config, warnings: await locateIssues(file, configWarnings(config)) };
+}
+
+/**
+ * Place findings about a valid config file (`path`, `message`) at their
+ * FILE:LINE:COL, in file order; a path not in the file (a default) is
+ * placed at its closest parent and says so.
+ */
+export async function locateIssues(
+  file: string,
+  found: readonly { path: ConfigPath; message: string }[],
+): Promise<ConfigIssue[]> {
+  if (found.length === 0) return [];
   const text = await readFile(file, "utf8");
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines });
   const source = new ConfigSource(file, doc, lines);
-  const warnings = found
-    .map((warning) =>
+  return found
+    .map((issue) =>
       source.valueIssue(
-        warning.path,
-        doc.hasIn(warning.path)
-          ? warning.message
-          : `${warning.message} (not in the file: a default)`,
+        issue.path,
+        doc.hasIn(issue.path) ? issue.message : `${issue.message} (not in the file: a default)`,
       ),
     )
     .sort((a, b) => a.line - b.line || a.col - b.col);
-  return { config, warnings };
 }
 
 /** Throws the issues as one ConfigError, in file order. */

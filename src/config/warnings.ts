@@ -3,7 +3,9 @@
  * likely wrong on a real router. `uplinkd check` prints them and still
  * exits 0.
  *
- * Today one kind: a health target (ICMP target, TCP/DNS probe host, HTTP
+ * Two kinds. An uplink that may get IPv6 (`gateway6` not `none`) but has
+ * no IPv6 target or probe: its IPv6 is not monitored and follows its IPv4
+ * health (warned even with `lab: true`). And a health target (ICMP target, TCP/DNS probe host, HTTP
  * probe URL with an address) that cannot tell whether an uplink reaches the
  * internet, because it is a documentation address (answers only in a lab),
  * a private, shared or unique-local address (on this side of the ISP or
@@ -12,6 +14,7 @@
  * documentation addresses on purpose.
  */
 import { BlockList, isIPv6 } from "node:net";
+import { hasIpv6Health } from "../health/family.js";
 import { uplinkHealth, type Config } from "./schema.js";
 import type { ConfigPath } from "./source.js";
 
@@ -126,7 +129,8 @@ function urlAddress(url: string): string | undefined {
  * there, once, naming every uplink that probes them.
  */
 export function configWarnings(config: Config): ConfigWarning[] {
-  if (config.lab === true) return [];
+  const unmonitored = unmonitoredIpv6Warnings(config);
+  if (config.lab === true) return unmonitored;
   const found = new Map<string, { path: ConfigPath; address: string; uplinks: string[] }>();
   const note = (path: ConfigPath, address: string | undefined, uplink: string): void => {
     if (address === undefined) return;
@@ -151,7 +155,7 @@ export function configWarnings(config: Config): ConfigWarning[] {
       else note([...path, "url"], urlAddress(probe.url), uplink.name);
     });
   });
-  const warnings: ConfigWarning[] = [];
+  const warnings: ConfigWarning[] = [...unmonitored];
   for (const { path, address, uplinks } of found.values()) {
     const what = labOnlyAddress(address);
     if (what === undefined) continue;
@@ -166,4 +170,41 @@ export function configWarnings(config: Config): ConfigWarning[] {
     });
   }
   return warnings;
+}
+
+/** Public IPv6 anycast resolvers, the IPv6 counterparts of {@link PUBLIC_TARGETS}. */
+export const PUBLIC_TARGETS6: readonly string[] = [
+  "2606:4700:4700::1111",
+  "2620:fe::fe",
+  "2001:4860:4860::8888",
+];
+
+/**
+ * One warning per `targets` list that leaves uplinks' IPv6 unmonitored:
+ * uplinks with `gateway6` other than `none` whose health has no IPv6
+ * target or TCP/HTTP/DNS probe. Blamed on the `health.targets` they use
+ * (top-level once, or the uplink's own).
+ */
+function unmonitoredIpv6Warnings(config: Config): ConfigWarning[] {
+  const found = new Map<string, { path: ConfigPath; uplinks: string[] }>();
+  config.uplinks.forEach((uplink, i) => {
+    if (uplink.gateway6 === "none") return;
+    if (hasIpv6Health(uplink, uplinkHealth(config, uplink))) return;
+    const path: ConfigPath =
+      uplink.health?.targets === undefined
+        ? ["health", "targets"]
+        : ["uplinks", i, "health", "targets"];
+    const key = path.join(".");
+    const entry = found.get(key) ?? { path, uplinks: [] };
+    entry.uplinks.push(uplink.name);
+    found.set(key, entry);
+  });
+  return [...found.values()].map(({ path, uplinks }) => ({
+    path,
+    message:
+      `no IPv6 target: the IPv6 of ${uplinks.length === 1 ? "uplink" : "uplinks"} ${uplinks.join(", ")} ` +
+      `is not monitored and follows IPv4 (an outage only IPv6 sees goes unnoticed). ` +
+      `Add IPv6 targets (e.g. ${PUBLIC_TARGETS6.slice(0, 2).join(", ")}), ` +
+      `or set "gateway6: none" on uplinks that must not carry IPv6`,
+  }));
 }

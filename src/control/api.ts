@@ -78,8 +78,12 @@ export interface UplinkStatus {
 
 /** An uplink's IPv6 in `uplinkd status --json` (`uplinks[].ipv6`). */
 export interface Ipv6Status {
-  /** IPv6 health state, as `state` is for IPv4. */
-  state: UplinkState;
+  /**
+   * IPv6 health state, as `state` is for IPv4; `unmonitored` when the uplink
+   * has no IPv6 targets or probes: its IPv6 then follows its IPv4 health and
+   * link (`active` says whether it takes new IPv6 connections).
+   */
+  state: UplinkState | "unmonitored";
   /** ISO time of the last IPv6 state change. */
   since: string;
   /** Takes new IPv6 connections now. */
@@ -96,7 +100,7 @@ export interface Ipv6Status {
   rtt: number | null;
   /** RTT standard deviation of the IPv6 probes, ms. */
   jitter: number | null;
-  /** Why IPv6 is in `state` (e.g. "no global IPv6 address"). */
+  /** Why IPv6 is in `state` (e.g. "no global IPv6 address", "no IPv6 targets: follows IPv4, which is up"). */
   reason: string;
 }
 

@@ -10,13 +10,17 @@
  *
  * Each takes `--socket PATH`, or `-c FILE` to take `control.socket` from a
  * config file (default: /etc/uplinkd/uplinkd.yaml if it exists, else
- * /run/uplinkd/uplinkd.sock). Exit codes: 0 done; 1 the daemon cannot be
- * reached or failed; 2 usage (unknown uplink) or a config the daemon refused.
+ * /run/uplinkd/uplinkd.sock). When no daemon answers there, the error says
+ * where it looked and how that socket was found. `reload -c FILE` refuses
+ * (exit 2) when FILE is not the file the daemon runs. Exit codes: 0 done;
+ * 1 the daemon cannot be reached or failed; 2 usage (unknown uplink, another
+ * config file) or a config the daemon refused.
  */
-import { readFile } from "node:fs/promises";
+import { readFile, realpath } from "node:fs/promises";
+import { resolve } from "node:path";
 import type { Command } from "commander";
 import { pino } from "pino";
-import { parse } from "yaml";
+import { parseDocument } from "yaml";
 import { EXIT_CONFIG_INVALID } from "../config/cli.js";
 import { DEFAULT_CONFIG_PATH, loadConfig } from "../config/load.js";
 import type { StatusDocument } from "./api.js";
@@ -40,39 +44,90 @@ interface SocketOptions {
   config?: string;
 }
 
+/** A control socket and how it was found (for messages). */
+export interface LocatedSocket {
+  socket: string;
+  /** e.g. `--socket`, `control.socket of /etc/uplinkd/uplinkd.yaml`, `the default: ...`. */
+  how: string;
+}
+
 /**
- * The control socket a command talks to: `--socket`, else `control.socket`
- * of the config (`-c FILE`, or the default config when it exists), else
- * {@link DEFAULT_SOCKET}. The config is read leniently (only that key), so
- * a config with errors still finds the daemon, e.g. for `reload`.
+ * The control socket a command talks to, and how it was found: `--socket`,
+ * else `control.socket` of the config (`-c FILE`, or the default config
+ * when it exists), else {@link DEFAULT_SOCKET}. The config is read
+ * leniently (only that key, even from a file with YAML errors), so a
+ * config with errors still finds the daemon, e.g. for `reload`.
  *
- * @throws {ConfigError} when `-c FILE` was given and cannot be read or parsed.
+ * @throws {ConfigError} when `-c FILE` was given and cannot be read.
  */
-export async function resolveSocket(options: SocketOptions): Promise<string> {
-  if (options.socket !== undefined) return options.socket;
+export async function locateSocket(options: SocketOptions): Promise<LocatedSocket> {
+  if (options.socket !== undefined) return { socket: options.socket, how: "--socket" };
   const file = options.config ?? DEFAULT_CONFIG_PATH;
   let text: string;
   try {
     text = await readFile(file, "utf8");
   } catch (error) {
-    if (options.config === undefined) return DEFAULT_SOCKET;
+    if (options.config === undefined) {
+      return { socket: DEFAULT_SOCKET, how: `the default: no config at ${file}` };
+    }
     const message = `cannot read the config: ${(error as Error).message}`;
     throw new ConfigError([{ file, line: 1, col: 1, path: "", message }]);
   }
-  let doc: unknown;
-  try {
-    doc = parse(text);
-  } catch {
-    // A broken config still leaves the daemon at the default socket or a given one.
-    return DEFAULT_SOCKET;
+  // Errors or not, the document holds what could be read.
+  const doc = parseDocument(text);
+  const socket: unknown = doc.getIn(["control", "socket"]);
+  const broken = doc.errors.length > 0 ? " (the file has YAML errors; this key could be read)" : "";
+  if (typeof socket === "string" && socket !== "") {
+    return { socket, how: `control.socket of ${file}${broken}` };
   }
-  const control =
-    typeof doc === "object" && doc !== null ? (doc as { control?: unknown }).control : undefined;
-  const socket =
-    typeof control === "object" && control !== null
-      ? (control as { socket?: unknown }).socket
-      : undefined;
-  return typeof socket === "string" && socket !== "" ? socket : DEFAULT_SOCKET;
+  return {
+    socket: DEFAULT_SOCKET,
+    how:
+      doc.errors.length > 0
+        ? `the default: ${file} cannot be parsed and no control.socket could be read from it`
+        : `the default: ${file} has no control.socket`,
+  };
+}
+
+/** The control socket a command talks to (see {@link locateSocket}). */
+export async function resolveSocket(options: SocketOptions): Promise<string> {
+  return (await locateSocket(options)).socket;
+}
+
+/** Whether a request failed because nothing listens at the socket (no file, refused, not a socket). */
+function noDaemon(error: unknown): boolean {
+  const code = ((error as { cause?: unknown }).cause as NodeJS.ErrnoException | undefined)?.code;
+  return (
+    error instanceof ControlError && ["ENOENT", "ECONNREFUSED", "ENOTSOCK"].includes(code ?? "")
+  );
+}
+
+/**
+ * Requests to the daemon at the socket `options` lead to. When nothing
+ * listens there, the error says where it looked, how that socket was
+ * found, and what to do.
+ * @throws {ConfigError} as {@link locateSocket}.
+ */
+async function controlAt(
+  options: SocketOptions,
+): Promise<
+  (method: "GET" | "POST", path: string, body?: unknown, timeoutMs?: number) => Promise<unknown>
+> {
+  const { socket, how } = await locateSocket(options);
+  if (how.startsWith("the default: ") && how.includes("cannot be parsed")) {
+    process.stderr.write(`uplinkd: ${how.replace("the default: ", "")}; trying ${socket}\n`);
+  }
+  return async (method, path, body, timeoutMs) => {
+    try {
+      return await controlRequest(socket, method, path, body, timeoutMs);
+    } catch (error) {
+      if (!noDaemon(error)) throw error;
+      throw new ControlError(
+        `no daemon at ${socket} (${how}): is it running? use -s PATH or -c CONFIG`,
+        { cause: error },
+      );
+    }
+  };
 }
 
 /** A refused config or an unknown uplink: its message as is, exit 2; others are rethrown. */
@@ -112,8 +167,8 @@ export function registerControlCommands(program: Command): void {
       .description("state, loss, RTT, connections and bytes of every uplink, from the daemon")
       .option("--json", "print the status document as JSON"),
   ).action(async (opts: SocketOptions & { json?: boolean }) => {
-    const socket = await resolveSocket(opts);
-    const status = (await controlRequest(socket, "GET", "/status")) as StatusDocument;
+    const ask = await controlAt(opts);
+    const status = (await ask("GET", "/status")) as StatusDocument;
     process.stdout.write(
       opts.json === true ? JSON.stringify(status, null, 2) + "\n" : formatStatus(status),
     );
@@ -132,8 +187,8 @@ export function registerControlCommands(program: Command): void {
       process.exitCode = EXIT_CONFIG_INVALID;
       return;
     }
-    const socket = await resolveSocket(opts);
-    const doc = (await controlRequest(socket, "GET", `/events?limit=${limit}`)) as EventsDocument;
+    const ask = await controlAt(opts);
+    const doc = (await ask("GET", `/events?limit=${limit}`)) as EventsDocument;
     process.stdout.write(
       opts.json === true
         ? JSON.stringify(doc, null, 2) + "\n"
@@ -151,11 +206,10 @@ export function registerControlCommands(program: Command): void {
       .option("--drain", "also delete its conntrack entries: its existing connections end")
       .option("--reason <text>", "why, for the event log"),
   ).action(async (uplink: string, opts: SocketOptions & { drain?: boolean; reason?: string }) => {
-    const socket = await resolveSocket(opts);
+    const ask = await controlAt(opts);
     try {
       const body = { drain: opts.drain === true, ...(opts.reason ? { reason: opts.reason } : {}) };
-      const result = (await controlRequest(
-        socket,
+      const result = (await ask(
         "POST",
         `/uplinks/${encodeURIComponent(uplink)}/disable`,
         body,
@@ -173,10 +227,9 @@ export function registerControlCommands(program: Command): void {
       .description("end maintenance: the uplink is back in the state its probes found")
       .argument("<uplink>", "the uplink's name"),
   ).action(async (uplink: string, opts: SocketOptions) => {
-    const socket = await resolveSocket(opts);
+    const ask = await controlAt(opts);
     try {
-      const result = (await controlRequest(
-        socket,
+      const result = (await ask(
         "POST",
         `/uplinks/${encodeURIComponent(uplink)}/enable`,
         undefined,
@@ -195,15 +248,24 @@ export function registerControlCommands(program: Command): void {
         "re-read the daemon's config and apply what changed (as SIGHUP); a config with errors is refused",
       ),
   ).action(async (opts: SocketOptions) => {
-    const socket = await resolveSocket(opts);
+    const ask = await controlAt(opts);
+    if (opts.config !== undefined) {
+      // The daemon re-reads its own file: refuse to pretend another one was loaded.
+      const running = ((await ask("GET", "/status")) as StatusDocument).config;
+      const [asked, own] = await Promise.all(
+        [opts.config, running].map((f) => realpath(f).catch(() => resolve(f))),
+      );
+      if (asked !== own) {
+        process.stderr.write(
+          `uplinkd: the daemon runs ${running}, not ${opts.config}: reload re-reads ${running}; ` +
+            `edit that file, or restart the daemon with -c ${opts.config}\n`,
+        );
+        process.exitCode = EXIT_CONFIG_INVALID;
+        return;
+      }
+    }
     try {
-      const result = (await controlRequest(
-        socket,
-        "POST",
-        "/reload",
-        undefined,
-        60_000,
-      )) as ReloadResult;
+      const result = (await ask("POST", "/reload", undefined, 60_000)) as ReloadResult;
       process.stdout.write(formatReload(result));
     } catch (error) {
       if (error instanceof ControlError && kernelRefusal(error.remoteCode)) {

@@ -152,7 +152,7 @@ export function formatIpv6(status: StatusDocument, now = Date.now()): string {
     if (v6 === null) continue;
     rows.push([
       u.name,
-      v6.state,
+      v6.state === "unmonitored" ? "unmonitored (follows IPv4)" : v6.state,
       formatAge(now - Date.parse(v6.since)),
       v6.loss === null ? "-" : `${v6.loss.toFixed(1)}%`,
       v6.rtt === null ? "-" : `${ms(v6.rtt)}ms`,

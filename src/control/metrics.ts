@@ -47,7 +47,8 @@ function familyLabel(family: number | undefined): { family?: string } {
 /** An uplink's health in one family, as the per-family series read it. */
 interface FamilyHealth {
   labels: { uplink: string; family?: string };
-  state: UplinkState;
+  /** `unmonitored`: IPv6 without IPv6 targets, following IPv4. */
+  state: UplinkState | "unmonitored";
   since: string;
   active: boolean;
   loss: number | null;
@@ -115,7 +116,9 @@ export class Metrics {
       collect: fromStatus<Gauge>((g, u) => {
         for (const f of familiesOf(u)) {
           const { uplink: name, ...family } = f.labels;
-          for (const state of UPLINK_STATES) {
+          const states =
+            f.labels.family === "6" ? [...UPLINK_STATES, "unmonitored"] : UPLINK_STATES;
+          for (const state of states) {
             g.set({ uplink: name, state, ...family }, f.state === state ? 1 : 0);
           }
         }

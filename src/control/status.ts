@@ -104,9 +104,10 @@ const USABLE: readonly UplinkState[] = ["up", "init", "degraded"];
 /**
  * The `ipv6` member of an uplink's status: null when the uplink has neither
  * an IPv6 monitor nor an observed IPv6 address, gateway or prefix (no IPv6,
- * e.g. `gateway6: none`); else its IPv6 state (`init` when its IPv6 is not
- * monitored: no IPv6 targets), the link's IPv6 address, gateway and prefix,
- * and the IPv6 probes' loss, RTT and jitter.
+ * e.g. `gateway6: none`); else its IPv6 state (`unmonitored` when it has no
+ * IPv6 targets or probes: its IPv6 then follows its IPv4 health and link),
+ * the link's IPv6 address, gateway and prefix, and the IPv6 probes' loss,
+ * RTT and jitter (null when unmonitored).
  */
 function ipv6Status(
   parts: StatusParts,
@@ -117,22 +118,37 @@ function ipv6Status(
   const snap = parts.health6?.(uplink);
   const observed = ipv6Of(parts.links.get(uplink));
   if (snap === undefined && observed === undefined) return null;
-  const state = snap?.state ?? "init";
   const address = observed?.address ?? null;
+  if (snap === undefined) {
+    const v4 = parts.health(uplink);
+    return {
+      state: "unmonitored",
+      since: new Date(v4?.since ?? parts.startedAt).toISOString(),
+      active: active6 === undefined ? active4 && address !== null : active6.has(uplink),
+      address,
+      gateway: observed?.gateway ?? null,
+      prefix: observed?.prefix ?? null,
+      loss: null,
+      rtt: null,
+      jitter: null,
+      reason: `no IPv6 targets: follows IPv4, which is ${v4?.state ?? "init"}`,
+    };
+  }
+  const state = snap.state;
   const active =
     active6 === undefined
       ? active4 && address !== null && USABLE.includes(state)
       : active6.has(uplink);
   return {
     state,
-    since: new Date(snap?.since ?? parts.startedAt).toISOString(),
+    since: new Date(snap.since).toISOString(),
     active,
     address,
     gateway: observed?.gateway ?? null,
     prefix: observed?.prefix ?? null,
-    loss: snap?.loss ?? null,
-    rtt: snap?.rtt ?? null,
-    jitter: snap?.jitter ?? null,
-    reason: snap?.reason ?? (snap === undefined ? "IPv6 not monitored (no IPv6 targets)" : ""),
+    loss: snap.loss,
+    rtt: snap.rtt,
+    jitter: snap.jitter,
+    reason: snap.reason,
   };
 }

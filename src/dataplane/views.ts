@@ -1,7 +1,8 @@
 /**
  * Combining config, kernel links and health into what the renderer needs.
  */
-import type { Config } from "../config/schema.js";
+import { uplinkHealth, type Config } from "../config/schema.js";
+import { hasIpv6Health } from "../health/family.js";
 import { optional } from "../optional.js";
 import { virtualAddressesOf } from "../config/ha.js";
 import type { UplinkLink } from "../links/observe.js";
@@ -94,7 +95,10 @@ export function usabilityIn(view: UplinkView, family: Family): Usability {
  * forwarded connections (see {@link UplinkView.virtualAddress}).
  *
  * The IPv6 part (`ipv6`) is there while the uplink has a global IPv6
- * address; its usability comes from the uplink's IPv6 health state.
+ * address; its usability comes from the uplink's IPv6 health state, or,
+ * for an uplink without IPv6 targets or probes (IPv6 unmonitored), from its
+ * IPv4 usability (IPv4 health, route and carrier): an outage IPv4 sees takes
+ * IPv6 out too, instead of IPv6 staying usable forever.
  *
  * @param links uplink name -> its interface now (observeUplinks).
  * @param stateOf each uplink's health state now, per family (until health
@@ -139,8 +143,12 @@ export function buildViews(
         ...optional("prefix", link?.ipv6?.prefix),
         usability: "bad",
       };
-      view.ipv6.usability =
-        routable6(view) && (link?.carrier ?? false) ? usabilityOf(stateOf(uplink.name, 6)) : "bad";
+      const monitored6 = hasIpv6Health(uplink, uplinkHealth(config, uplink));
+      view.ipv6.usability = !(routable6(view) && (link?.carrier ?? false))
+        ? "bad"
+        : monitored6
+          ? usabilityOf(stateOf(uplink.name, 6))
+          : view.usability;
     }
     return view;
   });

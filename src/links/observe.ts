@@ -6,6 +6,7 @@ import type { Config, UplinkConfig } from "../config/schema.js";
 import { isLinkLocal6, networkOf6 } from "../net/ipv6.js";
 import { TABLE_MAIN, type InterfaceAddress6, type LinkState, type Route } from "../kernel/types.js";
 import { optional } from "../optional.js";
+import { problemReason, uplinkProblem } from "./problems.js";
 
 /** rtnetlink protocol RTPROT_RA (9): routes the kernel installs from router advertisements. */
 export const RTPROT_RA = 9;
@@ -62,6 +63,13 @@ export interface UplinkLink {
   gateway?: string;
   /** The uplink's IPv6 now; absent for `gateway6: none`, and while the interface has none. */
   ipv6?: UplinkLink6;
+  /**
+   * Why the kernel cannot serve the uplink as configured (links/problems.ts:
+   * missing interface, configured address absent, gateway not on-link),
+   * as `uplinks.N.KEY: message`; the uplink is failed while it is set.
+   * An off-link gateway is then not reported as {@link gateway}.
+   */
+  problem?: string;
 }
 
 /** The usable global IPv6 address of an interface (see {@link UplinkLink6.address}). */
@@ -167,8 +175,10 @@ export function observeUplinks(
 ): Map<string, UplinkLink> {
   const byName = new Map(links.map((l) => [l.name, l]));
   const result = new Map<string, UplinkLink>();
-  for (const uplink of config.uplinks) {
+  for (const [index, uplink] of config.uplinks.entries()) {
     const link = byName.get(uplink.interface);
+    const found = uplinkProblem(uplink, index, link, links);
+    const problem = found === undefined ? undefined : problemReason(found);
     if (link === undefined) {
       result.set(uplink.name, {
         present: false,
@@ -176,12 +186,15 @@ export function observeUplinks(
         carrier: false,
         pointToPoint: false,
         ...optional("missingAddress", uplink.address),
+        ...optional("problem", problem),
       });
       continue;
     }
     const { peer, ...chosen } = chooseAddress(uplink.address, link);
     let gateway: string | undefined;
     if (uplink.gateway === "none") gateway = undefined;
+    // A gateway the kernel refuses a route through is no gateway.
+    else if (found?.path[2] === "gateway") gateway = undefined;
     else if (uplink.gateway !== "auto") gateway = uplink.gateway;
     else if (link.pointToPoint && peer !== undefined) gateway = peer.split("/")[0];
     else {
@@ -208,6 +221,7 @@ export function observeUplinks(
         "ipv6",
         observeIpv6(uplink, link, routes, ownProtocol, learnedPrefixes.get(uplink.name)),
       ),
+      ...optional("problem", problem),
     });
   }
   return result;

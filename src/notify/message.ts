@@ -26,7 +26,7 @@ export interface NotifyUplinkStatus {
   /** Mean RTT, ms; null when unknown. */
   rtt: number | null;
   /** The uplink's IPv6 state (as in `uplinkd status --json`); null or absent without IPv6. */
-  ipv6?: { state: UplinkState; loss: number | null; rtt: number | null } | null;
+  ipv6?: { state: UplinkState | "unmonitored"; loss: number | null; rtt: number | null } | null;
 }
 
 /** Everything one message is made of. */
@@ -189,7 +189,11 @@ export interface WebhookPayload {
         loss: number | null;
         rtt: number | null;
         /** The uplink's IPv6 state; null without IPv6. */
-        ipv6: { state: UplinkState; loss: number | null; rtt: number | null } | null;
+        ipv6: {
+          state: UplinkState | "unmonitored";
+          loss: number | null;
+          rtt: number | null;
+        } | null;
       }[]
     | null;
 }

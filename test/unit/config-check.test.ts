@@ -10,9 +10,10 @@ import { EXIT_CONFIG_INVALID, registerCheckCommand } from "../../src/config/cli.
 import { DEFAULT_CONFIG_PATH } from "../../src/config/load.js";
 
 // lab: true: the default health targets are documentation addresses, which
-// check warns about anywhere else (see the warning tests below).
+// check warns about anywhere else (see the warning tests below); gateway6:
+// none: IPv4-only uplinks, so no warning about unmonitored IPv6.
 const VALID =
-  "lab: true\nlan: [lan0]\nuplinks:\n  - { name: isp1, interface: wan1 }\n  - { name: isp2, interface: wan2 }\n";
+  "lab: true\nlan: [lan0]\nuplinks:\n  - { name: isp1, interface: wan1, gateway6: none }\n  - { name: isp2, interface: wan2, gateway6: none }\n";
 const INVALID =
   "lan: [lan0]\nuplinks:\n  - name: isp1\n    interface: wan1\n    weight: 0\n    gatway: auto\n";
 
@@ -128,7 +129,7 @@ describe("uplinkd check warnings", () => {
   test("a documentation target on a config without lab: true: a warning line on stderr, still exit 0", async (t) => {
     const file = await tempFile(
       t,
-      "lan: [lan0]\nuplinks:\n  - { name: isp1, interface: wan1 }\nhealth:\n  targets: [9.9.9.9, 192.0.2.7]\n",
+      "lan: [lan0]\nuplinks:\n  - { name: isp1, interface: wan1, gateway6: none }\nhealth:\n  targets: [9.9.9.9, 192.0.2.7]\n",
     );
     const result = await check(["-c", file]);
     assert.equal(result.exitCode, 0);

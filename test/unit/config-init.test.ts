@@ -12,7 +12,7 @@ import {
   type MachineFacts,
 } from "../../src/config/init.js";
 import { parseConfig } from "../../src/config/load.js";
-import { PUBLIC_TARGETS, configWarnings } from "../../src/config/warnings.js";
+import { PUBLIC_TARGETS, PUBLIC_TARGETS6, configWarnings } from "../../src/config/warnings.js";
 
 function link(
   ifindex: number,
@@ -154,6 +154,45 @@ describe("uplinkd init: renderInitConfig", () => {
     assert.match(text, /^# uplinkd config written by `uplinkd init`/);
     assert.match(text, /# {3}docker0: a container or VM bridge/);
     assert.match(text, / {2}# eth1: default via 192\.0\.2\.1/);
+  });
+
+  test("an uplink with a global IPv6 address: IPv6 targets too; an uplink without one gets gateway6: none", () => {
+    const withIpv6: MachineFacts = {
+      ...ROUTER,
+      links: ROUTER.links.map((l) =>
+        l.ifname === "eth2"
+          ? {
+              ...l,
+              addr_info: [
+                ...(l.addr_info ?? []),
+                { family: "inet6", local: "2001:db8:2::20", prefixlen: 64, dynamic: true },
+                { family: "inet6", local: "fe80::2", prefixlen: 64 },
+              ],
+            }
+          : l.ifname === "eth1"
+            ? {
+                ...l,
+                addr_info: [
+                  ...(l.addr_info ?? []),
+                  { family: "inet6", local: "fe80::1", prefixlen: 64 },
+                ],
+              }
+            : l,
+      ),
+    };
+    const text = renderInitConfig(planInit(withIpv6));
+    const config = parseConfig(text, "init.yaml");
+    assert.deepEqual(config.health.targets, [...PUBLIC_TARGETS, ...PUBLIC_TARGETS6]);
+    assert.deepEqual(
+      config.uplinks.map((u) => [u.name, u.gateway6]),
+      [
+        ["eth1", "none"],
+        ["eth2", "auto"],
+        ["ppp0", "none"],
+      ],
+    );
+    assert.match(text, /# eth2: .*IPv6 2001:db8:2::20/);
+    assert.deepEqual(configWarnings(config), []);
   });
 
   test("one uplink: the config says failover needs another", () => {

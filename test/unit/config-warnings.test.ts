@@ -10,8 +10,9 @@ function warningsOf(yaml: string) {
   }));
 }
 
+// IPv4-only uplinks (gateway6: none): no warning about unmonitored IPv6.
 const UPLINKS =
-  "lan: [lan0]\nuplinks:\n  - { name: isp1, interface: wan1 }\n  - { name: isp2, interface: wan2 }\n";
+  "lan: [lan0]\nuplinks:\n  - { name: isp1, interface: wan1, gateway6: none }\n  - { name: isp2, interface: wan2, gateway6: none }\n";
 
 describe("labOnlyAddress", () => {
   test("documentation, private, shared, ULA, loopback, link-local and benchmarking addresses are lab-only", () => {
@@ -89,8 +90,8 @@ describe("configWarnings", () => {
   test("an uplink's own targets are blamed at the uplink", () => {
     const warnings = warningsOf(
       "lan: [lan0]\nuplinks:\n  - { name: isp1, interface: wan1 }\n" +
-        "  - { name: lte, interface: wwan0, health: { targets: [8.8.8.8, 192.168.8.1] } }\n" +
-        "health: { targets: [1.1.1.1] }\n",
+        "  - { name: lte, interface: wwan0, gateway6: none, health: { targets: [8.8.8.8, 192.168.8.1] } }\n" +
+        "health: { targets: [1.1.1.1, 2606:4700:4700::1111] }\n",
     );
     assert.deepEqual(
       warnings.map((w) => w.path),
@@ -110,6 +111,33 @@ describe("configWarnings", () => {
     assert.deepEqual(
       warnings.map((w) => w.path),
       ["health.probes.0.host", "health.probes.1.server", "health.probes.2.url"],
+    );
+  });
+
+  test("an uplink that may get IPv6 but has no IPv6 target is warned at the targets it uses, even in a lab", () => {
+    const yaml =
+      "lan: [lan0]\nuplinks:\n  - { name: isp1, interface: wan1 }\n" +
+      "  - { name: isp2, interface: wan2, health: { targets: [9.9.9.9] } }\n" +
+      "  - { name: isp3, interface: wan3, gateway6: none }\n" +
+      "health:\n  targets: [1.1.1.1, 8.8.8.8]\n";
+    const warnings = warningsOf(yaml);
+    assert.deepEqual(
+      warnings.map((w) => w.path),
+      ["health.targets", "uplinks.1.health.targets"],
+    );
+    assert.match(
+      warnings[0]?.message ?? "",
+      /^no IPv6 target: the IPv6 of uplink isp1 is not monitored and follows IPv4/,
+    );
+    assert.match(warnings[0]?.message ?? "", /gateway6: none/);
+    assert.match(warnings[1]?.message ?? "", /uplink isp2 /);
+    assert.deepEqual(
+      warningsOf(`lab: true\n${yaml}`).map((w) => w.path),
+      ["health.targets", "uplinks.1.health.targets"],
+    );
+    assert.deepEqual(
+      warningsOf(yaml.replace("[1.1.1.1, 8.8.8.8]", "[1.1.1.1, 2620:fe::fe]")).map((w) => w.path),
+      ["uplinks.1.health.targets"],
     );
   });
 });

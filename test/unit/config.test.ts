@@ -232,10 +232,52 @@ describe("YAML that cannot be parsed", () => {
     ]);
   });
 
-  test("tabs as indentation are reported at the tab", () => {
+  test("tabs as indentation are reported at the tab, once per line, in plain words", () => {
     assert.deepEqual(problems(lines("lan: [lan0]", "uplinks:", "\t- name: isp1")), [
-      "uplinkd.yaml:3:1: Tabs are not allowed as indentation",
+      "uplinkd.yaml:3:1: tabs are not allowed: use spaces to indent",
     ]);
+    assert.deepEqual(
+      problems(
+        lines(
+          "lan: [lan0]",
+          "uplinks:",
+          "  - name: isp1",
+          "\tinterface: wan1",
+          "  - name: isp2",
+          "    interface: wan2",
+        ),
+      ),
+      ["uplinkd.yaml:4:1: tabs are not allowed: use spaces to indent"],
+    );
+    assert.deepEqual(
+      problems(lines("lan: [lan0]", "health:", "  interval: 1s", "  \ttimeout: 2s")),
+      ["uplinkd.yaml:4:3: tabs are not allowed: use spaces to indent"],
+    );
+  });
+
+  test("a line indented off its siblings is blamed at that line with both indents", () => {
+    assert.deepEqual(
+      problems(
+        lines(
+          "lan: [lan0]",
+          "uplinks:",
+          "  - name: isp1",
+          "    interface: wan1",
+          "     gateway: auto",
+          "  - name: isp2",
+          "    interface: wan2",
+        ),
+      ),
+      ["uplinkd.yaml:5:1: line 5 is indented 5 spaces, its siblings 4 spaces: indent it like them"],
+    );
+    assert.deepEqual(
+      problems(lines("lan: [lan0]", "health:", "  interval: 200ms", "   timeout: 500ms")),
+      ["uplinkd.yaml:4:1: line 4 is indented 3 spaces, its siblings 2 spaces: indent it like them"],
+    );
+    assert.deepEqual(
+      problems(lines("lan: [lan0]", "health:", "  interval: 200ms", " timeout: 500ms")),
+      ["uplinkd.yaml:4:1: line 4 is indented 1 space, its siblings 2 spaces: indent it like them"],
+    );
   });
 
   test("a key given twice is reported at its second occurrence", () => {

@@ -32,6 +32,8 @@ const config = configSchema.parse({
     { src: "@office", dscp: "ef", policy: "default", sticky: { by: "src" } },
     { proto: "icmp", policy: "blackhole" },
   ],
+  // Targets of both families: each uplink's IPv6 is judged by its own probes.
+  health: { targets: ["198.51.100.1", "2001:db8:ffff::1"] },
 });
 
 function up(n: number, v6?: { gateway?: string }): UplinkLink {
@@ -97,6 +99,25 @@ describe("rendering IPv6 beside IPv4", () => {
     ]);
     assert.deepEqual(down6.maps.active6_default, ["0x200", "0x300"]);
     assert.deepEqual(down6.maps.active_default, ["0x100", "0x200", "0x300"]);
+  });
+
+  it("an uplink without IPv6 targets follows its IPv4 health and link for IPv6", () => {
+    const v4only = configSchema.parse({ ...config, health: { targets: ["198.51.100.1"] } });
+    const views = (state: (name: string, family: Family) => UplinkState, l = links) =>
+      buildViews(v4only, l, state);
+    const usable6 = (vs: ReturnType<typeof buildViews>) =>
+      vs.filter((v) => v.ipv6?.usability === "good").map((v) => v.name);
+    // IPv6 monitors do not exist: whatever their state, IPv4 decides.
+    assert.deepEqual(usable6(views((_, f) => (f === 6 ? "down" : "up"))), ["isp1", "isp2", "isp3"]);
+    assert.deepEqual(usable6(views((name, f) => (f === 4 && name === "isp1" ? "down" : "up"))), [
+      "isp2",
+      "isp3",
+    ]);
+    const noRoute4 = new Map(links);
+    const isp2: UplinkLink = { ...up(2, { gateway: "2001:db8:2::1" }) };
+    delete isp2.gateway;
+    noRoute4.set("isp2", isp2);
+    assert.deepEqual(usable6(views(() => "up", noRoute4)), ["isp1", "isp3"]);
   });
 
   it("an uplink without IPv6 (gateway6: none) is never an IPv6 choice, even as the last one of tier 2", () => {

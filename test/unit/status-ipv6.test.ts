@@ -5,6 +5,7 @@ import type { UplinkView } from "../../src/dataplane/render.js";
 import type { UplinkLink } from "../../src/links/observe.js";
 import type { StatusDocument, UplinkStatus } from "../../src/control/api.js";
 import { buildStatus, type StatusParts } from "../../src/control/status.js";
+import { formatIpv6 } from "../../src/control/format.js";
 import type { HealthSnapshot } from "../../src/uplink-health.js";
 
 function view(name: string, id: number): UplinkView {
@@ -120,12 +121,14 @@ describe("status document: ipv6 per uplink", () => {
     assert.equal(isp3.ipv6, null, "no IPv6 monitor and no IPv6 address: null");
   });
 
-  it("an uplink with an IPv6 address but no IPv6 targets shows IPv6 as init, not monitored", () => {
+  it("an uplink with an IPv6 address but no IPv6 targets shows IPv6 as unmonitored, following IPv4", () => {
     const doc = buildStatus(parts({ health6: () => undefined }));
     const v6 = row(doc, 1).ipv6;
     assert.ok(v6);
-    assert.equal(v6.state, "init");
-    assert.match(v6.reason, /not monitored/);
+    assert.equal(v6.state, "unmonitored");
+    assert.equal(v6.reason, `no IPv6 targets: follows IPv4, which is ${row(doc, 1).state}`);
+    assert.deepEqual([v6.loss, v6.rtt, v6.jitter], [null, null, null]);
+    assert.match(formatIpv6(doc), /isp2 +unmonitored \(follows IPv4\)/);
   });
 
   it("IPv6 without a global address is not active", () => {

@@ -217,6 +217,8 @@ describe("several addresses on one interface", () => {
       carrier: false,
       pointToPoint: false,
       missingAddress: "100.64.2.50",
+      problem:
+        "uplinks.0.interface: no interface wan2 on this router (interfaces: none); fix the name, or bring the interface up first",
     });
   });
 

@@ -138,8 +138,14 @@
               u.ipv6
                 ? el(
                     "span",
-                    { class: "state6", dataset: { state: u.ipv6.state }, title: "IPv6" },
-                    "IPv6 " + u.ipv6.state,
+                    {
+                      class: "state6",
+                      dataset: { state: u.ipv6.state },
+                      title: "IPv6: " + u.ipv6.reason,
+                    },
+                    u.ipv6.state === "unmonitored"
+                      ? "IPv6 unmonitored (follows IPv4)"
+                      : "IPv6 " + u.ipv6.state,
                   )
                 : null,
             ),
