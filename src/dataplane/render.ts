@@ -27,6 +27,7 @@ import {
 import { domainSets, type DomainSet } from "./domains.js";
 import { hex, unreachableMark, type UplinkSlot } from "./slots.js";
 import { loadWeights, type LoadSnapshot } from "../policy/load.js";
+import { nftString } from "../text.js";
 
 export { uplinkChain } from "./nft.js";
 
@@ -210,7 +211,7 @@ export function renderMaps(
     });
   const maps: Record<string, string[]> = {
     restore: views.map((v) => `${hex(v.mark)} : goto ${uplinkChain(v.id)}`),
-    inbound: views.map((v) => `${JSON.stringify(v.interface)} : goto ${uplinkChain(v.id)}`),
+    inbound: views.map((v) => `${nftString(v.interface)} : goto ${uplinkChain(v.id)}`),
     pinned: pinned(4),
     pinned6: pinned(6),
     uplink_addresses: [

@@ -9,6 +9,7 @@
 import { z } from "zod";
 import { formatDuration } from "../config/duration.js";
 import { duration } from "../config/schema.js";
+import { safePath } from "../config/names.js";
 
 /** Longest coalescing window accepted, in ms (10 min): longer would hide an outage. */
 export const MAX_COALESCE_MS = 600_000;
@@ -65,9 +66,7 @@ export const emailSchema = z
       .min(1)
       .optional()
       .describe("SMTP AUTH password; prefer password_file when the config is readable by others"),
-    password_file: z
-      .string()
-      .min(1)
+    password_file: safePath
       .optional()
       .describe(
         "file holding the SMTP AUTH password (trailing newline ignored), read at each send",
@@ -76,9 +75,7 @@ export const emailSchema = z
       .boolean()
       .default(true)
       .describe("verify the server's certificate and name; turn off only for a relay you trust"),
-    ca_file: z
-      .string()
-      .min(1)
+    ca_file: safePath
       .optional()
       .describe(
         "PEM file of the CA (or self-signed certificate) the server's certificate must chain to",
@@ -87,7 +84,7 @@ export const emailSchema = z
     to: z.array(emailAddress).min(1).describe("recipients"),
     subject_prefix: z
       .string()
-      .regex(/^[^\r\n]*$/, "must be one line")
+      .regex(/^[^\p{Cc}\p{Cf}\u2028\u2029]*$/u, "must be one line without control characters")
       .max(100)
       .default("[uplinkd]")
       .describe('put before every subject, e.g. "[uplinkd] isp1 down"'),
@@ -142,6 +139,7 @@ function channelLabel(fallback: string) {
     .string()
     .min(1)
     .max(64)
+    .regex(/^[^\p{Cc}\p{Cf}\u2028\u2029]*$/u, "must hold no control or format characters")
     .optional()
     .describe(`label in logs and notify-test output; default: ${fallback}`);
 }
