@@ -2,7 +2,7 @@
  * Reading a config file: YAML -> schema -> cross-field checks -> `Config`.
  * Every problem is reported at once, each at its FILE:LINE:COL.
  */
-import { readFile } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import {
   LineCounter,
   isCollection,
@@ -91,21 +91,41 @@ export function parseConfig(text: string, file: string): Config {
 }
 
 /**
+ * Largest config file read, bytes (1 MiB): a real config is a few KiB;
+ * parsing a much larger one would block the event loop on reload.
+ */
+export const MAX_CONFIG_BYTES = 1024 * 1024;
+
+class ConfigTooLarge extends Error {
+  constructor(readonly size: number) {
+    super(`config of ${size} bytes`);
+  }
+}
+
+/**
  * Read and validate a config file (see `parseConfig`).
  *
  * @param file path of the YAML file; default `DEFAULT_CONFIG_PATH`.
  * @throws {ConfigError} with every issue; a file that cannot be read gives
  *   one issue at line 1, column 1 that says why (missing, not allowed, a
- *   directory).
+ *   directory, larger than MAX_CONFIG_BYTES).
  */
 export async function loadConfig(file: string = DEFAULT_CONFIG_PATH): Promise<Config> {
   let text: string;
   try {
+    // Bounded: parsing runs on the daemon's event loop (a reload), where a huge file
+    // would stall health checks and failover for seconds.
+    const size = (await stat(file)).size;
+    if (size > MAX_CONFIG_BYTES) throw new ConfigTooLarge(size);
     text = await readFile(file, "utf8");
+    if (Buffer.byteLength(text) > MAX_CONFIG_BYTES)
+      throw new ConfigTooLarge(Buffer.byteLength(text));
   } catch (error) {
-    throw new ConfigError([
-      { file, ...START, path: "", message: `cannot read the config: ${readFailure(error)}` },
-    ]);
+    const message =
+      error instanceof ConfigTooLarge
+        ? `the config is ${error.size} bytes; at most ${MAX_CONFIG_BYTES} are read (1 MiB)`
+        : `cannot read the config: ${readFailure(error)}`;
+    throw new ConfigError([{ file, ...START, path: "", message }]);
   }
   return parseConfig(text, file);
 }

@@ -840,3 +840,23 @@ describe("names and paths that would become code are refused at their line", () 
     ]);
   });
 });
+
+describe("a config too large to parse on the event loop", () => {
+  test("is refused at 1:1 with its size, before it is parsed", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "uplinkd-big-"));
+    try {
+      const file = join(dir, "uplinkd.yaml");
+      await writeFile(file, `${lines(...TWO_UPLINKS)}# ${"x".repeat(2 * 1024 * 1024)}\n`);
+      await assert.rejects(loadConfig(file), (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.match(
+          error.issues.map(formatConfigIssue).join(" | "),
+          /uplinkd\.yaml:1:1: the config is 2\d{6} bytes; at most 1048576 are read \(1 MiB\)$/,
+        );
+        return true;
+      });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
