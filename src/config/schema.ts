@@ -432,6 +432,39 @@ export const controlSchema = z
       )
       .default([])
       .describe("bearer tokens of the TCP listener (the Unix socket needs none: it is root only)"),
+    max_connections: z
+      .number()
+      .int()
+      .min(1)
+      .max(65_535)
+      .default(256)
+      .describe(
+        "open connections per listener (socket, TCP); one more is answered 503 and closed, so clients cannot use up the daemon's files",
+      ),
+    max_streams: z
+      .number()
+      .int()
+      .min(1)
+      .max(10_000)
+      .default(32)
+      .describe(
+        "event streams (GET /events/stream, the dashboard) per listener; one more gets 503",
+      ),
+    stream_buffer: z
+      .number()
+      .int()
+      .min(4096)
+      .max(64 * 1024 * 1024)
+      .default(1024 * 1024)
+      .describe(
+        "bytes an event stream may leave unsent (a reader that does not keep up); beyond it the stream is closed",
+      ),
+    refused_log_interval: duration
+      .pipe(z.number().min(1000, "must be at least 1s"))
+      .prefault("60s")
+      .describe(
+        "refused requests (bad token, limits) are logged once per client address per interval, with a count of the rest",
+      ),
   })
   .strict()
   .superRefine((control, ctx) => {
