@@ -143,8 +143,9 @@ export async function loadConfigWithWarnings(
   file: string = DEFAULT_CONFIG_PATH,
 ): Promise<{ config: Config; warnings: ConfigIssue[] }> {
   const config = await loadConfig(file);
+  const exposed = await exposedSecrets(file, config);
   const found = configWarnings(config);
-  if (found.length === 0) return { config, warnings: [] };
+  if (found.length === 0) return { config, warnings: exposed };
   const text = await readFile(file, "utf8");
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines });
@@ -159,7 +160,33 @@ export async function loadConfigWithWarnings(
       ),
     )
     .sort((a, b) => a.line - b.line || a.col - b.col);
-  return { config, warnings };
+  return { config, warnings: [...exposed, ...warnings] };
+}
+
+/**
+ * A warning at 1:1 when `config` holds secrets (API tokens, the SMTP
+ * password, webhooks' URLs and headers) and its file is readable by group
+ * or others (mode & 0o044); none otherwise.
+ */
+async function exposedSecrets(file: string, config: Config): Promise<ConfigIssue[]> {
+  const held = [
+    ...(config.control.tokens.length > 0 ? ["control.tokens"] : []),
+    ...(config.notify?.email?.password !== undefined ? ["notify.email.password"] : []),
+    ...((config.notify?.webhooks.length ?? 0) > 0 ? ["notify.webhooks"] : []),
+  ];
+  if (held.length === 0) return [];
+  const mode = (await stat(file)).mode & 0o777;
+  if ((mode & 0o044) === 0) return [];
+  return [
+    {
+      file,
+      ...START,
+      path: "",
+      message: `holds secrets (${held.join(", ")}) and is readable by ${
+        mode & 0o004 ? "everyone" : "its group"
+      } (mode ${mode.toString(8).padStart(4, "0")}): chmod 600 it, or keep the SMTP password in notify.email.password_file`,
+    },
+  ];
 }
 
 /** Throws the issues as one ConfigError, in file order. */

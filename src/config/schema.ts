@@ -422,6 +422,7 @@ export const controlSchema = z
                 /^[\x21-\x7e]{16,}$/,
                 "must be at least 16 printable characters without spaces (e.g. openssl rand -hex 24)",
               )
+              .meta({ secret: true })
               .describe("the bearer token (Authorization: Bearer TOKEN)"),
             access: z
               .enum(["read", "write"])

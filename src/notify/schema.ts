@@ -65,6 +65,7 @@ export const emailSchema = z
       .string()
       .min(1)
       .optional()
+      .meta({ secret: true })
       .describe("SMTP AUTH password; prefer password_file when the config is readable by others"),
     password_file: safePath
       .optional()
@@ -150,9 +151,16 @@ export const webhookSchema = z
     name: channelLabel("the URL's origin"),
     url: z
       .url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" })
+      .meta({ secret: true })
       .describe("where the JSON is POSTed; only its origin is ever logged"),
     headers: z
-      .record(headerName, z.string().regex(/^[^\r\n\0]*$/, "must be one line"))
+      .record(
+        headerName,
+        z
+          .string()
+          .regex(/^[^\r\n\0]*$/, "must be one line")
+          .meta({ secret: true }),
+      )
       .default({})
       .describe("extra request headers, e.g. Authorization: Bearer ..."),
     timeout: positiveDuration(120_000)

@@ -867,3 +867,32 @@ describe("a config too large to parse on the event loop", () => {
     }
   });
 });
+
+describe("a config holding secrets", () => {
+  test("check warns at 1:1 when group or others may read it, not when it is 0600", async () => {
+    const { loadConfigWithWarnings } = await import("../../src/config/load.js");
+    const { chmod } = await import("node:fs/promises");
+    const dir = await mkdtemp(join(tmpdir(), "uplinkd-secret-"));
+    try {
+      const file = join(dir, "uplinkd.yaml");
+      await writeFile(
+        file,
+        lines(
+          "lab: true",
+          ...TWO_UPLINKS.slice(0),
+          "control:",
+          "  tokens: [{ token: 0123456789abcdef0123, access: read }]",
+        ),
+      );
+      await chmod(file, 0o644);
+      const open = await loadConfigWithWarnings(file);
+      assert.deepEqual(open.warnings.map(formatConfigIssue), [
+        `${file}:1:1: holds secrets (control.tokens) and is readable by everyone (mode 0644): chmod 600 it, or keep the SMTP password in notify.email.password_file`,
+      ]);
+      await chmod(file, 0o600);
+      assert.deepEqual((await loadConfigWithWarnings(file)).warnings, []);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
