@@ -4,7 +4,7 @@
  * for the dashboard and Prometheus (bearer tokens, see auth.ts). Endpoints
  * and answers: see api.ts.
  */
-import { mkdir, rm, chmod } from "node:fs/promises";
+import { chmod, lstat, mkdir, rm } from "node:fs/promises";
 import { dirname } from "node:path";
 import type { Server } from "node:http";
 import type { Socket } from "node:net";
@@ -368,7 +368,20 @@ export async function startControlServer(
   options: Omit<ControlAppOptions, "tokens"> = {},
 ): Promise<Server> {
   await mkdir(dirname(socketPath), { recursive: true, mode: 0o755 });
-  await rm(socketPath, { force: true });
+  // Only a socket (an old daemon's) is removed; never a file, directory or link someone named.
+  const existing = await lstat(socketPath).catch((error: unknown) => {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw error;
+  });
+  if (existing !== undefined) {
+    if (!existing.isSocket()) {
+      throw new UplinkdError(
+        "UPLINKD_ERR_SOCKET_PATH",
+        `control.socket ${socketPath} exists and is not a socket; refusing to replace it (choose another path or remove it)`,
+      );
+    }
+    await rm(socketPath, { force: true });
+  }
   const app = controlApp(handlers, options);
   const server = createAdaptorServer({ fetch: app.fetch }) as Server;
   limitConnections(server, options);
