@@ -15,7 +15,7 @@
 import type { Config } from "../config/schema.js";
 import { domainSetName } from "../dataplane/domains.js";
 import { usabilityIn, type UplinkView } from "../dataplane/render.js";
-import { familyOf } from "../config/ipv6.js";
+import { familyOf } from "../net/ipv6.js";
 import { UnsafeTextError } from "../errors.js";
 
 /** What may stand in each part of a dnsmasq line: a DNS name, an nftset spec, a server address. */

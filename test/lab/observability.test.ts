@@ -14,7 +14,7 @@ import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { EventsDocument } from "../../src/control/api.js";
 import type { StatusDocument } from "../../src/control/api.js";
-import { runCommand } from "../../src/kernel/exec.js";
+import { runCommand } from "../../src/process/run.js";
 import type { Lab } from "../../src/lab/lab.js";
 import type { HoldLine } from "../../src/lab/traffic.js";
 import {
@@ -32,7 +32,7 @@ const READ = "dashboard-read-0123456789abcdef";
 const WRITE = "operator-write-0123456789abcdef";
 const LISTEN = "100.64.100.1:9101";
 const MARK_MASK = 0xff00;
-/** Every run saves the dashboard here; UPLINKD_UPDATE_DOCS=1 also refreshes docs/dashboard.png (the README's). */
+/** Every run saves the dashboard here; UPLINKD_UPDATE_DOCS=1 also refreshes docs/dashboard.png (docs/operations.md shows it). */
 const SCREENSHOT = fileURLToPath(new URL("../../test-output/dashboard.png", import.meta.url));
 const DOCS_SCREENSHOT = fileURLToPath(new URL("../../docs/dashboard.png", import.meta.url));
 

@@ -23,6 +23,7 @@ function handlers(listeners: Set<(event: StreamEvent) => void>): ControlHandlers
     status: () => Promise.resolve({ uplinks: [] } as never),
     events: () => ({ events: [] }),
     history: () => ({ intervalMs: 1000, samples: [] }),
+    inputs: () => ({}) as never,
     reload: () => Promise.reject(new Error("not here")),
     disable: () => Promise.reject(new Error("not here")),
     enable: () => Promise.reject(new Error("not here")),
