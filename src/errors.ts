@@ -197,3 +197,21 @@ export class NotifyTimeoutError extends NotifyError {
     this.timeoutMs = timeoutMs;
   }
 }
+
+/**
+ * A value that would change the meaning of a generated file or command
+ * (a quote in an nft string, `#` in an `ip -batch` word, a newline in a
+ * keepalived or conntrackd line). The schema refuses such values first;
+ * this is the renderers' own guard.
+ */
+export class UnsafeTextError extends UplinkdError {
+  /** What the value was for (`nft string`, `ip -batch word`, `keepalived value`). */
+  readonly context: string;
+  constructor(context: string, value: string) {
+    super(
+      "UPLINKD_ERR_UNSAFE_TEXT",
+      `refusing to write ${JSON.stringify(value)} into ${context}: it holds characters that would change its meaning`,
+    );
+    this.context = context;
+  }
+}

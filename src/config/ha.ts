@@ -9,6 +9,7 @@
  */
 import { z } from "zod";
 import { duration } from "./duration.js";
+import { interfaceName, safePath } from "./names.js";
 import type { ConfigProblem } from "./source.js";
 
 /**
@@ -32,12 +33,7 @@ const haName = z
     "must start with a letter and hold only letters, digits, '_' and '-' (at most 24)",
   );
 
-const haInterface = z
-  .string()
-  .regex(
-    /^[^\s/:]{1,15}$/,
-    "must be a Linux interface name (1 to 15 characters, no '/', ':' or spaces)",
-  );
+const haInterface = interfaceName;
 
 const haIpv4 = z.ipv4({ error: "must be an IPv4 address (e.g. 192.0.2.1)" });
 
@@ -57,7 +53,7 @@ const virtualAddress = z
     "a virtual address with the prefix length of its segment (100.64.1.10/24), so it sits beside the node's own address",
   );
 
-const absolutePath = z.string().regex(/^\//, "must be an absolute path");
+const absolutePath = safePath;
 
 /** The `ha:` section. */
 export const haSchema = z
@@ -183,7 +179,9 @@ export function virtualAddressOnly(text: string): string {
  * given; empty without `ha` or without addresses for it.
  */
 export function virtualAddressesOf(ha: HaConfig | undefined, iface: string): string[] {
-  return (ha?.virtual_addresses[iface] ?? []).map(virtualAddressOnly);
+  // Own keys only: an interface named `toString` or `constructor` is not a prototype's.
+  if (ha === undefined || !Object.hasOwn(ha.virtual_addresses, iface)) return [];
+  return (ha.virtual_addresses[iface] ?? []).map(virtualAddressOnly);
 }
 
 /**
@@ -220,7 +218,7 @@ export function checkHa(config: HaCheckInput): ConfigProblem[] {
     });
   }
   for (const lan of config.lan) {
-    if (ha.virtual_addresses[lan] === undefined) {
+    if (!Object.hasOwn(ha.virtual_addresses, lan)) {
       problems.push({
         path: ["ha", "virtual_addresses"],
         message: `LAN interface ${lan} needs a virtual address: the clients' gateway must move with the master`,

@@ -2,9 +2,10 @@
  * `uplinkd init [-o FILE] [--force] [--uplink IF...] [--lan IF...]`: print
  * a first config for this machine, or write it to FILE.
  */
+import { writeFileAtomic } from "../files.js";
 import type { Command } from "commander";
 import { constants } from "node:fs";
-import { open, rename, rm } from "node:fs/promises";
+import { open } from "node:fs/promises";
 import { InitError, planInit, readMachineFacts, renderInitConfig } from "./init.js";
 
 /**
@@ -69,17 +70,10 @@ async function writeConfig(file: string, text: string, force: boolean): Promise<
     }
     return;
   }
-  const temporary = `${file}.uplinkd-init-${process.pid}`;
   try {
-    const handle = await open(temporary, "w", 0o600);
-    try {
-      await handle.writeFile(text);
-    } finally {
-      await handle.close();
-    }
-    await rename(temporary, file);
+    // A fresh O_EXCL temporary name, fsync, rename; a symlink at FILE is refused.
+    await writeFileAtomic(file, text, 0o600);
   } catch (error) {
-    await rm(temporary, { force: true });
     throw new InitError(`cannot write ${file}: ${(error as Error).message}`, { cause: error });
   }
 }

@@ -2,7 +2,7 @@
  * Reading a config file: YAML -> schema -> cross-field checks -> `Config`.
  * Every problem is reported at once, each at its FILE:LINE:COL.
  */
-import { readFile } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import {
   LineCounter,
   isCollection,
@@ -103,21 +103,41 @@ export function parseConfig(text: string, file: string): Config {
 }
 
 /**
+ * Largest config file read, bytes (1 MiB): a real config is a few KiB;
+ * parsing a much larger one would block the event loop on reload.
+ */
+export const MAX_CONFIG_BYTES = 1024 * 1024;
+
+class ConfigTooLarge extends Error {
+  constructor(readonly size: number) {
+    super(`config of ${size} bytes`);
+  }
+}
+
+/**
  * Read and validate a config file (see `parseConfig`).
  *
  * @param file path of the YAML file; default `DEFAULT_CONFIG_PATH`.
  * @throws {ConfigError} with every issue; a file that cannot be read gives
  *   one issue at line 1, column 1 that says why (missing, not allowed, a
- *   directory).
+ *   directory, larger than MAX_CONFIG_BYTES).
  */
 export async function loadConfig(file: string = DEFAULT_CONFIG_PATH): Promise<Config> {
   let text: string;
   try {
+    // Bounded: parsing runs on the daemon's event loop (a reload), where a huge file
+    // would stall health checks and failover for seconds.
+    const size = (await stat(file)).size;
+    if (size > MAX_CONFIG_BYTES) throw new ConfigTooLarge(size);
     text = await readFile(file, "utf8");
+    if (Buffer.byteLength(text) > MAX_CONFIG_BYTES)
+      throw new ConfigTooLarge(Buffer.byteLength(text));
   } catch (error) {
-    throw new ConfigError([
-      { file, ...START, path: "", message: `cannot read the config: ${readFailure(error)}` },
-    ]);
+    const message =
+      error instanceof ConfigTooLarge
+        ? `the config is ${error.size} bytes; at most ${MAX_CONFIG_BYTES} are read (1 MiB)`
+        : `cannot read the config: ${readFailure(error)}`;
+    throw new ConfigError([{ file, ...START, path: "", message }]);
   }
   return parseConfig(text, file);
 }
@@ -135,7 +155,8 @@ export async function loadConfigWithWarnings(
   file: string = DEFAULT_CONFIG_PATH,
 ): Promise<{ config: Config; warnings: ConfigIssue[] }> {
   const config = await loadConfig(file);
-  return { config, warnings: await locateIssues(file, configWarnings(config)) };
+  const exposed = await exposedSecrets(file, config);
+  return { config, warnings: [...exposed, ...(await locateIssues(file, configWarnings(config)))] };
 }
 
 /**
@@ -160,6 +181,32 @@ export async function locateIssues(
       ),
     )
     .sort((a, b) => a.line - b.line || a.col - b.col);
+}
+
+/**
+ * A warning at 1:1 when `config` holds secrets (API tokens, the SMTP
+ * password, webhooks' URLs and headers) and its file is readable by group
+ * or others (mode & 0o044); none otherwise.
+ */
+async function exposedSecrets(file: string, config: Config): Promise<ConfigIssue[]> {
+  const held = [
+    ...(config.control.tokens.length > 0 ? ["control.tokens"] : []),
+    ...(config.notify?.email?.password !== undefined ? ["notify.email.password"] : []),
+    ...((config.notify?.webhooks.length ?? 0) > 0 ? ["notify.webhooks"] : []),
+  ];
+  if (held.length === 0) return [];
+  const mode = (await stat(file)).mode & 0o777;
+  if ((mode & 0o044) === 0) return [];
+  return [
+    {
+      file,
+      ...START,
+      path: "",
+      message: `holds secrets (${held.join(", ")}) and is readable by ${
+        mode & 0o004 ? "everyone" : "its group"
+      } (mode ${mode.toString(8).padStart(4, "0")}): chmod 600 it, or keep the SMTP password in notify.email.password_file`,
+    },
+  ];
 }
 
 /** Throws the issues as one ConfigError, in file order. */

@@ -8,6 +8,7 @@
  */
 import { z } from "zod";
 import { duration, formatDuration } from "./duration.js";
+import { safePath } from "./names.js";
 
 /** Longest coalescing window accepted, in ms (10 min): longer would hide an outage. */
 export const MAX_COALESCE_MS = 600_000;
@@ -63,10 +64,9 @@ export const emailSchema = z
       .string()
       .min(1)
       .optional()
+      .meta({ secret: true })
       .describe("SMTP AUTH password; prefer password_file when the config is readable by others"),
-    password_file: z
-      .string()
-      .min(1)
+    password_file: safePath
       .optional()
       .describe(
         "file holding the SMTP AUTH password (trailing newline ignored), read at each send",
@@ -75,9 +75,7 @@ export const emailSchema = z
       .boolean()
       .default(true)
       .describe("verify the server's certificate and name; turn off only for a relay you trust"),
-    ca_file: z
-      .string()
-      .min(1)
+    ca_file: safePath
       .optional()
       .describe(
         "PEM file of the CA (or self-signed certificate) the server's certificate must chain to",
@@ -86,7 +84,7 @@ export const emailSchema = z
     to: z.array(emailAddress).min(1).describe("recipients"),
     subject_prefix: z
       .string()
-      .regex(/^[^\r\n]*$/, "must be one line")
+      .regex(/^[^\p{Cc}\p{Cf}\u2028\u2029]*$/u, "must be one line without control characters")
       .max(100)
       .default("[uplinkd]")
       .describe('put before every subject, e.g. "[uplinkd] isp1 down"'),
@@ -141,6 +139,7 @@ function channelLabel(fallback: string) {
     .string()
     .min(1)
     .max(64)
+    .regex(/^[^\p{Cc}\p{Cf}\u2028\u2029]*$/u, "must hold no control or format characters")
     .optional()
     .describe(`label in logs and notify-test output; default: ${fallback}`);
 }
@@ -151,9 +150,16 @@ export const webhookSchema = z
     name: channelLabel("the URL's origin"),
     url: z
       .url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" })
+      .meta({ secret: true })
       .describe("where the JSON is POSTed; only its origin is ever logged"),
     headers: z
-      .record(headerName, z.string().regex(/^[^\r\n\0]*$/, "must be one line"))
+      .record(
+        headerName,
+        z
+          .string()
+          .regex(/^[^\r\n\0]*$/, "must be one line")
+          .meta({ secret: true }),
+      )
       .default({})
       .describe("extra request headers, e.g. Authorization: Bearer ..."),
     timeout: positiveDuration(120_000)

@@ -26,13 +26,9 @@ import {
   ruleSchema,
 } from "./steering.js";
 
-/** Linux interface names: 1..15 bytes, no slash, no whitespace (IFNAMSIZ - 1). */
-export const interfaceName = z
-  .string()
-  .regex(
-    /^[^\s/:]{1,15}$/,
-    "must be a Linux interface name (1 to 15 characters, no '/', ':' or spaces)",
-  );
+import { interfaceName, safeName, safePath } from "./names.js";
+
+export { interfaceName } from "./names.js";
 
 export { duration } from "./duration.js";
 
@@ -152,7 +148,9 @@ const healthFields = {
           .object({
             type: z.literal("dns"),
             server: ipv4,
-            name: z.string().min(1),
+            name: z
+              .string()
+              .regex(/^[A-Za-z0-9_.-]{1,253}$/, "must be a DNS name such as example.com"),
             expect: z.array(ipv4).min(1).optional(),
           })
           .strict(),
@@ -256,9 +254,7 @@ export const uplinkSchema = z
       .describe(
         'an IPv6 prefix the ISP routes to this router (static, or "auto": learned from DHCPv6 prefix delegation); LAN sources are translated into it (NPTv6) when leaving by this uplink, else masqueraded',
       ),
-    prefix6_file: z
-      .string()
-      .min(1)
+    prefix6_file: safePath
       .optional()
       .describe(
         "for prefix6: auto, a file whose first word is the delegated prefix, written by the DHCPv6-PD client's hook script (e.g. /run/uplinkd/prefix6-wan1); without it, the client's `unreachable PREFIX proto dhcp` route is used when only one uplink has prefix6: auto",
@@ -396,9 +392,7 @@ export const dataplaneSchema = z
 /** The control API. */
 export const controlSchema = z
   .object({
-    socket: z
-      .string()
-      .min(1)
+    socket: safePath
       .default("/run/uplinkd/uplinkd.sock")
       .describe("Unix socket of the control API (uplinkd status, the dashboard)"),
     listen: z
@@ -427,13 +421,14 @@ export const controlSchema = z
       .array(
         z
           .object({
-            name: z.string().min(1).max(64).optional().describe("who uses it, for the log"),
+            name: safeName(64).optional().describe("who uses it, for the log"),
             token: z
               .string()
               .regex(
                 /^[\x21-\x7e]{16,}$/,
                 "must be at least 16 printable characters without spaces (e.g. openssl rand -hex 24)",
               )
+              .meta({ secret: true })
               .describe("the bearer token (Authorization: Bearer TOKEN)"),
             access: z
               .enum(["read", "write"])
@@ -444,6 +439,39 @@ export const controlSchema = z
       )
       .default([])
       .describe("bearer tokens of the TCP listener (the Unix socket needs none: it is root only)"),
+    max_connections: z
+      .number()
+      .int()
+      .min(1)
+      .max(65_535)
+      .default(256)
+      .describe(
+        "open connections per listener (socket, TCP); one more is answered 503 and closed, so clients cannot use up the daemon's files",
+      ),
+    max_streams: z
+      .number()
+      .int()
+      .min(1)
+      .max(10_000)
+      .default(32)
+      .describe(
+        "event streams (GET /events/stream, the dashboard) per listener; one more gets 503",
+      ),
+    stream_buffer: z
+      .number()
+      .int()
+      .min(4096)
+      .max(64 * 1024 * 1024)
+      .default(1024 * 1024)
+      .describe(
+        "bytes an event stream may leave unsent (a reader that does not keep up); beyond it the stream is closed",
+      ),
+    refused_log_interval: duration
+      .pipe(z.number().min(1000, "must be at least 1s"))
+      .prefault("60s")
+      .describe(
+        "refused requests (bad token, limits) are logged once per client address per interval, with a count of the rest",
+      ),
   })
   .strict()
   .superRefine((control, ctx) => {
@@ -464,16 +492,12 @@ export const controlSchema = z
  */
 export const dnsmasqSchema = z
   .object({
-    nftset_file: z
-      .string()
-      .min(1)
+    nftset_file: safePath
       .optional()
       .describe(
         "file uplinkd writes with the nftset= lines of the dst_domain rules; put it in dnsmasq's conf-dir (e.g. /etc/dnsmasq.d/uplinkd-nftset.conf)",
       ),
-    servers_file: z
-      .string()
-      .min(1)
+    servers_file: safePath
       .optional()
       .describe(
         "file uplinkd writes with server= lines: the DNS servers of the healthy uplinks; name it in dnsmasq's servers-file= option",
@@ -485,9 +509,7 @@ export const dnsmasqSchema = z
       .describe(
         "command (an argument list, no shell) run after the nftset file changed; dnsmasq reads nftset= lines only when it starts",
       ),
-    pid_file: z
-      .string()
-      .min(1)
+    pid_file: safePath
       .default("/run/dnsmasq/dnsmasq.pid")
       .describe(
         "dnsmasq's pid file: uplinkd sends SIGHUP to that pid after the servers file changed",

@@ -5,6 +5,7 @@
 import { isIPv4, isIPv6 } from "node:net";
 import { z } from "zod";
 import { duration } from "./duration.js";
+import { interfaceName, safeName } from "./names.js";
 import { familyOf, formatPrefix6, hasHostBits6, parsePrefix6, prefixRange6 } from "../net/ipv6.js";
 import { formatPrefix, hasHostBits4, parsePrefix, prefixRange } from "../net/ipv4.js";
 
@@ -178,7 +179,9 @@ export const RULE_TARGETS = ["main", "unreachable", "blackhole"] as const;
 /** One steering rule; first match wins. All given matches must hold. */
 export const ruleSchema = z
   .object({
-    name: z.string().min(1).max(64).optional(),
+    name: safeName(64, { spaces: true })
+      .optional()
+      .describe("the rule's name in the nft comment, plan and logs"),
     src: oneOrMany(addressMatch).optional(),
     dst: oneOrMany(addressMatch).optional(),
     dst_domain: oneOrMany(domainName)
@@ -191,7 +194,7 @@ export const ruleSchema = z
     ).optional(),
     src_port: oneOrMany(portSpec).optional(),
     dst_port: oneOrMany(portSpec).optional(),
-    iif: oneOrMany(z.string().regex(/^[^\s/:]{1,15}$/, "must be an interface name")).optional(),
+    iif: oneOrMany(interfaceName).optional(),
     dscp: oneOrMany(
       z.union([
         z.number().int().min(0).max(63),

@@ -2,6 +2,7 @@
  * What a reload changes: the differences between two configs as
  * `path: before -> after` lines, for the log and `uplinkd reload`.
  */
+import { maskSecrets } from "../config/secrets.js";
 
 /** Most lines `configChanges` returns; more are counted in a last line. */
 export const MAX_CHANGE_LINES = 50;
@@ -60,9 +61,12 @@ function diff(before: unknown, after: unknown, path: string, out: string[]): voi
  */
 export function configChanges(before: unknown, after: unknown): string[] {
   const out: string[] = [];
-  diff(before, after, "", out);
+  const [b, a] = maskSecrets(before, after);
+  diff(b, a, "", out);
   const redacted = out.map((line) =>
-    /^control\.tokens/.test(line) ? line.replace(/:.*$/, ": changed") : line,
+    /^control\.tokens/.test(line)
+      ? line.replace(/:.*$/, ": changed")
+      : line.replace(/: "\*\*\*" -> "\*\*\* \(changed\)"$/, ": (changed)"),
   );
   const unique = [...new Set(redacted)];
   if (unique.length <= MAX_CHANGE_LINES) return unique;

@@ -4,9 +4,10 @@
  * for the dashboard and Prometheus (bearer tokens, see auth.ts). Endpoints
  * and answers: see api.ts.
  */
-import { mkdir, rm, chmod } from "node:fs/promises";
+import { chmod, lstat, mkdir, rm } from "node:fs/promises";
 import { dirname } from "node:path";
 import type { Server } from "node:http";
+import type { Socket } from "node:net";
 import { createAdaptorServer } from "@hono/node-server";
 import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
@@ -56,7 +57,14 @@ export interface ControlAppOptions {
    */
   tokens?: () => readonly TokenConfig[];
   /** Called for each refused request (for the log). */
-  onDenied?: (info: { method: string; path: string; status: number; message: string }) => void;
+  onDenied?: (info: {
+    method: string;
+    path: string;
+    status: number;
+    message: string;
+    /** The client's address, or `unix` on the control socket. */
+    source: string;
+  }) => void;
   /** Called for each allowed write (for the log). */
   onWrite?: (info: { method: string; path: string; who: string }) => void;
   /** Keep-alive comment interval on event streams, ms (default 15 000). */
@@ -66,7 +74,31 @@ export interface ControlAppOptions {
    * larger one is refused with 413 before it is read to the end.
    */
   maxBodyBytes?: number;
+  /** The limits now (read at each connection and stream); default DEFAULT_CONTROL_LIMITS. */
+  limits?: () => ControlLimits;
+  /** A stream or connection refused at its limit, or a slow reader dropped. */
+  onLimit?: (info: { what: "connection" | "stream" | "slow reader"; limit: number }) => void;
 }
+
+/**
+ * Per-listener limits that keep one client (or thousands) from taking the
+ * daemon's files, memory or event loop.
+ */
+export interface ControlLimits {
+  /** Open connections at once; one more is answered 503 and closed. */
+  maxConnections: number;
+  /** Event streams (`GET /events/stream`) at once; one more is answered 503. */
+  maxStreams: number;
+  /** Unsent bytes one stream may queue; a reader slower than that is dropped. */
+  streamBufferBytes: number;
+}
+
+/** Defaults of {@link ControlLimits} (as the config's `control` section). */
+export const DEFAULT_CONTROL_LIMITS: Readonly<ControlLimits> = Object.freeze({
+  maxConnections: 256,
+  maxStreams: 32,
+  streamBufferBytes: 1024 * 1024,
+});
 
 /**
  * Largest request body the control API reads, bytes. Its only body is
@@ -103,6 +135,46 @@ async function jsonBody(c: Context): Promise<unknown> {
   }
 }
 
+/** Longest wait for a request's headers, ms: an idle connection is closed after it. */
+export const HEADERS_TIMEOUT_MS = 10_000;
+
+/**
+ * Bound the server's open connections to `limits().maxConnections`: one
+ * more gets a 503 and is closed at once, so its file descriptor is freed
+ * (an idle client cannot fill the daemon's file table, which `spawn nft`
+ * needs). Connections that send no request are closed after
+ * {@link HEADERS_TIMEOUT_MS}.
+ */
+function limitConnections(
+  server: Server,
+  options: Pick<ControlAppOptions, "limits" | "onLimit">,
+): void {
+  let open = 0;
+  server.headersTimeout = HEADERS_TIMEOUT_MS;
+  server.requestTimeout = 60_000;
+  server.on("connection", (socket: Socket) => {
+    const max = (options.limits?.() ?? DEFAULT_CONTROL_LIMITS).maxConnections;
+    if (open >= max) {
+      options.onLimit?.({ what: "connection", limit: max });
+      const body = JSON.stringify({
+        error: `too many connections (${max}); try again later`,
+        code: "UPLINKD_ERR_BUSY",
+      });
+      socket.on("error", () => undefined);
+      socket.end(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 5\r\n" +
+          `connection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
+      socket.destroySoon();
+      return;
+    }
+    open += 1;
+    socket.once("close", () => {
+      open -= 1;
+    });
+  });
+}
+
 /**
  * Build the HTTP app (tests use it without a socket: `app.request(...)`).
  * Every error is answered as JSON `{ error, code }`: 4xx for bad requests
@@ -119,7 +191,9 @@ export function controlApp(handlers: ControlHandlers, options: ControlAppOptions
       const method = c.req.method;
       const configured = tokens();
       const deny = (status: 401 | 403 | 421, message: string) => {
-        options.onDenied?.({ method, path, status, message });
+        const remote = (c.env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined)
+          ?.incoming?.socket?.remoteAddress;
+        options.onDenied?.({ method, path, status, message, source: remote ?? "unix" });
         if (status === 401) c.header("www-authenticate", 'Bearer realm="uplinkd"');
         return c.json({ error: message, code: "UPLINKD_ERR_UNAUTHORIZED" }, status);
       };
@@ -163,12 +237,26 @@ export function controlApp(handlers: ControlHandlers, options: ControlAppOptions
     const { contentType, text } = await handlers.metrics();
     return c.body(text, 200, { "content-type": contentType });
   });
+  let streams = 0;
   app.get("/events/stream", (c) => {
     c.header("cache-control", "no-cache");
     c.header("x-accel-buffering", "no");
     // hono answers HEAD with the GET handler and drops the body unread: a
     // stream started here would never learn that nobody reads it.
     if (c.req.method === "HEAD") return c.body(null, 200, { "content-type": "text/event-stream" });
+    const limits = options.limits?.() ?? DEFAULT_CONTROL_LIMITS;
+    if (streams >= limits.maxStreams) {
+      options.onLimit?.({ what: "stream", limit: limits.maxStreams });
+      return c.json(
+        {
+          error: `too many event streams (${limits.maxStreams}); try again later`,
+          code: "UPLINKD_ERR_BUSY",
+        },
+        503,
+        { "retry-after": "5" },
+      );
+    }
+    streams += 1;
     return streamSSE(
       c,
       async (stream) => {
@@ -178,23 +266,45 @@ export function controlApp(handlers: ControlHandlers, options: ControlAppOptions
         const closed = new Promise<void>((resolve) => {
           stream.onAbort(resolve);
         });
+        // Writes wait for the socket to drain; what a slow reader leaves unsent
+        // queues here, counted, and past the limit the reader is dropped.
         let chain: Promise<void> = Promise.resolve();
-        const send = (write: () => Promise<void>) => {
-          chain = chain.then(write).catch(() => undefined);
+        let pending = 0;
+        let dropped = false;
+        const send = (bytes: number, write: () => Promise<unknown>) => {
+          if (dropped) return;
+          pending += bytes;
+          if (pending > limits.streamBufferBytes) {
+            dropped = true;
+            options.onLimit?.({ what: "slow reader", limit: limits.streamBufferBytes });
+            (c.env as { outgoing?: { destroy(): void } } | undefined)?.outgoing?.destroy();
+            stream.abort();
+            return;
+          }
+          chain = chain
+            .then(write)
+            .catch(() => undefined)
+            .then(() => {
+              pending -= bytes;
+            });
+        };
+        const sse = (event: string, data: string) => {
+          send(Buffer.byteLength(data) + event.length + 16, () => stream.writeSSE({ event, data }));
         };
         const unsubscribe = handlers.subscribe((event) => {
-          send(() => stream.writeSSE({ event: event.type, data: JSON.stringify(event.data) }));
+          sse(event.type, JSON.stringify(event.data));
         });
         const keepAlive = setInterval(() => {
-          send(() => stream.write(": keep-alive\n\n").then(() => undefined));
+          send(16, () => stream.write(": keep-alive\n\n"));
         }, options.keepAliveMs ?? 15_000);
         try {
           const status = await handlers.status();
-          send(() => stream.writeSSE({ event: "status", data: JSON.stringify(status) }));
+          sse("status", JSON.stringify(status));
           await closed;
         } finally {
           clearInterval(keepAlive);
           unsubscribe();
+          streams -= 1;
         }
       },
       // A failed status ends the stream with an `error` event holding its message.
@@ -262,9 +372,23 @@ export async function startControlServer(
   options: Omit<ControlAppOptions, "tokens"> = {},
 ): Promise<Server> {
   await mkdir(dirname(socketPath), { recursive: true, mode: 0o755 });
-  await rm(socketPath, { force: true });
+  // Only a socket (an old daemon's) is removed; never a file, directory or link someone named.
+  const existing = await lstat(socketPath).catch((error: unknown) => {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw error;
+  });
+  if (existing !== undefined) {
+    if (!existing.isSocket()) {
+      throw new UplinkdError(
+        "UPLINKD_ERR_SOCKET_PATH",
+        `control.socket ${socketPath} exists and is not a socket; refusing to replace it (choose another path or remove it)`,
+      );
+    }
+    await rm(socketPath, { force: true });
+  }
   const app = controlApp(handlers, options);
   const server = createAdaptorServer({ fetch: app.fetch }) as Server;
+  limitConnections(server, options);
   await listen(server, socketPath);
   await chmod(socketPath, 0o600);
   return server;
@@ -299,6 +423,7 @@ export async function startTcpListener(
   const { host, port } = parseListen(listenAddress);
   const app = controlApp(handlers, options);
   const server = createAdaptorServer({ fetch: app.fetch }) as Server;
+  limitConnections(server, options);
   await listen(server, port, host);
   return server;
 }

@@ -19,6 +19,9 @@ import type {
   StreamEvent,
 } from "./api.js";
 import { Metrics } from "./metrics.js";
+import { RefusalLog } from "./refusals.js";
+import { SystemClock } from "../clock.js";
+import { cleanText } from "../text.js";
 import {
   closeServer,
   startControlServer,
@@ -109,14 +112,59 @@ export class ControlService {
     },
   };
 
+  /** Refused requests: one line per source per `control.refused_log_interval`. */
+  readonly #refusals = new RefusalLog(
+    () => this.#source.config().control.refused_log_interval,
+    new SystemClock(),
+    (line) => {
+      const more =
+        line.suppressed > 0 ? `; ${line.suppressed} more refused since the last line` : "";
+      this.#log.warn(
+        line,
+        `control: refused ${cleanText(line.method)} ${cleanText(line.path)} from ${line.source} (${line.status})${more}`,
+      );
+    },
+  );
+
   readonly #appOptions: Omit<ControlAppOptions, "tokens"> = {
     onDenied: (info) => {
-      this.#log.warn(info, `control: refused ${info.method} ${info.path} (${info.status})`);
+      this.#refusals.note(info);
+    },
+    limits: () => {
+      const control = this.#source.config().control;
+      return {
+        maxConnections: control.max_connections,
+        maxStreams: control.max_streams,
+        streamBufferBytes: control.stream_buffer,
+      };
+    },
+    onLimit: (info) => {
+      this.#limitLog.note({
+        source: info.what,
+        method: "-",
+        path: "-",
+        status: 503,
+        message: `limit ${info.limit}`,
+      });
     },
     onWrite: (info) => {
       this.#log.info(info, `control: ${info.method} ${info.path} by ${info.who}`);
     },
   };
+
+  /** Connections and streams refused at their limits, slow readers dropped: rate-limited too. */
+  readonly #limitLog = new RefusalLog(
+    () => this.#source.config().control.refused_log_interval,
+    new SystemClock(),
+    (line) => {
+      const more = line.suppressed > 0 ? ` (${line.suppressed} more since the last line)` : "";
+      const what =
+        line.source === "slow reader"
+          ? `dropped an event stream whose reader fell behind (over ${line.message.slice(6)} bytes unsent)`
+          : `refused a ${line.source} at the ${line.message}`;
+      this.#log.warn({ what: line.source, suppressed: line.suppressed }, `control: ${what}${more}`);
+    },
+  );
 
   /** The TCP listener's address, when one is open. */
   get tcpAddress(): string | undefined {

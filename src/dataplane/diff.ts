@@ -5,6 +5,7 @@
 import { IPV6_LINE, type NftJson, type Route, type Rule } from "../kernel/types.js";
 import { isDomainSet } from "./domains.js";
 import { hex } from "../config/slots.js";
+import { ipWord } from "../text.js";
 
 /** Kernel identity of a route: family, table, destination, metric. */
 export function routeKey(route: Route): string {
@@ -40,16 +41,24 @@ export function ruleKey(rule: Rule): string {
 }
 
 function ruleSelector(rule: Rule): string {
-  const parts = [`priority ${rule.priority}`];
-  if (rule.from !== undefined) parts.push(`from ${rule.from}`);
-  if (rule.fwmark !== undefined) {
-    parts.push(`fwmark ${hex(rule.fwmark)}/${hex(rule.fwmask ?? 0xffffffff)}`);
-  }
-  parts.push(rule.action ?? `lookup ${rule.table ?? 254}`);
-  return parts.join(" ");
+  return ruleSelectorWords(rule).join(" ");
 }
 
-/** `ip` commands (without the leading `ip`) for a route. */
+function ruleSelectorWords(rule: Rule): string[] {
+  const parts = ["priority", String(rule.priority)];
+  if (rule.from !== undefined) parts.push("from", rule.from);
+  if (rule.fwmark !== undefined) {
+    parts.push("fwmark", `${hex(rule.fwmark)}/${hex(rule.fwmask ?? 0xffffffff)}`);
+  }
+  parts.push(...(rule.action ?? `lookup ${rule.table ?? 254}`).split(" "));
+  return parts;
+}
+
+/**
+ * `ip` commands (without the leading `ip`) for a route.
+ * @throws {UnsafeTextError} when a word (a device name) could change the
+ *   meaning of the `ip -batch` line (see ipWord).
+ */
 export function routeCommand(verb: "replace" | "del", route: Route): string {
   const parts = ["route", verb];
   if (route.type !== "unicast") parts.push(route.type);
@@ -64,12 +73,15 @@ export function routeCommand(verb: "replace" | "del", route: Route): string {
   if (verb === "replace") {
     for (const [name, value] of Object.entries(route.options)) parts.push(name, String(value));
   }
-  return familyPrefix(route) + parts.join(" ");
+  return familyPrefix(route) + parts.map(ipWord).join(" ");
 }
 
-/** `ip` command (without the leading `ip`) that adds or deletes a rule. */
+/**
+ * `ip` command (without the leading `ip`) that adds or deletes a rule.
+ * @throws {UnsafeTextError} when a word could change the meaning of the `ip -batch` line.
+ */
 export function ruleCommand(verb: "add" | "del", rule: Rule): string {
-  let text = `${familyPrefix(rule)}rule ${verb} ${ruleSelector(rule)}`;
+  let text = `${familyPrefix(rule)}rule ${verb} ${ruleSelectorWords(rule).map(ipWord).join(" ")}`;
   if (rule.suppressPrefixlength !== undefined) {
     text += ` suppress_prefixlength ${rule.suppressPrefixlength}`;
   }

@@ -30,6 +30,7 @@ import type { Family } from "../kernel/types.js";
 import { BALANCE_MODULUS } from "../policy/select.js";
 import { domainSetComment, domainSetName, domainSets } from "./domains.js";
 import { hex, unreachableMark, uplinkSlots } from "../config/slots.js";
+import { nftString } from "../text.js";
 import type { UplinkView } from "./views.js";
 
 /** Name of the nft chain that marks packets with uplink `id`. */
@@ -73,7 +74,8 @@ export function isDynamicSet(name: string): boolean {
 /** Link-local IPv6 (fe80::/10): neighbour discovery and DHCPv6 never leave the link, never balanced. */
 export const LINK_LOCAL6 = "fe80::/10";
 
-const q = (text: string): string => JSON.stringify(text);
+/** A quoted nft string; refuses what nft cannot quote (see nftString). */
+const q = nftString;
 
 function block(
   kind: "set" | "map",

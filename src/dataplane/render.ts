@@ -30,6 +30,7 @@ import {
 import { hex, unreachableMark } from "../config/slots.js";
 import { loadWeights } from "../policy/load.js";
 import type { Surroundings } from "../links/watcher.js";
+import { nftString } from "../text.js";
 
 export { uplinkChain } from "./nft.js";
 
@@ -126,7 +127,7 @@ export function renderMaps(
     });
   const maps: Record<string, string[]> = {
     restore: views.map((v) => `${hex(v.mark)} : goto ${uplinkChain(v.id)}`),
-    inbound: views.map((v) => `${JSON.stringify(v.interface)} : goto ${uplinkChain(v.id)}`),
+    inbound: views.map((v) => `${nftString(v.interface)} : goto ${uplinkChain(v.id)}`),
     pinned: pinned(4),
     pinned6: pinned(6),
     uplink_addresses: [

@@ -16,6 +16,22 @@ import type { Config } from "../config/schema.js";
 import { domainSetName } from "../dataplane/domains.js";
 import { usabilityIn, type UplinkView } from "../dataplane/render.js";
 import { familyOf } from "../net/ipv6.js";
+import { UnsafeTextError } from "../errors.js";
+
+/** What may stand in each part of a dnsmasq line: a DNS name, an nftset spec, a server address. */
+const DNS_NAME = /^[a-z0-9-]+(\.[a-z0-9-]+)*$/;
+const SET_SPEC = /^[46]#inet#[A-Za-z0-9_]+#[A-Za-z0-9_]+$/;
+const SERVER = /^[0-9a-fA-F.:]+$/;
+
+/**
+ * `text` for one part of a dnsmasq line, refused unless it matches `allowed`
+ * (a `/`, `#`, `,` or newline would change the option's meaning).
+ * @throws {UnsafeTextError} when it does not match.
+ */
+function dnsmasqWord(text: string, allowed: RegExp): string {
+  if (!allowed.test(text)) throw new UnsafeTextError("a dnsmasq option", text);
+  return text;
+}
 
 const HEADER = "# Written by uplinkd from its config; changes here are overwritten.";
 
@@ -52,7 +68,7 @@ export function nftsetLines(config: Config): string[] {
           )
         : [],
     );
-    return `nftset=/${name}/${specs.join(",")}`;
+    return `nftset=/${dnsmasqWord(name, DNS_NAME)}/${specs.map((spec) => dnsmasqWord(spec, SET_SPEC)).join(",")}`;
   });
 }
 
@@ -103,7 +119,9 @@ export function upstreamServers(config: Config, views: readonly UplinkView[]): s
 /** The whole servers file: a header comment and one `server=ADDRESS` line per upstream server. */
 export function renderServersFile(config: Config, views: readonly UplinkView[]): string {
   return (
-    [HEADER, ...upstreamServers(config, views).map((server) => `server=${server}`)].join("\n") +
-    "\n"
+    [
+      HEADER,
+      ...upstreamServers(config, views).map((server) => `server=${dnsmasqWord(server, SERVER)}`),
+    ].join("\n") + "\n"
   );
 }

@@ -24,6 +24,12 @@
 import type { Config } from "../config/schema.js";
 import { virtualAddressOnly, type HaConfig } from "../config/ha.js";
 import { HA_FAULT_SCORE, HA_SCORE_BASE, HA_SCORE_STEP } from "./score.js";
+import { cleanText, confWord } from "../text.js";
+
+/** A keepalived.conf value, refused unless it is one plain word (see confWord). */
+const kw = (text: string): string => confWord(text, "keepalived.conf");
+/** A conntrackd.conf value, refused unless it is one plain word (see confWord). */
+const cw = (text: string): string => confWord(text, "conntrackd.conf");
 
 /** Name of the VRRP sync group and prefix of the instance names. */
 export const VRRP_GROUP = "uplinkd";
@@ -71,18 +77,20 @@ export function advertSeconds(ms: number): string {
 /**
  * keepalived.conf for this router.
  * @param config a validated config with `ha`.
- * @param source the config file's name, for the header.
+ * @param source the config file's name, for the header (control characters removed).
  * @throws {Error} when the config has no `ha`.
+ * @throws {UnsafeTextError} when a name, interface or path is not one plain
+ *   word (the schema refuses those first).
  */
 export function renderKeepalived(config: Config, source: string): string {
   const ha = haOf(config);
   const segments = vrrpSegments(ha);
   const out = [
-    `# keepalived.conf of router ${ha.node} (peer ${ha.peer.name}), written by \`uplinkd ha render\``,
-    `# from ${source}. Edit that file and render again instead of this one.`,
+    `# keepalived.conf of router ${kw(ha.node)} (peer ${kw(ha.peer.name)}), written by \`uplinkd ha render\``,
+    `# from ${commentText(source)}. Edit that file and render again instead of this one.`,
     "",
     "global_defs {",
-    `\trouter_id ${ha.node}`,
+    `\trouter_id ${kw(ha.node)}`,
     "\tvrrp_version 3",
     "\tscript_user root",
     "\tenable_script_security",
@@ -91,7 +99,7 @@ export function renderKeepalived(config: Config, source: string): string {
     `# uplinkd writes its health score here: ${HA_SCORE_BASE} + ${HA_SCORE_STEP} per usable best-tier uplink,`,
     `# ${HA_FAULT_SCORE} (FAULT) when no uplink is usable.`,
     `track_file ${TRACK_FILE_NAME} {`,
-    `\tfile "${ha.track_file}"`,
+    `\tfile "${kw(ha.track_file)}"`,
     "\tweight 1",
     "\tinit_file 0",
     "}",
@@ -100,7 +108,8 @@ export function renderKeepalived(config: Config, source: string): string {
     "\tgroup {",
     ...segments.map((s) => `\t\t${s.instance}`),
     "\t}",
-    `\tnotify "${ha.notify_script}"`,
+    // The script takes its paths as arguments; keepalived appends GROUP NAME STATE PRIORITY.
+    `\tnotify "${[ha.notify_script, ha.conntrackd.config, ha.conntrackd.lock_file, ha.state_file].map(kw).join(" ")}"`,
     "\tsync_group_tracking_weight",
     "}",
   ];
@@ -109,13 +118,15 @@ export function renderKeepalived(config: Config, source: string): string {
       "",
       `vrrp_instance ${s.instance} {`,
       "\tstate BACKUP",
-      `\tinterface ${s.interface}`,
+      `\tinterface ${kw(s.interface)}`,
       `\tvirtual_router_id ${s.virtualRouterId}`,
       `\tpriority ${ha.priority}`,
       `\tadvert_int ${advertSeconds(ha.advert_interval)}`,
       `\tpreempt_delay ${Math.round(ha.preempt_delay / 1000)}`,
       "\tvirtual_ipaddress {",
-      ...s.addresses.map((a) => `\t\t${a.includes("/") ? a : `${a}/32`} dev ${s.interface}`),
+      ...s.addresses.map(
+        (a) => `\t\t${kw(a.includes("/") ? a : `${a}/32`)} dev ${kw(s.interface)}`,
+      ),
       "\t}",
       "\ttrack_file {",
       `\t\t${TRACK_FILE_NAME} weight 1`,
@@ -129,6 +140,8 @@ export function renderKeepalived(config: Config, source: string): string {
 /**
  * conntrackd.conf for this router (FTFW over unicast UDP on the sync link).
  * @throws {Error} when the config has no `ha`.
+ * @throws {UnsafeTextError} when a name, interface, address or path is not
+ *   one plain word (the schema refuses those first).
  */
 export function renderConntrackd(config: Config, source: string): string {
   const ha = haOf(config);
@@ -140,16 +153,16 @@ export function renderConntrackd(config: Config, source: string): string {
     ...config.uplinks.flatMap((u) => (u.address === undefined ? [] : [u.address])),
   ];
   const c = ha.conntrackd;
-  return `# conntrackd.conf of router ${ha.node} (peer ${ha.peer.name}), written by \`uplinkd ha render\`
-# from ${source}. Edit that file and render again instead of this one.
+  return `# conntrackd.conf of router ${cw(ha.node)} (peer ${cw(ha.peer.name)}), written by \`uplinkd ha render\`
+# from ${commentText(source)}. Edit that file and render again instead of this one.
 Sync {
 \tMode FTFW {
 \t}
 \tUDP {
-\t\tIPv4_address ${ha.sync.address}
-\t\tIPv4_Destination_Address ${ha.peer.address}
+\t\tIPv4_address ${cw(ha.sync.address)}
+\t\tIPv4_Destination_Address ${cw(ha.peer.address)}
 \t\tPort ${ha.sync.port}
-\t\tInterface ${ha.sync.interface}
+\t\tInterface ${cw(ha.sync.interface)}
 \t\tSndSocketBuffer 1249280
 \t\tRcvSocketBuffer 1249280
 \t\tChecksum on
@@ -159,11 +172,11 @@ Sync {
 General {
 \tHashSize ${c.hash_size}
 \tHashLimit ${c.hash_limit}
-\tLogFile ${c.log_file ?? "off"}
+\tLogFile ${cw(c.log_file ?? "off")}
 \tSyslog off
-\tLockFile ${c.lock_file}
+\tLockFile ${cw(c.lock_file)}
 \tUNIX {
-\t\tPath ${c.socket}
+\t\tPath ${cw(c.socket)}
 \t}
 \tNetlinkBufferSize 2097152
 \tNetlinkBufferSizeMaxGrowth 8388608
@@ -173,7 +186,7 @@ General {
 \t\t\tUDP
 \t\t}
 \t\tAddress Ignore {
-${[...new Set(ignore)].map((a) => `\t\t\tIPv4_address ${a}`).join("\n")}
+${[...new Set(ignore)].map((a) => `\t\t\tIPv4_address ${cw(a)}`).join("\n")}
 \t\t}
 \t}
 }
@@ -181,29 +194,37 @@ ${[...new Set(ignore)].map((a) => `\t\t\tIPv4_address ${a}`).join("\n")}
 }
 
 /**
- * The notify script keepalived runs for the sync group: `$1` is `GROUP`,
- * `$2` the group's name, `$3` the new state (MASTER, BACKUP, FAULT, STOP),
- * `$4` the priority. On MASTER it commits the peer's connections from
- * conntrackd's external cache into the kernel (-c), flushes both caches
- * (-f), resyncs the internal cache with the kernel (-R) and sends it all to
- * the peer (-B); on BACKUP it starts conntrackd if it does not answer,
- * shortens the kernel's timers (-t, the connections are the master's now)
- * and asks the master for a resync (-n); on FAULT it shortens the timers.
- * It then writes `ROLE WALL_MS PRIORITY` to `ha.state_file` (replaced
- * atomically), which uplinkd reads.
+ * The notify script keepalived runs for the sync group. Its paths come as
+ * arguments (never spliced into its code): keepalived.conf's `notify` line
+ * gives `CONNTRACKD_CONF LOCK_FILE STATE_FILE`, and keepalived appends
+ * `GROUP NAME STATE PRIORITY` (`GROUP`, the group's name, MASTER, BACKUP,
+ * FAULT or STOP, the priority). On MASTER it commits the peer's
+ * connections from conntrackd's external cache into the kernel (-c),
+ * flushes both caches (-f), resyncs the internal cache with the kernel
+ * (-R) and sends it all to the peer (-B); on BACKUP it starts conntrackd if
+ * it does not answer, shortens the kernel's timers (-t, the connections are
+ * the master's now) and asks the master for a resync (-n); on FAULT it
+ * shortens the timers. It then writes `ROLE WALL_MS PRIORITY` to the state
+ * file (replaced atomically), which uplinkd reads.
  * @throws {Error} when the config has no `ha`.
  */
 export function renderNotifyScript(config: Config, source: string): string {
   const ha = haOf(config);
-  const c = ha.conntrackd;
   return `#!/bin/sh
-# keepalived notify script of router ${ha.node} (peer ${ha.peer.name}), written by
-# \`uplinkd ha render\` from ${source}.
-# keepalived runs it as: SCRIPT GROUP|INSTANCE NAME MASTER|BACKUP|FAULT|STOP PRIORITY
+# keepalived notify script of router ${kw(ha.node)} (peer ${kw(ha.peer.name)}), written by
+# \`uplinkd ha render\` from ${commentText(source)}.
+# keepalived runs it as (see its notify line in keepalived.conf):
+#   SCRIPT CONNTRACKD_CONF LOCK_FILE STATE_FILE GROUP|INSTANCE NAME MASTER|BACKUP|FAULT|STOP PRIORITY
 set -u
-conf='${c.config}'
-lock='${c.lock_file}'
-state='${ha.state_file}'
+usage() {
+\techo "usage: $0 CONNTRACKD_CONF LOCK_FILE STATE_FILE GROUP|INSTANCE NAME MASTER|BACKUP|FAULT|STOP PRIORITY" >&2
+\texit 2
+}
+[ "$#" -ge 6 ] || usage
+conf=$1
+lock=$2
+state=$3
+shift 3
 
 run() {
 \tconntrackd -C "$conf" "$@" || logger -t uplinkd-ha "conntrackd -C $conf $* failed (exit $?)"
@@ -239,10 +260,14 @@ STOP)
 \trole stopped "\${4:-0}"
 \t;;
 *)
-\techo "usage: $0 GROUP|INSTANCE NAME MASTER|BACKUP|FAULT|STOP PRIORITY" >&2
-\texit 2
+\tusage
 \t;;
 esac
 exit 0
 `;
+}
+
+/** A file name for a `#` comment line: control characters (a newline) become blanks. */
+function commentText(text: string): string {
+  return cleanText(text);
 }

@@ -88,6 +88,11 @@ export function runHook(
       );
       return;
     }
+    // First of all (start failures such as EMFILE come as 'error' on the next tick).
+    child.on("error", (error) => {
+      if (exit === undefined && child.pid === undefined) startError = error;
+      finish();
+    });
     const stdout = new OutputCapture(OUTPUT_LIMIT_BYTES);
     const stderr = new OutputCapture(OUTPUT_LIMIT_BYTES);
     child.stdout?.on("data", (chunk: Buffer) => {
@@ -157,10 +162,6 @@ export function runHook(
       }
     };
 
-    child.on("error", (error) => {
-      if (exit === undefined && child.pid === undefined) startError = error;
-      finish();
-    });
     child.on("exit", (code, signal) => {
       exit = { code, signal };
       if (!timedOut) timers.push(clock.setTimeout(finish, OUTPUT_GRACE_MS));

@@ -62,6 +62,15 @@ export function runCommand(
   }
   return new Promise((resolve, reject) => {
     const child = spawn(file, args, { stdio: ["pipe", "pipe", "pipe"], detached: true });
+    // First of all: a start failure (EMFILE, ENOENT) is emitted as 'error' on the next
+    // tick, and for EMFILE/ENFILE Node returns without stdio pipes (stdout undefined).
+    child.on("error", (error) => {
+      if (settle()) reject(new KernelCommandError(commandLine, null, error.message));
+    });
+    // Typed as always present, but absent after EMFILE/ENFILE.
+    const { stdin, stdout, stderr } = child as Partial<
+      Pick<typeof child, "stdin" | "stdout" | "stderr">
+    >;
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let settled = false;
@@ -74,17 +83,14 @@ export function runCommand(
     const timer = setTimeout(() => {
       if (!settle()) return;
       killGroup(child.pid);
-      child.stdout.destroy();
-      child.stderr.destroy();
+      stdout?.destroy();
+      stderr?.destroy();
       reject(
         new KernelCommandTimeoutError(commandLine, timeoutMs, Buffer.concat(err).toString("utf8")),
       );
     }, timeoutMs);
-    child.stdout.on("data", (chunk: Buffer) => out.push(chunk));
-    child.stderr.on("data", (chunk: Buffer) => err.push(chunk));
-    child.on("error", (error) => {
-      if (settle()) reject(new KernelCommandError(commandLine, null, error.message));
-    });
+    stdout?.on("data", (chunk: Buffer) => out.push(chunk));
+    stderr?.on("data", (chunk: Buffer) => err.push(chunk));
     child.on("close", (code, signal) => {
       if (!settle()) return;
       const stdout = Buffer.concat(out).toString("utf8");
@@ -96,8 +102,8 @@ export function runCommand(
         reject(new KernelCommandError(commandLine, code, said));
       }
     });
-    child.stdin.on("error", () => undefined);
-    child.stdin.end(options.input ?? "");
+    stdin?.on("error", () => undefined);
+    stdin?.end(options.input ?? "");
   });
 }
 

@@ -66,17 +66,23 @@ export const nodeSpawner: ProcessSpawner = (file, args) => {
     child = spawn(file, [...args], { stdio: ["ignore", "pipe", "pipe"] });
   } catch (error) {
     // spawn() throws at once for some failures (EAGAIN, bad arguments).
-    return failedProcess(error instanceof Error ? error : new Error(String(error)));
+    return failedProcess(() => (error instanceof Error ? error : new Error(String(error))));
   }
+  // First of all: start failures (EMFILE, ENOENT, EACCES) are emitted as 'error' on the
+  // next tick; for EMFILE/ENFILE Node returns without output pipes (stdout undefined).
+  let startError: Error | undefined;
+  child.on("error", (error) => {
+    if (child.pid === undefined) startError = error;
+  });
   const { stdout, stderr } = child;
-  if (stdout === null || stderr === null) {
-    return failedProcess(new Error(`\`${file}\` started without output pipes`));
+  if (!stdout || !stderr) {
+    // failedProcess reports on setImmediate, after the 'error' above (a next tick).
+    return failedProcess(() => startError ?? new Error(`\`${file}\` started without output pipes`));
   }
   const out = new LineSplitter();
   const err = new LineSplitter();
   const exitListeners: ((code: number | null, signal: string | null, error?: Error) => void)[] = [];
   let exited = false;
-  let startError: Error | undefined;
   const finish = (code: number | null, signal: string | null): void => {
     if (exited) return;
     exited = true;
@@ -91,10 +97,6 @@ export const nodeSpawner: ProcessSpawner = (file, args) => {
   });
   stderr.on("data", (chunk: string) => {
     err.push(chunk);
-  });
-  child.on("error", (error) => {
-    // Start failures (ENOENT, EACCES) come here; 'close' follows them.
-    if (child.pid === undefined) startError = error;
   });
   child.on("close", (code, signal) => {
     finish(code, signal);
@@ -120,11 +122,12 @@ export const nodeSpawner: ProcessSpawner = (file, args) => {
   };
 };
 
-/** A process that never started: reports `error` through `onExit` on the next tick. */
-function failedProcess(error: Error): SpawnedProcess {
+/** A process that never started: reports `error()` through `onExit` on setImmediate. */
+function failedProcess(error: () => Error): SpawnedProcess {
   const exitListeners: ((code: number | null, signal: string | null, error?: Error) => void)[] = [];
   setImmediate(() => {
-    for (const listener of exitListeners) listener(null, null, error);
+    const reason = error();
+    for (const listener of exitListeners) listener(null, null, reason);
   });
   return {
     pid: undefined,

@@ -104,7 +104,14 @@ describe("the config contract of DESIGN.md", () => {
         main_metric6: 512,
         on_stop: "remove",
       },
-      control: { socket: "/run/uplinkd/uplinkd.sock", tokens: [] },
+      control: {
+        socket: "/run/uplinkd/uplinkd.sock",
+        tokens: [],
+        max_connections: 256,
+        max_streams: 32,
+        stream_buffer: 1048576,
+        refused_log_interval: 60_000,
+      },
       sets: {},
       policies: {},
       rules: [],
@@ -384,7 +391,7 @@ describe("values the schema rejects", () => {
       [
         "uplinkd.yaml:1:6: lan: must list at least one item",
         "uplinkd.yaml:3:11: uplinks.0.name: must start with a letter and hold only letters, digits, '_' and '-' (at most 24)",
-        "uplinkd.yaml:4:16: uplinks.0.interface: must be a Linux interface name (1 to 15 characters, no '/', ':' or spaces)",
+        "uplinkd.yaml:4:16: uplinks.0.interface: must be a Linux interface name: 1 to 15 of letters, digits and '_ . - + @ = %' (not '.' or '..')",
         "uplinkd.yaml:5:14: uplinks.0.gateway: must be an IPv4 address (e.g. 192.0.2.1)",
         "uplinkd.yaml:6:13: uplinks.0.weight: must be at least 1",
         "uplinkd.yaml:7:9: uplinks.0.id: must be at most 254",
@@ -791,5 +798,143 @@ describe("health.timeout: auto", () => {
         "uplinkd.yaml:6:43: uplinks.1.health.timeout_min: timeout_min (40ms) is above timeout_max (30ms): the RTT-aware timeout needs floor <= ceiling",
       ],
     );
+  });
+});
+
+describe("names and paths that would become code are refused at their line", () => {
+  const hostile = (key: string, yamlValue: string, extra: string[] = []) =>
+    problems(lines(...TWO_UPLINKS, ...extra, `${key}${yamlValue}`));
+
+  test("a rule name that would close the nft comment string", () => {
+    const found = problems(
+      lines(
+        ...TWO_UPLINKS,
+        "rules:",
+        String.raw`  - name: "web\";ip daddr 198.51.100.1 counter drop;#"`,
+        "    policy: default",
+      ),
+    );
+    assert.equal(found.length, 1);
+    assert.match(found[0] ?? "", /^uplinkd\.yaml:8:11: rules\.0\.name: must start with a letter/);
+    // A name with inner blanks (the example's "guest web") stays valid.
+    parseConfig(
+      lines(...TWO_UPLINKS, "rules:", "  - name: guest web", "    policy: default"),
+      "uplinkd.yaml",
+    );
+  });
+
+  test("interface names with '#', quotes, NUL, '.', '..', blanks or more than 15 bytes", () => {
+    for (const name of [
+      '"u#1"',
+      String.raw`"wan\"1"`,
+      String.raw`"wan\0"`,
+      '"."',
+      '".."',
+      '"wan 1"',
+      '"wan;ls"',
+      "wan0123456789abc",
+      '"wän123456789012"',
+      String.raw`"wan\u202e1"`,
+    ]) {
+      const found = problems(
+        lines("lan: [lan0]", "uplinks:", "  - name: isp1", `    interface: ${name}`),
+      );
+      assert.deepEqual(
+        found,
+        [
+          "uplinkd.yaml:4:16: uplinks.0.interface: must be a Linux interface name: 1 to 15 of letters, digits and '_ . - + @ = %' (not '.' or '..')",
+        ],
+        name,
+      );
+    }
+    // The kernel's own kinds of names stay valid: VLANs, bridges, PPP, 15 bytes.
+    for (const name of ["eth0.100", "br-lan", "ppp0", "wwan0", "enp0s31f6abcdef"]) {
+      parseConfig(
+        lines("lan: [lan0]", "uplinks:", "  - name: isp1", `    interface: ${name}`),
+        "uplinkd.yaml",
+      );
+    }
+  });
+
+  test("paths with quotes, '$(...)', backticks, newlines or relative are refused at the value", () => {
+    const ha = (key: string, value: string) =>
+      problems(
+        lines(
+          ...TWO_UPLINKS,
+          "ha:",
+          "  node: a",
+          "  priority: 10",
+          "  peer: { name: b, address: 100.64.250.2 }",
+          "  sync: { interface: sync0, address: 100.64.250.1 }",
+          "  virtual_addresses: { lan0: [100.64.100.1/24] }",
+          `  ${key}: ${value}`,
+        ),
+      );
+    const message =
+      "must be an absolute path of letters, digits and '_ . / - + @ % , = :' (no blanks, quotes, '$', backticks, '#' or control characters)";
+    for (const value of [
+      `"/run/uplinkd/ha-role'; touch /tmp/x; '"`,
+      '"/run/uplinkd/$(id>/tmp/x)"',
+      '"/run/uplinkd/`id`"',
+      String.raw`"/run/uplinkd/score\n}\nvrrp_script x {"`,
+      "run/uplinkd/ha-role",
+    ]) {
+      assert.deepEqual(ha("state_file", value), [`uplinkd.yaml:13:15: ha.state_file: ${message}`]);
+    }
+    assert.deepEqual(ha("conntrackd", String.raw`{ socket: "/run/ct.ctl\nNetlinkBufferSize 1" }`), [
+      `uplinkd.yaml:13:25: ha.conntrackd.socket: ${message}`,
+    ]);
+    assert.deepEqual(hostile("  socket: ", '"/etc/uplinkd/x y"', ["control:"]), [
+      `uplinkd.yaml:8:11: control.socket: ${message}`,
+    ]);
+  });
+});
+
+describe("a config too large to parse on the event loop", () => {
+  test("is refused at 1:1 with its size, before it is parsed", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "uplinkd-big-"));
+    try {
+      const file = join(dir, "uplinkd.yaml");
+      await writeFile(file, `${lines(...TWO_UPLINKS)}# ${"x".repeat(2 * 1024 * 1024)}\n`);
+      await assert.rejects(loadConfig(file), (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.match(
+          error.issues.map(formatConfigIssue).join(" | "),
+          /uplinkd\.yaml:1:1: the config is 2\d{6} bytes; at most 1048576 are read \(1 MiB\)$/,
+        );
+        return true;
+      });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("a config holding secrets", () => {
+  test("check warns at 1:1 when group or others may read it, not when it is 0600", async () => {
+    const { loadConfigWithWarnings } = await import("../../src/config/load.js");
+    const { chmod } = await import("node:fs/promises");
+    const dir = await mkdtemp(join(tmpdir(), "uplinkd-secret-"));
+    try {
+      const file = join(dir, "uplinkd.yaml");
+      await writeFile(
+        file,
+        lines(
+          "lab: true",
+          ...TWO_UPLINKS.slice(0),
+          "control:",
+          "  tokens: [{ token: 0123456789abcdef0123, access: read }]",
+        ),
+      );
+      await chmod(file, 0o644);
+      const open = await loadConfigWithWarnings(file);
+      assert.deepEqual(open.warnings.map(formatConfigIssue), [
+        `${file}:1:1: holds secrets (control.tokens) and is readable by everyone (mode 0644): chmod 600 it, or keep the SMTP password in notify.email.password_file`,
+      ]);
+      await chmod(file, 0o600);
+      assert.deepEqual((await loadConfigWithWarnings(file)).warnings, []);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -1039,3 +1039,68 @@ describe("metrics", () => {
     }
   });
 });
+
+describe("secrets in the reload diff", () => {
+  test("a changed password, webhook URL or Authorization header shows as (changed), never its value", () => {
+    const before = {
+      notify: {
+        email: { host: "smtp.example.net", password: "old-pass-1" },
+        webhooks: [
+          {
+            url: "https://hooks.example.net/T000/old-token",
+            headers: { Authorization: "Bearer old-bearer" },
+          },
+        ],
+      },
+    };
+    const after = {
+      notify: {
+        email: { host: "smtp2.example.net", password: "new-pass-2" },
+        webhooks: [
+          {
+            url: "https://hooks.example.net/T000/new-token",
+            headers: { Authorization: "Bearer new-bearer" },
+          },
+        ],
+      },
+    };
+    const lines = configChanges(before, after);
+    const text = lines.join("\n");
+    for (const secret of [
+      "pass-1",
+      "pass-2",
+      "old-token",
+      "new-token",
+      "old-bearer",
+      "new-bearer",
+    ]) {
+      assert.ok(!text.includes(secret), `${secret} printed: ${text}`);
+    }
+    assert.ok(lines.includes("notify.email.password: (changed)"), text);
+    assert.ok(lines.includes('notify.email.host: "smtp.example.net" -> "smtp2.example.net"'), text);
+    assert.ok(/notify\.webhooks/.test(text), "the webhook change is reported");
+    // An added webhook is printed with its secrets masked.
+    const added = configChanges({ notify: { webhooks: [] } }, after).join("\n");
+    assert.doesNotMatch(added, /new-token|new-bearer/);
+    assert.match(added, /\*\*\*/);
+  });
+
+  test("the secret paths are the fields the schema marks secret", async () => {
+    const { SECRET_FIELDS } = await import("../../src/config/secrets.js");
+    const { configJsonSchema } = await import("../../src/config/json-schema.js");
+    const found: string[] = [];
+    const walk = (node: unknown, path: string[]) => {
+      if (typeof node !== "object" || node === null) return;
+      const n = node as Record<string, unknown>;
+      if (n.secret === true) found.push(path.join("."));
+      for (const [key, value] of Object.entries(n.properties ?? {})) walk(value, [...path, key]);
+      if (n.items !== undefined) walk(n.items, [...path, "*"]);
+      if (typeof n.additionalProperties === "object") walk(n.additionalProperties, [...path, "*"]);
+      for (const k of ["anyOf", "oneOf", "allOf"]) {
+        for (const branch of (n[k] as unknown[] | undefined) ?? []) walk(branch, path);
+      }
+    };
+    walk(configJsonSchema(), []);
+    assert.deepEqual(found.sort(), SECRET_FIELDS.map((p) => p.join(".")).sort());
+  });
+});

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -46,5 +46,39 @@ describe("files written for other programs", () => {
     await assert.rejects(writeFileAtomic(join(path, "inside"), "new\n"), /EEXIST|ENOTDIR/);
     assert.equal(await readFileIfExists(path), "old\n");
     assert.deepEqual((await readdir(dir)).sort(), ["busy", "kept", "sub"]);
+  });
+});
+
+describe("the one writer refuses what was planted", () => {
+  it("a symlink at the target is refused, and its target left alone", async () => {
+    const { SymlinkTargetError } = await import("../../src/files.js");
+    const dir = await mkdtemp(join(tmpdir(), "uplinkd-files-"));
+    try {
+      const victim = join(dir, "victim");
+      await writeFile(victim, "precious\n");
+      await symlink(victim, join(dir, "uplinkd.yaml"));
+      await assert.rejects(writeFileAtomic(join(dir, "uplinkd.yaml"), "x\n"), SymlinkTargetError);
+      assert.equal(await readFile(victim, "utf8"), "precious\n");
+      await writeFileAtomic(join(dir, "uplinkd.yaml"), "told\n", 0o600, { followSymlink: true });
+      assert.equal(await readFile(victim, "utf8"), "told\n");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("the control socket is not created over a regular file", async () => {
+    const { startControlServer } = await import("../../src/control/server.js");
+    const dir = await mkdtemp(join(tmpdir(), "uplinkd-files-"));
+    try {
+      const config = join(dir, "uplinkd.yaml");
+      await writeFile(config, "lan: [lan0]\n");
+      await assert.rejects(
+        startControlServer(config, {} as never),
+        /control\.socket .*uplinkd\.yaml exists and is not a socket/,
+      );
+      assert.equal(await readFile(config, "utf8"), "lan: [lan0]\n");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -199,7 +199,10 @@ describe("ha render", () => {
     assert.deepEqual(group?.[1]?.trim().split(/\s+/), instances);
     assert.equal(conf.match(/\t\tuplinkd_health weight 1\n/g)?.length, 3);
     assert.match(conf, /\tvrrp_version 3\n/);
-    assert.match(conf, /\tnotify "\/etc\/keepalived\/uplinkd-notify\.sh"\n/);
+    assert.match(
+      conf,
+      /\tnotify "\/etc\/keepalived\/uplinkd-notify\.sh \/etc\/conntrackd\/conntrackd\.conf \/var\/lock\/conntrack\.lock \/run\/uplinkd\/ha-role"\n/,
+    );
     assert.match(conf, /\tsync_group_tracking_weight\n/);
     assert.match(conf, /file "\/run\/uplinkd\/ha-score"/);
     assert.match(
@@ -255,8 +258,9 @@ describe("ha render", () => {
       [...backup.matchAll(/\brun (-\w)/g)].map((m) => m[1]),
       ["-d", "-t", "-n"],
     );
-    assert.match(script, /^conf='\/etc\/conntrackd\/conntrackd\.conf'$/m);
-    assert.match(script, /^state='\/run\/uplinkd\/ha-role'$/m);
+    // The paths come as arguments (keepalived.conf's notify line), never spliced into code.
+    assert.match(script, /^conf=\$1\nlock=\$2\nstate=\$3\nshift 3$/m);
+    assert.doesNotMatch(script, /conntrackd\.conf|conntrack\.lock|ha-role/);
   });
 });
 

@@ -104,3 +104,46 @@ describe("runCommand", () => {
     await assert.rejects(runCommand("true", [], { timeoutMs: 0 }), RangeError);
   });
 });
+
+describe("starting a command when the daemon is out of file descriptors", () => {
+  it("rejects with the command line instead of crashing the process (EMFILE)", async () => {
+    // A child Node process with a file limit of 256 fills its table, then runs a command
+    // through runCommand and through the probes' spawner; an unhandled 'error' would kill it.
+    const script = `
+      import { openSync } from "node:fs";
+      import { runCommand } from "./src/process/run.ts";
+      import { nodeSpawner } from "./src/process/spawn.ts";
+      const held = [];
+      try { for (;;) held.push(openSync("/dev/null", "r")); } catch (error) {
+        if (error.code !== "EMFILE") throw error;
+      }
+      const fromRun = await runCommand("true", [], { timeoutMs: 5000 }).then(
+        () => "started", (error) => error.name + ": " + error.message);
+      const fromSpawner = await new Promise((resolve) =>
+        nodeSpawner("true", []).onExit((code, signal, error) => resolve(String(error?.message))));
+      console.log(JSON.stringify({ held: held.length, fromRun, fromSpawner }));
+    `;
+    const result = await runCommand(
+      "prlimit",
+      [
+        "--nofile=256",
+        "--",
+        process.execPath,
+        "--import",
+        "tsx",
+        "--input-type=module",
+        "-e",
+        script,
+      ],
+      { timeoutMs: 30_000 },
+    );
+    const seen = JSON.parse(result.stdout.trim().split("\n").at(-1) ?? "{}") as {
+      held: number;
+      fromRun: string;
+      fromSpawner: string;
+    };
+    assert.ok(seen.held > 100, `the child filled its file table (${seen.held} files)`);
+    assert.match(seen.fromRun, /^KernelCommandError: .*true.*EMFILE/);
+    assert.match(seen.fromSpawner, /EMFILE/);
+  });
+});
