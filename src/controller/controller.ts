@@ -30,6 +30,7 @@ import type { Logger } from "pino";
 import type { Config } from "../config/schema.js";
 import { Dataplane, planIsEmpty, type DataplaneOwner, type Plan } from "../dataplane/apply.js";
 import { diffIp, ipCommands } from "../dataplane/diff.js";
+import { policyMembers, policyNames } from "../dataplane/nft.js";
 import {
   renderDesired,
   type DesiredState,
@@ -59,10 +60,10 @@ export interface ControllerInputs {
 
 /** What asked for a reconcile. */
 export type Trigger =
-  "start" | "transition" | "maintenance" | "load" | "links" | "verify" | "retry";
+  "start" | "transition" | "maintenance" | "load" | "quota" | "links" | "verify" | "retry";
 
 /** Triggers whose change is applied from memory, ahead of everything else. */
-const URGENT: ReadonlySet<Trigger> = new Set(["transition", "maintenance", "load"]);
+const URGENT: ReadonlySet<Trigger> = new Set(["transition", "maintenance", "load", "quota"]);
 
 /** The last state known to be in the kernel. */
 interface Applied {
@@ -140,10 +141,36 @@ function summarise(
     mask: v.mask,
     failed: inputs.failed.has(v.name),
     active: active.has(v.name),
+    alternative: hasAlternative(inputs, choices, v.name, inputs.failed),
     ...(failed6 === undefined
       ? {}
-      : { failed6: failed6.has(v.name), active6: active6.has(v.name) }),
+      : {
+          failed6: failed6.has(v.name),
+          active6: active6.has(v.name),
+          alternative6: hasAlternative(inputs, choices6, v.name, failed6),
+        }),
   }));
+}
+
+/**
+ * Whether a policy that `uplink` is a member of gives new connections to
+ * another uplink that is not in `failed`: the connections of `uplink`
+ * would have somewhere better to go.
+ */
+export function hasAlternative(
+  inputs: Pick<ControllerInputs, "config" | "views">,
+  choices: Record<string, PolicyChoice>,
+  uplink: string,
+  failed: ReadonlySet<string>,
+): boolean {
+  return policyNames(inputs.config).some((policy) => {
+    const choice = choices[policy];
+    if (choice?.kind !== "balance") return false;
+    if (!policyMembers(inputs.config, inputs.views, policy).some((m) => m.uplink === uplink)) {
+      return false;
+    }
+    return choice.members.some((m) => m.uplink !== uplink && m.weight > 0 && !failed.has(m.uplink));
+  });
 }
 
 /** Uplinks that some policy gives new connections in `choices` (a member with weight 0 gets none). */
@@ -517,6 +544,16 @@ export class Controller {
     this.#options.onCommit?.(inputs);
     for (const stale of staleUplinks(previous?.uplinks, uplinks)) {
       this.cleaner.clear(stale).catch(() => undefined);
+    }
+    for (const u of uplinks) {
+      const old = previous?.uplinks.find((o) => o.name === u.name);
+      const kept = u.failed && u.alternative === false;
+      if (kept && !(old?.failed === true && old.alternative === false)) {
+        this.#options.log.warn(
+          { uplink: u.name },
+          `uplink ${u.name} failed but no other uplink of its policies is usable: its connections are kept until one is`,
+        );
+      }
     }
   }
 

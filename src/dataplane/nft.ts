@@ -35,7 +35,7 @@ import { canonicalAddress6, disjointPrefixes6, familyOf } from "../config/ipv6.j
 import type { Family } from "../kernel/types.js";
 import { BALANCE_MODULUS } from "../policy/select.js";
 import { domainSetComment, domainSetName, domainSets } from "./domains.js";
-import { hex, unreachableMark } from "./slots.js";
+import { hex, policyMarks, unreachableMark } from "./slots.js";
 import type { UplinkView } from "./render.js";
 
 /** Name of the nft chain that marks packets with uplink `id`. */
@@ -320,6 +320,11 @@ function renderSteer(config: Config, views: readonly UplinkView[], mask: number)
     const seconds = Math.max(1, Math.round(rule.sticky.timeout / 1000));
     const chain = `sticky_${index}`;
     const lines: string[] = [`\tchain ${chain} {`];
+    const policyMark = policyMarks(config, policyNames(config)).get(policy);
+    if (policyMark !== undefined) {
+      const policyKeep = hex(~config.dataplane.policy_mark_mask >>> 0);
+      lines.push(`\t\tct mark set ct mark & ${policyKeep} | ${hex(policyMark)}`);
+    }
     const records: string[] = [];
     for (const family of [4, 6] as const) {
       const ip = ipOf(family);
@@ -476,9 +481,14 @@ export function renderNft(
     `\t\tmeta mark set meta mark & ${keep} | ${hex(unreachableMark(mask))}`,
     `\t}`,
   );
+  const marks = policyMarks(config, policies);
+  const policyKeep = hex(~config.dataplane.policy_mark_mask >>> 0);
   for (const policy of policies) {
+    const mark = marks.get(policy);
     out.push(
       `\tchain ${policyChain(policy)} {`,
+      // failback: move: the connection records which policy placed it.
+      ...(mark === undefined ? [] : [`\t\tct mark set ct mark & ${policyKeep} | ${hex(mark)}`]),
       `\t\tmeta nfproto ipv6 numgen random mod ${BALANCE_MODULUS} vmap @${balanceMap(policy, 6)}`,
       `\t\tmeta nfproto ipv6 return`,
       `\t\tnumgen random mod ${BALANCE_MODULUS} vmap @${balanceMap(policy, 4)}`,

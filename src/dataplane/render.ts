@@ -162,6 +162,28 @@ export interface Surroundings {
   localNetworks6?: readonly string[];
   /** The LAN's IPv6 networks (from the LAN interfaces' addresses): the sources NPTv6 translates. */
   lanNetworks6?: readonly string[];
+  /**
+   * Uplinks that used their data quota in this period -> `when_exceeded`:
+   * `standby` ones rank after every tier of each policy (new connections
+   * only when no other member is usable); `off` ones get none.
+   */
+  quotaExceeded?: ReadonlyMap<string, "standby" | "off">;
+}
+
+/** Tiers go up to 16: a standby member (quota used) ranks after all of them. */
+const STANDBY_TIER_OFFSET = 16;
+
+/** A policy's members with the quota's `when_exceeded` applied (see {@link Surroundings.quotaExceeded}). */
+export function membersAfterQuota<M extends { uplink: string; tier: number }>(
+  members: readonly M[],
+  exceeded: ReadonlyMap<string, "standby" | "off"> | undefined,
+): M[] {
+  if (exceeded === undefined || exceeded.size === 0) return [...members];
+  return members.flatMap((m) => {
+    const mode = exceeded.get(m.uplink);
+    if (mode === "off") return [];
+    return mode === "standby" ? [{ ...m, tier: m.tier + STANDBY_TIER_OFFSET }] : [m];
+  });
 }
 
 /**
@@ -253,7 +275,7 @@ function policyChoice(
   const byName = new Map(views.map((v) => [v.name, v]));
   const configured = config.policies[policy];
   let choice = choose(
-    policyMembers(config, views, policy),
+    membersAfterQuota(policyMembers(config, views, policy), surroundings.quotaExceeded),
     (name) => {
       const view = byName.get(name);
       return view === undefined ? "bad" : usabilityIn(view, family);
