@@ -200,7 +200,7 @@ export class FailbackWatcher {
       total,
     };
     this.#options.log.info(
-      { event: "failback", ...event },
+      { event: "failback", policy, family, tier, cleared, total },
       `failback of policy ${policy} (IPv${family}) to tier ${tier}: cleared ${total} connections on ${Object.keys(cleared).join(", ") || "no worse tier"}`,
     );
     this.#options.onFailback(event);
