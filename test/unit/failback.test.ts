@@ -81,8 +81,8 @@ describe("failback config", () => {
   it("redefining default with only failback keeps its members and the top-level last resort", () => {
     const config = parseConfig(YAML, "t.yaml");
     assert.equal(config.policies.default?.failback, "move");
-    assert.equal(config.policies.default?.failback_delay, 30_000);
-    assert.equal(config.policies.default?.members, undefined);
+    assert.equal(config.policies.default.failback_delay, 30_000);
+    assert.equal(config.policies.default.members, undefined);
     const all = world(config, { fibre: "down", lte: "down" });
     // Top-level last_resort (all): both uplinks, not "main".
     assert.deepEqual(

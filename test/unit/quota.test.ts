@@ -4,12 +4,11 @@ import { pino } from "pino";
 import { parseConfig } from "../../src/config/load.js";
 import { formatBytes, parseBytes } from "../../src/config/quota.js";
 import type { Config, QuotaConfig } from "../../src/config/schema.js";
-import { QuotaMeter, type QuotaAlert } from "../../src/quota/meter.js";
+import { QuotaMeter, usageFileSchema, type QuotaAlert } from "../../src/quota/meter.js";
 import { QuotaPart, SAVE_INTERVAL_MS } from "../../src/quota/part.js";
 import { periodAt } from "../../src/quota/period.js";
 import { ManualClock } from "../fakes/clock.js";
 
-const silent = pino({ level: "silent" });
 const GiB = 1024 ** 3;
 
 /** Local time, as the periods are: month 0-based. */
@@ -148,11 +147,15 @@ describe("QuotaMeter", () => {
     const m = new QuotaMeter();
     m.sample("lte", q, { rx: 1_000, tx: 0 }, t0);
     m.sample("lte", q, { rx: 3_000, tx: 0 }, t0 + 1000);
-    const restarted = new QuotaMeter(JSON.parse(JSON.stringify(m.snapshot())));
+    const restarted = new QuotaMeter(
+      usageFileSchema.parse(JSON.parse(JSON.stringify(m.snapshot()))),
+    );
     restarted.sample("lte", q, { rx: 4_000, tx: 0 }, t0 + 60_000);
     assert.equal(restarted.status("lte", q, t0).used_bytes, 3_000);
     // Rebooted meanwhile: the counters are lower than saved and count from zero.
-    const rebooted = new QuotaMeter(JSON.parse(JSON.stringify(m.snapshot())));
+    const rebooted = new QuotaMeter(
+      usageFileSchema.parse(JSON.parse(JSON.stringify(m.snapshot()))),
+    );
     rebooted.sample("lte", q, { rx: 500, tx: 0 }, t0 + 60_000);
     assert.equal(rebooted.status("lte", q, t0).used_bytes, 2_500);
   });
@@ -255,7 +258,10 @@ uplinks:
     }
     a.counters.rx = 150;
     await a.p.stop();
-    assert.equal(JSON.parse(files.get("/state/usage.json") ?? "{}").uplinks.lte.used, 150);
+    assert.equal(
+      usageFileSchema.parse(JSON.parse(files.get("/state/usage.json") ?? "{}")).uplinks.lte?.used,
+      150,
+    );
     const b = part(files, { rx: 400, tx: 0 });
     await b.p.start();
     assert.equal(b.p.status("lte")?.used_bytes, 400);
