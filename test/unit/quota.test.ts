@@ -6,6 +6,7 @@ import { formatBytes, parseBytes } from "../../src/config/quota.js";
 import type { Config, QuotaConfig } from "../../src/config/schema.js";
 import { QuotaMeter, usageFileSchema, type QuotaAlert } from "../../src/quota/meter.js";
 import { QuotaPart, SAVE_INTERVAL_MS } from "../../src/quota/part.js";
+import { formatQuota } from "../../src/control/format.js";
 import { periodAt } from "../../src/quota/period.js";
 import { ManualClock } from "../fakes/clock.js";
 
@@ -286,5 +287,22 @@ uplinks:
     assert.deepEqual([...p.exceeded()], []);
     assert.equal(changes(), 2);
     await p.stop();
+  });
+});
+
+describe("quota in the status table", () => {
+  it("reads as used of the limit and the day it resets", () => {
+    const status = {
+      used_bytes: Math.round(0.62 * 20 * GiB),
+      limit_bytes: 20 * GiB,
+      period_start: new Date(local(2026, 10, 15)).toISOString(),
+      period_end: new Date(local(2026, 11, 15)).toISOString(),
+      exceeded: false,
+    };
+    assert.equal(formatQuota(status), "62% of 20GiB, resets 15 Dec");
+    assert.equal(
+      formatQuota({ ...status, used_bytes: 21 * GiB, exceeded: true }),
+      "exceeded: 21GiB of 20GiB, resets 15 Dec",
+    );
   });
 });
