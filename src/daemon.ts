@@ -167,6 +167,8 @@ export class Daemon {
         this.#inputs(this.#config, this.#links.now, (n, family) => this.#health.state(n, family)),
       verifyIntervalMs: options.verifyIntervalMs ?? 10_000,
       retryDelayMs: options.retryDelayMs ?? ((attempt) => backoffDelay(KERNEL_RETRY, attempt)),
+      // Two probe rounds, at least 1 s: uplinks failing together are seen failing together.
+      failedClearGraceMs: () => Math.max(1000, 2 * this.#config.health.interval),
       // The servers file follows every state the kernel holds (transitions, links, reloads).
       onCommit: (inputs) => {
         this.#dns.update(inputs.config, inputs.views);

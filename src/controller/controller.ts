@@ -40,7 +40,7 @@ import {
 import { sleep, type Clock, type TimerHandle } from "../clock.js";
 import type { Kernel } from "../kernel/types.js";
 import type { PolicyChoice } from "../policy/select.js";
-import { ConntrackCleaner, staleUplinks, type UplinkSummary } from "./cleanup.js";
+import { ConntrackCleaner, staleUplinks, type StaleUplink, type UplinkSummary } from "./cleanup.js";
 
 /** What the desired state is computed from, as it is now. */
 export interface ControllerInputs {
@@ -97,6 +97,14 @@ export interface ControllerOptions {
    * Must return at once and not throw.
    */
   onCommit?: (inputs: ControllerInputs) => void;
+  /**
+   * How long the clean-up of an uplink that just failed waits, ms (default
+   * 0: at once). Then it is done only if the uplink is still failed and an
+   * alternative is still usable: uplinks that fail together (a probe-target
+   * outage) are detected a round or two apart, and the first one must not
+   * see the others as its alternative.
+   */
+  failedClearGraceMs?: () => number;
 }
 
 interface Waiter {
@@ -208,6 +216,8 @@ export class Controller {
   #failures = 0;
   #stopped = false;
   #last: LastApply | null = null;
+  /** The uplinks' summary of the last commit (kept while the next change is written). */
+  #lastUplinks: UplinkSummary[] | undefined;
 
   constructor(options: ControllerOptions) {
     this.#options = options;
@@ -542,7 +552,15 @@ export class Controller {
     this.#applied = { owner: ownerOf(inputs.config), desired, uplinks };
     this.#committed = desired;
     this.#options.onCommit?.(inputs);
+    this.#lastUplinks = uplinks;
+    const grace = this.#options.failedClearGraceMs?.() ?? 0;
     for (const stale of staleUplinks(previous?.uplinks, uplinks)) {
+      if (grace > 0 && (stale.why === "failed" || stale.why === "IPv6 failed")) {
+        this.#options.clock.setTimeout(() => {
+          this.#clearIfStillFailed(stale);
+        }, grace);
+        continue;
+      }
       this.cleaner.clear(stale).catch(() => undefined);
     }
     for (const u of uplinks) {
@@ -555,6 +573,18 @@ export class Controller {
         );
       }
     }
+  }
+
+  /** After the grace: clear a failed uplink's entries if it is still failed with an alternative. */
+  #clearIfStillFailed(stale: StaleUplink): void {
+    if (this.#stopped) return;
+    const now = this.#lastUplinks?.find((u) => u.name === stale.name);
+    if (now === undefined || now.mark !== stale.mark || now.mask !== stale.mask) return;
+    const still =
+      stale.family === 6
+        ? now.failed6 === true && now.alternative6 !== false
+        : now.failed && now.alternative !== false;
+    if (still) this.cleaner.clear(stale).catch(() => undefined);
   }
 
   /**
