@@ -13,7 +13,7 @@
  *   core          uplink-health.ts, policy/, links/, dataplane/, health/,
  *                 controller/ (in this order)
  *   kernel        kernel/ (the iproute2/nft/conntrack adapter)
- *   services      ha/, notify/, control/, dns/ (in this order)
+ *   services      quota/, ha/, notify/, control/, dns/ (in this order)
  *   wiring        daemon.ts, cli.ts
  *
  * The lab (src/lab) may import any of these; nothing outside the lab may
@@ -33,6 +33,7 @@ const LAYERS = [
   ["core:health", "^src/health/"],
   ["core:controller", "^src/controller/"],
   ["kernel", "^src/kernel/(?!types[.]ts$)"],
+  ["services:quota", "^src/quota/"],
   ["services:ha", "^src/ha/"],
   ["services:notify", "^src/notify/"],
   ["services:control", "^src/control/"],

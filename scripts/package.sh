@@ -113,6 +113,8 @@ mkdir -p "$root/etc/uplinkd"
 sed -e 's|\$schema=../schema/uplinkd.schema.json|$schema=/usr/lib/uplinkd/schema/uplinkd.schema.json|' \
   examples/uplinkd.yaml >"$root/etc/uplinkd/uplinkd.yaml"
 chmod 0600 "$root/etc/uplinkd/uplinkd.yaml"
+# state_dir: quota usage across restarts (the unit's StateDirectory= too).
+mkdir -p "$root/var/lib/uplinkd"
 
 doc=$root/usr/share/doc/uplinkd
 install -D -m 0644 packaging/copyright "$doc/copyright"
@@ -129,6 +131,7 @@ find "$root" -type d -exec chmod 0755 {} +
 find "$root" -type f ! -perm -u+x -exec chmod 0644 {} +
 find "$root" -type f -perm -u+x -exec chmod 0755 {} +
 chmod 0600 "$root/etc/uplinkd/uplinkd.yaml"
+chmod 0700 "$root/var/lib/uplinkd"
 
 mkdir -p "$root/DEBIAN"
 size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)

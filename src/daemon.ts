@@ -22,7 +22,7 @@ import type { Logger } from "pino";
 import type { Config } from "./config/schema.js";
 import type { UplinkView } from "./dataplane/views.js";
 import { acceptRaWarnings } from "./config/sysctl6.js";
-import { ConfigError, UnknownUplinkError } from "./errors.js";
+import { ConfigError, NoQuotaError, UnknownUplinkError } from "./errors.js";
 import type { Family, Kernel } from "./kernel/types.js";
 import { backoffDelay, type BackoffPolicy } from "./backoff.js";
 import { SystemClock, type Clock } from "./clock.js";
@@ -50,6 +50,11 @@ import { Notifier } from "./notify/index.js";
 import { HaPart, type HaRoleChange } from "./ha/part.js";
 import { LoadBalancer } from "./policy/balancer.js";
 import { Ring } from "./ring.js";
+import { FailbackWatcher, type FailbackEvent } from "./controller/failback.js";
+import { QuotaPart } from "./quota/part.js";
+import type { QuotaAlert, QuotaStatus } from "./quota/meter.js";
+import { readFile } from "node:fs/promises";
+import { parseProcNetDev } from "./net/dev.js";
 import type {
   HealthSnapshot,
   Transition,
@@ -101,6 +106,12 @@ export class Daemon {
   readonly #events: Ring<Transition>;
   /** Uplinks failed for a config the kernel cannot serve (missing interface, off-link gateway...). */
   readonly #problems = new ProblemTracker();
+  /** Failbacks (`failback: move`), oldest first, at most `eventLimit`. */
+  readonly #failbacks: Ring<FailbackEvent>;
+  readonly #failback: FailbackWatcher;
+  readonly #quota: QuotaPart;
+  /** Why new connections go over the last resort (every uplink down by its probes, links up); null otherwise. */
+  #lastResortReason: string | null = null;
   #control: ControlService | undefined;
   /** Sends transitions to email, webhooks and hooks (config `notify`); none without it. */
   #notifier: Notifier | undefined;
@@ -114,6 +125,7 @@ export class Daemon {
     this.#startedAt = this.#clock.wall();
     this.#events = new Ring(options.eventLimit ?? 1000);
     this.#roleEvents = new Ring(options.eventLimit ?? 1000);
+    this.#failbacks = new Ring(options.eventLimit ?? 1000);
     const log = options.log;
     this.#health = new HealthSupervisor({
       log,
@@ -149,10 +161,39 @@ export class Daemon {
       inputs: () => this.#inputs(this.#config, this.#links.now, this.#healthNow),
       verifyIntervalMs: options.verifyIntervalMs ?? 10_000,
       retryDelayMs: options.retryDelayMs ?? ((attempt) => backoffDelay(KERNEL_RETRY, attempt)),
+      // Two probe rounds, at least 1 s: uplinks failing together are seen failing together.
+      failedClearGraceMs: () => Math.max(1000, 2 * this.#config.health.interval),
       // The servers file follows every state the kernel holds (transitions, links, reloads).
       onCommit: (inputs) => {
         this.#dns.update(inputs.config, inputs.views);
         this.#ha.update(inputs.views);
+        this.#failback.update(
+          inputs.config,
+          inputs.views,
+          this.#controller.choices,
+          this.#controller.choices6,
+        );
+        this.#checkLastResort(inputs);
+      },
+    });
+    this.#failback = new FailbackWatcher({
+      clock: this.#clock,
+      log,
+      clear: (stale) => this.#controller.cleaner.clear(stale),
+      onFailback: (event) => {
+        this.#failbackDone(event);
+      },
+    });
+    this.#quota = new QuotaPart({
+      clock: this.#clock,
+      log,
+      config: () => this.#config,
+      readCounters: async () => parseProcNetDev(await readFile("/proc/net/dev", "utf8")),
+      onAlert: (alert) => {
+        this.#quotaAlert(alert);
+      },
+      onExceededChange: () => {
+        this.#controller.request("quota", "quota exceeded changed").catch(() => undefined);
       },
     });
     this.#balancer = new LoadBalancer({
@@ -210,6 +251,8 @@ export class Daemon {
       this.#options.log.warn({ uplink: warning.uplink }, warning.message);
     }
     await this.#links.start();
+    // Usage first: an uplink that used its quota is held back from the first apply.
+    await this.#quota.start();
     this.#problemsChanged();
     // Routes and rules first: probes need their uplink's table.
     await this.#controller.start();
@@ -230,6 +273,8 @@ export class Daemon {
         reload: () => this.reload(),
         disable: (uplink, options) => this.disable(uplink, options),
         enable: (uplink) => this.enable(uplink),
+        failbacks: () => this.#failbacks.items,
+        setQuota: (uplink, bytes) => this.setQuota(uplink, bytes),
       },
       this.#options.log,
     );
@@ -248,13 +293,66 @@ export class Daemon {
 
   /** The controller's inputs for `config`, the links in `observation`, `health` and the load now. */
   #inputs(config: Config, observation: LinkObservation, health: HealthReading): ControllerInputs {
+    const quotaExceeded = this.#quota.exceeded();
     return desiredInputs(
       config,
       observation.links,
-      observation.surroundings,
+      quotaExceeded.size === 0
+        ? observation.surroundings
+        : { ...observation.surroundings, quotaExceeded },
       health,
       this.#balancer.snapshot,
     );
+  }
+
+  /**
+   * Every uplink down by its probes while some link is up: new connections
+   * go over the last resort. Said once in the log when it begins and ends,
+   * and in status (`reason`) while it lasts.
+   */
+  #checkLastResort(inputs: ControllerInputs): void {
+    const everyFailed = inputs.views.every((v) => inputs.failed.has(v.name));
+    const linkUp = inputs.views.some((v) => v.linkUp);
+    const choice = this.#controller.choices.default;
+    const how =
+      choice === undefined
+        ? "the last resort"
+        : choice.kind === "balance"
+          ? `the last resort (all: ${choice.members.map((m) => m.uplink).join(", ") || "none"})`
+          : `the last resort (${choice.kind})`;
+    const reason =
+      everyFailed && linkUp && inputs.views.length > 0
+        ? `every uplink is down by its probes while links are up (probe targets unreachable?): new connections go over ${how}; existing connections are kept`
+        : null;
+    if (reason !== null && this.#lastResortReason === null) this.#options.log.warn(reason);
+    if (reason === null && this.#lastResortReason !== null) {
+      this.#options.log.info("an uplink is usable again: the last resort ended");
+    }
+    this.#lastResortReason = reason;
+  }
+
+  /** A failback ended: kept for events, counted in metrics, pushed to event streams. */
+  #failbackDone(event: FailbackEvent): void {
+    this.#failbacks.push(event);
+    this.#control?.failback(event);
+  }
+
+  /** A quota warn step or the limit: counted, notified. */
+  #quotaAlert(alert: QuotaAlert): void {
+    this.#control?.quotaAlert(alert);
+    this.#notifier?.notifyQuota(alert);
+  }
+
+  /**
+   * Set an uplink's quota usage in this period (`uplinkd quota UPLINK --set BYTES | --reset`).
+   * @throws {UnknownUplinkError} for an unknown uplink.
+   * @throws {Error} when the uplink has no quota.
+   */
+  async setQuota(uplink: string, bytes: number): Promise<QuotaStatus> {
+    this.#knownUplink(uplink);
+    const status = await this.#quota.set(uplink, bytes);
+    if (status === undefined) throw new NoQuotaError(uplink);
+    return status;
   }
 
   /** After the first reconcile: link changes request reconciles of their own, and one that came meanwhile does now. */
@@ -532,6 +630,8 @@ export class Daemon {
       throughput: (iface) => this.#balancer.throughput(iface),
       domains: this.#dns.sizes,
       ha: this.#ha.status(),
+      quota: (name) => this.#quota.status(name),
+      reason: this.#lastResortReason,
     });
   }
 
@@ -569,6 +669,8 @@ export class Daemon {
     const keepState = keep ?? config?.dataplane.on_stop === "keep";
     this.#links.stop();
     this.#health.stop();
+    this.#failback.stop();
+    await this.#quota.stop();
     this.#balancer.stop();
     await this.#control?.stop();
     this.#passive.stop();

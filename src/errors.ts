@@ -135,6 +135,16 @@ export class UnknownUplinkError extends UplinkdError {
   }
 }
 
+/** `uplinkd quota UPLINK` named an uplink without `quota` in the config. Code `UPLINKD_ERR_NO_QUOTA`. */
+export class NoQuotaError extends UplinkdError {
+  constructor(uplink: string) {
+    super(
+      "UPLINKD_ERR_NO_QUOTA",
+      `uplink ${JSON.stringify(uplink)} has no quota; add uplinks[].quota to the config`,
+    );
+  }
+}
+
 /** A lab operation failed (namespace, veth, process). */
 export class LabError extends UplinkdError {
   constructor(message: string, options?: { cause?: unknown }) {

@@ -5,7 +5,7 @@
  * targets. Each problem names the path of the value to blame, so the caller
  * can locate it in the file.
  */
-import { hex, maxUplinkId } from "./slots.js";
+import { hex, maxPolicyId, maxUplinkId } from "./slots.js";
 import {
   DEFAULT_TIMEOUT_MAX_MS,
   DEFAULT_TIMEOUT_MIN_MS,
@@ -41,6 +41,7 @@ export function checkConfig(config: Config): ConfigProblem[] {
     ...checkInterfaces(config),
     ...checkNames(config),
     ...checkIds(config),
+    ...checkPolicyMarks(config),
     ...checkHealth(config),
     ...checkSteering(config),
     ...checkIpv6(config),
@@ -293,6 +294,40 @@ function checkIds(config: Config): ConfigProblem[] {
     }
   });
   return problems;
+}
+
+/**
+ * With a policy that has `failback: move`, `dataplane.policy_mark_mask` is
+ * one run of bits, apart from `mark_mask`, and wide enough for every policy.
+ */
+function checkPolicyMarks(config: Config): ConfigProblem[] {
+  const moving = Object.entries(config.policies).filter(([, p]) => p.failback === "move");
+  if (moving.length === 0) return [];
+  const mask = config.dataplane.policy_mark_mask >>> 0;
+  const path = ["dataplane", "policy_mark_mask"];
+  const policies = new Set(["default", ...Object.keys(config.policies)]).size;
+  if (mask === 0 || !isOneRunOfBits(mask)) {
+    return [
+      { path, message: `must be one run of consecutive bits such as 0xff0000, not ${hex(mask)}` },
+    ];
+  }
+  if ((mask & (config.dataplane.mark_mask >>> 0)) !== 0) {
+    return [
+      {
+        path,
+        message: `${hex(mask)} shares bits with dataplane.mark_mask ${hex(config.dataplane.mark_mask)}; policies with failback: move need bits of their own`,
+      },
+    ];
+  }
+  if (maxPolicyId(mask) < policies) {
+    return [
+      {
+        path,
+        message: `${hex(mask)} holds ${maxPolicyId(mask)} policies but ${policies} are defined (with default); widen the mask`,
+      },
+    ];
+  }
+  return [];
 }
 
 /**

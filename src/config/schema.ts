@@ -17,6 +17,7 @@ import { rate } from "./rate.js";
 import { duration } from "./duration.js";
 import { notifySchema } from "./notify.js";
 import { haSchema } from "./ha.js";
+import { quotaSchema } from "./quota.js";
 import {
   forwardSchema,
   nftName,
@@ -319,6 +320,7 @@ export const uplinkSchema = z
       .describe(
         "the line's capacity (tc units: 100mbit, 20mbit); policies with balance least-used or spillover need it",
       ),
+    quota: quotaSchema.optional(),
   })
   .strict();
 
@@ -381,6 +383,19 @@ export const dataplaneSchema = z
       .default(512)
       .describe(
         "metric of the IPv6 default route uplinkd keeps in the main table; below the 1024 of router advertisement routes, so the router's own unbound sockets take the LAN source and get balanced",
+      ),
+    policy_mark_mask: z
+      .union(
+        [
+          z.number().int().min(0).max(0xffffffff),
+          z.string().regex(/^0x[0-9a-fA-F]{1,8}$/, "must be a hex number such as 0xff0000"),
+        ],
+        { error: "must be a 32-bit mask such as 0xff0000" },
+      )
+      .transform((v) => (typeof v === "number" ? v : Number.parseInt(v, 16)))
+      .prefault("0xff0000")
+      .describe(
+        "connmark bits that record which policy placed a connection (policies with failback: move only), one run of bits apart from mark_mask",
       ),
     on_stop: z
       .enum(["remove", "keep"])
@@ -574,6 +589,11 @@ export const configSchema = z
         "when no uplink of the default policy is usable: keep using all, reject, or drop new connections",
       ),
     ha: haSchema.optional(),
+    state_dir: z
+      .string()
+      .min(1)
+      .default("/var/lib/uplinkd")
+      .describe("directory where uplinkd keeps state across restarts (quota usage)"),
   })
   .strict()
   .meta({
@@ -589,6 +609,8 @@ export type UplinkConfig = z.output<typeof uplinkSchema>;
 export type HealthConfig = z.output<typeof healthSchema>;
 /** dnsmasq settings with every default filled in (set_timeout in ms). */
 export type DnsmasqConfig = z.output<typeof dnsmasqSchema>;
+/** A quota of an uplink, with every default filled in (limit in bytes). */
+export type QuotaConfig = z.output<typeof quotaSchema>;
 /** Kernel resource settings with every default filled in. */
 export type DataplaneConfig = z.output<typeof dataplaneSchema>;
 

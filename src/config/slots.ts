@@ -80,6 +80,32 @@ export function uplinkSlots(config: Config): UplinkSlot[] {
   });
 }
 
+/**
+ * The connmark bits of the policies whose connections move back to a
+ * better tier (`failback: move`): policy at position i (1-based) of
+ * `policyNames` (`default` first, then the configured ones in order) gets
+ * i shifted to the lowest bit of `dataplane.policy_mark_mask`. Set on a
+ * connection by the policy that placed it, so `conntrack -D -m
+ * (UPLINK|POLICY)/(MASK|POLICY_MASK)` deletes only that policy's entries
+ * on that uplink. Policies with `failback: keep` set no bits.
+ *
+ * @param names the policy names in use, `default` first.
+ * @returns policy name -> its mark, for the `move` policies only.
+ */
+export function policyMarks(config: Config, names: readonly string[]): Map<string, number> {
+  const mask = config.dataplane.policy_mark_mask >>> 0;
+  const marks = new Map<string, number>();
+  names.forEach((name, i) => {
+    if (config.policies[name]?.failback === "move") marks.set(name, markFor(i + 1, mask));
+  });
+  return marks;
+}
+
+/** Largest policy position whose mark fits in `mask` (0xff0000 -> 255). */
+export function maxPolicyId(mask: number): number {
+  return markCapacity(mask);
+}
+
 /** Formats a mark as nft and ip print it: `0x` and 8 hex digits is not needed; `0x100`. */
 export function hex(value: number): string {
   return `0x${(value >>> 0).toString(16)}`;

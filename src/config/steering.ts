@@ -168,8 +168,24 @@ export const policySchema = z
       .max(100)
       .default(80)
       .describe("spillover: utilisation (%) at which a member counts as full"),
-    last_resort: z.enum(["all", "main", "unreachable", "blackhole"]).default("main"),
+    last_resort: z
+      .enum(["all", "main", "unreachable", "blackhole"])
+      .optional()
+      .describe(
+        "when no member is usable: all, main, unreachable or blackhole; default main, and for 'default' the top-level last_resort",
+      ),
     degraded: z.enum(["avoid", "keep"]).default("avoid"),
+    failback: z
+      .enum(["keep", "move"])
+      .default("keep")
+      .describe(
+        "keep: connections stay on the worse-tier uplink they started on; move: once a better tier is usable again (for failback_delay), this policy's connections on worse tiers are cleared so their next packet takes the better tier",
+      ),
+    failback_delay: duration
+      .prefault("0s")
+      .describe(
+        "with failback: move, how long a better tier must stay usable before connections move back (0s: at once)",
+      ),
   })
   .strict();
 

@@ -13,6 +13,7 @@
  * | POST | /reload | write | {@link ReloadResult}; 422 with FILE:LINE:COL lines when refused |
  * | POST | /uplinks/NAME/disable | write | {@link MaintenanceResult}; body `{"drain": true}` optional |
  * | POST | /uplinks/NAME/enable | write | {@link MaintenanceResult} |
+ * | POST | /uplinks/NAME/quota | write | QuotaStatus; body `{"used_bytes": BYTES}` (0: reset) |
  * | GET | / and /dashboard/* | none | the dashboard (holds no data) |
  *
  * Errors: `{ "error": message, "code": "UPLINKD_ERR_..." }` with 400 (bad
@@ -25,6 +26,8 @@ import type { LoadSnapshot } from "../policy/load.js";
 import type { PolicyChoice } from "../policy/select.js";
 import type { Transition, UplinkState } from "../uplink-health.js";
 import type { HaRoleChange, HaStatus } from "../ha/part.js";
+import type { FailbackEvent } from "../controller/failback.js";
+import type { QuotaAlert, QuotaStatus } from "../quota/meter.js";
 
 /** One uplink in `uplinkd status --json`. */
 export interface UplinkStatus {
@@ -74,6 +77,12 @@ export interface UplinkStatus {
    * IPv6 targets alone. The fields above stay the uplink's IPv4 ones.
    */
   ipv6: Ipv6Status | null;
+  /**
+   * The uplink's data quota (config `uplinks[].quota`) in the period now:
+   * bytes used and allowed, the period's start and end (ISO times), and
+   * whether the allowance is used up. Null without a quota.
+   */
+  quota?: QuotaStatus | null;
 }
 
 /** An uplink's IPv6 in `uplinkd status --json` (`uplinks[].ipv6`). */
@@ -139,6 +148,11 @@ export interface StatusDocument {
   domains: readonly DomainSetStatus[];
   /** This router's VRRP role and the peer's (config `ha`); null or absent without `ha`. */
   ha?: HaStatus | null;
+  /**
+   * Why new connections go over the last resort now (every uplink down by
+   * its probes while links are up); null while some uplink is usable.
+   */
+  reason?: string | null;
 }
 
 /** `GET /events`. */
@@ -147,6 +161,8 @@ export interface EventsDocument {
   events: readonly Transition[];
   /** With `ha`: recent VRRP role changes of this router, oldest first; absent without. */
   roles?: readonly HaRoleChange[];
+  /** Recent failbacks (`failback: move`), oldest first; absent when there were none. */
+  failbacks?: readonly FailbackEvent[];
 }
 
 /** One uplink's health in one family in {@link InputsDocument}. */
@@ -209,8 +225,10 @@ export interface HistoryDocument {
   samples: readonly HistorySample[];
 }
 
-/** What `GET /events/stream` sends: `event: status` and `event: transition`. */
+/** What `GET /events/stream` sends: `event: status`, `transition`, `role`, `failback`, `quota`. */
 export type StreamEvent =
   | { type: "status"; data: StatusDocument }
   | { type: "transition"; data: Transition }
-  | { type: "role"; data: HaRoleChange };
+  | { type: "role"; data: HaRoleChange }
+  | { type: "failback"; data: FailbackEvent }
+  | { type: "quota"; data: QuotaAlert };

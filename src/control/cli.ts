@@ -5,6 +5,7 @@
  *     uplinkd events [--json] [-n N]
  *     uplinkd disable UPLINK [--drain] [--reason TEXT]
  *     uplinkd enable UPLINK
+ *     uplinkd quota UPLINK [--set BYTES | --reset]
  *     uplinkd reload
  *     uplinkd notify-test [-c FILE]     (reads the config; no daemon needed)
  *
@@ -22,6 +23,8 @@ import type { Command } from "commander";
 import { pino } from "pino";
 import { parseDocument } from "yaml";
 import { EXIT_CONFIG_INVALID } from "../config/cli.js";
+import { parseBytes } from "../config/quota.js";
+import type { QuotaStatus } from "../quota/meter.js";
 import { DEFAULT_CONFIG_PATH, loadConfig } from "../config/load.js";
 import type { StatusDocument } from "./api.js";
 import { ConfigError, ControlError } from "../errors.js";
@@ -33,6 +36,7 @@ import {
   formatRoleEvents,
   formatMaintenance,
   formatReload,
+  formatQuota,
   formatStatus,
 } from "./format.js";
 
@@ -134,7 +138,9 @@ async function controlAt(
 function usageOrRethrow(error: unknown): void {
   if (
     error instanceof ControlError &&
-    (error.remoteCode === "UPLINKD_ERR_CONFIG" || error.remoteCode === "UPLINKD_ERR_UNKNOWN_UPLINK")
+    (error.remoteCode === "UPLINKD_ERR_CONFIG" ||
+      error.remoteCode === "UPLINKD_ERR_UNKNOWN_UPLINK" ||
+      error.remoteCode === "UPLINKD_ERR_NO_QUOTA")
   ) {
     const prefix = error.remoteCode === "UPLINKD_ERR_CONFIG" ? "" : "uplinkd: ";
     process.stderr.write(`${prefix}${error.message.replace(/^POST \S+: \d+ /, "")}\n`);
@@ -236,6 +242,62 @@ export function registerControlCommands(program: Command): void {
         30_000,
       )) as MaintenanceResult;
       process.stdout.write(formatMaintenance(result, "enable"));
+    } catch (error) {
+      usageOrRethrow(error);
+    }
+  });
+
+  withSocket(
+    program
+      .command("quota")
+      .description(
+        "an uplink's data quota this period; --set BYTES when the provider's meter says otherwise, --reset for 0",
+      )
+      .argument("<uplink>", "the uplink's name")
+      .option("--set <bytes>", "set the usage of this period (500MB, 20GiB, or bytes)")
+      .option("--reset", "set the usage of this period to 0"),
+  ).action(async (uplink: string, opts: SocketOptions & { set?: string; reset?: boolean }) => {
+    if (opts.set !== undefined && opts.reset === true) {
+      process.stderr.write("uplinkd: give --set or --reset, not both\n");
+      process.exitCode = EXIT_CONFIG_INVALID;
+      return;
+    }
+    let bytes: number | undefined = opts.reset === true ? 0 : undefined;
+    if (opts.set !== undefined) {
+      try {
+        bytes = parseBytes(opts.set);
+      } catch (error) {
+        process.stderr.write(`uplinkd: --set: ${(error as Error).message}\n`);
+        process.exitCode = EXIT_CONFIG_INVALID;
+        return;
+      }
+    }
+    const socket = await resolveSocket(opts);
+    try {
+      let quota: QuotaStatus | null | undefined;
+      if (bytes === undefined) {
+        const status = (await controlRequest(socket, "GET", "/status")) as StatusDocument;
+        const u = status.uplinks.find((x) => x.name === uplink);
+        if (u === undefined) {
+          process.stderr.write(`uplinkd: no uplink named ${JSON.stringify(uplink)}\n`);
+          process.exitCode = EXIT_CONFIG_INVALID;
+          return;
+        }
+        quota = u.quota;
+      } else {
+        quota = (await controlRequest(
+          socket,
+          "POST",
+          `/uplinks/${encodeURIComponent(uplink)}/quota`,
+          { used_bytes: bytes },
+          30_000,
+        )) as QuotaStatus;
+      }
+      process.stdout.write(
+        quota == null
+          ? `${uplink}: no quota\n`
+          : `${uplink}: ${formatQuota(quota)} (${quota.used_bytes} of ${quota.limit_bytes} bytes, ${quota.period_start} to ${quota.period_end})\n`,
+      );
     } catch (error) {
       usageOrRethrow(error);
     }

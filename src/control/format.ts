@@ -1,6 +1,8 @@
 /**
  * Human-readable forms of what the control API returns.
  */
+import type { QuotaStatus } from "../quota/meter.js";
+import { formatBytes as formatQuotaBytes } from "../config/quota.js";
 import type { HaRoleChange } from "../ha/part.js";
 import { formatRate } from "../config/rate.js";
 import { shares } from "../policy/load.js";
@@ -109,6 +111,11 @@ export function formatStatus(status: StatusDocument, now = Date.now()): string {
     addressText(u),
     u.gateway ?? "-",
   ]);
+  // The QUOTA column only when some uplink has a quota.
+  if (status.uplinks.some((u) => u.quota != null)) {
+    header.push("QUOTA");
+    status.uplinks.forEach((u, i) => rows[i]?.push(u.quota == null ? "-" : formatQuota(u.quota)));
+  }
   const domains = status.domains;
   const sets = domains.map((d) => [
     d.set,
@@ -123,11 +130,27 @@ export function formatStatus(status: StatusDocument, now = Date.now()): string {
       : `\n${table(["DOMAIN SET", "RULE", "FAMILY", "ADDRESSES", "NAMES"], sets)}`;
   return (
     table(header, rows) +
+    (status.reason == null ? "" : `\nlast resort: ${status.reason}\n`) +
     formatIpv6(status, now) +
     formatPolicies(status) +
     domainTable +
     formatHa(status)
   );
+}
+
+/**
+ * An uplink's quota for the table: `62% of 20GiB, resets 15 Dec`, or
+ * `exceeded: 21GiB of 20GiB, resets 15 Dec`. The reset day is the period's
+ * end in local time.
+ */
+export function formatQuota(quota: QuotaStatus): string {
+  const end = new Date(quota.period_end);
+  const resets = `resets ${end.getDate()} ${end.toLocaleString("en-GB", { month: "short" })}`;
+  const limit = formatQuotaBytes(quota.limit_bytes);
+  if (quota.exceeded)
+    return `exceeded: ${formatQuotaBytes(quota.used_bytes)} of ${limit}, ${resets}`;
+  const percent = Math.floor((quota.used_bytes / quota.limit_bytes) * 100);
+  return `${percent}% of ${limit}, ${resets}`;
 }
 
 /** Width the IPv6 section keeps to (its detail lines wrap there). */

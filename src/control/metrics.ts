@@ -23,6 +23,8 @@ import { subscribe, unsubscribe } from "node:diagnostics_channel";
 import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
 import type { StatusDocument, UplinkStatus } from "./api.js";
 import { shares } from "../policy/load.js";
+import type { FailbackEvent } from "../controller/failback.js";
+import type { QuotaAlert } from "../quota/meter.js";
 import type { Transition, UplinkState } from "../uplink-health.js";
 
 /** Every state an uplink can be in: the `state` label of `uplinkd_uplink_state`. */
@@ -88,6 +90,9 @@ export class Metrics {
   readonly #probesLost: Counter;
   readonly #rounds: Counter;
   readonly #roleChanges: Counter;
+  readonly #failbacks: Counter;
+  readonly #failbackCleared: Counter;
+  readonly #quotaAlerts: Counter;
   readonly #onRound = (message: unknown): void => {
     this.round(message);
   };
@@ -280,6 +285,42 @@ export class Metrics {
       labelNames: ["node", "from", "to"],
       registers,
     });
+    new Gauge({
+      name: "uplinkd_uplink_quota_used_bytes",
+      help: "bytes the uplink used in its quota period now (config uplinks[].quota)",
+      labelNames: uplink,
+      registers,
+      collect: fromStatus<Gauge>((g, u) => {
+        if (u.quota != null) g.set({ uplink: u.name }, u.quota.used_bytes);
+      }),
+    });
+    new Gauge({
+      name: "uplinkd_uplink_quota_limit_bytes",
+      help: "bytes the uplink may use per quota period (config uplinks[].quota.limit)",
+      labelNames: uplink,
+      registers,
+      collect: fromStatus<Gauge>((g, u) => {
+        if (u.quota != null) g.set({ uplink: u.name }, u.quota.limit_bytes);
+      }),
+    });
+    this.#quotaAlerts = new Counter({
+      name: "uplinkd_uplink_quota_alerts_total",
+      help: "quota notifications, by step (a warn percentage, or exceeded)",
+      labelNames: ["uplink", "step"],
+      registers,
+    });
+    this.#failbacks = new Counter({
+      name: "uplinkd_failbacks_total",
+      help: "failbacks of a policy with failback: move (its connections on worse tiers cleared)",
+      labelNames: ["policy", "family"],
+      registers,
+    });
+    this.#failbackCleared = new Counter({
+      name: "uplinkd_failback_cleared_connections_total",
+      help: "conntrack entries a failback cleared, by policy and the worse-tier uplink they were on",
+      labelNames: ["policy", "uplink", "family"],
+      registers,
+    });
     this.#rounds = new Counter({
       name: "uplinkd_probe_rounds_total",
       help: "decided probe rounds, by outcome (passed, failed, void)",
@@ -315,6 +356,20 @@ export class Metrics {
   /** Count one role change of this router (config `ha`). */
   roleChange(change: HaRoleChange): void {
     this.#roleChanges.inc({ node: change.node, from: change.from, to: change.to });
+  }
+
+  /** Count one failback and the connections it cleared. */
+  failback(event: FailbackEvent): void {
+    const family = familyLabel(event.family);
+    this.#failbacks.inc({ policy: event.policy, ...family });
+    for (const [uplink, n] of Object.entries(event.cleared)) {
+      this.#failbackCleared.inc({ policy: event.policy, uplink, ...family }, n);
+    }
+  }
+
+  /** Count one quota notification. */
+  quotaAlert(alert: QuotaAlert): void {
+    this.#quotaAlerts.inc({ uplink: alert.uplink, step: String(alert.step) });
   }
 
   /** Count one decided round (a `uplinkd:health:round` message); other shapes are ignored. */

@@ -14,6 +14,7 @@ import { bodyLimit } from "hono/body-limit";
 import { streamSSE } from "hono/streaming";
 import { z } from "zod";
 import type { StatusDocument } from "./api.js";
+import type { QuotaStatus } from "../quota/meter.js";
 import { UplinkdError } from "../errors.js";
 import type {
   DisableOptions,
@@ -43,6 +44,11 @@ export interface ControlHandlers {
   disable(uplink: string, options: DisableOptions): Promise<MaintenanceResult>;
   /** End maintenance; rejects with UnknownUplinkError. */
   enable(uplink: string): Promise<MaintenanceResult>;
+  /**
+   * Set an uplink's quota usage in this period, bytes (0: reset); rejects
+   * with UnknownUplinkError or NoQuotaError.
+   */
+  setQuota?(uplink: string, bytes: number): Promise<QuotaStatus>;
   /** Prometheus text. */
   metrics(): Promise<{ contentType: string; text: string }>;
   /** Live events for `/events/stream`; returns the unsubscribe function. */
@@ -110,7 +116,10 @@ export const MAX_BODY_BYTES = 16 * 1024;
 const HTTP_STATUS: Record<string, 404 | 422> = {
   UPLINKD_ERR_CONFIG: 422,
   UPLINKD_ERR_UNKNOWN_UPLINK: 404,
+  UPLINKD_ERR_NO_QUOTA: 404,
 };
+
+const quotaBody = z.object({ used_bytes: z.number().int().nonnegative() }).strict();
 
 const disableBody = z
   .object({ drain: z.boolean().default(false), reason: z.string().max(200).optional() })
@@ -321,6 +330,19 @@ export function controlApp(handlers: ControlHandlers, options: ControlAppOptions
       );
     }
     return c.json(await handlers.disable(c.req.param("name"), body.data));
+  });
+  app.post("/uplinks/:name/quota", async (c) => {
+    const body = quotaBody.safeParse(await jsonBody(c));
+    if (!body.success) {
+      return c.json(
+        { error: 'body must be {"used_bytes": BYTES}', code: "UPLINKD_ERR_USAGE" },
+        400,
+      );
+    }
+    if (handlers.setQuota === undefined) {
+      return c.json({ error: "this daemon keeps no quotas", code: "UPLINKD_ERR_NOT_FOUND" }, 404);
+    }
+    return c.json(await handlers.setQuota(c.req.param("name"), body.data.used_bytes));
   });
   app.post("/uplinks/:name/enable", async (c) =>
     c.json(await handlers.enable(c.req.param("name"))),

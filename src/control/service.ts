@@ -6,6 +6,8 @@
  * reload, and `stop()`.
  */
 import type { HaRoleChange } from "../ha/part.js";
+import type { FailbackEvent } from "../controller/failback.js";
+import type { QuotaAlert, QuotaStatus } from "../quota/meter.js";
 import type { Server } from "node:http";
 import type { Logger } from "pino";
 import type { Config } from "../config/schema.js";
@@ -47,6 +49,10 @@ export interface ControlSource {
   reload(): Promise<ReloadResult>;
   disable(uplink: string, options: DisableOptions): Promise<MaintenanceResult>;
   enable(uplink: string): Promise<MaintenanceResult>;
+  /** Recent failbacks, oldest first. */
+  failbacks?(): readonly FailbackEvent[];
+  /** Set an uplink's quota usage in this period, bytes. */
+  setQuota?(uplink: string, bytes: number): Promise<QuotaStatus>;
 }
 
 /** Options of a {@link ControlService}. */
@@ -90,9 +96,11 @@ export class ControlService {
     status: () => this.#fullStatus(),
     events: (limit) => {
       const roles = this.#source.roleEvents?.();
+      const failbacks = this.#source.failbacks?.() ?? [];
       return {
         events: this.#source.events().slice(-limit),
         ...(roles === undefined ? {} : { roles: roles.slice(-limit) }),
+        ...(failbacks.length === 0 ? {} : { failbacks: failbacks.slice(-limit) }),
       };
     },
     history: () => ({ intervalMs: this.#tickMs, samples: this.#history }),
@@ -100,6 +108,10 @@ export class ControlService {
     reload: () => this.#source.reload(),
     disable: (uplink, options) => this.#source.disable(uplink, options),
     enable: (uplink) => this.#source.enable(uplink),
+    setQuota: (uplink, bytes) => {
+      if (this.#source.setQuota === undefined) return Promise.reject(new Error("no quotas here"));
+      return this.#source.setQuota(uplink, bytes);
+    },
     metrics: async () => ({
       contentType: this.metrics.contentType,
       text: await this.metrics.render(),
@@ -241,6 +253,26 @@ export class ControlService {
       this.#emit({ type: "status", data: this.#source.status() });
     } catch (error) {
       this.#log.error({ err: error }, "control: reporting a role change failed");
+    }
+  }
+
+  /** Report a failback: counted, pushed to every event stream. Never throws. */
+  failback(event: FailbackEvent): void {
+    try {
+      this.metrics.failback(event);
+      this.#emit({ type: "failback", data: event });
+    } catch (error) {
+      this.#log.error({ err: error }, "control: reporting a failback failed");
+    }
+  }
+
+  /** Report a quota warn step or the limit: counted, pushed to every event stream. Never throws. */
+  quotaAlert(alert: QuotaAlert): void {
+    try {
+      this.metrics.quotaAlert(alert);
+      this.#emit({ type: "quota", data: alert });
+    } catch (error) {
+      this.#log.error({ err: error }, "control: reporting a quota alert failed");
     }
   }
 

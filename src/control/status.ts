@@ -2,6 +2,7 @@
  * Assembling the status document (`GET /status`, `uplinkd status`) from
  * the daemon's parts. Pure: reads only what it is given.
  */
+import type { QuotaStatus } from "../quota/meter.js";
 import type { HaStatus } from "../ha/part.js";
 import type { LastApply } from "../controller/controller.js";
 import { activeUplinks } from "../controller/controller.js";
@@ -49,6 +50,10 @@ export interface StatusParts {
   domains?: readonly DomainSetStatus[];
   /** This router's VRRP role (config `ha`); null without it. */
   ha?: HaStatus | null;
+  /** An uplink's quota now; absent: no quotas. */
+  quota?: (uplink: string) => QuotaStatus | null;
+  /** Why new connections go over the last resort; null or absent when they do not. */
+  reason?: string | null;
 }
 
 /** The status document of `parts`. */
@@ -89,12 +94,14 @@ export function buildStatus(parts: StatusParts): StatusDocument {
         txBytes: bytes?.tx ?? null,
         throughput: parts.throughput(view.interface) ?? null,
         ipv6,
+        quota: parts.quota?.(view.name) ?? null,
       };
     }),
     policies: parts.choices,
     lastApply: parts.lastApply,
     domains: parts.domains ?? [],
     ha: parts.ha ?? null,
+    reason: parts.reason ?? null,
   };
 }
 

@@ -26,6 +26,14 @@ export interface UplinkSummary {
   failed6?: boolean;
   /** Some policy gives it new IPv6 connections in this state. */
   active6?: boolean;
+  /**
+   * Another uplink that is not failed takes new connections of a policy
+   * this uplink is a member of: its connections have somewhere better to
+   * go. Absent: assumed true.
+   */
+  alternative?: boolean;
+  /** The same for IPv6 (judged with `failed6`). */
+  alternative6?: boolean;
 }
 
 /** One clean-up: delete the conntrack entries carrying `mark` under `mask`. */
@@ -49,6 +57,11 @@ export interface StaleUplink {
  *   such a 5-tuple would otherwise stay on the dead uplink;
  * - an uplink that a reload removed, or whose mark changed: entries with
  *   the old mark no longer lead anywhere.
+ * A failed uplink whose policies have no usable alternative (every other
+ * member failed too: a probe-target outage, or a single uplink) keeps its
+ * connections: clearing them would only re-balance them onto another
+ * failed uplink, with another source address. They are cleared when an
+ * alternative appears while the uplink is still failed.
  * Maintenance alone (`disable` without drain) clears nothing. When the
  * summaries judge IPv6 apart (`failed6`), a failed IPv4 clears the IPv4
  * entries only, and a failed IPv6 (or one that left every policy while
@@ -70,11 +83,13 @@ export function staleUplinks(
     let why: string | undefined;
     if (now === undefined) why = "removed";
     else if (now.mark !== old.mark || now.mask !== old.mask) why = "mark changed";
-    else if (now.failed && !old.failed) why = "failed";
-    else if (now.failed && old.active && !now.active) why = "left every policy while failed";
+    else if (now.failed && !old.failed && now.alternative !== false) why = "failed";
+    else if (now.failed && now.alternative !== false && old.alternative === false) {
+      why = "failed; an alternative is usable now";
+    } else if (now.failed && old.active && !now.active) why = "left every policy while failed";
     const apart = now?.failed6 !== undefined && old.failed6 !== undefined;
     if (why !== undefined) {
-      const v4only = apart && (why === "failed" || why === "left every policy while failed");
+      const v4only = apart && why !== "removed" && why !== "mark changed";
       stale.push({
         name: old.name,
         mark: old.mark,
@@ -85,8 +100,11 @@ export function staleUplinks(
     }
     if (now === undefined || !apart || why === "removed" || why === "mark changed") continue;
     let why6: string | undefined;
-    if (now.failed6 === true && old.failed6 !== true) why6 = "IPv6 failed";
-    else if (now.failed6 === true && old.active6 === true && now.active6 !== true) {
+    if (now.failed6 === true && old.failed6 !== true && now.alternative6 !== false) {
+      why6 = "IPv6 failed";
+    } else if (now.failed6 === true && now.alternative6 !== false && old.alternative6 === false) {
+      why6 = "IPv6 failed; an alternative is usable now";
+    } else if (now.failed6 === true && old.active6 === true && now.active6 !== true) {
       why6 = "left every IPv6 policy while IPv6 failed";
     }
     if (why6 !== undefined) {

@@ -30,21 +30,22 @@ import type { Logger } from "pino";
 import type { Config } from "../config/schema.js";
 import { Dataplane, planIsEmpty, type DataplaneOwner, type Plan } from "../dataplane/apply.js";
 import { diffIp, ipCommands } from "../dataplane/diff.js";
+import { policyMembers, policyNames } from "../dataplane/nft.js";
 import type { DesiredState, UplinkView } from "../dataplane/render.js";
 import { sleep, type Clock, type TimerHandle } from "../clock.js";
 import type { Kernel } from "../kernel/types.js";
 import type { PolicyChoice } from "../policy/select.js";
-import { ConntrackCleaner, staleUplinks, type UplinkSummary } from "./cleanup.js";
+import { ConntrackCleaner, staleUplinks, type StaleUplink, type UplinkSummary } from "./cleanup.js";
 import { desiredState, type ControllerInputs } from "./desired.js";
 
 export type { ControllerInputs } from "./desired.js";
 
 /** What asked for a reconcile. */
 export type Trigger =
-  "start" | "transition" | "maintenance" | "load" | "links" | "verify" | "retry";
+  "start" | "transition" | "maintenance" | "load" | "quota" | "links" | "verify" | "retry";
 
 /** Triggers whose change is applied from memory, ahead of everything else. */
-const URGENT: ReadonlySet<Trigger> = new Set(["transition", "maintenance", "load"]);
+const URGENT: ReadonlySet<Trigger> = new Set(["transition", "maintenance", "load", "quota"]);
 
 /** The last state known to be in the kernel. */
 interface Applied {
@@ -78,6 +79,14 @@ export interface ControllerOptions {
    * Must return at once and not throw.
    */
   onCommit?: (inputs: ControllerInputs) => void;
+  /**
+   * How long the clean-up of an uplink that just failed waits, ms (default
+   * 0: at once). Then it is done only if the uplink is still failed and an
+   * alternative is still usable: uplinks that fail together (a probe-target
+   * outage) are detected a round or two apart, and the first one must not
+   * see the others as its alternative.
+   */
+  failedClearGraceMs?: () => number;
 }
 
 interface Waiter {
@@ -122,10 +131,36 @@ function summarise(
     mask: v.mask,
     failed: inputs.failed.has(v.name),
     active: active.has(v.name),
+    alternative: hasAlternative(inputs, choices, v.name, inputs.failed),
     ...(failed6 === undefined
       ? {}
-      : { failed6: failed6.has(v.name), active6: active6.has(v.name) }),
+      : {
+          failed6: failed6.has(v.name),
+          active6: active6.has(v.name),
+          alternative6: hasAlternative(inputs, choices6, v.name, failed6),
+        }),
   }));
+}
+
+/**
+ * Whether a policy that `uplink` is a member of gives new connections to
+ * another uplink that is not in `failed`: the connections of `uplink`
+ * would have somewhere better to go.
+ */
+export function hasAlternative(
+  inputs: Pick<ControllerInputs, "config" | "views">,
+  choices: Record<string, PolicyChoice>,
+  uplink: string,
+  failed: ReadonlySet<string>,
+): boolean {
+  return policyNames(inputs.config).some((policy) => {
+    const choice = choices[policy];
+    if (choice?.kind !== "balance") return false;
+    if (!policyMembers(inputs.config, inputs.views, policy).some((m) => m.uplink === uplink)) {
+      return false;
+    }
+    return choice.members.some((m) => m.uplink !== uplink && m.weight > 0 && !failed.has(m.uplink));
+  });
 }
 
 /** Uplinks that some policy gives new connections in `choices` (a member with weight 0 gets none). */
@@ -163,6 +198,8 @@ export class Controller {
   #failures = 0;
   #stopped = false;
   #last: LastApply | null = null;
+  /** The uplinks' summary of the last commit (kept while the next change is written). */
+  #lastUplinks: UplinkSummary[] | undefined;
 
   constructor(options: ControllerOptions) {
     this.#options = options;
@@ -497,9 +534,39 @@ export class Controller {
     this.#applied = { owner: ownerOf(inputs.config), desired, uplinks };
     this.#committed = desired;
     this.#options.onCommit?.(inputs);
+    this.#lastUplinks = uplinks;
+    const grace = this.#options.failedClearGraceMs?.() ?? 0;
     for (const stale of staleUplinks(previous?.uplinks, uplinks)) {
+      if (grace > 0 && (stale.why === "failed" || stale.why === "IPv6 failed")) {
+        this.#options.clock.setTimeout(() => {
+          this.#clearIfStillFailed(stale);
+        }, grace);
+        continue;
+      }
       this.cleaner.clear(stale).catch(() => undefined);
     }
+    for (const u of uplinks) {
+      const old = previous?.uplinks.find((o) => o.name === u.name);
+      const kept = u.failed && u.alternative === false;
+      if (kept && !(old?.failed === true && old.alternative === false)) {
+        this.#options.log.warn(
+          { uplink: u.name },
+          `uplink ${u.name} failed but no other uplink of its policies is usable: its connections are kept until one is`,
+        );
+      }
+    }
+  }
+
+  /** After the grace: clear a failed uplink's entries if it is still failed with an alternative. */
+  #clearIfStillFailed(stale: StaleUplink): void {
+    if (this.#stopped) return;
+    const now = this.#lastUplinks?.find((u) => u.name === stale.name);
+    if (now === undefined || now.mark !== stale.mark || now.mask !== stale.mask) return;
+    const still =
+      stale.family === 6
+        ? now.failed6 === true && now.alternative6 !== false
+        : now.failed && now.alternative !== false;
+    if (still) this.cleaner.clear(stale).catch(() => undefined);
   }
 
   /**

@@ -29,7 +29,7 @@ import { disjointPrefixes4 } from "../net/ipv4.js";
 import type { Family } from "../kernel/types.js";
 import { BALANCE_MODULUS } from "../policy/select.js";
 import { domainSetComment, domainSetName, domainSets } from "./domains.js";
-import { hex, unreachableMark, uplinkSlots } from "../config/slots.js";
+import { hex, policyMarks, unreachableMark, uplinkSlots } from "../config/slots.js";
 import { nftString } from "../text.js";
 import type { UplinkView } from "./views.js";
 
@@ -296,6 +296,11 @@ function renderSteer(config: Config, views: readonly UplinkView[], mask: number)
     const seconds = Math.max(1, Math.round(rule.sticky.timeout / 1000));
     const chain = `sticky_${index}`;
     const lines: string[] = [`\tchain ${chain} {`];
+    const policyMark = policyMarks(config, policyNames(config)).get(policy);
+    if (policyMark !== undefined) {
+      const policyKeep = hex(~config.dataplane.policy_mark_mask >>> 0);
+      lines.push(`\t\tct mark set ct mark & ${policyKeep} | ${hex(policyMark)}`);
+    }
     const records: string[] = [];
     for (const family of [4, 6] as const) {
       const ip = ipOf(family);
@@ -376,7 +381,7 @@ export function renderNft(
     ...steer.objects,
     ...uplinkChains(views, mask),
     ...unreachableChain(mask),
-    ...policyChains(policies),
+    ...policyChains(config, policies),
     ...steer.chains,
     ...steerChain(steer.steer),
     ...preroutingChain(config, mask),
@@ -487,15 +492,25 @@ function unreachableChain(mask: number): string[] {
   ];
 }
 
-/** One chain per policy: a random number picks the member from the family's balance map. */
-function policyChains(policies: readonly string[]): string[] {
-  return policies.flatMap((policy) => [
-    `\tchain ${policyChain(policy)} {`,
-    `\t\tmeta nfproto ipv6 numgen random mod ${BALANCE_MODULUS} vmap @${balanceMap(policy, 6)}`,
-    `\t\tmeta nfproto ipv6 return`,
-    `\t\tnumgen random mod ${BALANCE_MODULUS} vmap @${balanceMap(policy, 4)}`,
-    `\t}`,
-  ]);
+/**
+ * One chain per policy: a random number picks the member from the family's
+ * balance map; a policy with `failback: move` first records itself in the
+ * connection's mark (bits of `dataplane.policy_mark_mask`).
+ */
+function policyChains(config: Config, policies: readonly string[]): string[] {
+  const marks = policyMarks(config, policies);
+  const policyKeep = hex(~config.dataplane.policy_mark_mask >>> 0);
+  return policies.flatMap((policy) => {
+    const mark = marks.get(policy);
+    return [
+      `\tchain ${policyChain(policy)} {`,
+      ...(mark === undefined ? [] : [`\t\tct mark set ct mark & ${policyKeep} | ${hex(mark)}`]),
+      `\t\tmeta nfproto ipv6 numgen random mod ${BALANCE_MODULUS} vmap @${balanceMap(policy, 6)}`,
+      `\t\tmeta nfproto ipv6 return`,
+      `\t\tnumgen random mod ${BALANCE_MODULUS} vmap @${balanceMap(policy, 4)}`,
+      `\t}`,
+    ];
+  });
 }
 
 /** The steer chain: the rules' lines in order, then the default policy. */

@@ -81,6 +81,22 @@ export const UPLINK_METRIC6 = 1024;
 
 export type { Surroundings };
 
+/** Tiers go up to 16: a standby member (quota used) ranks after all of them. */
+const STANDBY_TIER_OFFSET = 16;
+
+/** A policy's members with the quota's `when_exceeded` applied (see {@link Surroundings.quotaExceeded}). */
+export function membersAfterQuota<M extends { uplink: string; tier: number }>(
+  members: readonly M[],
+  exceeded: ReadonlyMap<string, "standby" | "off"> | undefined,
+): M[] {
+  if (exceeded === undefined || exceeded.size === 0) return [...members];
+  return members.flatMap((m) => {
+    const mode = exceeded.get(m.uplink);
+    if (mode === "off") return [];
+    return mode === "standby" ? [{ ...m, tier: m.tier + STANDBY_TIER_OFFSET }] : [m];
+  });
+}
+
 /**
  * The elements of one balance map for a policy choice.
  * @returns nft element strings, e.g. `["0-5999 : goto uplink_1", "6000-9999 : goto uplink_2"]`.
@@ -170,7 +186,7 @@ function policyChoice(
   const byName = new Map(views.map((v) => [v.name, v]));
   const configured = config.policies[policy];
   let choice = choose(
-    policyMembers(config, views, policy),
+    membersAfterQuota(policyMembers(config, views, policy), surroundings.quotaExceeded),
     (name) => {
       const view = byName.get(name);
       return view === undefined ? "bad" : usabilityIn(view, family);

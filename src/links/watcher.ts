@@ -35,6 +35,13 @@ export interface Surroundings {
   localNetworks6?: readonly string[];
   /** The LAN's IPv6 networks (from the LAN interfaces' addresses): the sources NPTv6 translates. */
   lanNetworks6?: readonly string[];
+  /**
+   * Uplinks that used their data quota in this period -> `when_exceeded`
+   * (set by the daemon, not observed): `standby` ones rank after every tier
+   * of each policy (new connections only when no other member is usable);
+   * `off` ones get none.
+   */
+  quotaExceeded?: ReadonlyMap<string, "standby" | "off">;
 }
 
 /** What one read of the kernel says about the uplinks and their surroundings. */

@@ -5,6 +5,7 @@
  */
 import type { Family } from "../kernel/types.js";
 import type { HaRoleChange } from "../ha/part.js";
+import type { QuotaAlert } from "../quota/meter.js";
 import type { Transition, UplinkState } from "../uplink-health.js";
 
 /** A transition as notified: the health event plus the uplink's interface. */
@@ -35,7 +36,7 @@ export interface Notification {
    * `transitions`: a burst of one or more transitions; `test`: `uplinkd
    * notify-test`; `role`: this router of an HA pair changed its VRRP role.
    */
-  kind: "transitions" | "test" | "role";
+  kind: "transitions" | "test" | "role" | "quota";
   /** The router's host name. */
   host: string;
   /** ISO time the message was composed. */
@@ -48,6 +49,8 @@ export interface Notification {
   uplinks: readonly NotifyUplinkStatus[] | null;
   /** The role change of a `role` message (config `ha`); absent otherwise. */
   role?: HaRoleChange;
+  /** The quota step of a `quota` message (config `uplinks[].quota`); absent otherwise. */
+  quota?: QuotaAlert;
 }
 
 /** `IPv4` or `IPv6`. */
@@ -64,6 +67,12 @@ export function summary(notification: Notification): string {
   if (notification.kind === "test") return "test notification";
   if (notification.kind === "role" && notification.role !== undefined) {
     return `router ${notification.role.node} ${notification.role.to}`;
+  }
+  if (notification.kind === "quota" && notification.quota !== undefined) {
+    const q = notification.quota;
+    return q.step === "exceeded"
+      ? `${q.uplink} quota exceeded`
+      : `${q.uplink} quota ${q.step}% used`;
   }
   const count = notification.transitions.length + notification.omitted;
   const only = notification.transitions[0];
@@ -112,6 +121,13 @@ export function textBody(notification: Notification): string {
     lines.push(
       `Test notification from uplinkd on ${notification.host} (uplinkd notify-test).`,
       "Nothing changed; this only shows that notifications arrive.",
+    );
+  } else if (notification.quota !== undefined) {
+    const q = notification.quota;
+    lines.push(
+      `${summary(notification)} on ${notification.host}`,
+      "",
+      `${notification.time}  uplink ${q.uplink}: ${q.usedBytes} of ${q.limitBytes} bytes used (${round1(q.percent)}%); the period ends ${q.periodEnd}`,
     );
   } else if (notification.role !== undefined) {
     const r = notification.role;
@@ -180,6 +196,8 @@ export interface WebhookPayload {
   omitted: number;
   /** `role` messages: the router's VRRP role change (config `ha`); absent otherwise. */
   role?: HaRoleChange;
+  /** `quota` messages: the uplink, the step (a warn %, or `exceeded`), bytes used and allowed; absent otherwise. */
+  quota?: QuotaAlert;
   /** Every uplink now; null when not provided. */
   uplinks:
     | {
@@ -208,6 +226,7 @@ export function webhookPayload(notification: Notification): WebhookPayload {
     transitions: notification.transitions.map(transitionJson),
     omitted: notification.omitted,
     ...(notification.role === undefined ? {} : { role: notification.role }),
+    ...(notification.quota === undefined ? {} : { quota: notification.quota }),
     uplinks:
       notification.uplinks === null
         ? null
@@ -240,7 +259,7 @@ function transitionJson(t: NotifiedTransition): WebhookPayload["transitions"][nu
 }
 
 /** Why a hook script runs: one transition, one burst, or `uplinkd notify-test`. */
-export type HookEvent = "transition" | "burst" | "test" | "role";
+export type HookEvent = "transition" | "burst" | "test" | "role" | "quota";
 
 /**
  * The variables a hook script gets (on top of the daemon's environment):
@@ -257,6 +276,8 @@ export type HookEvent = "transition" | "burst" | "test" | "role";
  * - `EVENT_COUNT`: the number of transitions (including any omitted).
  * - `role` (config `ha`): `NODE`, `ROLE`, `PREVIOUS_ROLE` (master, backup,
  *   fault, stopped, unknown) and `TIMESTAMP`; the transition variables empty.
+ * - `quota`: `UPLINK`, `QUOTA_STEP` (a warn percentage, or `exceeded`),
+ *   `QUOTA_USED_BYTES`, `QUOTA_LIMIT_BYTES`, `QUOTA_PERIOD_END` (ISO).
  *
  * NUL bytes (which an environment cannot hold) are removed.
  */
@@ -265,6 +286,7 @@ export function hookEnvironment(
   transitions: readonly NotifiedTransition[],
   omitted = 0,
   role?: HaRoleChange,
+  quota?: QuotaAlert,
 ): Record<string, string> {
   const last = transitions.at(-1);
   const env: Record<string, string> = {
@@ -281,6 +303,15 @@ export function hookEnvironment(
     EVENTS_JSON: JSON.stringify(transitions.map(transitionJson)),
     EVENT_COUNT: String(transitions.length + omitted),
     ...(role === undefined ? {} : { NODE: role.node, ROLE: role.to, PREVIOUS_ROLE: role.from }),
+    ...(quota === undefined
+      ? {}
+      : {
+          UPLINK: quota.uplink,
+          QUOTA_STEP: String(quota.step),
+          QUOTA_USED_BYTES: String(quota.usedBytes),
+          QUOTA_LIMIT_BYTES: String(quota.limitBytes),
+          QUOTA_PERIOD_END: quota.periodEnd,
+        }),
   };
   for (const key of Object.keys(env)) env[key] = (env[key] ?? "").replaceAll("\0", "");
   return env;

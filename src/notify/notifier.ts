@@ -12,6 +12,7 @@
  * message per burst: the first transition opens a window of `coalesce` ms,
  * every transition until it closes joins the message.
  */
+import type { QuotaAlert } from "../quota/meter.js";
 import type { HaRoleChange } from "../ha/part.js";
 import { hostname as osHostname } from "node:os";
 import type { Logger } from "pino";
@@ -170,6 +171,20 @@ export class Notifier {
   }
 
   /**
+   * Reports a quota step of an uplink (a warn percentage, or exceeded) at
+   * once on every channel (hooks with `EVENT=quota`), whatever `states`
+   * says. Returns at once and never throws.
+   */
+  notifyQuota(alert: QuotaAlert): void {
+    try {
+      const notification = { ...this.#compose("quota", [], 0, true), quota: alert };
+      for (const channel of this.#channels) this.#enqueue(channel, notification, "quota");
+    } catch (error) {
+      this.#logError(error, "notify failed");
+    }
+  }
+
+  /**
    * Sends the open burst now (without waiting for its window to close) and
    * resolves once every queued delivery has ended: sent, or failed after its
    * retries. For shutdown and tests. Never rejects. Bounded by the channels'
@@ -240,7 +255,11 @@ export class Notifier {
         burst: hook.run === "burst",
         perTransition: hook.run === "transition",
         send: async (n, event) => {
-          await runHook(hook, hookEnvironment(event, n.transitions, n.omitted, n.role), deps);
+          await runHook(
+            hook,
+            hookEnvironment(event, n.transitions, n.omitted, n.role, n.quota),
+            deps,
+          );
           return 1;
         },
       });

@@ -102,6 +102,7 @@ describe("the config contract of DESIGN.md", () => {
         route_protocol: 73,
         main_metric: 4096,
         main_metric6: 512,
+        policy_mark_mask: 0xff0000,
         on_stop: "remove",
       },
       control: {
@@ -117,6 +118,7 @@ describe("the config contract of DESIGN.md", () => {
       rules: [],
       router_policy: "default",
       last_resort: "all",
+      state_dir: "/var/lib/uplinkd",
     };
     assert.deepEqual(parseConfig(example, "uplinkd.yaml"), expected);
   });
@@ -443,7 +445,7 @@ describe("values the schema rejects", () => {
 
   test("an unknown key like no known one lists the known keys", () => {
     assert.deepEqual(problems(lines(...TWO_UPLINKS, "dataplane:", "  nft_family: ip")), [
-      'uplinkd.yaml:8:3: dataplane.nft_family: unknown key "nft_family"; known keys: table, mark_mask, table_base, rule_priority, route_protocol, main_metric, main_metric6, on_stop',
+      'uplinkd.yaml:8:3: dataplane.nft_family: unknown key "nft_family"; known keys: table, mark_mask, table_base, rule_priority, route_protocol, main_metric, main_metric6, policy_mark_mask, on_stop',
     ]);
   });
 

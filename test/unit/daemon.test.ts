@@ -97,6 +97,7 @@ describe("daemon", () => {
   let kernel: FakeKernel;
   let health: Map<string, FakeHealth>;
   let daemon: Daemon;
+  let clock: ManualClock;
   let linkChange: () => void;
   let configPath: string;
 
@@ -107,13 +108,14 @@ describe("daemon", () => {
     kernel = new FakeKernel();
     kernel.links = [LAN, wan(1), wan(2)];
     health = new Map();
+    clock = new ManualClock();
     daemon = new Daemon({
       configPath,
       loadConfig,
       kernel,
       eventLimit: 4,
       log: pino({ level: "silent" }),
-      clock: new ManualClock(),
+      clock,
       createHealth: (options) => {
         const h = new FakeHealth(options);
         health.set(options.uplink.name, h);
@@ -143,6 +145,8 @@ describe("daemon", () => {
     kernel.conntrack = [0x100, 0x200, 0x100];
     monitor("isp1").go("down");
     await daemon.idle();
+    // The clean-up waits its grace (1 s): isp2 is still usable then.
+    clock.advance(1_000);
     await daemon.controller.cleaner.idle();
     assert.deepEqual(balance(), ["0-9999 : goto uplink_2"]);
     assert.deepEqual(kernel.conntrack, [0x200]);

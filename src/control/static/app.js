@@ -178,6 +178,7 @@
             el("dt", {}, u.interface),
             el("dd", {}, (u.address || "no address") + " via " + (u.gateway || "no gateway")),
             ...(u.ipv6 ? ipv6Rows(u.ipv6) : []),
+            ...(u.quota ? quotaRows(u.quota) : []),
           ),
           u.reason ? el("p", { class: "reason" }, (u.ipv6 ? "IPv4: " : "") + u.reason) : null,
           u.ipv6 && u.ipv6.reason ? el("p", { class: "reason" }, "IPv6: " + u.ipv6.reason) : null,
@@ -185,6 +186,26 @@
       ),
     );
     renderShare(status.uplinks);
+  }
+
+  /** The quota lines of an uplink's card: used of the limit (%), and when the period ends. */
+  function quotaRows(q) {
+    const share = q.limit_bytes > 0 ? Math.floor((q.used_bytes / q.limit_bytes) * 100) : 0;
+    const end = new Date(q.period_end);
+    const resets = end.getDate() + " " + end.toLocaleString("en-GB", { month: "short" });
+    return [
+      el("dt", {}, "quota"),
+      el(
+        "dd",
+        { class: q.exceeded ? "quota exceeded" : "quota" },
+        (q.exceeded ? "exceeded: " : share + "% · ") +
+          bytes(q.used_bytes) +
+          " of " +
+          bytes(q.limit_bytes) +
+          ", resets " +
+          resets,
+      ),
+    ];
   }
 
   /** The IPv6 lines of an uplink's card: loss, RTT, whether it takes new IPv6 connections, address. */
