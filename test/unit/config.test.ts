@@ -924,6 +924,8 @@ describe("a config holding secrets", () => {
         lines(
           "lab: true",
           ...TWO_UPLINKS.slice(0),
+          "health:",
+          "  targets: [198.51.100.1, 2001:db8:ffff::1]",
           "control:",
           "  tokens: [{ token: 0123456789abcdef0123, access: read }]",
         ),

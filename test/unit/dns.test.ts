@@ -269,6 +269,8 @@ describe("dnsmasq servers of both families", () => {
         { name: "isp1", interface: "wan1", dns: ["100.64.1.53", "2001:db8:1::53"] },
         { name: "isp2", interface: "wan2", dns: ["100.64.2.53", "2001:db8:2::53"] },
       ],
+      // IPv6 targets: without them an uplink's IPv6 follows its IPv4 health.
+      health: { targets: ["198.51.100.1", "2001:db8:ffff::1"] },
     });
     const link = (n: number): UplinkLink => ({
       present: true,
