@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian machine (as root) and runs every test: type-check,
-# lint, unit tests, and the lab tests on the real kernel.
+# lint, unit tests, the lab tests on the real kernel, and the VM suite on
+# Debian's stock kernels 6.1 and 6.12 (scripts/test-vm.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 npm test
+npm run test:vm
