@@ -12,8 +12,8 @@
  * dnsmasq adds addresses only from upstream answers, not from its cache
  * (tried: dnsmasq 2.90). So the timeout bounds how long an address that
  * stopped resolving keeps being steered, and once an element expires the
- * next upstream answer for the name puts it back (the README's steering
- * section says how to keep the gap short).
+ * next upstream answer for the name puts it back (docs/steering.md says
+ * how to keep the gap short).
  *
  * A rule matches the IPv4 set in one line (`ip daddr @dom_N_4`) and the
  * IPv6 set in another (`ip6 daddr @dom_N_6`).

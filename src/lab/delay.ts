@@ -27,7 +27,7 @@
  *
  * Tried on this kernel (6.18, CONFIG_TUN=y, rp_filter off in the ISPs):
  * ping through `delay=80ms` measured 80.4..81 ms; iperf3 through it well over 10 Mbit/s
- * (numbers in the README's lab section).
+ * (numbers in docs/lab.md).
  */
 
 /** Name of the TUN device of the delay line inside an ISP namespace. */

@@ -32,7 +32,7 @@ const READ = "dashboard-read-0123456789abcdef";
 const WRITE = "operator-write-0123456789abcdef";
 const LISTEN = "100.64.100.1:9101";
 const MARK_MASK = 0xff00;
-/** Every run saves the dashboard here; UPLINKD_UPDATE_DOCS=1 also refreshes docs/dashboard.png (the README's). */
+/** Every run saves the dashboard here; UPLINKD_UPDATE_DOCS=1 also refreshes docs/dashboard.png (docs/operations.md shows it). */
 const SCREENSHOT = fileURLToPath(new URL("../../test-output/dashboard.png", import.meta.url));
 const DOCS_SCREENSHOT = fileURLToPath(new URL("../../docs/dashboard.png", import.meta.url));
 

@@ -76,7 +76,7 @@ describe("the notify config", () => {
     });
   });
 
-  test("the README example parses, with defaults filled in and durations in ms", () => {
+  test("the example of docs/operations.md parses, with defaults filled in and durations in ms", () => {
     const yaml = `
 coalesce: 2s
 email:
