@@ -30,19 +30,19 @@ if [ "$1" != stage2 ]; then
 fi
 
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-mount -t tmpfs -o mode=755 run /run
-mount -t tmpfs -o mode=1777 tmp /tmp
+busybox mount -t proc proc /proc
+busybox mount -t sysfs sys /sys
+busybox mount -t tmpfs -o mode=755 run /run
+busybox mount -t tmpfs -o mode=1777 tmp /tmp
 mkdir -p /dev/pts /dev/shm /run/lock /run/vm-ctl
-mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts
-mount -t tmpfs -o mode=1777 shm /dev/shm
-mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null || true
-mount -t 9p -o "$P9" ctl /run/vm-ctl
+busybox mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts
+busybox mount -t tmpfs -o mode=1777 shm /dev/shm
+busybox mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null || true
+busybox mount -t 9p -o "$P9" ctl /run/vm-ctl
 repo=$(cat /run/vm-ctl/repo)
 mkdir -p "$repo"
-mount -t 9p -o "$P9,cache=mmap" repo "$repo"
-hostname uplinkd-vm
+busybox mount -t 9p -o "$P9,cache=mmap" repo "$repo"
+busybox hostname uplinkd-vm
 ip link set lo up
 for port in /dev/ttyS1 /dev/ttyS2; do stty -F "$port" raw -echo 115200 2>/dev/null || true; done
 : >/run/vm-ctl/started

@@ -201,6 +201,11 @@ case "$accel" in
   *) die "UPLINKD_VM_ACCEL must be tcg, kvm or auto" ;;
 esac
 
+# The last $2 lines of console log $1 without call-trace and register lines.
+console_tail() {
+  grep -avE '^\[ *[0-9.]+\]  +(\?|<|[A-Za-z0-9_.]+\+0x|R[A-Z0-9]{1,2}:|Code:)' "$1" 2>/dev/null | tail -n "$2" || true
+}
+
 qemu_rc=0
 run_qemu "$accel_args" "$timeout_s" || qemu_rc=$?
 if [ -f "$run_dir/ctl/status" ]; then
@@ -208,9 +213,9 @@ if [ -f "$run_dir/ctl/status" ]; then
 fi
 if [ -f "$run_dir/ctl/started" ]; then
   echo "vm.sh: the command did not finish within ${timeout_s} s (or the machine stopped: qemu exit $qemu_rc); the console's last lines:" >&2
-  tail -n 20 "$run_dir/console.log" >&2 || true
+  console_tail "$run_dir/console.log" 20 >&2
   exit 124
 fi
-echo "vm.sh: the machine did not boot (qemu exit $qemu_rc); the console's last lines:" >&2
-tail -n 30 "$run_dir/console.log" >&2 || true
+echo "vm.sh: the machine did not boot (qemu exit $qemu_rc); the console's last lines (call traces left out):" >&2
+console_tail "$run_dir/console.log" 30 >&2
 exit 125

@@ -1,9 +1,11 @@
 /**
  * PPPoE uplinks in the lab (`lab up --pppoe UPLINK...`): DSL as a router
  * sees it. The router's `wanI` and the ISP's `custeth` are a veth pair (the
- * Ethernet segment); in the ISP, Debian's `pppoe-server` (package pppoe,
- * kernel mode `-k`) answers discovery and starts one pppd per session whose
- * interface is `cust` (the name the ISP's rules and faults use); on the
+ * Ethernet segment); in the ISP, Debian's `pppoe-server` (package pppoe;
+ * Debian builds it without kernel mode, so its sessions run through the
+ * user-space `pppoe` on a pty) answers discovery and starts one pppd per
+ * session whose interface is `cust` (the name the ISP's rules and faults
+ * use); on the
  * router, pppd with the kernel-mode PPPoE plugin (`rp-pppoe.so` in ppp
  * 2.4.9, Debian 12; `pppoe.so` in ppp 2.5, Debian 13) runs the session on
  * `wanI` as interface `pppI`, asks the ISP for an address (IPCP), sets no
@@ -65,14 +67,13 @@ export function renderIspPppOptions(): string {
 
 /**
  * argv of the ISP's PPPoE server for session generation `generation`:
- * kernel mode, on `custeth`, one session at a time, foreground, handing out
+ * on `custeth`, one session at a time, foreground, handing out
  * {@link pppoeAddress} with {@link pppoePeer} as its own end.
  */
 export function pppoeServerArgv(u: UplinkPlan, optionsFile: string, generation: number): string[] {
   return [
     "pppoe-server",
     "-F",
-    "-k",
     "-I",
     "custeth",
     "-N",
