@@ -11,7 +11,8 @@
 # .cache/vm in the checkout); the machine writes to a memory overlay over it,
 # so the cache is never changed by a run. The checkout is shared at the same
 # path (9p) and COMMAND runs in the caller's working directory, with the
-# caller's UPLINKD_* variables. COMMAND's standard output and error are
+# caller's UPLINKD_* variables (and UPLINKD_LAB_TIME_SCALE, by which the
+# lab lengthens its waits: 10 under TCG, 2 under KVM, unless given). COMMAND's standard output and error are
 # passed through (two serial ports); the kernel's console goes to a
 # temporary file whose last lines are printed when the machine does not
 # boot. No display and no network device: the lab makes its own namespaces
@@ -137,6 +138,8 @@ install -m 755 "$REPO/scripts/vm-init.sh" "$run_dir/initrd/init"
 # The command, its directory and UPLINKD_* variables, for the machine's init.
 {
   echo "export HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin TERM=dumb"
+  # The lab's waits, longer in an emulated machine (a caller's value wins).
+  echo "export UPLINKD_LAB_TIME_SCALE=\$(cat /run/vm-ctl/time-scale)"
   while IFS='=' read -r name _; do
     case "$name" in
       UPLINKD_*|CI|NODE_OPTIONS) printf 'export %s=%q\n' "$name" "${!name}" ;;
@@ -206,6 +209,13 @@ console_tail() {
   grep -avE '^\[ *[0-9.]+\]  +(\?|<|[A-Za-z0-9_.]+\+0x|R[A-Z0-9]{1,2}:|Code:)' "$1" 2>/dev/null | tail -n "$2" || true
 }
 
+if [ -n "${UPLINKD_LAB_TIME_SCALE:-}" ]; then
+  echo "$UPLINKD_LAB_TIME_SCALE" >"$run_dir/ctl/time-scale"
+elif [ "$accel_args" = "$kvm" ]; then
+  echo 2 >"$run_dir/ctl/time-scale"
+else
+  echo 10 >"$run_dir/ctl/time-scale"
+fi
 qemu_rc=0
 run_qemu "$accel_args" "$timeout_s" || qemu_rc=$?
 if [ -f "$run_dir/ctl/status" ]; then

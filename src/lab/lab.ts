@@ -34,6 +34,7 @@ import {
   ipBatch,
   killNamespaceProcesses,
   labRun,
+  labTimeScale,
   listNamespaces,
   namespacePids,
   setSysctls,
@@ -379,10 +380,11 @@ function launchEchoHost(
         reject(new LabError(`echo host in ${ns} ${why}; ${log}: ${t}`));
       });
     };
+    const limitMs = Math.round(timeoutMs * labTimeScale());
     const timer = setTimeout(() => {
       child.kill("SIGKILL");
-      fail(`was not ready within ${timeoutMs} ms`);
-    }, timeoutMs);
+      fail(`was not ready within ${limitMs} ms`);
+    }, limitMs);
     child.on("error", (error) => {
       fail(`could not start: ${error.message}`);
     });
