@@ -13,7 +13,6 @@ import type { Lab } from "../../src/lab/lab.js";
 import {
   labWithConfig,
   lanTraffic,
-  startDaemon,
   testPrefix,
   type LabDaemon,
 } from "../lab/harness.js";
@@ -23,6 +22,7 @@ import {
   assertEvenShares,
   defaultHealth,
   ownedKernelState,
+  startBuiltDaemon,
   uplinkOf,
   VM_STATE_TIMEOUT_MS,
   waitUplink,
@@ -37,7 +37,7 @@ describe("the core on this kernel: three uplinks, default health intervals", () 
 
   before(async () => {
     lab = await labWithConfig({ prefix: testPrefix("vmc"), uplinks: 3 }, defaultHealth);
-    daemon = startDaemon(lab);
+    daemon = startBuiltDaemon(lab);
     await daemon.waitFor(
       (s) => s.uplinks.every((u) => u.state === "up" && u.active && u.ipv6?.state === "up"),
       VM_STATE_TIMEOUT_MS,

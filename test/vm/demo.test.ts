@@ -6,12 +6,14 @@
 import assert from "node:assert/strict";
 import { it } from "node:test";
 import { runCommand } from "../../src/kernel/exec.js";
-import { uplinkdArgv } from "../lab/harness.js";
+import { fileURLToPath } from "node:url";
 import { labExists } from "../../src/lab/lab.js";
 
 it("uplinkd demo runs to the end and leaves no lab behind", async (t) => {
-  const [node, ...args] = uplinkdArgv("demo", "--prefix", "vmdemo");
-  const result = await runCommand(node ?? process.execPath, args, { timeoutMs: 600_000 });
+  const cli = fileURLToPath(new URL("../../dist/cli.js", import.meta.url));
+  const result = await runCommand(process.execPath, [cli, "demo", "--prefix", "vmdemo"], {
+    timeoutMs: 900_000,
+  });
   t.diagnostic(result.stdout.trim().split("\n").slice(-6).join("\n"));
   assert.match(result.stdout, /== /);
   assert.equal(await labExists("vmdemo"), false);

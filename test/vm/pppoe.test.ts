@@ -14,7 +14,6 @@ import { pppUnavailable } from "../../src/lab/pppoe.js";
 import {
   labWithConfig,
   lanTraffic,
-  startDaemon,
   testPrefix,
   type LabDaemon,
 } from "../lab/harness.js";
@@ -23,6 +22,7 @@ import {
   assertEvenShares,
   defaultHealth,
   ownedKernelState,
+  startBuiltDaemon,
   uplinkOf,
   VM_STATE_TIMEOUT_MS,
   waitUplink,
@@ -38,7 +38,7 @@ describe("a PPPoE uplink (ppp2, gateway: auto) beside an Ethernet one", { skip: 
     lab = await labWithConfig({ prefix: testPrefix("ppp"), uplinks: 2, pppoe: [2] }, defaultHealth);
     // The daemon starts while there is no session: ppp2 does not exist.
     await lab.session("isp2", "down");
-    daemon = startDaemon(lab);
+    daemon = startBuiltDaemon(lab);
     await waitUplink(daemon, "isp1", (u) => u.state === "up" && u.active, "up, active");
     const waiting = await daemon.waitFor(() => true, 5000);
     assert.notEqual(uplinkOf(waiting, "isp2").state, "up");

@@ -10,10 +10,27 @@ import type { TestContext } from "node:test";
 import type { StatusDocument, UplinkStatus } from "../../src/control/api.js";
 import type { Lab } from "../../src/lab/lab.js";
 import type { TrafficReport } from "../../src/lab/traffic.js";
-import { sharesByUplink, type LabDaemon } from "../lab/harness.js";
+import { fileURLToPath } from "node:url";
+import { labTimeScale } from "../../src/lab/netns.js";
+import { LabDaemon, sharesByUplink } from "../lab/harness.js";
 
-/** Longest wait for an uplink to change state in the VM, ms (down takes 3 rounds of 500 ms plus the timeout; up 5). */
-export const VM_STATE_TIMEOUT_MS = 60_000;
+/**
+ * Longest wait for an uplink to change state, ms: 30 s (down takes 3 rounds
+ * of 500 ms plus the timeout; up 5) times the lab's time scale (10 under
+ * emulation: the daemon's first start alone takes tens of seconds there).
+ */
+export const VM_STATE_TIMEOUT_MS = 30_000 * labTimeScale();
+
+/** The built CLI (`npm run build` first): under emulation, compiling the sources with tsx at each start would take most of a minute. */
+const BUILT_CLI = fileURLToPath(new URL("../../dist/cli.js", import.meta.url));
+
+/** Start the built daemon with the lab's config in the router namespace. */
+export function startBuiltDaemon(lab: Lab): LabDaemon {
+  const child = lab.spawn("rtr", [process.execPath, BUILT_CLI, "run", "-c", lab.configPath], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  return new LabDaemon(lab, child);
+}
 
 /** Config edit: the lab's fast health profile replaced by the defaults. */
 export function defaultHealth(config: Record<string, unknown>): void {
