@@ -21,7 +21,7 @@
 import type { Logger } from "pino";
 import type { Config } from "./config/schema.js";
 import { buildViews } from "./dataplane/views.js";
-import { acceptRaWarnings } from "./links/sysctl6.js";
+import { acceptRaWarnings } from "./config/sysctl6.js";
 import { ConfigError, UnknownUplinkError } from "./errors.js";
 import type { Family, Kernel } from "./kernel/types.js";
 import { backoffDelay, type BackoffPolicy } from "./backoff.js";
@@ -29,7 +29,7 @@ import { SystemClock, type Clock } from "./clock.js";
 import { HealthSupervisor } from "./health/supervisor.js";
 import { PassiveWatcher, parsePassiveName, passiveName } from "./health/passive.js";
 import { passiveSynAckCounter, passiveSynCounter } from "./dataplane/nft.js";
-import { uplinkSlots } from "./dataplane/slots.js";
+import { uplinkSlots } from "./config/slots.js";
 import { LinkWatcher, observe, type LinkObservation } from "./links/watcher.js";
 import type {
   DisableOptions,

@@ -9,7 +9,7 @@
  */
 import { z } from "zod";
 import { duration } from "./duration.js";
-import type { ConfigProblem } from "./checks.js";
+import type { ConfigProblem } from "./source.js";
 
 /**
  * Highest `ha.priority`. The health score keepalived adds to it (see

@@ -23,20 +23,14 @@
  * @balance_<policy>`; the uplink chain sets packet and connection mark.
  */
 import type { Config } from "../config/schema.js";
-import {
-  DSCP_NAMES,
-  formatPrefix,
-  parsePrefix,
-  prefixRange,
-  prefixesOverlap,
-  type RuleConfig,
-} from "../config/steering.js";
-import { canonicalAddress6, disjointPrefixes6, familyOf } from "../config/ipv6.js";
+import { DSCP_NAMES, prefixesOverlap, type RuleConfig } from "../config/steering.js";
+import { canonicalAddress6, disjointPrefixes6, familyOf } from "../net/ipv6.js";
+import { disjointPrefixes4 } from "../net/ipv4.js";
 import type { Family } from "../kernel/types.js";
 import { BALANCE_MODULUS } from "../policy/select.js";
 import { domainSetComment, domainSetName, domainSets } from "./domains.js";
-import { hex, unreachableMark } from "./slots.js";
-import type { UplinkView } from "./render.js";
+import { hex, unreachableMark } from "../config/slots.js";
+import type { UplinkView } from "./views.js";
 
 /** Name of the nft chain that marks packets with uplink `id`. */
 export function uplinkChain(id: number): string {
@@ -127,26 +121,6 @@ export function disjointOf(prefixes: readonly string[], family: Family): string[
   return family === 6
     ? disjointPrefixes6(prefixes.filter((p) => familyOf(p) === 6))
     : disjointPrefixes4(prefixes.filter((p) => familyOf(p) === 4));
-}
-
-function disjointPrefixes4(prefixes: readonly string[]): string[] {
-  const canonical = new Map<string, [number, number]>();
-  for (const p of prefixes) {
-    const parsed = parsePrefix(p);
-    const text = parsed === undefined ? undefined : formatPrefix(parsed);
-    const range = text === undefined ? undefined : prefixRange(text);
-    if (text !== undefined && range !== undefined) canonical.set(text, range);
-  }
-  // By start, the widest first: a prefix inside the last kept one is dropped.
-  const sorted = [...canonical].sort(([, a], [, b]) => a[0] - b[0] || b[1] - a[1]);
-  const kept: string[] = [];
-  let end = -1;
-  for (const [text, range] of sorted) {
-    if (range[0] <= end) continue;
-    kept.push(text);
-    end = range[1];
-  }
-  return kept;
 }
 
 /** The nft protocol keyword of a family: `ip`, `ip6`. */

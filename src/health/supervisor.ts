@@ -9,12 +9,8 @@
  */
 import type { Logger } from "pino";
 import { uplinkHealth, type Config } from "../config/schema.js";
-import {
-  withMaintenance,
-  type MaintainedHealth,
-  type Maintenance,
-} from "../control/maintenance.js";
-import { uplinkSlots } from "../dataplane/slots.js";
+import { withMaintenance, type MaintainedHealth, type Maintenance } from "./maintenance.js";
+import { uplinkSlots } from "../config/slots.js";
 import type { Family } from "../kernel/types.js";
 import type { UplinkLink } from "../links/observe.js";
 import type {

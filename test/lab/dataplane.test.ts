@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { readFile, writeFile } from "node:fs/promises";
 import { after, before, describe, it } from "node:test";
-import { runCommand } from "../../src/kernel/exec.js";
+import { runCommand } from "../../src/process/run.js";
 import type { Lab } from "../../src/lab/lab.js";
 import { labScriptArgv } from "../../src/lab/scripts.js";
 import type { TrafficReport } from "../../src/lab/traffic.js";

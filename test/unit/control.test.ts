@@ -15,7 +15,7 @@ import type { DisableOptions, StreamEvent } from "../../src/control/api.js";
 import { authorize, requiredAccess, type TokenConfig } from "../../src/control/auth.js";
 import { configChanges } from "../../src/control/changes.js";
 import { formatBytes, formatEvents, formatStatus } from "../../src/control/format.js";
-import { withMaintenance } from "../../src/control/maintenance.js";
+import { withMaintenance } from "../../src/health/maintenance.js";
 import {
   MAX_BODY_BYTES,
   closeServer,

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { KernelCommandError, KernelCommandTimeoutError } from "../../src/errors.js";
-import { runCommand } from "../../src/kernel/exec.js";
+import { runCommand } from "../../src/process/run.js";
 
 /**
  * Whether a process with this pid still runs: it exists and is not a zombie

@@ -29,7 +29,7 @@ import { promisify } from "node:util";
 import { pino, type Logger } from "pino";
 import { ManualClock } from "../fakes/clock.js";
 import { Notifier, notifyTest, type NotifyResult } from "../../src/notify/notifier.js";
-import { notifySchema, type NotifyConfig } from "../../src/notify/schema.js";
+import { notifySchema, type NotifyConfig } from "../../src/config/notify.js";
 import type { Transition } from "../../src/uplink-health.js";
 
 // ---------------------------------------------------------------- helpers
