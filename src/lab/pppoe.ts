@@ -23,7 +23,7 @@
  * {@link pppoePlugin}, which read the machine.
  */
 import { access, readdir } from "node:fs/promises";
-import { runCommand } from "../kernel/exec.js";
+import { runCommand } from "../process/run.js";
 import type { UplinkPlan } from "./topology.js";
 
 /** Name of the ISP's pppd options file (in the lab's state directory): `pppoe-isp2.options`. */

@@ -10,12 +10,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { Lab } from "../../src/lab/lab.js";
-import {
-  labWithConfig,
-  lanTraffic,
-  testPrefix,
-  type LabDaemon,
-} from "../lab/harness.js";
+import { labWithConfig, lanTraffic, testPrefix, type LabDaemon } from "../lab/harness.js";
 import { connectionsByUplink6, traffic6 } from "../lab/helpers.js";
 import {
   assertAllOk,

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { it } from "node:test";
-import { runCommand } from "../../src/kernel/exec.js";
+import { runCommand } from "../../src/process/run.js";
 import { fileURLToPath } from "node:url";
 import { labExists } from "../../src/lab/lab.js";
 

@@ -11,12 +11,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { Lab } from "../../src/lab/lab.js";
 import { pppUnavailable } from "../../src/lab/pppoe.js";
-import {
-  labWithConfig,
-  lanTraffic,
-  testPrefix,
-  type LabDaemon,
-} from "../lab/harness.js";
+import { labWithConfig, lanTraffic, testPrefix, type LabDaemon } from "../lab/harness.js";
 import {
   assertAllOk,
   assertEvenShares,
