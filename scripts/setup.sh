@@ -6,11 +6,12 @@ export DEBIAN_FRONTEND=noninteractive
 # systemd-container, mmdebstrap: the systemd test (test/system); lintian: npm run package;
 # python3-minimal: the lab's point-to-point relay; radvd: the lab ISPs' IPv6 router advertisements;
 # kea-dhcp6-server, isc-dhcp-client: the lab's DHCPv6 prefix delegation (lab up --pd);
-# keepalived, conntrackd: the HA pair (lab up --ha); qemu-system-x86, cpio, kmod, xz-utils,
-# zstd: the VMs booted from Debian's kernels (scripts/vm.sh, npm run test:vm).
+# keepalived, conntrackd: the HA pair (lab up --ha).
+# openssl: the certificate of the notify unit tests' STARTTLS server.
+# qemu-system-x86, cpio, kmod, xz-utils, zstd: the VMs booted from Debian's kernels (scripts/vm.sh, npm run test:vm).
 packages=(iproute2 nftables iputils-ping conntrack dnsmasq-base busybox iperf3 procps psmisc chromium lsm
   python3-minimal systemd-container mmdebstrap lintian radvd kea-dhcp6-server isc-dhcp-client
-  keepalived conntrackd qemu-system-x86 cpio kmod xz-utils zstd)
+  keepalived conntrackd openssl qemu-system-x86 cpio kmod xz-utils zstd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
