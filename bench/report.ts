@@ -17,6 +17,7 @@ import type { ThroughputResults } from "./throughput.js";
 import type { Ipv6Results } from "./ipv6.js";
 import type { LoadResults } from "./load.js";
 import type { HaResults } from "./ha.js";
+import type { VmResults } from "./vm.js";
 
 /** One part's outcome. */
 export interface PartResult {
@@ -400,6 +401,27 @@ export function summaryRows(doc: Results): Row[] {
         ),
       );
     }
+  }
+  const vm = data(doc, "vm") as VmResults | undefined;
+  if (vm !== undefined) {
+    for (const b of vm.boots) {
+      rows.push(
+        spreadRow(
+          `VM (${vm.accel.toUpperCase()}, Debian's Linux ${b.kernel}): boot, run \`true\`, power off`,
+          b.ms,
+          " ms",
+          "scripts/vm.sh wall time",
+        ),
+      );
+    }
+    rows.push(
+      spreadRow(
+        "VM, Linux 6.1: PPPoE session dropped by the ISP -> uplink up from its new address",
+        vm.pppoeReconnectMs,
+        " ms",
+        "fast profile; pppd redials after 1 s",
+      ),
+    );
   }
   for (const [name, p] of Object.entries(doc.parts)) {
     if (p?.status === "error") rows.push(valueRow(`Part ${name}`, "FAILED", p.error ?? ""));

@@ -8,7 +8,7 @@
  *
  * Options: `--quick`; `--out DIR` (default bench/, or bench/quick/ with
  * --quick); `--only PART,...` (failover, lsm, soak, apply, balance,
- * throughput, ipv6, footprint, load, conntrack, subsecond, ha); `--render FILE`: only rewrite RESULTS.md next to
+ * throughput, ipv6, footprint, load, conntrack, subsecond, ha, vm); `--render FILE`: only rewrite RESULTS.md next to
  * the results.json FILE; `--baseline DIR`: the footprint part also runs the
  * `dist/` in DIR (another build, with its `node_modules` beside it) back to
  * back with this one; `--footprint-sizes 8,16`: the footprint part's uplink
@@ -47,6 +47,7 @@ import { loadPart } from "./load.js";
 import { subsecondPart } from "./subsecond.js";
 import { haPart } from "./ha.js";
 import { ipv6Part } from "./ipv6.js";
+import { vmPart } from "./vm.js";
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
 
@@ -64,6 +65,7 @@ export const PARTS = [
   "conntrack",
   "subsecond",
   "ha",
+  "vm",
 ] as const;
 export type PartName = (typeof PARTS)[number];
 
@@ -169,6 +171,8 @@ async function main(): Promise<number> {
     if (!quick) await part("subsecond", () => subsecondPart(ctx, trials));
     // Each takeover trial takes ~12 s (the old master returns in between).
     if (!quick) await part("ha", () => haPart(ctx, 10));
+    // Minutes of emulation: full runs and --only vm.
+    if (!quick) await part("vm", () => vmPart(ctx));
   };
   const long = (): Promise<unknown> =>
     Promise.all([

@@ -8,9 +8,10 @@ export DEBIAN_FRONTEND=noninteractive
 # kea-dhcp6-server, isc-dhcp-client: the lab's DHCPv6 prefix delegation (lab up --pd);
 # keepalived, conntrackd: the HA pair (lab up --ha).
 # openssl: the certificate of the notify unit tests' STARTTLS server.
+# qemu-system-x86, cpio, kmod, xz-utils, zstd: the VMs booted from Debian's kernels (scripts/vm.sh, npm run test:vm).
 packages=(iproute2 nftables iputils-ping conntrack dnsmasq-base busybox iperf3 procps psmisc chromium lsm
   python3-minimal systemd-container mmdebstrap lintian radvd kea-dhcp6-server isc-dhcp-client
-  keepalived conntrackd openssl)
+  keepalived conntrackd openssl qemu-system-x86 cpio kmod xz-utils zstd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -1,12 +1,12 @@
 /**
  * `uplinkd lab ...`: build, inspect, break and remove a lab from the shell.
  *
- *     uplinkd lab up [--uplinks N] [--prefix P] [--dhcp UPLINK...] [--p2p UPLINK...] [--cgnat UPLINK...]
+ *     uplinkd lab up [--uplinks N] [--prefix P] [--dhcp UPLINK...] [--p2p UPLINK...] [--cgnat UPLINK...] [--pppoe UPLINK...]
  *                    [--weights 3,2,1] [--tiers 1,1,2] [--pd] [--ha]
  *     uplinkd lab down [--prefix P]
  *     uplinkd lab status [--prefix P] [--json]
  *     uplinkd lab fault UPLINK carrier|blackhole|blackhole4|blackhole6|loss=PCT|rate=RATE|
- *                              delay=MS[,jitter=MS]|dhcp-change|ra-change|renumber... [--prefix P]
+ *                              delay=MS[,jitter=MS]|dhcp-change|ra-change|renumber|pppoe-drop... [--prefix P]
  *     uplinkd lab heal UPLINK [--prefix P]
  *     uplinkd lab session UPLINK down|up [--same-address] [--prefix P]
  *     uplinkd lab exec NODE [--prefix P] -- CMD...
@@ -125,6 +125,10 @@ export function registerLabCommands(program: Command): void {
       "--cgnat <uplink...>",
       "uplinks behind a CGNAT: a 10.I.1.2 address, a second NAT at the ISP, a private upstream host 10.I.0.53",
     )
+    .option(
+      "--pppoe <uplink...>",
+      "PPPoE uplinks: pppoe-server in the ISP, pppd with the kernel-mode plugin on the router (ppp1, gateway auto); needs a kernel with PPP",
+    )
     .option("--weights <list>", "weights in the written config, one per uplink: 3,2,1")
     .option("--tiers <list>", "tiers in the written config, one per uplink: 1,1,2")
     .option(
@@ -144,6 +148,7 @@ export function registerLabCommands(program: Command): void {
         dhcp?: string[];
         p2p?: string[];
         cgnat?: string[];
+        pppoe?: string[];
         weights?: string;
         tiers?: string;
         pd?: boolean;
@@ -163,6 +168,7 @@ export function registerLabCommands(program: Command): void {
             dhcp: uplinkList(opts.dhcp),
             p2p: uplinkList(opts.p2p),
             cgnat: uplinkList(opts.cgnat),
+            pppoe: uplinkList(opts.pppoe),
           });
           process.stdout.write(
             `${formatLabStatus(await pair.lab.status())}\n${await formatHaLab(pair)}`,
@@ -175,6 +181,7 @@ export function registerLabCommands(program: Command): void {
           dhcp: uplinkList(opts.dhcp),
           p2p: uplinkList(opts.p2p),
           cgnat: uplinkList(opts.cgnat),
+          pppoe: uplinkList(opts.pppoe),
           weights: intList("weights", opts.weights),
           tiers: intList("tiers", opts.tiers),
           pd: opts.pd === true,
@@ -222,12 +229,13 @@ export function registerLabCommands(program: Command): void {
     .description(
       "break an uplink at its ISP: carrier, blackhole (both families), blackhole4, blackhole6, " +
         "loss=PCT (round trip), rate=RATE (tc units); events: dhcp-change, ra-change (new IPv6 default router), " +
-        "renumber (new IPv6 uplink network and delegated prefix)",
+        "renumber (new IPv6 uplink network and delegated prefix), " +
+        "pppoe-drop (the ISP ends the PPPoE session; the redial gets a new address and peer)",
     )
     .argument("<uplink>", "uplink name (isp1) or number (1)")
     .argument(
       "<fault...>",
-      "carrier | blackhole | blackhole4 | blackhole6 | loss=PCT | rate=RATE | delay=MS[,jitter=MS] | dhcp-change | ra-change | renumber",
+      "carrier | blackhole | blackhole4 | blackhole6 | loss=PCT | rate=RATE | delay=MS[,jitter=MS] | dhcp-change | ra-change | renumber | pppoe-drop",
     )
     .option("--prefix <prefix>", "prefix of the lab", DEFAULT_PREFIX)
     .action(async (uplink: string, faults: string[], opts: { prefix: string }) => {
@@ -265,7 +273,7 @@ export function registerLabCommands(program: Command): void {
   lab
     .command("session")
     .description(
-      "drop (down) or bring back (up) the session of a point-to-point uplink: its interface disappears, then reappears with a new address",
+      "drop (down) or bring back (up) the session of a point-to-point or PPPoE uplink: its interface disappears, then reappears with a new address",
     )
     .argument("<uplink>", "uplink name (isp2) or number (2)")
     .argument("<state>", "down | up")

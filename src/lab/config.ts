@@ -65,7 +65,7 @@ export function renderLabConfig(
     uplinks: plan.uplinks.map((u) => ({
       name: u.name,
       interface: u.routerInterface,
-      gateway: u.dhcp ? "auto" : u.kind === "p2p" ? "none" : u.gateway,
+      gateway: u.dhcp || u.kind === "pppoe" ? "auto" : u.kind === "p2p" ? "none" : u.gateway,
       weight: u.weight,
       tier: u.tier,
       ...labUplinkIpv6Config(u, ipv6.pd, ipv6.stateDir),

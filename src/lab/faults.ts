@@ -31,6 +31,9 @@ import { DELAY_DEVICE } from "./delay.js";
  *   one (preferred lifetime 0) and no longer routing it; with prefix
  *   delegation, it delegates the next prefix and the router's client asks
  *   again (IPv6 uplinks only).
+ * - `pppoe-drop`: an event: the ISP ends the PPPoE session (its pppd sends
+ *   LCP Terminate-Request and PADT) and answers the router's redial with a
+ *   new address and a new peer (PPPoE uplinks only; see pppoe.ts).
  * - `delay`: every packet from the internet to the router is held `delayMs`
  *   (+- `jitterMs`, uniform; 0: none, order kept) by a user-space delay line
  *   in the ISP (see delay.ts), so round trips through the ISP take `delayMs`
@@ -46,10 +49,11 @@ export type Fault =
   | { kind: "dhcp-change" }
   | { kind: "ra-change" }
   | { kind: "renumber" }
+  | { kind: "pppoe-drop" }
   | { kind: "delay"; delayMs: number; jitterMs: number };
 
 /** Faults that are events (they happen once), not states a heal undoes. */
-export const EVENT_FAULTS = ["dhcp-change", "ra-change", "renumber"] as const;
+export const EVENT_FAULTS = ["dhcp-change", "ra-change", "renumber", "pppoe-drop"] as const;
 
 /** The faults an uplink currently has; an empty object is a healthy uplink. */
 export interface FaultSet {
@@ -132,7 +136,7 @@ function parseDelay(text: string): Fault {
 /**
  * Parse `carrier`, `blackhole`, `blackhole4`, `blackhole6`, `loss=PCT`
  * (`loss=30` or `loss=30%`), `rate=RATE`, `delay=DELAY[,jitter=JITTER]`,
- * `dhcp-change`, `ra-change` or `renumber`.
+ * `dhcp-change`, `ra-change`, `renumber` or `pppoe-drop`.
  * @throws {LabError} for anything else.
  */
 export function parseFault(text: string): Fault {
@@ -145,7 +149,8 @@ export function parseFault(text: string): Fault {
     t === "blackhole6" ||
     t === "dhcp-change" ||
     t === "ra-change" ||
-    t === "renumber"
+    t === "renumber" ||
+    t === "pppoe-drop"
   ) {
     return { kind: t };
   }
@@ -161,7 +166,7 @@ export function parseFault(text: string): Fault {
     return { kind: "rate", rate: rate[1].trim().toLowerCase() };
   }
   throw new LabError(
-    `unknown fault ${JSON.stringify(t)}: use carrier, blackhole, blackhole4, blackhole6, loss=PCT, rate=RATE, delay=MS[,jitter=MS], dhcp-change, ra-change or renumber`,
+    `unknown fault ${JSON.stringify(t)}: use carrier, blackhole, blackhole4, blackhole6, loss=PCT, rate=RATE, delay=MS[,jitter=MS], dhcp-change, ra-change, renumber or pppoe-drop`,
   );
 }
 
@@ -201,6 +206,7 @@ export function addFault(set: FaultSet, fault: Fault): FaultSet {
     case "dhcp-change":
     case "ra-change":
     case "renumber":
+    case "pppoe-drop":
       break;
   }
   return next;

@@ -250,6 +250,7 @@ export async function haLabUp(options: HaLabUpOptions = {}): Promise<HaLab> {
     ["--dhcp", options.dhcp],
     ["--p2p", options.p2p],
     ["--cgnat", options.cgnat],
+    ["--pppoe", options.pppoe],
   ] as const) {
     if ((list ?? []).length > 0) {
       throw new LabError(`--ha builds static ethernet uplinks only; drop ${what}`);

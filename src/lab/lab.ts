@@ -34,6 +34,7 @@ import {
   ipBatch,
   killNamespaceProcesses,
   labRun,
+  labTimeScale,
   listNamespaces,
   namespacePids,
   setSysctls,
@@ -61,6 +62,15 @@ import {
   renderRadvdConfig,
 } from "./ipv6.js";
 import { TUN_RELAY_FILE, TUN_RELAY_SCRIPT } from "./p2p.js";
+import {
+  pppoeAddress,
+  pppoeOptionsFile,
+  pppoePlugin,
+  pppoeServerArgv,
+  pppUnavailable,
+  renderIspPppOptions,
+  routerPppdArgv,
+} from "./pppoe.js";
 import {
   DELAY_LINE_FILE,
   DELAY_LINE_SCRIPT,
@@ -140,6 +150,12 @@ export interface LabUpOptions {
   p2p?: readonly (number | string)[];
   /** Uplinks behind a CGNAT: a 10.I.1.2 address, a second NAT at the ISP, a private upstream 10.I.0.0/16. */
   cgnat?: readonly (number | string)[];
+  /**
+   * PPPoE uplinks (numbers or names): pppoe-server in the ISP, pppd on the
+   * router (interface `pppI`, `gateway: auto`); IPv4 only; need a kernel
+   * with PPP (see pppoe.ts).
+   */
+  pppoe?: readonly (number | string)[];
   /** Parent of the state directory; default `/run/uplinkd-lab`. */
   stateRoot?: string;
   /** Tear down a lab with the same prefix first (default true); false: throw instead. */
@@ -155,6 +171,17 @@ export interface LabUpOptions {
    * each uplink holds its delegated prefix (see ipv6.ts for where it shows).
    */
   pd?: boolean;
+}
+
+/** Those of `pids` whose command name (`/proc/PID/comm`) is `comm`. */
+async function pidsNamed(pids: readonly number[], comm: string): Promise<number[]> {
+  const named = await Promise.all(
+    pids.map(async (pid) => {
+      const text = await readFile(`/proc/${pid}/comm`, "utf8").catch(() => "");
+      return text.trim() === comm ? pid : undefined;
+    }),
+  );
+  return named.filter((pid): pid is number => pid !== undefined);
 }
 
 /** Packets and bytes a counter saw. */
@@ -353,10 +380,11 @@ function launchEchoHost(
         reject(new LabError(`echo host in ${ns} ${why}; ${log}: ${t}`));
       });
     };
+    const limitMs = Math.round(timeoutMs * labTimeScale());
     const timer = setTimeout(() => {
       child.kill("SIGKILL");
-      fail(`was not ready within ${timeoutMs} ms`);
-    }, timeoutMs);
+      fail(`was not ready within ${limitMs} ms`);
+    }, limitMs);
     child.on("error", (error) => {
       fail(`could not start: ${error.message}`);
     });
@@ -469,6 +497,61 @@ async function startP2pSession(
   return { name: `p2p-${u.name}`, node: "rtr", pid, log };
 }
 
+/** Longest wait for a PPPoE session to come up (discovery, LCP, IPCP; slow under emulation), ms. */
+const PPPOE_SESSION_TIMEOUT_MS = 30_000;
+
+/** Start the PPPoE server of uplink `u` in its ISP for session generation `generation`. */
+function startPppoeServer(dir: string, u: UplinkPlan, generation: number): LabProcess {
+  const log = join(dir, `pppoe-${u.name}.log`);
+  const argv = pppoeServerArgv(u, join(dir, pppoeOptionsFile(u)), generation);
+  return {
+    name: `pppoe-${u.name}`,
+    node: `isp${u.number}`,
+    pid: startDetached(u.namespace, argv, log),
+    log,
+  };
+}
+
+/** Start the router's pppd of PPPoE uplink `u` (it redials by itself after a session ends). */
+function startRouterPppd(dir: string, rtr: string, u: UplinkPlan, plugin: string): LabProcess {
+  const log = join(dir, `pppd-${u.name}.log`);
+  return {
+    name: `pppd-${u.name}`,
+    node: "rtr",
+    pid: startDetached(rtr, routerPppdArgv(u, plugin), log),
+    log,
+  };
+}
+
+/**
+ * Wait until the router's session interface of PPPoE uplink `u` has `address`.
+ * @throws {LabError} after {@link PPPOE_SESSION_TIMEOUT_MS}, with the end of both sides' logs.
+ */
+async function waitForPppoeSession(
+  dir: string,
+  rtr: string,
+  u: UplinkPlan,
+  address: string,
+): Promise<void> {
+  await waitFor(
+    `PPPoE session of ${u.name} (${address} on ${u.routerInterface})`,
+    PPPOE_SESSION_TIMEOUT_MS,
+    async () =>
+      (await routerAddresses(rtr, u.routerInterface).catch(() => [])).some((a) =>
+        a.startsWith(`${address}/`),
+      )
+        ? true
+        : undefined,
+  ).catch(async (error: unknown) => {
+    const pppd = join(dir, `pppd-${u.name}.log`);
+    const server = join(dir, `pppoe-${u.name}.log`);
+    throw new LabError(
+      `${errorText(error)}; ${pppd}: ${await tail(pppd)}; ${server}: ${await tail(server)}`,
+      { cause: error },
+    );
+  });
+}
+
 /**
  * Check that every process the lab started still runs in its namespace (a
  * service with a bad option or a missing program exits at once).
@@ -560,6 +643,7 @@ export async function labUp(options: LabUpOptions = {}): Promise<Lab> {
     tiers: options.tiers,
     p2p: (options.p2p ?? []).map((d) => parseUplink(d, options.uplinks ?? 3)),
     cgnat: (options.cgnat ?? []).map((d) => parseUplink(d, options.uplinks ?? 3)),
+    pppoe: (options.pppoe ?? []).map((d) => parseUplink(d, options.uplinks ?? 3)),
   });
   const prefix = plan.prefix;
   const stateRoot = options.stateRoot ?? DEFAULT_STATE_ROOT;
@@ -580,6 +664,9 @@ export async function labUp(options: LabUpOptions = {}): Promise<Lab> {
       "point-to-point uplinks need python3 (it runs the TUN relay): apt-get install python3-minimal",
     );
   }
+  const pppoeUplinks = plan.uplinks.filter((u) => u.kind === "pppoe");
+  const pppoeBlocked = pppoeUplinks.length > 0 ? await pppUnavailable() : undefined;
+  if (pppoeBlocked !== undefined) throw new LabError(pppoeBlocked);
   if (plan.uplinks.some((u) => u.ipv6 !== undefined) && !(await onPath("radvd"))) {
     throw new LabError(
       "the lab's ISPs send IPv6 router advertisements with radvd: apt-get install radvd",
@@ -609,6 +696,7 @@ export async function labUp(options: LabUpOptions = {}): Promise<Lab> {
     tiers: plan.uplinks.map((u) => u.tier),
     p2p: p2pUplinks.map((u) => u.number),
     cgnat: plan.uplinks.filter((u) => u.kind === "cgnat").map((u) => u.number),
+    ...(pppoeUplinks.length > 0 ? { pppoe: pppoeUplinks.map((u) => u.number) } : {}),
     stateDir: dir,
     configPath: join(dir, "uplinkd.yaml"),
     controlSocket: join(dir, "uplinkd.sock"),
@@ -668,6 +756,21 @@ export async function labUp(options: LabUpOptions = {}): Promise<Lab> {
         ),
       ),
     ]);
+
+    // PPPoE: the ISP's server, then the router's pppd; the session's address shows on pppI.
+    if (pppoeUplinks.length > 0) {
+      const plugin = await pppoePlugin();
+      await Promise.all(
+        pppoeUplinks.map(async (u) => {
+          await writeFile(join(dir, pppoeOptionsFile(u)), renderIspPppOptions());
+          state.processes.push(
+            startPppoeServer(dir, u, 0),
+            startRouterPppd(dir, ns.rtr, u, plugin),
+          );
+          await waitForPppoeSession(dir, ns.rtr, u, pppoeAddress(u.number, 0));
+        }),
+      );
+    }
 
     // IPv6: router advertisements (and prefix delegation) from every ISP with IPv6.
     const v6Uplinks = plan.uplinks.filter((u) => u.ipv6 !== undefined);
@@ -822,6 +925,7 @@ function planFromState(state: LabState): LabPlan {
     tiers: state.tiers,
     p2p: state.p2p ?? [],
     cgnat: state.cgnat ?? [],
+    pppoe: state.pppoe ?? [],
   });
 }
 
@@ -1243,6 +1347,12 @@ export class Lab {
       await this.#ipv6Change(u, current, f.kind);
       return;
     }
+    if (f.kind === "pppoe-drop") {
+      if (u.kind !== "pppoe") throw new LabError(`pppoe-drop: ${u.name} is not a PPPoE uplink`);
+      await this.#pppoeSession(u, "down", {});
+      await this.#pppoeSession(u, "up", {});
+      return;
+    }
     const next = addFault(current, f);
     await this.#applyFaults(u, next);
     this.#state.faults[String(u.number)] = next;
@@ -1281,7 +1391,10 @@ export class Lab {
     options: { sameAddress?: boolean } = {},
   ): Promise<string | undefined> {
     const u = this.uplink(uplink);
-    if (u.kind !== "p2p") throw new LabError(`session: ${u.name} is not a point-to-point uplink`);
+    if (u.kind === "pppoe") return this.#oneAtATime(() => this.#pppoeSession(u, to, options));
+    if (u.kind !== "p2p") {
+      throw new LabError(`session: ${u.name} is neither a point-to-point nor a PPPoE uplink`);
+    }
     return this.#oneAtATime(async () => {
       await this.#reload();
       const rtr = this.namespace("rtr");
@@ -1309,6 +1422,52 @@ export class Lab {
       await this.#applyFaults(u, this.#faultsOf(u));
       return address;
     });
+  }
+
+  /**
+   * End or start the PPPoE session of `u` from the ISP's side. `down`: the
+   * ISP's server and its session pppd stop (the pppd sends LCP
+   * Terminate-Request and PADT), the router's `pppI` disappears and its pppd
+   * keeps dialling; `up`: a server for the next generation (a new address
+   * and peer, see pppoe.ts, unless `sameAddress`) answers, and this returns
+   * once the router holds the new address.
+   */
+  async #pppoeSession(
+    u: UplinkPlan,
+    to: "up" | "down",
+    options: { sameAddress?: boolean },
+  ): Promise<string | undefined> {
+    await this.#reload();
+    const rtr = this.namespace("rtr");
+    const name = `pppoe-${u.name}`;
+    const server = this.#state.processes.find((p) => p.name === name);
+    const ispPids = await namespacePids(u.namespace);
+    const running = server !== undefined && ispPids.includes(server.pid);
+    if (to === "down") {
+      const sessions = await pidsNamed(ispPids, "pppd");
+      const victims = [...(running ? [server.pid] : []), ...sessions];
+      for (const pid of victims) process.kill(pid, "SIGTERM");
+      await waitFor(`PPPoE server and sessions of ${u.name} exiting`, 5000, async () => {
+        const left = await namespacePids(u.namespace);
+        return victims.some((pid) => left.includes(pid)) ? undefined : true;
+      });
+      await waitFor(`${u.routerInterface} disappearing from ${rtr}`, 15_000, async () =>
+        (await readRouterLinks(rtr)).some((l) => l.ifname === u.routerInterface) ? undefined : true,
+      );
+      return undefined;
+    }
+    if (running) throw new LabError(`session: ${u.name}'s PPPoE server is running already`);
+    const generations = (this.#state.p2pGeneration ??= {});
+    const generation = (generations[String(u.number)] ?? 0) + (options.sameAddress ? 0 : 1);
+    const started = startPppoeServer(this.stateDir, u, generation);
+    this.#state.processes = [...this.#state.processes.filter((p) => p.name !== name), started];
+    generations[String(u.number)] = generation;
+    await writeState(this.#state);
+    const address = pppoeAddress(u.number, generation);
+    await waitForPppoeSession(this.stateDir, rtr, u, address);
+    // The ISP's `cust` is a new device: faults set on the old one (rate) are gone.
+    await this.#applyFaults(u, this.#faultsOf(u));
+    return address;
   }
 
   /**
@@ -1345,7 +1504,7 @@ export class Lab {
           interface: u.routerInterface,
           dhcp: u.dhcp,
           kind: u.kind,
-          gateway: u.kind === "p2p" ? "none" : u.gateway,
+          gateway: u.kind === "p2p" ? "none" : u.kind === "pppoe" ? "auto" : u.gateway,
           addresses: ipv4Of(link),
           addresses6,
           gateways6,

@@ -201,9 +201,19 @@ export async function killNamespaceProcesses(ns: string, graceMs = 2000): Promis
 }
 
 /**
+ * Factor by which the lab's waits are lengthened: the environment's
+ * `UPLINKD_LAB_TIME_SCALE` (a number >= 1; default 1). scripts/vm.sh sets
+ * it in emulated machines, where processes start several times slower.
+ */
+export function labTimeScale(): number {
+  const value = Number(process.env.UPLINKD_LAB_TIME_SCALE ?? "1");
+  return Number.isFinite(value) && value >= 1 ? value : 1;
+}
+
+/**
  * Wait until `check` returns a value other than undefined, polling every
- * `intervalMs` (default 50) for at most `timeoutMs`.
- * @throws {LabError} `what` did not happen within `timeoutMs`.
+ * `intervalMs` (default 50) for at most `timeoutMs` (times {@link labTimeScale}).
+ * @throws {LabError} `what` did not happen within that time.
  */
 export async function waitFor<T>(
   what: string,
@@ -211,11 +221,12 @@ export async function waitFor<T>(
   check: () => Promise<T | undefined>,
   intervalMs = 50,
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
+  const limitMs = Math.round(timeoutMs * labTimeScale());
+  const deadline = Date.now() + limitMs;
   for (;;) {
     const value = await check();
     if (value !== undefined) return value;
-    if (Date.now() >= deadline) throw new LabError(`${what} did not happen within ${timeoutMs} ms`);
+    if (Date.now() >= deadline) throw new LabError(`${what} did not happen within ${limitMs} ms`);
     await sleep(intervalMs);
   }
 }

@@ -10,7 +10,7 @@ import type { LabNode } from "./topology.js";
 
 /** A long-running process the lab started (echo host, DNS, DHCP server or client, iperf3). */
 export interface LabProcess {
-  /** `host`, `dns`, `iperf3`, `dhcp-isp2`, `udhcpc-wan2`, `p2p-isp2` (TUN relay), `host-isp3` (CGNAT upstream host), `radvd-isp1`, `kea-isp1`, `dhclient6-wan1`. */
+  /** `host`, `dns`, `iperf3`, `dhcp-isp2`, `udhcpc-wan2`, `p2p-isp2` (TUN relay), `host-isp3` (CGNAT upstream host), `pppoe-isp2` (PPPoE server), `pppd-isp2` (the router's PPPoE client), `radvd-isp1`, `kea-isp1`, `dhclient6-wan1`. */
   name: string;
   node: LabNode;
   pid: number;
@@ -32,6 +32,8 @@ export interface LabState {
   p2p?: number[];
   /** CGNAT uplink numbers (absent in states of older labs: none). */
   cgnat?: number[];
+  /** PPPoE uplink numbers (absent in states of older labs: none). */
+  pppoe?: number[];
   stateDir: string;
   /** The daemon config `lab up` wrote. */
   configPath: string;
@@ -46,7 +48,7 @@ export interface LabState {
   faults: Record<string, FaultSet>;
   /** Address changes so far, by DHCP uplink number. */
   dhcpGeneration: Record<string, number>;
-  /** Sessions with a new address so far, by point-to-point uplink number (absent: none). */
+  /** Sessions with a new address so far, by point-to-point or PPPoE uplink number (absent: none). */
   p2pGeneration?: Record<string, number>;
   /** `lab up --pd`: DHCPv6 prefix delegation runs (absent in states of older labs: no). */
   pd?: boolean;

@@ -133,8 +133,12 @@ export const ROUTER_LINK_LOCAL = "fe80::ff:fe00:2";
 /** Interface identifier of the router's SLAAC address on every uplink (`ip token`): 2001:db8:I::2. */
 export const ROUTER_TOKEN = "::2";
 
-/** Interface names inside an ISP namespace. */
-export const ISP_INTERFACES = { customer: "cust", core: "core" } as const;
+/**
+ * Interface names inside an ISP namespace. On a PPPoE uplink `cust` is the
+ * session's PPP interface (its pppd's `ifname`) and `custeth` the Ethernet
+ * link under it.
+ */
+export const ISP_INTERFACES = { customer: "cust", core: "core", customerLink: "custeth" } as const;
 
 /**
  * A lab node: where commands can run. `isp1`..`ispN` are the ISP gateways.
@@ -146,9 +150,10 @@ export type LabNode = "lan" | "rtr" | "net" | `isp${number}` | "rtr2" | "sw";
 /**
  * How an uplink is wired: `ethernet` (a veth, static or DHCP), `p2p` (a TUN
  * pair, no gateway), `cgnat` (a veth with a private address behind a
- * second NAT).
+ * second NAT), `pppoe` (a PPPoE session over a veth: pppoe-server in the
+ * ISP, pppd with the kernel-mode PPPoE plugin on the router; see pppoe.ts).
  */
-export type UplinkKind = "ethernet" | "p2p" | "cgnat";
+export type UplinkKind = "ethernet" | "p2p" | "cgnat" | "pppoe";
 
 /**
  * IPv6 of an uplink as `lab up` builds it (generation 0: before any
@@ -183,8 +188,10 @@ export interface UplinkPlan {
   number: number;
   /** Uplink name in the daemon config: `isp1`. */
   name: string;
-  /** Router interface: `wan1`. */
+  /** Router interface: `wan1` (PPPoE: the session's `ppp1`, which exists only while it is up). */
   routerInterface: string;
+  /** PPPoE only: the Ethernet link under the session, on the router: `wan1`. */
+  linkInterface?: string;
   /** How it is wired. */
   kind: UplinkKind;
   /** Router address for a static uplink: `100.64.1.2` (DHCP ones get one from the ISP; CGNAT `10.1.1.2`). */
@@ -236,6 +243,8 @@ export interface LabShape {
   p2p?: readonly number[];
   /** Uplink numbers (1-based) behind a CGNAT (private address, second NAT at the ISP). */
   cgnat?: readonly number[];
+  /** Uplink numbers (1-based) reached over PPPoE (IPv4 only). */
+  pppoe?: readonly number[];
 }
 
 const PREFIX_RE = /^[a-zA-Z][a-zA-Z0-9_-]{0,15}$/;
@@ -385,6 +394,7 @@ export function planLab(shape: LabShape): LabPlan {
   for (const [kind, list] of [
     ["p2p", shape.p2p],
     ["cgnat", shape.cgnat],
+    ["pppoe", shape.pppoe],
   ] as const) {
     for (const value of list ?? []) {
       const i = parseUplink(value, n);
@@ -416,7 +426,8 @@ export function planLab(shape: LabShape): LabPlan {
     uplinks.push({
       number: i,
       name: `isp${i}`,
-      routerInterface: `wan${i}`,
+      routerInterface: kind === "pppoe" ? `ppp${i}` : `wan${i}`,
+      ...(kind === "pppoe" ? { linkInterface: `wan${i}` } : {}),
       kind,
       routerAddress: `${net}.2`,
       gateway: `${net}.1`,
@@ -431,7 +442,7 @@ export function planLab(shape: LabShape): LabPlan {
       dhcp: dhcp.has(i),
       weight: weights[i - 1] ?? 1,
       tier: tiers[i - 1] ?? 1,
-      ...(kind === "p2p" ? {} : { ipv6: uplinkIpv6Plan(i) }),
+      ...(kind === "p2p" || kind === "pppoe" ? {} : { ipv6: uplinkIpv6Plan(i) }),
     });
   }
   return {
@@ -523,6 +534,14 @@ export function renderRouterBatch(plan: LabPlan): string {
   for (const u of plan.uplinks) {
     // A point-to-point uplink's TUN pair is made by its relay (see renderP2pRouterBatch).
     if (u.kind === "p2p") continue;
+    // PPPoE: a bare Ethernet link; pppd makes the session's interface on it.
+    if (u.linkInterface !== undefined) {
+      lines.push(
+        `link add ${u.linkInterface} address ${ROUTER_UPLINK_MAC} type veth peer name ${ISP_INTERFACES.customerLink} netns ${u.namespace}`,
+        `link set ${u.linkInterface} up`,
+      );
+      continue;
+    }
     // A fixed MAC, so a known link-local address (the ISP routes delegated
     // prefixes to it), and a fixed SLAAC interface identifier (`ip token`);
     // the prefix comes from the ISP's RAs.
@@ -654,17 +673,19 @@ export function renderIspBatch(u: UplinkPlan): string {
   const customerSide =
     u.kind === "p2p"
       ? []
-      : [
-          `addr add ${u.gateway}/24 dev ${customer}`,
-          ...(v6 === undefined
-            ? []
-            : [
-                `link set ${customer} addrgenmode none`,
-                `addr add ${v6.gateway}/64 dev ${customer}`,
-                `addr add ${v6.ispAddress}/64 dev ${customer}`,
-              ]),
-          `link set ${customer} up`,
-        ];
+      : u.kind === "pppoe"
+        ? [`link set ${ISP_INTERFACES.customerLink} up`]
+        : [
+            `addr add ${u.gateway}/24 dev ${customer}`,
+            ...(v6 === undefined
+              ? []
+              : [
+                  `link set ${customer} addrgenmode none`,
+                  `addr add ${v6.gateway}/64 dev ${customer}`,
+                  `addr add ${v6.ispAddress}/64 dev ${customer}`,
+                ]),
+            `link set ${customer} up`,
+          ];
   return [
     "link set lo up",
     ...(u.upstream === undefined ? [] : [`addr add ${u.upstream.host}/32 dev lo`]),

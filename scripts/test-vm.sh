@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The VM suite (test/vm) inside machines booted from Debian's stock kernels
+# (scripts/vm.sh): Linux 6.1 (Debian 12) and 6.12 (Debian 13), or those given
+# as arguments (`bash scripts/test-vm.sh 6.1`). Prints each kernel's duration.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+kernels=("$@")
+[ ${#kernels[@]} -gt 0 ] || kernels=(6.1 6.12)
+status=0
+for kernel in "${kernels[@]}"; do
+  started=$(date +%s)
+  rc=0
+  bash scripts/vm.sh --kernel "$kernel" --timeout 1500 -- \
+    node --import tsx --test --test-concurrency=1 --test-reporter=spec test/vm/*.test.ts || rc=$?
+  echo "test/vm on Linux $kernel: exit $rc after $(($(date +%s) - started)) s"
+  [ "$rc" = 0 ] || status=$rc
+done
+exit "$status"
