@@ -44,6 +44,13 @@ export interface UplinkView extends UplinkSlot {
    * address. Absent without `ha`.
    */
   virtualAddress?: string;
+  /**
+   * The uplink's IPv6 virtual address (the first IPv6 one of its interface
+   * in `ha.virtual_addresses`, canonical): forwarded IPv6 connections are
+   * SNATed to it (or, with `prefix6`, translated into that prefix), the
+   * router's own keep its own address. Absent without a dual-stack pair.
+   */
+  virtualAddress6?: string;
   /** The uplink's IPv4 source address now (configured, or the interface's primary), if any. */
   address?: string;
   /**

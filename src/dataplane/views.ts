@@ -17,7 +17,9 @@ import { uplinkSlots } from "./slots.js";
  * as the preferred source of its routes; `gateway: none` makes it
  * point-to-point (routes straight out of the interface). With `ha`, an
  * uplink whose interface has a virtual address gets SNAT to it for
- * forwarded connections (see {@link UplinkView.virtualAddress}).
+ * forwarded connections (see {@link UplinkView.virtualAddress}), and one
+ * with an IPv6 virtual address SNAT to that for forwarded IPv6 connections
+ * ({@link UplinkView.virtualAddress6}).
  *
  * The IPv6 part (`ipv6`) is there while the uplink has a global IPv6
  * address; its usability comes from the uplink's IPv6 health state.
@@ -48,6 +50,7 @@ export function buildViews(
         uplink.snat ?? (virtualAddress === undefined ? uplink.address : undefined),
       ),
       ...optional("virtualAddress", virtualAddress),
+      ...optional("virtualAddress6", virtualAddressesOf(config.ha, uplink.interface, 6)[0]),
       ...optional("address", link?.address),
       ...optional("source", link?.addressSource === "configured" ? link.address : undefined),
       ...optional("gateway", link?.gateway),
