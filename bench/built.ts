@@ -30,4 +30,3 @@ export const conntrackLab =
 export const ipv6 = await load<typeof import("../src/lab/ipv6.js")>("lab/ipv6.js");
 export const exec = await load<typeof import("../src/kernel/exec.js")>("kernel/exec.js");
 export const haLabs = await load<typeof import("../src/lab/ha.js")>("lab/ha.js");
-export const haPartModule = await load<typeof import("../src/ha/part.js")>("ha/part.js");

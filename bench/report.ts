@@ -356,22 +356,6 @@ export function summaryRows(doc: Results): Row[] {
   }
   const ha = data(doc, "ha") as HaResults | undefined;
   if (ha !== undefined) {
-    for (const a of ha.adverts ?? []) {
-      rows.push(
-        spreadRow(
-          `HA pair, ${a.advertMs} ms VRRP adverts: master dies -> new IPv4 connections succeed`,
-          a.takeoverMs,
-          " ms",
-          `${num(a.survivedPct, " %")} of IPv4 long-lived connections kept; notify commit path median ${num(a.commitMs.median, " ms")}`,
-        ),
-        spreadRow(
-          `HA pair, ${a.advertMs} ms VRRP adverts: master dies -> new IPv6 connections succeed`,
-          a.takeover6Ms,
-          " ms",
-          `${num(a.survived6Pct, " %")} of IPv6 long-lived connections kept`,
-        ),
-      );
-    }
     rows.push(
       spreadRow(
         `HA pair: master dies -> new LAN connections succeed again (VRRP adverts ${ha.advertMs} ms)`,

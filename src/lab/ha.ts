@@ -12,19 +12,12 @@
  *     P-rtr2 wanI ─ b-wanI ┘
  *     P-rtr sync0 ──────── sync0 P-rtr2   100.64.250.0/24: a .1, b .2 (conntrackd)
  *
- * Dual-stack like the normal lab: the LAN is fd00:1::/64 (client ::100, a
- * ::11, b ::12, virtual ::1 and the virtual link-local fe80::1, the source
- * of the master's router advertisements: the client's default router);
- * uplink I is 2001:db8:I::/64 (a ::2, b ::3, virtual ::10; the ISP's
- * fe80::1 is both routers' static gateway6). The routers accept no router
- * advertisements; the client takes its IPv6 default route from them.
- *
  * Router `a` (namespace P-rtr, priority 20) is master when both are
  * healthy; `b` (P-rtr2, priority 10) is its backup. Each has its files in
  * `STATE_DIR/ha-a` or `ha-b`: uplinkd.yaml, the rendered keepalived.conf,
  * conntrackd.conf and notify script, the track and state files, and the
  * logs; conntrackd's socket and lock file are there too, so two nodes (and
- * two labs) never share one. The VRRP advert interval is 200 ms (`advertMs` of haLabUp for others).
+ * two labs) never share one. The VRRP advert interval is 200 ms.
  *
  * Only static ethernet uplinks (no --dhcp, --p2p, --cgnat).
  */
@@ -42,15 +35,7 @@ import { renderLabConfig } from "./config.js";
 import { statusAt, uplinkdArgv } from "./daemon.js";
 import { labUp, openLab, type Lab, type LabUpOptions } from "./lab.js";
 import { ipBatch, labRun, namespacePids, setSysctls, spawnIn, waitFor } from "./netns.js";
-import {
-  addressIn,
-  ISP_INTERFACES,
-  LAN,
-  LAN6,
-  namespaceOf,
-  type LabPlan,
-  type UplinkPlan,
-} from "./topology.js";
+import { ISP_INTERFACES, LAN, namespaceOf, type LabPlan, type UplinkPlan } from "./topology.js";
 
 /** The two routers of the HA lab. */
 export type HaNodeName = "a" | "b";
@@ -61,11 +46,6 @@ export const HA_LAB = {
   lanVirtual: LAN.routerAddress,
   /** Each router's own LAN address. */
   lanAddress: { a: "100.64.100.11", b: "100.64.100.12" },
-  /** The LAN's IPv6 virtual address (the normal lab's router address) and its virtual link-local one. */
-  lanVirtual6: LAN6.routerAddress,
-  lanLinkLocal: "fe80::1",
-  /** Each router's own IPv6 LAN address. */
-  lanAddress6: { a: "fd00:1::11", b: "fd00:1::12" },
   /** The sync link: interface and each router's address (/24). */
   sync: { interface: "sync0", a: "100.64.250.1", b: "100.64.250.2" },
   /** VRRP priorities: a wins while both are equally healthy. */
@@ -93,16 +73,6 @@ export function haUplinkVirtual(u: UplinkPlan): string {
   return u.routerAddress.replace(/\.2$/, ".10");
 }
 
-/** Router `name`'s own IPv6 address on uplink `u`'s segment: `2001:db8:I::2` (a) or `::3` (b); undefined without IPv6. */
-export function haUplinkAddress6(u: UplinkPlan, name: HaNodeName): string | undefined {
-  return u.ipv6 === undefined ? undefined : addressIn(u.ipv6.network, name === "a" ? "::2" : "::3");
-}
-
-/** The uplink's IPv6 virtual address: `2001:db8:I::10`; undefined without IPv6. */
-export function haUplinkVirtual6(u: UplinkPlan): string | undefined {
-  return u.ipv6 === undefined ? undefined : addressIn(u.ipv6.network, "::10");
-}
-
 /** Bridge of uplink `u`'s segment in the switch: `brisp1`. */
 function ispBridge(u: UplinkPlan): string {
   return `br${u.name}`;
@@ -126,15 +96,12 @@ export function renderHaRouterBatch(plan: LabPlan, name: HaNodeName): string {
     "link set lo up",
     `link add ${LAN.routerInterface} type veth peer name ${haSwitchPort(name)} netns ${sw}`,
     `addr add ${HA_LAB.lanAddress[name]}/${LAN.prefixLength} dev ${LAN.routerInterface}`,
-    `addr add ${HA_LAB.lanAddress6[name]}/${LAN6.prefixLength} dev ${LAN.routerInterface}`,
     `link set ${LAN.routerInterface} up`,
   ];
   for (const u of plan.uplinks) {
-    const own6 = haUplinkAddress6(u, name);
     out.push(
       `link add ${u.routerInterface} type veth peer name ${haSwitchPort(name, u)} netns ${sw}`,
       `addr add ${haUplinkAddress(u, name)}/24 dev ${u.routerInterface}`,
-      ...(own6 === undefined ? [] : [`addr add ${own6}/64 dev ${u.routerInterface}`]),
       `link set ${u.routerInterface} up`,
     );
   }
@@ -150,14 +117,10 @@ export function renderHaRouterBatch(plan: LabPlan, name: HaNodeName): string {
   return lines(out);
 }
 
-/**
- * Switch batch: one bridge per segment, every port in its bridge and up.
- * Multicast snooping is off: with no MLD querier a snooping bridge may
- * keep VRRP's IPv6 adverts (ff02::12) from the other router.
- */
+/** Switch batch: one bridge per segment, every port in its bridge and up. */
 export function renderHaSwitchBatch(plan: LabPlan): string {
-  const out = ["link set lo up", `link add ${HA_LAB.lanBridge} type bridge mcast_snooping 0`];
-  for (const u of plan.uplinks) out.push(`link add ${ispBridge(u)} type bridge mcast_snooping 0`);
+  const out = ["link set lo up", `link add ${HA_LAB.lanBridge} type bridge`];
+  for (const u of plan.uplinks) out.push(`link add ${ispBridge(u)} type bridge`);
   const port = (dev: string, bridge: string) => [
     `link set ${dev} master ${bridge}`,
     `link set ${dev} up`,
@@ -208,52 +171,30 @@ export function haNodePaths(stateDir: string, name: HaNodeName): HaNodePaths {
  * directory.
  * @throws {ConfigError} when the result does not validate (a lab bug).
  */
-export function renderHaNodeConfig(
-  plan: LabPlan,
-  stateDir: string,
-  name: HaNodeName,
-  advertMs: number = HA_LAB.advertMs,
-): string {
+export function renderHaNodeConfig(plan: LabPlan, stateDir: string, name: HaNodeName): string {
   const paths = haNodePaths(stateDir, name);
   const peer: HaNodeName = name === "a" ? "b" : "a";
   const config = parse(renderLabConfig(plan, paths.controlSocket, paths.config)) as Record<
     string,
     unknown
   >;
-  // Both routers use the same static IPv6 next hop (the ISP's link-local address).
-  const uplinks = config.uplinks as Record<string, unknown>[];
-  plan.uplinks.forEach((u, i) => {
-    const entry = uplinks[i];
-    if (entry !== undefined && u.ipv6 !== undefined) entry.gateway6 = u.ipv6.gateway;
-  });
   config.ha = {
     node: name,
     priority: HA_LAB.priority[name],
     peer: { name: peer, address: HA_LAB.sync[peer] },
     sync: { interface: HA_LAB.sync.interface, address: HA_LAB.sync[name] },
-    advert_interval: `${advertMs}ms`,
+    advert_interval: `${HA_LAB.advertMs}ms`,
     preempt_delay: `${HA_LAB.preemptDelayMs}ms`,
     virtual_addresses: {
-      [LAN.routerInterface]: [
-        `${HA_LAB.lanVirtual}/${LAN.prefixLength}`,
-        `${HA_LAB.lanVirtual6}/${LAN6.prefixLength}`,
-        `${HA_LAB.lanLinkLocal}/64`,
-      ],
+      [LAN.routerInterface]: [`${HA_LAB.lanVirtual}/${LAN.prefixLength}`],
       ...Object.fromEntries(
-        plan.uplinks.map((u) => {
-          const v6 = haUplinkVirtual6(u);
-          return [
-            u.routerInterface,
-            [`${haUplinkVirtual(u)}/24`, ...(v6 === undefined ? [] : [`${v6}/64`])],
-          ];
-        }),
+        plan.uplinks.map((u) => [u.routerInterface, [`${haUplinkVirtual(u)}/24`]]),
       ),
     },
     track_file: join(paths.dir, "ha-score"),
     state_file: join(paths.dir, "ha-role"),
     keepalived_config: join(paths.dir, "keepalived.conf"),
     notify_script: join(paths.dir, "notify.sh"),
-    radvd: { config: join(paths.dir, "radvd.conf"), pid_file: join(paths.dir, "radvd.pid") },
     conntrackd: {
       config: join(paths.dir, "conntrackd.conf"),
       socket: join(paths.dir, "conntrackd.ctl"),
@@ -295,11 +236,8 @@ async function tail(file: string, n = 8): Promise<string> {
   }
 }
 
-/**
- * Options of {@link haLabUp}: those of a normal lab (static ethernet uplinks
- * only) and the VRRP advert interval, ms (default {@link HA_LAB}.advertMs).
- */
-export type HaLabUpOptions = LabUpOptions & { advertMs?: number };
+/** Options of {@link haLabUp}: those of a normal lab (static ethernet uplinks only). */
+export type HaLabUpOptions = LabUpOptions;
 
 /**
  * Build the HA lab and start conntrackd, uplinkd and keepalived in both
@@ -324,9 +262,7 @@ export async function haLabUp(options: HaLabUpOptions = {}): Promise<HaLab> {
       throw new LabError(`--ha needs ${tool}: apt-get install keepalived conntrackd`);
     }
   }
-  const labOptions: LabUpOptions = { ...options };
-  delete (labOptions as HaLabUpOptions).advertMs;
-  const lab = await labUp(labOptions);
+  const lab = await labUp(options);
   try {
     const plan = lab.plan;
     const rtr = lab.namespace("rtr");
@@ -337,25 +273,13 @@ export async function haLabUp(options: HaLabUpOptions = {}): Promise<HaLab> {
       null,
       `netns add ${rtr2}\nnetns add ${sw}\n`,
     );
-    // Both routers: IPv6 forwarding with static addresses only (no router advertisements
-    // accepted: the ISPs' and the peer's radvd are heard on the shared segments), no DAD.
-    const v6Router = [
-      "net.ipv6.conf.all.disable_ipv6=0",
-      "net.ipv6.conf.default.disable_ipv6=0",
-      "net.ipv6.conf.all.accept_dad=0",
-      "net.ipv6.conf.default.accept_dad=0",
-      "net.ipv6.conf.all.forwarding=1",
-      "net.ipv6.conf.default.forwarding=1",
-      "net.ipv6.conf.all.accept_ra=0",
-      "net.ipv6.conf.default.accept_ra=0",
-    ];
     await setSysctls(rtr2, [
       "net.ipv4.ip_forward=1",
       "net.ipv4.conf.all.rp_filter=0",
       "net.ipv4.conf.default.rp_filter=0",
-      ...v6Router,
+      "net.ipv6.conf.all.disable_ipv6=1",
+      "net.ipv6.conf.default.disable_ipv6=1",
     ]);
-    await setSysctls(rtr, v6Router);
     await setSysctls(sw, [
       "net.ipv6.conf.all.disable_ipv6=1",
       "net.ipv6.conf.default.disable_ipv6=1",
@@ -375,13 +299,10 @@ export async function haLabUp(options: HaLabUpOptions = {}): Promise<HaLab> {
       lines([
         `link add ${LAN.clientInterface} type veth peer name c-lan netns ${sw}`,
         `addr add ${LAN.clientAddress}/${LAN.prefixLength} dev ${LAN.clientInterface}`,
-        `addr add ${LAN6.clientAddress}/${LAN6.prefixLength} dev ${LAN.clientInterface}`,
         `link set ${LAN.clientInterface} up`,
         `route add default via ${HA_LAB.lanVirtual}`,
       ]),
     );
-    // The client's IPv6 default router comes from the master's router advertisements.
-    await setSysctls(lab.namespace("lan"), [`net.ipv6.conf.${LAN.clientInterface}.accept_ra=1`]);
     for (const u of plan.uplinks) {
       await ipBatch(
         `wire ISP ${u.namespace} to the switch`,
@@ -389,13 +310,6 @@ export async function haLabUp(options: HaLabUpOptions = {}): Promise<HaLab> {
         lines([
           `link add ${ISP_INTERFACES.customer} type veth peer name i-${u.name} netns ${sw}`,
           `addr add ${u.gateway}/24 dev ${ISP_INTERFACES.customer}`,
-          ...(u.ipv6 === undefined
-            ? []
-            : [
-                `link set ${ISP_INTERFACES.customer} addrgenmode none`,
-                `addr add ${u.ipv6.gateway}/64 dev ${ISP_INTERFACES.customer}`,
-                `addr add ${u.ipv6.ispAddress}/64 dev ${ISP_INTERFACES.customer}`,
-              ]),
           `link set ${ISP_INTERFACES.customer} up`,
         ]),
       );
@@ -408,7 +322,7 @@ export async function haLabUp(options: HaLabUpOptions = {}): Promise<HaLab> {
     for (const name of ["a", "b"] as const) {
       const paths = haNodePaths(lab.stateDir, name);
       await mkdir(paths.dir, { recursive: true });
-      await writeFile(paths.config, renderHaNodeConfig(plan, lab.stateDir, name, options.advertMs));
+      await writeFile(paths.config, renderHaNodeConfig(plan, lab.stateDir, name));
       const config = parseConfig(await readFile(paths.config, "utf8"), paths.config);
       await writeHaFiles(haFiles(config, paths.config));
     }
@@ -550,26 +464,22 @@ export class HaLab {
     }
   }
 
-  /**
-   * Which router holds the LAN's virtual address of `family` now (both: a
-   * split brain; none); for IPv6 the virtual link-local one.
-   */
-  async holders(family: 4 | 6 = 4): Promise<HaNodeName[]> {
+  /** Which router holds the LAN's virtual address now (both: a split brain; none). */
+  async holders(): Promise<HaNodeName[]> {
     const out: HaNodeName[] = [];
-    const virtual = family === 4 ? HA_LAB.lanVirtual : HA_LAB.lanLinkLocal;
     for (const name of ["a", "b"] as const) {
       const { stdout } = await labRun(`read addresses of ${name}`, "ip", [
         "-n",
         this.namespace(name),
         "-j",
-        `-${family}`,
+        "-4",
         "addr",
         "show",
         "dev",
         LAN.routerInterface,
       ]);
       const entries = JSON.parse(stdout) as { addr_info?: { local?: string }[] }[];
-      if ((entries[0]?.addr_info ?? []).some((a) => a.local === virtual)) out.push(name);
+      if ((entries[0]?.addr_info ?? []).some((a) => a.local === HA_LAB.lanVirtual)) out.push(name);
     }
     return out;
   }
@@ -599,10 +509,8 @@ export class HaLab {
         if (master !== undefined) {
           // A dead router (links cut, killed) may keep the addresses it held: only the named count.
           const named = Object.keys(roles);
-          for (const family of [4, 6] as const) {
-            const holders = (await this.holders(family)).filter((h) => named.includes(h));
-            if (holders.length !== 1 || holders[0] !== master) return undefined;
-          }
+          const holders = (await this.holders()).filter((h) => named.includes(h));
+          if (holders.length !== 1 || holders[0] !== master) return undefined;
         }
         return true;
       },
@@ -663,15 +571,9 @@ export class HaLab {
       ns,
       lines([
         `addr flush dev ${LAN.routerInterface} to ${HA_LAB.lanVirtual}/32`,
-        `addr flush dev ${LAN.routerInterface} to ${HA_LAB.lanVirtual6}/128`,
-        `addr flush dev ${LAN.routerInterface} to ${HA_LAB.lanLinkLocal}/128`,
-        ...plan.uplinks.flatMap((u) => {
-          const v6 = haUplinkVirtual6(u);
-          return [
-            `addr flush dev ${u.routerInterface} to ${haUplinkVirtual(u)}/32`,
-            ...(v6 === undefined ? [] : [`addr flush dev ${u.routerInterface} to ${v6}/128`]),
-          ];
-        }),
+        ...plan.uplinks.map(
+          (u) => `addr flush dev ${u.routerInterface} to ${haUplinkVirtual(u)}/32`,
+        ),
         `link set ${HA_LAB.sync.interface} up`,
       ]),
     );
@@ -696,19 +598,13 @@ export class HaLab {
 
   /**
    * Every uplink of router `name` fails beyond its link (the switch drops
-   * what it sends towards the ISP except ARP, VRRP, neighbour discovery and
-   * traffic to the ISP's subnets), while the other router's uplinks work;
-   * `heal` ends it.
+   * what it sends towards the ISP except ARP, VRRP and traffic to the ISP's
+   * subnet), while the other router's uplinks work; `heal` ends it.
    */
   async failUplinks(name: HaNodeName): Promise<void> {
-    const rules = this.lab.plan.uplinks.flatMap((u) => [
-      `\t\tiifname "${haSwitchPort(name, u)}" ip daddr != { ${u.subnet}, 224.0.0.0/4 } drop`,
-      ...(u.ipv6 === undefined
-        ? []
-        : [
-            `\t\tiifname "${haSwitchPort(name, u)}" ip6 daddr != { ${u.ipv6.network}, fe80::/10, ff00::/8 } drop`,
-          ]),
-    ]);
+    const rules = this.lab.plan.uplinks.map(
+      (u) => `\t\tiifname "${haSwitchPort(name, u)}" ip daddr != { ${u.subnet}, 224.0.0.0/4 } drop`,
+    );
     await labRun(
       `fail router ${name}'s uplinks`,
       "ip",

@@ -9,14 +9,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import {
-  haLabUp,
-  haUplinkVirtual,
-  haUplinkVirtual6,
-  HA_LAB,
-  type HaLab,
-} from "../../src/lab/ha.js";
-import { LAB_HOSTS6 } from "../../src/lab/topology.js";
+import { haLabUp, haUplinkVirtual, HA_LAB, type HaLab } from "../../src/lab/ha.js";
 import { holdConnection, lanTraffic, type TrafficProcess } from "../../src/lab/daemon.js";
 import type { HoldLine } from "../../src/lab/traffic.js";
 import { uniquePrefix } from "./helpers.js";
@@ -82,186 +75,125 @@ async function peerRoles(
   return last;
 }
 
-describe(
-  "a redundant dual-stack router pair (keepalived, conntrackd, radvd, uplinkd)",
-  { timeout: 300_000 },
-  () => {
-    let ha: HaLab;
-    const holds: Hold[] = [];
-    let virtuals: string[] = [];
-    let virtuals6: string[] = [];
-    /** New IPv6 connections from the LAN: all succeed, each from an uplink's IPv6 virtual address. */
-    const fresh6 = async (when: string) => {
-      const fresh = await lanTraffic(ha.lab, 20, {
-        rounds: 2,
-        timeoutMs: 3000,
-        host: LAB_HOSTS6.echo,
+describe("a redundant router pair (keepalived, conntrackd, uplinkd)", { timeout: 300_000 }, () => {
+  let ha: HaLab;
+  const holds: Hold[] = [];
+  let virtuals: string[] = [];
+
+  before(async () => {
+    ha = await haLabUp({ prefix: uniquePrefix(), uplinks: 2 });
+    virtuals = ha.lab.plan.uplinks.map((u) => haUplinkVirtual(u));
+  });
+
+  after(async () => {
+    await Promise.all(holds.map((h) => h.stop()));
+    await ha.down();
+  });
+
+  it("router a is master, b backup; both daemons report it and probe from their own addresses", async () => {
+    const a = (await ha.status("a"))?.ha;
+    const b = (await ha.status("b"))?.ha;
+    assert.ok(a !== undefined && a !== null && b !== undefined && b !== null, "both report ha");
+    assert.equal(a.role, "master");
+    assert.equal(b.role, "backup");
+    assert.deepEqual(await ha.holders(), ["a"]);
+    // Each daemon hears the other's role over the sync link (a heartbeat a second).
+    const peers = await peerRoles(ha, (p) => p.a === "backup" && p.b === "master");
+    assert.deepEqual(peers, { a: "backup", b: "master" });
+    // The backup's uplinks are up: its probes leave from its own addresses (.3), not the virtual ones.
+    const bUp = await ha.status("b");
+    assert.deepEqual(
+      bUp?.uplinks.map((u) => [u.address, u.state]),
+      [
+        ["100.64.1.3", "up"],
+        ["100.64.2.3", "up"],
+      ],
+    );
+  });
+
+  it("LAN connections leave by every uplink, seen from the uplink's virtual address", async () => {
+    // Connections are balanced at random: open them until each uplink carries three (at most 20).
+    // Three each matter: without conntrackd's copy, the new master picks a connection up
+    // mid-stream and balances it afresh, so about half of them break (ECONNRESET, seen).
+    for (let n = 0; n < 20; n++) {
+      const counts = virtuals.map((v) => holds.filter((h) => firstSource(h) === v).length);
+      if (counts.every((c) => c >= 3)) break;
+      const hold = holdConnection(ha.lab, {
+        durationMs: 240_000,
+        intervalMs: 100,
+        timeoutMs: 1000,
       });
-      assert.equal(fresh.ok, 20, `new IPv6 connections ${when}: ${JSON.stringify(fresh)}`);
-      for (const source of Object.keys(fresh.bySource))
-        assert.ok(virtuals6.includes(source), source);
-    };
-
-    before(async () => {
-      ha = await haLabUp({ prefix: uniquePrefix(), uplinks: 2 });
-      virtuals = ha.lab.plan.uplinks.map((u) => haUplinkVirtual(u));
-      virtuals6 = ha.lab.plan.uplinks.map((u) => haUplinkVirtual6(u) ?? "");
-    });
-
-    after(async () => {
-      await Promise.all(holds.map((h) => h.stop()));
-      await ha.down();
-    });
-
-    it("router a is master, b backup; both daemons report it and probe from their own addresses", async () => {
-      const a = (await ha.status("a"))?.ha;
-      const b = (await ha.status("b"))?.ha;
-      assert.ok(a !== undefined && a !== null && b !== undefined && b !== null, "both report ha");
-      assert.equal(a.role, "master");
-      assert.equal(b.role, "backup");
-      assert.deepEqual(await ha.holders(), ["a"]);
-      // Each daemon hears the other's role over the sync link (a heartbeat a second).
-      const peers = await peerRoles(ha, (p) => p.a === "backup" && p.b === "master");
-      assert.deepEqual(peers, { a: "backup", b: "master" });
-      // The backup's uplinks are up: its probes leave from its own addresses (.3), not the virtual ones.
-      const bUp = await ha.status("b");
-      assert.deepEqual(
-        bUp?.uplinks.map((u) => [u.address, u.state]),
-        [
-          ["100.64.1.3", "up"],
-          ["100.64.2.3", "up"],
-        ],
-      );
-    });
-
-    it("the LAN client's IPv6 default router is the virtual link-local address, learnt from the master's advertisements", async () => {
-      let route = "";
-      for (let k = 0; k < 100; k++) {
-        route = (await ha.lab.exec("lan", ["ip", "-6", "route", "show", "default"])).stdout;
-        if (route.includes("proto ra")) break;
-        await sleep(100);
-      }
-      assert.match(
-        route,
-        new RegExp(`^default via ${HA_LAB.lanLinkLocal} dev eth0 proto ra `, "m"),
-      );
-      assert.deepEqual(await ha.holders(6), ["a"]);
-    });
-
-    it("LAN connections of both families leave by every uplink, seen from the uplink's virtual address", async () => {
-      // Connections are balanced at random: open them until each uplink carries three (at most 20);
-      // each gets up to 15 s for its first answer (starting the client tool is slow on a busy machine).
-      // Three each matter: without conntrackd's copy, the new master picks a connection up
-      // mid-stream and balances it afresh, so about half of them break (ECONNRESET, seen).
-      for (let n = 0; n < 20; n++) {
-        const counts = virtuals.map((v) => holds.filter((h) => firstSource(h) === v).length);
-        if (counts.every((c) => c >= 3)) break;
-        const hold = holdConnection(ha.lab, {
-          durationMs: 240_000,
-          intervalMs: 100,
-          timeoutMs: 1000,
-        });
-        holds.push(hold);
-        for (let k = 0; k < 300 && firstSource(hold) === undefined; k++) await sleep(50);
-        assert.ok(firstSource(hold) !== undefined, `connection ${n} got no answer`);
-      }
-      for (const v of virtuals) {
-        assert.ok(
-          holds.filter((h) => firstSource(h) === v).length >= 3,
-          `fewer than three connections by ${v}: ${holds.map(firstSource).join(", ")}`,
-        );
-      }
-      for (const h of holds) assert.ok(virtuals.includes(firstSource(h) ?? ""), firstSource(h));
-      // The same over IPv6: three long-lived connections on each uplink, from its IPv6 virtual address.
-      const holds6: Hold[] = [];
-      for (let n = 0; n < 20; n++) {
-        const counts = virtuals6.map((v) => holds6.filter((h) => firstSource(h) === v).length);
-        if (counts.every((c) => c >= 3)) break;
-        const hold = holdConnection(ha.lab, {
-          durationMs: 240_000,
-          intervalMs: 100,
-          timeoutMs: 1000,
-          host: LAB_HOSTS6.echo,
-        });
-        holds6.push(hold);
-        holds.push(hold);
-        for (let k = 0; k < 300 && firstSource(hold) === undefined; k++) await sleep(50);
-        assert.ok(firstSource(hold) !== undefined, `IPv6 connection ${n} got no answer`);
-      }
-      for (const v of virtuals6) {
-        assert.ok(
-          holds6.filter((h) => firstSource(h) === v).length >= 3,
-          `fewer than three IPv6 connections by ${v}: ${holds6.map(firstSource).join(", ")}`,
-        );
-      }
-    });
-
-    it("the master dies: b takes the virtual addresses, every connection keeps flowing from the same address, new ones succeed", async () => {
-      const killedAt = holds.map(lastT);
-      await ha.kill("a");
-      await ha.waitForRoles({ b: "master" }, 15_000);
-      // (a, killed with its links cut, may still hold addresses: keepalived got no time to drop them.)
-      assert.ok((await ha.holders()).includes("b"));
-      await sleep(3000);
-      assertFlowing(holds, killedAt, 10, "after a died");
-      const fresh = await lanTraffic(ha.lab, 20, { rounds: 2, timeoutMs: 3000 });
-      assert.equal(fresh.ok, 20, `new connections after the takeover: ${JSON.stringify(fresh)}`);
-      for (const source of Object.keys(fresh.bySource))
-        assert.ok(virtuals.includes(source), source);
-      await fresh6("after a died");
-      assert.ok((await ha.holders(6)).includes("b"));
-      const b = await ha.status("b");
-      assert.equal(b?.ha?.role, "master");
-      // The role change is an event of b's daemon.
-      const events = (await controlRequest(
-        ha.paths("b").controlSocket,
-        "GET",
-        "/events",
-      )) as EventsDocument;
-      assert.deepEqual(events.roles?.map((r) => [r.node, r.from, r.to]).at(-1), [
-        "b",
-        "backup",
-        "master",
-      ]);
-      // a is silent now: b's daemon says so.
-      const peers = await peerRoles(ha, (p) => p.b === "unreachable");
-      assert.equal(peers.b, "unreachable");
-    });
-
-    it("the old master returns and takes over again without breaking a connection", async () => {
-      const returnedAt = holds.map(lastT);
-      await ha.restore("a");
-      // a comes back as backup, gets b's connections, and preempts after its delay.
-      await ha.waitForRoles({ a: "master", b: "backup" }, 20_000 + HA_LAB.preemptDelayMs);
-      await sleep(3000);
-      assertFlowing(holds, returnedAt, 10, "after a returned");
-      const fresh = await lanTraffic(ha.lab, 20, { rounds: 2, timeoutMs: 3000 });
-      assert.equal(fresh.ok, 20, `new connections after a returned: ${JSON.stringify(fresh)}`);
-      await fresh6("after a returned");
-      assert.deepEqual(await ha.holders(6), ["a"]);
-      const a = await ha.status("a");
-      assert.equal(a?.ha?.role, "master");
-    });
-
-    it("every uplink of the master fails while the backup's work: the backup takes over", async () => {
-      const failedAt = holds.map(lastT);
-      await ha.failUplinks("a");
-      // a's uplinkd sees every uplink down, writes the FAULT score; keepalived hands over to b.
-      await ha.waitForRoles({ a: "fault", b: "master" }, 20_000);
-      assert.deepEqual(await ha.holders(), ["b"]);
-      const a = await ha.status("a");
+      holds.push(hold);
+      for (let k = 0; k < 100 && firstSource(hold) === undefined; k++) await sleep(50);
+      assert.ok(firstSource(hold) !== undefined, `connection ${n} got no answer`);
+    }
+    for (const v of virtuals) {
       assert.ok(
-        a?.uplinks.every((u) => u.state === "down"),
-        JSON.stringify(a?.uplinks.map((u) => u.state)),
+        holds.filter((h) => firstSource(h) === v).length >= 3,
+        `fewer than three connections by ${v}: ${holds.map(firstSource).join(", ")}`,
       );
-      await sleep(3000);
-      assertFlowing(holds, failedAt, 10, "after a's uplinks failed");
-      const fresh = await lanTraffic(ha.lab, 20, { rounds: 2, timeoutMs: 3000 });
-      assert.equal(fresh.ok, 20, `new connections with a's uplinks down: ${JSON.stringify(fresh)}`);
-      await fresh6("with a's uplinks down");
-      assert.deepEqual(await ha.holders(6), ["b"]);
-      await ha.healUplinks("a");
-      await ha.waitForRoles({ a: "master", b: "backup" }, 30_000);
-    });
-  },
-);
+    }
+    for (const h of holds) assert.ok(virtuals.includes(firstSource(h) ?? ""), firstSource(h));
+  });
+
+  it("the master dies: b takes the virtual addresses, every connection keeps flowing from the same address, new ones succeed", async () => {
+    const killedAt = holds.map(lastT);
+    await ha.kill("a");
+    await ha.waitForRoles({ b: "master" }, 15_000);
+    // (a, killed with its links cut, may still hold addresses: keepalived got no time to drop them.)
+    assert.ok((await ha.holders()).includes("b"));
+    await sleep(3000);
+    assertFlowing(holds, killedAt, 10, "after a died");
+    const fresh = await lanTraffic(ha.lab, 20, { rounds: 2, timeoutMs: 3000 });
+    assert.equal(fresh.ok, 20, `new connections after the takeover: ${JSON.stringify(fresh)}`);
+    for (const source of Object.keys(fresh.bySource)) assert.ok(virtuals.includes(source), source);
+    const b = await ha.status("b");
+    assert.equal(b?.ha?.role, "master");
+    // The role change is an event of b's daemon.
+    const events = (await controlRequest(
+      ha.paths("b").controlSocket,
+      "GET",
+      "/events",
+    )) as EventsDocument;
+    assert.deepEqual(events.roles?.map((r) => [r.node, r.from, r.to]).at(-1), [
+      "b",
+      "backup",
+      "master",
+    ]);
+    // a is silent now: b's daemon says so.
+    const peers = await peerRoles(ha, (p) => p.b === "unreachable");
+    assert.equal(peers.b, "unreachable");
+  });
+
+  it("the old master returns and takes over again without breaking a connection", async () => {
+    const returnedAt = holds.map(lastT);
+    await ha.restore("a");
+    // a comes back as backup, gets b's connections, and preempts after its delay.
+    await ha.waitForRoles({ a: "master", b: "backup" }, 20_000 + HA_LAB.preemptDelayMs);
+    await sleep(3000);
+    assertFlowing(holds, returnedAt, 10, "after a returned");
+    const fresh = await lanTraffic(ha.lab, 20, { rounds: 2, timeoutMs: 3000 });
+    assert.equal(fresh.ok, 20, `new connections after a returned: ${JSON.stringify(fresh)}`);
+    const a = await ha.status("a");
+    assert.equal(a?.ha?.role, "master");
+  });
+
+  it("every uplink of the master fails while the backup's work: the backup takes over", async () => {
+    const failedAt = holds.map(lastT);
+    await ha.failUplinks("a");
+    // a's uplinkd sees every uplink down, writes the FAULT score; keepalived hands over to b.
+    await ha.waitForRoles({ a: "fault", b: "master" }, 20_000);
+    assert.deepEqual(await ha.holders(), ["b"]);
+    const a = await ha.status("a");
+    assert.ok(
+      a?.uplinks.every((u) => u.state === "down"),
+      JSON.stringify(a?.uplinks.map((u) => u.state)),
+    );
+    await sleep(3000);
+    assertFlowing(holds, failedAt, 10, "after a's uplinks failed");
+    const fresh = await lanTraffic(ha.lab, 20, { rounds: 2, timeoutMs: 3000 });
+    assert.equal(fresh.ok, 20, `new connections with a's uplinks down: ${JSON.stringify(fresh)}`);
+    await ha.healUplinks("a");
+    await ha.waitForRoles({ a: "master", b: "backup" }, 30_000);
+  });
+});
