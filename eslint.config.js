@@ -11,6 +11,7 @@ export default tseslint.config(
       "bin/",
       "src/control/static/vendor/",
       "eslint.config.js",
+      ".dependency-cruiser.cjs",
     ],
   },
   js.configs.recommended,

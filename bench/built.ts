@@ -28,5 +28,5 @@ export const control = await load<typeof import("../src/control/client.js")>("co
 export const conntrackLab =
   await load<typeof import("../src/lab/conntrack.js")>("lab/conntrack.js");
 export const ipv6 = await load<typeof import("../src/lab/ipv6.js")>("lab/ipv6.js");
-export const exec = await load<typeof import("../src/kernel/exec.js")>("kernel/exec.js");
+export const exec = await load<typeof import("../src/process/run.js")>("process/run.js");
 export const haLabs = await load<typeof import("../src/lab/ha.js")>("lab/ha.js");

@@ -7,9 +7,10 @@ export DEBIAN_FRONTEND=noninteractive
 # python3-minimal: the lab's point-to-point relay; radvd: the lab ISPs' IPv6 router advertisements;
 # kea-dhcp6-server, isc-dhcp-client: the lab's DHCPv6 prefix delegation (lab up --pd);
 # keepalived, conntrackd: the HA pair (lab up --ha).
+# openssl: the certificate of the notify unit tests' STARTTLS server.
 packages=(iproute2 nftables iputils-ping conntrack dnsmasq-base busybox iperf3 procps psmisc chromium lsm
   python3-minimal systemd-container mmdebstrap lintian radvd kea-dhcp6-server isc-dhcp-client
-  keepalived conntrackd)
+  keepalived conntrackd openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -12,9 +12,9 @@ import { DEFAULT_CONFIG_PATH, loadConfig } from "./config/load.js";
 import { registerControlCommands, registerNotifyTestCommand } from "./control/cli.js";
 import { Daemon } from "./daemon.js";
 import { Dataplane, planIsEmpty } from "./dataplane/apply.js";
-import { renderDesired } from "./dataplane/render.js";
+import { desiredInputs, desiredState } from "./controller/desired.js";
+import { describePlanBasis, planHealth, readPlanBasis } from "./control/plan.js";
 import { renderNftsetFile } from "./dns/render.js";
-import { buildViews } from "./dataplane/views.js";
 import { ConfigError, UplinkdError, formatConfigIssue } from "./errors.js";
 import { LinuxKernel } from "./kernel/linux.js";
 import { createUplinkHealth } from "./health/adapter.js";
@@ -138,7 +138,11 @@ program
 
 program
   .command("plan")
-  .description("show what would change in the kernel; changes nothing")
+  .description(
+    "show what the daemon would change in the kernel for the config; changes nothing. " +
+      "Health and load come from the running daemon (its control socket); " +
+      "with no daemon, every uplink is assumed healthy and no load",
+  )
   .addOption(configOption())
   .option("--json", "print the plan as JSON")
   .action(async (opts: { config: string; json?: boolean }) => {
@@ -146,8 +150,11 @@ program
       const config = await loadConfig(opts.config);
       const kernel = new LinuxKernel();
       const observed = await observe(kernel, config);
-      const views = buildViews(config, observed.links, () => "init");
-      const desired = renderDesired(config, views, observed.surroundings);
+      const basis = await readPlanBasis(config.control.socket);
+      const { health, load } = planHealth(basis);
+      const inputs = desiredInputs(config, observed.links, observed.surroundings, health, load);
+      const views = inputs.views;
+      const desired = desiredState(inputs);
       const dataplane = new Dataplane(kernel, {
         table: config.dataplane.table,
         protocol: config.dataplane.route_protocol,
@@ -160,6 +167,10 @@ program
           JSON.stringify(
             {
               empty: planIsEmpty(plan),
+              basis:
+                basis.source === "daemon"
+                  ? { source: "daemon", socket: basis.socket, ...basis.inputs }
+                  : basis,
               ...plan,
               nftScript: desired.nftScript,
               ...(fragment === undefined ? {} : { dnsmasq: { nftsetFile, fragment } }),
@@ -170,6 +181,7 @@ program
         );
         return;
       }
+      process.stdout.write(describePlanBasis(basis, config) + "\n");
       // The fragment matters only with domain rules; without, it holds no nftset= line.
       if (nftsetFile !== undefined && fragment?.includes("nftset=") === true) {
         process.stdout.write(

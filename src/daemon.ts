@@ -20,19 +20,20 @@
  */
 import type { Logger } from "pino";
 import type { Config } from "./config/schema.js";
-import { buildViews } from "./dataplane/views.js";
-import { acceptRaWarnings } from "./links/sysctl6.js";
+import type { UplinkView } from "./dataplane/views.js";
+import { acceptRaWarnings } from "./config/sysctl6.js";
 import { ConfigError, UnknownUplinkError } from "./errors.js";
 import type { Family, Kernel } from "./kernel/types.js";
 import { backoffDelay, type BackoffPolicy } from "./backoff.js";
 import { SystemClock, type Clock } from "./clock.js";
+import { optional } from "./optional.js";
 import { HealthSupervisor } from "./health/supervisor.js";
 import { PassiveWatcher, parsePassiveName, passiveName } from "./health/passive.js";
-import { passiveSynAckCounter, passiveSynCounter } from "./dataplane/nft.js";
-import { uplinkSlots } from "./dataplane/slots.js";
+import { passiveCounters } from "./dataplane/nft.js";
 import { LinkWatcher, observe, type LinkObservation } from "./links/watcher.js";
 import type {
   DisableOptions,
+  InputsDocument,
   MaintenanceResult,
   ReloadResult,
   StatusDocument,
@@ -41,17 +42,14 @@ import { configChanges } from "./control/changes.js";
 import { ControlService } from "./control/service.js";
 import { buildStatus } from "./control/status.js";
 import { TrafficSampler } from "./control/traffic.js";
-import { Controller, activeUplinks, type ControllerInputs } from "./controller/controller.js";
+import { Controller } from "./controller/controller.js";
+import { desiredInputs, type ControllerInputs, type HealthReading } from "./controller/desired.js";
 import { DnsmasqPart } from "./dns/dnsmasq.js";
 import { Notifier } from "./notify/index.js";
 import { HaPart, type HaRoleChange } from "./ha/part.js";
 import { LoadBalancer } from "./policy/balancer.js";
-import type {
-  Transition,
-  UplinkHealth,
-  UplinkHealthOptions,
-  UplinkState,
-} from "./uplink-health.js";
+import { Ring } from "./ring.js";
+import type { Transition, UplinkHealth, UplinkHealthOptions } from "./uplink-health.js";
 
 /** Options of a daemon instance. */
 export interface DaemonOptions {
@@ -75,22 +73,6 @@ export interface DaemonOptions {
   monitor?: (onChange: () => void) => { start(): void; stop(): void };
 }
 
-/** Each uplink's health state in one family now (maintenance applied). */
-type StateOf = (uplink: string, family: Family) => UplinkState;
-
-/**
- * The dataplane's views from the config, the links and each uplink's state
- * per family (IPv4 and IPv6 judged apart): the one place the daemon joins
- * health to the dataplane.
- */
-function viewsOf(
-  config: Config,
-  links: LinkObservation["links"],
-  stateOf: StateOf,
-): ReturnType<typeof buildViews> {
-  return buildViews(config, links, stateOf);
-}
-
 /** Retries of failed kernel work (reconciles, conntrack clean-up): 100 ms, doubling, at most 10 s. */
 export const KERNEL_RETRY: BackoffPolicy = Object.freeze({ baseMs: 100, factor: 2, maxMs: 10_000 });
 
@@ -108,8 +90,9 @@ export class Daemon {
   readonly #dns: DnsmasqPart;
   readonly #ha: HaPart;
   /** Role changes of this router (config `ha`), oldest first, at most `eventLimit`. */
-  readonly #roleEvents: HaRoleChange[] = [];
-  readonly #events: Transition[] = [];
+  readonly #roleEvents: Ring<HaRoleChange>;
+  /** Transitions, oldest first, at most `eventLimit`. */
+  readonly #events: Ring<Transition>;
   #control: ControlService | undefined;
   /** Sends transitions to email, webhooks and hooks (config `notify`); none without it. */
   #notifier: Notifier | undefined;
@@ -121,6 +104,8 @@ export class Daemon {
     this.#options = options;
     this.#clock = options.clock ?? new SystemClock();
     this.#startedAt = this.#clock.wall();
+    this.#events = new Ring(options.eventLimit ?? 1000);
+    this.#roleEvents = new Ring(options.eventLimit ?? 1000);
     const log = options.log;
     this.#health = new HealthSupervisor({
       log,
@@ -152,8 +137,7 @@ export class Daemon {
       kernel: options.kernel,
       log,
       clock: this.#clock,
-      inputs: () =>
-        this.#inputs(this.#config, this.#links.now, (n, family) => this.#health.state(n, family)),
+      inputs: () => this.#inputs(this.#config, this.#links.now, this.#healthNow),
       verifyIntervalMs: options.verifyIntervalMs ?? 10_000,
       retryDelayMs: options.retryDelayMs ?? ((attempt) => backoffDelay(KERNEL_RETRY, attempt)),
       // The servers file follows every state the kernel holds (transitions, links, reloads).
@@ -173,15 +157,7 @@ export class Daemon {
       clock: this.#clock,
       readCounters: () => options.kernel.nftCounters(this.#config.dataplane.table),
       uplinks: () =>
-        this.#config.health.passive
-          ? uplinkSlots(this.#config).flatMap((s) =>
-              ([4, 6] as const).map((family) => ({
-                name: passiveName(s.name, family),
-                syn: passiveSynCounter(s.id, family),
-                synAck: passiveSynAckCounter(s.id, family),
-              })),
-            )
-          : [],
+        passiveCounters(this.#config).map((c) => ({ ...c, name: passiveName(c.uplink, c.family) })),
       onSuspect: (suspect) => {
         const { uplink, family } = parsePassiveName(suspect.uplink);
         log.info(
@@ -236,8 +212,9 @@ export class Daemon {
         config: () => this.#config,
         status: () => this.status(),
         refreshTraffic: () => this.refreshTraffic(),
-        events: () => this.#events,
-        roleEvents: () => (this.#config.ha === undefined ? undefined : this.#roleEvents),
+        events: () => this.#events.items,
+        roleEvents: () => (this.#config.ha === undefined ? undefined : this.#roleEvents.items),
+        inputs: () => this.inputs(),
         reload: () => this.reload(),
         disable: (uplink, options) => this.disable(uplink, options),
         enable: (uplink) => this.enable(uplink),
@@ -251,29 +228,21 @@ export class Daemon {
     );
   }
 
-  /**
-   * The controller's inputs for `config`, the links in `observation` and
-   * each uplink's state.
-   */
-  #inputs(config: Config, observation: LinkObservation, stateOf: StateOf): ControllerInputs {
-    const views = viewsOf(config, observation.links, stateOf);
-    const health = viewsOf(
+  /** Each uplink's health now, from its monitors (maintenance applied to `state`). */
+  readonly #healthNow: HealthReading = {
+    state: (uplink, family) => this.#health.state(uplink, family),
+    probed: (uplink, family) => this.#health.health(uplink, family)?.state,
+  };
+
+  /** The controller's inputs for `config`, the links in `observation`, `health` and the load now. */
+  #inputs(config: Config, observation: LinkObservation, health: HealthReading): ControllerInputs {
+    return desiredInputs(
       config,
       observation.links,
-      (name, family) => this.#health.health(name, family)?.state ?? stateOf(name, family),
+      observation.surroundings,
+      health,
+      this.#balancer.snapshot,
     );
-    const load = this.#balancer.snapshot;
-    return {
-      config,
-      views,
-      surroundings:
-        load === undefined ? observation.surroundings : { ...observation.surroundings, load },
-      failed: new Set(health.filter((v) => v.usability === "bad").map((v) => v.name)),
-      // IPv6 is judged apart: an uplink whose IPv6 is bad or gone loses its IPv6 connections.
-      failed6: new Set(
-        health.filter((v) => v.ipv6 === undefined || v.ipv6.usability === "bad").map((v) => v.name),
-      ),
-    };
   }
 
   /** After the first reconcile: link changes request reconciles of their own, and one that came meanwhile does now. */
@@ -322,23 +291,13 @@ export class Daemon {
   }
 
   /**
-   * Record a transition (events, log, control API, notifications) unless
-   * the uplink is in maintenance: then only its own disable transition
-   * counts, health changes are logged and show once it is enabled.
+   * Record a transition (events, log, control API, notifications). The
+   * health supervisor passes on only those to record (see its maintenance).
    */
   #record(transition: Transition): void {
     // "uplink isp1" for IPv4 (as before IPv6), "uplink isp1 IPv6" for IPv6.
     const who = `uplink ${transition.uplink}${transition.family === 6 ? " IPv6" : ""}`;
-    if (this.#health.maintenance(transition.uplink) !== undefined && transition.to !== "disabled") {
-      this.#options.log.info(
-        { event: "health", ...transition },
-        `${who} (disabled): health ${transition.from} -> ${transition.to} (${transition.reason})`,
-      );
-      return;
-    }
     this.#events.push(transition);
-    const limit = this.#options.eventLimit ?? 1000;
-    if (this.#events.length > limit) this.#events.splice(0, this.#events.length - limit);
     this.#options.log.info(
       { event: "transition", ...transition },
       `${who}: ${transition.from} -> ${transition.to} (${transition.reason})`,
@@ -346,11 +305,6 @@ export class Daemon {
     this.#control?.transition(transition);
     // Returns at once; deliveries run detached and never throw.
     this.#notifier?.notify(transition);
-  }
-
-  /** The families the uplink is monitored in: IPv4 always, IPv6 when it has an IPv6 monitor. */
-  #monitoredFamilies(uplink: string): Family[] {
-    return this.#health.monitors(uplink, 6) ? [4, 6] : [4];
   }
 
   /** @throws {UnknownUplinkError} when the config has no such uplink. */
@@ -370,25 +324,8 @@ export class Daemon {
   async disable(uplink: string, options: DisableOptions): Promise<MaintenanceResult> {
     this.#knownUplink(uplink);
     const reason = options.reason ?? "disabled by the operator";
-    const health = this.#monitoredFamilies(uplink).map(
-      (family) => [family, this.#health.health(uplink, family)] as const,
-    );
+    // Maintenance takes both families out: the supervisor reports one transition each.
     const changed = this.#health.disable(uplink, { since: this.#clock.wall(), reason });
-    if (changed) {
-      // Maintenance takes both families out: one transition each.
-      for (const [family, snapshot] of health) {
-        this.#record({
-          time: new Date(this.#clock.wall()).toISOString(),
-          uplink,
-          family,
-          from: snapshot?.state ?? "init",
-          to: "disabled",
-          reason,
-          loss: snapshot?.loss ?? null,
-          rtt: snapshot?.rtt ?? null,
-        });
-      }
-    }
     await this.#controller.request("maintenance", `disable ${uplink}`);
     const view = this.views().find((v) => v.name === uplink);
     const drained = options.drain && view !== undefined ? await this.#controller.drain(view) : 0;
@@ -402,22 +339,8 @@ export class Daemon {
    */
   async enable(uplink: string): Promise<MaintenanceResult> {
     this.#knownUplink(uplink);
-    if (!this.#health.enable(uplink)) {
+    if (!this.#health.enable(uplink, this.#clock.wall())) {
       return { uplink, state: this.#health.state(uplink), changed: false, drained: 0 };
-    }
-    for (const family of this.#monitoredFamilies(uplink)) {
-      const snapshot = this.#health.health(uplink, family);
-      const to = snapshot?.state ?? "init";
-      this.#record({
-        time: new Date(this.#clock.wall()).toISOString(),
-        uplink,
-        family,
-        from: "disabled",
-        to,
-        reason: `enabled by the operator; health: ${snapshot?.reason || to}`,
-        loss: snapshot?.loss ?? null,
-        rtt: snapshot?.rtt ?? null,
-      });
     }
     const state = this.#health.health(uplink, 4)?.state ?? "init";
     await this.#controller.request("maintenance", `enable ${uplink}`);
@@ -457,11 +380,13 @@ export class Daemon {
     }
     const changes = await this.#controller.exclusive(async () => {
       const observation = await observe(this.#options.kernel, next);
-      const candidate = this.#inputs(next, observation, (name, family) =>
-        this.#health.maintenance(name) === undefined
-          ? this.#health.stateAfter(next, name, family)
-          : "disabled",
-      );
+      const candidate = this.#inputs(next, observation, {
+        state: (name, family) =>
+          this.#health.maintenance(name) === undefined
+            ? this.#health.stateAfter(next, name, family)
+            : "disabled",
+        probed: (name, family) => this.#health.health(name, family)?.state,
+      });
       await this.#controller.applyCandidate(candidate);
       // The kernel holds the new state: the new config is the config now.
       const changes = configChanges(this.#config, next);
@@ -491,14 +416,37 @@ export class Daemon {
   }
 
   /** Every uplink as the renderer sees it now. */
-  views(): ReturnType<typeof buildViews> {
-    return this.#inputs(this.#config, this.#links.now, (n, family) => this.#health.state(n, family))
-      .views;
+  views(): UplinkView[] {
+    return this.#inputs(this.#config, this.#links.now, this.#healthNow).views;
+  }
+
+  /**
+   * What the desired state is built from besides the config and the links:
+   * each uplink's health per family and the load (`uplinkd plan` reads it).
+   */
+  inputs(): InputsDocument {
+    const families = (name: string): Family[] => (this.#health.monitors(name, 6) ? [4, 6] : [4]);
+    return {
+      uplinks: Object.fromEntries(
+        this.#config.uplinks.map((u) => [
+          u.name,
+          Object.fromEntries(
+            families(u.name).map((family) => [
+              String(family),
+              {
+                state: this.#health.state(u.name, family),
+                ...optional("probed", this.#health.health(u.name, family)?.state),
+              },
+            ]),
+          ),
+        ]),
+      ),
+      load: this.#balancer.snapshot ?? null,
+    };
   }
 
   /** The status document: the state last applied, health, links and the last traffic sample. */
   status(): StatusDocument {
-    const active6 = activeUplinks(this.#controller.choices6);
     return buildStatus({
       configPath: this.#options.configPath,
       startedAt: this.#startedAt,
@@ -507,7 +455,7 @@ export class Daemon {
       health: (name) => this.#health.snapshot(name, 4),
       health6: (name) =>
         this.#health.monitors(name, 6) ? this.#health.snapshot(name, 6) : undefined,
-      active6: (name) => active6.has(name),
+      choices6: this.#controller.choices6,
       choices: this.#controller.choices,
       lastApply: this.#controller.lastApply,
       traffic: this.#traffic,
@@ -519,16 +467,12 @@ export class Daemon {
 
   /** Role changes of this router (config `ha`), oldest first. */
   roleEvents(): readonly HaRoleChange[] {
-    return this.#roleEvents;
+    return this.#roleEvents.items;
   }
 
   /** A role change of this router: kept for status and events, counted in metrics. */
   #roleChanged(change: HaRoleChange): void {
     this.#roleEvents.push(change);
-    const limit = this.#options.eventLimit ?? 1000;
-    if (this.#roleEvents.length > limit) {
-      this.#roleEvents.splice(0, this.#roleEvents.length - limit);
-    }
     this.#control?.roleChange(change);
     // Returns at once; deliveries run detached and never throw.
     this.#notifier?.notifyRole(change);

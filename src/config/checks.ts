@@ -5,20 +5,21 @@
  * targets. Each problem names the path of the value to blame, so the caller
  * can locate it in the file.
  */
-import { hex, maxUplinkId } from "../dataplane/slots.js";
-import { DEFAULT_TIMEOUT_MAX_MS, DEFAULT_TIMEOUT_MIN_MS } from "../health/options.js";
-import { uplinkHealth, uplinkId, type Config, type HealthConfig } from "./schema.js";
-import type { ConfigPath } from "./source.js";
+import { hex, maxUplinkId } from "./slots.js";
+import {
+  DEFAULT_TIMEOUT_MAX_MS,
+  DEFAULT_TIMEOUT_MIN_MS,
+  uplinkHealth,
+  uplinkId,
+  type Config,
+  type HealthConfig,
+} from "./schema.js";
+import type { ConfigPath, ConfigProblem } from "./source.js";
 import { RULE_TARGETS, prefixesOverlap } from "./steering.js";
 import { checkIpv6 } from "./checks6.js";
 import { checkHa } from "./ha.js";
 
-/** One problem found by `checkConfig`: the value to blame and what is wrong. */
-export interface ConfigProblem {
-  /** Path of the offending value, e.g. `["uplinks", 1, "id"]`. */
-  path: ConfigPath;
-  message: string;
-}
+export type { ConfigProblem } from "./source.js";
 
 /** Largest routing table number: table ids are 32-bit. */
 export const MAX_ROUTING_TABLE = 0xffffffff;

@@ -3,7 +3,7 @@
  * IPv6 health targets, and rules whose addresses cannot match one packet.
  * Each problem names the path of the value to blame.
  */
-import type { ConfigProblem } from "./checks.js";
+import type { ConfigProblem } from "./source.js";
 import { uplinkHealth, type Config } from "./schema.js";
 import type { ConfigPath } from "./source.js";
 import {
@@ -13,7 +13,7 @@ import {
   isMulticast6,
   parseAddress6,
   parsePrefix6,
-} from "./ipv6.js";
+} from "../net/ipv6.js";
 import { prefixesOverlap } from "./steering.js";
 
 /** Longest `prefix6` accepted: NPTv6 keeps each LAN host's 64-bit interface identifier. */

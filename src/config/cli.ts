@@ -3,7 +3,7 @@
  */
 import type { Command } from "commander";
 import { ConfigError, formatConfigIssue } from "../errors.js";
-import { acceptRaWarnings } from "../links/sysctl6.js";
+import { acceptRaWarnings } from "./sysctl6.js";
 import { DEFAULT_CONFIG_PATH, loadConfigWithWarnings } from "./load.js";
 import type { UplinkConfig } from "./schema.js";
 

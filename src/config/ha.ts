@@ -9,8 +9,8 @@
  */
 import { z } from "zod";
 import { duration } from "./duration.js";
-import type { ConfigProblem } from "./checks.js";
-import { canonicalAddress6, familyOf, isLinkLocal6, networkOf6 } from "./ipv6.js";
+import type { ConfigProblem } from "./source.js";
+import { canonicalAddress6, familyOf, isLinkLocal6, networkOf6 } from "../net/ipv6.js";
 
 /**
  * Highest `ha.priority`. The health score keepalived adds to it (see

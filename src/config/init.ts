@@ -15,7 +15,7 @@
 import { readFile, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { UplinkdError } from "../errors.js";
-import { runCommand } from "../kernel/exec.js";
+import { runCommand } from "../process/run.js";
 import { parseConfig } from "./load.js";
 import { PUBLIC_TARGETS, addressKind } from "./warnings.js";
 

@@ -15,7 +15,7 @@ import { z } from "zod";
 import { optional } from "../optional.js";
 import { rate } from "./rate.js";
 import { duration } from "./duration.js";
-import { notifySchema } from "../notify/schema.js";
+import { notifySchema } from "./notify.js";
 import { haSchema } from "./ha.js";
 import {
   forwardSchema,
@@ -35,6 +35,12 @@ export const interfaceName = z
   );
 
 export { duration } from "./duration.js";
+
+/** Floor of `timeout: auto` when `timeout_min` is not set, ms. */
+export const DEFAULT_TIMEOUT_MIN_MS = 50;
+
+/** Ceiling of `timeout: auto` when `timeout_max` is not set, ms (RFC 6298's initial RTO). */
+export const DEFAULT_TIMEOUT_MAX_MS = 1000;
 
 /** An IPv4 address in dotted-quad form (no leading zeros). */
 export const ipv4 = z.ipv4({ error: "must be an IPv4 address (e.g. 192.0.2.1)" });

@@ -9,6 +9,13 @@ import type { ConfigIssue } from "../errors.js";
 /** A key path into the config: mapping keys and 0-based list indexes. */
 export type ConfigPath = readonly (string | number)[];
 
+/** One problem found by `checkConfig` (./checks.ts): the value to blame and what is wrong. */
+export interface ConfigProblem {
+  /** Path of the offending value, e.g. `["uplinks", 1, "id"]`. */
+  path: ConfigPath;
+  message: string;
+}
+
 /** 1-based line and column in the file. */
 export interface Position {
   line: number;

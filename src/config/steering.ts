@@ -5,7 +5,8 @@
 import { isIPv4, isIPv6 } from "node:net";
 import { z } from "zod";
 import { duration } from "./duration.js";
-import { familyOf, formatPrefix6, hasHostBits6, parsePrefix6, prefixRange6 } from "./ipv6.js";
+import { familyOf, formatPrefix6, hasHostBits6, parsePrefix6, prefixRange6 } from "../net/ipv6.js";
+import { formatPrefix, hasHostBits4, parsePrefix, prefixRange } from "../net/ipv4.js";
 
 /** Names that end up in nft object names: letters, digits and `_` only. */
 export const nftName = z
@@ -15,40 +16,7 @@ export const nftName = z
     "must start with a letter and hold only letters, digits and '_' (at most 24)",
   );
 
-/** Parse `a.b.c.d` or `a.b.c.d/n` into [network as uint32, prefix length]; undefined when invalid. */
-export function parsePrefix(text: string): [number, number] | undefined {
-  const [address = "", length] = text.split("/");
-  if (!isIPv4(address)) return undefined;
-  const bits = length === undefined ? 32 : Number(length);
-  if (
-    !Number.isInteger(bits) ||
-    bits < 0 ||
-    bits > 32 ||
-    (length !== undefined && !/^\d+$/.test(length))
-  ) {
-    return undefined;
-  }
-  const value = address.split(".").reduce((acc, octet) => acc * 256 + Number(octet), 0);
-  const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
-  return [(value & mask) >>> 0, bits];
-}
-
-const ranges = new Map<string, [number, number] | undefined>();
-
-/**
- * The first and last address (as uint32) of a prefix; undefined when
- * invalid. Remembered per text: rendering a thousand rules compares the
- * same prefixes many times.
- */
-export function prefixRange(text: string): [number, number] | undefined {
-  if (ranges.has(text)) return ranges.get(text);
-  const parsed = parsePrefix(text);
-  const range: [number, number] | undefined =
-    parsed === undefined ? undefined : [parsed[0], parsed[0] + 2 ** (32 - parsed[1]) - 1];
-  if (ranges.size > 100_000) ranges.clear();
-  ranges.set(text, range);
-  return range;
-}
+export { parsePrefix, prefixRange, formatPrefix };
 
 /** True when two prefixes (IPv4 or IPv6) share an address; prefixes of two families never do. */
 export function prefixesOverlap(a: string, b: string): boolean {
@@ -81,9 +49,7 @@ export function prefixProblem(text: string): string | undefined {
   const parsed = parsePrefix(text);
   if (parsed === undefined)
     return `"${text}" is not an IPv4 or IPv6 address or prefix (a.b.c.d, a.b.c.d/n, 2001:db8::/48)`;
-  const [address = ""] = text.split("/");
-  const value = address.split(".").reduce((acc, octet) => acc * 256 + Number(octet), 0);
-  if (value !== parsed[0])
+  if (hasHostBits4(text))
     return `"${text}" has host bits set; the network is ${formatPrefix(parsed)}`;
   return undefined;
 }
@@ -93,12 +59,6 @@ export const prefix = z.string().superRefine((text, ctx) => {
   const problem = prefixProblem(text);
   if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
 });
-
-/** Canonical text of a parsed prefix (`/32` omitted). */
-export function formatPrefix([value, bits]: [number, number]): string {
-  const address = [24, 16, 8, 0].map((s) => (value >>> s) & 255).join(".");
-  return bits === 32 ? address : `${address}/${bits}`;
-}
 
 /** An address, a prefix, or `@name` of a set in `sets`. */
 export const addressMatch = z.string().superRefine((text, ctx) => {

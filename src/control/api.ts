@@ -8,6 +8,7 @@
  * | GET | /events?limit=N | read | {@link EventsDocument}, oldest first |
  * | GET | /events/stream | read | server-sent events: {@link StreamEvent} |
  * | GET | /history | read | {@link HistoryDocument} |
+ * | GET | /inputs | read | {@link InputsDocument}: what `uplinkd plan` builds the desired state from |
  * | GET | /metrics | read | Prometheus text |
  * | POST | /reload | write | {@link ReloadResult}; 422 with FILE:LINE:COL lines when refused |
  * | POST | /uplinks/NAME/disable | write | {@link MaintenanceResult}; body `{"drain": true}` optional |
@@ -20,6 +21,7 @@
  * refused), 500 (anything else).
  */
 import type { LastApply } from "../controller/controller.js";
+import type { LoadSnapshot } from "../policy/load.js";
 import type { PolicyChoice } from "../policy/select.js";
 import type { Transition, UplinkState } from "../uplink-health.js";
 import type { HaRoleChange, HaStatus } from "../ha/part.js";
@@ -141,6 +143,25 @@ export interface EventsDocument {
   events: readonly Transition[];
   /** With `ha`: recent VRRP role changes of this router, oldest first; absent without. */
   roles?: readonly HaRoleChange[];
+}
+
+/** One uplink's health in one family in {@link InputsDocument}. */
+export interface FamilyHealthInput {
+  /** The state the daemon renders with: maintenance applied (`disabled`). */
+  state: UplinkState;
+  /** What the family's health checks found, maintenance ignored; absent without a monitor. */
+  probed?: UplinkState;
+}
+
+/**
+ * `GET /inputs`: what the daemon builds the desired kernel state from
+ * besides the config and the links (see controller/desired.ts).
+ */
+export interface InputsDocument {
+  /** Uplink name -> family (`"4"`, `"6"` when it has an IPv6 monitor) -> its health. */
+  uplinks: Record<string, Partial<Record<"4" | "6", FamilyHealthInput>>>;
+  /** The load snapshot of `least-used` and `spillover` policies; null before the first. */
+  load: LoadSnapshot | null;
 }
 
 /** `POST /reload`. */

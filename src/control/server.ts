@@ -18,6 +18,7 @@ import type {
   DisableOptions,
   EventsDocument,
   HistoryDocument,
+  InputsDocument,
   MaintenanceResult,
   ReloadResult,
   StreamEvent,
@@ -33,6 +34,8 @@ export interface ControlHandlers {
   events(limit: number): EventsDocument;
   /** Health samples for the dashboard's charts. */
   history(): HistoryDocument;
+  /** Each uplink's health and the load: what the desired state is built from (`uplinkd plan`). */
+  inputs(): InputsDocument;
   /** Re-read the config file; rejects with a ConfigError when it is refused. */
   reload(): Promise<ReloadResult>;
   /** Maintenance: no new connections; rejects with UnknownUplinkError. */
@@ -155,6 +158,7 @@ export function controlApp(handlers: ControlHandlers, options: ControlAppOptions
     return c.json(handlers.events(n));
   });
   app.get("/history", (c) => c.json(handlers.history()));
+  app.get("/inputs", (c) => c.json(handlers.inputs()));
   app.get("/metrics", async (c) => {
     const { contentType, text } = await handlers.metrics();
     return c.body(text, 200, { "content-type": contentType });

@@ -9,7 +9,7 @@ import type { HaRoleChange } from "../ha/part.js";
 import type { Server } from "node:http";
 import type { Logger } from "pino";
 import type { Config } from "../config/schema.js";
-import type { StatusDocument } from "./api.js";
+import type { InputsDocument, StatusDocument } from "./api.js";
 import type { Transition } from "../uplink-health.js";
 import type {
   DisableOptions,
@@ -39,6 +39,8 @@ export interface ControlSource {
   events(): readonly Transition[];
   /** Role changes of this router (config `ha`), oldest first; undefined without `ha`. */
   roleEvents?(): readonly HaRoleChange[] | undefined;
+  /** Each uplink's health and the load (`GET /inputs`). */
+  inputs(): InputsDocument;
   reload(): Promise<ReloadResult>;
   disable(uplink: string, options: DisableOptions): Promise<MaintenanceResult>;
   enable(uplink: string): Promise<MaintenanceResult>;
@@ -91,6 +93,7 @@ export class ControlService {
       };
     },
     history: () => ({ intervalMs: this.#tickMs, samples: this.#history }),
+    inputs: () => this.#source.inputs(),
     reload: () => this.#source.reload(),
     disable: (uplink, options) => this.#source.disable(uplink, options),
     enable: (uplink) => this.#source.enable(uplink),

@@ -31,12 +31,13 @@ export interface StatusParts {
   /** An uplink's IPv6 health (maintenance applied); undefined without an IPv6 monitor. */
   health6?: (uplink: string) => HealthSnapshot | undefined;
   /**
-   * Whether the uplink takes new IPv6 connections now: the daemon passes
-   * the IPv6 policy choices last applied to the kernel. Without it: the
-   * uplink takes new IPv4 connections, has a global IPv6 address, and its
-   * IPv6 state is `up`, `init` or `degraded`.
+   * What each policy does with new IPv6 connections in the state last
+   * applied to the kernel: an uplink is active for IPv6 while some policy
+   * gives it new IPv6 connections. Without it: the uplink takes new IPv4
+   * connections, has a global IPv6 address, and its IPv6 state is `up`,
+   * `init` or `degraded`.
    */
-  active6?: (uplink: string) => boolean;
+  choices6?: Record<string, PolicyChoice>;
   /** What each policy does in the state last applied to the kernel. */
   choices: Record<string, PolicyChoice>;
   lastApply: LastApply | null;
@@ -53,6 +54,7 @@ export interface StatusParts {
 /** The status document of `parts`. */
 export function buildStatus(parts: StatusParts): StatusDocument {
   const active = activeUplinks(parts.choices);
+  const active6 = parts.choices6 === undefined ? undefined : activeUplinks(parts.choices6);
   return {
     version: STATUS_VERSION,
     pid: process.pid,
@@ -60,7 +62,7 @@ export function buildStatus(parts: StatusParts): StatusDocument {
     startedAt: new Date(parts.startedAt).toISOString(),
     uplinks: parts.views.map((view) => {
       const snap = parts.health(view.name);
-      const ipv6 = ipv6Status(parts, view.name, active.has(view.name));
+      const ipv6 = ipv6Status(parts, view.name, active.has(view.name), active6);
       const bytes = parts.traffic.bytes(view.interface);
       return {
         name: view.name,
@@ -106,16 +108,21 @@ const USABLE: readonly UplinkState[] = ["up", "init", "degraded"];
  * monitored: no IPv6 targets), the link's IPv6 address, gateway and prefix,
  * and the IPv6 probes' loss, RTT and jitter.
  */
-function ipv6Status(parts: StatusParts, uplink: string, active4: boolean): Ipv6Status | null {
+function ipv6Status(
+  parts: StatusParts,
+  uplink: string,
+  active4: boolean,
+  active6: ReadonlySet<string> | undefined,
+): Ipv6Status | null {
   const snap = parts.health6?.(uplink);
   const observed = ipv6Of(parts.links.get(uplink));
   if (snap === undefined && observed === undefined) return null;
   const state = snap?.state ?? "init";
   const address = observed?.address ?? null;
   const active =
-    parts.active6 === undefined
+    active6 === undefined
       ? active4 && address !== null && USABLE.includes(state)
-      : parts.active6(uplink);
+      : active6.has(uplink);
   return {
     state,
     since: new Date(snap?.since ?? parts.startedAt).toISOString(),

@@ -1,7 +1,7 @@
 /**
  * The controller: the one path by which uplinkd's kernel state changes.
  *
- *     desired kernel state = f(config, uplink health, live links)
+ *     desired kernel state = f(config, links, uplink health, load)   (desired.ts)
  *
  * Every trigger (a health transition, maintenance, a link change, a reload,
  * the periodic verify, a retry) asks for a reconcile; requests that arrive
@@ -30,32 +30,14 @@ import type { Logger } from "pino";
 import type { Config } from "../config/schema.js";
 import { Dataplane, planIsEmpty, type DataplaneOwner, type Plan } from "../dataplane/apply.js";
 import { diffIp, ipCommands } from "../dataplane/diff.js";
-import {
-  renderDesired,
-  type DesiredState,
-  type Surroundings,
-  type UplinkView,
-} from "../dataplane/render.js";
+import type { DesiredState, UplinkView } from "../dataplane/render.js";
 import { sleep, type Clock, type TimerHandle } from "../clock.js";
 import type { Kernel } from "../kernel/types.js";
 import type { PolicyChoice } from "../policy/select.js";
 import { ConntrackCleaner, staleUplinks, type UplinkSummary } from "./cleanup.js";
+import { desiredState, type ControllerInputs } from "./desired.js";
 
-/** What the desired state is computed from, as it is now. */
-export interface ControllerInputs {
-  config: Config;
-  /** One view per configured uplink, in config order (maintenance applied). */
-  views: UplinkView[];
-  surroundings: Surroundings;
-  /** Uplinks whose link or health checks say they cannot carry traffic, maintenance ignored. */
-  failed: ReadonlySet<string>;
-  /**
-   * Uplinks whose IPv6 cannot carry traffic (IPv6 health or link bad, no
-   * IPv6 address), maintenance ignored. Absent: IPv6 is not judged apart,
-   * and a failed uplink's clean-up covers both families.
-   */
-  failed6?: ReadonlySet<string>;
-}
+export type { ControllerInputs } from "./desired.js";
 
 /** What asked for a reconcile. */
 export type Trigger =
@@ -405,7 +387,7 @@ export class Controller {
    */
   async #urgentReconcile(why: string): Promise<void> {
     const inputs = this.#options.inputs();
-    const desired = renderDesired(inputs.config, inputs.views, inputs.surroundings);
+    const desired = desiredState(inputs);
     const owner = ownerOf(inputs.config);
     const applied = this.#applied;
     if (
@@ -450,7 +432,7 @@ export class Controller {
    * @throws {DataplaneVerifyError} when the kernel holds something else afterwards.
    */
   async #fullReconcile(inputs: ControllerInputs, why: string, preemptible: boolean): Promise<Plan> {
-    const desired = renderDesired(inputs.config, inputs.views, inputs.surroundings);
+    const desired = desiredState(inputs);
     const owner = ownerOf(inputs.config);
     const dataplane = new Dataplane(this.#options.kernel, owner);
     const previous = this.#applied;

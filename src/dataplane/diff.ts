@@ -4,7 +4,7 @@
  */
 import { IPV6_LINE, type NftJson, type Route, type Rule } from "../kernel/types.js";
 import { isDomainSet } from "./domains.js";
-import { hex } from "./slots.js";
+import { hex } from "../config/slots.js";
 
 /** Kernel identity of a route: family, table, destination, metric. */
 export function routeKey(route: Route): string {

@@ -23,20 +23,14 @@
  * @balance_<policy>`; the uplink chain sets packet and connection mark.
  */
 import type { Config } from "../config/schema.js";
-import {
-  DSCP_NAMES,
-  formatPrefix,
-  parsePrefix,
-  prefixRange,
-  prefixesOverlap,
-  type RuleConfig,
-} from "../config/steering.js";
-import { canonicalAddress6, disjointPrefixes6, familyOf } from "../config/ipv6.js";
+import { DSCP_NAMES, prefixesOverlap, type RuleConfig } from "../config/steering.js";
+import { canonicalAddress6, disjointPrefixes6, familyOf } from "../net/ipv6.js";
+import { disjointPrefixes4 } from "../net/ipv4.js";
 import type { Family } from "../kernel/types.js";
 import { BALANCE_MODULUS } from "../policy/select.js";
 import { domainSetComment, domainSetName, domainSets } from "./domains.js";
-import { hex, unreachableMark } from "./slots.js";
-import type { UplinkView } from "./render.js";
+import { hex, unreachableMark, uplinkSlots } from "../config/slots.js";
+import type { UplinkView } from "./views.js";
 
 /** Name of the nft chain that marks packets with uplink `id`. */
 export function uplinkChain(id: number): string {
@@ -127,26 +121,6 @@ export function disjointOf(prefixes: readonly string[], family: Family): string[
   return family === 6
     ? disjointPrefixes6(prefixes.filter((p) => familyOf(p) === 6))
     : disjointPrefixes4(prefixes.filter((p) => familyOf(p) === 4));
-}
-
-function disjointPrefixes4(prefixes: readonly string[]): string[] {
-  const canonical = new Map<string, [number, number]>();
-  for (const p of prefixes) {
-    const parsed = parsePrefix(p);
-    const text = parsed === undefined ? undefined : formatPrefix(parsed);
-    const range = text === undefined ? undefined : prefixRange(text);
-    if (text !== undefined && range !== undefined) canonical.set(text, range);
-  }
-  // By start, the widest first: a prefix inside the last kept one is dropped.
-  const sorted = [...canonical].sort(([, a], [, b]) => a[0] - b[0] || b[1] - a[1]);
-  const kept: string[] = [];
-  let end = -1;
-  for (const [text, range] of sorted) {
-    if (range[0] <= end) continue;
-    kept.push(text);
-    end = range[1];
-  }
-  return kept;
 }
 
 /** The nft protocol keyword of a family: `ip`, `ip6`. */
@@ -387,35 +361,52 @@ export function renderNft(
 ): string {
   const table = config.dataplane.table;
   const mask = config.dataplane.mark_mask >>> 0;
-  const keep = hex(~mask >>> 0);
   const policies = policyNames(config);
   const steer = renderSteer(config, views, mask);
   const out: string[] = [
     `table inet ${table} {}`,
     `delete table inet ${table}`,
     `table inet ${table} {`,
+    `\tcomment "owned by uplinkd; changes here are overwritten"`,
+    ...tableSets(config, maps, hash),
+    ...passiveObjects(views),
+    ...tableMaps(maps, policies),
+    ...steer.objects,
+    ...uplinkChains(views, mask),
+    ...unreachableChain(mask),
+    ...policyChains(policies),
+    ...steer.chains,
+    ...steerChain(steer.steer),
+    ...preroutingChain(config, mask),
+    ...passiveChain(mask),
+    ...outputChain(config, mask),
+    ...portForwardsChain(config, views),
+    ...postroutingChain(config, views),
+    `}`,
   ];
-  out.push(`\tcomment "owned by uplinkd; changes here are overwritten"`);
-  out.push(
+  return out.join("\n") + "\n";
+}
+
+/**
+ * The table's sets: its structure hash, the LAN interfaces, the uplinks'
+ * addresses, the local and LAN networks (elements from `maps`), the
+ * config's named sets per family, and the domain sets (empty: dnsmasq fills them).
+ */
+function tableSets(config: Config, maps: Record<string, string[]>, hash: string): string[] {
+  const out: string[] = [
     ...block(
       "set",
       "structure",
       ["type mark", `comment "hash of this table's structure"`],
       hash === "" ? [] : [`0x${hash}`],
     ),
-  );
-  out.push(...block("set", "lan_interfaces", ["type ifname"], config.lan.map(q)));
-  out.push(...block("set", "uplink_addresses", ["type ipv4_addr"], maps.uplink_addresses));
-  out.push(...block("set", "uplink_addresses6", ["type ipv6_addr"], maps.uplink_addresses6));
-  out.push(
+    ...block("set", "lan_interfaces", ["type ifname"], config.lan.map(q)),
+    ...block("set", "uplink_addresses", ["type ipv4_addr"], maps.uplink_addresses),
+    ...block("set", "uplink_addresses6", ["type ipv6_addr"], maps.uplink_addresses6),
     ...block("set", "local_networks", ["type ipv4_addr", "flags interval"], maps.local_networks),
-  );
-  out.push(
     ...block("set", "local_networks6", ["type ipv6_addr", "flags interval"], maps.local_networks6),
-  );
-  out.push(
     ...block("set", "lan_networks6", ["type ipv6_addr", "flags interval"], maps.lan_networks6),
-  );
+  ];
   for (const [name, prefixes] of Object.entries(config.sets)) {
     for (const family of [4, 6] as const) {
       out.push(
@@ -439,13 +430,20 @@ export function renderNft(
       ]),
     );
   }
-  out.push(...passiveObjects(views));
-  out.push(...block("map", "restore", ["typeof ct mark : verdict"], maps.restore));
-  out.push(...block("map", "inbound", ["type ifname : verdict"], maps.inbound));
-  out.push(...block("map", "pinned", ["type ipv4_addr : verdict", "flags interval"], maps.pinned));
-  out.push(
+  return out;
+}
+
+/**
+ * The verdict maps (restore, inbound, pinned) and per policy and family
+ * its balance map and set of active marks, with the elements of `maps`.
+ */
+function tableMaps(maps: Record<string, string[]>, policies: readonly string[]): string[] {
+  const out: string[] = [
+    ...block("map", "restore", ["typeof ct mark : verdict"], maps.restore),
+    ...block("map", "inbound", ["type ifname : verdict"], maps.inbound),
+    ...block("map", "pinned", ["type ipv4_addr : verdict", "flags interval"], maps.pinned),
     ...block("map", "pinned6", ["type ipv6_addr : verdict", "flags interval"], maps.pinned6),
-  );
+  ];
   for (const policy of policies) {
     for (const family of [4, 6] as const) {
       out.push(
@@ -459,40 +457,62 @@ export function renderNft(
       );
     }
   }
-  out.push(...steer.objects);
-  for (const view of views) {
+  return out;
+}
+
+/** One chain per uplink: sets its mark in the packet and the connection, keeping bits outside `mask`. */
+function uplinkChains(views: readonly UplinkView[], mask: number): string[] {
+  const keep = hex(~mask >>> 0);
+  return views.flatMap((view) => {
     const mark = hex(view.mark);
-    out.push(
+    return [
       `\tchain ${uplinkChain(view.id)} {`,
       `\t\tcomment ${q(`uplink ${view.name}`)}`,
       `\t\tmeta mark set meta mark & ${keep} | ${mark}`,
       `\t\tct mark set ct mark & ${keep} | ${mark}`,
       `\t}`,
-    );
-  }
-  out.push(
+    ];
+  });
+}
+
+/** The last resort: the mark whose ip rule answers net unreachable. */
+function unreachableChain(mask: number): string[] {
+  return [
     `\tchain mark_unreachable {`,
     `\t\tcomment "last resort: the ip rule for this mark answers net unreachable"`,
-    `\t\tmeta mark set meta mark & ${keep} | ${hex(unreachableMark(mask))}`,
+    `\t\tmeta mark set meta mark & ${hex(~mask >>> 0)} | ${hex(unreachableMark(mask))}`,
     `\t}`,
-  );
-  for (const policy of policies) {
-    out.push(
-      `\tchain ${policyChain(policy)} {`,
-      `\t\tmeta nfproto ipv6 numgen random mod ${BALANCE_MODULUS} vmap @${balanceMap(policy, 6)}`,
-      `\t\tmeta nfproto ipv6 return`,
-      `\t\tnumgen random mod ${BALANCE_MODULUS} vmap @${balanceMap(policy, 4)}`,
-      `\t}`,
-    );
-  }
-  out.push(...steer.chains);
-  out.push(
+  ];
+}
+
+/** One chain per policy: a random number picks the member from the family's balance map. */
+function policyChains(policies: readonly string[]): string[] {
+  return policies.flatMap((policy) => [
+    `\tchain ${policyChain(policy)} {`,
+    `\t\tmeta nfproto ipv6 numgen random mod ${BALANCE_MODULUS} vmap @${balanceMap(policy, 6)}`,
+    `\t\tmeta nfproto ipv6 return`,
+    `\t\tnumgen random mod ${BALANCE_MODULUS} vmap @${balanceMap(policy, 4)}`,
+    `\t}`,
+  ]);
+}
+
+/** The steer chain: the rules' lines in order, then the default policy. */
+function steerChain(rules: readonly string[]): string[] {
+  return [
     `\tchain steer {`,
-    ...steer.steer.map((r) => `\t\t${r}`),
+    ...rules.map((r) => `\t\t${r}`),
     `\t\tgoto ${policyChain("default")}`,
     `\t}`,
-  );
-  out.push(
+  ];
+}
+
+/**
+ * Forwarded traffic: known connections keep their uplink (connmark), new
+ * inbound ones take the uplink they came in on, LAN traffic to local,
+ * pinned or steered destinations goes where they say.
+ */
+function preroutingChain(config: Config, mask: number): string[] {
+  return [
     `\tchain prerouting {`,
     `\t\ttype filter hook prerouting priority mangle; policy accept;`,
     `\t\tct mark & ${hex(mask)} vmap @restore`,
@@ -515,8 +535,12 @@ export function renderNft(
     `\t\tip6 daddr vmap @pinned6`,
     `\t\tjump steer`,
     `\t}`,
-  );
-  out.push(
+  ];
+}
+
+/** The passive signal: counts SYNs from the LAN and SYN-ACKs back per uplink (connmark) and family. */
+function passiveChain(mask: number): string[] {
+  return [
     `\tchain passive {`,
     `\t\ttype filter hook prerouting priority mangle + 1; policy accept;`,
     `\t\tmeta l4proto != tcp return`,
@@ -525,8 +549,16 @@ export function renderNft(
     `\t\tiifname != @lan_interfaces ct direction reply tcp flags & (syn | ack) == syn | ack meta nfproto ipv4 ct original ip saddr != @uplink_addresses counter name ct mark & ${hex(mask)} map @passive_synack`,
     `\t\tiifname != @lan_interfaces ct direction reply tcp flags & (syn | ack) == syn | ack meta nfproto ipv6 ct original ip6 saddr != @uplink_addresses6 counter name ct mark & ${hex(mask)} map @passive_synack6`,
     `\t}`,
-  );
-  out.push(
+  ];
+}
+
+/**
+ * The router's own traffic: marked connections keep their uplink; traffic
+ * from an uplink address, to the LAN or local networks is left alone;
+ * the rest follows pinned destinations, then the router's policy.
+ */
+function outputChain(config: Config, mask: number): string[] {
+  return [
     `\tchain output {`,
     `\t\ttype route hook output priority mangle; policy accept;`,
     `\t\tmeta mark & ${hex(mask)} vmap @restore`,
@@ -544,7 +576,11 @@ export function renderNft(
     `\t\tip6 daddr vmap @pinned6`,
     `\t\tgoto ${policyChain(config.router_policy)}`,
     `\t}`,
-  );
+  ];
+}
+
+/** The uplinks' `forwards` (DNAT); no chain when there are none. */
+function portForwardsChain(config: Config, views: readonly UplinkView[]): string[] {
   const forwards = views.flatMap((view) => {
     const uplink = config.uplinks.find((u) => u.name === view.name);
     return (uplink?.forwards ?? []).map((f) => {
@@ -555,17 +591,25 @@ export function renderNft(
       return `\t\tiifname ${q(view.interface)} ${f.proto} dport ${f.port} dnat ${v6 ? "ip6" : "ip"} to ${to}`;
     });
   });
-  if (forwards.length > 0) {
-    out.push(
-      `\tchain port_forwards {`,
-      `\t\ttype nat hook prerouting priority dstnat; policy accept;`,
-    );
-    out.push(...forwards, `\t}`);
-  }
-  out.push(
+  if (forwards.length === 0) return [];
+  return [
+    `\tchain port_forwards {`,
+    `\t\ttype nat hook prerouting priority dstnat; policy accept;`,
+    ...forwards,
+    `\t}`,
+  ];
+}
+
+/**
+ * Source NAT per uplink: masquerade or SNAT to its address (a virtual
+ * address of an HA pair for forwarded connections); for IPv6, NPTv6 of the
+ * LAN's networks into its prefix, then masquerade.
+ */
+function postroutingChain(config: Config, views: readonly UplinkView[]): string[] {
+  const out: string[] = [
     `\tchain postrouting {`,
     `\t\ttype nat hook postrouting priority srcnat; policy accept;`,
-  );
+  ];
   for (const view of views) {
     if (view.virtualAddress !== undefined && view.snat === undefined) {
       // One of an HA pair: the router's own connections (probes) keep this
@@ -606,8 +650,8 @@ export function renderNft(
     }
     out.push(`\t\tmeta nfproto ipv6 oifname ${q(view.interface)} masquerade`);
   }
-  out.push(`\t}`, `}`);
-  return out.join("\n") + "\n";
+  out.push(`\t}`);
+  return out;
 }
 
 /**
@@ -621,6 +665,25 @@ export function passiveSynCounter(id: number, family: Family = 4): string {
 /** Name of the named counter of uplink `id`'s SYN-ACKs in `family` (see {@link passiveObjects}). */
 export function passiveSynAckCounter(id: number, family: Family = 4): string {
   return `passive${family === 6 ? "6" : ""}_synack_${id}`;
+}
+
+/**
+ * The passive signal's counters of every uplink and family: the names of
+ * its SYN and SYN-ACK counters in uplinkd's table. None without
+ * `health.passive`.
+ */
+export function passiveCounters(
+  config: Config,
+): { uplink: string; family: Family; syn: string; synAck: string }[] {
+  if (!config.health.passive) return [];
+  return uplinkSlots(config).flatMap((s) =>
+    ([4, 6] as const).map((family) => ({
+      uplink: s.name,
+      family,
+      syn: passiveSynCounter(s.id, family),
+      synAck: passiveSynAckCounter(s.id, family),
+    })),
+  );
 }
 
 /**

@@ -8,8 +8,89 @@ import type { UplinkLink } from "../links/observe.js";
 import type { UplinkState } from "../uplink-health.js";
 import type { Usability } from "../policy/select.js";
 import type { Family } from "../kernel/types.js";
-import { routable, routable6, type UplinkView } from "./render.js";
-import { uplinkSlots } from "./slots.js";
+import { uplinkSlots, type UplinkSlot } from "../config/slots.js";
+
+/** Everything the renderer needs to know about one uplink now. */
+export interface UplinkView extends UplinkSlot {
+  interface: string;
+  weight: number;
+  tier: number;
+  /** SNAT address (config `snat`, else `address`); masquerade when absent. */
+  snat?: string;
+  /**
+   * The uplink's virtual address (config `ha.virtual_addresses` of its
+   * interface, the first one) when this router is one of a pair: forwarded
+   * connections are SNATed to it, the router's own (probes) keep its own
+   * address. Absent without `ha`.
+   */
+  virtualAddress?: string;
+  /**
+   * The uplink's IPv6 virtual address (the first IPv6 one of its interface
+   * in `ha.virtual_addresses`, canonical): forwarded IPv6 connections are
+   * SNATed to it (or, with `prefix6`, translated into that prefix), the
+   * router's own keep its own address. Absent without a dual-stack pair.
+   */
+  virtualAddress6?: string;
+  /** The uplink's IPv4 source address now (configured, or the interface's primary), if any. */
+  address?: string;
+  /**
+   * Preferred source of the uplink's routes (`src`): its configured
+   * `address` while the interface holds it, so that the router's own
+   * traffic marked for the uplink (ICMP probes) leaves from it. Absent:
+   * the kernel picks the interface's primary address.
+   */
+  source?: string;
+  /** Its gateway now (configured, or learned for `auto`), if any. */
+  gateway?: string;
+  /** Interface exists and is administratively up. */
+  linkUp: boolean;
+  /**
+   * Routes go straight out of the interface, with no gateway (`default dev
+   * IF`): a POINTOPOINT link (PPP, a tunnel, a raw-IP modem) or `gateway: none`.
+   */
+  pointToPoint: boolean;
+  /** How usable for new connections now (health and link together). */
+  usability: Usability;
+  /**
+   * The uplink's IPv6 now: its global address, gateway (configured, or the
+   * RA router), prefix (`prefix6`), and how usable it is for new IPv6
+   * connections. Absent while the uplink has no global IPv6 address (and
+   * for `gateway6: none`).
+   */
+  ipv6?: UplinkView6;
+}
+
+/** One uplink's IPv6 as the renderer needs it. */
+export interface UplinkView6 {
+  address: string;
+  gateway?: string;
+  prefix?: string;
+  usability: Usability;
+}
+
+/** True when the uplink can carry traffic at all: link up, an address, and a next hop. */
+export function routable(view: UplinkView): boolean {
+  return (
+    view.linkUp && view.address !== undefined && (view.gateway !== undefined || view.pointToPoint)
+  );
+}
+
+/** True when the uplink can carry IPv6 traffic: link up, a global IPv6 address, and a next hop. */
+export function routable6(view: UplinkView): boolean {
+  return (
+    view.linkUp && view.ipv6 !== undefined && (view.ipv6.gateway !== undefined || view.pointToPoint)
+  );
+}
+
+/** Whether `view` can carry traffic of `family` (see {@link routable}, {@link routable6}). */
+export function routableIn(view: UplinkView, family: Family): boolean {
+  return family === 6 ? routable6(view) : routable(view);
+}
+
+/** How usable `view` is for new connections of `family`. */
+export function usabilityIn(view: UplinkView, family: Family): Usability {
+  return family === 6 ? (view.ipv6?.usability ?? "bad") : view.usability;
+}
 
 /**
  * One view per configured uplink, in config order. An uplink with an

@@ -15,7 +15,7 @@
 import type { Config } from "../config/schema.js";
 import { domainSetName } from "../dataplane/domains.js";
 import { usabilityIn, type UplinkView } from "../dataplane/render.js";
-import { familyOf } from "../config/ipv6.js";
+import { familyOf } from "../net/ipv6.js";
 
 const HEADER = "# Written by uplinkd from its config; changes here are overwritten.";
 

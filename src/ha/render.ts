@@ -38,7 +38,7 @@ import {
   virtualPrefixes6,
   type HaConfig,
 } from "../config/ha.js";
-import { familyOf, isLinkLocal6 } from "../config/ipv6.js";
+import { familyOf, isLinkLocal6 } from "../net/ipv6.js";
 import { HA_FAULT_SCORE, HA_SCORE_BASE, HA_SCORE_STEP } from "./score.js";
 
 /** Name of the VRRP sync group and prefix of the instance names. */

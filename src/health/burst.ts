@@ -8,7 +8,7 @@
  */
 import type { Clock } from "../clock.js";
 import { parsePingLine, pingArgs } from "./ping.js";
-import type { ProcessSpawner } from "./process.js";
+import type { ProcessSpawner } from "../process/spawn.js";
 
 /** Options of {@link pingBurst}. */
 export interface PingBurstOptions {

@@ -20,7 +20,7 @@ export {
   UplinkStateMachine,
   type MachineSnapshot,
   type StateMachineOptions,
-  type Transition,
+  type StateChange,
   type UplinkState,
 } from "./machine.js";
 export {
@@ -49,7 +49,7 @@ export {
   unwrapSeq,
   type PingLine,
 } from "./ping.js";
-export { nodeSpawner, type ProcessSpawner, type SpawnedProcess } from "./process.js";
+export { nodeSpawner, type ProcessSpawner, type SpawnedProcess } from "../process/spawn.js";
 export {
   targetName,
   type ProbeSink,

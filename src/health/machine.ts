@@ -39,15 +39,18 @@
  *   history and hold; rounds whose probes may predate the enable are ignored.
  */
 import type { Clock } from "../clock.js";
+import type { UplinkState } from "../uplink-health.js";
 import type { FlapDamping, QualityThresholds } from "./options.js";
 import type { RoundResult } from "./rounds.js";
 import { requiredFailedRounds, roundFailProbability, type UplinkStats } from "./stats.js";
 
-/** Health states of an uplink (the contract of `uplinkd status --json`). */
-export type UplinkState = "init" | "up" | "degraded" | "down" | "disabled";
+export type { UplinkState };
 
-/** A change of state. */
-export interface Transition {
+/**
+ * A change of state as the state machine sees it (monotonic stats attached);
+ * ./adapter.ts turns it into the daemon's `Transition` (../uplink-health.ts).
+ */
+export interface StateChange {
   /** When, in ms since the epoch (wall clock). */
   time: number;
   uplink: string;
@@ -178,7 +181,7 @@ export class UplinkStateMachine {
    *
    * @returns the transitions made (zero or one).
    */
-  round(result: RoundResult, stats: UplinkStats): Transition[] {
+  round(result: RoundResult, stats: UplinkStats): StateChange[] {
     this.#lastStats = stats;
     if (result.outcome === "void" || this.#state === "disabled" || !this.#carrier) return [];
     // Rounds whose probes may predate a carrier return or an enable say
@@ -226,7 +229,7 @@ export class UplinkStateMachine {
    * @param reason the transition's reason; default "carrier lost" (an IPv6
    *   monitor without a global address says "no global IPv6 address").
    */
-  carrierLost(stats: UplinkStats = this.#lastStats, reason = "carrier lost"): Transition[] {
+  carrierLost(stats: UplinkStats = this.#lastStats, reason = "carrier lost"): StateChange[] {
     const was = this.#carrier;
     this.#carrier = false;
     this.#resetStreaks();
@@ -235,7 +238,7 @@ export class UplinkStateMachine {
   }
 
   /** The carrier is back: recovery starts (`up` passed rounds in a row bring it up). */
-  carrierBack(): Transition[] {
+  carrierBack(): StateChange[] {
     if (this.#carrier) return [];
     this.#carrier = true;
     this.#resetStreaks();
@@ -244,7 +247,7 @@ export class UplinkStateMachine {
   }
 
   /** Operator disable: no transitions from probes or carrier until {@link enable}. */
-  disable(reason = "disabled by the operator", stats = this.#lastStats): Transition[] {
+  disable(reason = "disabled by the operator", stats = this.#lastStats): StateChange[] {
     if (this.#state === "disabled") return [];
     this.#resetStreaks();
     return this.#go("disabled", reason, stats);
@@ -254,7 +257,7 @@ export class UplinkStateMachine {
    * Operator enable: to init (recovering like a fresh start), or to down when
    * the carrier is lost. Forgets streaks, flap history and any hold.
    */
-  enable(stats = this.#lastStats): Transition[] {
+  enable(stats = this.#lastStats): StateChange[] {
     if (this.#state !== "disabled") return [];
     this.#resetStreaks();
     this.#downTimes = [];
@@ -304,7 +307,7 @@ export class UplinkStateMachine {
     this.#streakTargets.clear();
   }
 
-  #judgeQuality(stats: UplinkStats): Transition[] {
+  #judgeQuality(stats: UplinkStats): StateChange[] {
     if (this.#state === "up") {
       const bad = this.#badQuality(stats);
       this.#badQualityStreak = bad ? this.#badQualityStreak + 1 : 0;
@@ -354,7 +357,7 @@ export class UplinkStateMachine {
     return roundFailProbability(losses, Math.min(this.#o.reliability, losses.length));
   }
 
-  #goDown(reason: string, stats: UplinkStats): Transition[] {
+  #goDown(reason: string, stats: UplinkStats): StateChange[] {
     const from = this.#state;
     const now = this.#o.clock.now();
     let why = reason;
@@ -372,7 +375,7 @@ export class UplinkStateMachine {
     return this.#go("down", why, stats);
   }
 
-  #go(to: UplinkState, reason: string, stats: UplinkStats): Transition[] {
+  #go(to: UplinkState, reason: string, stats: UplinkStats): StateChange[] {
     const from = this.#state;
     this.#state = to;
     this.#badQualityStreak = 0;

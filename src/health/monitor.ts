@@ -17,7 +17,7 @@
  *     await monitor.stop();
  *
  * Internals are also published on `node:diagnostics_channel`:
- * `uplinkd:health:transition` (Transition), `uplinkd:health:round`
+ * `uplinkd:health:transition` (StateChange), `uplinkd:health:round`
  * ({ uplink, family, round: RoundResult }), `uplinkd:health:note`
  * ({ uplink, family, message }); `family` is 4 or 6.
  */
@@ -27,11 +27,11 @@ import { pingBurst } from "./burst.js";
 import { DnsProber } from "./dns.js";
 import { HealthError } from "./errors.js";
 import { HttpProber } from "./http.js";
-import { UplinkStateMachine, type Transition, type UplinkState } from "./machine.js";
+import { UplinkStateMachine, type StateChange, type UplinkState } from "./machine.js";
 import type { Family } from "../kernel/types.js";
 import type { HealthSettings } from "./options.js";
 import { IcmpProber } from "./ping.js";
-import { nodeSpawner, type ProcessSpawner } from "./process.js";
+import { nodeSpawner, type ProcessSpawner } from "../process/spawn.js";
 import type { ProbeSink, ProbeSource, ProbeSpec, Prober } from "./prober.js";
 import { RoundTracker, type RoundResult, type TargetRoundResult } from "./rounds.js";
 import { uplinkStats, type TargetStats, type UplinkStats } from "./stats.js";
@@ -105,7 +105,7 @@ export interface UplinkMonitorOptions {
   /** Default: {@link createProber}. */
   createProber?: (spec: ProbeSpec, context: ProberContext) => Prober;
   /** Called on every transition. A throwing listener is reported to `onError`, nothing else. */
-  onTransition?: (transition: Transition) => void;
+  onTransition?: (transition: StateChange) => void;
   /** Called with every decided round (for metrics, debugging). */
   onRound?: (round: RoundResult) => void;
   /** Called with prober messages (ping exited, no fwmark yet...). */
@@ -508,7 +508,7 @@ export class UplinkMonitor {
     return uplinkStats(targets, this.settings.reliability, this.settings.tuning.minQualitySamples);
   }
 
-  #emit(transitions: readonly Transition[]): void {
+  #emit(transitions: readonly StateChange[]): void {
     for (const transition of transitions) {
       this.#call(() => this.#o.onTransition?.(transition));
       if (transitionChannel.hasSubscribers) transitionChannel.publish(transition);

@@ -4,16 +4,14 @@
  * with their defaults, and the resolution of one uplink's complete settings.
  */
 import { isIP } from "node:net";
-import type { HealthConfig } from "../config/schema.js";
+import {
+  DEFAULT_TIMEOUT_MAX_MS,
+  DEFAULT_TIMEOUT_MIN_MS,
+  type HealthConfig,
+} from "../config/schema.js";
 import { HealthError } from "./errors.js";
 import type { ProbeSpec } from "./prober.js";
 import type { AdaptiveTimeout } from "./rto.js";
-
-/** Floor of `timeout: auto` when `timeout_min` is not set, ms. */
-export const DEFAULT_TIMEOUT_MIN_MS = 50;
-
-/** Ceiling of `timeout: auto` when `timeout_max` is not set, ms (RFC 6298's initial RTO). */
-export const DEFAULT_TIMEOUT_MAX_MS = 1000;
 
 /** Loss and RTT thresholds, each with a failure and a (lower) recovery level. */
 export interface QualityThresholds {

@@ -42,7 +42,8 @@ import { isIP, isIPv6 } from "node:net";
 import { Backoff, type BackoffPolicy } from "../backoff.js";
 import type { Clock, TimerHandle } from "../clock.js";
 import { HealthError } from "./errors.js";
-import type { SpawnedProcess, ProcessSpawner } from "./process.js";
+import { isLinkLocal6 } from "../net/ipv6.js";
+import type { SpawnedProcess, ProcessSpawner } from "../process/spawn.js";
 import type { ProbeSink, ProbeSource, Prober } from "./prober.js";
 
 /** One parsed line of ping output. `timestamp`: the `-D` stamp in s since the epoch, or null. */
@@ -173,10 +174,7 @@ export function pingArgs(
   ];
 }
 
-/** Whether an IPv6 address is link-local (fe80::/10). */
-export function isLinkLocal6(address: string): boolean {
-  return /^fe[89ab][0-9a-f]:/i.test(address);
-}
+export { isLinkLocal6 };
 
 /**
  * Restart backoff of the ping process, ms: 500 ms after an exit, doubling

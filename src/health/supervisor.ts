@@ -9,12 +9,8 @@
  */
 import type { Logger } from "pino";
 import { uplinkHealth, type Config } from "../config/schema.js";
-import {
-  withMaintenance,
-  type MaintainedHealth,
-  type Maintenance,
-} from "../control/maintenance.js";
-import { uplinkSlots } from "../dataplane/slots.js";
+import { withMaintenance, type MaintainedHealth, type Maintenance } from "./maintenance.js";
+import { uplinkSlots } from "../config/slots.js";
 import type { Family } from "../kernel/types.js";
 import type { UplinkLink } from "../links/observe.js";
 import type {
@@ -31,7 +27,12 @@ export interface HealthSupervisorOptions {
   log: Logger;
   /** Creates the health monitor of one uplink and one family (`options.family`). */
   createHealth: (options: UplinkHealthOptions) => UplinkHealth;
-  /** Every transition of every monitor (`transition.family` says which). */
+  /**
+   * Every transition to record: each monitor's (`transition.family` says
+   * which) while its uplink is not in maintenance, and those of maintenance
+   * itself (to `disabled` and back, one per monitored family). Health
+   * changes during maintenance are only logged.
+   */
   onTransition: (transition: Transition) => void;
 }
 
@@ -118,7 +119,7 @@ export class HealthSupervisor {
           carrier: (link?.carrier ?? false) && (link?.up ?? false),
           log: this.#options.log,
           onTransition: (t) => {
-            this.#options.onTransition(t);
+            this.#monitorTransition(t);
           },
         });
         this.#monitors.set(
@@ -200,16 +201,75 @@ export class HealthSupervisor {
     return this.#maintenance.get(uplink);
   }
 
-  /** Put the uplink (both families) in maintenance (since `since`, epoch ms); false if it already was. */
+  /** The families the uplink is monitored in: IPv4 always, IPv6 when it has an IPv6 monitor. */
+  #monitoredFamilies(uplink: string): Family[] {
+    return this.monitors(uplink, 6) ? [4, 6] : [4];
+  }
+
+  /**
+   * A monitor's transition: passed on, unless its uplink is in maintenance:
+   * then it is logged and shows once the uplink is enabled.
+   */
+  #monitorTransition(transition: Transition): void {
+    if (this.#maintenance.has(transition.uplink) && transition.to !== "disabled") {
+      const who = `uplink ${transition.uplink}${transition.family === 6 ? " IPv6" : ""}`;
+      this.#options.log.info(
+        { event: "health", ...transition },
+        `${who} (disabled): health ${transition.from} -> ${transition.to} (${transition.reason})`,
+      );
+      return;
+    }
+    this.#options.onTransition(transition);
+  }
+
+  /**
+   * Put the uplink (both families) in maintenance (since `since`, epoch ms):
+   * one transition to `disabled` per monitored family, from the state its
+   * checks found. False (and no transition) if it already was.
+   */
   disable(uplink: string, maintenance: Maintenance): boolean {
     if (this.#maintenance.has(uplink)) return false;
+    const before = this.#monitoredFamilies(uplink).map(
+      (family) => [family, this.health(uplink, family)] as const,
+    );
     this.#maintenance.set(uplink, maintenance);
+    for (const [family, snapshot] of before) {
+      this.#options.onTransition({
+        time: new Date(maintenance.since).toISOString(),
+        uplink,
+        family,
+        from: snapshot?.state ?? "init",
+        to: "disabled",
+        reason: maintenance.reason,
+        loss: snapshot?.loss ?? null,
+        rtt: snapshot?.rtt ?? null,
+      });
+    }
     return true;
   }
 
-  /** End the uplink's maintenance; false if it was not in maintenance. */
-  enable(uplink: string): boolean {
-    return this.#maintenance.delete(uplink);
+  /**
+   * End the uplink's maintenance at `at` (epoch ms): one transition per
+   * monitored family, from `disabled` to the state its checks found. False
+   * (and no transition) if it was not in maintenance.
+   */
+  enable(uplink: string, at: number): boolean {
+    if (!this.#maintenance.delete(uplink)) return false;
+    for (const family of this.#monitoredFamilies(uplink)) {
+      const snapshot = this.health(uplink, family);
+      const to = snapshot?.state ?? "init";
+      this.#options.onTransition({
+        time: new Date(at).toISOString(),
+        uplink,
+        family,
+        from: "disabled",
+        to,
+        reason: `enabled by the operator; health: ${snapshot?.reason || to}`,
+        loss: snapshot?.loss ?? null,
+        rtt: snapshot?.rtt ?? null,
+      });
+    }
+    return true;
   }
 
   /** Stop every monitor. */

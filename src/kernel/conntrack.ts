@@ -34,7 +34,7 @@
  * Only IPv4 entries are counted (`-f ipv4`), as `conntrack -D` in the clean-up.
  */
 import type { Clock, TimerHandle } from "../clock.js";
-import type { ProcessSpawner, SpawnedProcess } from "../health/process.js";
+import type { ProcessSpawner, SpawnedProcess } from "../process/spawn.js";
 
 /** One line of conntrack's output, classified. */
 export type ConntrackLine =

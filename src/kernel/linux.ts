@@ -4,10 +4,10 @@
  */
 import { KernelCommandError, KernelCommandTimeoutError, KernelOutputError } from "../errors.js";
 import { systemClock } from "../clock.js";
-import { nodeSpawner } from "../health/process.js";
+import { nodeSpawner } from "../process/spawn.js";
 import { ConntrackWatch } from "./conntrack.js";
-import { runCommand } from "./exec.js";
-import { canonicalAddress6 } from "../config/ipv6.js";
+import { runCommand } from "../process/run.js";
+import { canonicalAddress6 } from "../net/ipv6.js";
 import {
   IPV6_LINE,
   TABLE_MAIN,

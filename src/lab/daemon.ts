@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { controlRequest } from "../control/client.js";
-import { runCommand } from "../kernel/exec.js";
+import { runCommand } from "../process/run.js";
 import type { StatusDocument } from "../control/api.js";
 import { uplinkOfAddress6 } from "./ipv6.js";
 import type { Lab } from "./lab.js";

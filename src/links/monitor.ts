@@ -7,7 +7,7 @@
 import { pino, type Logger } from "pino";
 import { Backoff, type BackoffPolicy } from "../backoff.js";
 import { systemClock, type Clock, type TimerHandle } from "../clock.js";
-import { nodeSpawner, type ProcessSpawner, type SpawnedProcess } from "../health/process.js";
+import { nodeSpawner, type ProcessSpawner, type SpawnedProcess } from "../process/spawn.js";
 
 /** The command that watches the kernel. */
 export const MONITOR_COMMAND = ["ip", "-o", "monitor", "link", "address", "route", "rule"] as const;

@@ -3,7 +3,7 @@
  * carrier, address, gateway. Pure: fed with `ip -j` output already parsed.
  */
 import type { Config, UplinkConfig } from "../config/schema.js";
-import { canonicalAddress6, isLinkLocal6, networkOf6 } from "../config/ipv6.js";
+import { canonicalAddress6, isLinkLocal6, networkOf6 } from "../net/ipv6.js";
 import { virtualAddressesOf } from "../config/ha.js";
 import { TABLE_MAIN, type InterfaceAddress6, type LinkState, type Route } from "../kernel/types.js";
 import { optional } from "../optional.js";

@@ -18,7 +18,7 @@
 import { readFile } from "node:fs/promises";
 import type { Config } from "../config/schema.js";
 import { prefix6Problem } from "../config/checks6.js";
-import { formatPrefix6, parsePrefix6 } from "../config/ipv6.js";
+import { formatPrefix6, parsePrefix6 } from "../net/ipv6.js";
 import { TABLE_MAIN, type Route } from "../kernel/types.js";
 
 /** rtnetlink protocol RTPROT_DHCP (16): routes a DHCP client installs. */

@@ -6,9 +6,9 @@
 import type { Logger } from "pino";
 import type { Clock } from "../clock.js";
 import type { Config } from "../config/schema.js";
-import type { Surroundings } from "../dataplane/render.js";
 import type { Kernel } from "../kernel/types.js";
 import { optional } from "../optional.js";
+import type { LoadSnapshot } from "../policy/load.js";
 import { KernelMonitor } from "./monitor.js";
 import { learnPrefixes, type ReadText } from "./prefix6.js";
 import {
@@ -20,6 +20,22 @@ import {
   observeUplinks,
   type UplinkLink,
 } from "./observe.js";
+
+/** What the renderer needs from the kernel besides the uplinks. */
+export interface Surroundings {
+  /** The router's address on its first LAN interface (preferred source of the main default). */
+  lanAddress?: string;
+  /** Destinations of the main table's own routes (connected networks, static routes): never balanced. */
+  localNetworks?: readonly string[];
+  /** Measured load for policies that balance by it (`least-used`, `spillover`); none: no load yet. */
+  load?: LoadSnapshot;
+  /** The router's IPv6 address on its LAN (preferred source of the IPv6 default in main). */
+  lanAddress6?: string;
+  /** IPv6 destinations of the main table's own routes: never balanced. */
+  localNetworks6?: readonly string[];
+  /** The LAN's IPv6 networks (from the LAN interfaces' addresses): the sources NPTv6 translates. */
+  lanNetworks6?: readonly string[];
+}
 
 /** What one read of the kernel says about the uplinks and their surroundings. */
 export interface LinkObservation {

@@ -8,7 +8,7 @@ import { createTransport } from "nodemailer";
 import type { Clock } from "../clock.js";
 import { NotifyError, NotifyTimeoutError } from "./errors.js";
 import { withRetries } from "./retry.js";
-import type { EmailConfig } from "./schema.js";
+import type { EmailConfig } from "../config/notify.js";
 
 /** The default port of each `security` mode: submission, submissions, SMTP. */
 export const DEFAULT_SMTP_PORT = { starttls: 587, tls: 465, none: 25 } as const;

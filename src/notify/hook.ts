@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import type { Logger } from "pino";
 import type { Clock, TimerHandle } from "../clock.js";
 import { NotifyError, NotifyTimeoutError } from "./errors.js";
-import type { HookConfig } from "./schema.js";
+import type { HookConfig } from "../config/notify.js";
 
 /** After the timeout's SIGTERM, ms before the script's process group gets SIGKILL. */
 export const KILL_GRACE_MS = 2000;

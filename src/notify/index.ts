@@ -6,8 +6,8 @@
  */
 export { Notifier, notifyTest, MAX_BURST, MAX_WAITING } from "./notifier.js";
 export type { NotifierOptions, NotifyResult } from "./notifier.js";
-export { notifySchema, emailSchema, webhookSchema, hookSchema } from "./schema.js";
-export type { NotifyConfig, EmailConfig, WebhookConfig, HookConfig } from "./schema.js";
+export { notifySchema, emailSchema, webhookSchema, hookSchema } from "../config/notify.js";
+export type { NotifyConfig, EmailConfig, WebhookConfig, HookConfig } from "../config/notify.js";
 export { NotifyError, NotifyTimeoutError } from "./errors.js";
 export type { ChannelKind } from "./errors.js";
 export type { NotifyUplinkStatus, WebhookPayload, HookEvent } from "./message.js";

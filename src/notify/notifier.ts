@@ -33,7 +33,7 @@ import {
 } from "./message.js";
 import { SerialQueue } from "../queue.js";
 import { RetriesExhausted } from "./retry.js";
-import type { NotifyConfig } from "./schema.js";
+import type { NotifyConfig } from "../config/notify.js";
 import { postWebhook, webhookTarget } from "./webhook.js";
 
 /** Transitions listed in one message; a longer burst lists these and counts the rest. */

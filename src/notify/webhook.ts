@@ -7,7 +7,7 @@ import type { Clock } from "../clock.js";
 import { NotifyError, NotifyTimeoutError } from "./errors.js";
 import type { WebhookPayload } from "./message.js";
 import { withRetries } from "./retry.js";
-import type { WebhookConfig } from "./schema.js";
+import type { WebhookConfig } from "../config/notify.js";
 
 /** At most this many bytes of a failed answer's body go into the error message. */
 const ERROR_BODY_BYTES = 512;

@@ -13,7 +13,7 @@
 import { readFile } from "node:fs/promises";
 import type { Logger } from "pino";
 import type { Config } from "../config/schema.js";
-import { parseProcNetDev } from "../control/traffic.js";
+import { parseProcNetDev } from "../net/dev.js";
 import type { Clock, TimerHandle } from "../clock.js";
 import {
   fullUplinks,

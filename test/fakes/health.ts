@@ -6,7 +6,7 @@
  * real ping's period drift. No process, no socket, no sleep.
  */
 import type { Clock, TimerHandle } from "../../src/clock.js";
-import type { ProcessSpawner, SpawnedProcess } from "../../src/health/process.js";
+import type { ProcessSpawner, SpawnedProcess } from "../../src/process/spawn.js";
 
 import { seededRandom } from "../../src/random.js";
 

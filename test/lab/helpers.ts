@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import type { TestContext } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { runCommand } from "../../src/kernel/exec.js";
+import { runCommand } from "../../src/process/run.js";
 import { uplinkOfAddress6 as uplinkInPlan6 } from "../../src/lab/ipv6.js";
 import { labUp, type Lab, type LabUpOptions } from "../../src/lab/lab.js";
 import { labScriptArgv } from "../../src/lab/scripts.js";

@@ -26,7 +26,7 @@ import {
   type LabDaemon,
 } from "./harness.js";
 import { connectionsByUplink6, eventually, traffic6 } from "./helpers.js";
-import { runCommand } from "../../src/kernel/exec.js";
+import { runCommand } from "../../src/process/run.js";
 import type { Transition } from "../../src/uplink-health.js";
 
 function uplinkOf(status: StatusDocument, name: string): UplinkStatus {

@@ -12,7 +12,7 @@ import { Command } from "commander";
 import { parse as parseYaml } from "yaml";
 import { configSchema } from "../../src/config/schema.js";
 import { LabError } from "../../src/errors.js";
-import { runCommand } from "../../src/kernel/exec.js";
+import { runCommand } from "../../src/process/run.js";
 import { registerLabCommands } from "../../src/lab/cli.js";
 import { labDown, labUp, openLab, type Lab } from "../../src/lab/lab.js";
 import { listNamespaces, namespacePids } from "../../src/lab/netns.js";

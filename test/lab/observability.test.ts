@@ -14,7 +14,7 @@ import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { EventsDocument } from "../../src/control/api.js";
 import type { StatusDocument } from "../../src/control/api.js";
-import { runCommand } from "../../src/kernel/exec.js";
+import { runCommand } from "../../src/process/run.js";
 import type { Lab } from "../../src/lab/lab.js";
 import type { HoldLine } from "../../src/lab/traffic.js";
 import {

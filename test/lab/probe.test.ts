@@ -8,12 +8,12 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { runCommand } from "../../src/kernel/exec.js";
+import { runCommand } from "../../src/process/run.js";
 import { systemClock } from "../../src/clock.js";
-import type { Transition, UplinkState } from "../../src/health/machine.js";
+import type { StateChange, UplinkState } from "../../src/health/machine.js";
 import { UplinkMonitor } from "../../src/health/monitor.js";
 import { resolveHealthSettings } from "../../src/health/options.js";
-import { nodeSpawner, type ProcessSpawner } from "../../src/health/process.js";
+import { nodeSpawner, type ProcessSpawner } from "../../src/process/spawn.js";
 
 const ROUTER = `hp-${process.pid}-r`;
 const ISP = `hp-${process.pid}-i`;
@@ -84,7 +84,7 @@ function alive(pid: number): boolean {
 
 describe("ICMP health probes through a fwmark, in network namespaces", () => {
   const pids: number[] = [];
-  const transitions: Transition[] = [];
+  const transitions: StateChange[] = [];
   let monitor: UplinkMonitor;
   // Runs ping inside the router namespace (`ip netns exec` execs ping: same pid).
   const spawner: ProcessSpawner = (file, args) => {

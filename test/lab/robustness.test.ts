@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { readFile, writeFile } from "node:fs/promises";
 import { after, before, describe, it } from "node:test";
 import type { StatusDocument } from "../../src/control/api.js";
-import { runCommand } from "../../src/kernel/exec.js";
+import { runCommand } from "../../src/process/run.js";
 import type { Lab } from "../../src/lab/lab.js";
 import { HANG_TAGS, hangingTools } from "../../src/lab/daemon.js";
 import {

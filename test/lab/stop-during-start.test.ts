@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { runCommand } from "../../src/kernel/exec.js";
+import { runCommand } from "../../src/process/run.js";
 import { startLabDaemon } from "../../src/lab/daemon.js";
 import { testLab } from "./helpers.js";
 

@@ -16,7 +16,7 @@ import { copyFile, mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test, type TestContext } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { runCommand } from "../../src/kernel/exec.js";
+import { runCommand } from "../../src/process/run.js";
 import { CACHE, REPO, bootMachine, systemTestsUnavailable, type Machine } from "./machine.js";
 
 const SUITES: Readonly<Record<string, string>> = { bookworm: "Debian 12", trixie: "Debian 13" };

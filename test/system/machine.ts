@@ -21,7 +21,7 @@ import { dirname, join, resolve } from "node:path";
 import type { TestContext } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import { runCommand, type CommandResult } from "../../src/kernel/exec.js";
+import { runCommand, type CommandResult } from "../../src/process/run.js";
 
 /** The repository's root. */
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");

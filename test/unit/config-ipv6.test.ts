@@ -8,7 +8,7 @@ import {
   formatAddress6,
   inPrefix6,
   parseAddress6,
-} from "../../src/config/ipv6.js";
+} from "../../src/net/ipv6.js";
 import { prefixesOverlap } from "../../src/config/steering.js";
 
 const FILE = "uplinkd.yaml";

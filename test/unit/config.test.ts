@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { describe, test } from "node:test";
 import { DEFAULT_CONFIG_PATH, loadConfig, parseConfig } from "../../src/config/load.js";
 import { uplinkHealth, type Config } from "../../src/config/schema.js";
-import { maxUplinkId } from "../../src/dataplane/slots.js";
+import { maxUplinkId } from "../../src/config/slots.js";
 import { ConfigError, formatConfigIssue } from "../../src/errors.js";
 
 /** A YAML text from lines, so line N of the file is argument N. */

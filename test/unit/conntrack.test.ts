@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { ManualClock } from "../fakes/clock.js";
-import type { ProcessSpawner, SpawnedProcess } from "../../src/health/process.js";
+import type { ProcessSpawner, SpawnedProcess } from "../../src/process/spawn.js";
 import {
   ConntrackTally,
   ConntrackWatch,

@@ -44,6 +44,7 @@ function handlers(): ControlHandlers & { subscriptions: () => number } {
     status: () => Promise.resolve(status),
     events: () => ({ events: [] }),
     history: () => ({ intervalMs: 1000, samples: [] }),
+    inputs: () => ({ uplinks: {}, load: null }),
     reload: () => Promise.resolve({ ok: true, config: "x.yaml", uplinks: UPLINKS, changes: [] }),
     disable: (uplink: string, _options: DisableOptions) => maintenance(uplink, "disabled"),
     enable: (uplink: string) => maintenance(uplink, "up"),

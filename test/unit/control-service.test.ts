@@ -65,6 +65,10 @@ function fakeSource(socket: string): ControlSource & { transitions: Transition[]
     status: () => status,
     refreshTraffic: () => Promise.resolve(),
     events: () => transitions,
+    inputs: () => ({
+      uplinks: { isp1: { "4": { state: "disabled" as const, probed: "down" as const } } },
+      load: null,
+    }),
     reload: () => Promise.resolve({ ok: true, config: "u.yaml", uplinks: ["isp1"], changes: [] }),
     disable: (uplink) => Promise.resolve({ uplink, state: "disabled", changed: true, drained: 0 }),
     enable: (uplink) => Promise.resolve({ uplink, state: "up", changed: true, drained: 0 }),

@@ -15,7 +15,7 @@ import type { DisableOptions, StreamEvent } from "../../src/control/api.js";
 import { authorize, requiredAccess, type TokenConfig } from "../../src/control/auth.js";
 import { configChanges } from "../../src/control/changes.js";
 import { formatBytes, formatEvents, formatStatus } from "../../src/control/format.js";
-import { withMaintenance } from "../../src/control/maintenance.js";
+import { withMaintenance } from "../../src/health/maintenance.js";
 import {
   MAX_BODY_BYTES,
   closeServer,
@@ -92,6 +92,13 @@ function fakeHandlers() {
       ),
     events: () => ({ events: [] }),
     history: () => ({ intervalMs: 1000, samples: [] }),
+    inputs: () => ({
+      uplinks: {
+        isp1: { "4": { state: disabled.has("isp1") ? "disabled" : "down", probed: "down" } },
+        isp2: { "4": { state: "up", probed: "up" }, "6": { state: "down", probed: "down" } },
+      },
+      load: { throughput: { isp2: { down: 1000, up: 10 } }, full: ["isp2"] },
+    }),
     reload: () => {
       calls.push("reload");
       return Promise.resolve({ ok: true, config: "x.yaml", uplinks: ["isp1"], changes: [] });
@@ -263,6 +270,21 @@ describe("control API on the Unix socket (no tokens: the socket is root only)", 
     const app = controlApp(handlers);
     assert.equal((await app.request("/reload", { method: "POST" })).status, 200);
     assert.deepEqual(calls, ["reload"]);
+  });
+
+  test("GET /inputs answers each uplink's health per family and the load", async () => {
+    const { handlers } = fakeHandlers();
+    const app = controlApp(handlers);
+    await app.request("/uplinks/isp1/disable", { method: "POST" });
+    const res = await app.request("/inputs");
+    assert.equal(res.status, 200);
+    assert.deepEqual(await res.json(), {
+      uplinks: {
+        isp1: { "4": { state: "disabled", probed: "down" } },
+        isp2: { "4": { state: "up", probed: "up" }, "6": { state: "down", probed: "down" } },
+      },
+      load: { throughput: { isp2: { down: 1000, up: 10 } }, full: ["isp2"] },
+    });
   });
 
   test("an unknown uplink is 404 with its code; a bad body is 400", async () => {

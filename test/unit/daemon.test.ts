@@ -13,6 +13,9 @@ import { afterEach, beforeEach, describe, it } from "node:test";
 import { pino } from "pino";
 import { loadConfig } from "../../src/config/load.js";
 import { Daemon } from "../../src/daemon.js";
+import { ASSUMED_HEALTHY, desiredInputs, desiredState } from "../../src/controller/desired.js";
+import { describePlanBasis, planHealth } from "../../src/control/plan.js";
+import { observe } from "../../src/links/watcher.js";
 import { ManualClock } from "../fakes/clock.js";
 import type { LinkState } from "../../src/kernel/types.js";
 import type {
@@ -108,6 +111,7 @@ describe("daemon", () => {
       configPath,
       loadConfig,
       kernel,
+      eventLimit: 4,
       log: pino({ level: "silent" }),
       clock: new ManualClock(),
       createHealth: (options) => {
@@ -149,6 +153,69 @@ describe("daemon", () => {
         ["isp1", "down", false],
         ["isp2", "up", true],
       ],
+    );
+  });
+
+  it("after a failover, the state built from the daemon's /inputs is the one it holds; assumed healthy is not", async () => {
+    monitor("isp1").go("down");
+    await daemon.idle();
+    // Maintenance shows as `disabled`; what the probes found stays beside it.
+    await daemon.disable("isp1", { drain: false });
+    const config = await loadConfig(configPath);
+    const observed = await observe(kernel, config);
+    const reported = daemon.inputs();
+    assert.deepEqual(reported, {
+      uplinks: {
+        isp1: { "4": { state: "disabled", probed: "down" } },
+        isp2: { "4": { state: "up", probed: "up" } },
+      },
+      load: null,
+    });
+    const basis = { source: "daemon" as const, socket: config.control.socket, inputs: reported };
+    const { health, load } = planHealth(basis);
+    const built = desiredInputs(config, observed.links, observed.surroundings, health, load);
+    // The uplinks whose connections go: failed by their probes, not by maintenance.
+    assert.deepEqual([...built.failed], ["isp1"]);
+    const desired = desiredState(built);
+    assert.deepEqual(balance(), ["0-9999 : goto uplink_2"]);
+    const held = kernel.tables.get("uplinkd")?.maps;
+    for (const [name, elements] of Object.entries(desired.maps)) {
+      assert.deepEqual(elements, held?.get(name), `map ${name}`);
+    }
+    assert.deepEqual(
+      desired.routes.filter((r) => r.table === 254),
+      kernel.routes.filter(
+        (r) => r.table === 254 && r.protocol === config.dataplane.route_protocol,
+      ),
+    );
+    assert.match(
+      describePlanBasis(basis, config),
+      /from the daemon at .*: isp1 disabled, isp2 up; load \(down\/up\): none$/,
+    );
+    const assumed = desiredState(
+      desiredInputs(config, observed.links, observed.surroundings, ASSUMED_HEALTHY, undefined),
+    );
+    assert.deepEqual(assumed.maps.balance_default, [
+      "0-4999 : goto uplink_1",
+      "5000-9999 : goto uplink_2",
+    ]);
+  });
+
+  it("keeps the last eventLimit transitions, oldest first", async () => {
+    for (let i = 0; i < 3; i++) {
+      monitor("isp1").go("down");
+      monitor("isp1").go("up");
+    }
+    await daemon.idle();
+    const control = await import("../../src/control/client.js");
+    const { events } = (await control.controlRequest(
+      join(dir, "uplinkd.sock"),
+      "GET",
+      "/events?limit=100",
+    )) as { events: { to: string }[] };
+    assert.deepEqual(
+      events.map((e) => e.to),
+      ["down", "up", "down", "up"],
     );
   });
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -28,12 +28,23 @@ describe("files written for other programs", () => {
     assert.deepEqual(await readdir(join(dir, "sub")), ["track"]);
   });
 
-  it("a failed write leaves the old file and no temporary", async () => {
+  it("a write that fails after its temporary was written leaves the target as it was and no temporary", async () => {
+    // The target is a directory holding a file: the temporary is written,
+    // then renaming it over the directory fails.
+    const target = join(dir, "busy");
+    await mkdir(target);
+    await writeFile(join(target, "old"), "old\n");
+    await assert.rejects(writeFileAtomic(target, "new\n"), /EISDIR|ENOTEMPTY|EEXIST/);
+    assert.equal(await readFileIfExists(join(target, "old")), "old\n");
+    assert.deepEqual(await readdir(target), ["old"]);
+    assert.deepEqual((await readdir(dir)).sort(), ["busy", "sub"]);
+  });
+
+  it("a write whose directory cannot be created leaves the file in its way as it was", async () => {
     const path = join(dir, "kept");
     await writeFile(path, "old\n");
-    // The target is a file, so its "directory" cannot be created.
-    await assert.rejects(writeFileAtomic(join(path, "inside"), "new\n"));
+    await assert.rejects(writeFileAtomic(join(path, "inside"), "new\n"), /EEXIST|ENOTDIR/);
     assert.equal(await readFileIfExists(path), "old\n");
-    assert.deepEqual((await readdir(dir)).sort(), ["kept", "sub"]);
+    assert.deepEqual((await readdir(dir)).sort(), ["busy", "kept", "sub"]);
   });
 });

@@ -4,7 +4,7 @@ import { parseConfig } from "../../src/config/load.js";
 import { ConfigError } from "../../src/errors.js";
 import { renderDesired } from "../../src/dataplane/render.js";
 import { buildViews } from "../../src/dataplane/views.js";
-import { uplinkSlots } from "../../src/dataplane/slots.js";
+import { uplinkSlots } from "../../src/config/slots.js";
 import type { UplinkLink } from "../../src/links/observe.js";
 import {
   advertSeconds,
@@ -22,7 +22,7 @@ import type { StatusDocument } from "../../src/control/api.js";
 import { formatHa, formatRoleEvents } from "../../src/control/format.js";
 import { hookEnvironment, summary, textBody, webhookPayload } from "../../src/notify/message.js";
 import { Notifier } from "../../src/notify/notifier.js";
-import { notifySchema } from "../../src/notify/schema.js";
+import { notifySchema } from "../../src/config/notify.js";
 import { HaPart, parseStateFile, type HaRoleChange, type HaTransport } from "../../src/ha/part.js";
 import type { UplinkView } from "../../src/dataplane/render.js";
 import { ManualClock } from "../fakes/clock.js";

@@ -238,15 +238,39 @@ describe("health supervisor: one IPv4 and one IPv6 state per uplink", () => {
     assert.equal(supervisor.state("isp1", 6), "up");
   });
 
-  it("maintenance applies to both families", () => {
-    const { clock, supervisor } = supervised(config(), dual());
+  it("maintenance applies to both families, with one transition each way per family", () => {
+    const { clock, supervisor, transitions } = supervised(config(), dual());
     clock.advance(2_000);
-    supervisor.disable("isp1", { since: 1, reason: "work" });
+    const before = transitions.length;
+    assert.equal(supervisor.disable("isp1", { since: 1, reason: "work" }), true);
+    assert.equal(supervisor.disable("isp1", { since: 2, reason: "again" }), false);
     assert.equal(supervisor.state("isp1", 4), "disabled");
     assert.equal(supervisor.state("isp1", 6), "disabled");
     assert.equal(supervisor.health("isp1", 6)?.state, "up", "the probes still judge");
-    supervisor.enable("isp1");
+    assert.equal(supervisor.enable("isp1", 5_000), true);
+    assert.equal(supervisor.enable("isp1", 6_000), false);
     assert.equal(supervisor.state("isp1", 6), "up");
+    assert.deepEqual(
+      transitions.slice(before).map((t) => [t.time, t.family, t.from, t.to, t.reason]),
+      [
+        [new Date(1).toISOString(), 4, "up", "disabled", "work"],
+        [new Date(1).toISOString(), 6, "up", "disabled", "work"],
+        [
+          new Date(5_000).toISOString(),
+          4,
+          "disabled",
+          "up",
+          `enabled by the operator; health: ${supervisor.health("isp1", 4)?.reason ?? "?"}`,
+        ],
+        [
+          new Date(5_000).toISOString(),
+          6,
+          "disabled",
+          "up",
+          `enabled by the operator; health: ${supervisor.health("isp1", 6)?.reason ?? "?"}`,
+        ],
+      ],
+    );
   });
 
   it("the IPv6 monitor waits, down with a reason, while the uplink has no global IPv6 address", () => {

@@ -4,7 +4,7 @@ import { ManualClock } from "../fakes/clock.js";
 import {
   UplinkStateMachine,
   type StateMachineOptions,
-  type Transition,
+  type StateChange,
   type UplinkState,
 } from "../../src/health/machine.js";
 import type { RoundResult, TargetRoundResult } from "../../src/health/rounds.js";
@@ -51,13 +51,13 @@ function setup(overrides: Partial<StateMachineOptions> = {}) {
     ...overrides,
   });
   let round = 0;
-  const transitions: Transition[] = [];
+  const transitions: StateChange[] = [];
   /** Feeds one round INTERVAL ms after the previous one. */
   const feed = (
     outcome: "passed" | "failed" | "void",
     uplinkStats: UplinkStats = CLEAN,
     targets?: TargetRoundResult[],
-  ): Transition[] => {
+  ): StateChange[] => {
     clock.advance(INTERVAL);
     const passed = outcome === "passed";
     const result: RoundResult = {
@@ -94,9 +94,9 @@ function setup(overrides: Partial<StateMachineOptions> = {}) {
 }
 
 /** The one transition of a call that must make exactly one. */
-function one(transitions: Transition[]): Transition {
+function one(transitions: StateChange[]): StateChange {
   assert.equal(transitions.length, 1, `expected one transition, got ${transitions.length}`);
-  return transitions[0] as Transition;
+  return transitions[0] as StateChange;
 }
 
 function target(

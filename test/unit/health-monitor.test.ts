@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ManualClock } from "../fakes/clock.js";
 import { FakePing, seededRandom } from "../fakes/health.js";
-import type { Transition, UplinkState } from "../../src/health/machine.js";
+import type { StateChange, UplinkState } from "../../src/health/machine.js";
 import { UplinkMonitor, type UplinkMonitorOptions } from "../../src/health/monitor.js";
 import { resolveHealthSettings, type HealthTuningInput } from "../../src/health/options.js";
 import type { ProbeSink, ProbeSource, Prober } from "../../src/health/prober.js";
@@ -26,7 +26,7 @@ function setup(options: Setup = {}) {
   const ping = new FakePing(clock, { random: seededRandom(options.seed ?? 1) });
   const targets = options.targets ?? [A, B];
   for (const t of targets) ping.path(t, { rttMs: 20 });
-  const transitions: Transition[] = [];
+  const transitions: StateChange[] = [];
   const rounds: RoundResult[] = [];
   const monitor = new UplinkMonitor({
     uplink: "isp1",

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ManualClock } from "../fakes/clock.js";
 import { FakePing } from "../fakes/health.js";
-import type { Transition } from "../../src/health/machine.js";
+import type { StateChange } from "../../src/health/machine.js";
 import { UplinkMonitor } from "../../src/health/monitor.js";
 import { resolveHealthSettings } from "../../src/health/options.js";
 import {
@@ -172,7 +172,7 @@ function monitorWithPing() {
   const ping = new FakePing(clock);
   ping.path(A, { rttMs: 5 });
   ping.path(B, { rttMs: 5 });
-  const transitions: Transition[] = [];
+  const transitions: StateChange[] = [];
   const monitor = new UplinkMonitor({
     uplink: "isp1",
     settings: resolveHealthSettings({

@@ -9,7 +9,7 @@ import {
   pingArgs,
   unwrapSeq,
 } from "../../src/health/ping.js";
-import { nodeSpawner, type ProcessSpawner, type SpawnedProcess } from "../../src/health/process.js";
+import { nodeSpawner, type ProcessSpawner, type SpawnedProcess } from "../../src/process/spawn.js";
 import type { ProbeSink } from "../../src/health/prober.js";
 import { ProbeWindow } from "../../src/health/window.js";
 

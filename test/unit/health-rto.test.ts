@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ManualClock } from "../fakes/clock.js";
 import { FakePing, seededRandom } from "../fakes/health.js";
-import type { Transition } from "../../src/health/machine.js";
+import type { StateChange } from "../../src/health/machine.js";
 import { UplinkMonitor } from "../../src/health/monitor.js";
 import { resolveHealthSettings, resolveTimeout } from "../../src/health/options.js";
 import { RtoEstimator } from "../../src/health/rto.js";
@@ -157,7 +157,7 @@ function monitorRun(run: Run) {
   const path = { rttMs: run.rttMs, lossPct: run.lossPct ?? 0 };
   ping.path(A, path);
   ping.path(B, path);
-  const transitions: Transition[] = [];
+  const transitions: StateChange[] = [];
   const monitor = new UplinkMonitor({
     uplink: "isp1",
     settings: resolveHealthSettings({

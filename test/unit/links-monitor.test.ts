@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ManualClock } from "../fakes/clock.js";
-import { nodeSpawner, type ProcessSpawner, type SpawnedProcess } from "../../src/health/process.js";
+import { nodeSpawner, type ProcessSpawner, type SpawnedProcess } from "../../src/process/spawn.js";
 import { KernelMonitor, MONITOR_COMMAND } from "../../src/links/monitor.js";
 
 interface FakeChild {

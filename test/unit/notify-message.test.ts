@@ -14,7 +14,7 @@ import {
 import { SerialQueue } from "../../src/queue.js";
 import { backoffDelay } from "../../src/backoff.js";
 import { MAX_BACKOFF_MS, retryBackoff } from "../../src/notify/retry.js";
-import { notifySchema } from "../../src/notify/schema.js";
+import { notifySchema } from "../../src/config/notify.js";
 
 const isp1Down: NotifiedTransition = {
   time: "2024-05-01T10:00:00.000Z",

@@ -128,7 +128,7 @@ describe("status document: ipv6 per uplink", () => {
     assert.match(v6.reason, /not monitored/);
   });
 
-  it("IPv6 without a global address is not active; active6 overrides the default", () => {
+  it("IPv6 without a global address is not active", () => {
     const waiting = buildStatus(
       parts({
         links: new Map([["isp2", link(2, { gateway: "fe80::2" })]]),
@@ -139,8 +139,36 @@ describe("status document: ipv6 per uplink", () => {
     assert.ok(v6);
     assert.equal(v6.address, null);
     assert.equal(v6.active, false);
-    const told = buildStatus(parts({ active6: (name) => name === "isp1" }));
-    assert.equal(row(told, 0).ipv6?.active, true);
-    assert.equal(row(told, 1).ipv6?.active, false);
+  });
+
+  it("IPv6 is active where the applied IPv6 choices give the uplink new connections, apart from IPv4", () => {
+    // As applied: IPv4 balances over all three; IPv6 over isp2 only (isp1's IPv6 is
+    // down, isp3 has none), and a member of weight 0 gets no new connections.
+    const doc = buildStatus(
+      parts({
+        choices6: {
+          default: {
+            kind: "balance",
+            members: [
+              { uplink: "isp2", weight: 1, tier: 1 },
+              { uplink: "isp3", weight: 0, tier: 1 },
+            ],
+          },
+        },
+      }),
+    );
+    assert.deepEqual(
+      doc.uplinks.map((u) => [u.name, u.active, u.ipv6?.active ?? null]),
+      [
+        ["isp1", true, false],
+        ["isp2", true, true],
+        ["isp3", true, null],
+      ],
+    );
+    const none = buildStatus(parts({ choices6: { default: { kind: "unreachable" } } }));
+    assert.deepEqual(
+      none.uplinks.map((u) => u.ipv6?.active ?? null),
+      [false, false, null],
+    );
   });
 });

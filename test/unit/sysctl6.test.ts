@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { parseConfig } from "../../src/config/load.js";
-import { acceptRaWarnings } from "../../src/links/sysctl6.js";
+import { acceptRaWarnings } from "../../src/config/sysctl6.js";
 
 const config = parseConfig(
   [

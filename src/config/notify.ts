@@ -7,8 +7,7 @@
  * Durations accept `200ms`, `2s`, `1m` or a number of ms and come out in ms.
  */
 import { z } from "zod";
-import { formatDuration } from "../config/duration.js";
-import { duration } from "../config/schema.js";
+import { duration, formatDuration } from "./duration.js";
 
 /** Longest coalescing window accepted, in ms (10 min): longer would hide an outage. */
 export const MAX_COALESCE_MS = 600_000;

@@ -10,7 +10,7 @@
  * process that reads them, so this says what holds where uplinkd runs.
  */
 import { readFile } from "node:fs/promises";
-import type { Config } from "../config/schema.js";
+import type { Config } from "./schema.js";
 
 /** Reads a sysctl file's text; undefined when it does not exist (no such interface). */
 export type ReadSysctl = (path: string) => Promise<string | undefined>;

@@ -3,7 +3,7 @@
  * the config alone, so they stay the same across restarts and reloads as long
  * as the uplink keeps its id (by default its position in the config).
  */
-import type { Config, DataplaneConfig } from "../config/schema.js";
+import type { Config, DataplaneConfig } from "./schema.js";
 
 /** Kernel resources of one uplink. */
 export interface UplinkSlot {

@@ -1,9 +1,10 @@
 /**
  * IPv6 addresses and prefixes as values: parsing into 128-bit integers,
  * canonical text (RFC 5952, as nft and iproute2 print them with
- * inet_ntop), ranges and overlap. Pure functions; IPv4 lives in steering.ts.
+ * inet_ntop), ranges and overlap, on ipaddr.js. Pure functions; IPv4 lives in ./ipv4.ts.
  */
 import { isIPv4, isIPv6 } from "node:net";
+import ipaddr from "ipaddr.js";
 
 /** Address family of a text: 4, 6, or undefined for neither (a prefix's length is ignored). */
 export function familyOf(text: string): 4 | 6 | undefined {
@@ -22,58 +23,22 @@ const ALL = (1n << 128n) - 1n;
  */
 export function parseAddress6(text: string): bigint | undefined {
   if (!isIPv6(text) || text.includes("%")) return undefined;
-  let head = text;
-  const tail: string[] = [];
-  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text)?.[1];
-  if (v4 !== undefined) {
-    const octets = v4.split(".").map(Number);
-    tail.push(
-      (((octets[0] ?? 0) << 8) | (octets[1] ?? 0)).toString(16),
-      (((octets[2] ?? 0) << 8) | (octets[3] ?? 0)).toString(16),
-    );
-    head = text.slice(0, text.length - v4.length) + "0:0";
-  }
-  const [left = "", right] = head.split("::");
-  const leftGroups = left === "" ? [] : left.split(":");
-  const rightGroups = right === undefined || right === "" ? [] : right.split(":");
-  const missing = 8 - leftGroups.length - rightGroups.length;
-  const groups =
-    right === undefined
-      ? leftGroups
-      : [...leftGroups, ...Array<string>(missing).fill("0"), ...rightGroups];
-  if (tail.length > 0) groups.splice(6, 2, ...tail);
-  if (groups.length !== 8) return undefined;
-  return groups.reduce((acc, g) => (acc << 16n) | BigInt(Number.parseInt(g, 16)), 0n);
+  const { parts } = ipaddr.IPv6.parse(text);
+  // ipaddr.js reads the deprecated IPv4-compatible form `::a.b.c.d` as
+  // IPv4-mapped (`::ffff:a.b.c.d`); RFC 4291 2.5.5.1 and inet_pton keep it `::a.b.c.d`.
+  if (/^::\d+\.\d+\.\d+\.\d+$/.test(text)) parts[5] = 0;
+  return parts.reduce((acc, group) => (acc << 16n) | BigInt(group), 0n);
 }
 
 /**
- * Canonical text of a 128-bit value (RFC 5952): lower case, no leading
- * zeros, the longest run of two or more zero groups (the first on a tie)
- * written `::`.
+ * Canonical text of a 128-bit value (RFC 5952, as inet_ntop prints it):
+ * lower case, no leading zeros, the longest run of two or more zero groups
+ * (the first on a tie) written `::`.
  */
 export function formatAddress6(value: bigint): string {
   const groups: number[] = [];
   for (let shift = 112n; shift >= 0n; shift -= 16n) groups.push(Number((value >> shift) & 0xffffn));
-  let bestStart = -1;
-  let bestLength = 0;
-  for (let i = 0; i < 8;) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLength) {
-      bestStart = i;
-      bestLength = j - i;
-    }
-    i = j;
-  }
-  const hexes = groups.map((g) => g.toString(16));
-  if (bestLength < 2) return hexes.join(":");
-  const left = hexes.slice(0, bestStart).join(":");
-  const right = hexes.slice(bestStart + bestLength).join(":");
-  return `${left}::${right}`;
+  return new ipaddr.IPv6(groups).toRFC5952String();
 }
 
 /** Canonical text of an IPv6 address (`2001:DB8:0::1` -> `2001:db8::1`); the text itself when not one. */
@@ -136,9 +101,13 @@ export function networkOf6(address: string, length: number): string | undefined 
   return value === undefined ? undefined : formatPrefix6([value & maskOf(length), length]);
 }
 
-/** Link-local unicast (fe80::/10): valid only together with an interface. */
+/**
+ * Link-local unicast (fe80::/10): valid only together with an interface.
+ * A zone (`fe80::1%wan1`) is allowed and ignored.
+ */
 export function isLinkLocal6(address: string): boolean {
-  return inPrefix6(address, "fe80::/10");
+  const [bare = ""] = address.split("%");
+  return inPrefix6(bare, "fe80::/10");
 }
 
 /** Multicast (ff00::/8). */
