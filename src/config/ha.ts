@@ -11,6 +11,7 @@ import { z } from "zod";
 import { duration } from "./duration.js";
 import { interfaceName, safePath } from "./names.js";
 import type { ConfigProblem } from "./source.js";
+import { canonicalAddress6, familyOf, isLinkLocal6, networkOf6 } from "../net/ipv6.js";
 
 /**
  * Highest `ha.priority`. The health score keepalived adds to it (see
@@ -37,20 +38,34 @@ const haInterface = interfaceName;
 
 const haIpv4 = z.ipv4({ error: "must be an IPv4 address (e.g. 192.0.2.1)" });
 
-/** `a.b.c.d/n` (n 1..32) or a bare address (taken as /32). */
+/**
+ * `a.b.c.d/n` (n 1..32) or a bare IPv4 address (taken as /32); an IPv6
+ * address with an optional prefix length (n 1..128; bare: /128), link-local
+ * (`fe80::1/64`) included.
+ */
 const virtualAddress = z
   .string()
   .refine(
     (text) => {
       const [address, length, extra] = text.split("/");
-      if (extra !== undefined || !z.ipv4().safeParse(address).success) return false;
+      if (extra !== undefined) return false;
+      const family = z.ipv4().safeParse(address).success
+        ? 4
+        : z.ipv6().safeParse(address).success
+          ? 6
+          : undefined;
+      if (family === undefined) return false;
       if (length === undefined) return true;
-      return /^[0-9]{1,2}$/.test(length) && Number(length) >= 1 && Number(length) <= 32;
+      const max = family === 4 ? 32 : 128;
+      return /^[0-9]{1,3}$/.test(length) && Number(length) >= 1 && Number(length) <= max;
     },
-    { error: "must be an IPv4 address with an optional prefix length (e.g. 100.64.1.10/24)" },
+    {
+      error:
+        "must be an IPv4 or IPv6 address with an optional prefix length (e.g. 100.64.1.10/24, 2001:db8:1::10/64, fe80::1/64)",
+    },
   )
   .describe(
-    "a virtual address with the prefix length of its segment (100.64.1.10/24), so it sits beside the node's own address",
+    "a virtual address with the prefix length of its segment (100.64.1.10/24, 2001:db8:1::10/64), so it sits beside the node's own address; on a dual-stack LAN also a link-local one (fe80::1/64), the LAN's default router",
   );
 
 const absolutePath = safePath;
@@ -133,6 +148,24 @@ export const haSchema = z
     notify_script: absolutePath
       .default("/etc/keepalived/uplinkd-notify.sh")
       .describe("where `uplinkd ha render` puts the notify script keepalived runs on role changes"),
+    radvd: z
+      .object({
+        config: absolutePath
+          .default("/etc/uplinkd/radvd.conf")
+          .describe(
+            "where `uplinkd ha render` puts radvd's config (written when a LAN interface has IPv6 virtual addresses)",
+          ),
+        pid_file: absolutePath
+          .default("/run/uplinkd/radvd.pid")
+          .describe(
+            "radvd's pid file; the notify script starts radvd on MASTER and stops it otherwise",
+          ),
+      })
+      .strict()
+      .prefault({})
+      .describe(
+        "router advertisements on a dual-stack LAN: radvd runs on the master only, sending from the virtual link-local address",
+      ),
     conntrackd: z
       .object({
         config: absolutePath
@@ -165,7 +198,13 @@ export type HaConfig = z.output<typeof haSchema>;
 /** The part of a config `checkHa` looks at (schema.ts's `Config` fits). */
 export interface HaCheckInput {
   lan: readonly string[];
-  uplinks: readonly { name: string; interface: string; snat?: string | undefined }[];
+  uplinks: readonly {
+    name: string;
+    interface: string;
+    snat?: string | undefined;
+    gateway6?: string | undefined;
+    prefix6?: string | undefined;
+  }[];
   ha?: HaConfig | undefined;
 }
 
@@ -175,13 +214,46 @@ export function virtualAddressOnly(text: string): string {
 }
 
 /**
- * The interface's virtual addresses (without prefix length), in the order
- * given; empty without `ha` or without addresses for it.
+ * The interface's virtual addresses of `family` (without prefix length; IPv6
+ * ones canonical, RFC 5952), in the order given; empty without `ha` or
+ * without addresses for it.
  */
-export function virtualAddressesOf(ha: HaConfig | undefined, iface: string): string[] {
+export function virtualAddressesOf(
+  ha: HaConfig | undefined,
+  iface: string,
+  family: 4 | 6 = 4,
+): string[] {
   // Own keys only: an interface named `toString` or `constructor` is not a prototype's.
   if (ha === undefined || !Object.hasOwn(ha.virtual_addresses, iface)) return [];
-  return (ha.virtual_addresses[iface] ?? []).map(virtualAddressOnly);
+  return (ha.virtual_addresses[iface] ?? [])
+    .map(virtualAddressOnly)
+    .filter((a) => familyOf(a) === family)
+    .map((a) => (family === 6 ? canonicalAddress6(a) : a));
+}
+
+/** True when some interface of `ha` has an IPv6 virtual address: a dual-stack pair. */
+export function haDualStack(ha: HaConfig | undefined): boolean {
+  return Object.keys(ha?.virtual_addresses ?? {}).some(
+    (iface) => virtualAddressesOf(ha, iface, 6).length > 0,
+  );
+}
+
+/**
+ * The global IPv6 prefixes of a LAN interface's virtual addresses (the ones
+ * radvd announces): `fd00:1::1/64` -> `fd00:1::/64`; link-local ones and
+ * bare addresses (/128) are left out.
+ */
+export function virtualPrefixes6(ha: HaConfig | undefined, iface: string): string[] {
+  const out: string[] = [];
+  if (ha === undefined || !Object.hasOwn(ha.virtual_addresses, iface)) return out;
+  for (const text of ha.virtual_addresses[iface] ?? []) {
+    const [address = "", length] = text.split("/");
+    if (familyOf(address) !== 6 || isLinkLocal6(address) || length === undefined) continue;
+    if (Number(length) === 128) continue;
+    const prefix = networkOf6(address, Number(length));
+    if (prefix !== undefined && !out.includes(prefix)) out.push(prefix);
+  }
+  return out;
 }
 
 /**
@@ -192,6 +264,14 @@ export function virtualAddressesOf(ha: HaConfig | undefined, iface: string): str
  * within 1..255; an uplink with a virtual address has no `snat` of its own (uplinkd
  * SNATs to the virtual address); the sync link is none of the LAN or uplink
  * interfaces and the two sync addresses differ.
+ *
+ * A dual-stack pair (any IPv6 virtual address): a link-local virtual
+ * address sits only on a LAN interface, at most one each; a LAN interface
+ * with IPv6 virtual addresses has one (the source of the master's router
+ * advertisements, the LAN hosts' default router); every LAN interface and
+ * every uplink with IPv6 (`gateway6` not `none`) has an IPv6 virtual
+ * address; such an uplink has no `prefix6: auto` (a prefix delegated to one
+ * router does not move with the master).
  */
 export function checkHa(config: HaCheckInput): ConfigProblem[] {
   const ha = config.ha;
@@ -265,5 +345,59 @@ export function checkHa(config: HaCheckInput): ConfigProblem[] {
       seen.set(address, iface);
     });
   }
+  if (haDualStack(ha)) problems.push(...checkHa6(config, ha));
+  return problems;
+}
+
+/** The dual-stack checks of {@link checkHa}. */
+function checkHa6(config: HaCheckInput, ha: HaConfig): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  for (const [iface, addresses] of Object.entries(ha.virtual_addresses)) {
+    const isLan = config.lan.includes(iface);
+    const linkLocal = addresses
+      .map((text, index) => ({ address: virtualAddressOnly(text), index }))
+      .filter((a) => familyOf(a.address) === 6 && isLinkLocal6(a.address));
+    if (!isLan) {
+      for (const a of linkLocal) {
+        problems.push({
+          path: ["ha", "virtual_addresses", iface, a.index],
+          message: `${a.address} is link-local: a link-local virtual address is the LAN's default router and belongs on a LAN interface (${config.lan.join(", ")})`,
+        });
+      }
+      continue;
+    }
+    for (const a of linkLocal.slice(1)) {
+      problems.push({
+        path: ["ha", "virtual_addresses", iface, a.index],
+        message: `${iface} already has the link-local virtual address ${linkLocal[0]?.address ?? ""}; the LAN has one default router`,
+      });
+    }
+    if (virtualAddressesOf(ha, iface, 6).length === 0) {
+      problems.push({
+        path: ["ha", "virtual_addresses", iface],
+        message: `LAN interface ${iface} has no IPv6 virtual address: in a dual-stack pair give it a link-local one (e.g. fe80::1/64, its hosts' default router) and one in the LAN's prefix (e.g. fd00:1::1/64)`,
+      });
+    } else if (linkLocal.length === 0) {
+      problems.push({
+        path: ["ha", "virtual_addresses", iface],
+        message: `LAN interface ${iface} needs a link-local virtual address (e.g. fe80::1/64): the master's router advertisements come from it, so LAN hosts keep one default router across a takeover`,
+      });
+    }
+  }
+  config.uplinks.forEach((uplink, index) => {
+    if (uplink.gateway6 === "none") return;
+    if (virtualAddressesOf(ha, uplink.interface, 6).length === 0) {
+      problems.push({
+        path: ["uplinks", index, "gateway6"],
+        message: `uplink "${uplink.name}" has IPv6 but ${uplink.interface} has no IPv6 virtual address in ha.virtual_addresses: its forwarded IPv6 connections would leave from this router's own address and break at a takeover; add one (e.g. 2001:db8:1::10/64) or set gateway6: none`,
+      });
+    }
+    if (uplink.prefix6 === "auto") {
+      problems.push({
+        path: ["uplinks", index, "prefix6"],
+        message: `uplink "${uplink.name}" has prefix6: auto: a prefix delegated to one router does not move with the master; give both routers the same static prefix6, routed by the ISP to the uplink's IPv6 virtual address`,
+      });
+    }
+  });
   return problems;
 }

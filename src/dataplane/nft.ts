@@ -635,12 +635,30 @@ function postroutingChain(config: Config, views: readonly UplinkView[]): string[
         `\t\tmeta nfproto ipv4 oifname ${q(view.interface)} fib saddr type local masquerade`,
         `\t\tmeta nfproto ipv4 oifname ${q(view.interface)} snat ip to ${view.virtualAddress}`,
       );
-      continue;
+    } else {
+      const nat = view.snat === undefined ? "masquerade" : `snat ip to ${view.snat}`;
+      out.push(`\t\tmeta nfproto ipv4 oifname ${q(view.interface)} ${nat}`);
     }
-    const nat = view.snat === undefined ? "masquerade" : `snat ip to ${view.snat}`;
-    out.push(`\t\tmeta nfproto ipv4 oifname ${q(view.interface)} ${nat}`);
     const uplink = config.uplinks.find((u) => u.name === view.name);
     if (uplink?.gateway6 === "none") continue;
+    if (view.virtualAddress6 !== undefined) {
+      // A dual-stack pair: as for IPv4, forwarded IPv6 connections take the
+      // address (or, with prefix6, the prefix routed to it) that moves with
+      // the master. The router's own keep the source they have (masquerade
+      // could pick the virtual address, the newest on the interface).
+      out.push(`\t\tmeta nfproto ipv6 oifname ${q(view.interface)} fib saddr type local accept`);
+      if (view.ipv6?.prefix !== undefined) {
+        out.push(
+          `\t\toifname ${q(view.interface)} ip6 saddr @lan_networks6 snat ip6 prefix to ${view.ipv6.prefix}`,
+        );
+      }
+      out.push(
+        `\t\tmeta nfproto ipv6 oifname ${q(view.interface)} snat ip6 to ${view.virtualAddress6}`,
+      );
+      continue;
+    }
+    // An IPv4-only pair leaves IPv6 alone, as before.
+    if (view.virtualAddress !== undefined && view.snat === undefined) continue;
     // NPTv6-style: each LAN host keeps its interface identifier inside the uplink's prefix.
     if (view.ipv6?.prefix !== undefined) {
       out.push(

@@ -25,6 +25,13 @@ export interface UplinkView extends UplinkSlot {
    * address. Absent without `ha`.
    */
   virtualAddress?: string;
+  /**
+   * The uplink's IPv6 virtual address (the first IPv6 one of its interface
+   * in `ha.virtual_addresses`, canonical): forwarded IPv6 connections are
+   * SNATed to it (or, with `prefix6`, translated into that prefix), the
+   * router's own keep its own address. Absent without a dual-stack pair.
+   */
+  virtualAddress6?: string;
   /** The uplink's IPv4 source address now (configured, or the interface's primary), if any. */
   address?: string;
   /**
@@ -92,7 +99,9 @@ export function usabilityIn(view: UplinkView, family: Family): Usability {
  * as the preferred source of its routes; `gateway: none` makes it
  * point-to-point (routes straight out of the interface). With `ha`, an
  * uplink whose interface has a virtual address gets SNAT to it for
- * forwarded connections (see {@link UplinkView.virtualAddress}).
+ * forwarded connections (see {@link UplinkView.virtualAddress}), and one
+ * with an IPv6 virtual address SNAT to that for forwarded IPv6 connections
+ * ({@link UplinkView.virtualAddress6}).
  *
  * The IPv6 part (`ipv6`) is there while the uplink has a global IPv6
  * address; its usability comes from the uplink's IPv6 health state, or,
@@ -126,6 +135,7 @@ export function buildViews(
         uplink.snat ?? (virtualAddress === undefined ? uplink.address : undefined),
       ),
       ...optional("virtualAddress", virtualAddress),
+      ...optional("virtualAddress6", virtualAddressesOf(config.ha, uplink.interface, 6)[0]),
       ...optional("address", link?.address),
       ...optional("source", link?.addressSource === "configured" ? link.address : undefined),
       ...optional("gateway", link?.gateway),

@@ -10,7 +10,7 @@ import { DEFAULT_CONFIG_PATH, loadConfig } from "../config/load.js";
 import type { Config } from "../config/schema.js";
 import { ConfigError, formatConfigIssue } from "../errors.js";
 import { writeFileAtomic } from "../files.js";
-import { renderConntrackd, renderKeepalived, renderNotifyScript } from "./render.js";
+import { renderConntrackd, renderKeepalived, renderNotifyScript, renderRadvd } from "./render.js";
 
 /** One file `ha render` writes. */
 export interface HaFile {
@@ -25,9 +25,10 @@ export interface HaFile {
 export const EXIT_HA_DIFFERS = 1;
 
 /**
- * The three files of this router: keepalived.conf, conntrackd.conf and the
- * notify script, at their configured paths (`ha.keepalived_config`,
- * `ha.conntrackd.config`, `ha.notify_script`) or, with `dir`, in `dir`
+ * The files of this router: keepalived.conf, conntrackd.conf, the notify
+ * script and, for a dual-stack LAN, radvd.conf, at their configured paths
+ * (`ha.keepalived_config`, `ha.conntrackd.config`, `ha.notify_script`,
+ * `ha.radvd.config`) or, with `dir`, in `dir`
  * under their base names (keepalived.conf still names the notify script
  * at its configured path).
  * @throws {Error} when the config has no `ha`.
@@ -36,7 +37,7 @@ export function haFiles(config: Config, source: string, dir?: string): HaFile[] 
   const ha = config.ha;
   if (ha === undefined) throw new Error(`${source} has no ha section`);
   const at = (path: string) => (dir === undefined ? path : join(dir, basename(path)));
-  return [
+  const files: HaFile[] = [
     {
       path: at(ha.keepalived_config),
       content: renderKeepalived(config, source),
@@ -49,6 +50,9 @@ export function haFiles(config: Config, source: string, dir?: string): HaFile[] 
     },
     { path: at(ha.notify_script), content: renderNotifyScript(config, source), mode: 0o755 },
   ];
+  const radvd = renderRadvd(config, source);
+  if (radvd !== undefined) files.push({ path: at(ha.radvd.config), content: radvd, mode: 0o644 });
+  return files;
 }
 
 /**
@@ -98,7 +102,7 @@ export function registerHaCommands(program: Command): Command {
     .description("a redundant router pair with keepalived and conntrackd");
   ha.command("render")
     .description(
-      "write keepalived.conf, conntrackd.conf and the notify script of this router (ha: in the config)",
+      "write keepalived.conf, conntrackd.conf, the notify script (and radvd.conf for a dual-stack LAN) of this router (ha: in the config)",
     )
     .option("-c, --config <file>", "config file", DEFAULT_CONFIG_PATH)
     .option("-o, --output <dir>", "write into DIR instead of the configured paths")

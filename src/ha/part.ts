@@ -143,14 +143,16 @@ export const systemHaIo: HaIo = {
  */
 export function parseStateFile(
   text: string,
-): { role: HaRole; wallMs: number | null; priority: number | null } | undefined {
-  const [role, wall, priority] = text.trim().split(/\s+/);
+):
+  | { role: HaRole; wallMs: number | null; priority: number | null; commitMs: number | null }
+  | undefined {
+  const [role, wall, priority, commit] = text.trim().split(/\s+/);
   if (role !== "master" && role !== "backup" && role !== "fault" && role !== "stopped") {
     return undefined;
   }
   const number = (t: string | undefined) =>
     t !== undefined && /^-?\d+$/.test(t) ? Number(t) : null;
-  return { role, wallMs: number(wall), priority: number(priority) };
+  return { role, wallMs: number(wall), priority: number(priority), commitMs: number(commit) };
 }
 
 /** Options of {@link HaPart}. */

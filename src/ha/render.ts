@@ -4,10 +4,12 @@
  * notify script keepalived runs on role changes.
  *
  * keepalived (keepalived.conf(5), 2.2.7):
- * - one VRRP instance per shared segment (each interface of
+ * - one VRRP instance per shared segment and family (each interface of
  *   `ha.virtual_addresses`, sorted by name, VRIDs from
- *   `ha.virtual_router_id` on), all in one sync group so every virtual
- *   address moves together;
+ *   `ha.virtual_router_id` on; a segment's IPv4 and IPv6 instances share
+ *   its VRID, as RFC 5798 allows), all in one sync group so every virtual
+ *   address of both families moves together; an IPv6 instance lists its
+ *   link-local address first (RFC 5798 5.2.9);
  * - VRRPv3 (`vrrp_version 3`), whose advert interval may be below 1 s;
  * - both routers start as BACKUP with `preempt_delay`, so a returning router
  *   gives conntrackd time to copy the connections before it takes over;
@@ -17,12 +19,26 @@
  *
  * conntrackd (conntrack-tools 1.4.7, FTFW as in its sync/ftfw example):
  * unicast UDP between the two sync addresses on the dedicated link; TCP
- * and UDP entries only; connections of the routers themselves (loopback,
- * the sync link, the virtual addresses, configured uplink addresses) are
- * not copied.
+ * and UDP entries of both families (with their marks); connections of the
+ * routers themselves (loopback, the sync link, the virtual addresses,
+ * configured uplink addresses) are not copied.
+ *
+ * radvd (radvd.conf(5), 2.19), for a dual-stack LAN: router advertisements
+ * of the LAN's virtual prefixes, sent only from the virtual link-local
+ * address (`AdvRASrcAddress`), so every LAN host has that one default
+ * router whichever router is master; no last advertisement with router
+ * lifetime 0 on exit (`RemoveAdvOnExit off`): the new master goes on
+ * advertising the same router. The notify script starts it on MASTER and
+ * stops it on every other role.
  */
 import type { Config } from "../config/schema.js";
-import { virtualAddressOnly, type HaConfig } from "../config/ha.js";
+import {
+  virtualAddressesOf,
+  virtualAddressOnly,
+  virtualPrefixes6,
+  type HaConfig,
+} from "../config/ha.js";
+import { familyOf, isLinkLocal6 } from "../net/ipv6.js";
 import { HA_FAULT_SCORE, HA_SCORE_BASE, HA_SCORE_STEP } from "./score.js";
 import { cleanText, confWord } from "../text.js";
 
@@ -37,15 +53,28 @@ export const VRRP_GROUP = "uplinkd";
 /** Name of the track file block in keepalived.conf. */
 export const TRACK_FILE_NAME = "uplinkd_health";
 
-/** One shared segment: an interface with virtual addresses and its VRRP instance. */
+/** One shared segment: an interface with virtual addresses and its VRRP instance(s). */
 export interface VrrpSegment {
-  /** Instance name: `uplinkd_lan0`. */
+  /** Instance name of the IPv4 instance: `uplinkd_lan0`; the IPv6 one adds `_6`. */
   instance: string;
   interface: string;
-  /** 1..255. */
+  /** 1..255, of both instances. */
   virtualRouterId: number;
-  /** As configured (`100.64.1.10/24`). */
+  /** IPv4 ones as configured (`100.64.1.10/24`); none: no IPv4 instance. */
   addresses: string[];
+  /**
+   * IPv6 ones as configured (`fe80::1/64`, `fd00:1::1/64`), the link-local
+   * one first; none: no IPv6 instance.
+   */
+  addresses6: string[];
+}
+
+/** keepalived instance names of a segment, IPv4 first: `uplinkd_lan0`, `uplinkd_lan0_6`. */
+export function vrrpInstances(s: VrrpSegment): { name: string; family: 4 | 6 }[] {
+  return [
+    ...(s.addresses.length > 0 ? [{ name: s.instance, family: 4 as const }] : []),
+    ...(s.addresses6.length > 0 ? [{ name: `${s.instance}_6`, family: 6 as const }] : []),
+  ];
 }
 
 /** The config's `ha`, or an error saying the config has none. */
@@ -65,7 +94,16 @@ export function vrrpSegments(ha: HaConfig): VrrpSegment[] {
       instance: `${VRRP_GROUP}_${iface.replace(/[^a-zA-Z0-9_]/g, "_")}`,
       interface: iface,
       virtualRouterId: ha.virtual_router_id + index,
-      addresses: ha.virtual_addresses[iface] ?? [],
+      addresses: (ha.virtual_addresses[iface] ?? []).filter(
+        (a) => familyOf(virtualAddressOnly(a)) === 4,
+      ),
+      addresses6: (ha.virtual_addresses[iface] ?? [])
+        .filter((a) => familyOf(virtualAddressOnly(a)) === 6)
+        .sort(
+          (x, y) =>
+            Number(isLinkLocal6(virtualAddressOnly(y))) -
+            Number(isLinkLocal6(virtualAddressOnly(x))),
+        ),
     }));
 }
 
@@ -106,33 +144,37 @@ export function renderKeepalived(config: Config, source: string): string {
     "",
     `vrrp_sync_group ${VRRP_GROUP} {`,
     "\tgroup {",
-    ...segments.map((s) => `\t\t${s.instance}`),
+    ...segments.flatMap((s) => vrrpInstances(s).map((i) => `\t\t${i.name}`)),
     "\t}",
     // The script takes its paths as arguments; keepalived appends GROUP NAME STATE PRIORITY.
-    `\tnotify "${[ha.notify_script, ha.conntrackd.config, ha.conntrackd.lock_file, ha.state_file].map(kw).join(" ")}"`,
+    `\tnotify "${[ha.notify_script, ha.conntrackd.config, ha.conntrackd.lock_file, ha.state_file, ha.radvd.config, ha.radvd.pid_file].map(kw).join(" ")}"`,
     "\tsync_group_tracking_weight",
     "}",
   ];
   for (const s of segments) {
-    out.push(
-      "",
-      `vrrp_instance ${s.instance} {`,
-      "\tstate BACKUP",
-      `\tinterface ${kw(s.interface)}`,
-      `\tvirtual_router_id ${s.virtualRouterId}`,
-      `\tpriority ${ha.priority}`,
-      `\tadvert_int ${advertSeconds(ha.advert_interval)}`,
-      `\tpreempt_delay ${Math.round(ha.preempt_delay / 1000)}`,
-      "\tvirtual_ipaddress {",
-      ...s.addresses.map(
-        (a) => `\t\t${kw(a.includes("/") ? a : `${a}/32`)} dev ${kw(s.interface)}`,
-      ),
-      "\t}",
-      "\ttrack_file {",
-      `\t\t${TRACK_FILE_NAME} weight 1`,
-      "\t}",
-      "}",
-    );
+    for (const instance of vrrpInstances(s)) {
+      const addresses = instance.family === 4 ? s.addresses : s.addresses6;
+      const host = instance.family === 4 ? 32 : 128;
+      out.push(
+        "",
+        `vrrp_instance ${kw(instance.name)} {`,
+        "\tstate BACKUP",
+        `\tinterface ${kw(s.interface)}`,
+        `\tvirtual_router_id ${s.virtualRouterId}`,
+        `\tpriority ${ha.priority}`,
+        `\tadvert_int ${advertSeconds(ha.advert_interval)}`,
+        `\tpreempt_delay ${Math.round(ha.preempt_delay / 1000)}`,
+        "\tvirtual_ipaddress {",
+        ...addresses.map(
+          (a) => `\t\t${kw(a.includes("/") ? a : `${a}/${host}`)} dev ${kw(s.interface)}`,
+        ),
+        "\t}",
+        "\ttrack_file {",
+        `\t\t${TRACK_FILE_NAME} weight 1`,
+        "\t}",
+        "}",
+      );
+    }
   }
   return out.join("\n") + "\n";
 }
@@ -145,12 +187,19 @@ export function renderKeepalived(config: Config, source: string): string {
  */
 export function renderConntrackd(config: Config, source: string): string {
   const ha = haOf(config);
+  const virtuals = Object.keys(ha.virtual_addresses);
   const ignore = [
     "127.0.0.1",
     ha.sync.address,
     ha.peer.address,
-    ...Object.values(ha.virtual_addresses).flat().map(virtualAddressOnly),
+    ...virtuals.flatMap((iface) => virtualAddressesOf(ha, iface, 4)),
     ...config.uplinks.flatMap((u) => (u.address === undefined ? [] : [u.address])),
+  ];
+  const ignore6 = [
+    "::1",
+    ...virtuals.flatMap((iface) =>
+      virtualAddressesOf(ha, iface, 6).filter((a) => !isLinkLocal6(a)),
+    ),
   ];
   const c = ha.conntrackd;
   return `# conntrackd.conf of router ${cw(ha.node)} (peer ${cw(ha.peer.name)}), written by \`uplinkd ha render\`
@@ -187,6 +236,7 @@ General {
 \t\t}
 \t\tAddress Ignore {
 ${[...new Set(ignore)].map((a) => `\t\t\tIPv4_address ${cw(a)}`).join("\n")}
+${[...new Set(ignore6)].map((a) => `\t\t\tIPv6_address ${cw(a)}`).join("\n")}
 \t\t}
 \t}
 }
@@ -196,54 +246,86 @@ ${[...new Set(ignore)].map((a) => `\t\t\tIPv4_address ${cw(a)}`).join("\n")}
 /**
  * The notify script keepalived runs for the sync group. Its paths come as
  * arguments (never spliced into its code): keepalived.conf's `notify` line
- * gives `CONNTRACKD_CONF LOCK_FILE STATE_FILE`, and keepalived appends
- * `GROUP NAME STATE PRIORITY` (`GROUP`, the group's name, MASTER, BACKUP,
- * FAULT or STOP, the priority). On MASTER it commits the peer's
- * connections from conntrackd's external cache into the kernel (-c),
- * flushes both caches (-f), resyncs the internal cache with the kernel
- * (-R) and sends it all to the peer (-B); on BACKUP it starts conntrackd if
- * it does not answer, shortens the kernel's timers (-t, the connections are
- * the master's now) and asks the master for a resync (-n); on FAULT it
- * shortens the timers. It then writes `ROLE WALL_MS PRIORITY` to the state
- * file (replaced atomically), which uplinkd reads.
+ * gives `CONNTRACKD_CONF LOCK_FILE STATE_FILE RADVD_CONF RADVD_PID`, and
+ * keepalived appends `GROUP NAME STATE PRIORITY` (`GROUP`, the group's
+ * name, MASTER, BACKUP, FAULT or STOP, the priority). On MASTER it commits
+ * the peer's connections from conntrackd's external cache into the kernel
+ * (-c), flushes both caches (-f), resyncs the internal cache with the
+ * kernel (-R) and sends it all to the peer (-B); on BACKUP it starts
+ * conntrackd if it does not answer, shortens the kernel's timers (-t, the
+ * connections are the master's now) and asks the master for a resync (-n);
+ * on FAULT it shortens the timers. It then writes `ROLE WALL_MS PRIORITY
+ * COMMIT_MS` to the state file (replaced atomically), which uplinkd reads;
+ * COMMIT_MS is how long the conntrackd commands of this role change took
+ * (ms: on MASTER the commit path from the first `-c` to the last `-B`).
+ *
+ * A dual-stack LAN (see {@link renderRadvd}): on MASTER, after the commit,
+ * it (re)starts radvd; on every other role it stops radvd with SIGKILL, so
+ * radvd sends no last advertisement with router lifetime 0, which LAN
+ * hosts would apply to the virtual link-local router the new master now
+ * advertises.
  * @throws {Error} when the config has no `ha`.
  */
 export function renderNotifyScript(config: Config, source: string): string {
   const ha = haOf(config);
+  const ra = radvdInterfaces(ha).length > 0;
+  const radvd = ra
+    ? `
+radvd_stop() {
+\tif [ -s "$radvd_pid" ]; then
+\t\tkill -KILL "$(cat "$radvd_pid")" 2>/dev/null
+\tfi
+\trm -f "$radvd_pid"
+}
+
+radvd_start() {
+\tradvd_stop
+\tmkdir -p "$(dirname "$radvd_pid")"
+\tradvd -C "$radvd_conf" -p "$radvd_pid" -m syslog || logger -t uplinkd-ha "radvd -C $radvd_conf failed (exit $?)"
+}
+`
+    : "";
+  const start = ra ? "\n\tradvd_start" : "";
+  const stop = ra ? "\n\tradvd_stop" : "";
   return `#!/bin/sh
 # keepalived notify script of router ${kw(ha.node)} (peer ${kw(ha.peer.name)}), written by
 # \`uplinkd ha render\` from ${commentText(source)}.
 # keepalived runs it as (see its notify line in keepalived.conf):
-#   SCRIPT CONNTRACKD_CONF LOCK_FILE STATE_FILE GROUP|INSTANCE NAME MASTER|BACKUP|FAULT|STOP PRIORITY
+#   SCRIPT CONNTRACKD_CONF LOCK_FILE STATE_FILE RADVD_CONF RADVD_PID GROUP|INSTANCE NAME MASTER|BACKUP|FAULT|STOP PRIORITY
 set -u
 usage() {
-\techo "usage: $0 CONNTRACKD_CONF LOCK_FILE STATE_FILE GROUP|INSTANCE NAME MASTER|BACKUP|FAULT|STOP PRIORITY" >&2
+\techo "usage: $0 CONNTRACKD_CONF LOCK_FILE STATE_FILE RADVD_CONF RADVD_PID GROUP|INSTANCE NAME MASTER|BACKUP|FAULT|STOP PRIORITY" >&2
 \texit 2
 }
-[ "$#" -ge 6 ] || usage
+[ "$#" -ge 8 ] || usage
 conf=$1
 lock=$2
 state=$3
-shift 3
+radvd_conf=$4
+radvd_pid=$5
+shift 5
 
 run() {
 \tconntrackd -C "$conf" "$@" || logger -t uplinkd-ha "conntrackd -C $conf $* failed (exit $?)"
 }
 
+${radvd}
 role() {
 \tmkdir -p "$(dirname "$state")"
-\tprintf '%s %s %s\\n' "$1" "$(date +%s%3N)" "$2" >"$state.tmp" && mv -f "$state.tmp" "$state"
+\tnow=$(date +%s%3N)
+\tprintf '%s %s %s %s\\n' "$1" "$now" "$2" "$((now - began))" >"$state.tmp" && mv -f "$state.tmp" "$state"
 }
 
+began=$(date +%s%3N)
 case "\${3:-}" in
 MASTER)
 \trun -c # the peer's connections: external cache -> kernel
 \trun -f # empty the internal and external caches
 \trun -R # internal cache <- kernel
 \trun -B # everything to the peer
-\trole master "\${4:-0}"
+\trole master "\${4:-0}"${start}
 \t;;
-BACKUP)
+BACKUP)${stop}
 \tif ! conntrackd -C "$conf" -s >/dev/null 2>&1; then
 \t\trm -f "$lock"
 \t\trun -d
@@ -252,11 +334,11 @@ BACKUP)
 \trun -n # ask the master for its connections
 \trole backup "\${4:-0}"
 \t;;
-FAULT)
+FAULT)${stop}
 \trun -t
 \trole fault "\${4:-0}"
 \t;;
-STOP)
+STOP)${stop}
 \trole stopped "\${4:-0}"
 \t;;
 *)
@@ -270,4 +352,51 @@ exit 0
 /** A file name for a `#` comment line: control characters (a newline) become blanks. */
 function commentText(text: string): string {
   return cleanText(text);
+}
+
+/**
+ * The LAN interfaces whose router advertisements radvd sends: those with
+ * an IPv6 virtual link-local address (a dual-stack pair), sorted by name.
+ */
+export function radvdInterfaces(ha: HaConfig): string[] {
+  return Object.keys(ha.virtual_addresses)
+    .sort()
+    .filter((iface) => virtualAddressesOf(ha, iface, 6).some((a) => isLinkLocal6(a)));
+}
+
+/**
+ * radvd.conf for this router, or undefined when no interface has an IPv6
+ * virtual link-local address. Per such interface: advertisements sent
+ * only from that address (`AdvRASrcAddress`), the prefixes of its global
+ * virtual addresses on-link and for SLAAC.
+ * @throws {Error} when the config has no `ha`.
+ */
+export function renderRadvd(config: Config, source: string): string | undefined {
+  const ha = haOf(config);
+  const interfaces = radvdInterfaces(ha);
+  if (interfaces.length === 0) return undefined;
+  const out = [
+    `# radvd.conf of router ${kw(ha.node)} (peer ${kw(ha.peer.name)}), written by \`uplinkd ha render\``,
+    `# from ${commentText(source)}. Edit that file and render again instead of this one.`,
+    "# The notify script runs radvd on the master only.",
+  ];
+  for (const iface of interfaces) {
+    const linkLocal = virtualAddressesOf(ha, iface, 6).filter((a) => isLinkLocal6(a));
+    out.push(
+      "",
+      `interface ${kw(iface)} {`,
+      "\tAdvSendAdvert on;",
+      "\tAdvRASrcAddress {",
+      ...linkLocal.map((a) => `\t\t${kw(a)};`),
+      "\t};",
+      ...virtualPrefixes6(ha, iface).flatMap((p) => [
+        `\tprefix ${kw(p)} {`,
+        "\t\tAdvOnLink on;",
+        "\t\tAdvAutonomous on;",
+        "\t};",
+      ]),
+      "};",
+    );
+  }
+  return out.join("\n") + "\n";
 }

@@ -332,16 +332,17 @@ export class TrafficProcess<Line> {
  * One long-lived whoami connection from the LAN client to the echo host,
  * asking every `intervalMs` (default 100); a question unanswered after
  * `timeoutMs` (default 1000) is reported as missed. Ends after `durationMs`
- * with a summary line.
+ * with a summary line. `host`: the echo host's address (default 192.0.2.10;
+ * 2001:db8:ffff::10 for IPv6).
  */
 export function holdConnection(
   lab: Lab,
-  options: { durationMs: number; intervalMs?: number; timeoutMs?: number },
+  options: { durationMs: number; intervalMs?: number; timeoutMs?: number; host?: string },
 ): TrafficProcess<HoldLine> {
   return new TrafficProcess<HoldLine>(lab, "lan", [
     "hold",
     "--host",
-    "192.0.2.10",
+    options.host ?? "192.0.2.10",
     "--interval",
     String(options.intervalMs ?? 100),
     "--timeout",

@@ -3,7 +3,8 @@
  * carrier, address, gateway. Pure: fed with `ip -j` output already parsed.
  */
 import type { Config, UplinkConfig } from "../config/schema.js";
-import { isLinkLocal6, networkOf6 } from "../net/ipv6.js";
+import { canonicalAddress6, isLinkLocal6, networkOf6 } from "../net/ipv6.js";
+import { virtualAddressesOf } from "../config/ha.js";
 import { TABLE_MAIN, type InterfaceAddress6, type LinkState, type Route } from "../kernel/types.js";
 import { optional } from "../optional.js";
 import { problemReason, uplinkProblem } from "./problems.js";
@@ -72,10 +73,18 @@ export interface UplinkLink {
   problem?: string;
 }
 
-/** The usable global IPv6 address of an interface (see {@link UplinkLink6.address}). */
-export function chooseAddress6(addresses: readonly InterfaceAddress6[]): string | undefined {
+/**
+ * The usable global IPv6 address of an interface (see {@link UplinkLink6.address}).
+ * @param exclude addresses never chosen (canonical text): an HA pair's
+ *   virtual addresses, which the master holds besides its own.
+ */
+export function chooseAddress6(
+  addresses: readonly InterfaceAddress6[],
+  exclude: readonly string[] = [],
+): string | undefined {
   const usable = addresses.filter(
     (a) =>
+      !exclude.includes(canonicalAddress6(a.address)) &&
       a.scope === "global" &&
       !isLinkLocal6(a.address) &&
       !a.tentative &&
@@ -88,6 +97,8 @@ export function chooseAddress6(addresses: readonly InterfaceAddress6[]): string 
 /**
  * One uplink's IPv6 as the kernel has it (see {@link UplinkLink6}).
  * @param learnedPrefix the delegated prefix for `prefix6: auto`, if known.
+ * @param virtual the interface's IPv6 virtual addresses (HA pair): never
+ *   the uplink's own address.
  */
 export function observeIpv6(
   uplink: UplinkConfig,
@@ -95,10 +106,11 @@ export function observeIpv6(
   routes: readonly Route[],
   ownProtocol: number,
   learnedPrefix?: string,
+  virtual: readonly string[] = [],
 ): UplinkLink6 | undefined {
   if (uplink.gateway6 === "none") return undefined;
   const prefix = uplink.prefix6 === "auto" ? learnedPrefix : uplink.prefix6;
-  const address = chooseAddress6(link.addresses6 ?? []);
+  const address = chooseAddress6(link.addresses6 ?? [], virtual);
   let gateway: string | undefined;
   if (uplink.gateway6 !== "auto") gateway = uplink.gateway6;
   else {
@@ -219,7 +231,14 @@ export function observeUplinks(
       ...optional("gateway", gateway),
       ...optional(
         "ipv6",
-        observeIpv6(uplink, link, routes, ownProtocol, learnedPrefixes.get(uplink.name)),
+        observeIpv6(
+          uplink,
+          link,
+          routes,
+          ownProtocol,
+          learnedPrefixes.get(uplink.name),
+          virtualAddressesOf(config.ha, uplink.interface, 6),
+        ),
       ),
       ...optional("problem", problem),
     });
@@ -300,11 +319,15 @@ export function lanNetworks6(config: Config, links: readonly LinkState[]): strin
 /**
  * The router's IPv6 address on its LAN (the preferred source of the IPv6
  * default in main): the first usable global or unique-local address of
- * the first `lan` interface that has one.
+ * the first `lan` interface that has one; in an HA pair never a virtual
+ * address (it leaves with mastership).
  */
 export function lanAddress6(config: Config, links: readonly LinkState[]): string | undefined {
   for (const name of config.lan) {
-    const address = chooseAddress6(links.find((l) => l.name === name)?.addresses6 ?? []);
+    const address = chooseAddress6(
+      links.find((l) => l.name === name)?.addresses6 ?? [],
+      virtualAddressesOf(config.ha, name, 6),
+    );
     if (address !== undefined) return address;
   }
   return undefined;

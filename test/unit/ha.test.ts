@@ -11,8 +11,10 @@ import {
   renderConntrackd,
   renderKeepalived,
   renderNotifyScript,
+  renderRadvd,
   vrrpSegments,
 } from "../../src/ha/render.js";
+import { haFiles } from "../../src/ha/cli.js";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { pino } from "pino";
@@ -201,7 +203,7 @@ describe("ha render", () => {
     assert.match(conf, /\tvrrp_version 3\n/);
     assert.match(
       conf,
-      /\tnotify "\/etc\/keepalived\/uplinkd-notify\.sh \/etc\/conntrackd\/conntrackd\.conf \/var\/lock\/conntrack\.lock \/run\/uplinkd\/ha-role"\n/,
+      /\tnotify "\/etc\/keepalived\/uplinkd-notify\.sh \/etc\/conntrackd\/conntrackd\.conf \/var\/lock\/conntrack\.lock \/run\/uplinkd\/ha-role \/etc\/uplinkd\/radvd\.conf \/run\/uplinkd\/radvd\.pid"\n/,
     );
     assert.match(conf, /\tsync_group_tracking_weight\n/);
     assert.match(conf, /file "\/run\/uplinkd\/ha-score"/);
@@ -259,7 +261,10 @@ describe("ha render", () => {
       ["-d", "-t", "-n"],
     );
     // The paths come as arguments (keepalived.conf's notify line), never spliced into code.
-    assert.match(script, /^conf=\$1\nlock=\$2\nstate=\$3\nshift 3$/m);
+    assert.match(
+      script,
+      /^conf=\$1\nlock=\$2\nstate=\$3\nradvd_conf=\$4\nradvd_pid=\$5\nshift 5$/m,
+    );
     assert.doesNotMatch(script, /conntrackd\.conf|conntrack\.lock|ha-role/);
   });
 });
@@ -452,6 +457,13 @@ describe("ha part of the daemon", () => {
       role: "fault",
       wallMs: 12,
       priority: -234,
+      commitMs: null,
+    });
+    assert.deepEqual(parseStateFile("master 1765000000123 60 38\n"), {
+      role: "master",
+      wallMs: 1765000000123,
+      priority: 60,
+      commitMs: 38,
     });
     assert.equal(parseStateFile("MASTER"), undefined);
     assert.equal(parseStateFile(""), undefined);
@@ -550,5 +562,213 @@ describe("ha in status and events", () => {
       ]),
       "2026-12-02 14:30:23Z  ha router a: backup -> master (priority 90)\n",
     );
+  });
+});
+
+const UPLINKS6 = `lan: [lan0]
+uplinks:
+  - name: isp1
+    interface: wan1
+    gateway: 100.64.1.1
+    gateway6: fe80::1
+  - name: isp2
+    interface: wan2
+    gateway: 100.64.2.1
+    gateway6: 2001:db8:2::1
+    prefix6: 2001:db8:1002::/56
+`;
+
+function ha6Text(node: string, priority: number, sync: string, peer: string, lan = ""): string {
+  return `${UPLINKS6}ha:
+  node: ${node}
+  priority: ${priority}
+  peer: { name: ${node === "a" ? "b" : "a"}, address: ${peer} }
+  sync: { interface: sync0, address: ${sync} }
+  advert_interval: 100ms
+  virtual_addresses:
+    lan0: ${lan === "" ? "[100.64.100.1/24, fd00:1::1/64, fe80::1/64]" : lan}
+    wan1: [100.64.1.10/24, 2001:db8:1::10/64]
+    wan2: [100.64.2.10/24, 2001:db8:2:0::10/64]
+`;
+}
+
+const A6 = parseConfig(ha6Text("a", 20, "100.64.250.1", "100.64.250.2"), "a.yaml");
+const B6 = parseConfig(ha6Text("b", 10, "100.64.250.2", "100.64.250.1"), "b.yaml");
+
+describe("a dual-stack pair", () => {
+  it("check says what a dual-stack pair needs: a LAN link-local virtual address, one per uplink with IPv6, no delegated prefix", () => {
+    assert.deepEqual(
+      issues(ha6Text("a", 20, "100.64.250.1", "100.64.250.2", "[100.64.100.1/24, fd00:1::1/64]")),
+      [
+        "ha.yaml:19:11 ha.virtual_addresses.lan0: LAN interface lan0 needs a link-local virtual address (e.g. fe80::1/64): the master's router advertisements come from it, so LAN hosts keep one default router across a takeover",
+      ],
+    );
+    assert.deepEqual(
+      issues(ha6Text("a", 20, "100.64.250.1", "100.64.250.2", "[100.64.100.1/24]")),
+      [
+        "ha.yaml:19:11 ha.virtual_addresses.lan0: LAN interface lan0 has no IPv6 virtual address: in a dual-stack pair give it a link-local one (e.g. fe80::1/64, its hosts' default router) and one in the LAN's prefix (e.g. fd00:1::1/64)",
+      ],
+    );
+    const noV6 = ha6Text("a", 20, "100.64.250.1", "100.64.250.2")
+      .replace("[100.64.2.10/24, 2001:db8:2:0::10/64]", "[100.64.2.10/24]")
+      .replace(
+        "[100.64.1.10/24, 2001:db8:1::10/64]",
+        "[100.64.1.10/24, 2001:db8:1::10/64, fe80::2/64]",
+      )
+      .replace("prefix6: 2001:db8:1002::/56", "prefix6: auto");
+    const found = issues(noV6);
+    assert.ok(
+      found.some((l) =>
+        /ha\.virtual_addresses\.wan1\.2: fe80::2 is link-local: a link-local virtual address is the LAN's default router and belongs on a LAN interface/.test(
+          l,
+        ),
+      ),
+      found.join("\n"),
+    );
+    assert.ok(
+      found.some((l) =>
+        /^ha\.yaml:10:15 uplinks\.1\.gateway6: uplink "isp2" has IPv6 but wan2 has no IPv6 virtual address/.test(
+          l,
+        ),
+      ),
+      found.join("\n"),
+    );
+    assert.ok(
+      found.some((l) =>
+        /uplinks\.1\.prefix6: uplink "isp2" has prefix6: auto: a prefix delegated to one router/.test(
+          l,
+        ),
+      ),
+      found.join("\n"),
+    );
+    assert.deepEqual(
+      issues(ha6Text("a", 20, "100.64.250.1", "100.64.250.2", "[fe80::1/129]")).map((l) =>
+        l.replace(/^.*?: /, ""),
+      ),
+      [
+        "must be an IPv4 or IPv6 address with an optional prefix length (e.g. 100.64.1.10/24, 2001:db8:1::10/64, fe80::1/64)",
+      ],
+    );
+  });
+
+  it("an IPv4-only pair is not asked for IPv6 virtual addresses", () => {
+    assert.equal(A.ha?.virtual_addresses.lan0?.length, 1);
+    assert.equal(renderRadvd(A, "a.yaml"), undefined);
+    assert.equal(haFiles(A, "a.yaml").length, 3);
+  });
+
+  it("keepalived.conf: an IPv6 instance beside each IPv4 one, same VRID, same sync group, link-local first", () => {
+    const conf = renderKeepalived(A6, "a.yaml");
+    const instances = [...conf.matchAll(/^vrrp_instance (\S+) \{$/gm)].map((m) => m[1]);
+    assert.deepEqual(instances, [
+      "uplinkd_lan0",
+      "uplinkd_lan0_6",
+      "uplinkd_wan1",
+      "uplinkd_wan1_6",
+      "uplinkd_wan2",
+      "uplinkd_wan2_6",
+    ]);
+    const group = /vrrp_sync_group uplinkd \{\n\tgroup \{\n((?:\t\t\S+\n)+)\t\}/.exec(conf);
+    assert.deepEqual(group?.[1]?.trim().split(/\s+/), instances);
+    assert.match(
+      conf,
+      /vrrp_instance uplinkd_lan0_6 \{\n\tstate BACKUP\n\tinterface lan0\n\tvirtual_router_id 51\n\tpriority 20\n\tadvert_int 0\.1\n\tpreempt_delay 5\n\tvirtual_ipaddress \{\n\t\tfe80::1\/64 dev lan0\n\t\tfd00:1::1\/64 dev lan0\n\t\}/,
+    );
+    assert.match(
+      conf,
+      /vrrp_instance uplinkd_lan0 \{\n[^}]*virtual_ipaddress \{\n\t\t100\.64\.100\.1\/24 dev lan0\n\t\}/,
+    );
+    assert.match(conf, /vrrp_instance uplinkd_wan2_6 \{[^}]*\t\t2001:db8:2:0::10\/64 dev wan2\n/);
+    assert.equal(conf.match(/\t\tuplinkd_health weight 1\n/g)?.length, 6);
+  });
+
+  it("conntrackd.conf copies IPv6 entries too, ignoring the routers' own IPv6 connections", () => {
+    const conf = renderConntrackd(A6, "a.yaml");
+    const ignored6 = [...conf.matchAll(/^\t\t\tIPv6_address (\S+)$/gm)].map((m) => m[1]);
+    assert.deepEqual(ignored6, ["::1", "fd00:1::1", "2001:db8:1::10", "2001:db8:2::10"]);
+    // Protocol filter only: no family filter, so IPv6 entries (with their marks) are synced.
+    assert.doesNotMatch(conf, /Address Accept|Mark|L3/);
+  });
+
+  it("radvd.conf: the LAN's virtual prefixes, sent from the virtual link-local address only", () => {
+    const conf = renderRadvd(A6, "a.yaml") ?? "";
+    assert.match(
+      conf,
+      /\ninterface lan0 \{\n\tAdvSendAdvert on;\n\tAdvRASrcAddress \{\n\t\tfe80::1;\n\t\};\n\tprefix fd00:1::\/64 \{\n\t\tAdvOnLink on;\n\t\tAdvAutonomous on;\n\t\};\n\};\n$/,
+    );
+    assert.doesNotMatch(conf, /wan1|wan2/);
+    assert.deepEqual(
+      haFiles(A6, "a.yaml").map((f) => [f.path, f.mode]),
+      [
+        ["/etc/keepalived/keepalived.conf", 0o644],
+        ["/etc/conntrackd/conntrackd.conf", 0o644],
+        ["/etc/keepalived/uplinkd-notify.sh", 0o755],
+        ["/etc/uplinkd/radvd.conf", 0o644],
+      ],
+    );
+    assert.equal(
+      renderRadvd(A6, "x.yaml"),
+      renderRadvd(B6, "x.yaml")?.replace("router b (peer a)", "router a (peer b)"),
+    );
+  });
+
+  it("the notify script starts radvd on MASTER after the commit and kills it on every other role", () => {
+    const script = renderNotifyScript(A6, "a.yaml");
+    const body = (role: string) =>
+      new RegExp(`^${role}\\)\\n([\\s\\S]*?)\\n\\t;;`, "m").exec(script)?.[1] ?? "";
+    const master = body("MASTER")
+      .split("\n")
+      .map((l) => /^\t(run -\w|\w+)/.exec(l)?.[1]);
+    assert.deepEqual(master, ["run -c", "run -f", "run -R", "run -B", "role", "radvd_start"]);
+    for (const role of ["BACKUP", "FAULT", "STOP"]) {
+      assert.equal(body(role).split("\n")[0], "\tradvd_stop", role);
+    }
+    assert.match(script, /kill -KILL "\$\(cat "\$radvd_pid"\)"/);
+    assert.doesNotMatch(script, /\/etc\/uplinkd\/radvd\.conf/);
+    assert.match(script, /radvd -C "\$radvd_conf" -p "\$radvd_pid"/);
+    // The state file gets the commit path's duration as its fourth field.
+    assert.match(script, /printf '%s %s %s %s\\n' "\$1" "\$now" "\$2" "\$\(\(now - began\)\)"/);
+    // An IPv4-only pair neither starts nor stops radvd (its path arguments are unused).
+    assert.doesNotMatch(renderNotifyScript(A, "a.yaml"), /radvd_(start|stop)|radvd -C/);
+  });
+
+  it("forwarded IPv6 connections take the uplink's IPv6 virtual address (or its prefix6), the router's own keep theirs", () => {
+    const link6 = (n: number): UplinkLink => ({
+      present: true,
+      up: true,
+      carrier: true,
+      pointToPoint: false,
+      address: `100.64.${n}.2`,
+      network: `100.64.${n}.0/24`,
+      gateway: `100.64.${n}.1`,
+      ipv6: {
+        address: `2001:db8:${n}::2`,
+        gateway: n === 1 ? "fe80::1" : "2001:db8:2::1",
+        ...(n === 2 ? { prefix: "2001:db8:1002::/56" } : {}),
+      },
+    });
+    const views = buildViews(
+      A6,
+      new Map([
+        ["isp1", link6(1)],
+        ["isp2", link6(2)],
+      ]),
+      () => "up",
+    );
+    assert.deepEqual(
+      views.map((v) => v.virtualAddress6),
+      ["2001:db8:1::10", "2001:db8:2::10"],
+    );
+    const post =
+      /chain postrouting \{[\s\S]*?\n\t\}/.exec(renderDesired(A6, views).nftScript)?.[0] ?? "";
+    assert.match(
+      post,
+      /\t\tmeta nfproto ipv6 oifname "wan1" fib saddr type local accept\n\t\tmeta nfproto ipv6 oifname "wan1" snat ip6 to 2001:db8:1::10\n/,
+    );
+    assert.match(
+      post,
+      /\t\tmeta nfproto ipv6 oifname "wan2" fib saddr type local accept\n\t\toifname "wan2" ip6 saddr @lan_networks6 snat ip6 prefix to 2001:db8:1002::\/56\n\t\tmeta nfproto ipv6 oifname "wan2" snat ip6 to 2001:db8:2::10\n/,
+    );
+    assert.doesNotMatch(post, /meta nfproto ipv6 oifname "wan\d" masquerade/);
   });
 });

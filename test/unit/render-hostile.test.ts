@@ -166,12 +166,14 @@ describe("hostile names and paths never reach a generated file unescaped", () =>
         join(dir, "conntrackd.conf"),
         lock,
         state,
+        join(dir, "radvd.conf"),
+        join(dir, "radvd.pid"),
         "GROUP",
         "uplinkd",
         "STOP",
         "30",
       ]);
-      assert.match(await readFile(state, "utf8"), /^stopped \d+ 30\n$/);
+      assert.match(await readFile(state, "utf8"), /^stopped \d+ 30 \d+\n$/);
       assert.deepEqual(
         (await readdir(dir)).filter((f) => f.startsWith("pwned")),
         [],
