@@ -49,13 +49,9 @@ function mask(before: Tree, after: Tree, path: readonly string[]): [Tree, Tree] 
     const inB = isContainer(b) && Object.hasOwn(b, key);
     const inA = isContainer(a) && Object.hasOwn(a, key);
     if (!inB && !inA) continue;
-    const [nb, na] = mask(
-      inB ? (b)[key] : undefined,
-      inA ? (a)[key] : undefined,
-      rest,
-    );
-    if (inB) (b)[key] = nb;
-    if (inA) (a)[key] = na;
+    const [nb, na] = mask(inB ? b[key] : undefined, inA ? a[key] : undefined, rest);
+    if (inB) b[key] = nb;
+    if (inA) a[key] = na;
   }
   return [b, a];
 }
