@@ -5,16 +5,18 @@
  * each other. `npm run lint` runs this (`depcruise src`).
  *
  *   base          net/, process/ and the generic root modules (clock, queue,
- *                 backoff, random, optional, errors, files): they import
+ *                 backoff, random, optional, errors, files, text): they import
  *                 nothing of uplinkd above them
- *   config        config/ (schema, checks, loading)
+ *   config        config/ (schema, checks, loading), but config/cli.ts
+ *                 (the check command, which tests a config against the
+ *                 kernel: wiring)
  *   kernel port   kernel/types.ts: the Kernel interface and kernel facts the
  *                 core is written against (types and constants only)
  *   core          uplink-health.ts, policy/, links/, dataplane/, health/,
  *                 controller/ (in this order)
  *   kernel        kernel/ (the iproute2/nft/conntrack adapter)
  *   services      quota/, ha/, notify/, control/, dns/ (in this order)
- *   wiring        daemon.ts, cli.ts
+ *   wiring        daemon.ts, cli.ts, config/cli.ts
  *
  * The lab (src/lab) may import any of these; nothing outside the lab may
  * import it, except the `lab` and `demo` commands of cli.ts, which load it
@@ -23,8 +25,11 @@
 
 /** Ordered from the bottom: [name, path regex]. */
 const LAYERS = [
-  ["base", "^src/(net|process)/|^src/(clock|queue|backoff|random|optional|errors|files)[.]ts$"],
-  ["config", "^src/config/"],
+  [
+    "base",
+    "^src/(net|process)/|^src/(clock|queue|backoff|random|optional|errors|files|text)[.]ts$",
+  ],
+  ["config", "^src/config/(?!cli[.]ts$)"],
   ["kernel-port", "^src/kernel/types[.]ts$"],
   ["core:uplink-health", "^src/uplink-health[.]ts$"],
   ["core:policy", "^src/policy/"],
@@ -38,7 +43,7 @@ const LAYERS = [
   ["services:notify", "^src/notify/"],
   ["services:control", "^src/control/"],
   ["services:dns", "^src/dns/"],
-  ["wiring", "^src/(daemon|cli)[.]ts$"],
+  ["wiring", "^src/(daemon|cli)[.]ts$|^src/config/cli[.]ts$"],
 ];
 
 const layerRules = LAYERS.slice(0, -1).map(([name, path], index) => ({

@@ -225,3 +225,6 @@ export class UnsafeTextError extends UplinkdError {
     this.context = context;
   }
 }
+
+/** Exit code of `uplinkd check` (and of any command) when the config is invalid. */
+export const EXIT_CONFIG_INVALID = 2;

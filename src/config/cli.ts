@@ -3,7 +3,7 @@
  * against the kernel (reads `ip -j addr show`; changes nothing).
  */
 import type { Command } from "commander";
-import { ConfigError, formatConfigIssue } from "../errors.js";
+import { ConfigError, EXIT_CONFIG_INVALID, formatConfigIssue } from "../errors.js";
 import { LinuxKernel } from "../kernel/linux.js";
 import type { LinkState } from "../kernel/types.js";
 import { kernelProblems } from "../links/problems.js";
@@ -37,8 +37,7 @@ export function describeUplink(uplink: UplinkConfig): string {
   return `${uplink.name} on ${uplink.interface}: ${gateway}; ${address}${nat === "" ? "" : `; ${nat}`}`;
 }
 
-/** Exit code of `uplinkd check` (and of any command) when the config is invalid. */
-export const EXIT_CONFIG_INVALID = 2;
+export { EXIT_CONFIG_INVALID };
 
 /** Reads this machine's interfaces (`ip -j addr show`); tests pass their own. */
 export type ReadLinks = () => Promise<LinkState[]>;

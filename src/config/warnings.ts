@@ -14,7 +14,7 @@
  * documentation addresses on purpose.
  */
 import { BlockList, isIPv6 } from "node:net";
-import { hasIpv6Health } from "../health/family.js";
+import { hasIpv6Health } from "./families.js";
 import { uplinkHealth, type Config } from "./schema.js";
 import type { ConfigPath } from "./source.js";
 

@@ -22,7 +22,7 @@ import { resolve } from "node:path";
 import type { Command } from "commander";
 import { pino } from "pino";
 import { parseDocument } from "yaml";
-import { EXIT_CONFIG_INVALID } from "../config/cli.js";
+import { EXIT_CONFIG_INVALID } from "../errors.js";
 import { parseBytes } from "../config/quota.js";
 import type { QuotaStatus } from "../quota/meter.js";
 import { DEFAULT_CONFIG_PATH, loadConfig } from "../config/load.js";

@@ -2,7 +2,7 @@
  * Combining config, kernel links and health into what the renderer needs.
  */
 import { uplinkHealth, type Config } from "../config/schema.js";
-import { hasIpv6Health } from "../health/family.js";
+import { hasIpv6Health } from "../config/families.js";
 import { optional } from "../optional.js";
 import { virtualAddressesOf } from "../config/ha.js";
 import type { UplinkLink } from "../links/observe.js";

@@ -5,7 +5,7 @@
 import { readFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import type { Command } from "commander";
-import { EXIT_CONFIG_INVALID } from "../config/cli.js";
+import { EXIT_CONFIG_INVALID } from "../errors.js";
 import { DEFAULT_CONFIG_PATH, loadConfig } from "../config/load.js";
 import type { Config } from "../config/schema.js";
 import { ConfigError, formatConfigIssue } from "../errors.js";

@@ -14,10 +14,9 @@ export interface DnsProberOptions extends SocketProberOptions {
   expect?: readonly string[];
 }
 
-/** The address family of a DNS server given as `IPv4`, `IPv4:port`, `IPv6` or `[IPv6]:port`. */
-export function dnsServerFamily(server: string): 4 | 6 {
-  return server.startsWith("[") || isIPv6(server) ? 6 : 4;
-}
+import { dnsServerFamily } from "../config/families.js";
+
+export { dnsServerFamily };
 
 /**
  * Resolves `name` (A; AAAA when `expect` holds IPv6 addresses) at `server`
