@@ -171,7 +171,8 @@ export function startLabDaemon(
 /**
  * A directory with stand-ins for `conntrack` and `nft` that hang (as
  * `sleep 3599 TAG`) on deletions (`conntrack -D`) and listings (`nft ...
- * list ...`) while the file `hang` in it exists, and run the real tool
+ * list ...`, and the long-lived `nft -j -i` reader that the periodic
+ * listings go through) while the file `hang` in it exists, and run the real tool
  * otherwise: for showing that hung kernel commands do not stall failover.
  * Put it first on the daemon's PATH.
  * @returns the directory, the marker file, and `remove()` (which also kills hung stand-ins).
@@ -185,18 +186,18 @@ export async function hangingTools(): Promise<{
   const marker = join(dir, "hang");
   const real = async (name: string) =>
     (await runCommand("sh", ["-c", `command -v ${name}`])).stdout.trim();
-  const wrapper = (tool: string, word: string, tag: string) =>
+  const wrapper = (tool: string, words: readonly string[], tag: string) =>
     [
       "#!/bin/sh",
-      `if [ -e ${marker} ]; then for a in "$@"; do [ "$a" = "${word}" ] && exec sleep 3599 ${tag}; done; fi`,
+      `if [ -e ${marker} ]; then for a in "$@"; do case "$a" in ${words.join("|")}) exec sleep 3599 ${tag};; esac; done; fi`,
       `exec ${tool} "$@"`,
       "",
     ].join("\n");
   await writeFile(
     join(dir, "conntrack"),
-    wrapper(await real("conntrack"), "-D", HANG_TAGS.conntrack),
+    wrapper(await real("conntrack"), ["-D"], HANG_TAGS.conntrack),
   );
-  await writeFile(join(dir, "nft"), wrapper(await real("nft"), "list", HANG_TAGS.nft));
+  await writeFile(join(dir, "nft"), wrapper(await real("nft"), ["list", "-i"], HANG_TAGS.nft));
   await chmod(join(dir, "conntrack"), 0o755);
   await chmod(join(dir, "nft"), 0o755);
   return {

@@ -159,21 +159,27 @@ describe("balancing over three uplinks weighted 3:2:1", () => {
 
   it("reports a failing kernel command with the kernel's message and keeps the last working state", async () => {
     const good = await readFile(lab.configPath, "utf8");
-    // A gateway that is not on the uplink's subnet: the kernel refuses the route.
-    await writeFile(lab.configPath, good.replace("gateway: 100.64.1.1", "gateway: 100.64.9.9"));
+    // A global IPv6 gateway off the uplink's IPv6 prefix: the kernel refuses the route. (An
+    // off-link IPv4 gateway fails that uplink alone instead: test/lab/bad-uplink.test.ts.)
+    const bad = good.replace(
+      /(name: isp1\n(?: {4}.*\n)*?) {4}gateway6: auto/,
+      "$1    gateway6: 2001:db8:99::9",
+    );
+    assert.match(bad, /gateway6: 2001:db8:99::9/);
+    await writeFile(lab.configPath, bad);
     try {
       daemon.child.kill("SIGHUP");
       const deadline = Date.now() + 10_000;
-      while (!/route replace default via 100\.64\.9\.9 dev wan1 table 101/.test(daemon.log(200))) {
+      while (!/route replace default via 2001:db8:99::9 dev wan1 table 101/.test(daemon.log(200))) {
         assert.ok(Date.now() < deadline, `no error logged:\n${daemon.log()}`);
         await new Promise((r) => setTimeout(r, 100));
       }
       assert.match(
         daemon.log(200),
-        /Nexthop has invalid gateway|invalid gateway|Network is unreachable/i,
+        /Nexthop has invalid gateway|invalid gateway|Network is unreachable|No route to host/i,
       );
-      const routes = await lab.exec("rtr", ["ip", "route", "show", "table", "101"]);
-      assert.match(routes.stdout, /default via 100\.64\.1\.1 dev wan1/, "the working route stays");
+      const routes = await lab.exec("rtr", ["ip", "-6", "route", "show", "table", "101"]);
+      assert.match(routes.stdout, /default via fe80::1 dev wan1/, "the working route stays");
       const report = await lanTraffic(lab, 300);
       assertAllOk(report);
       assert.ok((sharesByUplink(report, lab).get(1) ?? 0) > 0.3, "isp1 still carries traffic");
