@@ -92,6 +92,7 @@ function ms(t0: number): number {
 async function setup(configPath: string) {
   const config: Config = await loadConfig(configPath);
   const kernel = new LinuxKernel();
+  kernelsToClose.push(kernel);
   const [links, routes] = await Promise.all([kernel.readLinks(), kernel.readRoutes()]);
   const protocol = config.dataplane.route_protocol;
   const observed = observeUplinks(config, links, routes, protocol);
@@ -130,6 +131,9 @@ async function full(configPath: string, rounds: number): Promise<FullReport> {
   return report;
 }
 
+/** Kernel adapters made by this run, closed once its report is written. */
+const kernelsToClose: InstanceType<typeof LinuxKernel>[] = [];
+
 /** A kernel whose writes are timed: what ran, from when to when (performance.now ms). */
 function timedKernel(kernel: InstanceType<typeof LinuxKernel>) {
   const calls: { op: string; start: number; end: number; result?: number }[] = [];
@@ -144,12 +148,22 @@ function timedKernel(kernel: InstanceType<typeof LinuxKernel>) {
     });
     return result;
   };
-  const timed = Object.create(kernel) as InstanceType<typeof LinuxKernel>;
-  timed.nftLoad = (script) => time("nft", () => kernel.nftLoad(script));
-  timed.ipBatch = (lines) =>
-    time(lines.length === 0 ? "ip-none" : "ip", () => kernel.ipBatch(lines));
-  timed.conntrackDelete = (mark, mask) =>
-    time("conntrack", () => kernel.conntrackDelete(mark, mask));
+  type K = InstanceType<typeof LinuxKernel>;
+  const wrapped: Partial<K> = {
+    nftLoad: (script) => time("nft", () => kernel.nftLoad(script)),
+    ipBatch: (lines) => time(lines.length === 0 ? "ip-none" : "ip", () => kernel.ipBatch(lines)),
+    conntrackDelete: (mark, mask) => time("conntrack", () => kernel.conntrackDelete(mark, mask)),
+  };
+  // A proxy, not a prototype copy: the kernel's methods use its private fields (its sessions).
+  const timed = new Proxy(kernel, {
+    get(target, prop) {
+      if (Object.hasOwn(wrapped, prop)) return wrapped[prop as keyof K];
+      const value: unknown = Reflect.get(target, prop, target);
+      return typeof value === "function"
+        ? (value as (...a: unknown[]) => unknown).bind(target)
+        : value;
+    },
+  });
   return { timed, calls };
 }
 
@@ -234,6 +248,10 @@ async function main(): Promise<void> {
     out = { ok: true };
   } else throw new Error(`unknown mode ${String(mode)}: use full, transitions or cleanup`);
   process.stdout.write(`${JSON.stringify(out)}\n`);
+  // The kernel adapter keeps long-lived reader processes (ip, nft): end them.
+  kernelsToClose.forEach((k) => {
+    k.close();
+  });
 }
 
 main().catch((error: unknown) => {

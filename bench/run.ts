@@ -12,7 +12,7 @@
  * the results.json FILE; `--baseline DIR`: the footprint part also runs the
  * `dist/` in DIR (another build, with its `node_modules` beside it) back to
  * back with this one; `--footprint-sizes 8,16`: the footprint part's uplink
- * counts (default 2,4,8,16; 2,4 with --quick). Needs root (network
+ * counts (default 2,4,8,16; 4 with --quick, fast profile only). Needs root (network
  * namespaces) and a build.
  *
  * Every part runs in labs of its own (prefix `b<part><run id>`), removed at

@@ -267,8 +267,8 @@ void test(
       between(v6.balance.maxDiffPoints, 0, 5, "IPv6 balance: largest deviation (points)");
       between(v6.throughput.ratio, 0.2, 5, "IPv6 throughput ratio");
       const fp = data("footprint") as FootprintResults;
-      // Quick: 2 and 4 uplinks, fast and sub-second, and both families at 4 (a busy machine may miss a sub-second run).
-      assert.equal(fp.runs.length + (fp.failed?.length ?? 0), 6, JSON.stringify(fp.failed));
+      // Quick: 4 uplinks, the fast profile, IPv4 and both families.
+      assert.equal(fp.runs.length + (fp.failed?.length ?? 0), 2, JSON.stringify(fp.failed));
       assert.ok(
         fp.runs.some((f) => f.uplinks === 4 && f.profile === "fast" && f.families === "ipv4"),
       );
