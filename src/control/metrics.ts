@@ -99,7 +99,6 @@ export const DROPPED_DEFAULT_METRICS = [
   "nodejs_active_resources_total",
 ] as const;
 
-
 /** The metrics of one daemon, in their own registry. */
 export class Metrics {
   readonly registry = new Registry();
@@ -439,10 +438,7 @@ export class Metrics {
     for (const t of round.targets) {
       if (t.status === "gap") continue;
       this.#probesSent.inc({ uplink, target: t.target, ...family });
-      this.#probesLost.inc(
-        { uplink, target: t.target, ...family },
-        t.status === "failed" ? 1 : 0,
-      );
+      this.#probesLost.inc({ uplink, target: t.target, ...family }, t.status === "failed" ? 1 : 0);
     }
   }
 
