@@ -148,7 +148,8 @@ export async function runDemo(prefix = "demo"): Promise<void> {
     step("uplinkd run, inside the router namespace");
     daemon = startLabDaemon(lab);
     const started = Date.now();
-    await daemon.waitForStates(["up"]);
+    // A minute for the daemon's start (more on a slow or emulated machine).
+    await daemon.waitForStates(["up"], 60_000);
     await waitUntilIpv6Active(daemon);
     say(`   every uplink up (IPv4 and IPv6) after ${((Date.now() - started) / 1000).toFixed(2)} s`);
     const status = await daemon.status();
