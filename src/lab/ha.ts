@@ -604,6 +604,20 @@ export class HaLab {
     }
   }
 
+  /**
+   * How long router `name`'s notify script took for its conntrackd
+   * commands at its last role change (ms; on MASTER the commit path), as
+   * its state file says; null before the first or from an older script.
+   */
+  async commitMs(name: HaNodeName): Promise<number | null> {
+    try {
+      const text = await readFile(join(this.paths(name).dir, "ha-role"), "utf8");
+      return parseStateFile(text)?.commitMs ?? null;
+    } catch {
+      return null;
+    }
+  }
+
   /** VRRP advert interval of the pair, ms. */
   get advertMs(): number {
     return this.state.advertMs ?? 200;
