@@ -161,15 +161,21 @@ async function takeoverTrial(
   const out: Awaited<ReturnType<typeof takeoverTrial>> = { families: {}, commitMs: null };
   const all = () => [...holds.values()].flat();
   try {
-    const warm = Date.now();
+    // The flows start alongside (30 processes on a small machine): a probe connection that
+    // timed out meanwhile starts the warm-up again (three times at most).
     for (const [f, probe] of probes) {
-      await probe.warmUp(
-        warm,
+      const addresses =
         f === 4
           ? lab.plan.uplinks.map((u) => haLabs.haUplinkVirtual(u))
-          : lab.plan.uplinks.map((u) => `uplink:${u.number}`),
-        10_000,
-      );
+          : lab.plan.uplinks.map((u) => `uplink:${u.number}`);
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await probe.warmUp(Date.now(), addresses, 10_000);
+          break;
+        } catch (error) {
+          if (attempt === 3) throw error;
+        }
+      }
     }
     for (let k = 0; k < 400 && !all().every((h) => sourceOf(h) !== undefined); k++) await sleep(50);
     const atCut = new Map(all().map((h) => [h, answersOf(h).length]));
