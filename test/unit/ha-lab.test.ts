@@ -34,7 +34,10 @@ describe("the HA lab's router configs", () => {
         ["isp2", "fe80::1", undefined],
       ],
     );
-    assert.equal(haUplinkPrefix6(plan.uplinks[1]!), undefined);
+    assert.deepEqual(
+      plan.uplinks.map((u) => haUplinkPrefix6(u)),
+      ["2001:db8:1001::/56", undefined],
+    );
     assert.deepEqual(
       plan.uplinks.map((u) => haClientSource6(u)),
       ["2001:db8:1001::100", "2001:db8:2::10"],
@@ -43,13 +46,15 @@ describe("the HA lab's router configs", () => {
 
   it("have virtual addresses of both families and radvd on the LAN, adverts every 100 ms by default", () => {
     const config = parseConfig(text("b"), "b.yaml");
-    assert.deepEqual(config.ha?.virtual_addresses, {
+    const ha = config.ha;
+    assert.ok(ha !== undefined);
+    assert.deepEqual(ha.virtual_addresses, {
       lan0: ["100.64.100.1/24", "fd00:1::1/64", "fe80::1/64"],
       wan1: ["100.64.1.10/24", "2001:db8:1::10/64"],
       wan2: ["100.64.2.10/24", "2001:db8:2::10/64"],
     });
-    assert.equal(config.ha?.advert_interval, 100);
-    assert.equal(config.ha?.radvd.pid_file, "/run/uplinkd-lab/u/ha-b/radvd.pid");
+    assert.equal(ha.advert_interval, 100);
+    assert.equal(ha.radvd.pid_file, "/run/uplinkd-lab/u/ha-b/radvd.pid");
     const keepalived = renderKeepalived(config, "b.yaml");
     assert.match(keepalived, /vrrp_instance uplinkd_lan0_6 \{/);
     assert.match(keepalived, /advert_int 0.1\n/);
