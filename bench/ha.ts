@@ -34,17 +34,8 @@ import type { HoldLine } from "../src/lab/traffic.js";
 
 const run = promisify(execFile);
 
-/** One takeover trial. */
-export interface HaTrial {
-  /** Cut to new connections succeeding again for good, ms; null when they did not within 15 s. */
-  takeoverMs: number | null;
-  /** Probe connections that failed meanwhile. */
-  failed: number;
-  /** Long-lived connections held / answering again after the cut (within 10 s), from the same address. */
-  held: number;
-  survived: number;
-  /** Long-lived connections that were reset or closed. */
-  broken: number;
+/** One takeover trial of part `ha` (IPv4). */
+export interface HaTrial extends FamilyTrial {
   error?: string;
 }
 
