@@ -563,7 +563,8 @@ export class HaLab {
       throw new LabError(`${String(error)}; ${p.log.conntrackd}: ${await tail(p.log.conntrackd)}`);
     });
     pids.uplinkd = startDetached(ns, uplinkdArgv("run", "-c", p.config), p.log.uplinkd);
-    await waitFor(`uplinkd of router ${name} answering`, 20_000, () => this.status(name)).catch(
+    // 60 s: uplinkd gives its first nft load that long (module autoloading, a busy machine).
+    await waitFor(`uplinkd of router ${name} answering`, 60_000, () => this.status(name)).catch(
       async (error: unknown) => {
         throw new LabError(`${String(error)}; ${p.log.uplinkd}: ${await tail(p.log.uplinkd)}`);
       },
