@@ -20,6 +20,8 @@ import { LinuxKernel } from "./kernel/linux.js";
 import { createUplinkHealth } from "./health/adapter.js";
 import { observe } from "./links/watcher.js";
 
+import { cleanLines } from "./text.js";
+
 const VERSION = "0.1.0";
 
 /** Print an error the way the CLI does and set the exit code (2 for config errors, else 1). */
@@ -30,7 +32,8 @@ function fail(error: unknown): void {
     return;
   }
   const message = error instanceof Error ? error.message : String(error);
-  process.stderr.write(`uplinkd: ${message}\n`);
+  // Messages may carry text from outside (the daemon's answer, a command's stderr).
+  process.stderr.write(`uplinkd: ${cleanLines(message)}\n`);
   process.exitCode = 1;
 }
 

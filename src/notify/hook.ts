@@ -8,6 +8,7 @@ import type { Logger } from "pino";
 import type { Clock, TimerHandle } from "../clock.js";
 import { NotifyError, NotifyTimeoutError } from "./errors.js";
 import type { HookConfig } from "../config/notify.js";
+import { cleanText } from "../text.js";
 
 /** After the timeout's SIGTERM, ms before the script's process group gets SIGKILL. */
 export const KILL_GRACE_MS = 2000;
@@ -196,13 +197,14 @@ function describeEnd(outcome: HookOutcome, timedOut: boolean): string {
   return timedOut ? `timed out; ${end}` : end;
 }
 
+/** The last non-blank line of a script's output, cleaned (it goes into an error message). */
 function lastLine(text: string): string {
-  return (
+  return cleanText(
     text
       .split("\n")
-      .map((line) => line.trim())
+      .map((line) => cleanText(line).trim())
       .filter(Boolean)
-      .at(-1) ?? ""
+      .at(-1) ?? "",
   );
 }
 
