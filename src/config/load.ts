@@ -189,7 +189,8 @@ export async function locateIssues(
 
 /**
  * A warning at 1:1 when `config` holds secrets (API tokens, the SMTP
- * password, webhooks' URLs and headers) and its file is readable by group
+ * password, webhooks' URLs and headers, hook variables marked secret) and
+ * its file is readable by group
  * or others (mode & 0o044); none otherwise.
  */
 async function exposedSecrets(file: string, config: Config): Promise<ConfigIssue[]> {
@@ -197,6 +198,9 @@ async function exposedSecrets(file: string, config: Config): Promise<ConfigIssue
     ...(config.control.tokens.length > 0 ? ["control.tokens"] : []),
     ...(config.notify?.email?.password !== undefined ? ["notify.email.password"] : []),
     ...((config.notify?.webhooks.length ?? 0) > 0 ? ["notify.webhooks"] : []),
+    ...(config.notify?.hooks.some((hook) => Object.values(hook.env).some((e) => e.secret)) === true
+      ? ["notify.hooks[].env"]
+      : []),
   ];
   if (held.length === 0) return [];
   const mode = (await stat(file)).mode & 0o777;

@@ -44,7 +44,8 @@ export interface HookOutcome {
 /**
  * Runs `hook.command` (argv: program, then arguments, passed as they are;
  * `shell: false`, so nothing in the arguments or the environment is ever
- * interpreted) with the daemon's environment plus `env`, working directory
+ * interpreted) with the daemon's environment plus the hook's own variables
+ * (`hook.env`, never logged) plus `env`, working directory
  * `/`, stdin from /dev/null, in a process group of its own. After
  * `hook.timeout` ms of `clock` time the group gets SIGTERM, and SIGKILL
  * {@link KILL_GRACE_MS} ms later. Its stdout and stderr (the first
@@ -75,7 +76,8 @@ export function runHook(
     try {
       child = spawn(file, args, {
         shell: false,
-        env: { ...process.env, ...env },
+        // The hook's own variables (config hooks[].env), then the notification's.
+        env: { ...process.env, ...hookVariables(hook), ...env },
         cwd: "/",
         stdio: ["ignore", "pipe", "pipe"],
         detached: true,
@@ -185,6 +187,11 @@ export function runHook(
       }, hook.timeout),
     );
   });
+}
+
+/** A hook's own variables (config `hooks[].env`), secret or not, by name. */
+function hookVariables(hook: HookConfig): Record<string, string> {
+  return Object.fromEntries(Object.entries(hook.env).map(([name, entry]) => [name, entry.value]));
 }
 
 function describeEnd(outcome: HookOutcome, timedOut: boolean): string {

@@ -1018,4 +1018,55 @@ describe("a config holding secrets", () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  test("a hook variable marked secret counts; one not marked does not", async () => {
+    const { loadConfigWithWarnings } = await import("../../src/config/load.js");
+    const { chmod } = await import("node:fs/promises");
+    const dir = await mkdtemp(join(tmpdir(), "uplinkd-secret-"));
+    try {
+      const file = join(dir, "uplinkd.yaml");
+      const config = (secret: boolean) =>
+        lines(
+          "lab: true",
+          ...TWO_UPLINKS,
+          "health:",
+          "  targets: [198.51.100.1, 2001:db8:ffff::1]",
+          "notify:",
+          "  hooks:",
+          "    - command: [/usr/local/bin/page]",
+          `      env: { SITE: north, KEY: { value: k-123, secret: ${secret} } }`,
+        );
+      await writeFile(file, config(true));
+      await chmod(file, 0o640);
+      assert.deepEqual((await loadConfigWithWarnings(file)).warnings.map(formatConfigIssue), [
+        `${file}:1:1: holds secrets (notify.hooks[].env) and is readable by its group (mode 0640): chmod 600 it, or keep the SMTP password in notify.email.password_file`,
+      ]);
+      await writeFile(file, config(false));
+      const plain = await loadConfigWithWarnings(file);
+      assert.deepEqual(plain.warnings, []);
+      assert.deepEqual(plain.config.notify?.hooks[0]?.env, {
+        SITE: { value: "north", secret: false },
+        KEY: { value: "k-123", secret: false },
+      });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("a hook variable named like one of the notification's is refused at its key", () => {
+    assert.deepEqual(
+      problems(
+        lines(
+          ...TWO_UPLINKS,
+          "notify:",
+          "  hooks:",
+          "    - command: [/bin/true]",
+          "      env: { REASON: x }",
+        ),
+      ),
+      [
+        `uplinkd.yaml:${TWO_UPLINKS.length + 4}:14: notify.hooks.0.env.REASON: is set by the notification itself; choose another name`,
+      ],
+    );
+  });
 });
