@@ -14,6 +14,7 @@ import type { StatusDocument } from "../control/api.js";
 import { uplinkOfAddress6 } from "./ipv6.js";
 import type { Lab } from "./lab.js";
 import { labScriptArgv } from "./scripts.js";
+import { labTimeScale } from "./netns.js";
 import type { HoldLine, TrafficReport } from "./traffic.js";
 
 /**
@@ -31,11 +32,12 @@ export function uplinkdArgv(...args: string[]): string[] {
 
 /**
  * The status of the daemon listening on control socket `socket`, or
- * undefined while it does not answer (within 2 s).
+ * undefined while it does not answer (within 2 s times the lab's time scale).
  */
 export async function statusAt(socket: string): Promise<StatusDocument | undefined> {
   try {
-    return (await controlRequest(socket, "GET", "/status", undefined, 2000)) as StatusDocument;
+    const timeoutMs = Math.round(2000 * labTimeScale());
+    return (await controlRequest(socket, "GET", "/status", undefined, timeoutMs)) as StatusDocument;
   } catch {
     return undefined;
   }
@@ -67,7 +69,9 @@ export class LabDaemon {
   }
 
   /**
-   * Poll the status every `pollMs` (default 50 ms) until `predicate` holds.
+   * Poll the status every `pollMs` (default 50 ms) until `predicate` holds,
+   * for at most `timeoutMs` times the lab's time scale ({@link labTimeScale}:
+   * longer in an emulated machine).
    * @returns the status that satisfied it.
    * @throws {Error} when it does not within `timeoutMs` or the daemon exits;
    *   the message holds the daemon's last log lines.
@@ -78,7 +82,8 @@ export class LabDaemon {
     what = "condition",
     pollMs = 50,
   ): Promise<StatusDocument> {
-    const deadline = Date.now() + timeoutMs;
+    const limitMs = Math.round(timeoutMs * labTimeScale());
+    const deadline = Date.now() + limitMs;
     let last: StatusDocument | undefined;
     while (Date.now() < deadline) {
       if (this.child.exitCode !== null || this.child.signalCode !== null) break;
@@ -88,7 +93,7 @@ export class LabDaemon {
     }
     const states = JSON.stringify(last?.uplinks.map((u) => [u.name, u.state]));
     throw new Error(
-      `uplinkd: ${what} not reached in ${timeoutMs} ms; last states ${states}\n${this.log()}`,
+      `uplinkd: ${what} not reached in ${limitMs} ms; last states ${states}\n${this.log()}`,
     );
   }
 
