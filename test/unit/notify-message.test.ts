@@ -129,6 +129,7 @@ hooks:
       command: ["/usr/local/bin/on-uplink-change", "--quiet"],
       run: "transition",
       timeout: 10_000,
+      env: {},
     });
   });
 
