@@ -22,6 +22,8 @@ import { LOG_LEVELS, type LogLevel } from "./log-level.js";
 import { createLogger, setLogLevel, type LogFormat } from "./logger.js";
 import { optional } from "./optional.js";
 
+import { cleanLines } from "./text.js";
+
 const VERSION = "0.1.0";
 
 /** Print an error the way the CLI does and set the exit code (2 for config errors, else 1). */
@@ -32,7 +34,8 @@ function fail(error: unknown): void {
     return;
   }
   const message = error instanceof Error ? error.message : String(error);
-  process.stderr.write(`uplinkd: ${message}\n`);
+  // Messages may carry text from outside (the daemon's answer, a command's stderr).
+  process.stderr.write(`uplinkd: ${cleanLines(message)}\n`);
   process.exitCode = 1;
 }
 

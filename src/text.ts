@@ -80,3 +80,15 @@ const CONTROL = /[\p{Cc}\p{Cf}\u2028\u2029]/gu;
 export function cleanText(text: string): string {
   return text.replace(ANSI_ESCAPE, "").replace(CONTROL, " ");
 }
+
+/**
+ * Text of several lines from outside (a status table, an error the daemon
+ * sent) made safe for a terminal: each line cleaned as {@link cleanText},
+ * the line breaks (`\n`) kept. A CR is replaced like any other control, so
+ * no line can overwrite another on the screen.
+ * @param text any string.
+ * @returns the same lines without escape sequences or control characters.
+ */
+export function cleanLines(text: string): string {
+  return text.split("\n").map(cleanText).join("\n");
+}

@@ -44,7 +44,9 @@ export const DEFAULT_CONFIG_PATH = "/etc/uplinkd/uplinkd.yaml";
  */
 export function parseConfig(text: string, file: string): Config {
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  // Keys given twice are found below in one pass: the parser's own check
+  // compares each key with every earlier one (100,000 keys took 2 minutes).
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: false });
   const source = new ConfigSource(file, doc, lines);
 
   if (doc.errors.length > 0) {
@@ -65,6 +67,8 @@ export function parseConfig(text: string, file: string): Config {
       .filter((issue) => !seen.has(issue.line) && seen.add(issue.line));
     fail(issues);
   }
+  const repeated = repeatedKeys(doc.contents, source);
+  if (repeated.length > 0) fail(repeated);
   if (doc.contents === null) {
     fail([source.issueAt(START, [], "the config is empty; it needs at least lan and uplinks")]);
   }
@@ -185,7 +189,8 @@ export async function locateIssues(
 
 /**
  * A warning at 1:1 when `config` holds secrets (API tokens, the SMTP
- * password, webhooks' URLs and headers) and its file is readable by group
+ * password, webhooks' URLs and headers, hook variables marked secret) and
+ * its file is readable by group
  * or others (mode & 0o044); none otherwise.
  */
 async function exposedSecrets(file: string, config: Config): Promise<ConfigIssue[]> {
@@ -193,6 +198,9 @@ async function exposedSecrets(file: string, config: Config): Promise<ConfigIssue
     ...(config.control.tokens.length > 0 ? ["control.tokens"] : []),
     ...(config.notify?.email?.password !== undefined ? ["notify.email.password"] : []),
     ...((config.notify?.webhooks.length ?? 0) > 0 ? ["notify.webhooks"] : []),
+    ...(config.notify?.hooks.some((hook) => Object.values(hook.env).some((e) => e.secret)) === true
+      ? ["notify.hooks[].env"]
+      : []),
   ];
   if (held.length === 0) return [];
   const mode = (await stat(file)).mode & 0o777;
@@ -228,6 +236,39 @@ function yamlIssue(error: YAMLError, source: ConfigSource): ConfigIssue {
         ? `lists and mappings are nested too deeply to read (${said})`
         : said;
   return source.issueAt(source.position(error.pos[0]), [], message);
+}
+
+/**
+ * Keys given a second time in the same mapping, each at its second (and
+ * later) occurrence: "Map keys must be unique", as the YAML parser says it.
+ * Scalar keys are compared by value (`1` and `"1"` differ); one pass with
+ * a set per mapping, so the time is linear in the number of keys. Aliases
+ * are not followed.
+ */
+function repeatedKeys(root: Node | null, source: ConfigSource): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  const stack: (Node | null)[] = [root];
+  while (stack.length > 0) {
+    const node = stack.pop() ?? null;
+    if (isSeq(node)) {
+      for (const item of node.items) stack.push(item as Node | null);
+    } else if (isMap(node)) {
+      const seen = new Set<unknown>();
+      for (const pair of node.items) {
+        const key = pair.key as Node | null;
+        if (isScalar(key)) {
+          if (seen.has(key.value)) {
+            issues.push(
+              source.issueAt(source.position(key.range?.[0] ?? 0), [], "Map keys must be unique"),
+            );
+          }
+          seen.add(key.value);
+        }
+        stack.push(key, pair.value as Node | null);
+      }
+    }
+  }
+  return issues;
 }
 
 /**

@@ -77,7 +77,8 @@ export const friendlyMessage: z.core.$ZodErrorMap = (issue) => {
 /**
  * The issues of one zod issue, located in the file. An unknown key (the
  * schema's objects are strict) gives one issue per key, located at the key
- * itself, with the closest known key suggested.
+ * itself, with the closest known key suggested; a key a mapping refuses
+ * (`invalid_key`) gives its own message, at the key.
  *
  * @param schema the schema that was parsed (to list the known keys).
  */
@@ -90,6 +91,11 @@ export function zodIssueToConfigIssues(
   if (issue.code === "unrecognized_keys") {
     const known = knownKeys(schema, path);
     return issue.keys.map((key) => source.keyIssue([...path, key], unknownKeyMessage(key, known)));
+  }
+  if (issue.code === "invalid_key") {
+    // A mapping key the schema refuses (a header name, a variable name): the key's own message, at the key.
+    const said = issue.issues.map((inner) => inner.message).join("; ");
+    return [source.keyIssue(path, said === "" ? issue.message : said)];
   }
   return [source.valueIssue(path, issue.message)];
 }

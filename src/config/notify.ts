@@ -180,6 +180,68 @@ export const webhookSchema = z
   })
   .strict();
 
+/**
+ * Variables every hook gets from the notification itself (see
+ * `hookEnvironment` in notify/message.ts); `hooks[].env` cannot set them.
+ */
+export const HOOK_NOTIFICATION_VARIABLES: readonly string[] = [
+  "EVENT",
+  "UPLINK",
+  "FAMILY",
+  "INTERFACE",
+  "STATE",
+  "PREVIOUS_STATE",
+  "REASON",
+  "TIMESTAMP",
+  "LOSS",
+  "RTT",
+  "EVENTS_JSON",
+  "EVENT_COUNT",
+  "NODE",
+  "ROLE",
+  "PREVIOUS_ROLE",
+  "QUOTA_STEP",
+  "QUOTA_USED_BYTES",
+  "QUOTA_LIMIT_BYTES",
+  "QUOTA_PERIOD_END",
+];
+
+/** An environment variable's name, as a shell would take it. */
+const envName = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, "must be a variable name: letters, digits and _")
+  .refine((name) => !HOOK_NOTIFICATION_VARIABLES.includes(name), {
+    message: "is set by the notification itself; choose another name",
+  });
+
+/** An environment variable's value: any text without a NUL byte (an environment cannot hold one). */
+const envText = z
+  .string()
+  .max(4096)
+  .regex(/^[^\0]*$/, "must not hold a NUL byte");
+
+/**
+ * One `hooks[].env` entry: a value, or `{ value, secret: true }` for a
+ * value never printed (the reload diff says `(changed)`). Always comes out
+ * as `{ value, secret }`.
+ */
+const hookEnvValue = z
+  .union([
+    envText.transform((value) => ({ value, secret: false })),
+    z
+      .object({
+        value: envText.describe("the value"),
+        secret: z
+          .boolean()
+          .default(false)
+          .describe(
+            "true: a secret (an API key): never printed, only `(changed)` in a reload diff",
+          ),
+      })
+      .strict(),
+  ])
+  .meta({ secret: "when secret: true" });
+
 /** A hook script: run without a shell, with the transition in environment variables. */
 export const hookSchema = z
   .object({
@@ -200,6 +262,12 @@ export const hookSchema = z
     timeout: positiveDuration(600_000)
       .prefault("10s")
       .describe("after this the script's process group gets SIGTERM, 2s later SIGKILL"),
+    env: z
+      .record(envName, hookEnvValue)
+      .default({})
+      .describe(
+        "extra environment variables: NAME: value, or NAME: { value: ..., secret: true } for a secret never printed",
+      ),
   })
   .strict();
 

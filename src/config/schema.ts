@@ -462,7 +462,7 @@ export const controlSchema = z
       .max(65_535)
       .default(256)
       .describe(
-        "open connections per listener (socket, TCP); one more is answered 503 and closed, so clients cannot use up the daemon's files",
+        "open connections per listener (socket, TCP); one more is answered 503 and closed, so clients cannot use up the daemon's files; lowered to what the file limit leaves (ulimit -n less 256, shared by the listeners)",
       ),
     max_streams: z
       .number()

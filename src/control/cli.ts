@@ -29,6 +29,7 @@ import { DEFAULT_CONFIG_PATH, loadConfig } from "../config/load.js";
 import type { StatusDocument } from "./api.js";
 import { ConfigError, ControlError } from "../errors.js";
 import { notifyTest } from "../notify/index.js";
+import { cleanLines } from "../text.js";
 import type { EventsDocument, MaintenanceResult, ReloadResult } from "./api.js";
 import { controlRequest } from "./client.js";
 import {
@@ -42,6 +43,20 @@ import {
 
 /** The control socket when neither `--socket` nor a config names one. */
 export const DEFAULT_SOCKET = "/run/uplinkd/uplinkd.sock";
+
+/**
+ * Write text for a person to stdout (`out`) or stderr (`err`): escape
+ * sequences and control characters other than line breaks are removed
+ * first (reasons, names and messages come from the daemon, which got some
+ * of them from outside). `--json` output is written as it is.
+ */
+function out(text: string): void {
+  process.stdout.write(cleanLines(text));
+}
+
+function err(text: string): void {
+  process.stderr.write(cleanLines(text));
+}
 
 interface SocketOptions {
   socket?: string;
@@ -119,7 +134,7 @@ async function controlAt(
 > {
   const { socket, how } = await locateSocket(options);
   if (how.startsWith("the default: ") && how.includes("cannot be parsed")) {
-    process.stderr.write(`uplinkd: ${how.replace("the default: ", "")}; trying ${socket}\n`);
+    err(`uplinkd: ${how.replace("the default: ", "")}; trying ${socket}\n`);
   }
   return async (method, path, body, timeoutMs) => {
     try {
@@ -143,7 +158,7 @@ function usageOrRethrow(error: unknown): void {
       error.remoteCode === "UPLINKD_ERR_NO_QUOTA")
   ) {
     const prefix = error.remoteCode === "UPLINKD_ERR_CONFIG" ? "" : "uplinkd: ";
-    process.stderr.write(`${prefix}${error.message.replace(/^POST \S+: \d+ /, "")}\n`);
+    err(`${prefix}${error.message.replace(/^POST \S+: \d+ /, "")}\n`);
     process.exitCode = EXIT_CONFIG_INVALID;
     return;
   }
@@ -175,9 +190,8 @@ export function registerControlCommands(program: Command): void {
   ).action(async (opts: SocketOptions & { json?: boolean }) => {
     const ask = await controlAt(opts);
     const status = (await ask("GET", "/status")) as StatusDocument;
-    process.stdout.write(
-      opts.json === true ? JSON.stringify(status, null, 2) + "\n" : formatStatus(status),
-    );
+    if (opts.json === true) process.stdout.write(JSON.stringify(status, null, 2) + "\n");
+    else out(formatStatus(status));
   });
 
   withSocket(
@@ -189,17 +203,14 @@ export function registerControlCommands(program: Command): void {
   ).action(async (opts: SocketOptions & { json?: boolean; limit: string }) => {
     const limit = Number(opts.limit);
     if (!Number.isInteger(limit) || limit < 1) {
-      process.stderr.write(`uplinkd: --limit takes a whole number >= 1, not ${opts.limit}\n`);
+      err(`uplinkd: --limit takes a whole number >= 1, not ${opts.limit}\n`);
       process.exitCode = EXIT_CONFIG_INVALID;
       return;
     }
     const ask = await controlAt(opts);
     const doc = (await ask("GET", `/events?limit=${limit}`)) as EventsDocument;
-    process.stdout.write(
-      opts.json === true
-        ? JSON.stringify(doc, null, 2) + "\n"
-        : formatEvents(doc.events) + formatRoleEvents(doc.roles ?? []),
-    );
+    if (opts.json === true) process.stdout.write(JSON.stringify(doc, null, 2) + "\n");
+    else out(formatEvents(doc.events) + formatRoleEvents(doc.roles ?? []));
   });
 
   withSocket(
@@ -221,7 +232,7 @@ export function registerControlCommands(program: Command): void {
         body,
         30_000,
       )) as MaintenanceResult;
-      process.stdout.write(formatMaintenance(result, "disable"));
+      out(formatMaintenance(result, "disable"));
     } catch (error) {
       usageOrRethrow(error);
     }
@@ -241,7 +252,7 @@ export function registerControlCommands(program: Command): void {
         undefined,
         30_000,
       )) as MaintenanceResult;
-      process.stdout.write(formatMaintenance(result, "enable"));
+      out(formatMaintenance(result, "enable"));
     } catch (error) {
       usageOrRethrow(error);
     }
@@ -258,7 +269,7 @@ export function registerControlCommands(program: Command): void {
       .option("--reset", "set the usage of this period to 0"),
   ).action(async (uplink: string, opts: SocketOptions & { set?: string; reset?: boolean }) => {
     if (opts.set !== undefined && opts.reset === true) {
-      process.stderr.write("uplinkd: give --set or --reset, not both\n");
+      err("uplinkd: give --set or --reset, not both\n");
       process.exitCode = EXIT_CONFIG_INVALID;
       return;
     }
@@ -267,7 +278,7 @@ export function registerControlCommands(program: Command): void {
       try {
         bytes = parseBytes(opts.set);
       } catch (error) {
-        process.stderr.write(`uplinkd: --set: ${(error as Error).message}\n`);
+        err(`uplinkd: --set: ${(error as Error).message}\n`);
         process.exitCode = EXIT_CONFIG_INVALID;
         return;
       }
@@ -279,7 +290,7 @@ export function registerControlCommands(program: Command): void {
         const status = (await controlRequest(socket, "GET", "/status")) as StatusDocument;
         const u = status.uplinks.find((x) => x.name === uplink);
         if (u === undefined) {
-          process.stderr.write(`uplinkd: no uplink named ${JSON.stringify(uplink)}\n`);
+          err(`uplinkd: no uplink named ${JSON.stringify(uplink)}\n`);
           process.exitCode = EXIT_CONFIG_INVALID;
           return;
         }
@@ -293,7 +304,7 @@ export function registerControlCommands(program: Command): void {
           30_000,
         )) as QuotaStatus;
       }
-      process.stdout.write(
+      out(
         quota == null
           ? `${uplink}: no quota\n`
           : `${uplink}: ${formatQuota(quota)} (${quota.used_bytes} of ${quota.limit_bytes} bytes, ${quota.period_start} to ${quota.period_end})\n`,
@@ -318,7 +329,7 @@ export function registerControlCommands(program: Command): void {
         [opts.config, running].map((f) => realpath(f).catch(() => resolve(f))),
       );
       if (asked !== own) {
-        process.stderr.write(
+        err(
           `uplinkd: the daemon runs ${running}, not ${opts.config}: reload re-reads ${running}; ` +
             `edit that file, or restart the daemon with -c ${opts.config}\n`,
         );
@@ -328,16 +339,16 @@ export function registerControlCommands(program: Command): void {
     }
     try {
       const result = (await ask("POST", "/reload", undefined, 60_000)) as ReloadResult;
-      process.stdout.write(formatReload(result));
+      out(formatReload(result));
     } catch (error) {
       if (error instanceof ControlError && kernelRefusal(error.remoteCode)) {
         // The kernel refused the new state: the daemon put the old one back.
-        process.stderr.write(
+        err(
           `uplinkd: the kernel refused the new config: ${error.message.replace(/^POST \S+: \d+ /, "")}\n`,
         );
         process.exitCode = 1;
       } else usageOrRethrow(error);
-      process.stderr.write("uplinkd: reload refused; the daemon keeps its running config\n");
+      err("uplinkd: reload refused; the daemon keeps its running config\n");
     }
   });
 }
@@ -364,7 +375,7 @@ export function registerNotifyTestCommand(program: Command): void {
           ? 0
           : (notify.email === undefined ? 0 : 1) + notify.webhooks.length + notify.hooks.length;
       if (notify === undefined || channels === 0) {
-        process.stderr.write(
+        err(
           `uplinkd: ${opts.config} configures no notification channel (notify: email, webhooks, hooks)\n`,
         );
         process.exitCode = EXIT_CONFIG_INVALID;
@@ -376,7 +387,7 @@ export function registerNotifyTestCommand(program: Command): void {
       });
       for (const r of results) {
         const tries = `${r.attempts} attempt${r.attempts === 1 ? "" : "s"}, ${Math.round(r.durationMs)} ms`;
-        process.stdout.write(
+        out(
           r.ok
             ? `ok      ${r.channel} ${r.target} (${tries})\n`
             : `FAILED  ${r.channel} ${r.target} (${tries}): ${r.error ?? "?"}\n`,

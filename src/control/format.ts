@@ -8,6 +8,7 @@ import { formatRate } from "../config/rate.js";
 import { shares } from "../policy/load.js";
 import type { Transition } from "../uplink-health.js";
 import type { MaintenanceResult, ReloadResult, StatusDocument } from "./api.js";
+import { cleanText } from "../text.js";
 
 /** A time in ms with two decimals below 10 ms (lab links answer in 0.05 ms), else one. */
 function ms(value: number): string {
@@ -41,7 +42,13 @@ function when(iso: string): string {
   return iso.replace("T", " ").replace(/\.\d+Z$/, "Z");
 }
 
-function table(header: string[], rows: string[][]): string {
+/**
+ * Columns padded to their widest cell, two spaces apart. Every cell is
+ * cleaned first ({@link cleanText}): a reason or name with a line break or
+ * an escape sequence stays in its cell.
+ */
+function table(header: string[], dirty: string[][]): string {
+  const rows = dirty.map((row) => row.map(cleanText));
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
   const line = (cells: string[]) =>
     cells
@@ -130,7 +137,7 @@ export function formatStatus(status: StatusDocument, now = Date.now()): string {
       : `\n${table(["DOMAIN SET", "RULE", "FAMILY", "ADDRESSES", "NAMES"], sets)}`;
   return (
     table(header, rows) +
-    (status.reason == null ? "" : `\nlast resort: ${status.reason}\n`) +
+    (status.reason == null ? "" : `\nlast resort: ${cleanText(status.reason)}\n`) +
     formatIpv6(status, now) +
     formatPolicies(status) +
     domainTable +
@@ -186,7 +193,7 @@ export function formatIpv6(status: StatusDocument, now = Date.now()): string {
       v6.address ?? "no global address",
       ...(v6.gateway === null ? [] : [`via ${v6.gateway}`]),
       ...(v6.prefix === null ? [] : [`prefix ${v6.prefix}`]),
-      ...(v6.state === "up" || v6.reason === "" ? [] : [`(${v6.reason})`]),
+      ...(v6.state === "up" || v6.reason === "" ? [] : [`(${cleanText(v6.reason)})`]),
     ]);
   }
   if (rows.length === 0) return "";
@@ -309,6 +316,6 @@ export function formatReload(result: ReloadResult): string {
   if (result.changes.length === 0) return `${result.config}: reloaded, no changes\n`;
   return (
     `${result.config}: reloaded, ${result.changes.length} change${result.changes.length === 1 ? "" : "s"}:\n` +
-    result.changes.map((c) => `  ${c}\n`).join("")
+    result.changes.map((c) => `  ${cleanText(c)}\n`).join("")
   );
 }

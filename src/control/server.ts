@@ -84,6 +84,12 @@ export interface ControlAppOptions {
   limits?: () => ControlLimits;
   /** A stream or connection refused at its limit, or a slow reader dropped. */
   onLimit?: (info: { what: "connection" | "stream" | "slow reader"; limit: number }) => void;
+  /**
+   * An error of the listening server after it started (a failed accept,
+   * e.g. EMFILE); without this option it is ignored. Never fatal: the
+   * server keeps listening.
+   */
+  onServerError?: (error: Error) => void;
 }
 
 /**
@@ -97,6 +103,27 @@ export interface ControlLimits {
   maxStreams: number;
   /** Unsent bytes one stream may queue; a reader slower than that is dropped. */
   streamBufferBytes: number;
+}
+
+/**
+ * Files the daemon keeps for itself, whatever its control clients do:
+ * probes, the long-lived `ip monitor` and `nft -i` sessions, and the pipes
+ * of the kernel commands it spawns (three each) during a failover.
+ */
+export const RESERVED_FILES = 256;
+
+/**
+ * The most connections one of `listeners` control listeners may hold
+ * under a limit of `fileLimit` open files: what is left after
+ * {@link RESERVED_FILES}, shared by the listeners, at least 16. A
+ * `control.max_connections` above it is lowered to it, so that clients can
+ * never take the files a failover's `nft` and `ip` need (EMFILE).
+ * @param fileLimit the soft RLIMIT_NOFILE (`ulimit -n`); undefined: unlimited.
+ * @returns connections per listener; Infinity when `fileLimit` is undefined.
+ */
+export function connectionBudget(fileLimit: number | undefined, listeners: number): number {
+  if (fileLimit === undefined) return Infinity;
+  return Math.max(16, Math.floor((fileLimit - RESERVED_FILES) / Math.max(1, listeners)));
 }
 
 /** Defaults of {@link ControlLimits} (as the config's `control` section). */
@@ -156,9 +183,13 @@ export const HEADERS_TIMEOUT_MS = 10_000;
  */
 function limitConnections(
   server: Server,
-  options: Pick<ControlAppOptions, "limits" | "onLimit">,
+  options: Pick<ControlAppOptions, "limits" | "onLimit" | "onServerError">,
 ): void {
   let open = 0;
+  // A failed accept (EMFILE) is emitted as 'error' on the server: never let it end the daemon.
+  server.on("error", (error: Error) => {
+    if (server.listening) options.onServerError?.(error);
+  });
   server.headersTimeout = HEADERS_TIMEOUT_MS;
   server.requestTimeout = 60_000;
   server.on("connection", (socket: Socket) => {

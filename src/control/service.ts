@@ -24,8 +24,10 @@ import { Metrics } from "./metrics.js";
 import { RefusalLog } from "./refusals.js";
 import { SystemClock } from "../clock.js";
 import { cleanText } from "../text.js";
+import { openFilesLimit } from "../process/limits.js";
 import {
   closeServer,
+  connectionBudget,
   startControlServer,
   startTcpListener,
   type ControlAppOptions,
@@ -161,7 +163,7 @@ export class ControlService {
     limits: () => {
       const control = this.#source.config().control;
       return {
-        maxConnections: control.max_connections,
+        maxConnections: Math.min(control.max_connections, this.#connectionBudget()),
         maxStreams: control.max_streams,
         streamBufferBytes: control.stream_buffer,
       };
@@ -173,6 +175,15 @@ export class ControlService {
         path: "-",
         status: 503,
         message: `limit ${info.limit}`,
+      });
+    },
+    onServerError: (error) => {
+      this.#limitLog.note({
+        source: "accept",
+        method: "-",
+        path: "-",
+        status: 0,
+        message: error.message,
       });
     },
     onWrite: (info) => {
@@ -189,10 +200,32 @@ export class ControlService {
       const what =
         line.source === "slow reader"
           ? `dropped an event stream whose reader fell behind (over ${line.message.slice(6)} bytes unsent)`
-          : `refused a ${line.source} at the ${line.message}`;
+          : line.source === "accept"
+            ? `could not accept a connection: ${line.message}`
+            : `refused a ${line.source} at the ${line.message}`;
       this.#log.warn({ what: line.source, suppressed: line.suppressed }, `control: ${what}${more}`);
     },
   );
+
+  /** The soft limit of open files, read once at start (undefined: unlimited or unknown). */
+  #fileLimit: number | undefined;
+
+  /** Connections per listener the file limit leaves (see {@link connectionBudget}). */
+  #connectionBudget(): number {
+    return connectionBudget(this.#fileLimit, this.#tcp === undefined ? 1 : 2);
+  }
+
+  /** Warn when `control.max_connections` is lowered to what the file limit leaves. */
+  #warnFileBudget(): void {
+    const configured = this.#source.config().control.max_connections;
+    const budget = this.#connectionBudget();
+    if (configured <= budget) return;
+    this.#log.warn(
+      { max_connections: configured, effective: budget, file_limit: this.#fileLimit },
+      `control.max_connections ${configured} is more than the file limit (${this.#fileLimit}) leaves; ` +
+        `each listener takes at most ${budget} connections (raise LimitNOFILE= or lower max_connections)`,
+    );
+  }
 
   /** The TCP listener's address, when one is open. */
   get tcpAddress(): string | undefined {
@@ -206,10 +239,12 @@ export class ControlService {
    */
   async start(): Promise<void> {
     const control = this.#source.config().control;
+    this.#fileLimit = openFilesLimit();
     this.metrics.start();
     this.#socket = await startControlServer(control.socket, this.handlers, this.#appOptions);
     this.#socketPath = control.socket;
     await this.#openTcp(control.listen);
+    this.#warnFileBudget();
     this.#sample();
     this.#timer = setInterval(() => {
       this.#tick();
@@ -241,11 +276,13 @@ export class ControlService {
         `control.socket changed; the daemon keeps ${this.#socketPath} until it restarts`,
       );
     }
-    if (control.listen === this.#tcpAddress) return;
-    if (this.#tcp !== undefined) await closeServer(this.#tcp);
-    this.#tcp = undefined;
-    this.#tcpAddress = undefined;
-    await this.#openTcp(control.listen);
+    if (control.listen !== this.#tcpAddress) {
+      if (this.#tcp !== undefined) await closeServer(this.#tcp);
+      this.#tcp = undefined;
+      this.#tcpAddress = undefined;
+      await this.#openTcp(control.listen);
+    }
+    this.#warnFileBudget();
   }
 
   /** Report one transition: counted, pushed to every event stream with the new status. Never throws. */

@@ -8,6 +8,7 @@ import type { Logger } from "pino";
 import type { Clock, TimerHandle } from "../clock.js";
 import { NotifyError, NotifyTimeoutError } from "./errors.js";
 import type { HookConfig } from "../config/notify.js";
+import { cleanText } from "../text.js";
 
 /** After the timeout's SIGTERM, ms before the script's process group gets SIGKILL. */
 export const KILL_GRACE_MS = 2000;
@@ -43,7 +44,8 @@ export interface HookOutcome {
 /**
  * Runs `hook.command` (argv: program, then arguments, passed as they are;
  * `shell: false`, so nothing in the arguments or the environment is ever
- * interpreted) with the daemon's environment plus `env`, working directory
+ * interpreted) with the daemon's environment plus the hook's own variables
+ * (`hook.env`, never logged) plus `env`, working directory
  * `/`, stdin from /dev/null, in a process group of its own. After
  * `hook.timeout` ms of `clock` time the group gets SIGTERM, and SIGKILL
  * {@link KILL_GRACE_MS} ms later. Its stdout and stderr (the first
@@ -74,7 +76,8 @@ export function runHook(
     try {
       child = spawn(file, args, {
         shell: false,
-        env: { ...process.env, ...env },
+        // The hook's own variables (config hooks[].env), then the notification's.
+        env: { ...process.env, ...hookVariables(hook), ...env },
         cwd: "/",
         stdio: ["ignore", "pipe", "pipe"],
         detached: true,
@@ -186,6 +189,11 @@ export function runHook(
   });
 }
 
+/** A hook's own variables (config `hooks[].env`), secret or not, by name. */
+function hookVariables(hook: HookConfig): Record<string, string> {
+  return Object.fromEntries(Object.entries(hook.env).map(([name, entry]) => [name, entry.value]));
+}
+
 function describeEnd(outcome: HookOutcome, timedOut: boolean): string {
   const end =
     outcome.signal !== null
@@ -196,13 +204,14 @@ function describeEnd(outcome: HookOutcome, timedOut: boolean): string {
   return timedOut ? `timed out; ${end}` : end;
 }
 
+/** The last non-blank line of a script's output, cleaned (it goes into an error message). */
 function lastLine(text: string): string {
-  return (
+  return cleanText(
     text
       .split("\n")
-      .map((line) => line.trim())
+      .map((line) => cleanText(line).trim())
       .filter(Boolean)
-      .at(-1) ?? ""
+      .at(-1) ?? "",
   );
 }
 

@@ -7,6 +7,7 @@ import type { Family } from "../kernel/types.js";
 import type { HaRoleChange } from "../ha/part.js";
 import type { QuotaAlert } from "../quota/meter.js";
 import type { Transition, UplinkState } from "../uplink-health.js";
+import { cleanText } from "../text.js";
 
 /** A transition as notified: the health event plus the uplink's interface. */
 export interface NotifiedTransition extends Transition {
@@ -84,11 +85,12 @@ export function summary(notification: Notification): string {
 
 /**
  * The email subject: `prefix summary`, e.g. `[uplinkd] isp1 down`; without
- * a prefix, the summary alone. Line breaks are replaced by spaces.
+ * a prefix, the summary alone. Cleaned as {@link cleanText}: line breaks
+ * and other control characters become spaces, escape sequences go.
  */
 export function emailSubject(notification: Notification, prefix: string): string {
   const subject = prefix ? `${prefix} ${summary(notification)}` : summary(notification);
-  return subject.replace(/[\r\n]+/g, " ");
+  return cleanText(subject);
 }
 
 /** Loss as text: `12.5%`, or `unknown`. */
@@ -113,7 +115,9 @@ function uplinkLabel(name: string, iface: string | null | undefined): string {
  * The plain-text body (lines end with `\n`): a headline, each transition
  * with time, family (IPv4/IPv6), from → to, reason, loss and RTT, then the
  * state of every uplink when known (IPv6 on a line of its own), then the
- * sending host.
+ * sending host. Each line is cleaned as {@link cleanText}: a reason text
+ * (it may quote a probe's answer) cannot add lines, carriage returns or
+ * escape sequences to the mail.
  */
 export function textBody(notification: Notification): string {
   const lines: string[] = [];
@@ -168,7 +172,7 @@ export function textBody(notification: Notification): string {
     }
   }
   lines.push("", `-- uplinkd on ${notification.host}, ${notification.time}`);
-  return `${lines.join("\n")}\n`;
+  return `${lines.map(cleanText).join("\n")}\n`;
 }
 
 /** The JSON body POSTed to every webhook. Loss in %, RTT in ms, times ISO. */
@@ -216,13 +220,17 @@ export interface WebhookPayload {
     | null;
 }
 
-/** The webhook body of a notification (see {@link WebhookPayload}). */
+/**
+ * The webhook body of a notification (see {@link WebhookPayload}). The
+ * host and each transition's reason, uplink and interface are cleaned as
+ * {@link cleanText} (JSON escapes C0 controls, not ANSI text, C1 or U+202E).
+ */
 export function webhookPayload(notification: Notification): WebhookPayload {
   return {
     type: notification.kind,
-    host: notification.host,
+    host: cleanText(notification.host),
     time: notification.time,
-    summary: summary(notification),
+    summary: cleanText(summary(notification)),
     transitions: notification.transitions.map(transitionJson),
     omitted: notification.omitted,
     ...(notification.role === undefined ? {} : { role: notification.role }),
@@ -247,12 +255,12 @@ export function webhookPayload(notification: Notification): WebhookPayload {
 function transitionJson(t: NotifiedTransition): WebhookPayload["transitions"][number] {
   return {
     time: t.time,
-    uplink: t.uplink,
+    uplink: cleanText(t.uplink),
     family: t.family,
-    interface: t.interface,
+    interface: t.interface === null ? null : cleanText(t.interface),
     from: t.from,
     to: t.to,
-    reason: t.reason,
+    reason: cleanText(t.reason),
     loss: t.loss,
     rtt: t.rtt,
   };
@@ -279,7 +287,10 @@ export type HookEvent = "transition" | "burst" | "test" | "role" | "quota";
  * - `quota`: `UPLINK`, `QUOTA_STEP` (a warn percentage, or `exceeded`),
  *   `QUOTA_USED_BYTES`, `QUOTA_LIMIT_BYTES`, `QUOTA_PERIOD_END` (ISO).
  *
- * NUL bytes (which an environment cannot hold) are removed.
+ * Every value is cleaned as {@link cleanText} (a reason text may quote a
+ * probe's answer): no NUL (which an environment cannot hold), line break,
+ * other control character or escape sequence reaches the script.
+ * `EVENTS_JSON` is JSON of cleaned transitions.
  */
 export function hookEnvironment(
   event: HookEvent,
@@ -313,6 +324,8 @@ export function hookEnvironment(
           QUOTA_PERIOD_END: quota.periodEnd,
         }),
   };
-  for (const key of Object.keys(env)) env[key] = (env[key] ?? "").replaceAll("\0", "");
+  for (const key of Object.keys(env)) {
+    if (key !== "EVENTS_JSON") env[key] = cleanText(env[key] ?? "");
+  }
   return env;
 }

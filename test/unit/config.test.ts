@@ -913,6 +913,83 @@ describe("a config too large to parse on the event loop", () => {
   });
 });
 
+describe("a reload of a huge or hostile config does not stall the daemon", () => {
+  /** Runs `work`; returns its result and the longest gap between 10 ms ticks meanwhile, ms. */
+  async function withLoopLag<T>(work: () => Promise<T>): Promise<{ value: T; lagMs: number }> {
+    let last = performance.now();
+    let lagMs = 0;
+    const timer = setInterval(() => {
+      const now = performance.now();
+      lagMs = Math.max(lagMs, now - last);
+      last = now;
+    }, 10);
+    try {
+      const value = await work();
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      return { value, lagMs };
+    } finally {
+      clearInterval(timer);
+    }
+  }
+
+  test("a 10 MB invalid config is refused by its size at once, the event loop keeps running", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "uplinkd-huge-"));
+    try {
+      const file = join(dir, "uplinkd.yaml");
+      await writeFile(
+        file,
+        `lan: [lan0\n${"  - [ {a: b, c: [d, {e: f}]}, 'x' \n".repeat(300_000)}`,
+      );
+      const { value: error, lagMs } = await withLoopLag(() =>
+        loadConfig(file).then(
+          () => undefined,
+          (e: unknown) => e,
+        ),
+      );
+      assert.ok(error instanceof ConfigError);
+      assert.match(
+        error.issues.map(formatConfigIssue).join(" | "),
+        /uplinkd\.yaml:1:1: the config is 1\d{7} bytes; at most 1048576 are read \(1 MiB\)$/,
+      );
+      assert.ok(lagMs < 200, `the event loop stalled ${Math.round(lagMs)} ms`);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("a key given twice among 60,000 is found in linear time, at its second occurrence", () => {
+    // The YAML parser's own check compared every key with every earlier one: minutes at 1 MiB.
+    const keys = Array.from({ length: 60_000 }, (_, i) => `  k${i}: v`);
+    keys.push("  k17: again");
+    const text = lines(...TWO_UPLINKS, "extra:", ...keys);
+    const started = performance.now();
+    const found = problems(text);
+    const ms = performance.now() - started;
+    assert.deepEqual(found, [
+      `uplinkd.yaml:${TWO_UPLINKS.length + 2 + 60_000}:3: Map keys must be unique`,
+    ]);
+    assert.ok(ms < 10_000, `took ${Math.round(ms)} ms`);
+  });
+
+  test("keys given twice in nested and flow mappings are each reported", () => {
+    assert.deepEqual(
+      problems(
+        lines(
+          ...TWO_UPLINKS,
+          "health: { interval: 1s, interval: 2s }",
+          "control:",
+          "  socket: /run/a.sock",
+          "  socket: /run/b.sock",
+        ),
+      ),
+      [
+        `uplinkd.yaml:${TWO_UPLINKS.length + 1}:25: Map keys must be unique`,
+        `uplinkd.yaml:${TWO_UPLINKS.length + 4}:3: Map keys must be unique`,
+      ],
+    );
+  });
+});
+
 describe("a config holding secrets", () => {
   test("check warns at 1:1 when group or others may read it, not when it is 0600", async () => {
     const { loadConfigWithWarnings } = await import("../../src/config/load.js");
@@ -941,5 +1018,56 @@ describe("a config holding secrets", () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+
+  test("a hook variable marked secret counts; one not marked does not", async () => {
+    const { loadConfigWithWarnings } = await import("../../src/config/load.js");
+    const { chmod } = await import("node:fs/promises");
+    const dir = await mkdtemp(join(tmpdir(), "uplinkd-secret-"));
+    try {
+      const file = join(dir, "uplinkd.yaml");
+      const config = (secret: boolean) =>
+        lines(
+          "lab: true",
+          ...TWO_UPLINKS,
+          "health:",
+          "  targets: [198.51.100.1, 2001:db8:ffff::1]",
+          "notify:",
+          "  hooks:",
+          "    - command: [/usr/local/bin/page]",
+          `      env: { SITE: north, KEY: { value: k-123, secret: ${secret} } }`,
+        );
+      await writeFile(file, config(true));
+      await chmod(file, 0o640);
+      assert.deepEqual((await loadConfigWithWarnings(file)).warnings.map(formatConfigIssue), [
+        `${file}:1:1: holds secrets (notify.hooks[].env) and is readable by its group (mode 0640): chmod 600 it, or keep the SMTP password in notify.email.password_file`,
+      ]);
+      await writeFile(file, config(false));
+      const plain = await loadConfigWithWarnings(file);
+      assert.deepEqual(plain.warnings, []);
+      assert.deepEqual(plain.config.notify?.hooks[0]?.env, {
+        SITE: { value: "north", secret: false },
+        KEY: { value: "k-123", secret: false },
+      });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("a hook variable named like one of the notification's is refused at its key", () => {
+    assert.deepEqual(
+      problems(
+        lines(
+          ...TWO_UPLINKS,
+          "notify:",
+          "  hooks:",
+          "    - command: [/bin/true]",
+          "      env: { REASON: x }",
+        ),
+      ),
+      [
+        `uplinkd.yaml:${TWO_UPLINKS.length + 4}:14: notify.hooks.0.env.REASON: is set by the notification itself; choose another name`,
+      ],
+    );
   });
 });

@@ -10,8 +10,11 @@ import { join } from "node:path";
 import { describe, test } from "node:test";
 import type { StreamEvent } from "../../src/control/api.js";
 import { RefusalLog, type RefusalLine } from "../../src/control/refusals.js";
+import { openFilesLimit, parseOpenFilesLimit } from "../../src/process/limits.js";
 import {
   closeServer,
+  connectionBudget,
+  RESERVED_FILES,
   startControlServer,
   type ControlHandlers,
   type ControlLimits,
@@ -153,6 +156,52 @@ describe("control listener limits", () => {
         slow.socket.destroy();
       },
     );
+  });
+});
+
+describe("the file limit", () => {
+  test("is read from /proc/PID/limits (soft value; unlimited gives none)", () => {
+    const limits = [
+      "Limit                     Soft Limit           Hard Limit           Units     ",
+      "Max processes             63451                63451                processes ",
+      "Max open files            1024                 524288               files     ",
+      "",
+    ].join("\n");
+    assert.equal(parseOpenFilesLimit(limits), 1024);
+    assert.equal(
+      parseOpenFilesLimit(
+        "Max open files            unlimited            unlimited            files\n",
+      ),
+      undefined,
+    );
+    assert.equal(parseOpenFilesLimit(""), undefined);
+    assert.ok((openFilesLimit() ?? 1) > 0);
+  });
+
+  test("leaves each listener what is left after the daemon's own files, at least 16", () => {
+    assert.equal(RESERVED_FILES, 256);
+    assert.equal(connectionBudget(1024, 2), 384);
+    assert.equal(connectionBudget(1024, 1), 768);
+    assert.equal(connectionBudget(300, 2), 22);
+    assert.equal(connectionBudget(100, 2), 16);
+    assert.equal(connectionBudget(undefined, 2), Infinity);
+  });
+
+  test("an accept error after the server listens is reported, not thrown", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "uplinkd-limits-"));
+    const errors: string[] = [];
+    const server = await startControlServer(join(dir, "uplinkd.sock"), handlers(new Set()), {
+      onServerError: (error) => errors.push(error.message),
+    });
+    try {
+      // What net.Server does when accept(2) fails (EMFILE): without a listener this throws.
+      server.emit("error", Object.assign(new Error("accept EMFILE"), { code: "EMFILE" }));
+      assert.deepEqual(errors, ["accept EMFILE"]);
+      assert.ok(server.listening);
+    } finally {
+      await closeServer(server);
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

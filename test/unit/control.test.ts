@@ -1124,6 +1124,47 @@ describe("secrets in the reload diff", () => {
     assert.match(added, /\*\*\*/);
   });
 
+  test("a hook's environment entry marked secret shows as (changed), never its value; others are printed", () => {
+    const hooks = (key: string, site: string, secret = true) => ({
+      notify: {
+        hooks: [
+          {
+            name: "pager",
+            command: ["/usr/local/bin/page"],
+            env: { SITE: { value: site, secret: false }, PAGER_KEY: { value: key, secret } },
+          },
+        ],
+      },
+    });
+    const lines = configChanges(hooks("old-key-1", "north"), hooks("new-key-2", "south"));
+    const text = lines.join("\n");
+    assert.doesNotMatch(text, /old-key-1|new-key-2/);
+    assert.ok(lines.includes("notify.hooks.pager.env.PAGER_KEY.value: (changed)"), text);
+    assert.ok(lines.includes('notify.hooks.pager.env.SITE.value: "north" -> "south"'), text);
+    // Turning the mark off prints neither the old nor the new value.
+    const unmarked = configChanges(hooks("old-key-1", "north"), hooks("new-key-2", "north", false));
+    assert.doesNotMatch(unmarked.join("\n"), /old-key-1|new-key-2/);
+    // An added hook is printed with its secret masked.
+    const added = configChanges({ notify: { hooks: [] } }, hooks("new-key-2", "north")).join("\n");
+    assert.doesNotMatch(added, /new-key-2/);
+    assert.match(added, /\*\*\*/);
+  });
+
+  test("redactSecrets masks every secret of one config", async () => {
+    const { redactSecrets } = await import("../../src/config/secrets.js");
+    const config = {
+      control: { tokens: [{ token: "tok-0123456789abcdef", access: "read" }] },
+      notify: {
+        email: { password: "pw-1" },
+        webhooks: [{ url: "https://h.example.net/T/x", headers: { Authorization: "Bearer b" } }],
+        hooks: [{ command: ["/bin/true"], env: { K: { value: "v-secret", secret: true } } }],
+      },
+    };
+    const text = JSON.stringify(redactSecrets(config));
+    assert.doesNotMatch(text, /tok-0123|pw-1|h\.example|Bearer b|v-secret/);
+    assert.match(JSON.stringify(config), /v-secret/, "the input is not modified");
+  });
+
   test("the secret paths are the fields the schema marks secret", async () => {
     const { SECRET_FIELDS } = await import("../../src/config/secrets.js");
     const { configJsonSchema } = await import("../../src/config/json-schema.js");

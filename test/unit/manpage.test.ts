@@ -113,3 +113,12 @@ test("the man page and the bash completion name every command and option of the 
   }
   assert.deepEqual(missing, []);
 });
+
+test("the man page and docs/configuration.md describe the control limits", async () => {
+  const man = plain(await readFile(`${REPO}/packaging/uplinkd.1`, "utf8"));
+  const docs = await readFile(`${REPO}/docs/configuration.md`, "utf8");
+  for (const key of ["max_connections", "max_streams", "stream_buffer", "refused_log_interval"]) {
+    assert.match(man, new RegExp(`^\\.BR control\\.${key} `, "m"), `man: control.${key}`);
+    assert.match(docs, new RegExp(`^\\| \`control\\.${key}\` +\\|`, "m"), `docs: control.${key}`);
+  }
+});

@@ -971,6 +971,40 @@ describe("hook scripts", () => {
       assert.equal(existsSync(`${pwned}-${n}`), false, `something ran "touch ${pwned}-${n}"`);
   });
 
+  test("get their own env entries, secret ones too, which are never logged; the notification's variables are refused as names", async () => {
+    const envFile = join(dir, "hook-own-env");
+    const hook = await script("own-env.sh", 'env -0 > "$1"');
+    const secret = "pager-key-0123456789";
+    const memory = memoryLog();
+    const notifier = new Notifier(
+      config({
+        hooks: [
+          {
+            command: [hook, envFile],
+            env: { SITE: "north", PAGER_KEY: { value: secret, secret: true } },
+          },
+        ],
+      }),
+      memory.log,
+      { interfaceOf },
+    );
+    notifier.notify(transition("isp1", "up", "down"));
+    await within(5000, "flush", notifier.flush());
+    const env = await readEnv(envFile);
+    assert.equal(env.SITE, "north");
+    assert.equal(env.PAGER_KEY, secret);
+    assert.equal(env.UPLINK, "isp1");
+    assert.ok(memory.records.length > 0);
+    assert.ok(!JSON.stringify(memory.records).includes(secret), "the secret was logged");
+    const refused = notifySchema.safeParse({ hooks: [{ command: [hook], env: { UPLINK: "x" } }] });
+    assert.equal(refused.success, false);
+    assert.match(JSON.stringify(refused.error.issues), /set by the notification itself/);
+    assert.equal(
+      notifySchema.safeParse({ hooks: [{ command: [hook], env: { "A-B": "x" } }] }).success,
+      false,
+    );
+  });
+
   test("run once per transition, in order, without waiting for the coalescing window", async () => {
     const out = join(dir, "per-transition");
     const hook = await script("append.sh", 'echo "$UPLINK $PREVIOUS_STATE->$STATE" >> "$1"');
