@@ -584,7 +584,9 @@ export const configSchema = z
       .string()
       .min(1)
       .default("/var/lib/uplinkd")
-      .describe("directory where uplinkd keeps state across restarts (quota usage, speed test results)"),
+      .describe(
+        "directory where uplinkd keeps state across restarts (quota usage, speed test results)",
+      ),
   })
   .strict()
   .meta({

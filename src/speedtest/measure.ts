@@ -74,7 +74,10 @@ export function parseSsBytesAcked(output: string): Map<string, number> {
   const acked = new Map<string, number>();
   let connection: string | undefined;
   for (const line of output.split("\n")) {
-    const endpoints = line.trim().split(/\s+/).filter((f) => /:\d+$/.test(f) && !f.includes("="));
+    const endpoints = line
+      .trim()
+      .split(/\s+/)
+      .filter((f) => /:\d+$/.test(f) && !f.includes("="));
     const info = /\bbytes_acked:(\d+)/.exec(line);
     if (info !== null && connection !== undefined) {
       acked.set(connection, Number(info[1]));

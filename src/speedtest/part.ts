@@ -140,7 +140,7 @@ export class SpeedtestPart {
           this.#attempts.set(uplink.name, this.#options.clock.wall());
           next = Math.min(next, speedtest.retry);
         }
-        if (this.#stopped) return;
+        if (this.#halted()) return;
       } else {
         if (decision.kind === "skip") {
           this.#options.log.debug(
@@ -155,7 +155,12 @@ export class SpeedtestPart {
         next = Math.min(next, decision.inMs);
       }
     }
-    if (!this.#stopped) this.#after(next);
+    if (!this.#halted()) this.#after(next);
+  }
+
+  /** Whether {@link stop} was called (read after an await). */
+  #halted(): boolean {
+    return this.#stopped;
   }
 
   /**

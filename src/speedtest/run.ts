@@ -85,14 +85,17 @@ export async function transfer(
   const started = performance.now();
   const deadline = started + options.durationMs;
   let bytes = 0;
-  let lastError: unknown;
+  /** The last failure's message, while no stream was stopped on purpose. */
+  let lastError: string | undefined;
   const samples: ByteSample[] = [{ atMs: 0, bytes: 0 }];
   const sampler = setInterval(() => {
     samples.push({ atMs: performance.now() - started, bytes });
   }, options.sampleMs ?? 100);
   const over = (): boolean => controller.signal.aborted || performance.now() >= deadline;
   const failed = (error: unknown): void => {
-    if (!controller.signal.aborted) lastError = error;
+    if (!controller.signal.aborted) {
+      lastError = error instanceof Error ? error.message : JSON.stringify(error);
+    }
   };
 
   const download = async (): Promise<void> => {
@@ -160,13 +163,15 @@ export async function transfer(
   const elapsedMs = performance.now() - started;
   samples.push({ atMs: elapsedMs, bytes });
   if (bytes === 0 && lastError !== undefined) {
-    const message = lastError instanceof Error ? lastError.message : String(lastError);
     throw new SpeedtestError(
-      `${direction === "down" ? "download from" : "upload to"} ${options.url} failed: ${message}`,
-      { cause: lastError },
+      `${direction === "down" ? "download from" : "upload to"} ${options.url} failed: ${lastError}`,
     );
   }
-  return { bitsPerSecond: rateBitsPerSecond(samples, warmupMs(options.durationMs)), bytes, elapsedMs };
+  return {
+    bitsPerSecond: rateBitsPerSecond(samples, warmupMs(options.durationMs)),
+    bytes,
+    elapsedMs,
+  };
 }
 
 /**
@@ -237,11 +242,9 @@ async function sampleCounter(
  */
 export async function ssBytesAcked(address: string): Promise<Map<string, number> | undefined> {
   try {
-    const { stdout } = await runCommand(
-      "ss",
-      ["-tinH", "state", "established", "src", address],
-      { timeoutMs: 2000 },
-    );
+    const { stdout } = await runCommand("ss", ["-tinH", "state", "established", "src", address], {
+      timeoutMs: 2000,
+    });
     return parseSsBytesAcked(stdout);
   } catch {
     return undefined;

@@ -62,7 +62,8 @@ export function busyShare(
  * - Else `run`.
  */
 export function scheduleDecision(input: ScheduleInput): ScheduleDecision {
-  const dueAt = input.lastMeasuredAt === undefined ? input.now : input.lastMeasuredAt + input.everyMs;
+  const dueAt =
+    input.lastMeasuredAt === undefined ? input.now : input.lastMeasuredAt + input.everyMs;
   if (dueAt > input.now) return { kind: "wait", inMs: dueAt - input.now };
   if (input.lastAttemptAt !== undefined && input.now - input.lastAttemptAt < input.retryMs) {
     return { kind: "wait", inMs: input.lastAttemptAt + input.retryMs - input.now };

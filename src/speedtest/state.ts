@@ -79,7 +79,10 @@ export interface BandwidthStatus {
 export const UNMEASURED_BPS = 100e6;
 
 /** A direction's measured rate from a result, when positive. */
-function measured(result: SpeedtestResult | undefined, direction: "down" | "up"): number | undefined {
+function measured(
+  result: SpeedtestResult | undefined,
+  direction: "down" | "up",
+): number | undefined {
   const value = result?.[direction];
   return value === null || value === undefined || value <= 0 ? undefined : value;
 }

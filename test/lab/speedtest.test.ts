@@ -79,10 +79,7 @@ after(async () => {
 async function speedtestCli(
   uplink: string,
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return lab.exec(
-    "rtr",
-    uplinkdArgv("speedtest", uplink, "--json", "--socket", lab.controlSocket),
-  );
+  return lab.exec("rtr", uplinkdArgv("speedtest", uplink, "--json", "--socket", lab.controlSocket));
 }
 
 describe("bandwidth: auto", () => {
