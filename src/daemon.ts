@@ -711,6 +711,12 @@ export class Daemon {
         ]),
       ),
       load: this.#balancer.snapshot ?? null,
+      speedtests: Object.fromEntries(
+        this.#config.uplinks.flatMap((u) => {
+          const result = this.#speedtest.result(u.name);
+          return result === undefined ? [] : [[u.name, result]];
+        }),
+      ),
     };
   }
 

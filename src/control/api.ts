@@ -190,6 +190,8 @@ export interface InputsDocument {
   uplinks: Record<string, Partial<Record<"4" | "6", FamilyHealthInput>>>;
   /** The load snapshot of `least-used` and `spillover` policies; null before the first. */
   load: LoadSnapshot | null;
+  /** Each uplink's last speed test (the capacity of `bandwidth: auto`); absent from older daemons. */
+  speedtests?: Record<string, SpeedtestResult>;
 }
 
 /** `POST /reload`. */

@@ -46,6 +46,22 @@ export interface SpeedtestPartOptions {
   read?: (path: string) => Promise<string | undefined>;
 }
 
+/**
+ * The results `state_dir/speedtest.json` holds (for `uplinkd plan` without
+ * a daemon); none when it is missing or unreadable. Never throws.
+ */
+export async function readSavedSpeedtests(
+  config: Pick<Config, "state_dir">,
+  read: (path: string) => Promise<string | undefined> = readFileIfExists,
+): Promise<Record<string, SpeedtestResult>> {
+  try {
+    const text = await read(speedtestFile(config));
+    return text === undefined ? {} : parseSpeedtestState(text).uplinks;
+  } catch {
+    return {};
+  }
+}
+
 /** Longest wait between two looks at the schedule, ms (a reload or a clock jump is seen within it). */
 const MAX_WAIT_MS = 60_000;
 
