@@ -38,6 +38,14 @@ mkdir -p /dev/pts /dev/shm /run/lock /run/vm-ctl
 busybox mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts
 busybox mount -t tmpfs -o mode=1777 shm /dev/shm
 busybox mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null || true
+# The device nodes whose modules load on first open (/dev/net/tun, /dev/ppp,
+# ...), as systemd-tmpfiles makes them from kmod's list on a booted Debian.
+kmod static-nodes --format=tmpfiles -o /run/static-nodes.conf 2>/dev/null || true
+while read -r type path _mode _u _g _age devnum; do
+  case "$type" in
+    c*|b*) [ -e "$path" ] || { mkdir -p "${path%/*}" && mknod "$path" "${type%!}" "${devnum%%:*}" "${devnum#*:}"; } ;;
+  esac
+done </run/static-nodes.conf
 busybox mount -t 9p -o "$P9" ctl /run/vm-ctl
 repo=$(cat /run/vm-ctl/repo)
 mkdir -p "$repo"

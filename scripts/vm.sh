@@ -156,15 +156,23 @@ printf '%s\n' "$REPO" >"$run_dir/ctl/repo"
 # to the kernel's command line.
 run_qemu() {
   local accel_args=$1 seconds=$2
-  rm -f "$run_dir/ctl/status" "$run_dir/console.log"
+  rm -f "$run_dir/ctl/status" "$run_dir/console.log" "$run_dir/out" "$run_dir/err"
+  # The command's output reaches the caller through pipes read by cat, so
+  # it shares the caller's file offset (qemu writing to /dev/stdout itself
+  # would overwrite what the caller wrote to a regular file meanwhile).
+  mkfifo "$run_dir/out" "$run_dir/err"
+  cat "$run_dir/out" &
+  local out_pid=$!
+  cat "$run_dir/err" >&2 &
+  local err_pid=$!
   # shellcheck disable=SC2086
   timeout -s KILL "$seconds" qemu-system-x86_64 -nodefaults -no-user-config -nographic -no-reboot \
     $accel_args -m "$mem_mb" -machine pc \
     -kernel "$root/boot/vm-vmlinuz" -initrd "$run_dir/initrd.gz" \
     -append "console=ttyS0 panic=-1 loglevel=4 uplinkd.vm=1" \
     -chardev "file,id=con,path=$run_dir/console.log" -serial chardev:con \
-    -chardev "file,id=out,path=/dev/stdout,append=on" -serial chardev:out \
-    -chardev "file,id=err,path=/dev/stderr,append=on" -serial chardev:err \
+    -chardev "file,id=out,path=$run_dir/out" -serial chardev:out \
+    -chardev "file,id=err,path=$run_dir/err" -serial chardev:err \
     -fsdev "local,id=root,path=$root,security_model=passthrough,readonly=on" \
     -device virtio-9p-pci,fsdev=root,mount_tag=root \
     -fsdev "local,id=repo,path=$REPO,security_model=passthrough" \
@@ -176,6 +184,14 @@ run_qemu() {
   local rc=0
   wait "$qemu_pid" || rc=$?
   qemu_pid=
+  # Ends a reader whose fifo qemu never opened (opening it read-write does
+  # not block, and closing it leaves no writer), then lets both drain.
+  local fifo
+  for fifo in "$run_dir/out" "$run_dir/err"; do
+    exec 7<>"$fifo"
+    exec 7>&-
+  done
+  wait "$out_pid" "$err_pid" 2>/dev/null || true
   return "$rc"
 }
 

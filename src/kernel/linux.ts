@@ -244,6 +244,12 @@ export interface KernelTimeouts {
   /** `nft -j list table` and `nft -f -` (one transaction). */
   nft: number;
   /**
+   * The process's first `nft -f -`: the kernel may load the nf_tables
+   * expression modules it names (nft_ct, nft_nat, nft_fib_inet, ...) on
+   * demand, each through modprobe, which takes seconds on a slow CPU.
+   */
+  nftFirst: number;
+  /**
    * `conntrack -D -m MARK/MASK`: walks the whole conntrack table and deletes
    * one entry per netlink message; grows with the table (seconds at 250,000).
    */
@@ -256,12 +262,13 @@ export interface KernelTimeouts {
  * Default timeouts, ms: iproute2 and nft 5 s (their work here is a few
  * netlink messages; a hang means something is wrong, and failover must not
  * wait behind it), conntrack deletion 30 s and listing 15 s (they scale with
- * the conntrack table).
+ * the conntrack table); the first `nft -f -` 60 s (module autoload).
  */
 export const KERNEL_TIMEOUTS: Readonly<KernelTimeouts> = Object.freeze({
   ipRead: 5_000,
   ipWrite: 5_000,
   nft: 5_000,
+  nftFirst: 60_000,
   conntrackDelete: 30_000,
   conntrackList: 15_000,
 });
@@ -289,6 +296,8 @@ export class LinuxKernel implements Kernel {
   readonly #ip6 = ipSession(["-N", "-6", "-j"]);
   /** `nft -j list ...`. */
   readonly #nft = new LineSession({ file: "nft", args: ["-j", "-i"] });
+  /** Whether an `nft -f -` of this process has succeeded (see {@link KernelTimeouts.nftFirst}). */
+  #nftLoaded = false;
 
   constructor(options: { timeouts?: Partial<KernelTimeouts> } = {}) {
     this.timeouts = { ...KERNEL_TIMEOUTS, ...options.timeouts };
@@ -352,7 +361,9 @@ export class LinuxKernel implements Kernel {
   }
 
   async nftLoad(script: string): Promise<void> {
-    await runCommand("nft", ["-f", "-"], { input: script, timeoutMs: this.timeouts.nft });
+    const timeoutMs = this.#nftLoaded ? this.timeouts.nft : this.timeouts.nftFirst;
+    await runCommand("nft", ["-f", "-"], { input: script, timeoutMs });
+    this.#nftLoaded = true;
   }
 
   async nftReadTable(name: string): Promise<NftJson | null> {

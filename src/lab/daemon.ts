@@ -14,6 +14,7 @@ import type { StatusDocument } from "../control/api.js";
 import { uplinkOfAddress6 } from "./ipv6.js";
 import type { Lab } from "./lab.js";
 import { labScriptArgv } from "./scripts.js";
+import { labTimeScale } from "./netns.js";
 import type { HoldLine, TrafficReport } from "./traffic.js";
 
 /**
@@ -67,7 +68,9 @@ export class LabDaemon {
   }
 
   /**
-   * Poll the status every `pollMs` (default 50 ms) until `predicate` holds.
+   * Poll the status every `pollMs` (default 50 ms) until `predicate` holds,
+   * for at most `timeoutMs` times the lab's time scale ({@link labTimeScale}:
+   * longer in an emulated machine).
    * @returns the status that satisfied it.
    * @throws {Error} when it does not within `timeoutMs` or the daemon exits;
    *   the message holds the daemon's last log lines.
@@ -78,7 +81,8 @@ export class LabDaemon {
     what = "condition",
     pollMs = 50,
   ): Promise<StatusDocument> {
-    const deadline = Date.now() + timeoutMs;
+    const limitMs = Math.round(timeoutMs * labTimeScale());
+    const deadline = Date.now() + limitMs;
     let last: StatusDocument | undefined;
     while (Date.now() < deadline) {
       if (this.child.exitCode !== null || this.child.signalCode !== null) break;
@@ -88,7 +92,7 @@ export class LabDaemon {
     }
     const states = JSON.stringify(last?.uplinks.map((u) => [u.name, u.state]));
     throw new Error(
-      `uplinkd: ${what} not reached in ${timeoutMs} ms; last states ${states}\n${this.log()}`,
+      `uplinkd: ${what} not reached in ${limitMs} ms; last states ${states}\n${this.log()}`,
     );
   }
 

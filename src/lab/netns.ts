@@ -64,7 +64,8 @@ export async function ipBatch(what: string, ns: string | null, script: string): 
 /**
  * Run `argv` inside namespace `ns` (`ip netns exec NS ...`) and collect its
  * output. A non-zero exit is not an error: it is returned in `code`.
- * @param options.timeoutMs kill the command (SIGKILL) after this many ms; default 60000.
+ * @param options.timeoutMs kill the command (SIGKILL) after this many ms
+ *   (times {@link labTimeScale}); default 60000.
  * @throws {LabError} when the command cannot be started or runs past the timeout.
  */
 export function execIn(
@@ -73,7 +74,7 @@ export function execIn(
   options: { input?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
 ): Promise<ExecResult> {
   if (argv.length === 0) return Promise.reject(new LabError(`exec in ${ns}: no command given`));
-  const timeoutMs = options.timeoutMs ?? 60_000;
+  const timeoutMs = Math.round((options.timeoutMs ?? 60_000) * labTimeScale());
   const commandLine = ["ip", "netns", "exec", ns, ...argv].join(" ");
   return new Promise((resolve, reject) => {
     const child = spawn("ip", ["netns", "exec", ns, ...argv], {

@@ -12,15 +12,21 @@ export type LabScript = "host" | "traffic" | "bulk";
 
 /**
  * The argv that runs lab script `name` with the current Node:
- * `[node, dist/lab/NAME.js]` when this module was built, or
+ * `[node, dist/lab/NAME.js]` when this module was built or when
+ * `UPLINKD_LAB_SCRIPTS=dist` (tests in an emulated machine, where compiling
+ * a script at each start takes tens of seconds; build first), else
  * `[node, --import, TSX_LOADER_URL, src/lab/NAME.ts]` when it runs from
  * sources under tsx. Append the script's own arguments.
  */
 export function labScriptArgv(name: LabScript): string[] {
   const here = import.meta.url;
-  const fromSources = here.endsWith(".ts");
-  const file = fileURLToPath(new URL(`./${name}.${fromSources ? "ts" : "js"}`, here));
-  if (!fromSources) return [process.execPath, file];
+  if (!here.endsWith(".ts")) {
+    return [process.execPath, fileURLToPath(new URL(`./${name}.js`, here))];
+  }
+  if (process.env.UPLINKD_LAB_SCRIPTS === "dist") {
+    return [process.execPath, fileURLToPath(new URL(`../../dist/lab/${name}.js`, here))];
+  }
+  const file = fileURLToPath(new URL(`./${name}.ts`, here));
   return [process.execPath, "--import", import.meta.resolve("tsx"), file];
 }
 

@@ -6,8 +6,9 @@ import { after, before, describe, it } from "node:test";
 import { KernelCommandTimeoutError } from "../../src/errors.js";
 import { LinuxKernel } from "../../src/kernel/linux.js";
 
-// Stand-ins for the kernel tools, first on PATH: `ip` hangs, `nft` hangs,
-// `conntrack -D` takes 300 ms and reports two deletions. No kernel is touched.
+// Stand-ins for the kernel tools, first on PATH: `ip` hangs, `nft` takes
+// 300 ms for a script that names "slow" and hangs on any other, `conntrack
+// -D` takes 300 ms and reports two deletions. No kernel is touched.
 let dir = "";
 let savedPath: string | undefined;
 
@@ -18,7 +19,7 @@ before(async () => {
     await chmod(join(dir, name), 0o755);
   };
   await tool("ip", "exec sleep 30");
-  await tool("nft", "exec sleep 30");
+  await tool("nft", 'case "$(cat)" in *slow*) sleep 0.3 ;; *) exec sleep 30 ;; esac');
   await tool("conntrack", 'sleep 0.3\necho "conntrack: 2 flow entries have been deleted." >&2');
   savedPath = process.env.PATH;
   process.env.PATH = `${dir}:${savedPath ?? ""}`;
@@ -30,12 +31,13 @@ after(async () => {
 });
 
 describe("LinuxKernel timeouts", () => {
-  it("defaults: ip and nft 5 s, conntrack deletion 30 s and listing 15 s; an override changes only its own", () => {
+  it("defaults: ip and nft 5 s, the first nft load 60 s, conntrack deletion 30 s and listing 15 s; an override changes only its own", () => {
     // The documented figures, written out: a changed default must change this test too.
     const documented = {
       ipRead: 5000,
       ipWrite: 5000,
       nft: 5000,
+      nftFirst: 60_000,
       conntrackDelete: 30_000,
       conntrackList: 15_000,
     };
@@ -64,12 +66,23 @@ describe("LinuxKernel timeouts", () => {
     );
   });
 
-  it("a hung nft load is killed at the nft timeout", async () => {
-    const kernel = new LinuxKernel({ timeouts: { nft: 100 } });
+  it("a hung first nft load is killed at the first-load timeout", async () => {
+    const kernel = new LinuxKernel({ timeouts: { nft: 5000, nftFirst: 100 } });
     await assert.rejects(
       kernel.nftLoad("table inet uplinkd {}\n"),
       (error: unknown) =>
-        error instanceof KernelCommandTimeoutError && error.command === "nft -f -",
+        error instanceof KernelCommandTimeoutError &&
+        error.command === "nft -f -" &&
+        error.timeoutMs === 100,
+    );
+  });
+
+  it("the first nft load may take longer (module autoload); once one succeeded, the nft timeout applies", async () => {
+    const kernel = new LinuxKernel({ timeouts: { nft: 100, nftFirst: 5000 } });
+    await kernel.nftLoad("table inet uplinkd {} # slow\n");
+    await assert.rejects(
+      kernel.nftLoad("table inet uplinkd {} # slow\n"),
+      (error: unknown) => error instanceof KernelCommandTimeoutError && error.timeoutMs === 100,
     );
   });
 

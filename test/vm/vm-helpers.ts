@@ -11,15 +11,19 @@ import type { StatusDocument, UplinkStatus } from "../../src/control/api.js";
 import type { Lab } from "../../src/lab/lab.js";
 import type { TrafficReport } from "../../src/lab/traffic.js";
 import { fileURLToPath } from "node:url";
-import { labTimeScale } from "../../src/lab/netns.js";
 import { LabDaemon, sharesByUplink } from "../lab/harness.js";
+
+// Lab scripts (echo hosts, traffic) run from the build: compiling them with
+// tsx at each start takes tens of seconds under emulation.
+process.env.UPLINKD_LAB_SCRIPTS ??= "dist";
 
 /**
  * Longest wait for an uplink to change state, ms: 30 s (down takes 3 rounds
- * of 500 ms plus the timeout; up 5) times the lab's time scale (10 under
- * emulation: the daemon's first start alone takes tens of seconds there).
+ * of 500 ms plus the timeout; up 5), which LabDaemon.waitFor multiplies by
+ * the lab's time scale (10 under emulation: the daemon's first start alone
+ * takes tens of seconds there).
  */
-export const VM_STATE_TIMEOUT_MS = 30_000 * labTimeScale();
+export const VM_STATE_TIMEOUT_MS = 30_000;
 
 /** The built CLI (`npm run build` first): under emulation, compiling the sources with tsx at each start would take most of a minute. */
 const BUILT_CLI = fileURLToPath(new URL("../../dist/cli.js", import.meta.url));
