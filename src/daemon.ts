@@ -60,6 +60,7 @@ import { FailbackWatcher, type FailbackEvent } from "./controller/failback.js";
 import { QuotaPart } from "./quota/part.js";
 import type { QuotaAlert, QuotaStatus } from "./quota/meter.js";
 import { readFile } from "node:fs/promises";
+import { readFileSync } from "node:fs";
 import { parseProcNetDev } from "./net/dev.js";
 import type {
   HealthSnapshot,
@@ -419,8 +420,9 @@ export class Daemon {
         streams: speedtest.streams,
         pingTarget: uplinkHealth(config, u).targets.find((t) => isIPv4(t)),
         idleRttMs: this.#health.snapshot(uplink, 4)?.rtt ?? null,
-        readCounters: async () =>
-          parseProcNetDev(await readFile("/proc/net/dev", "utf8")).get(u.interface),
+        // Read at once (not on the thread pool): the sample's time is the read's.
+        readCounters: () =>
+          Promise.resolve(parseProcNetDev(readFileSync("/proc/net/dev", "utf8")).get(u.interface)),
         wall: () => this.#clock.wall(),
       });
     } finally {

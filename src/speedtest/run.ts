@@ -224,16 +224,44 @@ async function sampleCounter(
   everyMs = 100,
 ): Promise<ByteSample[]> {
   const started = performance.now();
-  const first = await read().catch(() => undefined);
-  if (first === undefined) return [];
-  const samples: ByteSample[] = [{ atMs: 0, bytes: 0 }];
+  let first: { value: InterfaceCounters; atMs: number | undefined } | undefined;
+  for (let i = 0; i < 5 && first?.atMs === undefined; i++) {
+    first = await timed(read, started, COUNTER_SPREAD_MS);
+    if (first === undefined) return [];
+  }
+  if (first?.atMs === undefined) return [];
+  const base = pick(first.value);
+  const samples: ByteSample[] = [{ atMs: first.atMs, bytes: 0 }];
   while (!stop.aborted) {
     await new Promise((r) => setTimeout(r, everyMs));
-    const now = await read().catch(() => undefined);
+    const now = await timed(read, started, COUNTER_SPREAD_MS);
     if (now === undefined) return [];
-    samples.push({ atMs: performance.now() - started, bytes: pick(now) - pick(first) });
+    if (now.atMs !== undefined) samples.push({ atMs: now.atMs, bytes: pick(now.value) - base });
   }
   return samples;
+}
+
+/** Longest time a counter read may take for its sample to be used, ms. */
+const COUNTER_SPREAD_MS = 20;
+/** Longest time an `ss` run may take for its sample to be used, ms. */
+const SS_SPREAD_MS = 60;
+
+/**
+ * Read once and stamp the value with the middle of the read (ms since
+ * `started`). A read that took longer than `spreadMs` (the event loop or
+ * the machine was busy) gets no time: it is too uncertain for a rate.
+ * @returns undefined when the read failed.
+ */
+async function timed<T>(
+  read: () => Promise<T | undefined>,
+  started: number,
+  spreadMs: number,
+): Promise<{ value: T; atMs: number | undefined } | undefined> {
+  const before = performance.now();
+  const value = await read().catch(() => undefined);
+  const after = performance.now();
+  if (value === undefined) return undefined;
+  return { value, atMs: after - before > spreadMs ? undefined : (before + after) / 2 - started };
 }
 
 /**
@@ -261,9 +289,11 @@ async function sampleAcked(
   const acked = new AckedBytes();
   const samples: ByteSample[] = [];
   while (!stop.aborted) {
-    const sample = await read();
+    const sample = await timed(read, started, SS_SPREAD_MS);
     if (sample === undefined) return [];
-    samples.push({ atMs: performance.now() - started, bytes: acked.add(sample) });
+    // A sample without a time still counts its connections (one may close before the next).
+    const bytes = acked.add(sample.value);
+    if (sample.atMs !== undefined) samples.push({ atMs: sample.atMs, bytes });
     await new Promise((r) => setTimeout(r, everyMs));
   }
   return samples;

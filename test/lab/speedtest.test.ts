@@ -58,7 +58,7 @@ before(async () => {
     config.speedtest = {
       download_url: "http://192.0.2.10/bytes?n=1073741824",
       upload_url: "http://192.0.2.10/upload",
-      duration: "2s",
+      duration: "3s",
       streams: 4,
     };
   });
