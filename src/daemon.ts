@@ -697,6 +697,10 @@ export class Daemon {
    */
   inputs(): InputsDocument {
     const families = (name: string): Family[] => (this.#health.monitors(name, 6) ? [4, 6] : [4]);
+    const speedtests = this.#config.uplinks.flatMap((u) => {
+      const result = this.#speedtest.result(u.name);
+      return result === undefined ? [] : [[u.name, result] as const];
+    });
     return {
       uplinks: Object.fromEntries(
         this.#config.uplinks.map((u) => [
@@ -713,12 +717,8 @@ export class Daemon {
         ]),
       ),
       load: this.#balancer.snapshot ?? null,
-      speedtests: Object.fromEntries(
-        this.#config.uplinks.flatMap((u) => {
-          const result = this.#speedtest.result(u.name);
-          return result === undefined ? [] : [[u.name, result]];
-        }),
-      ),
+      // Only when some uplink was measured: older answers had no such member.
+      ...(speedtests.length === 0 ? {} : { speedtests: Object.fromEntries(speedtests) }),
     };
   }
 
