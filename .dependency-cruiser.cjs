@@ -5,7 +5,8 @@
  * each other. `npm run lint` runs this (`depcruise src`).
  *
  *   base          net/, process/ and the generic root modules (clock, queue,
- *                 backoff, random, optional, errors, files, text): they import
+ *                 backoff, random, optional, errors, files, text, log-level,
+ *                 logger): they import
  *                 nothing of uplinkd above them
  *   config        config/ (schema, checks, loading), but config/cli.ts
  *                 (the check command, which tests a config against the
@@ -27,7 +28,7 @@
 const LAYERS = [
   [
     "base",
-    "^src/(net|process)/|^src/(clock|queue|backoff|random|optional|errors|files|text)[.]ts$",
+    "^src/(net|process)/|^src/(clock|queue|backoff|random|optional|errors|files|text|log-level|logger)[.]ts$",
   ],
   ["config", "^src/config/(?!cli[.]ts$)"],
   ["kernel-port", "^src/kernel/types[.]ts$"],

@@ -16,7 +16,7 @@ import { ratio, type Spread } from "./stats.js";
 import type { ThroughputResults } from "./throughput.js";
 import type { Ipv6Results } from "./ipv6.js";
 import type { LoadResults } from "./load.js";
-import type { HaResults } from "./ha.js";
+import type { HaResults, HaTakeoverResults } from "./ha.js";
 import type { VmResults } from "./vm.js";
 
 /** One part's outcome. */
@@ -401,6 +401,17 @@ export function summaryRows(doc: Results): Row[] {
         ),
       );
     }
+  }
+  const takeover = data(doc, "ha-takeover") as HaTakeoverResults | undefined;
+  for (const r of takeover?.rows ?? []) {
+    rows.push(
+      spreadRow(
+        `HA pair, dual-stack: master dies -> new IPv${r.family} connections succeed again (VRRP adverts ${r.advertMs} ms)`,
+        r.takeoverMs,
+        " ms",
+        `flows kept ${num(r.keptPct, " %")} (${r.kept} of ${r.held}); ${r.failed} probe connections failed; commit path ${num(r.commitMs.median, " ms")}`,
+      ),
+    );
   }
   const vm = data(doc, "vm") as VmResults | undefined;
   if (vm !== undefined) {
@@ -839,7 +850,7 @@ export function renderMarkdown(doc: Results): string {
     "## 11. Redundant router pair",
     "",
     "`uplinkd lab up --ha`: two routers sharing the LAN and both ISP segments (bridges), keepalived with " +
-      "VRRPv3 adverts every 200 ms, conntrackd FTFW over a dedicated link, uplinkd in each. Per trial six " +
+      `VRRPv3 adverts every ${ha?.advertMs ?? 100} ms, conntrackd FTFW over a dedicated link, uplinkd in each. Per trial six ` +
       "long-lived LAN connections (an answer every 100 ms) and a probe opening a connection every 20 ms run " +
       "while the master dies: its switch ports and sync link are cut, then its processes killed. **Takeover**: " +
       "cut to new connections succeeding again for good (as part 1's failover). **Surviving**: long-lived " +
@@ -859,6 +870,39 @@ export function renderMarkdown(doc: Results): string {
         `| ${i + 1} | ${num(t.takeoverMs)} | ${t.failed} | ${t.survived} / ${t.held}${t.error === undefined ? "" : ` (${t.error})`} | ${t.broken} |`,
       );
     });
+    out.push("");
+  }
+
+  const takeover = data(doc, "ha-takeover") as HaTakeoverResults | undefined;
+  out.push(
+    "## 12. Redundant router pair, dual-stack: takeover by advert interval",
+    "",
+    "The dual-stack pair of `uplinkd lab up --ha` (IPv6 masqueraded to the uplink's virtual address, or " +
+      "translated into its `prefix6` on isp1; radvd on the master only), built once per VRRP advert interval: " +
+      "1 s (keepalived's default), 200 ms and 100 ms. Per trial 30 long-lived flows, 15 IPv4 and 15 IPv6 " +
+      "(an answer every 100 ms each), and a probe of each family opening a connection every 20 ms run while " +
+      "the master dies as in part 11. **Takeover**: per family, the cut to new connections succeeding again " +
+      "for good. **Kept**: flows answering again after the cut (within 10 s), never reset, always from the " +
+      "same address. **Commit path**: the new master's notify script, conntrackd's commit to its bulk send. " +
+      "Full runs only.",
+    "",
+  );
+  if (takeover !== undefined) {
+    out.push(
+      "| adverts | family | takeover median (ms) | p90 | max | trials | flows kept | probe failures | commit path median (ms) |",
+      "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    );
+    for (const r of takeover.rows) {
+      out.push(
+        `| ${r.advertMs} ms | IPv${r.family} | ${num(r.takeoverMs.median)} | ${num(r.takeoverMs.p90)} | ${num(r.takeoverMs.max)} | ${r.takeoverMs.n} | ${r.kept} / ${r.held} | ${r.failed} | ${num(r.commitMs.median)} |`,
+      );
+    }
+    const errors = takeover.runs.flatMap((run) =>
+      run.trials.flatMap((t, i) =>
+        t.error === undefined ? [] : [`${run.advertMs} ms, trial ${i + 1}: ${t.error}`],
+      ),
+    );
+    if (errors.length > 0) out.push("", ...errors.map((e) => `- ${e}`));
     out.push("");
   }
 

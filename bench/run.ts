@@ -8,11 +8,12 @@
  *
  * Options: `--quick`; `--out DIR` (default bench/, or bench/quick/ with
  * --quick); `--only PART,...` (failover, lsm, soak, apply, balance,
- * throughput, ipv6, footprint, load, conntrack, subsecond, ha, vm); `--render FILE`: only rewrite RESULTS.md next to
+ * throughput, ipv6, footprint, load, conntrack, subsecond, ha, ha-takeover, vm); `--render FILE`: only rewrite RESULTS.md next to
  * the results.json FILE; `--baseline DIR`: the footprint part also runs the
  * `dist/` in DIR (another build, with its `node_modules` beside it) back to
  * back with this one; `--footprint-sizes 8,16`: the footprint part's uplink
- * counts (default 2,4,8,16; 4 with --quick, fast profile only). Needs root (network
+ * counts (default 2,4,8,16; 4 with --quick, fast profile only); `--takeover-trials N`:
+ * trials per advert interval of the ha-takeover part (default 10). Needs root (network
  * namespaces) and a build.
  *
  * Every part runs in labs of its own (prefix `b<part><run id>`), removed at
@@ -45,7 +46,7 @@ import { soakPart } from "./soak.js";
 import { throughputPart } from "./throughput.js";
 import { loadPart } from "./load.js";
 import { subsecondPart } from "./subsecond.js";
-import { haPart } from "./ha.js";
+import { haPart, haTakeoverPart } from "./ha.js";
 import { ipv6Part } from "./ipv6.js";
 import { vmPart } from "./vm.js";
 
@@ -65,6 +66,7 @@ export const PARTS = [
   "conntrack",
   "subsecond",
   "ha",
+  "ha-takeover",
   "vm",
 ] as const;
 export type PartName = (typeof PARTS)[number];
@@ -111,6 +113,7 @@ async function main(): Promise<number> {
       render: { type: "string" },
       baseline: { type: "string" },
       "footprint-sizes": { type: "string" },
+      "takeover-trials": { type: "string" },
     },
   });
   if (values.render !== undefined) {
@@ -171,6 +174,11 @@ async function main(): Promise<number> {
     if (!quick) await part("subsecond", () => subsecondPart(ctx, trials));
     // Each takeover trial takes ~12 s (the old master returns in between).
     if (!quick) await part("ha", () => haPart(ctx, 10));
+    // The dual-stack pair's takeover at 1 s, 200 ms and 100 ms adverts (~25 s a trial): full runs only.
+    if (!quick)
+      await part("ha-takeover", () =>
+        haTakeoverPart(ctx, Number(values["takeover-trials"] ?? trials)),
+      );
     // Minutes of emulation: full runs and --only vm.
     if (!quick) await part("vm", () => vmPart(ctx));
   };

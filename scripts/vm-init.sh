@@ -49,7 +49,7 @@ done </run/static-nodes.conf
 busybox mount -t 9p -o "$P9" ctl /run/vm-ctl
 repo=$(cat /run/vm-ctl/repo)
 mkdir -p "$repo"
-busybox mount -t 9p -o "$P9,cache=mmap" repo "$repo"
+busybox mount -t 9p -o "$P9,cache=loose" repo "$repo"
 busybox hostname uplinkd-vm
 ip link set lo up
 for port in /dev/ttyS1 /dev/ttyS2; do stty -F "$port" raw -echo 115200 2>/dev/null || true; done

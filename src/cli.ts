@@ -5,7 +5,6 @@
  * 2 invalid config or usage.
  */
 import { Command, Option } from "commander";
-import { pino } from "pino";
 import { kernelIssues, registerCheckCommand } from "./config/cli.js";
 import { registerInitCommand } from "./config/init-cli.js";
 import { DEFAULT_CONFIG_PATH, loadConfig } from "./config/load.js";
@@ -21,6 +20,9 @@ import { createUplinkHealth } from "./health/adapter.js";
 import { observe } from "./links/watcher.js";
 import { readSavedSpeedtests } from "./speedtest/part.js";
 import { withMeasuredBandwidth } from "./speedtest/state.js";
+import { LOG_LEVELS, type LogLevel } from "./log-level.js";
+import { createLogger, setLogLevel, type LogFormat } from "./logger.js";
+import { optional } from "./optional.js";
 
 const VERSION = "0.1.0";
 
@@ -80,6 +82,14 @@ function lazyCommand(
     });
 }
 
+/** Options of `uplinkd run`. */
+interface RunOptions {
+  config: string;
+  keep?: boolean;
+  logLevel?: LogLevel;
+  logFormat?: LogFormat;
+}
+
 const configOption = () =>
   new Option("-c, --config <file>", "config file").default(DEFAULT_CONFIG_PATH);
 
@@ -88,9 +98,32 @@ program
   .description("run the daemon in the foreground (SIGTERM: stop, SIGHUP: reload)")
   .addOption(configOption())
   .option("--keep", "on stop, keep the kernel state (overrides dataplane.on_stop)")
-  .action(async (opts: { config: string; keep?: boolean }) => {
-    const log = pino({ base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime });
+  .addOption(
+    new Option(
+      "--log-level <level>",
+      "the lowest level logged (overrides log.level of the config; default info)",
+    ).choices(LOG_LEVELS),
+  )
+  .addOption(
+    new Option(
+      "--log-format <format>",
+      "text (time, level name, message) or json (one JSON object a line); default text on a terminal, else json",
+    ).choices(["text", "json"]),
+  )
+  .action(async (opts: RunOptions) => {
+    const log = createLogger({
+      ...optional("level", opts.logLevel),
+      ...optional("format", opts.logFormat),
+    });
     const daemon = new Daemon({
+      // The CLI's level wins over the config's.
+      ...(opts.logLevel === undefined
+        ? {
+            setLogLevel: (level: LogLevel) => {
+              setLogLevel(log, level);
+            },
+          }
+        : {}),
       configPath: opts.config,
       loadConfig,
       kernel: new LinuxKernel(),

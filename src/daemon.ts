@@ -21,9 +21,11 @@
  * config takes effect only when the kernel has accepted it).
  */
 import type { Logger } from "pino";
+import type { LogLevel } from "./log-level.js";
 import { uplinkHealth, type Config } from "./config/schema.js";
 import type { UplinkView } from "./dataplane/views.js";
 import { acceptRaWarnings } from "./config/sysctl6.js";
+import { maskSecrets } from "./config/secrets.js";
 import { ConfigError, NoQuotaError, SpeedtestError, UnknownUplinkError } from "./errors.js";
 import { isIPv4 } from "node:net";
 import { SpeedtestPart } from "./speedtest/part.js";
@@ -89,6 +91,21 @@ export interface DaemonOptions {
   retryDelayMs?: (attempt: number) => number;
   /** Starts the `ip monitor` trigger; unit tests pass a fake. */
   monitor?: (onChange: () => void) => { start(): void; stop(): void };
+  /**
+   * Sets the log's level to the config's `log.level`, at start and on each
+   * reload. Absent: the level stays as `log` was made (the CLI's
+   * `--log-level` wins over the config; tests keep their silent logs).
+   */
+  setLogLevel?: (level: LogLevel) => void;
+}
+
+/**
+ * The message of the start line: what a person checks first (which config,
+ * which uplinks, where the socket is). The config itself is logged at debug.
+ */
+export function startLine(config: Config, configPath: string): string {
+  const uplinks = config.uplinks.map((u) => `${u.name} (${u.interface})`).join(", ");
+  return `uplinkd started with ${configPath}: uplinks ${uplinks}; control socket ${config.control.socket}`;
 }
 
 /** Retries of failed kernel work (reconciles, conntrack clean-up): 100 ms, doubling, at most 10 s. */
@@ -124,6 +141,8 @@ export class Daemon {
   /** Sends transitions to email, webhooks and hooks (config `notify`); none without it. */
   #notifier: Notifier | undefined;
   readonly #startedAt: number;
+  /** Whether start() ended well: a stop after a failed start says so instead of "stopped". */
+  #started = false;
   /** During start, until the first reconcile: whether links changed meanwhile; undefined after. */
   #linksPending: boolean | undefined;
 
@@ -269,6 +288,12 @@ export class Daemon {
    */
   async start(): Promise<void> {
     this.#config = await this.#options.loadConfig(this.#options.configPath);
+    this.#options.setLogLevel?.(this.#config.log.level);
+    // The full config (secrets masked) only at debug: the start line stays short.
+    this.#options.log.debug(
+      { config: maskSecrets(this.#config, undefined)[0] },
+      `config ${this.#options.configPath}`,
+    );
     this.#resetNotifier();
     this.#linksPending = false;
     for (const warning of await acceptRaWarnings(this.#config)) {
@@ -304,11 +329,12 @@ export class Daemon {
       this.#options.log,
     );
     await this.#control.start();
+    this.#started = true;
     // After the control socket: a first test waits for its uplink to be up.
     await this.#speedtest.start();
     this.#options.log.info(
       { uplinks: this.#config.uplinks.map((u) => u.name), socket: this.#config.control.socket },
-      "uplinkd started",
+      startLine(this.#config, this.#options.configPath),
     );
   }
 
@@ -560,8 +586,10 @@ export class Daemon {
     // "uplink isp1" for IPv4 (as before IPv6), "uplink isp1 IPv6" for IPv6.
     const who = `uplink ${transition.uplink}${transition.family === 6 ? " IPv6" : ""}`;
     this.#events.push(transition);
+    // The log line has its own `time` (when it was written): the transition's is `at`.
+    const { time: at, ...fields } = transition;
     this.#options.log.info(
-      { event: "transition", ...transition },
+      { event: "transition", ...fields, at },
       `${who}: ${transition.from} -> ${transition.to} (${transition.reason})`,
     );
     this.#control?.transition(transition);
@@ -659,6 +687,7 @@ export class Daemon {
       // The kernel holds the new state: the new config is the config now.
       const changes = configChanges(this.#config, next);
       this.#config = next;
+      this.#options.setLogLevel?.(next.log.level);
       this.#links.adopt(observation);
       this.#health.reconfigure(next, observation.links);
       this.#problemsChanged();
@@ -780,7 +809,8 @@ export class Daemon {
     this.#health.stop();
     this.#failback.stop();
     this.#speedtest.stop();
-    await this.#quota.stop();
+    // Without a config the quota part never started (and has nothing to save).
+    if (config !== undefined) await this.#quota.stop();
     this.#balancer.stop();
     await this.#control?.stop();
     this.#passive.stop();
@@ -796,6 +826,15 @@ export class Daemon {
     }
     await this.#controller.stop(config, !keepState);
     this.#options.kernel.close?.();
+    if (!this.#started) {
+      this.#options.log.info(
+        { kept: keepState },
+        keepState
+          ? "start failed; kernel state kept"
+          : "start failed; uplinkd's kernel state removed",
+      );
+      return;
+    }
     this.#options.log.info(
       { kept: keepState },
       keepState ? "stopped; kernel state kept" : "stopped; kernel state removed",

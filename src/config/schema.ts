@@ -12,6 +12,7 @@
  * `checks.ts`; `loadConfig` runs both and locates every problem in the file.
  */
 import { z } from "zod";
+import { LOG_LEVELS } from "../log-level.js";
 import { optional } from "../optional.js";
 import { duration } from "./duration.js";
 import { notifySchema } from "./notify.js";
@@ -535,6 +536,21 @@ export const dnsSchema = z
   })
   .strict();
 
+/** The daemon's log. */
+export const logSchema = z
+  .object({
+    level: z
+      .enum(LOG_LEVELS)
+      .default("info")
+      .describe(
+        "the lowest level logged: fatal, error, warn, info, debug (adds the full config at start and each kernel command), trace or silent; uplinkd run --log-level overrides it",
+      ),
+  })
+  .strict()
+  .describe(
+    "the daemon's log: text on a terminal, JSON lines otherwise (journald, a pipe, a file)",
+  );
+
 /** The whole config file. */
 export const configSchema = z
   .object({
@@ -580,6 +596,7 @@ export const configSchema = z
       ),
     ha: haSchema.optional(),
     speedtest: speedtestSchema.optional(),
+    log: logSchema.prefault({}),
     state_dir: z
       .string()
       .min(1)

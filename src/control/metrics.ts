@@ -31,6 +31,9 @@ import type { Transition, UplinkState } from "../uplink-health.js";
 /** Every state an uplink can be in: the `state` label of `uplinkd_uplink_state`. */
 export const UPLINK_STATES: readonly UplinkState[] = ["init", "up", "degraded", "down", "disabled"];
 
+/** The outcomes of a decided probe round: the `outcome` label of `uplinkd_probe_rounds_total`. */
+const ROUND_OUTCOMES = ["passed", "failed", "void"] as const;
+
 /** The diagnostics channel the health monitors publish decided rounds on. */
 export const ROUND_CHANNEL = "uplinkd:health:round";
 
@@ -78,7 +81,24 @@ export interface MetricsOptions {
   status: () => Promise<StatusDocument>;
   /** Also export the process's CPU, memory, event loop lag... (default true). */
   processMetrics?: boolean;
+  /**
+   * The uplinks of each policy by the config (`default`: every uplink,
+   * unless redefined), so that a member that gets no share reads 0 instead
+   * of vanishing. Default: only the members chosen now.
+   */
+  policyMembers?: () => Record<string, readonly string[]>;
 }
+
+/**
+ * prom-client's default gauges whose names end in `_total`, which names
+ * counters only: each is the sum of a gauge by type that stays
+ * (`sum(nodejs_active_handles)`), so they are left out.
+ */
+export const DROPPED_DEFAULT_METRICS = [
+  "nodejs_active_handles_total",
+  "nodejs_active_requests_total",
+  "nodejs_active_resources_total",
+] as const;
 
 /** The metrics of one daemon, in their own registry. */
 export class Metrics {
@@ -86,7 +106,8 @@ export class Metrics {
   readonly #status: () => Promise<StatusDocument>;
   /** The status of the scrape under way (see `render`); undefined between scrapes. */
   #scrape: Promise<StatusDocument> | undefined;
-  readonly #transitions: Counter;
+  /** Transitions counted so far, by their labels (JSON); `uplinkd_transitions_total` reads it. */
+  readonly #transitionCounts = new Map<string, number>();
   readonly #probesSent: Counter;
   readonly #probesLost: Counter;
   readonly #rounds: Counter;
@@ -96,6 +117,8 @@ export class Metrics {
   readonly #quotaAlerts: Counter;
   readonly #speedtests: Counter;
   readonly #speedtestBytes: Counter;
+  /** The HA metrics: rendered only while the status has `ha`. */
+  readonly #haRegistry = new Registry();
   readonly #onRound = (message: unknown): void => {
     this.round(message);
   };
@@ -104,7 +127,11 @@ export class Metrics {
   constructor(options: MetricsOptions) {
     this.#status = options.status;
     const registers = [this.registry];
-    if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+    if (options.processMetrics ?? true) {
+      collectDefaultMetrics({ register: this.registry });
+      for (const name of DROPPED_DEFAULT_METRICS) this.registry.removeSingleMetric(name);
+    }
+    const policyMembers = options.policyMembers;
     const uplink = ["uplink"] as const;
     /** Per-uplink health series: `family` only on IPv6 ones (see the module doc). */
     const perFamily = ["uplink", "family"] as const;
@@ -152,29 +179,29 @@ export class Metrics {
     });
     new Gauge({
       name: "uplinkd_uplink_loss_ratio",
-      help: "probe loss over the window, 0..1; absent before the first probe resolved",
+      help: "probe loss over the window, 0..1; NaN before the first probe resolved",
       labelNames: perFamily,
       registers,
       collect: fromStatus<Gauge>((g, u) => {
-        for (const f of familiesOf(u)) if (f.loss !== null) g.set(f.labels, f.loss / 100);
+        for (const f of familiesOf(u)) g.set(f.labels, f.loss === null ? NaN : f.loss / 100);
       }),
     });
     new Gauge({
       name: "uplinkd_uplink_rtt_seconds",
-      help: "mean probe round-trip time over the window, seconds",
+      help: "mean probe round-trip time over the window, seconds; NaN while no probe answers (a down uplink)",
       labelNames: perFamily,
       registers,
       collect: fromStatus<Gauge>((g, u) => {
-        for (const f of familiesOf(u)) if (f.rtt !== null) g.set(f.labels, f.rtt / 1000);
+        for (const f of familiesOf(u)) g.set(f.labels, f.rtt === null ? NaN : f.rtt / 1000);
       }),
     });
     new Gauge({
       name: "uplinkd_uplink_jitter_seconds",
-      help: "standard deviation of the probe round-trip time over the window, seconds",
+      help: "standard deviation of the probe round-trip time over the window, seconds; NaN while no probe answers",
       labelNames: perFamily,
       registers,
       collect: fromStatus<Gauge>((g, u) => {
-        for (const f of familiesOf(u)) if (f.jitter !== null) g.set(f.labels, f.jitter / 1000);
+        for (const f of familiesOf(u)) g.set(f.labels, f.jitter === null ? NaN : f.jitter / 1000);
       }),
     });
     new Gauge({
@@ -196,14 +223,14 @@ export class Metrics {
       }),
     });
     new Gauge({
-      name: "uplinkd_uplink_throughput_bits_per_second",
-      help: "throughput through the uplink's interface now (EWMA, time constant 2 s), by direction: down = received, up = sent",
+      name: "uplinkd_uplink_throughput_bytes_per_second",
+      help: "throughput through the uplink's interface now, bytes per second (EWMA, time constant 2 s), by direction: down = received, up = sent",
       labelNames: ["uplink", "direction"],
       registers,
       collect: fromStatus<Gauge>((g, u) => {
-        if (u.throughput === null) return;
-        g.set({ uplink: u.name, direction: "down" }, u.throughput.down);
-        g.set({ uplink: u.name, direction: "up" }, u.throughput.up);
+        // The status has bits per second; Prometheus wants the base unit.
+        g.set({ uplink: u.name, direction: "down" }, (u.throughput?.down ?? 0) / 8);
+        g.set({ uplink: u.name, direction: "up" }, (u.throughput?.up ?? 0) / 8);
       }),
     });
     new Gauge({
@@ -214,6 +241,10 @@ export class Metrics {
       async collect(this: Gauge): Promise<void> {
         const status = await current();
         this.reset();
+        // Every configured member reads 0 until it gets a share (a member down, a backup tier).
+        for (const [policy, members] of Object.entries(policyMembers?.() ?? {})) {
+          for (const uplink of members) this.set({ policy, uplink }, 0);
+        }
         for (const [policy, choice] of Object.entries(status.policies)) {
           if (choice.kind !== "balance") continue;
           for (const [uplink, pct] of shares(choice.members)) {
@@ -241,11 +272,30 @@ export class Metrics {
         if (u.txBytes !== null) c.inc({ uplink: u.name, interface: u.interface }, u.txBytes);
       }),
     });
-    this.#transitions = new Counter({
+    const transitions = this.#transitionCounts;
+    new Counter({
       name: "uplinkd_transitions_total",
       help: "state changes of an uplink, by old and new state",
       labelNames: ["uplink", "from", "to", "family"],
       registers,
+      // The uplinks of the status now; every pair of states reads 0 before its
+      // first transition, so that increase() sees the first.
+      async collect(this: Counter): Promise<void> {
+        const status = await current();
+        this.reset();
+        for (const u of status.uplinks) {
+          for (const f of familiesOf(u)) {
+            const family = f.labels.family === undefined ? {} : { family: f.labels.family };
+            for (const from of UPLINK_STATES) {
+              for (const to of UPLINK_STATES) {
+                if (from === to) continue;
+                const labels = { uplink: u.name, from, to, ...family };
+                this.inc(labels, transitions.get(JSON.stringify(labels)) ?? 0);
+              }
+            }
+          }
+        }
+      },
     });
     this.#probesSent = new Counter({
       name: "uplinkd_probes_sent_total",
@@ -259,11 +309,11 @@ export class Metrics {
       labelNames: ["uplink", "target", "family"],
       registers,
     });
-    new Gauge({
+    const haRole = new Gauge({
       name: "uplinkd_ha_role",
       help: "1 for this router's VRRP role now (config ha), 0 for the others",
       labelNames: ["node", "role"],
-      registers,
+      registers: [],
       async collect(this: Gauge): Promise<void> {
         const ha = (await current()).ha;
         this.reset();
@@ -271,11 +321,11 @@ export class Metrics {
         for (const role of HA_ROLES) this.set({ node: ha.node, role }, role === ha.role ? 1 : 0);
       },
     });
-    new Gauge({
+    const haScore = new Gauge({
       name: "uplinkd_ha_score",
       help: "health score uplinkd gives keepalived (added to the VRRP priority; -254: fault)",
       labelNames: ["node"],
-      registers,
+      registers: [],
       async collect(this: Gauge): Promise<void> {
         const ha = (await current()).ha;
         this.reset();
@@ -286,8 +336,11 @@ export class Metrics {
       name: "uplinkd_ha_role_changes_total",
       help: "VRRP role changes of this router, by old and new role",
       labelNames: ["node", "from", "to"],
-      registers,
+      registers: [],
     });
+    for (const metric of [haRole, haScore, this.#roleChanges]) {
+      this.#haRegistry.registerMetric(metric);
+    }
     new Gauge({
       name: "uplinkd_uplink_quota_used_bytes",
       help: "bytes the uplink used in its quota period now (config uplinks[].quota)",
@@ -372,12 +425,14 @@ export class Metrics {
 
   /** Count one transition. */
   transition(transition: Transition): void {
-    this.#transitions.inc({
+    // The key's order is the collect's: uplink, from, to, family.
+    const key = JSON.stringify({
       uplink: transition.uplink,
       from: transition.from,
       to: transition.to,
       ...familyLabel(transition.family),
     });
+    this.#transitionCounts.set(key, (this.#transitionCounts.get(key) ?? 0) + 1);
   }
 
   /** Count one role change of this router (config `ha`). */
@@ -411,11 +466,13 @@ export class Metrics {
     if (!isRoundMessage(message)) return;
     const { uplink, round } = message;
     const family = familyLabel(message.family);
+    // The other outcomes and a target's losses read 0 until their first.
+    for (const outcome of ROUND_OUTCOMES) this.#rounds.inc({ uplink, outcome, ...family }, 0);
     this.#rounds.inc({ uplink, outcome: round.outcome, ...family });
     for (const t of round.targets) {
       if (t.status === "gap") continue;
       this.#probesSent.inc({ uplink, target: t.target, ...family });
-      if (t.status === "failed") this.#probesLost.inc({ uplink, target: t.target, ...family });
+      this.#probesLost.inc({ uplink, target: t.target, ...family }, t.status === "failed" ? 1 : 0);
     }
   }
 
@@ -433,7 +490,10 @@ export class Metrics {
     const scrape = this.#status();
     this.#scrape = scrape;
     try {
-      return await this.registry.metrics();
+      const text = await this.registry.metrics();
+      // Without `ha` no HA series, not even their HELP and TYPE lines.
+      if ((await scrape).ha == null) return text;
+      return `${text}\n${await this.#haRegistry.metrics()}`;
     } finally {
       if (this.#scrape === scrape) this.#scrape = undefined;
     }

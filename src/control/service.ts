@@ -86,7 +86,23 @@ export class ControlService {
     this.#log = log.child({ component: "control" });
     this.#tickMs = options.tickMs ?? 1000;
     this.#historySize = options.historySize ?? 600;
-    this.metrics = new Metrics({ status: () => this.#fullStatus() });
+    this.metrics = new Metrics({
+      status: () => this.#fullStatus(),
+      policyMembers: () => {
+        // A policy without members (and `default` unless redefined) has every uplink.
+        const config = this.#source.config();
+        const every = config.uplinks.map((u) => u.name);
+        return {
+          default: every,
+          ...Object.fromEntries(
+            Object.entries(config.policies).map(([name, p]) => [
+              name,
+              p.members?.map((m) => m.uplink) ?? every,
+            ]),
+          ),
+        };
+      },
+    });
   }
 
   async #fullStatus(): Promise<StatusDocument> {

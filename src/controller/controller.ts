@@ -450,13 +450,27 @@ export class Controller {
     await this.#options.kernel.ipBatch(commands);
     this.#commit(inputs, desired, applied);
     if (Object.keys(maps).length + commands.length > 0) {
-      this.#options.log.info(
-        { why, nftMaps: Object.keys(maps), ip: commands },
-        `applied kernel changes (${why})`,
-      );
+      this.#logApplied(why, [], Object.keys(maps), commands);
       // Verify what the in-memory difference assumed, behind any other urgent work.
       this.request("verify", `verify after ${why}`).catch(() => undefined);
     }
+  }
+
+  /**
+   * One short info line per change the kernel took (why, the nft maps, how
+   * many ip commands); the commands themselves at debug.
+   */
+  #logApplied(why: string, nftReload: string[], nftMaps: string[], ip: string[]): void {
+    const parts = [
+      ...(nftReload.length > 0 ? ["nft table loaded"] : []),
+      ...(nftMaps.length > 0 ? [`nft maps ${nftMaps.join(", ")}`] : []),
+      ...(ip.length > 0 ? [`${ip.length} ip command${ip.length === 1 ? "" : "s"}`] : []),
+    ];
+    this.#options.log.info(
+      { why, nftReload, nftMaps, ipCommands: ip.length },
+      `applied kernel changes (${why}): ${parts.join("; ")}`,
+    );
+    if (ip.length > 0) this.#options.log.debug({ why, ip }, `ip commands (${why})`);
   }
 
   /**
@@ -482,15 +496,7 @@ export class Controller {
     this.#applied = undefined;
     await dataplane.write(plan, desired);
     this.#commit(inputs, desired, previous);
-    this.#options.log.info(
-      {
-        why,
-        nftReload: plan.nft.reload,
-        nftMaps: Object.keys(plan.nft.maps),
-        ip: plan.ipCommands,
-      },
-      `applied kernel changes (${why})`,
-    );
+    this.#logApplied(why, plan.nft.reload, Object.keys(plan.nft.maps), plan.ipCommands);
     try {
       await this.#reading(preemptible, () => dataplane.verify(desired, inputs.views));
     } catch (error) {

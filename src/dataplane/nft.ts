@@ -555,16 +555,25 @@ function preroutingChain(config: Config, mask: number): string[] {
   ];
 }
 
-/** The passive signal: counts SYNs from the LAN and SYN-ACKs back per uplink (connmark) and family. */
+/**
+ * The passive signal: counts SYNs from the LAN and their answers per uplink
+ * (connmark) and family: SYN-ACKs, and refusals (a TCP RST, an ICMP
+ * destination unreachable about the connection): a refused connection was
+ * answered through the uplink, so it does not make the uplink suspect.
+ */
 function passiveChain(mask: number): string[] {
   return [
     `\tchain passive {`,
     `\t\ttype filter hook prerouting priority mangle + 1; policy accept;`,
+    `\t\tiifname != @lan_interfaces ct state related icmp type destination-unreachable ct original ip saddr != @uplink_addresses counter name ct mark & ${hex(mask)} map @passive_refused`,
+    `\t\tiifname != @lan_interfaces ct state related icmpv6 type destination-unreachable ct original ip6 saddr != @uplink_addresses6 counter name ct mark & ${hex(mask)} map @passive_refused6`,
     `\t\tmeta l4proto != tcp return`,
     `\t\tiifname @lan_interfaces ct state new tcp flags & (syn | ack) == syn meta nfproto ipv4 counter name ct mark & ${hex(mask)} map @passive_syn`,
     `\t\tiifname @lan_interfaces ct state new tcp flags & (syn | ack) == syn meta nfproto ipv6 counter name ct mark & ${hex(mask)} map @passive_syn6`,
     `\t\tiifname != @lan_interfaces ct direction reply tcp flags & (syn | ack) == syn | ack meta nfproto ipv4 ct original ip saddr != @uplink_addresses counter name ct mark & ${hex(mask)} map @passive_synack`,
     `\t\tiifname != @lan_interfaces ct direction reply tcp flags & (syn | ack) == syn | ack meta nfproto ipv6 ct original ip6 saddr != @uplink_addresses6 counter name ct mark & ${hex(mask)} map @passive_synack6`,
+    `\t\tiifname != @lan_interfaces ct direction reply tcp flags & (syn | rst) == rst meta nfproto ipv4 ct original ip saddr != @uplink_addresses counter name ct mark & ${hex(mask)} map @passive_refused`,
+    `\t\tiifname != @lan_interfaces ct direction reply tcp flags & (syn | rst) == rst meta nfproto ipv6 ct original ip6 saddr != @uplink_addresses6 counter name ct mark & ${hex(mask)} map @passive_refused6`,
     `\t}`,
   ];
 }
@@ -685,13 +694,22 @@ export function passiveSynAckCounter(id: number, family: Family = 4): string {
 }
 
 /**
+ * Name of the named counter of uplink `id`'s refusals in `family`: TCP RSTs
+ * and ICMP destination unreachables about LAN connections (see
+ * {@link passiveObjects}).
+ */
+export function passiveRefusedCounter(id: number, family: Family = 4): string {
+  return `passive${family === 6 ? "6" : ""}_refused_${id}`;
+}
+
+/**
  * The passive signal's counters of every uplink and family: the names of
- * its SYN and SYN-ACK counters in uplinkd's table. None without
+ * its SYN, SYN-ACK and refusal counters in uplinkd's table. None without
  * `health.passive`.
  */
 export function passiveCounters(
   config: Config,
-): { uplink: string; family: Family; syn: string; synAck: string }[] {
+): { uplink: string; family: Family; syn: string; synAck: string; refused: string }[] {
   if (!config.health.passive) return [];
   return uplinkSlots(config).flatMap((s) =>
     ([4, 6] as const).map((family) => ({
@@ -699,6 +717,7 @@ export function passiveCounters(
       family,
       syn: passiveSynCounter(s.id, family),
       synAck: passiveSynAckCounter(s.id, family),
+      refused: passiveRefusedCounter(s.id, family),
     })),
   );
 }
@@ -708,7 +727,8 @@ export function passiveCounters(
  * TCP connections from the LAN (retransmitted SYNs too: `ct state` is `new`
  * until a reply was seen) and SYN-ACKs coming back from the internet for
  * connections not made by the router from an uplink address (its TCP
- * probes), counted by the connection's mark through object maps in the
+ * probes), and refusals of those connections (TCP RSTs, ICMP destination
+ * unreachables), counted by the connection's mark through object maps in the
  * `passive` chain (prerouting, after the marking chain). Reading them costs
  * one `nft -j list counters` whatever the size of the conntrack table.
  */
@@ -718,6 +738,7 @@ function passiveObjects(views: readonly UplinkView[]): string[] {
     for (const view of views) {
       out.push(`\tcounter ${passiveSynCounter(view.id, family)} {`, `\t}`);
       out.push(`\tcounter ${passiveSynAckCounter(view.id, family)} {`, `\t}`);
+      out.push(`\tcounter ${passiveRefusedCounter(view.id, family)} {`, `\t}`);
     }
   }
   for (const family of [4, 6] as const) {
@@ -725,7 +746,9 @@ function passiveObjects(views: readonly UplinkView[]): string[] {
     const syn = views.map((v) => `${hex(v.mark)} : ${q(passiveSynCounter(v.id, family))}`);
     const synack = views.map((v) => `${hex(v.mark)} : ${q(passiveSynAckCounter(v.id, family))}`);
     out.push(...block("map", `passive_syn${suffix}`, ["type mark : counter"], syn));
+    const refused = views.map((v) => `${hex(v.mark)} : ${q(passiveRefusedCounter(v.id, family))}`);
     out.push(...block("map", `passive_synack${suffix}`, ["type mark : counter"], synack));
+    out.push(...block("map", `passive_refused${suffix}`, ["type mark : counter"], refused));
   }
   return out;
 }

@@ -372,7 +372,15 @@ export class HaPart {
       priority: state?.priority ?? null,
     };
     this.#options.log.info(
-      { event: "ha-role", ...change },
+      // The log line has its own `time`: the change's is `at`.
+      {
+        event: "ha-role",
+        node: change.node,
+        from,
+        to: role,
+        priority: change.priority,
+        at: change.time,
+      },
       `ha: router ${ha.node} is ${role} (was ${from})`,
     );
     this.#options.onRole(change);

@@ -1,8 +1,9 @@
 /**
  * A passive health signal from real traffic: per uplink, the share of new
- * TCP connections from the LAN that got no answer (no SYN-ACK) within a
- * short grace time, from two named nft counters per uplink (SYNs out and
- * SYN-ACKs back, see `passiveObjects` in src/dataplane/nft.ts) read with
+ * TCP connections from the LAN that got no answer within a short grace
+ * time, from three named nft counters per uplink (SYNs out, SYN-ACKs back,
+ * and refusals back: a TCP RST or an ICMP destination unreachable, see
+ * `passiveObjects` in src/dataplane/nft.ts) read with
  * `list counters` (a long-lived `nft -i`, see src/kernel/session.ts) every
  * `periodMs` while LAN connections come, and every `idlePeriodMs` while
  * none do: the cost follows neither the number of connections nor the size
@@ -16,7 +17,10 @@
  * never takes an uplink down by itself; only the burst's probes can. With
  * no LAN traffic nothing is ever suspect.
  *
- * Counting: SYNs from the LAN include retransmitted ones (conntrack calls a
+ * Counting: an answer is a SYN-ACK or a refusal. A connection to a closed
+ * port (RST) or to an unreachable host (ICMP) was answered through the
+ * uplink: the uplink works, only unanswered SYNs make it suspect.
+ * SYNs from the LAN include retransmitted ones (conntrack calls a
  * connection `new` until it sees a reply), so on a dead uplink the share
  * stays at 100 % while clients retry. The SYNs of the window
  * `[t - grace - window, t - grace]` are compared with the SYN-ACKs of
@@ -31,6 +35,13 @@ export interface PassiveCounts {
   syn: number;
   /** SYN-ACKs that came back through it. */
   synAck: number;
+  /** Refusals that came back through it: TCP RSTs and ICMP destination unreachables (0 when not read). */
+  refused?: number;
+}
+
+/** Answers of cumulative counts: SYN-ACKs and refusals. */
+function answers(c: PassiveCounts): number {
+  return c.synAck + (c.refused ?? 0);
 }
 
 /** Tuning of the passive signal; every field has a default. */
@@ -100,7 +111,7 @@ export class PassiveDetector {
     if (last !== undefined) {
       for (const [uplink, now] of counts) {
         const before = last.counts.get(uplink);
-        if (before !== undefined && (now.syn < before.syn || now.synAck < before.synAck)) {
+        if (before !== undefined && (now.syn < before.syn || answers(now) < answers(before))) {
           this.#samples = [];
           break;
         }
@@ -152,7 +163,7 @@ export class PassiveDetector {
       const b = sent.counts.get(uplink);
       if (a === undefined || b === undefined) continue;
       const connections = b.syn - a.syn;
-      const answered = c.synAck - a.synAck;
+      const answered = answers(c) - answers(a);
       out.set(uplink, {
         connections,
         unansweredPct:
@@ -197,8 +208,8 @@ export interface PassiveWatcherOptions {
    * uplinkd's table.
    */
   readCounters: () => Promise<ReadonlyMap<string, number>>;
-  /** The uplinks to watch now: name and the counter names of its SYNs and SYN-ACKs. */
-  uplinks: () => readonly { name: string; syn: string; synAck: string }[];
+  /** The uplinks to watch now: name and the counter names of its SYNs, SYN-ACKs and refusals. */
+  uplinks: () => readonly { name: string; syn: string; synAck: string; refused?: string }[];
   /** An uplink is suspect: probe it at once. */
   onSuspect: (suspect: PassiveSuspect) => void;
   /** A read failed (the next period tries again). */
@@ -262,7 +273,10 @@ export class PassiveWatcher {
       for (const u of this.#o.uplinks()) {
         const syn = counters.get(u.syn);
         const synAck = counters.get(u.synAck);
-        if (syn !== undefined && synAck !== undefined) counts.set(u.name, { syn, synAck });
+        const refused = u.refused === undefined ? 0 : (counters.get(u.refused) ?? 0);
+        if (syn !== undefined && synAck !== undefined) {
+          counts.set(u.name, { syn, synAck, refused });
+        }
         syns += syn ?? 0;
       }
       const now = this.#o.clock.now();

@@ -213,8 +213,10 @@ export class HealthSupervisor {
   #monitorTransition(transition: Transition): void {
     if (this.#maintenance.has(transition.uplink) && transition.to !== "disabled") {
       const who = `uplink ${transition.uplink}${transition.family === 6 ? " IPv6" : ""}`;
+      const { time: at, ...fields } = transition;
       this.#options.log.info(
-        { event: "health", ...transition },
+        // The log line has its own `time`: the transition's is `at`.
+        { event: "health", ...fields, at },
         `${who} (disabled): health ${transition.from} -> ${transition.to} (${transition.reason})`,
       );
       return;

@@ -15,6 +15,7 @@
  * exits with the command's exit code.
  */
 import type { Command } from "commander";
+import { parseDuration } from "../config/duration.js";
 import { LabError } from "../errors.js";
 import { describeFaults, parseFault } from "./faults.js";
 import { labDown, labExists, labUp, openLab, type IspCounters, type LabStatus } from "./lab.js";
@@ -103,6 +104,18 @@ export function formatLabStatus(s: LabStatus): string {
   return `${lines.join("\n")}${table(rows)}\n`;
 }
 
+/**
+ * `--advert`'s value in ms.
+ * @throws {LabError} when it is not a duration.
+ */
+function advertMs(text: string): number {
+  try {
+    return parseDuration(text);
+  } catch (error) {
+    throw new LabError(`--advert: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}
+
 /** Add `lab up|down|status|fault|heal|exec` to the program. */
 export function registerLabCommands(program: Command): void {
   const lab = program
@@ -138,11 +151,17 @@ export function registerLabCommands(program: Command): void {
     .option("--json", "print the lab's status as JSON")
     .option(
       "--ha",
-      "two routers (rtr, rtr2) sharing the LAN and every ISP segment, with keepalived, conntrackd and uplinkd running in each",
+      "two dual-stack routers (rtr, rtr2) sharing the LAN and every ISP segment, with keepalived, conntrackd and uplinkd running in each, radvd on the master",
+    )
+    .option(
+      "--advert <duration>",
+      "with --ha: the routers' VRRP advert interval (VRRPv3, 10ms..40.95s, whole centiseconds)",
+      "100ms",
     )
     .action(
       async (opts: {
         ha?: boolean;
+        advert: string;
         uplinks: string;
         prefix: string;
         dhcp?: string[];
@@ -169,6 +188,7 @@ export function registerLabCommands(program: Command): void {
             p2p: uplinkList(opts.p2p),
             cgnat: uplinkList(opts.cgnat),
             pppoe: uplinkList(opts.pppoe),
+            advertMs: advertMs(opts.advert),
           });
           process.stdout.write(
             `${formatLabStatus(await pair.lab.status())}\n${await formatHaLab(pair)}`,

@@ -7,6 +7,7 @@ import { stringify } from "yaml";
 import { configSchema } from "../config/schema.js";
 import { LabError } from "../errors.js";
 import { ipv6Paths } from "./ipv6.js";
+import { labTimeScale } from "./netns.js";
 import { ispResolver, type resolverPaths } from "./resolver.js";
 import { LAB_HOSTS, LAB_HOSTS6, LAN, type LabPlan, type UplinkPlan } from "./topology.js";
 
@@ -37,11 +38,23 @@ export function labUplinkIpv6Config(
 }
 
 /**
+ * The lab's health profile: probes every 200 ms with a 500 ms timeout (the
+ * fast profile), or the daemon's defaults (500 ms, 1 s) when the lab runs
+ * slowed down ({@link labTimeScale} > 1: an emulated machine, where the
+ * daemon can miss 3 rounds of 200 ms while it starts its probes).
+ */
+export function labHealthProfile(): { interval: string; timeout: string } {
+  return labTimeScale() > 1
+    ? { interval: "500ms", timeout: "1s" }
+    : { interval: "200ms", timeout: "500ms" };
+}
+
+/**
  * The config as YAML text: `lab: true`, `lan: [lan0]`; uplinks `ispI` on `wanI` with
  * gateway `100.64.I.1` (`auto` for DHCP uplinks, `none` for point-to-point
  * ones; CGNAT ones pin their ISP's private upstream network), their weight and tier;
  * health targets 198.51.100.1 and 203.0.113.1 and the IPv6 ones
- * ({@link LAB_HEALTH_TARGETS6}: 2001:db8:ffff::1 and ::2) every 200 ms, timeout 500 ms;
+ * ({@link LAB_HEALTH_TARGETS6}: 2001:db8:ffff::1 and ::2) at {@link labHealthProfile};
  * each uplink's IPv6 fields from {@link labUplinkIpv6Config} (`ipv6.pd`: the
  * lab delegates prefixes, `ipv6.stateDir`: the lab's state directory; without
  * `ipv6`, no prefix delegation and no `prefix6_file`);
@@ -74,8 +87,7 @@ export function renderLabConfig(
     })),
     health: {
       targets: [...LAB_HOSTS.pingTargets, ...LAB_HEALTH_TARGETS6],
-      interval: "200ms",
-      timeout: "500ms",
+      ...labHealthProfile(),
     },
     control: { socket: controlSocket },
     ...(resolver === undefined

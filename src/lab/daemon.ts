@@ -32,11 +32,12 @@ export function uplinkdArgv(...args: string[]): string[] {
 
 /**
  * The status of the daemon listening on control socket `socket`, or
- * undefined while it does not answer (within 2 s).
+ * undefined while it does not answer (within 2 s times the lab's time scale).
  */
 export async function statusAt(socket: string): Promise<StatusDocument | undefined> {
   try {
-    return (await controlRequest(socket, "GET", "/status", undefined, 2000)) as StatusDocument;
+    const timeoutMs = Math.round(2000 * labTimeScale());
+    return (await controlRequest(socket, "GET", "/status", undefined, timeoutMs)) as StatusDocument;
   } catch {
     return undefined;
   }

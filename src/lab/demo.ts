@@ -8,7 +8,7 @@
 import type { Command } from "commander";
 import { formatStatus } from "../control/format.js";
 import { labUp, type Lab } from "./lab.js";
-import { LAB_HEALTH_TARGETS6 } from "./config.js";
+import { LAB_HEALTH_TARGETS6, labHealthProfile } from "./config.js";
 import { LAB_HOSTS, LAB_HOSTS6 } from "./topology.js";
 import {
   lanTraffic,
@@ -140,14 +140,16 @@ export async function runDemo(prefix = "demo"): Promise<void> {
     say(
       `   probes: ICMP to ${LAB_HOSTS.pingTargets.join(" and ")} (IPv4) and ICMPv6 to ${LAB_HEALTH_TARGETS6.join(" and ")} (IPv6),`,
     );
+    const profile = labHealthProfile();
     say(
-      "   every 200 ms, timeout 500 ms, down after 3 failed rounds; each family judged on its own",
+      `   every ${profile.interval}, timeout ${profile.timeout}, down after 3 failed rounds; each family judged on its own`,
     );
 
     step("uplinkd run, inside the router namespace");
     daemon = startLabDaemon(lab);
     const started = Date.now();
-    await daemon.waitForStates(["up"]);
+    // A minute for the daemon's start (more on a slow or emulated machine).
+    await daemon.waitForStates(["up"], 60_000);
     await waitUntilIpv6Active(daemon);
     say(`   every uplink up (IPv4 and IPv6) after ${((Date.now() - started) / 1000).toFixed(2)} s`);
     const status = await daemon.status();

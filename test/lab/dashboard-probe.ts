@@ -8,7 +8,10 @@
  * `up` and the live stream is connected; then, for each line
  * `{"uplink":"isp2","state":"down"}` on stdin, prints
  * `{"event":"seen","uplink":...,"t":EPOCH_MS}` when the card shows that state;
- * `{"screenshot":true}` saves the page to SCREENSHOT and exits. Page errors
+ * `{"screenshot":true}` saves the page to SCREENSHOT and exits;
+ * `{"screenshot":true,"path":FILE}` saves it to FILE and goes on;
+ * `{"selector":CSS,"text":TEXT}` prints `{"event":"seen","selector":...}`
+ * once an element matching CSS shows TEXT (any text without). Page errors
  * and console errors are printed as `{"event":"page-error",...}`.
  */
 import { mkdtemp, rm } from "node:fs/promises";
@@ -66,7 +69,27 @@ try {
   }
   emit({ event: "ready" });
   for await (const line of createInterface({ input: process.stdin })) {
-    const command = JSON.parse(line) as { uplink?: string; state?: string; screenshot?: boolean };
+    const command = JSON.parse(line) as {
+      uplink?: string;
+      state?: string;
+      screenshot?: boolean;
+      path?: string;
+      selector?: string;
+      text?: string;
+    };
+    if (command.screenshot === true && command.path !== undefined) {
+      await page.screenshot({ path: command.path, fullPage: true });
+      emit({ event: "screenshot", path: command.path });
+      continue;
+    }
+    if (command.selector !== undefined) {
+      const target = page.locator(command.selector, {
+        ...(command.text === undefined ? {} : { hasText: command.text }),
+      });
+      await target.first().waitFor({ state: "visible", timeout: 15_000 });
+      emit({ event: "seen", selector: command.selector, t: Date.now() });
+      continue;
+    }
     if (command.screenshot === true) {
       await page.screenshot({ path: screenshot, fullPage: true });
       emit({ event: "screenshot", path: screenshot });

@@ -1,8 +1,11 @@
 import assert from "node:assert/strict";
-import { access, readFile } from "node:fs/promises";
+import { access, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, test } from "node:test";
-import { loadConfig } from "../../src/config/load.js";
+import { loadConfig, loadConfigWithWarnings } from "../../src/config/load.js";
+import { formatConfigIssue } from "../../src/errors.js";
 import { uplinkHealth } from "../../src/config/schema.js";
 
 const EXAMPLE = fileURLToPath(new URL("../../examples/uplinkd.yaml", import.meta.url));
@@ -39,4 +42,38 @@ describe("examples/uplinkd.yaml", () => {
     assert.ok(match?.[1], "a yaml-language-server $schema line");
     await access(new URL(match[1], new URL("../../examples/", import.meta.url)));
   });
+});
+
+/** The first ```yaml block of `file` after the line that contains `after`. */
+async function yamlBlock(file: string, after: string): Promise<string> {
+  const text = await readFile(fileURLToPath(new URL(`../../${file}`, import.meta.url)), "utf8");
+  const from = text.indexOf(after);
+  assert.ok(from >= 0, `${file}: no "${after}"`);
+  const match = /```yaml\n([\s\S]*?)```/.exec(text.slice(from));
+  assert.ok(match?.[1], `${file}: no yaml block after "${after}"`);
+  return match[1];
+}
+
+describe("the basic examples pass check without warnings", () => {
+  const examples: [string, () => Promise<string>][] = [
+    ["README.md (a first config)", () => yamlBlock("README.md", "Or write it by hand")],
+    [
+      "docs/configuration.md (the basics)",
+      () => yamlBlock("docs/configuration.md", "## The basics"),
+    ],
+    ["examples/uplinkd.yaml", () => readFile(EXAMPLE, "utf8")],
+  ];
+  for (const [name, text] of examples) {
+    test(name, async () => {
+      const dir = await mkdtemp(join(tmpdir(), "uplinkd-example-"));
+      try {
+        const file = join(dir, "uplinkd.yaml");
+        await writeFile(file, await text(), { mode: 0o600 });
+        const { warnings } = await loadConfigWithWarnings(file);
+        assert.deepEqual(warnings.map(formatConfigIssue), []);
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+  }
 });

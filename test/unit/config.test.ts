@@ -118,6 +118,7 @@ describe("the config contract of DESIGN.md", () => {
       rules: [],
       router_policy: "default",
       last_resort: "all",
+      log: { level: "info" },
       state_dir: "/var/lib/uplinkd",
     };
     assert.deepEqual(parseConfig(example, "uplinkd.yaml"), expected);

@@ -4,6 +4,7 @@
  * formatting, reload changes).
  */
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { channel } from "node:diagnostics_channel";
 import { mkdtemp, rm } from "node:fs/promises";
 import { request as httpRequest } from "node:http";
@@ -924,8 +925,8 @@ describe("metrics", () => {
       'uplinkd_uplink_rtt_seconds{uplink="isp1"} 0.00025',
       'uplinkd_uplink_jitter_seconds{uplink="isp1"} 0.00005',
       'uplinkd_uplink_connections{uplink="isp1"} 12',
-      'uplinkd_uplink_throughput_bits_per_second{uplink="isp1",direction="down"} 8000',
-      'uplinkd_uplink_throughput_bits_per_second{uplink="isp1",direction="up"} 4000',
+      'uplinkd_uplink_throughput_bytes_per_second{uplink="isp1",direction="down"} 1000',
+      'uplinkd_uplink_throughput_bytes_per_second{uplink="isp1",direction="up"} 500',
       'uplinkd_policy_share_ratio{policy="default",uplink="isp1"} 0.75',
       'uplinkd_policy_share_ratio{policy="default",uplink="isp3"} 0.25',
       'uplinkd_interface_receive_bytes_total{uplink="isp1",interface="wan1"} 1536',
@@ -939,11 +940,49 @@ describe("metrics", () => {
       "# TYPE process_cpu_seconds_total counter",
     ];
     for (const line of expected) assert.ok(text.includes(line), `missing: ${line}\n${text}`);
+    // Unknown values read NaN, not a misleading 0, and the series stays.
+    // (prom-client writes "Nan"; Prometheus parses NaN in any case.)
+    assert.match(text, /uplinkd_uplink_rtt_seconds\{uplink="isp2"\} NaN$/im);
+    // Counters read 0 before their first count, so increase() sees the first.
     assert.ok(
-      !text.includes('uplinkd_uplink_rtt_seconds{uplink="isp2"}'),
-      "no RTT series while unknown",
+      text.includes('uplinkd_probes_lost_total{uplink="isp2",target="203.0.113.1"} 0'),
+      text,
     );
-    assert.ok(!/uplinkd_probes_lost_total\{uplink="isp2",target="203\.0\.113\.1"\}/.test(text));
+    assert.ok(text.includes('uplinkd_transitions_total{uplink="isp1",from="up",to="down"} 0'));
+    assert.ok(text.includes('uplinkd_probe_rounds_total{uplink="isp2",outcome="passed"} 0'));
+    // No HA series without `ha`; no gauge named like a counter.
+    assert.ok(!text.includes("uplinkd_ha_"), "no HA series without ha");
+    assert.ok(!/# TYPE \S+_total gauge/.test(text), "no _total gauge");
+  });
+
+  test("a policy member without a share reads 0; HA series come with ha; promtool check metrics passes", async () => {
+    const { Metrics } = await import("../../src/control/metrics.js");
+    let ha: StatusDocument["ha"] = null;
+    const metrics = new Metrics({
+      status: () =>
+        Promise.resolve({
+          ...statusDoc([
+            uplink("isp1"),
+            uplink("isp2", { state: "down", loss: 100, rtt: null, jitter: null, active: false }),
+          ]),
+          policies: {
+            default: { kind: "balance", members: [{ uplink: "isp1", weight: 1, tier: 1 }] },
+          },
+          ha,
+        }),
+      policyMembers: () => ({ default: ["isp1", "isp2"] }),
+    });
+    const without = await metrics.render();
+    assert.ok(without.includes('uplinkd_policy_share_ratio{policy="default",uplink="isp2"} 0'));
+    assert.ok(without.includes('uplinkd_policy_share_ratio{policy="default",uplink="isp1"} 1'));
+    assert.ok(!without.includes("uplinkd_ha_"));
+    ha = { node: "r1", role: "master", score: 10 } as StatusDocument["ha"];
+    const withHa = await metrics.render();
+    assert.ok(withHa.includes('uplinkd_ha_role{node="r1",role="master"} 1'), withHa);
+    for (const text of [without, withHa]) {
+      const result = spawnSync("promtool", ["check", "metrics"], { input: text, encoding: "utf8" });
+      assert.equal(result.status, 0, `promtool:\n${result.stdout}${result.stderr}`);
+    }
   });
 
   test('IPv6 series carry family="6"; the IPv4 series keep their labels', async () => {

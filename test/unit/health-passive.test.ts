@@ -120,6 +120,62 @@ describe("passive signal: unanswered new connections per uplink", () => {
     );
   });
 
+  it("connections refused by a RST or an ICMP unreachable are answered: only unanswered SYNs make an uplink suspect", () => {
+    // isp1 carries connections to a closed port from 5 s on: every SYN is refused, none gets a SYN-ACK.
+    const answered = traffic({ uplinks: ["isp1", "isp2"], rate: 25 });
+    const refusedFrom = 5000;
+    const refusing = (t: number): Map<string, PassiveCounts> => {
+      const out = answered(t);
+      const isp1 = out.get("isp1");
+      if (isp1 !== undefined && t > refusedFrom) {
+        const frozen = answered(refusedFrom).get("isp1")?.synAck ?? 0;
+        // The SYN-ACK counter stands still; the refusals follow the SYNs 20 ms later.
+        const refused = Math.max(0, Math.floor(((t - 20 - refusedFrom) * 25) / 1000));
+        out.set("isp1", { syn: isp1.syn, synAck: frozen, refused });
+      }
+      return out;
+    };
+    const d = new PassiveDetector();
+    assert.deepEqual(run(d, refusing, 0, 15_000), []);
+    const share = d.shares(15_000).get("isp1");
+    assert.ok(share !== undefined && share.connections >= 3, JSON.stringify(share));
+    assert.equal(share.unansweredPct, 0);
+    // The same SYNs without their refusals (the counter not read) are unanswered: suspect.
+    const unread = (t: number) =>
+      new Map([...refusing(t)].map(([u, c]) => [u, { syn: c.syn, synAck: c.synAck }]));
+    const hits = run(new PassiveDetector(), unread, 0, 15_000);
+    assert.ok(hits.length > 0 && hits.every((h) => h.suspect.uplink === "isp1"));
+  });
+
+  it("the watcher reads the refusal counters beside the SYN and SYN-ACK ones", async () => {
+    const clock = new ManualClock();
+    const values = new Map<string, number>();
+    const watcher = new PassiveWatcher({
+      clock,
+      readCounters: () => Promise.resolve(new Map(values)),
+      uplinks: () => [
+        {
+          name: "isp1",
+          syn: "passive_syn_1",
+          synAck: "passive_synack_1",
+          refused: "passive_refused_1",
+        },
+      ],
+      onSuspect: () => undefined,
+    });
+    // 5 new connections every 250 ms, each refused (RST) at once; no SYN-ACK.
+    for (let i = 0; i <= 8; i++) {
+      values.set("passive_syn_1", 5 * i);
+      values.set("passive_synack_1", 0);
+      values.set("passive_refused_1", 5 * i);
+      await watcher.tick();
+      clock.advance(250);
+    }
+    const share = watcher.detector.shares(clock.now() - 250).get("isp1");
+    assert.ok(share !== undefined && share.connections > 0, JSON.stringify(share));
+    assert.equal(share.unansweredPct, 0);
+  });
+
   it("counters that go back to zero (a table reload) restart the history instead of looking like silence", () => {
     const d = new PassiveDetector();
     const counts = traffic({ uplinks: ["isp1", "isp2"], rate: 25 });

@@ -20,6 +20,7 @@ import {
   startBuiltDaemon,
   uplinkOf,
   VM_STATE_TIMEOUT_MS,
+  VM_TRAFFIC,
   waitUplink,
 } from "./vm-helpers.js";
 
@@ -46,13 +47,13 @@ describe("the core on this kernel: three uplinks, default health intervals", () 
   });
 
   it("balances 300 new IPv4 connections over the three uplinks", async (t) => {
-    const report = await lanTraffic(lab, 300, { rounds: 2, timeoutMs: 10_000 });
+    const report = await lanTraffic(lab, 300, { rounds: 2, ...VM_TRAFFIC });
     assertAllOk(report, 300);
     assertEvenShares(t, report, lab, [1, 2, 3], 0.1);
   });
 
   it("balances 300 new IPv6 connections (NPTv6 of the ULA LAN) over the three uplinks", async (t) => {
-    const report = await traffic6(lab, { count: 300, timeoutMs: 10_000 });
+    const report = await traffic6(lab, { count: 300, ...VM_TRAFFIC });
     assert.equal(report.failed, 0, JSON.stringify(report.errors));
     const by = connectionsByUplink6(lab, report);
     t.diagnostic(`IPv6 connections by uplink: ${JSON.stringify([...by])}`);
@@ -67,14 +68,14 @@ describe("the core on this kernel: three uplinks, default health intervals", () 
     await lab.fault("isp1", "blackhole");
     try {
       await waitUplink(daemon, "isp1", (u) => u.state === "down" && !u.active, "down, inactive");
-      const during = await lanTraffic(lab, 200, { rounds: 1, timeoutMs: 10_000 });
+      const during = await lanTraffic(lab, 200, { rounds: 1, ...VM_TRAFFIC });
       assertAllOk(during, 200);
       assert.deepEqual(Object.keys(during.bySource).sort(), ["100.64.2.2", "100.64.3.2"]);
     } finally {
       await lab.heal("isp1");
     }
     await waitUplink(daemon, "isp1", (u) => u.state === "up" && u.active, "up, active");
-    const afterwards = await lanTraffic(lab, 300, { rounds: 1, timeoutMs: 10_000 });
+    const afterwards = await lanTraffic(lab, 300, { rounds: 1, ...VM_TRAFFIC });
     assertAllOk(afterwards, 300);
     assertEvenShares(t, afterwards, lab, [1, 2, 3], 0.1);
   });
@@ -83,7 +84,7 @@ describe("the core on this kernel: three uplinks, default health intervals", () 
     await lab.fault("isp2", "carrier");
     try {
       await waitUplink(daemon, "isp2", (u) => !u.active, "inactive", 20_000);
-      const during = await lanTraffic(lab, 200, { rounds: 1, timeoutMs: 10_000 });
+      const during = await lanTraffic(lab, 200, { rounds: 1, ...VM_TRAFFIC });
       assertAllOk(during, 200);
       assert.deepEqual(Object.keys(during.bySource).sort(), ["100.64.1.2", "100.64.3.2"]);
     } finally {

@@ -20,6 +20,7 @@ import {
   startBuiltDaemon,
   uplinkOf,
   VM_STATE_TIMEOUT_MS,
+  VM_TRAFFIC,
   waitUplink,
 } from "./vm-helpers.js";
 
@@ -66,7 +67,7 @@ describe("a PPPoE uplink (ppp2, gateway: auto) beside an Ethernet one", { skip: 
       String(isp2.table),
     ]);
     assert.match(routes.stdout, /^default (via 100\.64\.2\.254 )?dev ppp2 /m);
-    const report = await lanTraffic(lab, 300, { rounds: 2, timeoutMs: 10_000 });
+    const report = await lanTraffic(lab, 300, { rounds: 2, ...VM_TRAFFIC });
     assertAllOk(report, 300);
     assertEvenShares(t, report, lab, [1, 2], 0.1);
   });
@@ -81,7 +82,7 @@ describe("a PPPoE uplink (ppp2, gateway: auto) beside an Ethernet one", { skip: 
       "down, inactive",
     );
     assert.equal(uplinkOf(down, "isp2").address, null);
-    const during = await lanTraffic(lab, 100, { rounds: 1, timeoutMs: 10_000 });
+    const during = await lanTraffic(lab, 100, { rounds: 1, ...VM_TRAFFIC });
     assertAllOk(during, 100);
     assert.deepEqual(Object.keys(during.bySource), ["100.64.1.2"]);
 
@@ -98,7 +99,7 @@ describe("a PPPoE uplink (ppp2, gateway: auto) beside an Ethernet one", { skip: 
     const rules = await lab.exec("rtr", ["ip", "-4", "rule", "show"]);
     assert.match(rules.stdout, /from 100\.64\.2\.4 lookup/);
     assert.ok(!rules.stdout.includes("100.64.2.3 "), rules.stdout);
-    const afterwards = await lanTraffic(lab, 300, { rounds: 1, timeoutMs: 10_000 });
+    const afterwards = await lanTraffic(lab, 300, { rounds: 1, ...VM_TRAFFIC });
     assertAllOk(afterwards, 300);
     assert.deepEqual(Object.keys(afterwards.bySource).sort(), ["100.64.1.2", "100.64.2.4"]);
     assertEvenShares(t, afterwards, lab, [1, 2], 0.1);
@@ -118,7 +119,7 @@ describe("a PPPoE uplink (ppp2, gateway: auto) beside an Ethernet one", { skip: 
     t.diagnostic(`session drop to uplink up: ${Math.round(performance.now() - started)} ms`);
     const nat = await lab.exec("rtr", ["nft", "list", "table", "inet", "uplinkd"]);
     assert.ok(!/100\.64\.2\.[34]\b/.test(nat.stdout), "no rule names an old session's address");
-    const report = await lanTraffic(lab, 200, { rounds: 1, timeoutMs: 10_000 });
+    const report = await lanTraffic(lab, 200, { rounds: 1, ...VM_TRAFFIC });
     assertAllOk(report, 200);
     assert.deepEqual(Object.keys(report.bySource).sort(), ["100.64.1.2", "100.64.2.5"]);
   });

@@ -25,6 +25,13 @@ process.env.UPLINKD_LAB_SCRIPTS ??= "dist";
  */
 export const VM_STATE_TIMEOUT_MS = 30_000;
 
+/**
+ * Traffic options of the VM suite: 10 connections at a time, each given
+ * 30 s (under emulation a connection through a user-space PPPoE server or
+ * a busy machine takes seconds, and 50 at a time timed out).
+ */
+export const VM_TRAFFIC = { concurrency: 10, timeoutMs: 30_000 } as const;
+
 /** The built CLI (`npm run build` first): under emulation, compiling the sources with tsx at each start would take most of a minute. */
 const BUILT_CLI = fileURLToPath(new URL("../../dist/cli.js", import.meta.url));
 

@@ -70,6 +70,20 @@
     return (i === 0 ? Math.round(bps) : bps.toFixed(1)) + " " + units[i];
   }
 
+  /**
+   * A link that is down: its window may still hold answers from before the
+   * outage, but no RTT is shown for it (nor charted).
+   */
+  function dead(health) {
+    return health.state === "down";
+  }
+
+  /** Local time of day, 24 hours: `14:51:34`. */
+  function hms(d) {
+    const pad = (n) => String(n).padStart(2, "0");
+    return pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
+  }
+
   function age(iso) {
     const s = Math.max(0, Math.floor((Date.now() - Date.parse(iso)) / 1000));
     if (s < 60) return s + "s";
@@ -86,7 +100,7 @@
     const d = new Date(iso);
     const pad = (n) => String(n).padStart(2, "0");
     const day = d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate());
-    const time = pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
+    const time = hms(d);
     return d.toDateString() === new Date().toDateString() ? time : day + " " + time;
   }
 
@@ -158,7 +172,7 @@
             el("dt", {}, "loss"),
             el("dd", { class: "loss" }, pct(u.loss)),
             el("dt", {}, "RTT"),
-            el("dd", { class: "rtt" }, ms(u.rtt) + " ± " + ms(u.jitter)),
+            el("dd", { class: "rtt" }, dead(u) ? "–" : ms(u.rtt) + " ± " + ms(u.jitter)),
             el("dt", {}, "weight / tier"),
             el("dd", {}, u.weight + " / " + u.tier + (u.active ? " · active" : " · not active")),
             el("dt", {}, "connections"),
@@ -187,6 +201,73 @@
       ),
     );
     renderShare(status.uplinks);
+    renderPolicies(status);
+  }
+
+  /**
+   * The policies panel: per policy, where its new connections go now (the
+   * members chosen, their shares and tier) or its last resort; and a banner
+   * while a policy runs on a backup tier (its members chosen are all of a
+   * tier above the best tier of the uplinks it could use) or its last resort.
+   */
+  function renderPolicies(status) {
+    const tierOf = new Map(status.uplinks.map((u) => [u.name, u.tier]));
+    const bestTier = Math.min(...status.uplinks.map((u) => u.tier));
+    const warnings = [];
+    if (status.reason) warnings.push("last resort: " + status.reason);
+    const rows = Object.entries(status.policies || {}).map(([name, choice]) => {
+      if (choice.kind !== "balance") {
+        warnings.push("policy " + name + " runs on its last resort (" + choice.kind + ")");
+        return el(
+          "li",
+          { dataset: { policy: name, mode: "last-resort" } },
+          el("strong", {}, name),
+          el("span", { class: "last-resort" }, "last resort: " + choice.kind),
+        );
+      }
+      const total = choice.members.reduce((n, m) => n + m.weight, 0);
+      const tiers = choice.members.map((m) => m.tier ?? tierOf.get(m.uplink) ?? 1);
+      const tier = tiers.length === 0 ? bestTier : Math.min(...tiers);
+      const backup = choice.members.length > 0 && tier > bestTier;
+      if (choice.members.length === 0) warnings.push("policy " + name + ": no uplink usable");
+      else if (backup) {
+        warnings.push(
+          "policy " +
+            name +
+            " runs on its tier-" +
+            tier +
+            " backup (" +
+            choice.members.map((m) => m.uplink).join(", ") +
+            ")",
+        );
+      }
+      return el(
+        "li",
+        { dataset: { policy: name, mode: backup ? "backup" : "normal" } },
+        el("strong", {}, name),
+        el(
+          "span",
+          {},
+          choice.members.length === 0
+            ? "none"
+            : choice.members
+                .map(
+                  (m) =>
+                    m.uplink +
+                    " " +
+                    (total > 0 ? Math.round((100 * m.weight) / total) : 0) +
+                    "% (tier " +
+                    (m.tier ?? tierOf.get(m.uplink) ?? 1) +
+                    ")",
+                )
+                .join(", "),
+        ),
+      );
+    });
+    document.getElementById("policies").replaceChildren(...rows);
+    const banner = document.getElementById("banner");
+    banner.hidden = warnings.length === 0;
+    banner.replaceChildren(...warnings.map((w) => el("p", {}, w)));
   }
 
   /** The capacity line of an uplink's card: down / up, and the speed test's time when measured. */
@@ -231,9 +312,7 @@
         { class: "ipv6" },
         pct(v6.loss) +
           " / " +
-          ms(v6.rtt) +
-          " ± " +
-          ms(v6.jitter) +
+          (dead(v6) ? "–" : ms(v6.rtt) + " ± " + ms(v6.jitter)) +
           (v6.active ? " · active" : " · not active"),
       ),
       el("dt", {}, "IPv6"),
@@ -319,10 +398,11 @@
         y: { range: (u, min, max) => [0, Math.max(max, unit === "%" ? 5 : 1)] },
       },
       series: [
-        {},
+        { value: (u, t) => (t == null ? "–" : hms(new Date(t * 1000))) },
         ...names.map((n) => ({ label: n, stroke: colorOf(n), width: 2, spanGaps: false })),
       ],
-      axes: [{}, { label: unit }],
+      // Times of day in 24 hours, as the events list writes them.
+      axes: [{ values: (u, ticks) => ticks.map((t) => hms(new Date(t * 1000))) }, { label: unit }],
       legend: { live: true },
     };
     return new uPlot(opts, [[], ...names.map(() => [])], box);
@@ -367,7 +447,10 @@
           state.xs.slice(0, -1).map(() => null),
         );
     }
-    for (const [name, ys] of state.rtt) ys.push(by.get(name)?.rtt ?? null);
+    for (const [name, ys] of state.rtt) {
+      const u = by.get(name);
+      ys.push(u === undefined || dead(u) ? null : (u.rtt ?? null));
+    }
     for (const [name, ys] of state.loss) ys.push(by.get(name)?.loss ?? null);
     if (state.xs.length > MAX_POINTS) {
       state.xs.shift();
