@@ -16,7 +16,7 @@
  *   core          uplink-health.ts, policy/, links/, dataplane/, health/,
  *                 controller/ (in this order)
  *   kernel        kernel/ (the iproute2/nft/conntrack adapter)
- *   services      quota/, ha/, notify/, control/, dns/ (in this order)
+ *   services      quota/, speedtest/, ha/, notify/, control/, dns/ (in this order)
  *   wiring        daemon.ts, cli.ts, config/cli.ts
  *
  * The lab (src/lab) may import any of these; nothing outside the lab may
@@ -40,6 +40,7 @@ const LAYERS = [
   ["core:controller", "^src/controller/"],
   ["kernel", "^src/kernel/(?!types[.]ts$)"],
   ["services:quota", "^src/quota/"],
+  ["services:speedtest", "^src/speedtest/"],
   ["services:ha", "^src/ha/"],
   ["services:notify", "^src/notify/"],
   ["services:control", "^src/control/"],

@@ -18,6 +18,8 @@ import { ConfigError, UplinkdError, formatConfigIssue } from "./errors.js";
 import { LinuxKernel } from "./kernel/linux.js";
 import { createUplinkHealth } from "./health/adapter.js";
 import { observe } from "./links/watcher.js";
+import { readSavedSpeedtests } from "./speedtest/part.js";
+import { withMeasuredBandwidth } from "./speedtest/state.js";
 import { LOG_LEVELS, type LogLevel } from "./log-level.js";
 import { createLogger, setLogLevel, type LogFormat } from "./logger.js";
 import { optional } from "./optional.js";
@@ -197,7 +199,18 @@ program
       const observed = await observe(kernel, config);
       const basis = await readPlanBasis(config.control.socket);
       const { health, load } = planHealth(basis);
-      const inputs = desiredInputs(config, observed.links, observed.surroundings, health, load);
+      // `bandwidth: auto` as the daemon measured it, else as state_dir keeps it.
+      const speedtests =
+        basis.source === "daemon" && basis.inputs.speedtests !== undefined
+          ? basis.inputs.speedtests
+          : await readSavedSpeedtests(config);
+      const inputs = desiredInputs(
+        withMeasuredBandwidth(config, (name) => speedtests[name]),
+        observed.links,
+        observed.surroundings,
+        health,
+        load,
+      );
       const views = inputs.views;
       const desired = desiredState(inputs);
       const dataplane = new Dataplane(kernel, {

@@ -13,6 +13,8 @@
  * | {@link LoadBalancer} | throughput per uplink; weights of `least-used` and `spillover` policies |
  * | {@link DnsmasqPart} | the LAN dnsmasq's nftset and servers files, after each commit |
  * | {@link HaPart} | `ha`: keepalived's track file after each commit; this router's VRRP role |
+ * | {@link QuotaPart} | usage of metered uplinks (`quota`), kept in `state_dir` |
+ * | {@link SpeedtestPart} | speed tests on request and for `bandwidth: auto`, kept in `state_dir` |
  *
  * Every trigger ends in a request to the controller: a transition or
  * maintenance (urgent), a link change, a reload (a transaction: the new
@@ -20,11 +22,15 @@
  */
 import type { Logger } from "pino";
 import type { LogLevel } from "./log-level.js";
-import type { Config } from "./config/schema.js";
+import { uplinkHealth, type Config } from "./config/schema.js";
 import type { UplinkView } from "./dataplane/views.js";
 import { acceptRaWarnings } from "./config/sysctl6.js";
 import { maskSecrets } from "./config/secrets.js";
-import { ConfigError, NoQuotaError, UnknownUplinkError } from "./errors.js";
+import { ConfigError, NoQuotaError, SpeedtestError, UnknownUplinkError } from "./errors.js";
+import { isIPv4 } from "node:net";
+import { SpeedtestPart } from "./speedtest/part.js";
+import { runSpeedtest } from "./speedtest/run.js";
+import type { SpeedtestResult } from "./speedtest/state.js";
 import type { Family, Kernel } from "./kernel/types.js";
 import { backoffDelay, type BackoffPolicy } from "./backoff.js";
 import { SystemClock, type Clock } from "./clock.js";
@@ -56,6 +62,7 @@ import { FailbackWatcher, type FailbackEvent } from "./controller/failback.js";
 import { QuotaPart } from "./quota/part.js";
 import type { QuotaAlert, QuotaStatus } from "./quota/meter.js";
 import { readFile } from "node:fs/promises";
+import { readFileSync } from "node:fs";
 import { parseProcNetDev } from "./net/dev.js";
 import type {
   HealthSnapshot,
@@ -127,6 +134,7 @@ export class Daemon {
   readonly #failbacks: Ring<FailbackEvent>;
   readonly #failback: FailbackWatcher;
   readonly #quota: QuotaPart;
+  readonly #speedtest: SpeedtestPart;
   /** Why new connections go over the last resort (every uplink down by its probes, links up); null otherwise. */
   #lastResortReason: string | null = null;
   #control: ControlService | undefined;
@@ -152,6 +160,8 @@ export class Daemon {
       onTransition: (t) => {
         // A failed uplink stays down for its problem; its probes' verdicts show once it is fixed.
         if (this.#problems.get(t.uplink) === undefined) this.#record(t);
+        // A scheduled speed test waits for its uplink to be up.
+        if (t.to === "up") this.#speedtest.wake();
         this.#controller.request("transition", `transition of ${t.uplink}`).catch(() => undefined);
       },
     });
@@ -213,6 +223,20 @@ export class Daemon {
       },
       onExceededChange: () => {
         this.#controller.request("quota", "quota exceeded changed").catch(() => undefined);
+      },
+    });
+    this.#speedtest = new SpeedtestPart({
+      clock: this.#clock,
+      log,
+      config: () => this.#config,
+      refusal: (uplink) => this.#speedtestRefusal(uplink),
+      measure: (uplink) => this.#measure(uplink),
+      throughput: (uplink) => {
+        const iface = this.#config.uplinks.find((u) => u.name === uplink)?.interface;
+        return iface === undefined ? undefined : this.#balancer.throughput(iface);
+      },
+      onResult: (result) => {
+        this.#speedtestDone(result);
       },
     });
     this.#balancer = new LoadBalancer({
@@ -284,7 +308,7 @@ export class Daemon {
     this.#firstReconcileDone();
     this.#ha.start(this.#config.ha);
     this.#health.reconfigure(this.#config, this.#links.now.links);
-    this.#balancer.start(this.#config);
+    this.#balancer.start(this.#speedtest.effective(this.#config));
     this.#traffic.start();
     if (this.#config.health.passive) this.#passive.start();
     this.#control = new ControlService(
@@ -300,11 +324,14 @@ export class Daemon {
         enable: (uplink) => this.enable(uplink),
         failbacks: () => this.#failbacks.items,
         setQuota: (uplink, bytes) => this.setQuota(uplink, bytes),
+        speedtest: (uplink) => this.speedtest(uplink),
       },
       this.#options.log,
     );
     await this.#control.start();
     this.#started = true;
+    // After the control socket: a first test waits for its uplink to be up.
+    await this.#speedtest.start();
     this.#options.log.info(
       { uplinks: this.#config.uplinks.map((u) => u.name), socket: this.#config.control.socket },
       startLine(this.#config, this.#options.configPath),
@@ -321,7 +348,8 @@ export class Daemon {
   #inputs(config: Config, observation: LinkObservation, health: HealthReading): ControllerInputs {
     const quotaExceeded = this.#quota.exceeded();
     return desiredInputs(
-      config,
+      // `bandwidth: auto` as the last speed tests measured it.
+      this.#speedtest.effective(config),
       observation.links,
       quotaExceeded.size === 0
         ? observation.surroundings
@@ -379,6 +407,78 @@ export class Daemon {
     const status = await this.#quota.set(uplink, bytes);
     if (status === undefined) throw new NoQuotaError(uplink);
     return status;
+  }
+
+  /**
+   * Why an uplink cannot be speed-tested now: down (by probes or a
+   * problem), disabled, not yet judged, without an IPv4 address, or its
+   * quota used up; undefined when it can.
+   */
+  #speedtestRefusal(uplink: string): string | undefined {
+    const view = this.views().find((v) => v.name === uplink);
+    if (view === undefined) return "no such uplink";
+    const health = this.#shown(uplink, 4);
+    const state = health?.state ?? "init";
+    if (state === "down") return `it is down (${health?.reason ?? ""})`;
+    if (state === "disabled") return "it is disabled (maintenance)";
+    if (state === "init") return "its health is not known yet";
+    if (this.#quota.exceeded().has(uplink)) return "its quota is used up for this period";
+    if (view.address === undefined || !isIPv4(view.address)) return "it has no IPv4 address";
+    return undefined;
+  }
+
+  /** Run a speed test through the uplink; its bytes are counted against its quota at once. */
+  async #measure(uplink: string): Promise<SpeedtestResult> {
+    const config = this.#config;
+    const speedtest = config.speedtest;
+    const u = config.uplinks.find((x) => x.name === uplink);
+    const address = this.views().find((v) => v.name === uplink)?.address;
+    if (speedtest === undefined || u === undefined || address === undefined) {
+      throw new SpeedtestError("add a speedtest section with download_url and upload_url");
+    }
+    try {
+      return await runSpeedtest({
+        uplink,
+        address,
+        downloadUrl: speedtest.download_url,
+        uploadUrl: speedtest.upload_url,
+        durationMs: speedtest.duration,
+        streams: speedtest.streams,
+        pingTarget: uplinkHealth(config, u).targets.find((t) => isIPv4(t)),
+        idleRttMs: this.#health.snapshot(uplink, 4)?.rtt ?? null,
+        // Read at once (not on the thread pool): the sample's time is the read's.
+        readCounters: () =>
+          Promise.resolve(parseProcNetDev(readFileSync("/proc/net/dev", "utf8")).get(u.interface)),
+        wall: () => this.#clock.wall(),
+      });
+    } finally {
+      // The test's bytes went through the interface: count them against the quota now.
+      await this.#quota.sample();
+    }
+  }
+
+  /** A speed test ended: balancing takes the new capacity, metrics and event streams the result. */
+  #speedtestDone(result: SpeedtestResult): void {
+    this.#balancer.reconfigure(this.#speedtest.effective(this.#config));
+    this.#controller.request("load", `speed test of ${result.uplink}`).catch(() => undefined);
+    this.#control?.speedtest(result);
+  }
+
+  /**
+   * Speed-test an uplink now (`uplinkd speedtest UPLINK`).
+   * @throws {UnknownUplinkError} for an unknown uplink.
+   * @throws {SpeedtestError} without a `speedtest` section, when the uplink
+   *   is down, disabled or over its quota, another test runs, or the test failed.
+   */
+  async speedtest(uplink: string): Promise<SpeedtestResult> {
+    this.#knownUplink(uplink);
+    const speedtest = this.#config.speedtest;
+    if (speedtest?.download_url === undefined && speedtest?.upload_url === undefined) {
+      throw new SpeedtestError(
+        "no speed test endpoints: set speedtest.download_url and speedtest.upload_url in the config",
+      );
+    }
+    return this.#speedtest.run(uplink, "request");
   }
 
   /** After the first reconcile: link changes request reconciles of their own, and one that came meanwhile does now. */
@@ -591,7 +691,7 @@ export class Daemon {
       this.#links.adopt(observation);
       this.#health.reconfigure(next, observation.links);
       this.#problemsChanged();
-      this.#balancer.reconfigure(next);
+      this.#balancer.reconfigure(this.#speedtest.effective(next));
       this.#ha.reconfigure(next.ha);
       return changes;
     });
@@ -599,6 +699,8 @@ export class Daemon {
     await this.#dns.idle();
     await this.#control?.reconfigure();
     if (changes.some((c) => c.startsWith("notify"))) this.#resetNotifier();
+    // `bandwidth: auto` or `speedtest` may have changed.
+    this.#speedtest.wake();
     this.#options.log.info(
       { changes },
       changes.length === 0
@@ -624,6 +726,10 @@ export class Daemon {
    */
   inputs(): InputsDocument {
     const families = (name: string): Family[] => (this.#health.monitors(name, 6) ? [4, 6] : [4]);
+    const speedtests = this.#config.uplinks.flatMap((u) => {
+      const result = this.#speedtest.result(u.name);
+      return result === undefined ? [] : [[u.name, result] as const];
+    });
     return {
       uplinks: Object.fromEntries(
         this.#config.uplinks.map((u) => [
@@ -640,6 +746,8 @@ export class Daemon {
         ]),
       ),
       load: this.#balancer.snapshot ?? null,
+      // Only when some uplink was measured: older answers had no such member.
+      ...(speedtests.length === 0 ? {} : { speedtests: Object.fromEntries(speedtests) }),
     };
   }
 
@@ -660,6 +768,7 @@ export class Daemon {
       domains: this.#dns.sizes,
       ha: this.#ha.status(),
       quota: (name) => this.#quota.status(name),
+      bandwidth: (name) => this.#speedtest.status(name),
       reason: this.#lastResortReason,
     });
   }
@@ -699,6 +808,7 @@ export class Daemon {
     this.#links.stop();
     this.#health.stop();
     this.#failback.stop();
+    this.#speedtest.stop();
     // Without a config the quota part never started (and has nothing to save).
     if (config !== undefined) await this.#quota.stop();
     this.#balancer.stop();

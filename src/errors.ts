@@ -145,6 +145,17 @@ export class NoQuotaError extends UplinkdError {
   }
 }
 
+/**
+ * A speed test was refused (unknown direction URLs, uplink down, quota used
+ * up, another test running) or failed (its endpoint refused every request).
+ * Code `UPLINKD_ERR_SPEEDTEST`.
+ */
+export class SpeedtestError extends UplinkdError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("UPLINKD_ERR_SPEEDTEST", message, options);
+  }
+}
+
 /** A lab operation failed (namespace, veth, process). */
 export class LabError extends UplinkdError {
   constructor(message: string, options?: { cause?: unknown }) {

@@ -70,6 +70,17 @@ function checkSteering(config: Config): ConfigProblem[] {
       seen.add(member.uplink);
     });
   }
+  config.uplinks.forEach((uplink, i) => {
+    for (const direction of uplink.bandwidth?.auto ?? []) {
+      const key = direction === "down" ? "download_url" : "upload_url";
+      if (config.speedtest?.[key] === undefined) {
+        problems.push({
+          path: ["uplinks", i, "bandwidth"],
+          message: `bandwidth ${direction}: auto needs speedtest.${key} (the endpoint the ${direction === "down" ? "download" : "upload"} is measured against)`,
+        });
+      }
+    }
+  });
   for (const [name, policy] of Object.entries(config.policies)) {
     if (policy.balance === "weight") continue;
     const members = policy.members?.map((m) => m.uplink) ?? [...uplinks];

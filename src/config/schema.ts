@@ -14,11 +14,11 @@
 import { z } from "zod";
 import { LOG_LEVELS } from "../log-level.js";
 import { optional } from "../optional.js";
-import { rate } from "./rate.js";
 import { duration } from "./duration.js";
 import { notifySchema } from "./notify.js";
 import { haSchema } from "./ha.js";
 import { quotaSchema } from "./quota.js";
+import { bandwidthSchema, speedtestSchema } from "./speedtest.js";
 import {
   forwardSchema,
   nftName,
@@ -310,17 +310,7 @@ export const uplinkSchema = z
       .array(forwardSchema)
       .default([])
       .describe("port forwards (DNAT) for connections arriving on this uplink"),
-    bandwidth: z
-      .object({
-        down: rate.optional().describe("download capacity, e.g. 100mbit"),
-        up: rate.optional().describe("upload capacity, e.g. 20mbit"),
-      })
-      .strict()
-      .refine((b) => b.down !== undefined || b.up !== undefined, "give down, up or both")
-      .optional()
-      .describe(
-        "the line's capacity (tc units: 100mbit, 20mbit); policies with balance least-used or spillover need it",
-      ),
+    bandwidth: bandwidthSchema.optional(),
     quota: quotaSchema.optional(),
   })
   .strict();
@@ -605,12 +595,15 @@ export const configSchema = z
         "when no uplink of the default policy is usable: keep using all, reject, or drop new connections",
       ),
     ha: haSchema.optional(),
+    speedtest: speedtestSchema.optional(),
     log: logSchema.prefault({}),
     state_dir: z
       .string()
       .min(1)
       .default("/var/lib/uplinkd")
-      .describe("directory where uplinkd keeps state across restarts (quota usage)"),
+      .describe(
+        "directory where uplinkd keeps state across restarts (quota usage, speed test results)",
+      ),
   })
   .strict()
   .meta({
@@ -628,6 +621,8 @@ export type HealthConfig = z.output<typeof healthSchema>;
 export type DnsmasqConfig = z.output<typeof dnsmasqSchema>;
 /** A quota of an uplink, with every default filled in (limit in bytes). */
 export type QuotaConfig = z.output<typeof quotaSchema>;
+/** The `speedtest` section with every default filled in (durations in ms). */
+export type { SpeedtestConfig, BandwidthConfig, Direction } from "./speedtest.js";
 /** Kernel resource settings with every default filled in. */
 export type DataplaneConfig = z.output<typeof dataplaneSchema>;
 

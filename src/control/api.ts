@@ -14,6 +14,7 @@
  * | POST | /uplinks/NAME/disable | write | {@link MaintenanceResult}; body `{"drain": true}` optional |
  * | POST | /uplinks/NAME/enable | write | {@link MaintenanceResult} |
  * | POST | /uplinks/NAME/quota | write | QuotaStatus; body `{"used_bytes": BYTES}` (0: reset) |
+ * | POST | /uplinks/NAME/speedtest | write | SpeedtestResult once the test ends; 409 when refused (down, quota, another test running) |
  * | GET | / and /dashboard/* | none | the dashboard (holds no data) |
  *
  * Errors: `{ "error": message, "code": "UPLINKD_ERR_..." }` with 400 (bad
@@ -28,6 +29,7 @@ import type { Transition, UplinkState } from "../uplink-health.js";
 import type { HaRoleChange, HaStatus } from "../ha/part.js";
 import type { FailbackEvent } from "../controller/failback.js";
 import type { QuotaAlert, QuotaStatus } from "../quota/meter.js";
+import type { BandwidthStatus, SpeedtestResult } from "../speedtest/state.js";
 
 /** One uplink in `uplinkd status --json`. */
 export interface UplinkStatus {
@@ -83,6 +85,12 @@ export interface UplinkStatus {
    * whether the allowance is used up. Null without a quota.
    */
   quota?: QuotaStatus | null;
+  /**
+   * The capacity balancing uses (config `uplinks[].bandwidth`; `auto`
+   * directions from the last speed test), bits per second, with the test's
+   * time and the source; null without `bandwidth`.
+   */
+  bandwidth?: BandwidthStatus | null;
 }
 
 /** An uplink's IPv6 in `uplinkd status --json` (`uplinks[].ipv6`). */
@@ -182,6 +190,8 @@ export interface InputsDocument {
   uplinks: Record<string, Partial<Record<"4" | "6", FamilyHealthInput>>>;
   /** The load snapshot of `least-used` and `spillover` policies; null before the first. */
   load: LoadSnapshot | null;
+  /** Each uplink's last speed test (the capacity of `bandwidth: auto`); absent from older daemons. */
+  speedtests?: Record<string, SpeedtestResult>;
 }
 
 /** `POST /reload`. */
@@ -225,10 +235,11 @@ export interface HistoryDocument {
   samples: readonly HistorySample[];
 }
 
-/** What `GET /events/stream` sends: `event: status`, `transition`, `role`, `failback`, `quota`. */
+/** What `GET /events/stream` sends: `event: status`, `transition`, `role`, `failback`, `quota`, `speedtest`. */
 export type StreamEvent =
   | { type: "status"; data: StatusDocument }
   | { type: "transition"; data: Transition }
   | { type: "role"; data: HaRoleChange }
   | { type: "failback"; data: FailbackEvent }
-  | { type: "quota"; data: QuotaAlert };
+  | { type: "quota"; data: QuotaAlert }
+  | { type: "speedtest"; data: SpeedtestResult };

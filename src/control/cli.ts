@@ -6,6 +6,7 @@
  *     uplinkd disable UPLINK [--drain] [--reason TEXT]
  *     uplinkd enable UPLINK
  *     uplinkd quota UPLINK [--set BYTES | --reset]
+ *     uplinkd speedtest UPLINK [--json]
  *     uplinkd reload
  *     uplinkd notify-test [-c FILE]     (reads the config; no daemon needed)
  *
@@ -25,6 +26,7 @@ import { parseDocument } from "yaml";
 import { EXIT_CONFIG_INVALID } from "../errors.js";
 import { parseBytes } from "../config/quota.js";
 import type { QuotaStatus } from "../quota/meter.js";
+import type { SpeedtestResult } from "../speedtest/state.js";
 import { DEFAULT_CONFIG_PATH, loadConfig } from "../config/load.js";
 import type { StatusDocument } from "./api.js";
 import { ConfigError, ControlError } from "../errors.js";
@@ -38,8 +40,12 @@ import {
   formatMaintenance,
   formatReload,
   formatQuota,
+  formatSpeedtest,
   formatStatus,
 } from "./format.js";
+
+/** Longest wait for a speed test's answer, ms: both directions at their longest (2 min each) and more. */
+const SPEEDTEST_TIMEOUT_MS = 300_000;
 
 /** The control socket when neither `--socket` nor a config names one. */
 export const DEFAULT_SOCKET = "/run/uplinkd/uplinkd.sock";
@@ -310,6 +316,37 @@ export function registerControlCommands(program: Command): void {
           : `${uplink}: ${formatQuota(quota)} (${quota.used_bytes} of ${quota.limit_bytes} bytes, ${quota.period_start} to ${quota.period_end})\n`,
       );
     } catch (error) {
+      usageOrRethrow(error);
+    }
+  });
+
+  withSocket(
+    program
+      .command("speedtest")
+      .description(
+        "measure an uplink's download and upload speed and its RTT under load, through that uplink alone (speedtest section of the config)",
+      )
+      .argument("<uplink>", "the uplink's name")
+      .option("--json", "print the result as JSON"),
+  ).action(async (uplink: string, opts: SocketOptions & { json?: boolean }) => {
+    const socket = await resolveSocket(opts);
+    try {
+      const result = (await controlRequest(
+        socket,
+        "POST",
+        `/uplinks/${encodeURIComponent(uplink)}/speedtest`,
+        undefined,
+        SPEEDTEST_TIMEOUT_MS,
+      )) as SpeedtestResult;
+      process.stdout.write(
+        opts.json === true ? `${JSON.stringify(result, null, 2)}\n` : formatSpeedtest(result),
+      );
+    } catch (error) {
+      if (error instanceof ControlError && error.remoteCode === "UPLINKD_ERR_SPEEDTEST") {
+        process.stderr.write(`uplinkd: ${error.message.replace(/^POST \S+: \d+ /, "")}\n`);
+        process.exitCode = 1;
+        return;
+      }
       usageOrRethrow(error);
     }
   });

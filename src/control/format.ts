@@ -2,6 +2,7 @@
  * Human-readable forms of what the control API returns.
  */
 import type { QuotaStatus } from "../quota/meter.js";
+import type { BandwidthStatus, SpeedtestResult } from "../speedtest/state.js";
 import { formatBytes as formatQuotaBytes } from "../config/quota.js";
 import type { HaRoleChange } from "../ha/part.js";
 import { formatRate } from "../config/rate.js";
@@ -122,6 +123,11 @@ export function formatStatus(status: StatusDocument, now = Date.now()): string {
   if (status.uplinks.some((u) => u.quota != null)) {
     header.push("QUOTA");
     status.uplinks.forEach((u, i) => rows[i]?.push(u.quota == null ? "-" : formatQuota(u.quota)));
+  }
+  // The CAPACITY column only when some uplink has a bandwidth: `10mbit/2mbit`, `(test)` when measured.
+  if (status.uplinks.some((u) => u.bandwidth != null)) {
+    header.push("CAPACITY");
+    status.uplinks.forEach((u, i) => rows[i]?.push(formatCapacity(u.bandwidth ?? null)));
   }
   const domains = status.domains;
   const sets = domains.map((d) => [
@@ -318,4 +324,39 @@ export function formatReload(result: ReloadResult): string {
     `${result.config}: reloaded, ${result.changes.length} change${result.changes.length === 1 ? "" : "s"}:\n` +
     result.changes.map((c) => `  ${cleanText(c)}\n`).join("")
   );
+}
+
+/** Mbit/s with one decimal, or `-` when not measured. */
+function mbitOrDash(bitsPerSecond: number | null): string {
+  return bitsPerSecond === null ? "-" : `${(bitsPerSecond / 1e6).toFixed(1)} Mbit/s`;
+}
+
+/** RTT in ms with one decimal, or `-`. */
+function msOrDash(ms: number | null): string {
+  return ms === null ? "-" : `${ms.toFixed(1)} ms`;
+}
+
+/**
+ * A speed test result for `uplinkd speedtest UPLINK`:
+ *
+ *     isp1: down 9.6 Mbit/s, up 9.5 Mbit/s (4 streams, 10 s each way)
+ *     RTT: idle 1.2 ms, during download 95.0 ms, during upload 88.1 ms
+ *     used 24.3MiB (12.0MiB down, 12.3MiB up)
+ */
+export function formatSpeedtest(result: SpeedtestResult): string {
+  const seconds = Number((result.duration_ms / 1000).toFixed(1));
+  return [
+    `${result.uplink}: down ${mbitOrDash(result.down)}, up ${mbitOrDash(result.up)} (${result.streams} streams, ${seconds} s each way)`,
+    `RTT: idle ${msOrDash(result.rtt_idle_ms)}, during download ${msOrDash(result.rtt_down_ms)}, during upload ${msOrDash(result.rtt_up_ms)}`,
+    `used ${formatQuotaBytes(result.bytes_down + result.bytes_up)} (${formatQuotaBytes(result.bytes_down)} down, ${formatQuotaBytes(result.bytes_up)} up)`,
+    "",
+  ].join("\n");
+}
+
+/** An uplink's capacity for the status table: `40mbit/10mbit`, `9.6mbit/-` plus ` (test)` when measured; `-` without one. */
+export function formatCapacity(bandwidth: BandwidthStatus | null): string {
+  if (bandwidth === null) return "-";
+  const rate = (value: number | null): string => (value === null ? "-" : formatRate(value));
+  const text = `${rate(bandwidth.down)}/${rate(bandwidth.up)}`;
+  return bandwidth.source === "speedtest" ? `${text} (test)` : text;
 }

@@ -25,6 +25,7 @@ import type { StatusDocument, UplinkStatus } from "./api.js";
 import { shares } from "../policy/load.js";
 import type { FailbackEvent } from "../controller/failback.js";
 import type { QuotaAlert } from "../quota/meter.js";
+import type { SpeedtestResult } from "../speedtest/state.js";
 import type { Transition, UplinkState } from "../uplink-health.js";
 
 /** Every state an uplink can be in: the `state` label of `uplinkd_uplink_state`. */
@@ -114,6 +115,8 @@ export class Metrics {
   readonly #failbacks: Counter;
   readonly #failbackCleared: Counter;
   readonly #quotaAlerts: Counter;
+  readonly #speedtests: Counter;
+  readonly #speedtestBytes: Counter;
   /** The HA metrics: rendered only while the status has `ha`. */
   readonly #haRegistry = new Registry();
   readonly #onRound = (message: unknown): void => {
@@ -356,6 +359,30 @@ export class Metrics {
         if (u.quota != null) g.set({ uplink: u.name }, u.quota.limit_bytes);
       }),
     });
+    new Gauge({
+      name: "uplinkd_uplink_bandwidth_bits_per_second",
+      help: "capacity used for least-used and spillover, by direction and source (config, or speedtest for bandwidth: auto)",
+      labelNames: ["uplink", "direction", "source"],
+      registers,
+      collect: fromStatus<Gauge>((g, u) => {
+        const b = u.bandwidth;
+        if (b == null) return;
+        if (b.down !== null) g.set({ uplink: u.name, direction: "down", source: b.source }, b.down);
+        if (b.up !== null) g.set({ uplink: u.name, direction: "up", source: b.source }, b.up);
+      }),
+    });
+    this.#speedtests = new Counter({
+      name: "uplinkd_speedtests_total",
+      help: "speed tests that ended with a result",
+      labelNames: ["uplink"],
+      registers,
+    });
+    this.#speedtestBytes = new Counter({
+      name: "uplinkd_speedtest_bytes_total",
+      help: "bytes speed tests moved, by direction (also counted in the uplink's quota)",
+      labelNames: ["uplink", "direction"],
+      registers,
+    });
     this.#quotaAlerts = new Counter({
       name: "uplinkd_uplink_quota_alerts_total",
       help: "quota notifications, by step (a warn percentage, or exceeded)",
@@ -420,6 +447,13 @@ export class Metrics {
     for (const [uplink, n] of Object.entries(event.cleared)) {
       this.#failbackCleared.inc({ policy: event.policy, uplink, ...family }, n);
     }
+  }
+
+  /** Count one speed test and the bytes it moved. */
+  speedtest(result: SpeedtestResult): void {
+    this.#speedtests.inc({ uplink: result.uplink });
+    this.#speedtestBytes.inc({ uplink: result.uplink, direction: "down" }, result.bytes_down);
+    this.#speedtestBytes.inc({ uplink: result.uplink, direction: "up" }, result.bytes_up);
   }
 
   /** Count one quota notification. */

@@ -15,6 +15,7 @@ import { streamSSE } from "hono/streaming";
 import { z } from "zod";
 import type { StatusDocument } from "./api.js";
 import type { QuotaStatus } from "../quota/meter.js";
+import type { SpeedtestResult } from "../speedtest/state.js";
 import { UplinkdError } from "../errors.js";
 import type {
   DisableOptions,
@@ -49,6 +50,8 @@ export interface ControlHandlers {
    * with UnknownUplinkError or NoQuotaError.
    */
   setQuota?(uplink: string, bytes: number): Promise<QuotaStatus>;
+  /** Speed-test an uplink; rejects with UnknownUplinkError or SpeedtestError (409). */
+  speedtest?(uplink: string): Promise<SpeedtestResult>;
   /** Prometheus text. */
   metrics(): Promise<{ contentType: string; text: string }>;
   /** Live events for `/events/stream`; returns the unsubscribe function. */
@@ -140,8 +143,9 @@ export const DEFAULT_CONTROL_LIMITS: Readonly<ControlLimits> = Object.freeze({
  */
 export const MAX_BODY_BYTES = 16 * 1024;
 
-const HTTP_STATUS: Record<string, 404 | 422> = {
+const HTTP_STATUS: Record<string, 404 | 409 | 422> = {
   UPLINKD_ERR_CONFIG: 422,
+  UPLINKD_ERR_SPEEDTEST: 409,
   UPLINKD_ERR_UNKNOWN_UPLINK: 404,
   UPLINKD_ERR_NO_QUOTA: 404,
 };
@@ -374,6 +378,15 @@ export function controlApp(handlers: ControlHandlers, options: ControlAppOptions
       return c.json({ error: "this daemon keeps no quotas", code: "UPLINKD_ERR_NOT_FOUND" }, 404);
     }
     return c.json(await handlers.setQuota(c.req.param("name"), body.data.used_bytes));
+  });
+  app.post("/uplinks/:name/speedtest", async (c) => {
+    if (handlers.speedtest === undefined) {
+      return c.json(
+        { error: "this daemon runs no speed tests", code: "UPLINKD_ERR_NOT_FOUND" },
+        404,
+      );
+    }
+    return c.json(await handlers.speedtest(c.req.param("name")));
   });
   app.post("/uplinks/:name/enable", async (c) =>
     c.json(await handlers.enable(c.req.param("name"))),

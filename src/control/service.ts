@@ -8,6 +8,7 @@
 import type { HaRoleChange } from "../ha/part.js";
 import type { FailbackEvent } from "../controller/failback.js";
 import type { QuotaAlert, QuotaStatus } from "../quota/meter.js";
+import type { SpeedtestResult } from "../speedtest/state.js";
 import type { Server } from "node:http";
 import type { Logger } from "pino";
 import type { Config } from "../config/schema.js";
@@ -55,6 +56,8 @@ export interface ControlSource {
   failbacks?(): readonly FailbackEvent[];
   /** Set an uplink's quota usage in this period, bytes. */
   setQuota?(uplink: string, bytes: number): Promise<QuotaStatus>;
+  /** Speed-test an uplink now; rejects with UnknownUplinkError or SpeedtestError. */
+  speedtest?(uplink: string): Promise<SpeedtestResult>;
 }
 
 /** Options of a {@link ControlService}. */
@@ -129,6 +132,12 @@ export class ControlService {
     setQuota: (uplink, bytes) => {
       if (this.#source.setQuota === undefined) return Promise.reject(new Error("no quotas here"));
       return this.#source.setQuota(uplink, bytes);
+    },
+    speedtest: (uplink) => {
+      if (this.#source.speedtest === undefined) {
+        return Promise.reject(new Error("no speed tests here"));
+      }
+      return this.#source.speedtest(uplink);
     },
     metrics: async () => ({
       contentType: this.metrics.contentType,
@@ -326,6 +335,16 @@ export class ControlService {
       this.#emit({ type: "quota", data: alert });
     } catch (error) {
       this.#log.error({ err: error }, "control: reporting a quota alert failed");
+    }
+  }
+
+  /** Report a speed test result: counted, pushed to every event stream. Never throws. */
+  speedtest(result: SpeedtestResult): void {
+    try {
+      this.metrics.speedtest(result);
+      this.#emit({ type: "speedtest", data: result });
+    } catch (error) {
+      this.#log.error({ err: error }, "control: reporting a speed test failed");
     }
   }
 

@@ -3,6 +3,7 @@
  * the daemon's parts. Pure: reads only what it is given.
  */
 import type { QuotaStatus } from "../quota/meter.js";
+import type { BandwidthStatus } from "../speedtest/state.js";
 import type { HaStatus } from "../ha/part.js";
 import type { LastApply } from "../controller/controller.js";
 import { activeUplinks } from "../controller/controller.js";
@@ -52,6 +53,8 @@ export interface StatusParts {
   ha?: HaStatus | null;
   /** An uplink's quota now; absent: no quotas. */
   quota?: (uplink: string) => QuotaStatus | null;
+  /** An uplink's capacity (`bandwidth`, measured for `auto`); absent: none shown. */
+  bandwidth?: (uplink: string) => BandwidthStatus | null;
   /** Why new connections go over the last resort; null or absent when they do not. */
   reason?: string | null;
 }
@@ -95,6 +98,7 @@ export function buildStatus(parts: StatusParts): StatusDocument {
         throughput: parts.throughput(view.interface) ?? null,
         ipv6,
         quota: parts.quota?.(view.name) ?? null,
+        bandwidth: parts.bandwidth?.(view.name) ?? null,
       };
     }),
     policies: parts.choices,

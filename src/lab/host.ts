@@ -5,7 +5,9 @@
  *
  * - HTTP (default port 80): `GET /` -> the client address and a newline
  *   (text/plain); `GET /json` -> `{"client":"100.64.1.2","port":40112}`;
- *   `GET /bytes?n=N` -> N bytes (a bulk transfer of that size).
+ *   `GET /bytes?n=N` -> N bytes (a bulk transfer of that size);
+ *   `POST /upload` -> reads and discards the body, then answers
+ *   `{"bytes":N}` (with `/bytes`, the lab's speed-test endpoints).
  * - whoami (default TCP port 7): for every line received, the client address
  *   and a newline; one connection can ask many times.
  *
@@ -119,6 +121,18 @@ function sendBytes(res: ServerResponse, n: number): void {
   write();
 }
 
+/** `POST /upload`: the body is read and discarded; the answer counts it. */
+function receiveUpload(req: IncomingMessage, res: ServerResponse): void {
+  let bytes = 0;
+  req.on("data", (chunk: Buffer) => {
+    bytes += chunk.length;
+  });
+  req.on("end", () => {
+    res.writeHead(200, { "content-type": "application/json" }).end(`{"bytes":${bytes}}\n`);
+  });
+  req.on("error", () => undefined);
+}
+
 /** The HTTP echo's request handler (see the module comment). */
 function handleHttp(req: IncomingMessage, res: ServerResponse): void {
   const client = clientAddress(req.socket);
@@ -127,6 +141,8 @@ function handleHttp(req: IncomingMessage, res: ServerResponse): void {
     res.writeHead(200, { "content-type": "text/plain" }).end(`${client}\n`);
   } else if (req.method === "GET" && path === "/bytes") {
     sendBytes(res, Number(new URLSearchParams((req.url ?? "").split("?")[1]).get("n")));
+  } else if (req.method === "POST" && path === "/upload") {
+    receiveUpload(req, res);
   } else if (req.method === "GET" && path === "/json") {
     const body = JSON.stringify({ client, port: req.socket.remotePort ?? 0 });
     res.writeHead(200, { "content-type": "application/json" }).end(`${body}\n`);

@@ -58,7 +58,7 @@ export const DEFAULT_STATE_ROOT = "/run/uplinkd-lab";
 export const LAB_HOSTS = {
   /** ICMP targets the daemon's health checks use. */
   pingTargets: ["198.51.100.1", "203.0.113.1"],
-  /** Echo host: HTTP on port 80 (`GET /`, `GET /json`), whoami on TCP port 7, iperf3 on 5201. */
+  /** Echo host: HTTP on port 80 (`GET /`, `GET /json`; speed-test endpoints `GET /bytes?n=N`, `POST /upload`), whoami on TCP port 7, iperf3 on 5201. */
   echo: "192.0.2.10",
   /** DNS server (dnsmasq) answering for `*.lab.test`. */
   dns: "192.0.2.53",

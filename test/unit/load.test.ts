@@ -50,7 +50,7 @@ policies:
 `,
       "t.yaml",
     );
-    assert.deepEqual(ok.uplinks[0]?.bandwidth, { down: 10e6, up: 2e6 });
+    assert.deepEqual(ok.uplinks[0]?.bandwidth, { down: 10e6, up: 2e6, auto: [] });
     assert.equal(ok.policies.default?.balance, "least-used");
     assert.throws(
       () =>

@@ -192,6 +192,7 @@
             el("dt", {}, u.interface),
             el("dd", {}, (u.address || "no address") + " via " + (u.gateway || "no gateway")),
             ...(u.ipv6 ? ipv6Rows(u.ipv6) : []),
+            ...(u.bandwidth ? capacityRows(u.bandwidth) : []),
             ...(u.quota ? quotaRows(u.quota) : []),
           ),
           u.reason ? el("p", { class: "reason" }, (u.ipv6 ? "IPv4: " : "") + u.reason) : null,
@@ -267,6 +268,19 @@
     const banner = document.getElementById("banner");
     banner.hidden = warnings.length === 0;
     banner.replaceChildren(...warnings.map((w) => el("p", {}, w)));
+  }
+
+  /** The capacity line of an uplink's card: down / up, and the speed test's time when measured. */
+  function capacityRows(b) {
+    const figure = (v) => (v === null ? "–" : rate(v));
+    const measured =
+      b.source === "speedtest" && b.measured_at
+        ? " · measured " + new Date(b.measured_at).toLocaleString("en-GB")
+        : "";
+    return [
+      el("dt", {}, "capacity"),
+      el("dd", { class: "capacity" }, figure(b.down) + " / " + figure(b.up) + measured),
+    ];
   }
 
   /** The quota lines of an uplink's card: used of the limit (%), and when the period ends. */
