@@ -133,6 +133,8 @@ describe("control listener limits", () => {
         await until("the subscription ended", () => listeners.size === 1);
         const d = await open(path, STREAM);
         await until("a new subscriber", () => listeners.size === 2);
+        // The subscription can be registered before its answer's head arrives.
+        await until("the new stream's answer", () => d.text().includes("\r\n\r\n"));
         assert.match(d.text(), /^HTTP\/1\.1 200/);
         for (const s of [b, c, d]) s.socket.destroy();
       },
