@@ -13,7 +13,7 @@
  * with `lab: true` (the lab writes it) gets none of these: lab targets are
  * documentation addresses on purpose.
  */
-import { BlockList, isIPv6 } from "node:net";
+import { inPrefix } from "../net/ipv6.js";
 import { hasIpv6Health } from "./families.js";
 import { uplinkHealth, type Config } from "./schema.js";
 import type { ConfigPath } from "./source.js";
@@ -85,17 +85,9 @@ const LAB_ONLY_RANGES: readonly (readonly [prefix: string, kind: AddressKind, wh
   ["198.18.0.0/15", "benchmarking", "a benchmarking address (RFC 2544) that answers only in a lab"],
 ];
 
-const ranges = LAB_ONLY_RANGES.map(([prefix, kind, what]) => {
-  const [network = "", bits = ""] = prefix.split("/");
-  const family = isIPv6(network) ? "ipv6" : "ipv4";
-  const list = new BlockList();
-  list.addSubnet(network, Number(bits), family);
-  return { list, family, kind, what } as const;
-});
-
 function rangeOf(address: string) {
-  const family = isIPv6(address) ? "ipv6" : "ipv4";
-  return ranges.find((range) => range.family === family && range.list.check(address, family));
+  const found = LAB_ONLY_RANGES.find(([prefix]) => inPrefix(address, prefix));
+  return found === undefined ? undefined : { kind: found[1], what: found[2] };
 }
 
 /**

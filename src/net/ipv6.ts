@@ -14,6 +14,18 @@ export function familyOf(text: string): 4 | 6 | undefined {
   return undefined;
 }
 
+/**
+ * True when `address` lies inside `prefix` of the same family (IPv4 or
+ * IPv6, `198.51.100.7` in `198.51.100.0/24`); false for addresses or
+ * prefixes that do not parse and across families (ipaddr.js `match`).
+ */
+export function inPrefix(address: string, prefix: string): boolean {
+  if (!ipaddr.isValid(address) || !ipaddr.isValidCIDR(prefix)) return false;
+  const parsed = ipaddr.parse(address);
+  const range = ipaddr.parseCIDR(prefix);
+  return parsed.kind() === range[0].kind() && parsed.match(range);
+}
+
 const ALL = (1n << 128n) - 1n;
 
 /**

@@ -13,8 +13,10 @@ import {
   canonicalAddress6,
   disjointPrefixes6,
   formatAddress6,
+  inPrefix,
   inPrefix6,
   isLinkLocal6,
+  maskOf,
   parseAddress6,
   prefixRange6,
 } from "../../src/net/ipv6.js";
@@ -72,6 +74,23 @@ describe("net/ipv6", () => {
         assert.ok(inPrefix6(formatAddress6(net), prefix));
         const inside = other >= range[0] && other <= range[1];
         assert.equal(inPrefix6(formatAddress6(other), prefix), inside);
+      }),
+    );
+  });
+
+  it("inPrefix: either family, never across families or with text that does not parse", () => {
+    assert.equal(inPrefix("198.51.100.7", "198.51.100.0/24"), true);
+    assert.equal(inPrefix("198.51.101.7", "198.51.100.0/24"), false);
+    assert.equal(inPrefix("2001:db8::1", "2001:db8::/32"), true);
+    assert.equal(inPrefix("2001:db9::1", "2001:db8::/32"), false);
+    assert.equal(inPrefix("::ffff:198.51.100.7", "198.51.100.0/24"), false);
+    assert.equal(inPrefix("198.51.100.7", "::/0"), false);
+    assert.equal(inPrefix("not-an-address", "0.0.0.0/0"), false);
+    assert.equal(inPrefix("198.51.100.7", "198.51.100.0/33"), false);
+    fc.assert(
+      fc.property(fc.ipV6(), fc.integer({ min: 0, max: 128 }), (address, bits) => {
+        const network = formatAddress6((parseAddress6(address) ?? 0n) & maskOf(bits));
+        return inPrefix(address, `${network}/${bits}`) === inPrefix6(address, `${network}/${bits}`);
       }),
     );
   });
