@@ -13,7 +13,6 @@
  * next update tries again (the controller's periodic verify brings one
  * every 10 s by default).
  */
-import { execFile } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import type { Logger } from "pino";
 import type { Config } from "../config/schema.js";
@@ -21,6 +20,7 @@ import type { DomainSetStatus } from "../control/api.js";
 import { domainSets } from "../dataplane/domains.js";
 import type { UplinkView } from "../dataplane/render.js";
 import { readFileIfExists, writeFileAtomic } from "../files.js";
+import { runCommand } from "../process/run.js";
 import type { Kernel } from "../kernel/types.js";
 import { renderNftsetFile, renderServersFile } from "./render.js";
 
@@ -50,17 +50,9 @@ export const RELOAD_TIMEOUT_MS = 30_000;
 export const systemIo: DnsmasqIo = {
   read: readFileIfExists,
   write: (path, content) => writeFileAtomic(path, content),
-  run(argv) {
+  async run(argv) {
     const [file = "", ...args] = argv;
-    return new Promise((resolve, reject) => {
-      execFile(file, args, { timeout: RELOAD_TIMEOUT_MS }, (error, _stdout, stderr) => {
-        if (error === null) resolve();
-        else {
-          const detail = stderr.trim() || error.message;
-          reject(new Error(`${argv.join(" ")} failed: ${detail}`));
-        }
-      });
-    });
+    await runCommand(file, args, { timeoutMs: RELOAD_TIMEOUT_MS });
   },
   async hangup(pidFile) {
     const text = await readFile(pidFile, "utf8").catch((error: unknown) => {
