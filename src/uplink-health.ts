@@ -34,6 +34,8 @@ export interface HealthSnapshot {
   since: number;
   /** Loss %, 0..100; null before any probe resolved. */
   loss: number | null;
+  /** Loss %, 0..100, over the last few resolved rounds (see the monitor's RECENT_ROUNDS); absent or null when unknown. */
+  recentLoss?: number | null;
   /** Mean RTT, ms. */
   rtt: number | null;
   /** RTT standard deviation, ms. */

@@ -57,6 +57,8 @@ export interface UplinkStatus {
   carrier: boolean;
   /** Loss over the probe window, % (0..100); null before the first probe. */
   loss: number | null;
+  /** Loss over the last 3 rounds whose probes resolved, % (0..100): what the link does now; null when unknown. */
+  recentLoss: number | null;
   /** Mean RTT over the window, ms. */
   rtt: number | null;
   /** RTT standard deviation over the window, ms. */
@@ -113,6 +115,8 @@ export interface Ipv6Status {
   prefix: string | null;
   /** Loss of the IPv6 probes over the window, % (0..100); null before the first probe. */
   loss: number | null;
+  /** Loss of the IPv6 probes over the last 3 resolved rounds, % (0..100); null when unknown. */
+  recentLoss: number | null;
   /** Mean RTT of the IPv6 probes, ms. */
   rtt: number | null;
   /** RTT standard deviation of the IPv6 probes, ms. */
@@ -226,7 +230,14 @@ export interface DisableOptions {
 export interface HistorySample {
   /** Epoch ms. */
   t: number;
-  uplinks: { name: string; state: UplinkState; rtt: number | null; loss: number | null }[];
+  /** Per uplink: state, window RTT (ms), window loss and loss over the last 3 rounds (%). */
+  uplinks: {
+    name: string;
+    state: UplinkState;
+    rtt: number | null;
+    loss: number | null;
+    recentLoss: number | null;
+  }[];
 }
 
 /** `GET /history`: one sample per `intervalMs`, oldest first. */

@@ -367,6 +367,7 @@ export class ControlService {
         state: u.state,
         rtt: u.rtt,
         loss: u.loss,
+        recentLoss: u.recentLoss,
       })),
     });
     if (this.#history.length > this.#historySize) {

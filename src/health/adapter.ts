@@ -101,6 +101,7 @@ export function createUplinkHealth(
         state: s.state,
         since: s.since,
         loss: s.lossPct,
+        recentLoss: s.recentLossPct,
         rtt: s.rttMs,
         jitter: s.jitterMs,
         reason: s.reason,

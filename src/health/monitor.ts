@@ -142,6 +142,13 @@ export interface UplinkSnapshot {
   holdRemainingMs: number;
   /** Uplink loss (%), RTT and jitter (ms) over the window (r-th best target; see UplinkStats). */
   lossPct: number | null;
+  /**
+   * Uplink loss (%) over the last {@link RECENT_ROUNDS} rounds whose probes
+   * have resolved (sent between `now - timeout - RECENT_ROUNDS * interval`
+   * and now; r-th best target): what the link does now, where `lossPct`
+   * still averages the window. Null before such a probe resolved.
+   */
+  recentLossPct: number | null;
   rttMs: number | null;
   jitterMs: number | null;
   targets: TargetSnapshot[];
@@ -150,6 +157,9 @@ export interface UplinkSnapshot {
   roundsPassed: number;
   roundsVoid: number;
 }
+
+/** Rounds that {@link UplinkSnapshot.recentLossPct} covers. */
+export const RECENT_ROUNDS = 3;
 
 interface Target {
   spec: ProbeSpec;
@@ -402,6 +412,11 @@ export class UplinkMonitor {
       timeoutMs: Math.min(this.settings.timeoutMs, t.window.currentTimeoutMs),
     }));
     const overall = uplinkStats(targets, this.settings.reliability);
+    const since = now - this.settings.timeoutMs - RECENT_ROUNDS * this.settings.intervalMs;
+    const recent = uplinkStats(
+      this.#targets.map((t) => ({ ...t.window.stats(now, { since }), target: t.prober.target })),
+      this.settings.reliability,
+    );
     return {
       uplink: this.uplink,
       state: m.state,
@@ -415,6 +430,7 @@ export class UplinkMonitor {
       passedRoundsForUp: this.settings.up,
       holdRemainingMs: m.holdRemainingMs,
       lossPct: overall.lossPct,
+      recentLossPct: recent.lossPct,
       rttMs: overall.rttMs,
       jitterMs: overall.jitterMs,
       targets,

@@ -45,6 +45,7 @@ function fakeSource(socket: string): ControlSource & { transitions: Transition[]
         gateway: "100.64.1.1",
         carrier: true,
         loss: 25,
+        recentLoss: 25,
         rtt: 12.5,
         jitter: 0.5,
         reason: "loss 25% >= 20%",
@@ -108,7 +109,9 @@ describe("the control service on a Unix socket", () => {
     const [sample, ...more] = history.samples;
     assert.deepEqual(more, [], "one sample, taken at start");
     assert.ok(sample !== undefined && sample.t >= startedAt && sample.t <= startedBy);
-    assert.deepEqual(sample.uplinks, [{ name: "isp1", state: "degraded", rtt: 12.5, loss: 25 }]);
+    assert.deepEqual(sample.uplinks, [
+      { name: "isp1", state: "degraded", rtt: 12.5, loss: 25, recentLoss: 25 },
+    ]);
   });
 
   test("a transition reaches an open event stream at once", async () => {

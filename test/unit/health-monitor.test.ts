@@ -282,6 +282,22 @@ describe("uplink monitor: snapshot", () => {
     assert.equal(s.rttMs, 10);
     assert.ok(s.rounds > 140 && s.roundsPassed === s.rounds - s.roundsVoid);
   });
+
+  it("recent loss shows a blackhole at once, where the window loss still averages it in", () => {
+    const { clock, monitor, all } = setup();
+    monitor.start();
+    clock.advance(30_000);
+    assert.equal(monitor.snapshot().recentLossPct, 0);
+    all({ blackhole: true });
+    // 2 s: the last 3 resolved rounds (sent 500 ms + 3 x 200 ms before now) are all lost.
+    clock.advance(2000);
+    const s = monitor.snapshot();
+    assert.equal(s.recentLossPct, 100);
+    assert.ok(s.lossPct !== null && s.lossPct > 0 && s.lossPct < 50, `window loss ${s.lossPct}`);
+    all({ rttMs: 20 });
+    clock.advance(2000);
+    assert.equal(monitor.snapshot().recentLossPct, 0);
+  });
 });
 
 /** An on-demand prober answering (or not) at once, controlled by the test. */

@@ -130,6 +130,7 @@ function uplink(overrides: Partial<UplinkStatus>): UplinkStatus {
     gateway: "100.64.1.1",
     carrier: true,
     loss: 100,
+    recentLoss: 100,
     rtt: null,
     jitter: null,
     reason: "3 rounds failed",

@@ -253,6 +253,7 @@ describe("several addresses on one interface", () => {
       gateway: "100.64.2.1",
       carrier: true,
       loss: 0,
+      recentLoss: 0,
       rtt: 1,
       jitter: 0,
       reason: "",

@@ -169,8 +169,15 @@
             {},
             el("dt", {}, "since"),
             el("dd", { title: u.since }, age(u.since) + " (" + clock(u.since) + ")"),
-            el("dt", {}, "loss"),
-            el("dd", { class: "loss" }, pct(u.loss)),
+            el("dt", {}, "loss now / window"),
+            el(
+              "dd",
+              {
+                class: "loss",
+                title: "over the last 3 rounds / over the whole probe window",
+              },
+              pct(u.recentLoss) + " / " + pct(u.loss),
+            ),
             el("dt", {}, "RTT"),
             el("dd", { class: "rtt" }, dead(u) ? "–" : ms(u.rtt) + " ± " + ms(u.jitter)),
             el("dt", {}, "weight / tier"),
@@ -306,12 +313,14 @@
   /** The IPv6 lines of an uplink's card: loss, RTT, whether it takes new IPv6 connections, address. */
   function ipv6Rows(v6) {
     return [
-      el("dt", {}, "IPv6 loss / RTT"),
+      el("dt", {}, "IPv6 loss now / window, RTT"),
       el(
         "dd",
         { class: "ipv6" },
-        pct(v6.loss) +
+        pct(v6.recentLoss) +
           " / " +
+          pct(v6.loss) +
+          ", " +
           (dead(v6) ? "–" : ms(v6.rtt) + " ± " + ms(v6.jitter)) +
           (v6.active ? " · active" : " · not active"),
       ),
@@ -451,7 +460,7 @@
       const u = by.get(name);
       ys.push(u === undefined || dead(u) ? null : (u.rtt ?? null));
     }
-    for (const [name, ys] of state.loss) ys.push(by.get(name)?.loss ?? null);
+    for (const [name, ys] of state.loss) ys.push(by.get(name)?.recentLoss ?? null);
     if (state.xs.length > MAX_POINTS) {
       state.xs.shift();
       for (const ys of state.rtt.values()) ys.shift();
