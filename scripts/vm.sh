@@ -30,7 +30,7 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 CACHE=${UPLINKD_VM_CACHE:-$REPO/.cache/vm}
 kernel=6.1
 timeout_s=${UPLINKD_VM_TIMEOUT:-3600}
-mem_mb=${UPLINKD_VM_MEM:-2048}
+mem_mb=${UPLINKD_VM_MEM:-4096}
 cpus=${UPLINKD_VM_CPUS:-2}
 accel=${UPLINKD_VM_ACCEL:-auto}
 
