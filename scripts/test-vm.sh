@@ -11,9 +11,9 @@ for kernel in "${kernels[@]}"; do
   started=$(date +%s)
   rc=0
   # On a failure, the machine's kernel log names processes it killed (out of memory, ...).
+  # (One line: scripts/vm.sh quotes the command for the machine's sh.)
   bash scripts/vm.sh --kernel "$kernel" --timeout 1500 -- sh -c \
-    'node --import tsx --test --test-concurrency=1 --test-reporter=spec test/vm/*.test.ts || {
-       rc=$?; dmesg | grep -iE "killed process|out of memory|segfault" | tail -5 >&2; free -m >&2; exit $rc; }' || rc=$?
+    'node --import tsx --test --test-concurrency=1 --test-reporter=spec test/vm/*.test.ts || { rc=$?; dmesg | grep -iE "killed process|out of memory|segfault" | tail -5 >&2; free -m >&2; exit $rc; }' || rc=$?
   echo "test/vm on Linux $kernel: exit $rc after $(($(date +%s) - started)) s"
   [ "$rc" = 0 ] || status=$rc
 done
