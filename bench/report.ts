@@ -430,7 +430,7 @@ export function summaryRows(doc: Results): Row[] {
         "VM, Linux 6.1: PPPoE session dropped by the ISP -> uplink up from its new address",
         vm.pppoeReconnectMs,
         " ms",
-        "fast profile; pppd redials after 1 s",
+        "lab health profile (500 ms probes under emulation); pppd redials after 1 s",
       ),
     );
   }

@@ -1,8 +1,8 @@
 /**
  * Run inside a machine of scripts/vm.sh by the benchmark's `vm` part: the
  * PPPoE reconnect time. A lab with a static uplink and a PPPoE one (isp2),
- * the daemon with the lab's fast health profile (probes every 200 ms, up
- * after 5 passed rounds); `trials` times: `lab fault isp2 pppoe-drop` (the
+ * the daemon with the lab's health profile (under emulation the daemon's
+ * default intervals, probes every 500 ms; up after 5 passed rounds); `trials` times: `lab fault isp2 pppoe-drop` (the
  * ISP ends the session; the router's pppd redials one second later and gets
  * a new address), timed from the fault to the daemon's status showing isp2
  * up and active from the new address. Prints one JSON line
