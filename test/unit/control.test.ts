@@ -4,6 +4,7 @@
  * formatting, reload changes).
  */
 import assert from "node:assert/strict";
+import { uplinkStatus } from "../fakes/status.js";
 import { spawnSync } from "node:child_process";
 import { channel } from "node:diagnostics_channel";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -38,34 +39,7 @@ const TOKENS: TokenConfig[] = [
   { name: "ops", token: WRITE, access: "write" },
 ];
 
-function uplink(name: string, overrides: Partial<UplinkStatus> = {}): UplinkStatus {
-  return {
-    name,
-    interface: name.replace("isp", "wan"),
-    state: "up",
-    since: "2026-11-21T00:00:00.000Z",
-    active: true,
-    weight: 1,
-    tier: 1,
-    id: 1,
-    mark: "0x100",
-    table: 101,
-    address: "100.64.1.2",
-    gateway: "100.64.1.1",
-    carrier: true,
-    loss: 0,
-    recentLoss: 0,
-    rtt: 0.25,
-    jitter: 0.05,
-    reason: "5 good rounds",
-    connections: 12,
-    rxBytes: 1536,
-    txBytes: 2048,
-    throughput: { down: 8000, up: 4000 },
-    ipv6: null,
-    ...overrides,
-  };
-}
+const uplink = uplinkStatus;
 
 function statusDoc(uplinks: UplinkStatus[] = [uplink("isp1"), uplink("isp2")]): StatusDocument {
   return {

@@ -5,6 +5,7 @@
  * headers, no ANSI escape sequence, no bidirectional override (U+202E).
  */
 import assert from "node:assert/strict";
+import { uplinkStatus } from "../fakes/status.js";
 import { describe, test } from "node:test";
 import { formatEvents, formatReload, formatStatus } from "../../src/control/format.js";
 import type { StatusDocument, UplinkStatus } from "../../src/control/api.js";
@@ -115,20 +116,10 @@ describe("a notification with a hostile reason", () => {
 });
 
 function uplink(overrides: Partial<UplinkStatus>): UplinkStatus {
-  return {
-    name: "isp1",
-    interface: "wan1",
+  return uplinkStatus("isp1", {
     state: "down",
     since: "2026-12-07T10:00:00.000Z",
     active: false,
-    weight: 1,
-    tier: 1,
-    id: 1,
-    mark: "0x100",
-    table: 101,
-    address: "100.64.1.2",
-    gateway: "100.64.1.1",
-    carrier: true,
     loss: 100,
     recentLoss: 100,
     rtt: null,
@@ -138,9 +129,8 @@ function uplink(overrides: Partial<UplinkStatus>): UplinkStatus {
     rxBytes: 0,
     txBytes: 0,
     throughput: null,
-    ipv6: null,
     ...overrides,
-  };
+  });
 }
 
 describe("the terminal (uplinkd status, events, reload)", () => {
