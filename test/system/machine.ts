@@ -28,7 +28,7 @@ export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 /** Gitignored cache of root tars, machines and packages. */
 export const CACHE = join(REPO, ".cache");
 
-/** Packages in every machine: systemd to boot, and what uplinkd depends on. */
+/** Packages in every machine: systemd to boot, and what uplinkd and uplinkd-lab depend on. */
 export const MACHINE_PACKAGES = [
   "systemd",
   "dbus",
@@ -38,6 +38,12 @@ export const MACHINE_PACKAGES = [
   "conntrack",
   "procps",
   "libstdc++6",
+  // What uplinkd-lab depends on besides.
+  "dnsmasq-base",
+  "busybox",
+  "iperf3",
+  "psmisc",
+  "python3-minimal",
 ];
 
 /** The Debian mirror mmdebstrap downloads from. */
