@@ -34,22 +34,20 @@ export const macAddress = z
   .transform((mac) => mac.toLowerCase().replaceAll("-", ":"));
 
 /** A day of a window: `mon`..`sun` or `monday`..`sunday`, any case; read as the short form. */
-export const dayName = z
-  .string()
-  .transform((text, ctx): DayName => {
-    const lower = text.toLowerCase();
-    const day = (DAY_NAMES as readonly string[]).includes(lower)
-      ? (lower as DayName)
-      : FULL_DAY_NAMES[lower];
-    if (day === undefined) {
-      ctx.addIssue({
-        code: "custom",
-        message: `"${text}" is not a day: one of ${DAY_NAMES.join(", ")} (or monday, tuesday, ...)`,
-      });
-      return z.NEVER;
-    }
-    return day;
-  });
+export const dayName = z.string().transform((text, ctx): DayName => {
+  const lower = text.toLowerCase();
+  const day = (DAY_NAMES as readonly string[]).includes(lower)
+    ? (lower as DayName)
+    : FULL_DAY_NAMES[lower];
+  if (day === undefined) {
+    ctx.addIssue({
+      code: "custom",
+      message: `"${text}" is not a day: one of ${DAY_NAMES.join(", ")} (or monday, tuesday, ...)`,
+    });
+    return z.NEVER;
+  }
+  return day;
+});
 
 /**
  * A time of day `HH:MM` (24 hours, `00:00`..`23:59`; `24:00` only as a

@@ -86,8 +86,7 @@ export function clearFilters(
       ? prefixesOf(config, rule.src)
       : neighbours
           .filter(
-            (n) =>
-              n.lladdr !== undefined && mac.includes(n.lladdr) && config.lan.includes(n.dev),
+            (n) => n.lladdr !== undefined && mac.includes(n.lladdr) && config.lan.includes(n.dev),
           )
           .map((n) => n.address);
   const dsts = prefixesOf(config, rule.dst);
@@ -219,9 +218,12 @@ export class ScheduleWatcher {
     const change = nextOffsetChange(config.time_zone, now, next - now);
     if (change !== undefined) next = Math.min(next, change);
     // A little after the edge, so that the look there sees the new side.
-    this.#timer = this.#options.clock.setTimeout(() => {
-      this.#look();
-    }, next - now + 20);
+    this.#timer = this.#options.clock.setTimeout(
+      () => {
+        this.#look();
+      },
+      next - now + 20,
+    );
   }
 
   #clear(config: Config, rule: RuleConfig, index: number, inForce: boolean): void {
@@ -232,7 +234,8 @@ export class ScheduleWatcher {
       const filters = clearFilters(config, rule, neighbours);
       const max = this.#options.maxDeletions ?? 256;
       let deleted = 0;
-      for (const filter of filters.slice(0, max)) deleted += await kernel.conntrackDeleteMatching(filter);
+      for (const filter of filters.slice(0, max))
+        deleted += await kernel.conntrackDeleteMatching(filter);
       if (filters.length > max) {
         log.warn(
           { rule: index, filters: filters.length },

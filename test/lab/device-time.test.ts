@@ -90,8 +90,8 @@ describe("rules for devices (src_mac) and times (schedule)", () => {
   });
 
   after(async () => {
-    await daemon?.stop();
-    await lab?.down();
+    await daemon.stop();
+    await lab.down();
   });
 
   it("keeps a device on its policy by MAC while its IPv4 and IPv6 addresses change", async () => {
@@ -168,8 +168,8 @@ describe("rules for devices (src_mac) and times (schedule)", () => {
     } finally {
       held.child.kill();
     }
-    const answers = held.lines.filter((l) => l.event === "answer");
-    const sources = new Set(answers.map((l) => (l.event === "answer" ? l.source : "")));
+    const answers = held.lines.flatMap((l) => (l.event === "answer" ? [l] : []));
+    const sources = new Set(answers.map((l) => l.source));
     assert.ok(answers.length >= 30, `the held connection answered ${answers.length} times`);
     assert.deepEqual(
       [...sources],
@@ -179,6 +179,9 @@ describe("rules for devices (src_mac) and times (schedule)", () => {
     assert.equal(held.lines.filter((l) => l.event === "closed").length, 0);
     // The kernel holds the windows as UTC numbers, moved by the zone's offset.
     const table = await lab.exec("rtr", ["nft", "list", "ruleset"]);
-    assert.match(table.stdout, /ether saddr .* meta hour "\d\d:\d\d"-"\d\d:\d\d:59" goto policy_only2/);
+    assert.match(
+      table.stdout,
+      /ether saddr .* meta hour "\d\d:\d\d"-"\d\d:\d\d:59" goto policy_only2/,
+    );
   });
 });

@@ -14,11 +14,7 @@ import {
   nextOffsetChange,
   zoneOffsetMinutes,
 } from "../../src/policy/schedule.js";
-import {
-  ScheduleWatcher,
-  clearFilters,
-  scheduleStatus,
-} from "../../src/controller/schedule.js";
+import { ScheduleWatcher, clearFilters, scheduleStatus } from "../../src/controller/schedule.js";
 import { scheduleSurroundings } from "../../src/controller/desired.js";
 import { formatSchedules } from "../../src/control/format.js";
 import { conntrackFilterArgs, parseNeighbours } from "../../src/kernel/linux.js";
@@ -66,7 +62,8 @@ function issuesOf(yaml: string): string[] {
   try {
     parseConfig(yaml, "/etc/uplinkd/uplinkd.yaml");
   } catch (error) {
-    if (error instanceof ConfigError) return error.issues.map((i) => `${i.line}:${i.col} ${i.path}: ${i.message}`);
+    if (error instanceof ConfigError)
+      return error.issues.map((i) => `${i.line}:${i.col} ${i.path}: ${i.message}`);
     throw error;
   }
   return [];
@@ -85,7 +82,10 @@ describe("src_mac in rules", () => {
       rules: [{ src_mac: ["AA:BB:CC:DD:EE:01", "aa-bb-cc-dd-ee-02"], policy: "fast" }],
     });
     assert.deepEqual(c.rules[0]?.src_mac, ["aa:bb:cc:dd:ee:01", "aa:bb:cc:dd:ee:02"]);
-    assert.equal(steer(c)[0], "ether saddr { aa:bb:cc:dd:ee:01, aa:bb:cc:dd:ee:02 } goto policy_fast");
+    assert.equal(
+      steer(c)[0],
+      "ether saddr { aa:bb:cc:dd:ee:01, aa:bb:cc:dd:ee:02 } goto policy_fast",
+    );
   });
 
   it("refuses a malformed address at its line and column", () => {
@@ -97,7 +97,9 @@ describe("src_mac in rules", () => {
 
 describe("schedule windows", () => {
   const office = [{ days: ["mon", "tue", "wed", "thu", "fri"], from: "08:00", to: "17:00" }];
-  const c = config({ rules: [{ name: "backup", dst: "192.0.2.0/24", schedule: office, policy: "blackhole" }] });
+  const c = config({
+    rules: [{ name: "backup", dst: "192.0.2.0/24", schedule: office, policy: "blackhole" }],
+  });
   const windows = c.rules[0]?.schedule ?? [];
 
   it("are in force inside their windows only (UTC)", () => {
@@ -125,17 +127,31 @@ describe("schedule windows", () => {
   });
 
   it("cross midnight into the next day", () => {
-    const night = config({
-      rules: [{ dst: "192.0.2.0/24", schedule: [{ days: ["fri"], from: "22:00", to: "06:00" }], policy: "main" }],
-    }).rules[0]?.schedule ?? [];
+    const night =
+      config({
+        rules: [
+          {
+            dst: "192.0.2.0/24",
+            schedule: [{ days: ["fri"], from: "22:00", to: "06:00" }],
+            policy: "main",
+          },
+        ],
+      }).rules[0]?.schedule ?? [];
     assert.equal(inWindows(night, utc("2026-12-11T23:00:00Z"), 0), true); // Friday
     assert.equal(inWindows(night, utc("2026-12-12T05:59:00Z"), 0), true); // Saturday morning
     assert.equal(inWindows(night, utc("2026-12-12T06:00:00Z"), 0), false);
     assert.equal(inWindows(night, utc("2026-12-12T23:00:00Z"), 0), false); // Saturday night
     // Saturday night into Sunday wraps the week.
-    const weekend = config({
-      rules: [{ dst: "192.0.2.0/24", schedule: [{ days: ["sat"], from: "23:00", to: "01:00" }], policy: "main" }],
-    }).rules[0]?.schedule ?? [];
+    const weekend =
+      config({
+        rules: [
+          {
+            dst: "192.0.2.0/24",
+            schedule: [{ days: ["sat"], from: "23:00", to: "01:00" }],
+            policy: "main",
+          },
+        ],
+      }).rules[0]?.schedule ?? [];
     assert.equal(inWindows(weekend, utc("2026-12-13T00:30:00Z"), 0), true);
     assert.deepEqual(kernelWindows(weekend, 0), [
       { days: [0], from: 0, to: 3599 },
@@ -150,9 +166,15 @@ describe("schedule windows", () => {
   });
 
   it("render as UTC meta day and meta hour numbers, moved by the offset", () => {
-    assert.deepEqual(steer(c, 0)[0], "ip daddr 192.0.2.0/24 meta day { 1, 2, 3, 4, 5 } meta hour 28800-61199 drop comment \"backup\"");
+    assert.deepEqual(
+      steer(c, 0)[0],
+      'ip daddr 192.0.2.0/24 meta day { 1, 2, 3, 4, 5 } meta hour 28800-61199 drop comment "backup"',
+    );
     // Berlin in winter: 08:00-17:00 local is 07:00-16:00 UTC.
-    assert.deepEqual(steer(c, 60)[0], "ip daddr 192.0.2.0/24 meta day { 1, 2, 3, 4, 5 } meta hour 25200-57599 drop comment \"backup\"");
+    assert.deepEqual(
+      steer(c, 60)[0],
+      'ip daddr 192.0.2.0/24 meta day { 1, 2, 3, 4, 5 } meta hour 25200-57599 drop comment "backup"',
+    );
     // Kolkata (+05:30): 08:00 local is 02:30 UTC the same day.
     assert.equal(steer(c, 330)[0]?.includes("meta hour 9000-41399"), true);
     // Tokyo (+09:00): 08:00-17:00 local is 23:00 the day before to 08:00 UTC.
@@ -165,15 +187,29 @@ describe("schedule windows", () => {
   it("leave out meta hour for whole days and meta day for every day", () => {
     const whole = config({
       rules: [
-        { src_mac: "aa:bb:cc:dd:ee:01", schedule: [{ days: ["sat", "sun"], from: "00:00", to: "24:00" }], policy: "fast" },
-        { src_mac: "aa:bb:cc:dd:ee:02", schedule: [{ from: "22:00", to: "06:00" }], policy: "lte_only" },
+        {
+          src_mac: "aa:bb:cc:dd:ee:01",
+          schedule: [{ days: ["sat", "sun"], from: "00:00", to: "24:00" }],
+          policy: "fast",
+        },
+        {
+          src_mac: "aa:bb:cc:dd:ee:02",
+          schedule: [{ from: "22:00", to: "06:00" }],
+          policy: "lte_only",
+        },
       ],
-      policies: { fast: { members: [{ uplink: "fibre" }] }, lte_only: { members: [{ uplink: "lte" }] } },
+      policies: {
+        fast: { members: [{ uplink: "fibre" }] },
+        lte_only: { members: [{ uplink: "lte" }] },
+      },
     });
     const lines = steer(whole);
     assert.equal(lines[0], "ether saddr aa:bb:cc:dd:ee:01 meta day { 0, 6 } goto policy_fast");
     assert.equal(lines[1], "ether saddr aa:bb:cc:dd:ee:02 meta hour 0-21599 goto policy_lte_only");
-    assert.equal(lines[2], "ether saddr aa:bb:cc:dd:ee:02 meta hour 79200-86399 goto policy_lte_only");
+    assert.equal(
+      lines[2],
+      "ether saddr aa:bb:cc:dd:ee:02 meta hour 79200-86399 goto policy_lte_only",
+    );
   });
 
   it("are refused when malformed, with the key at its line", () => {
@@ -187,13 +223,20 @@ describe("schedule windows", () => {
       `${yamlHead}  - dst: 192.0.2.0/24\n    policy: main\n    schedule:\n      - { from: "08:00", to: "08:00" }\n`,
     );
     assert.match(same[0] ?? "", /^9:\d+ rules\.0\.schedule\.0\.to: to must differ from from/);
-    const zone = issuesOf(`${yamlHead}  - { dst: 192.0.2.0/24, policy: main }\ntime_zone: Mars/Olympus\n`);
+    const zone = issuesOf(
+      `${yamlHead}  - { dst: 192.0.2.0/24, policy: main }\ntime_zone: Mars/Olympus\n`,
+    );
     assert.match(zone[0] ?? "", /^7:\d+ time_zone: must be an IANA time zone name/);
     const clear = issuesOf(
       `${yamlHead}  - { iif: lan0, policy: main, on_change: clear, schedule: [{ from: "08:00", to: "09:00" }] }\n`,
     );
-    assert.match(clear[0] ?? "", /rules\.0\.on_change: on_change: clear selects connections with conntrack, which cannot select by iif/);
-    const unscheduled = issuesOf(`${yamlHead}  - { dst: 192.0.2.0/24, policy: main, on_change: clear }\n`);
+    assert.match(
+      clear[0] ?? "",
+      /rules\.0\.on_change: on_change: clear selects connections with conntrack, which cannot select by iif/,
+    );
+    const unscheduled = issuesOf(
+      `${yamlHead}  - { dst: 192.0.2.0/24, policy: main, on_change: clear }\n`,
+    );
     assert.match(unscheduled[0] ?? "", /rules\.0\.on_change: on_change acts at the edges/);
   });
 });
@@ -203,14 +246,26 @@ describe("status and plan of schedule rules", () => {
     const c = config({
       time_zone: "Europe/Berlin",
       rules: [
-        { name: "backup", dst: "192.0.2.0/24", policy: "blackhole", schedule: [{ days: ["mon"], from: "08:00", to: "17:00" }] },
+        {
+          name: "backup",
+          dst: "192.0.2.0/24",
+          policy: "blackhole",
+          schedule: [{ days: ["mon"], from: "08:00", to: "17:00" }],
+        },
         { dst: "198.51.100.0/24", policy: "fast" },
       ],
     });
     const at = utc("2026-12-07T10:00:00Z"); // Monday 11:00 in Berlin
     const status = scheduleStatus(c, at);
     assert.deepEqual(status, [
-      { index: 0, name: "backup", policy: "blackhole", inForce: true, until: "2026-12-07T16:00:00.000Z", onChange: "keep" },
+      {
+        index: 0,
+        name: "backup",
+        policy: "blackhole",
+        inForce: true,
+        until: "2026-12-07T16:00:00.000Z",
+        onChange: "keep",
+      },
     ]);
     assert.deepEqual(formatSchedules(status), [
       'schedule rule "backup": in force (policy blackhole) until 2026-12-07 16:00:00Z',
@@ -245,7 +300,8 @@ describe("on_change: clear", () => {
   );
 
   it("selects the device's addresses now, per uplink mark", () => {
-    const filters = clearFilters(c, c.rules[0]!, neighbours);
+    const rule = c.rules[0] ?? assert.fail("no rule");
+    const filters = clearFilters(c, rule, neighbours);
     assert.deepEqual(
       filters.map((f) => conntrackFilterArgs(f).join(" ")),
       [
@@ -289,7 +345,7 @@ describe("on_change: clear", () => {
     watcher.stop();
   });
 
-  it("asks for the table again when the time zone's offset changes", async () => {
+  it("asks for the table again when the time zone's offset changes", () => {
     const berlin = config({
       time_zone: "Europe/Berlin",
       rules: [{ dst: "192.0.2.0/24", policy: "main", schedule: [{ from: "08:00", to: "09:00" }] }],
