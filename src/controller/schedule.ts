@@ -154,8 +154,8 @@ export class ScheduleWatcher {
   readonly #options: ScheduleWatcherOptions;
   #timer: TimerHandle | undefined;
   #offset: number | undefined;
-  /** Rule index -> in force at the last look (on_change: clear rules only). */
-  #inForce = new Map<number, boolean>();
+  /** Rule key (name, else `#index`) -> in force at the last look (on_change: clear rules only). */
+  #inForce = new Map<string, boolean>();
   #clearing: Promise<void> = Promise.resolve();
   #stopped = true;
 
@@ -168,10 +168,14 @@ export class ScheduleWatcher {
     return this.#offset;
   }
 
-  /** Starts (or, after a reload, restarts) following the config's schedules. */
+  /**
+   * Starts, or after a reload restarts, following the config's schedules.
+   * A reload that changes whether an `on_change: clear` rule is in force
+   * (its windows moved past now) counts as an edge of that rule: rules are
+   * known across reloads by name, else by position.
+   */
   start(): void {
     this.#stopped = false;
-    this.#inForce.clear();
     this.#offset = undefined;
     this.#look();
   }
@@ -207,14 +211,17 @@ export class ScheduleWatcher {
     this.#offset = offset;
     const maxWait = this.#options.maxWaitMs ?? 60_000;
     let next = now + maxWait;
+    const seen = new Map<string, boolean>();
     config.rules.forEach((rule, index) => {
       if (rule.schedule === undefined || rule.on_change !== "clear") return;
+      const key = rule.name ?? `#${index}`;
       const inForce = inWindows(rule.schedule, now, offset);
-      const before = this.#inForce.get(index);
-      this.#inForce.set(index, inForce);
+      const before = this.#inForce.get(key);
+      seen.set(key, inForce);
       if (before !== undefined && before !== inForce) this.#clear(config, rule, index, inForce);
       next = Math.min(next, nextEdge(rule.schedule, now, offset));
     });
+    this.#inForce = seen;
     const change = nextOffsetChange(config.time_zone, now, next - now);
     if (change !== undefined) next = Math.min(next, change);
     // A little after the edge, so that the look there sees the new side.

@@ -184,4 +184,49 @@ describe("rules for devices (src_mac) and times (schedule)", () => {
       /ether saddr .* meta hour "\d\d:\d\d"-"\d\d:\d\d:59" goto policy_only2/,
     );
   });
+  it("on_change: clear cuts the rule's established connections when it comes into force", async () => {
+    const backup = (schedule: unknown) => ({
+      name: "backup",
+      src_mac: mac,
+      proto: "tcp",
+      dst_port: 7,
+      schedule,
+      on_change: "clear",
+      policy: "blackhole",
+    });
+    await reload(lab, [backup(later()), { name: "rest", src_mac: mac, policy: "only1" }]);
+    const held = holdConnection(lab, { durationMs: 6_000, intervalMs: 100, timeoutMs: 300 });
+    const answered = () => held.lines.filter((l) => l.event === "answer").length;
+    try {
+      const deadline = Date.now() + 5_000;
+      while (answered() === 0 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.ok(answered() > 0, "the backup connection runs");
+      // The backup's window now holds: the running connection is cut, new ones are dropped.
+      await reload(lab, [backup(now()), { name: "rest", src_mac: mac, policy: "only1" }]);
+      await new Promise((r) => setTimeout(r, 1_000));
+      const afterCut = answered();
+      // Its summary comes at the end of its 6 s; the process itself may
+      // linger on a connection that can no longer close (killed below).
+      const end = Date.now() + 8_000;
+      while (!held.lines.some((l) => l.event === "summary") && Date.now() < end) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal(answered(), afterCut, "the held connection answered after it was cleared");
+      assert.ok(
+        held.lines.some((l) => l.event === "no-answer"),
+        "its questions went unanswered",
+      );
+    } finally {
+      held.child.kill();
+    }
+    const blocked = await lanTraffic(lab, 10, { rounds: 1, timeoutMs: 1_000 });
+    assert.equal(blocked.ok, 0, "new connections of the rule are dropped");
+    const log = daemon.log(200);
+    assert.match(
+      log,
+      /rule \\?"backup\\?" came into force: cleared [1-9]\d* of its established connections/,
+    );
+  });
 });

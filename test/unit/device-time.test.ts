@@ -345,6 +345,31 @@ describe("on_change: clear", () => {
     watcher.stop();
   });
 
+  it("clears when a reload moves the rule's windows past now, and not on an unchanged reload", async () => {
+    const kernel = new FakeKernel();
+    kernel.neighbours = neighbours;
+    const clock = new ManualClock(0, utc("2026-12-07T09:30:00Z")); // Monday, outside 10:00-11:00
+    let current = c;
+    const watcher = new ScheduleWatcher({
+      clock,
+      log: pino({ level: "silent" }),
+      config: () => current,
+      kernel,
+      onOffsetChange: () => undefined,
+    });
+    watcher.start();
+    watcher.start(); // a reload without changes
+    await watcher.idle();
+    assert.equal(kernel.conntrackFilters.length, 0);
+    current = config({
+      rules: [{ ...c.rules[0], schedule: [{ days: ["mon"], from: "09:00", to: "11:00" }] }],
+    });
+    watcher.start();
+    await watcher.idle();
+    assert.equal(kernel.conntrackFilters.length, 4, "the rule came into force with the reload");
+    watcher.stop();
+  });
+
   it("asks for the table again when the time zone's offset changes", () => {
     const berlin = config({
       time_zone: "Europe/Berlin",
