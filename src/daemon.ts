@@ -52,7 +52,13 @@ import { ControlService } from "./control/service.js";
 import { buildStatus } from "./control/status.js";
 import { TrafficSampler } from "./control/traffic.js";
 import { Controller } from "./controller/controller.js";
-import { desiredInputs, type ControllerInputs, type HealthReading } from "./controller/desired.js";
+import {
+  desiredInputs,
+  scheduleSurroundings,
+  type ControllerInputs,
+  type HealthReading,
+} from "./controller/desired.js";
+import { ScheduleWatcher, scheduleStatus } from "./controller/schedule.js";
 import { DnsmasqPart } from "./dns/dnsmasq.js";
 import { Notifier } from "./notify/index.js";
 import { HaPart, type HaRoleChange } from "./ha/part.js";
@@ -133,6 +139,7 @@ export class Daemon {
   /** Failbacks (`failback: move`), oldest first, at most `eventLimit`. */
   readonly #failbacks: Ring<FailbackEvent>;
   readonly #failback: FailbackWatcher;
+  readonly #schedule: ScheduleWatcher;
   readonly #quota: QuotaPart;
   readonly #speedtest: SpeedtestPart;
   /** Why new connections go over the last resort (every uplink down by its probes, links up); null otherwise. */
@@ -203,6 +210,15 @@ export class Daemon {
           this.#controller.choices6,
         );
         this.#checkLastResort(inputs);
+      },
+    });
+    this.#schedule = new ScheduleWatcher({
+      clock: this.#clock,
+      log,
+      config: () => this.#config,
+      kernel: options.kernel,
+      onOffsetChange: () => {
+        this.#controller.request("schedule", "time zone offset changed").catch(() => undefined);
       },
     });
     this.#failback = new FailbackWatcher({
@@ -306,6 +322,7 @@ export class Daemon {
     // Routes and rules first: probes need their uplink's table.
     await this.#controller.start();
     this.#firstReconcileDone();
+    this.#schedule.start();
     this.#ha.start(this.#config.ha);
     this.#health.reconfigure(this.#config, this.#links.now.links);
     this.#balancer.start(this.#speedtest.effective(this.#config));
@@ -347,13 +364,12 @@ export class Daemon {
   /** The controller's inputs for `config`, the links in `observation`, `health` and the load now. */
   #inputs(config: Config, observation: LinkObservation, health: HealthReading): ControllerInputs {
     const quotaExceeded = this.#quota.exceeded();
+    const surroundings = scheduleSurroundings(config, observation.surroundings, this.#clock.wall());
     return desiredInputs(
       // `bandwidth: auto` as the last speed tests measured it.
       this.#speedtest.effective(config),
       observation.links,
-      quotaExceeded.size === 0
-        ? observation.surroundings
-        : { ...observation.surroundings, quotaExceeded },
+      quotaExceeded.size === 0 ? surroundings : { ...surroundings, quotaExceeded },
       health,
       this.#balancer.snapshot,
     );
@@ -693,6 +709,7 @@ export class Daemon {
       this.#problemsChanged();
       this.#balancer.reconfigure(this.#speedtest.effective(next));
       this.#ha.reconfigure(next.ha);
+      this.#schedule.start();
       return changes;
     });
     // dnsmasq follows the new config (nftset fragment, servers) before the reload reports done.
@@ -770,6 +787,7 @@ export class Daemon {
       quota: (name) => this.#quota.status(name),
       bandwidth: (name) => this.#speedtest.status(name),
       reason: this.#lastResortReason,
+      schedules: scheduleStatus(this.#config, this.#clock.wall()),
     });
   }
 
@@ -808,6 +826,7 @@ export class Daemon {
     this.#links.stop();
     this.#health.stop();
     this.#failback.stop();
+    this.#schedule.stop();
     this.#speedtest.stop();
     // Without a config the quota part never started (and has nothing to save).
     if (config !== undefined) await this.#quota.stop();

@@ -29,6 +29,7 @@ import {
 } from "./steering.js";
 
 import { interfaceName, safeName, safePath } from "./names.js";
+import { timeZone } from "./schedule.js";
 
 export { interfaceName } from "./names.js";
 
@@ -584,6 +585,11 @@ export const configSchema = z
       .array(ruleSchema)
       .default([])
       .describe("steering rules for new LAN connections; the first that matches decides"),
+    time_zone: timeZone
+      .optional()
+      .describe(
+        "IANA time zone (Europe/Berlin) of the rules' schedules; default the router's local time zone",
+      ),
     router_policy: z
       .string()
       .default("default")

@@ -28,6 +28,7 @@ import type { PolicyChoice } from "../policy/select.js";
 import type { Transition, UplinkState } from "../uplink-health.js";
 import type { HaRoleChange, HaStatus } from "../ha/part.js";
 import type { FailbackEvent } from "../controller/failback.js";
+import type { ScheduleRuleStatus } from "../controller/schedule.js";
 import type { QuotaAlert, QuotaStatus } from "../quota/meter.js";
 import type { BandwidthStatus, SpeedtestResult } from "../speedtest/state.js";
 
@@ -165,6 +166,12 @@ export interface StatusDocument {
    * its probes while links are up); null while some uplink is usable.
    */
   reason?: string | null;
+  /**
+   * The rules with a `schedule`, each with whether it is in force now (the
+   * kernel applies it to new connections) and its next window edge; empty
+   * without schedule rules, absent from older daemons.
+   */
+  schedules?: readonly ScheduleRuleStatus[];
 }
 
 /** `GET /events`. */

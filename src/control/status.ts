@@ -7,6 +7,7 @@ import type { BandwidthStatus } from "../speedtest/state.js";
 import type { HaStatus } from "../ha/part.js";
 import type { LastApply } from "../controller/controller.js";
 import { activeUplinks } from "../controller/controller.js";
+import type { ScheduleRuleStatus } from "../controller/schedule.js";
 import type { UplinkView } from "../dataplane/render.js";
 import type { UplinkLink } from "../links/observe.js";
 import type { PolicyChoice } from "../policy/select.js";
@@ -57,6 +58,8 @@ export interface StatusParts {
   bandwidth?: (uplink: string) => BandwidthStatus | null;
   /** Why new connections go over the last resort; null or absent when they do not. */
   reason?: string | null;
+  /** The rules with a schedule and whether each is in force now; absent: none shown. */
+  schedules?: readonly ScheduleRuleStatus[];
 }
 
 /** The status document of `parts`. */
@@ -107,6 +110,7 @@ export function buildStatus(parts: StatusParts): StatusDocument {
     domains: parts.domains ?? [],
     ha: parts.ha ?? null,
     reason: parts.reason ?? null,
+    schedules: parts.schedules ?? [],
   };
 }
 

@@ -196,6 +196,20 @@ export interface Kernel {
    */
   conntrackDelete(mark: number, mask: number, family?: Family): Promise<number>;
   /**
+   * Delete the conntrack entries that match `filter` (`conntrack -D -f
+   * ipv4|ipv6 [-s PREFIX] [-d PREFIX] [-p PROTO] [--sport N] [--dport N]
+   * -m MARK/MASK`; addresses and ports of the original direction).
+   * @returns the number of entries deleted.
+   * @throws {KernelCommandError}
+   */
+  conntrackDeleteMatching(filter: ConntrackFilter): Promise<number>;
+  /**
+   * The neighbour table of both families (`ip -j neigh show`): which
+   * address each link-layer (MAC) address holds on which interface.
+   * @throws {KernelCommandError}
+   */
+  readNeighbours(): Promise<Neighbour[]>;
+  /**
    * Count conntrack entries per mark value under `mask` by dumping the
    * table (`conntrack -L`): its cost grows with the table (~0.7 s of CPU at
    * 100,000 entries); the daemon uses {@link Kernel.watchConntrack} instead.
@@ -210,6 +224,32 @@ export interface Kernel {
    * `onNote` and retried.
    */
   watchConntrack(onNote?: (level: "info" | "warn", message: string) => void): ConntrackCounts;
+}
+
+/** Which conntrack entries {@link Kernel.conntrackDeleteMatching} deletes: all of the given fields must match. */
+export interface ConntrackFilter {
+  family: Family;
+  /** Source address or prefix of the original direction. */
+  src?: string;
+  /** Destination address or prefix of the original direction. */
+  dst?: string;
+  /** Protocol name (`tcp`) or number. */
+  proto?: string | number;
+  sport?: number;
+  dport?: number;
+  /** The entry's mark under `mask`. */
+  mark: number;
+  mask: number;
+}
+
+/** One entry of the neighbour table (ARP for IPv4, neighbour discovery for IPv6). */
+export interface Neighbour {
+  address: string;
+  family: Family;
+  /** Interface the neighbour is on. */
+  dev: string;
+  /** Its link-layer address, lower case; absent while unknown (INCOMPLETE, FAILED). */
+  lladdr?: string;
 }
 
 /** Conntrack entries per mark, kept current in the background (a {@link Kernel.watchConntrack}). */

@@ -5,10 +5,13 @@
  */
 import { canonicalElement, routeKey, ruleKey } from "../../src/dataplane/diff.js";
 import { KernelCommandError } from "../../src/errors.js";
+import { conntrackFilterArgs } from "../../src/kernel/linux.js";
 import {
   IPV6_LINE,
   type ConntrackCounts,
+  type ConntrackFilter,
   type Kernel,
+  type Neighbour,
   type LinkState,
   type NftJson,
   type Route,
@@ -302,6 +305,22 @@ export class FakeKernel implements Kernel {
     const before = this.conntrack.length;
     this.conntrack = this.conntrack.filter((m) => (m & mask) !== (mark & mask));
     return before - this.conntrack.length;
+  }
+
+  /** The filters of every {@link conntrackDeleteMatching} call, in order. */
+  conntrackFilters: ConntrackFilter[] = [];
+  /** What {@link readNeighbours} reports (tests set it). */
+  neighbours: Neighbour[] = [];
+
+  async conntrackDeleteMatching(filter: ConntrackFilter): Promise<number> {
+    await this.#enter("conntrack-delete", `conntrack ${conntrackFilterArgs(filter).join(" ")}`);
+    this.conntrackFilters.push(filter);
+    return 0;
+  }
+
+  async readNeighbours(): Promise<Neighbour[]> {
+    await this.#enter("read-links", "read-neighbours");
+    return this.neighbours.map((n) => ({ ...n }));
   }
 
   async conntrackCountByMark(mask: number): Promise<Map<number, number>> {
