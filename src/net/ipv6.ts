@@ -17,13 +17,17 @@ export function familyOf(text: string): 4 | 6 | undefined {
 /**
  * True when `address` lies inside `prefix` of the same family (IPv4 or
  * IPv6, `198.51.100.7` in `198.51.100.0/24`); false for addresses or
- * prefixes that do not parse and across families (ipaddr.js `match`).
+ * prefixes that do not parse and across families (IPv4 with ipaddr.js's
+ * `match`, IPv6 with {@link inPrefix6}).
  */
 export function inPrefix(address: string, prefix: string): boolean {
   if (!ipaddr.isValid(address) || !ipaddr.isValidCIDR(prefix)) return false;
-  const parsed = ipaddr.parse(address);
   const range = ipaddr.parseCIDR(prefix);
-  return parsed.kind() === range[0].kind() && parsed.match(range);
+  // IPv6 through parseAddress6, which keeps `::a.b.c.d` as RFC 4291 has it
+  // (ipaddr.js would read it as `::ffff:a.b.c.d`).
+  if (range[0].kind() === "ipv6") return inPrefix6(address, prefix);
+  const parsed = ipaddr.parse(address);
+  return parsed.kind() === "ipv4" && parsed.match(range);
 }
 
 const ALL = (1n << 128n) - 1n;

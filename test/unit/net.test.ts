@@ -87,10 +87,17 @@ describe("net/ipv6", () => {
     assert.equal(inPrefix("198.51.100.7", "::/0"), false);
     assert.equal(inPrefix("not-an-address", "0.0.0.0/0"), false);
     assert.equal(inPrefix("198.51.100.7", "198.51.100.0/33"), false);
+    // RFC 4291's IPv4-compatible form is not IPv4-mapped.
+    assert.equal(inPrefix("::0.0.0.0", "::/81"), true);
+    assert.equal(inPrefix("::198.51.100.7", "::ffff:0:0/96"), false);
     fc.assert(
+      // Inside its own network of any length; outside the network that differs in its last bit.
       fc.property(fc.ipV6(), fc.integer({ min: 0, max: 128 }), (address, bits) => {
-        const network = formatAddress6((parseAddress6(address) ?? 0n) & maskOf(bits));
-        return inPrefix(address, `${network}/${bits}`) === inPrefix6(address, `${network}/${bits}`);
+        const network = (parseAddress6(address) ?? 0n) & maskOf(bits);
+        if (!inPrefix(address, `${formatAddress6(network)}/${bits}`)) return false;
+        if (bits === 0) return true;
+        const other = network ^ (1n << BigInt(128 - bits));
+        return !inPrefix(address, `${formatAddress6(other)}/${bits}`);
       }),
     );
   });
