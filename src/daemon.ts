@@ -59,6 +59,7 @@ import { HaPart, type HaRoleChange } from "./ha/part.js";
 import { LoadBalancer } from "./policy/balancer.js";
 import { Ring } from "./ring.js";
 import { FailbackWatcher, type FailbackEvent } from "./controller/failback.js";
+import { TunnelWatcher } from "./controller/tunnels.js";
 import { QuotaPart } from "./quota/part.js";
 import type { QuotaAlert, QuotaStatus } from "./quota/meter.js";
 import { readFile } from "node:fs/promises";
@@ -133,6 +134,7 @@ export class Daemon {
   /** Failbacks (`failback: move`), oldest first, at most `eventLimit`. */
   readonly #failbacks: Ring<FailbackEvent>;
   readonly #failback: FailbackWatcher;
+  readonly #tunnels: TunnelWatcher;
   readonly #quota: QuotaPart;
   readonly #speedtest: SpeedtestPart;
   /** Why new connections go over the last resort (every uplink down by its probes, links up); null otherwise. */
@@ -202,8 +204,19 @@ export class Daemon {
           this.#controller.choices,
           this.#controller.choices6,
         );
+        this.#tunnels.update(
+          inputs.config,
+          inputs.views,
+          this.#controller.choices,
+          this.#controller.choices6,
+        );
         this.#checkLastResort(inputs);
       },
+    });
+    this.#tunnels = new TunnelWatcher({
+      log,
+      wall: () => this.#clock.wall(),
+      clearFlow: (flow) => options.kernel.conntrackDeleteFlow(flow),
     });
     this.#failback = new FailbackWatcher({
       clock: this.#clock,
@@ -388,6 +401,7 @@ export class Daemon {
   /** A failback ended: kept for events, counted in metrics, pushed to event streams. */
   #failbackDone(event: FailbackEvent): void {
     this.#failbacks.push(event);
+    this.#tunnels.failback(event);
     this.#control?.failback(event);
   }
 
@@ -770,6 +784,7 @@ export class Daemon {
       quota: (name) => this.#quota.status(name),
       bandwidth: (name) => this.#speedtest.status(name),
       reason: this.#lastResortReason,
+      tunnels: this.#tunnels.status(this.#config),
     });
   }
 
@@ -808,6 +823,7 @@ export class Daemon {
     this.#links.stop();
     this.#health.stop();
     this.#failback.stop();
+    this.#tunnels.stop();
     this.#speedtest.stop();
     // Without a config the quota part never started (and has nothing to save).
     if (config !== undefined) await this.#quota.stop();

@@ -28,6 +28,9 @@ import type { PolicyChoice } from "../policy/select.js";
 import type { Transition, UplinkState } from "../uplink-health.js";
 import type { HaRoleChange, HaStatus } from "../ha/part.js";
 import type { FailbackEvent } from "../controller/failback.js";
+import type { TunnelStatus } from "../controller/tunnels.js";
+
+export type { TunnelStatus } from "../controller/tunnels.js";
 import type { QuotaAlert, QuotaStatus } from "../quota/meter.js";
 import type { BandwidthStatus, SpeedtestResult } from "../speedtest/state.js";
 
@@ -165,6 +168,8 @@ export interface StatusDocument {
    * its probes while links are up); null while some uplink is usable.
    */
   reason?: string | null;
+  /** The router's tunnels (config `tunnels`) and the uplink each is on; absent from older daemons. */
+  tunnels?: TunnelStatus[];
 }
 
 /** `GET /events`. */

@@ -32,6 +32,7 @@ import { domainSetComment, domainSetName, domainSets } from "./domains.js";
 import { hex, policyMarks, unreachableMark, uplinkSlots } from "../config/slots.js";
 import { nftString } from "../text.js";
 import type { UplinkView } from "./views.js";
+import { tunnelEndpoint, type TunnelConfig } from "../config/tunnels.js";
 
 /** Name of the nft chain that marks packets with uplink `id`. */
 export function uplinkChain(id: number): string {
@@ -579,9 +580,28 @@ function passiveChain(mask: number): string[] {
 }
 
 /**
- * The router's own traffic: marked connections keep their uplink; traffic
- * from an uplink address, to the LAN or local networks is left alone;
- * the rest follows pinned destinations, then the router's policy.
+ * The line of the output chain that sends a tunnel's new flow to its
+ * policy: `ip daddr 192.0.2.7 udp dport 51820 goto policy_site comment "tunnel site"`
+ * (`meta l4proto udp` when the endpoint has no port).
+ */
+export function tunnelLine(tunnel: TunnelConfig): string {
+  const endpoint = tunnelEndpoint(tunnel);
+  const ip = ipOf(endpoint.family);
+  const transport =
+    endpoint.port === undefined
+      ? `meta l4proto ${tunnel.protocol}`
+      : `${tunnel.protocol} dport ${endpoint.port}`;
+  return `${ip} daddr ${endpoint.address} ${transport} goto ${policyChain(tunnel.policy)} comment ${q(`tunnel ${tunnel.name}`)}`;
+}
+
+/**
+ * The router's own traffic: marked connections keep their uplink; a new
+ * flow to a tunnel's endpoint follows the tunnel's policy, whatever its
+ * source address (a tunnel whose socket cached an uplink's address is
+ * masqueraded to the chosen uplink's); traffic from an uplink address, to
+ * the LAN or local networks is left alone; the rest follows pinned
+ * destinations, then the router's policy. The kernel re-routes a packet
+ * whose mark this `type route` chain changed (ip_route_me_harder).
  */
 function outputChain(config: Config, mask: number): string[] {
   return [
@@ -589,6 +609,7 @@ function outputChain(config: Config, mask: number): string[] {
     `\t\ttype route hook output priority mangle; policy accept;`,
     `\t\tmeta mark & ${hex(mask)} vmap @restore`,
     `\t\tct mark & ${hex(mask)} vmap @restore`,
+    ...config.tunnels.map((tunnel) => `\t\t${tunnelLine(tunnel)}`),
     `\t\tip saddr @uplink_addresses return`,
     `\t\tip6 saddr @uplink_addresses6 return`,
     `\t\tip6 saddr ${LINK_LOCAL6} return`,

@@ -19,6 +19,7 @@ import {
   type ConntrackCounts,
   type Family,
   type InterfaceAddress6,
+  type ConntrackFlow,
   type Kernel,
   type LinkState,
   type NftJson,
@@ -425,6 +426,25 @@ export class LinuxKernel implements Kernel {
       total += count === undefined ? 0 : Number(count);
     }
     return total;
+  }
+
+  async conntrackDeleteFlow(flow: ConntrackFlow): Promise<number> {
+    const { stderr } = await runCommand(
+      "conntrack",
+      [
+        "-D",
+        "-f",
+        flow.family === 6 ? "ipv6" : "ipv4",
+        "-p",
+        flow.protocol,
+        "-d",
+        flow.dst,
+        ...(flow.dport === undefined ? [] : ["--dport", String(flow.dport)]),
+      ],
+      { allowExitCodes: [1], timeoutMs: this.timeouts.conntrackDelete },
+    );
+    const count = /(\d+) flow entries have been deleted/.exec(stderr)?.[1];
+    return count === undefined ? 0 : Number(count);
   }
 
   async conntrackCountByMark(mask: number): Promise<Map<number, number>> {

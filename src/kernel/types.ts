@@ -128,6 +128,16 @@ export interface Rule {
   protocol: number;
 }
 
+/** A flow by its original direction's destination (see {@link Kernel.conntrackDeleteFlow}). */
+export interface ConntrackFlow {
+  family: Family;
+  protocol: "udp" | "tcp";
+  /** Destination address (IPv6 in any form `conntrack` takes). */
+  dst: string;
+  /** Destination port; absent: every port. */
+  dport?: number;
+}
+
 /**
  * The kernel as uplinkd uses it; the only door to it. Every method may also
  * throw a KernelCommandTimeoutError (a KernelCommandError) when its command
@@ -195,6 +205,14 @@ export interface Kernel {
    * @throws {KernelCommandError}
    */
   conntrackDelete(mark: number, mask: number, family?: Family): Promise<number>;
+  /**
+   * Delete the conntrack entries of one flow by its original destination
+   * (`conntrack -D -f ipv4|ipv6 -p udp|tcp -d ADDRESS [--dport PORT]`):
+   * a tunnel's flow, whatever its mark.
+   * @returns the number of entries deleted.
+   * @throws {KernelCommandError}
+   */
+  conntrackDeleteFlow(flow: ConntrackFlow): Promise<number>;
   /**
    * Count conntrack entries per mark value under `mask` by dumping the
    * table (`conntrack -L`): its cost grows with the table (~0.7 s of CPU at

@@ -8,6 +8,7 @@ import { KernelCommandError } from "../../src/errors.js";
 import {
   IPV6_LINE,
   type ConntrackCounts,
+  type ConntrackFlow,
   type Kernel,
   type LinkState,
   type NftJson,
@@ -302,6 +303,18 @@ export class FakeKernel implements Kernel {
     const before = this.conntrack.length;
     this.conntrack = this.conntrack.filter((m) => (m & mask) !== (mark & mask));
     return before - this.conntrack.length;
+  }
+
+  /** Flows deleted by {@link conntrackDeleteFlow}, in order. */
+  deletedFlows: ConntrackFlow[] = [];
+
+  async conntrackDeleteFlow(flow: ConntrackFlow): Promise<number> {
+    await this.#enter(
+      "conntrack-delete",
+      `conntrack -D -p ${flow.protocol} -d ${flow.dst}${flow.dport === undefined ? "" : ` --dport ${flow.dport}`}`,
+    );
+    this.deletedFlows.push(flow);
+    return 1;
   }
 
   async conntrackCountByMark(mask: number): Promise<Map<number, number>> {
