@@ -543,6 +543,7 @@ function preroutingChain(config: Config, mask: number): string[] {
     ...(config.ha === undefined
       ? []
       : [`\t\tct state new tcp flags & (fin | syn | rst | ack) != syn drop`]),
+    ...config.tunnels.map((tunnel) => `\t\t${tunnelInboundLine(tunnel)}`),
     `\t\tct state new iifname vmap @inbound`,
     `\t\tiifname != @lan_interfaces return`,
     `\t\tfib daddr type { local, broadcast, multicast } return`,
@@ -585,13 +586,32 @@ function passiveChain(mask: number): string[] {
  * (`meta l4proto udp` when the endpoint has no port).
  */
 export function tunnelLine(tunnel: TunnelConfig): string {
+  return `${tunnelMatch(tunnel, "daddr", "dport")} goto ${policyChain(tunnel.policy)} comment ${q(`tunnel ${tunnel.name}`)}`;
+}
+
+/**
+ * The line of the prerouting chain that drops a new flow from a tunnel's
+ * peer to the router: `ct state new fib daddr type local ip saddr
+ * 192.0.2.7 udp sport 51820 drop comment "tunnel site: the router starts it"`.
+ * The router starts the tunnel's flow; a flow the peer started (its
+ * packets to the address of an uplink the tunnel just left, in flight
+ * when the tunnel moved) would be kept on that uplink by its entry.
+ */
+export function tunnelInboundLine(tunnel: TunnelConfig): string {
+  return `ct state new fib daddr type local ${tunnelMatch(tunnel, "saddr", "sport")} drop comment ${q(`tunnel ${tunnel.name}: the router starts it`)}`;
+}
+
+function tunnelMatch(
+  tunnel: TunnelConfig,
+  address: "saddr" | "daddr",
+  port: "sport" | "dport",
+): string {
   const endpoint = tunnelEndpoint(tunnel);
-  const ip = ipOf(endpoint.family);
   const transport =
     endpoint.port === undefined
       ? `meta l4proto ${tunnel.protocol}`
-      : `${tunnel.protocol} dport ${endpoint.port}`;
-  return `${ip} daddr ${endpoint.address} ${transport} goto ${policyChain(tunnel.policy)} comment ${q(`tunnel ${tunnel.name}`)}`;
+      : `${tunnel.protocol} ${port} ${endpoint.port}`;
+  return `${ipOf(endpoint.family)} ${address} ${endpoint.address} ${transport}`;
 }
 
 /**

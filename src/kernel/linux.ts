@@ -429,22 +429,22 @@ export class LinuxKernel implements Kernel {
   }
 
   async conntrackDeleteFlow(flow: ConntrackFlow): Promise<number> {
-    const { stderr } = await runCommand(
-      "conntrack",
-      [
-        "-D",
-        "-f",
-        flow.family === 6 ? "ipv6" : "ipv4",
-        "-p",
-        flow.protocol,
-        "-d",
-        flow.dst,
-        ...(flow.dport === undefined ? [] : ["--dport", String(flow.dport)]),
-      ],
-      { allowExitCodes: [1], timeoutMs: this.timeouts.conntrackDelete },
-    );
-    const count = /(\d+) flow entries have been deleted/.exec(stderr)?.[1];
-    return count === undefined ? 0 : Number(count);
+    let total = 0;
+    const port = flow.dport === undefined ? [] : [String(flow.dport)];
+    // Started by the router (to the peer), then by the peer (from it).
+    for (const match of [
+      ["-d", flow.dst, ...port.flatMap((p) => ["--dport", p])],
+      ["-s", flow.dst, ...port.flatMap((p) => ["--sport", p])],
+    ]) {
+      const { stderr } = await runCommand(
+        "conntrack",
+        ["-D", "-f", flow.family === 6 ? "ipv6" : "ipv4", "-p", flow.protocol, ...match],
+        { allowExitCodes: [1], timeoutMs: this.timeouts.conntrackDelete },
+      );
+      const count = /(\d+) flow entries have been deleted/.exec(stderr)?.[1];
+      total += count === undefined ? 0 : Number(count);
+    }
+    return total;
   }
 
   async conntrackCountByMark(mask: number): Promise<Map<number, number>> {

@@ -206,9 +206,10 @@ export interface Kernel {
    */
   conntrackDelete(mark: number, mask: number, family?: Family): Promise<number>;
   /**
-   * Delete the conntrack entries of one flow by its original destination
-   * (`conntrack -D -f ipv4|ipv6 -p udp|tcp -d ADDRESS [--dport PORT]`):
-   * a tunnel's flow, whatever its mark.
+   * Delete the conntrack entries of one flow between the router and a
+   * peer, whatever their mark: those the router started
+   * (`conntrack -D -f ipv4|ipv6 -p udp|tcp -d ADDRESS [--dport PORT]`),
+   * then those the peer started (`-s ADDRESS [--sport PORT]`).
    * @returns the number of entries deleted.
    * @throws {KernelCommandError}
    */

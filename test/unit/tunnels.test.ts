@@ -169,6 +169,19 @@ describe("tunnels in the output chain", () => {
     assert.match(nft, /chain policy_site \{\n\t\tct mark set ct mark & 0xff00ffff \| 0x/);
   });
 
+  it("drop a new flow from a tunnel's peer to the router, before new flows from an uplink are marked with it", () => {
+    const c = config(...TUNNELS);
+    const nft = renderNft(c, world(c, {}).views, {});
+    const prerouting = /chain prerouting \{\n([^}]*)\}/.exec(nft)?.[1] ?? "";
+    const lines = prerouting.split("\n").map((l) => l.trim());
+    assert.deepEqual(lines.slice(2, 6), [
+      'ct state new fib daddr type local ip saddr 203.0.113.7 udp sport 51820 drop comment "tunnel office: the router starts it"',
+      'ct state new fib daddr type local ip6 saddr 2001:db8::7 udp sport 51820 drop comment "tunnel office6: the router starts it"',
+      'ct state new fib daddr type local ip saddr 198.51.100.10 meta l4proto tcp drop comment "tunnel vpn: the router starts it"',
+      "ct state new iifname vmap @inbound",
+    ]);
+  });
+
   it("renders no tunnel line without tunnels", () => {
     const c = config();
     const nft = renderNft(c, world(c, {}).views, {});
