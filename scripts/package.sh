@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Builds the Debian package dist-deb/uplinkd_VERSION_ARCH.deb with dpkg-deb
-# (npm run package). Needs npm, dpkg-deb, tar and gzip (not dpkg-dev);
-# lintian checks the result when it is installed.
+# Builds the Debian packages dist-deb/uplinkd_VERSION_ARCH.deb (the daemon
+# and its CLI) and dist-deb/uplinkd-lab_VERSION_ARCH.deb (the lab and demo:
+# `uplinkd lab`, `uplinkd demo`; depends on uplinkd of the same version and
+# on the lab's tools) with dpkg-deb (npm run package). Needs npm, dpkg-deb,
+# tar and gzip (not dpkg-dev); lintian checks the result when it is
+# installed.
 #
 #   scripts/package.sh [--arch amd64|arm64] [--out DIR] [--no-lintian]
 #                      [--compression xz|gzip]
@@ -21,6 +24,10 @@
 #   /etc/uplinkd/uplinkd.yaml   conffile: examples/uplinkd.yaml
 #   /usr/share/man/man1         uplinkd.1 (packaging/uplinkd.1)
 #   /usr/share/bash-completion  packaging/uplinkd.bash-completion
+# and in uplinkd-lab:
+#   /usr/lib/uplinkd/dist/lab   the lab, which `uplinkd lab` and `uplinkd demo`
+#                               load (without it they say which package to
+#                               install)
 #
 # Why a bundled runtime: Debian 12 ships Node.js 18, and uplinkd needs
 # >= 20.19; Debian 13's 20.19 would do, but one package for both releases,
@@ -78,6 +85,10 @@ mkdir -p "$lib"
 # every dependency is plain JavaScript).
 cp -r package.json package-lock.json bin dist schema "$lib/"
 find "$lib/dist" -name '*.map' -delete
+# The lab goes to its own package.
+lab_root=$stage/lab-root
+mkdir -p "$lab_root/usr/lib/uplinkd/dist"
+mv "$lib/dist/lab" "$lab_root/usr/lib/uplinkd/dist/lab"
 (cd "$lib" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error)
 rm -f "$lib/package-lock.json" "$lib/node_modules/.package-lock.json"
 # What the dependencies ship for their own developers: tests, benchmarks,
@@ -127,34 +138,52 @@ install -D -m 0644 packaging/uplinkd.bash-completion \
 
 # Modes: directories 755, files 644 unless executable; root owns all
 # (dpkg-deb --root-owner-group).
-find "$root" -type d -exec chmod 0755 {} +
-find "$root" -type f ! -perm -u+x -exec chmod 0644 {} +
-find "$root" -type f -perm -u+x -exec chmod 0755 {} +
+normalize_modes() {
+  find "$1" -type d -exec chmod 0755 {} +
+  find "$1" -type f ! -perm -u+x -exec chmod 0644 {} +
+  find "$1" -type f -perm -u+x -exec chmod 0755 {} +
+}
+normalize_modes "$root"
 chmod 0600 "$root/etc/uplinkd/uplinkd.yaml"
 chmod 0700 "$root/var/lib/uplinkd"
 
-mkdir -p "$root/DEBIAN"
-size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
-sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$arch/" -e "s/@SIZE@/$size/" \
-  packaging/control.in >"$root/DEBIAN/control"
-echo /etc/uplinkd/uplinkd.yaml >"$root/DEBIAN/conffiles"
-for script in postinst prerm postrm; do
-  install -m 0755 "packaging/$script" "$root/DEBIAN/$script"
-done
-(cd "$root" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | sort -z |
-  xargs -0 md5sum) >"$root/DEBIAN/md5sums"
-chmod 0644 "$root/DEBIAN/md5sums" "$root/DEBIAN/control" "$root/DEBIAN/conffiles"
+lab_doc=$lab_root/usr/share/doc/uplinkd-lab
+install -D -m 0644 packaging/copyright "$lab_doc/copyright"
+gzip -9n <packaging/changelog >"$lab_doc/changelog.gz"
+normalize_modes "$lab_root"
 
 # Same input, same package: file times from the last commit.
 SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
 export SOURCE_DATE_EPOCH
-find "$root" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 
-deb=$out/uplinkd_${version}_${arch}.deb
-dpkg-deb --root-owner-group "${compression[@]}" --build "$root" "$deb" >/dev/null
-echo "$deb ($(du -h "$deb" | cut -f1), installed $((size / 1024)) MiB)"
+# Writes DEBIAN/ of tree $1 from control template $2 (and maintainer
+# scripts and conffiles for uplinkd), then builds package $3 from it.
+build_deb() {
+  local tree=$1 template=$2 name=$3
+  mkdir -p "$tree/DEBIAN"
+  local size
+  size=$(du -sk --exclude=DEBIAN "$tree" | cut -f1)
+  sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$arch/" -e "s/@SIZE@/$size/" \
+    "$template" >"$tree/DEBIAN/control"
+  if [ "$name" = uplinkd ]; then
+    echo /etc/uplinkd/uplinkd.yaml >"$tree/DEBIAN/conffiles"
+    chmod 0644 "$tree/DEBIAN/conffiles"
+    for script in postinst prerm postrm; do
+      install -m 0755 "packaging/$script" "$tree/DEBIAN/$script"
+    done
+  fi
+  (cd "$tree" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | sort -z |
+    xargs -0 md5sum) >"$tree/DEBIAN/md5sums"
+  chmod 0644 "$tree/DEBIAN/md5sums" "$tree/DEBIAN/control"
+  find "$tree" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+  local deb=$out/${name}_${version}_${arch}.deb
+  dpkg-deb --root-owner-group "${compression[@]}" --build "$tree" "$deb" >/dev/null
+  echo "$deb ($(du -h "$deb" | cut -f1), installed $((size / 1024)) MiB)"
+  if [ "$lintian" = yes ] && command -v lintian >/dev/null; then
+    # Tags we accept are listed with their reasons in packaging/lintian-overrides.
+    lintian --suppress-tags-from-file packaging/lintian-overrides "$deb" || true
+  fi
+}
 
-if [ "$lintian" = yes ] && command -v lintian >/dev/null; then
-  # Tags we accept are listed with their reasons in packaging/lintian-overrides.
-  lintian --suppress-tags-from-file packaging/lintian-overrides "$deb" || true
-fi
+build_deb "$root" packaging/control.in uplinkd
+build_deb "$lab_root" packaging/control-lab.in uplinkd-lab

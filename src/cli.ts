@@ -14,7 +14,7 @@ import { Dataplane, planIsEmpty } from "./dataplane/apply.js";
 import { desiredInputs, desiredState } from "./controller/desired.js";
 import { describePlanBasis, planHealth, readPlanBasis } from "./control/plan.js";
 import { renderNftsetFile } from "./dns/render.js";
-import { ConfigError, UplinkdError, formatConfigIssue } from "./errors.js";
+import { ConfigError, NotInstalledError, UplinkdError, formatConfigIssue } from "./errors.js";
 import { LinuxKernel } from "./kernel/linux.js";
 import { createUplinkHealth } from "./health/adapter.js";
 import { observe } from "./links/watcher.js";
@@ -83,6 +83,25 @@ function lazyCommand(
       register(real);
       await real.parseAsync([name, ...args], { from: "user" });
     });
+}
+
+/**
+ * Loads a module of the lab (`./lab/...`), which the `uplinkd-lab` package
+ * installs beside `uplinkd`.
+ *
+ * @throws {NotInstalledError} when the lab's module is not there (the
+ *   `uplinkd` package alone); any other load error as it is.
+ */
+async function fromLab<T>(command: string, load: () => Promise<T>): Promise<T> {
+  try {
+    return await load();
+  } catch (error) {
+    const { code, message } = error as { code?: unknown; message?: unknown };
+    if (code === "ERR_MODULE_NOT_FOUND" && String(message).includes("/lab/")) {
+      throw new NotInstalledError(command, "uplinkd-lab", { cause: error });
+    }
+    throw error;
+  }
 }
 
 /** Options of `uplinkd run`. */
@@ -272,7 +291,7 @@ registerInitCommand(program);
 lazyCommand(
   "lab",
   "a lab in network namespaces: LAN client, router, one ISP per uplink, an internet with test hosts",
-  async () => (await import("./lab/cli.js")).registerLabCommands,
+  async () => (await fromLab("lab", () => import("./lab/cli.js"))).registerLabCommands,
 );
 lazyCommand(
   "ha",
@@ -282,7 +301,7 @@ lazyCommand(
 lazyCommand(
   "demo",
   "a narrated lab run: traffic, faults, IPv4 and IPv6 failovers and recoveries (root)",
-  async () => (await import("./lab/demo.js")).registerDemoCommand,
+  async () => (await fromLab("demo", () => import("./lab/demo.js"))).registerDemoCommand,
 );
 
 try {

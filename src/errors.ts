@@ -156,10 +156,19 @@ export class SpeedtestError extends UplinkdError {
   }
 }
 
-/** A lab operation failed (namespace, veth, process). */
-export class LabError extends UplinkdError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super("UPLINKD_ERR_LAB", message, options);
+/**
+ * A command whose part of uplinkd is not installed: `uplinkd lab` and
+ * `uplinkd demo` come with the `uplinkd-lab` package, beside `uplinkd`.
+ * Code `UPLINKD_ERR_NOT_INSTALLED`.
+ */
+export class NotInstalledError extends UplinkdError {
+  constructor(command: string, packageName: string, options?: { cause?: unknown }) {
+    super(
+      "UPLINKD_ERR_NOT_INSTALLED",
+      `uplinkd ${command} comes with the ${packageName} package, which is not installed ` +
+        `(apt install ./${packageName}_VERSION_ARCH.deb, built by npm run package)`,
+      options,
+    );
   }
 }
 

@@ -77,7 +77,7 @@ export async function kernelIssues(
  * stdout and leaves the exit code alone (0); before that, one
  * `FILE:LINE:COL: path: warning: message` line per warning on stderr
  * (`loadConfigWithWarnings`: health targets that answer only in a lab, on
- * a config without `lab: true`), then one `FILE: warning: message` line per
+ * a config without `private_targets: true`), then one `FILE: warning: message` line per
  * uplink whose `accept_ra` ignores router advertisements (see
  * links/sysctl6.ts); with `--verbose`, then one indented line
  * per uplink ({@link describeUplink}). On the router ({@link kernelIssues}),

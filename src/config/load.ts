@@ -149,7 +149,7 @@ export async function loadConfig(file: string = DEFAULT_CONFIG_PATH): Promise<Co
 /**
  * Read and validate a config file (see `parseConfig`), and locate the
  * warnings of `configWarnings` in it (health targets that answer only in a
- * lab, unless the config says `lab: true`).
+ * lab, unless the config says `private_targets: true`).
  *
  * @returns the config and one issue per warning (FILE:LINE:COL, path,
  *   message), in file order.

@@ -555,11 +555,11 @@ export const logSchema = z
 /** The whole config file. */
 export const configSchema = z
   .object({
-    lab: z
+    private_targets: z
       .boolean()
       .optional()
       .describe(
-        "true in the configs of a test lab (uplinkd lab writes it): health targets in documentation or private ranges are expected there, so check does not warn about them",
+        "true when health targets in documentation, private, shared or unique-local ranges are meant (a test network such as uplinkd's lab, or a monitoring host inside the ISP): check does not warn about them",
       ),
     lan: z.array(interfaceName).min(1).describe("interfaces whose new connections are balanced"),
     uplinks: z.array(uplinkSchema).min(1).describe("the internet uplinks, one per ISP"),

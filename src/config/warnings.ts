@@ -5,12 +5,12 @@
  *
  * Two kinds. An uplink that may get IPv6 (`gateway6` not `none`) but has
  * no IPv6 target or probe: its IPv6 is not monitored and follows its IPv4
- * health (warned even with `lab: true`). And a health target (ICMP target, TCP/DNS probe host, HTTP
+ * health (warned even with `private_targets: true`). And a health target (ICMP target, TCP/DNS probe host, HTTP
  * probe URL with an address) that cannot tell whether an uplink reaches the
  * internet, because it is a documentation address (answers only in a lab),
  * a private, shared or unique-local address (on this side of the ISP or
  * inside it), loopback, link-local or a benchmarking address. A config
- * with `lab: true` (the lab writes it) gets none of these: lab targets are
+ * with `private_targets: true` (the lab writes it) gets none of these: lab targets are
  * documentation addresses on purpose.
  */
 import { inPrefix } from "../net/ipv6.js";
@@ -117,12 +117,12 @@ function urlAddress(url: string): string | undefined {
 
 /**
  * Every warning about `config`, in config order; empty for a config with
- * `lab: true`. Targets inherited from the top-level `health` are blamed
+ * `private_targets: true`. Targets inherited from the top-level `health` are blamed
  * there, once, naming every uplink that probes them.
  */
 export function configWarnings(config: Config): ConfigWarning[] {
   const unmonitored = unmonitoredIpv6Warnings(config);
-  if (config.lab === true) return unmonitored;
+  if (config.private_targets === true) return unmonitored;
   const found = new Map<string, { path: ConfigPath; address: string; uplinks: string[] }>();
   const note = (path: ConfigPath, address: string | undefined, uplink: string): void => {
     if (address === undefined) return;
@@ -158,7 +158,7 @@ export function configWarnings(config: Config): ConfigWarning[] {
       message:
         `${address} is ${what}: probed through ${who}, it cannot tell whether the internet ` +
         `answers. Probe hosts beyond every ISP (public resolvers such as ${PUBLIC_TARGETS.join(", ")}), ` +
-        `or set "lab: true" if this config runs in a lab`,
+        `or set "private_targets: true" if these targets are meant (a test network)`,
     });
   }
   return warnings;

@@ -16,7 +16,7 @@
  */
 import type { Command } from "commander";
 import { parseDuration } from "../config/duration.js";
-import { LabError } from "../errors.js";
+import { LabError } from "./errors.js";
 import { describeFaults, parseFault } from "./faults.js";
 import { labDown, labExists, labUp, openLab, type IspCounters, type LabStatus } from "./lab.js";
 import { DEFAULT_PREFIX, MAX_UPLINKS } from "./topology.js";

@@ -5,7 +5,7 @@
  */
 import { stringify } from "yaml";
 import { configSchema } from "../config/schema.js";
-import { LabError } from "../errors.js";
+import { LabError } from "./errors.js";
 import { ipv6Paths } from "./ipv6.js";
 import { labTimeScale } from "./netns.js";
 import { ispResolver, type resolverPaths } from "./resolver.js";
@@ -50,7 +50,7 @@ export function labHealthProfile(): { interval: string; timeout: string } {
 }
 
 /**
- * The config as YAML text: `lab: true`, `lan: [lan0]`; uplinks `ispI` on `wanI` with
+ * The config as YAML text: `private_targets: true`, `lan: [lan0]`; uplinks `ispI` on `wanI` with
  * gateway `100.64.I.1` (`auto` for DHCP uplinks, `none` for point-to-point
  * ones; CGNAT ones pin their ISP's private upstream network), their weight and tier;
  * health targets 198.51.100.1 and 203.0.113.1 and the IPv6 ones
@@ -73,7 +73,7 @@ export function renderLabConfig(
 ): string {
   const config = {
     // Lab targets are documentation addresses: `check` expects them here.
-    lab: true,
+    private_targets: true,
     lan: [LAN.routerInterface],
     uplinks: plan.uplinks.map((u) => ({
       name: u.name,

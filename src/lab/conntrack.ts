@@ -20,7 +20,7 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { LabError } from "../errors.js";
+import { LabError } from "./errors.js";
 import { execIn } from "./netns.js";
 
 /** Synthetic entries with one conntrack mark. */

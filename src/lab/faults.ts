@@ -4,7 +4,7 @@
  */
 import { parseRate as parseTcRate } from "../config/rate.js";
 import { parseDuration } from "../config/duration.js";
-import { LabError } from "../errors.js";
+import { LabError } from "./errors.js";
 import { DELAY_DEVICE } from "./delay.js";
 
 /**

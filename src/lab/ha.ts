@@ -40,7 +40,7 @@ import { join } from "node:path";
 import { parse, stringify } from "yaml";
 import { parseConfig } from "../config/load.js";
 import type { StatusDocument } from "../control/api.js";
-import { LabError } from "../errors.js";
+import { LabError } from "./errors.js";
 import { haFiles, writeHaFiles } from "../ha/cli.js";
 import { parseStateFile, type HaRole } from "../ha/part.js";
 import { renderLabConfig } from "./config.js";

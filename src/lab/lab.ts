@@ -18,7 +18,8 @@ import type { ChildProcess, SpawnOptions } from "node:child_process";
 import { access, chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { closeSync, constants as fsConstants, openSync } from "node:fs";
 import { delimiter, join } from "node:path";
-import { LabError, UplinkdError } from "../errors.js";
+import { UplinkdError } from "../errors.js";
+import { LabError } from "./errors.js";
 import { renderLabConfig } from "./config.js";
 import {
   addFault,

@@ -6,7 +6,8 @@
  */
 import { spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
 import { setTimeout as sleep } from "node:timers/promises";
-import { KernelCommandError, LabError } from "../errors.js";
+import { KernelCommandError } from "../errors.js";
+import { LabError } from "./errors.js";
 import { runCommand, type CommandResult } from "../process/run.js";
 
 /** What a command run in a lab node printed, and how it ended. */

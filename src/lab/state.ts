@@ -4,7 +4,7 @@
  */
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { LabError } from "../errors.js";
+import { LabError } from "./errors.js";
 import type { FaultSet } from "./faults.js";
 import type { LabNode } from "./topology.js";
 

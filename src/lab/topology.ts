@@ -43,7 +43,7 @@
  * used, and only inside the lab's namespaces; CGNAT uplinks add
  * 10.I.0.0/16, also only inside them.
  */
-import { LabError } from "../errors.js";
+import { LabError } from "./errors.js";
 
 /** Most uplinks a lab can have (100.64.1.0/24 .. 100.64.32.0/24). */
 export const MAX_UPLINKS = 32;

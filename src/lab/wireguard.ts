@@ -11,7 +11,7 @@
  * {@link WG_PEER_INNER} (a /30 of the lab's 100.64/10).
  */
 import { runCommand } from "../process/run.js";
-import { LabError } from "../errors.js";
+import { LabError } from "./errors.js";
 import { LAB_HOSTS } from "./topology.js";
 import type { Lab } from "./lab.js";
 

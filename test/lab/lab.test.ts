@@ -11,7 +11,7 @@ import { test } from "node:test";
 import { Command } from "commander";
 import { parse as parseYaml } from "yaml";
 import { configSchema } from "../../src/config/schema.js";
-import { LabError } from "../../src/errors.js";
+import { LabError } from "../../src/lab/errors.js";
 import { runCommand } from "../../src/process/run.js";
 import { registerLabCommands } from "../../src/lab/cli.js";
 import { labDown, labUp, openLab, type Lab } from "../../src/lab/lab.js";

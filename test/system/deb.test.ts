@@ -26,11 +26,25 @@ const suites = (process.env.UPLINKD_SYSTEM_SUITES ?? "bookworm,trixie")
   .filter((s) => s !== "");
 const unavailable = await systemTestsUnavailable();
 
-let debPath: Promise<string> | undefined;
-/** The package under test: UPLINKD_DEB, or one built once for every suite. */
-function packageUnderTest(): Promise<string> {
-  debPath ??= (async () => {
-    if (process.env.UPLINKD_DEB !== undefined) return process.env.UPLINKD_DEB;
+/** The two packages under test. */
+interface Packages {
+  /** uplinkd: the daemon and its CLI. */
+  product: string;
+  /** uplinkd-lab: the lab and demo. */
+  lab: string;
+}
+
+let debPaths: Promise<Packages> | undefined;
+/**
+ * The packages under test: UPLINKD_DEB (and the uplinkd-lab package beside
+ * it), or both built once for every suite.
+ */
+function packagesUnderTest(): Promise<Packages> {
+  debPaths ??= (async () => {
+    const given = process.env.UPLINKD_DEB;
+    if (given !== undefined) {
+      return { product: given, lab: given.replace(/uplinkd_([^/]*)$/, "uplinkd-lab_$1") };
+    }
     const out = join(CACHE, "test-deb");
     const { stdout } = await runCommand("bash", [
       join(REPO, "scripts/package.sh"),
@@ -40,12 +54,53 @@ function packageUnderTest(): Promise<string> {
       "--out",
       out,
     ]);
-    const built = /^(\S+\.deb) /m.exec(stdout)?.[1];
-    assert.ok(built, `scripts/package.sh printed no package name:\n${stdout}`);
-    return built.startsWith("/") ? built : join(REPO, built);
+    const built = (name: string): string => {
+      const path = new RegExp(`^(\\S*${name}_\\S+\\.deb) `, "m").exec(stdout)?.[1];
+      assert.ok(path, `scripts/package.sh printed no ${name} package:\n${stdout}`);
+      return path.startsWith("/") ? path : join(REPO, path);
+    };
+    return { product: built("uplinkd"), lab: built("uplinkd-lab") };
   })();
-  return debPath;
+  return debPaths;
 }
+
+/** The paths a package installs (`dpkg-deb -c`), e.g. `./usr/lib/uplinkd/dist/cli.js`. */
+async function packagePaths(deb: string): Promise<string[]> {
+  const { stdout } = await runCommand("dpkg-deb", ["-c", deb]);
+  return stdout
+    .split("\n")
+    .map((line) => line.split(/\s+/)[5] ?? "")
+    .filter((path) => path !== "");
+}
+
+test("the uplinkd package holds no lab file; uplinkd-lab holds the lab and needs uplinkd of its version", async (t) => {
+  if (unavailable !== undefined) {
+    t.skip(unavailable);
+    return;
+  }
+  const { product, lab } = await packagesUnderTest();
+  const productPaths = await packagePaths(product);
+  assert.ok(productPaths.includes("./usr/lib/uplinkd/dist/cli.js"), "the CLI is in uplinkd");
+  const labFiles = productPaths.filter((path) => /\/dist\/lab\//.test(path));
+  assert.deepEqual(labFiles, [], "lab files in the uplinkd package");
+  const labPaths = await packagePaths(lab);
+  assert.ok(
+    labPaths.includes("./usr/lib/uplinkd/dist/lab/cli.js"),
+    "the lab's CLI is in uplinkd-lab",
+  );
+  assert.ok(labPaths.includes("./usr/lib/uplinkd/dist/lab/demo.js"), "the demo is in uplinkd-lab");
+  const outside = labPaths.filter(
+    (path) =>
+      !path.endsWith("/") &&
+      !path.startsWith("./usr/lib/uplinkd/dist/lab/") &&
+      !path.startsWith("./usr/share/doc/uplinkd-lab/"),
+  );
+  assert.deepEqual(outside, [], "uplinkd-lab files outside the lab and its docs");
+  const { stdout: depends } = await runCommand("dpkg-deb", ["-f", lab, "Depends", "Version"]);
+  const version = /^Version: (\S+)$/m.exec(depends)?.[1];
+  assert.ok(version !== undefined, depends);
+  assert.match(depends, new RegExp(`uplinkd \\(= ${version.replace(/[.+]/g, "\\$&")}\\)`));
+});
 
 /**
  * The lab inside the machine. The machine is the router: wan1 and wan2
@@ -80,10 +135,10 @@ ip route add default via 100.64.1.1
 ip route add default via 100.64.2.1 metric 200 proto dhcp
 `;
 
-/** The config; \`weight1\` is isp1's weight, \`lab: true\` as the lab's own configs. */
+/** The config; \`weight1\` is isp1's weight, \`private_targets: true\` as the lab's own configs. */
 function labConfig(weight1: number): string {
   return `# uplinkd config of the system test's lab
-lab: true
+private_targets: true
 lan: [lan0]
 uplinks:
   - { name: isp1, interface: wan1, gateway: 100.64.1.1, weight: ${weight1} }
@@ -199,10 +254,10 @@ async function journalCursor(machine: Machine): Promise<string> {
 }
 
 async function suiteTest(t: TestContext, suite: string): Promise<void> {
-  const deb = await packageUnderTest();
+  const debs = await packagesUnderTest();
   const machine = await bootMachine(t, { suite });
-  const inside = join(machine.root, "root/uplinkd.deb");
-  await copyFile(deb, inside);
+  await copyFile(debs.product, join(machine.root, "root/uplinkd.deb"));
+  await copyFile(debs.lab, join(machine.root, "root/uplinkd-lab.deb"));
 
   await t.test("apt installs the package; the unit passes systemd-analyze verify", async () => {
     // As the README says; offline: every dependency is in the machine already.
@@ -214,6 +269,26 @@ async function suiteTest(t: TestContext, suite: string): Promise<void> {
     assert.match(conffiles.stdout, /\/etc\/uplinkd\/uplinkd\.yaml/);
     assert.equal(await isActive(machine), "inactive", "not started before it is configured");
   });
+
+  await t.test(
+    "without uplinkd-lab, uplinkd lab and uplinkd demo say which package brings them; with it they run",
+    async () => {
+      for (const command of [
+        ["uplinkd", "lab", "status"],
+        ["uplinkd", "demo", "--help"],
+      ]) {
+        const result = await machine.run(command, { allowExitCodes: [1] });
+        assert.match(result.stderr, /comes with the uplinkd-lab package/, command.join(" "));
+      }
+      await machine.run(["apt-get", "install", "-y", "-q", "/root/uplinkd-lab.deb"]);
+      const lab = await machine.run(["uplinkd", "lab", "--help"]);
+      assert.match(lab.stdout, /\bup\b[\s\S]*\bdown\b/);
+      const labStatus = await machine.run(["uplinkd", "lab", "status"], { allowExitCodes: [1] });
+      assert.doesNotMatch(labStatus.stderr, /uplinkd-lab package/);
+      const demo = await machine.run(["uplinkd", "demo", "--help"]);
+      assert.match(demo.stdout, /--prefix/);
+    },
+  );
 
   await machine.sh(LAB_SCRIPT);
 

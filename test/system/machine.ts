@@ -28,7 +28,7 @@ export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 /** Gitignored cache of root tars, machines and packages. */
 export const CACHE = join(REPO, ".cache");
 
-/** Packages in every machine: systemd to boot, and what uplinkd depends on. */
+/** Packages in every machine: systemd to boot, and what uplinkd and uplinkd-lab depend on. */
 export const MACHINE_PACKAGES = [
   "systemd",
   "dbus",
@@ -38,6 +38,12 @@ export const MACHINE_PACKAGES = [
   "conntrack",
   "procps",
   "libstdc++6",
+  // What uplinkd-lab depends on besides.
+  "dnsmasq-base",
+  "busybox",
+  "iperf3",
+  "psmisc",
+  "python3-minimal",
 ];
 
 /** The Debian mirror mmdebstrap downloads from. */
@@ -71,10 +77,11 @@ export async function systemTestsUnavailable(): Promise<string | undefined> {
  * A tar of a minimal Debian `suite` (bookworm, trixie) with
  * `MACHINE_PACKAGES`, made by mmdebstrap on first use and cached as
  * `.cache/debian/SUITE-HASH.tar` (HASH of the package list, so a changed
- * list makes a new one). ~35 s and ~200 MB the first time.
+ * list makes a new one). ~35 s and ~200 MB the first time; at most 10 minutes.
  *
  * @throws {KernelCommandError} when mmdebstrap fails (its message says why:
- *   no network to the mirror, a missing keyring).
+ *   no network to the mirror, a missing keyring);
+ *   {KernelCommandTimeoutError} after 10 minutes.
  */
 export async function debianRootTar(suite: string): Promise<string> {
   const hash = createHash("sha256").update(MACHINE_PACKAGES.join(",")).digest("hex").slice(0, 12);
@@ -84,15 +91,20 @@ export async function debianRootTar(suite: string): Promise<string> {
   await mkdir(dir, { recursive: true });
   const partial = `${tar}.partial-${process.pid}`;
   try {
-    await runCommand("mmdebstrap", [
-      "--quiet",
-      "--variant=apt",
-      "--format=tar",
-      `--include=${MACHINE_PACKAGES.join(",")}`,
-      suite,
-      partial,
-      DEBIAN_MIRROR,
-    ]);
+    await runCommand(
+      "mmdebstrap",
+      [
+        "--quiet",
+        "--variant=apt",
+        "--format=tar",
+        `--include=${MACHINE_PACKAGES.join(",")}`,
+        suite,
+        partial,
+        DEBIAN_MIRROR,
+      ],
+      // Downloading and unpacking ~250 packages: under a minute on a quiet machine.
+      { timeoutMs: 600_000 },
+    );
     await rename(partial, tar);
   } finally {
     await rm(partial, { force: true });

@@ -9,11 +9,11 @@ import { Command } from "commander";
 import { EXIT_CONFIG_INVALID, registerCheckCommand } from "../../src/config/cli.js";
 import { DEFAULT_CONFIG_PATH } from "../../src/config/load.js";
 
-// lab: true: the default health targets are documentation addresses, which
+// private_targets: true: the default health targets are documentation addresses, which
 // check warns about anywhere else (see the warning tests below); gateway6:
 // none: IPv4-only uplinks, so no warning about unmonitored IPv6.
 const VALID =
-  "lab: true\nlan: [lan0]\nuplinks:\n  - { name: isp1, interface: wan1, gateway6: none }\n  - { name: isp2, interface: wan2, gateway6: none }\n";
+  "private_targets: true\nlan: [lan0]\nuplinks:\n  - { name: isp1, interface: wan1, gateway6: none }\n  - { name: isp2, interface: wan2, gateway6: none }\n";
 const INVALID =
   "lan: [lan0]\nuplinks:\n  - name: isp1\n    interface: wan1\n    weight: 0\n    gatway: auto\n";
 
@@ -126,7 +126,7 @@ describe("uplinkd check", () => {
 });
 
 describe("uplinkd check warnings", () => {
-  test("a documentation target on a config without lab: true: a warning line on stderr, still exit 0", async (t) => {
+  test("a documentation target on a config without private_targets: true: a warning line on stderr, still exit 0", async (t) => {
     const file = await tempFile(
       t,
       "lan: [lan0]\nuplinks:\n  - { name: isp1, interface: wan1, gateway6: none }\nhealth:\n  targets: [9.9.9.9, 192.0.2.7]\n",
@@ -146,7 +146,7 @@ describe("uplinkd check warnings", () => {
   });
 
   test("targets left to the default are blamed as a default", async (t) => {
-    const file = await tempFile(t, VALID.replace("lab: true\n", ""));
+    const file = await tempFile(t, VALID.replace("private_targets: true\n", ""));
     const result = await check(["-c", file]);
     assert.equal(result.exitCode, 0);
     const lines = result.stderr.trimEnd().split("\n");

@@ -149,7 +149,7 @@ describe("uplinkd init: renderInitConfig", () => {
       ],
     );
     assert.deepEqual(config.health.targets, [...PUBLIC_TARGETS]);
-    assert.equal(config.lab, undefined);
+    assert.equal(config.private_targets, undefined);
     assert.deepEqual(configWarnings(config), []);
     assert.match(text, /^# uplinkd config written by `uplinkd init`/);
     assert.match(text, /# {3}docker0: a container or VM bridge/);

@@ -14,7 +14,7 @@ import { prefixesOverlap } from "../../src/config/steering.js";
 const FILE = "uplinkd.yaml";
 
 function config(...lines: string[]) {
-  return parseConfig(["lab: true", "lan: [lan0]", ...lines].join("\n") + "\n", FILE);
+  return parseConfig(["private_targets: true", "lan: [lan0]", ...lines].join("\n") + "\n", FILE);
 }
 
 /** The `FILE:LINE:COL: path: message` lines of a config that must be refused. */

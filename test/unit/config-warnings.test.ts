@@ -77,12 +77,14 @@ describe("configWarnings", () => {
       warning.message,
       /^203\.0\.113\.1 is a documentation address .*uplinks isp1, isp2/,
     );
-    assert.match(warning.message, /lab: true/);
+    assert.match(warning.message, /private_targets: true/);
   });
 
-  test("lab: true: no warnings, whatever the targets", () => {
+  test("private_targets: true: no warnings, whatever the targets", () => {
     assert.deepEqual(
-      warningsOf(`lab: true\n${UPLINKS}health: { targets: [198.51.100.1, 10.0.0.1] }\n`),
+      warningsOf(
+        `private_targets: true\n${UPLINKS}health: { targets: [198.51.100.1, 10.0.0.1] }\n`,
+      ),
       [],
     );
   });
@@ -132,7 +134,7 @@ describe("configWarnings", () => {
     assert.match(warnings[0]?.message ?? "", /gateway6: none/);
     assert.match(warnings[1]?.message ?? "", /uplink isp2 /);
     assert.deepEqual(
-      warningsOf(`lab: true\n${yaml}`).map((w) => w.path),
+      warningsOf(`private_targets: true\n${yaml}`).map((w) => w.path),
       ["health.targets", "uplinks.1.health.targets"],
     );
     assert.deepEqual(

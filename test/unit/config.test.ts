@@ -1001,7 +1001,7 @@ describe("a config holding secrets", () => {
       await writeFile(
         file,
         lines(
-          "lab: true",
+          "private_targets: true",
           ...TWO_UPLINKS.slice(0),
           "health:",
           "  targets: [198.51.100.1, 2001:db8:ffff::1]",
@@ -1029,7 +1029,7 @@ describe("a config holding secrets", () => {
       const file = join(dir, "uplinkd.yaml");
       const config = (secret: boolean) =>
         lines(
-          "lab: true",
+          "private_targets: true",
           ...TWO_UPLINKS,
           "health:",
           "  targets: [198.51.100.1, 2001:db8:ffff::1]",

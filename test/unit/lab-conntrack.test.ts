@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { LabError } from "../../src/errors.js";
+import { LabError } from "../../src/lab/errors.js";
 import { conntrackFillLines } from "../../src/lab/conntrack.js";
 
 /** The tuple (source, source port) of a fill line. */

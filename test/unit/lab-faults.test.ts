@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { LabError } from "../../src/errors.js";
+import { LabError } from "../../src/lab/errors.js";
 import { delayLineArgv, delayRuleArgs } from "../../src/lab/delay.js";
 import { addFault, describeFaults, parseFault, renderFaultChain } from "../../src/lab/faults.js";
 

@@ -142,7 +142,7 @@ const RULES6 = JSON.stringify([
 
 const config = parseConfig(
   [
-    "lab: true",
+    "private_targets: true",
     "lan: [lan0]",
     "uplinks:",
     "  - { name: isp1, interface: wan1, prefix6: 2001:db8:1000::/56 }",
@@ -233,7 +233,7 @@ describe("observing each uplink's IPv6", () => {
 
   test("prefix6: auto takes the learned prefix once known", () => {
     const auto = parseConfig(
-      "lab: true\nlan: [lan0]\nuplinks:\n  - { name: isp1, interface: wan1, prefix6: auto }\n",
+      "private_targets: true\nlan: [lan0]\nuplinks:\n  - { name: isp1, interface: wan1, prefix6: auto }\n",
       "t.yaml",
     );
     assert.deepEqual(observeUplinks(auto, links, routes, 73).get("isp1")?.ipv6?.prefix, undefined);

@@ -29,7 +29,7 @@ const LINKS = [
 ];
 
 function configOf(uplinks: Record<string, unknown>[], lan = ["lan0"]) {
-  return configSchema.parse({ lab: true, lan, uplinks });
+  return configSchema.parse({ private_targets: true, lan, uplinks });
 }
 
 describe("a config against the kernel's interfaces", () => {

@@ -16,7 +16,9 @@ const guard = (dst: string, protocol = 16): Route => ({
 
 function config(...uplinks: string[]) {
   return parseConfig(
-    ["lab: true", "lan: [lan0]", "uplinks:", ...uplinks.map((u) => `  - ${u}`)].join("\n"),
+    ["private_targets: true", "lan: [lan0]", "uplinks:", ...uplinks.map((u) => `  - ${u}`)].join(
+      "\n",
+    ),
     "t.yaml",
   );
 }

@@ -5,7 +5,7 @@ import { acceptRaWarnings } from "../../src/config/sysctl6.js";
 
 const config = parseConfig(
   [
-    "lab: true",
+    "private_targets: true",
     "lan: [lan0]",
     "uplinks:",
     "  - { name: isp1, interface: wan1 }",

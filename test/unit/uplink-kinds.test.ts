@@ -7,7 +7,7 @@ import { routeCommand, ruleCommand } from "../../src/dataplane/diff.js";
 import { renderDesired } from "../../src/dataplane/render.js";
 import { buildViews } from "../../src/dataplane/views.js";
 import type { LinkState, Route } from "../../src/kernel/types.js";
-import { LabError } from "../../src/errors.js";
+import { LabError } from "../../src/lab/errors.js";
 import { renderLabConfig } from "../../src/lab/config.js";
 import {
   planLab,
