@@ -199,7 +199,7 @@ describe(
         daemon
           .log(200)
           .split("\n")
-          .filter((l) => /isp2|tunnel|applied|cleared/.test(l))
+          .filter((l) => /"msg":"(tunnel |uplink isp2: up -> down|applied)/.test(l))
           .slice(-12)
           .join("\n"),
       );
