@@ -39,9 +39,23 @@ import type { Ipv6Results } from "./ipv6.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
-function run(file: string, args: readonly string[]): Promise<{ code: number | null; out: string }> {
+/**
+ * Runs `file args...` and collects its output. When `signal` aborts (the
+ * test's timeout), the child gets SIGTERM: the benchmark then removes its
+ * labs and exits.
+ */
+function run(
+  file: string,
+  args: readonly string[],
+  signal?: AbortSignal,
+): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(file, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    const onAbort = (): void => {
+      child.kill("SIGTERM");
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+    child.on("exit", () => signal?.removeEventListener("abort", onAbort));
     let out = "";
     child.stdout.on("data", (c: Buffer) => (out += c.toString("utf8")));
     child.stderr.on("data", (c: Buffer) => (out += c.toString("utf8")));
@@ -153,20 +167,17 @@ function recoveryBounds(health: HealthConfig): [number, number] {
 void test(
   "the quick benchmark writes sane results and leaves nothing behind",
   { timeout: 600_000 },
-  async () => {
+  async (t) => {
     assert.ok(existsSync(join(ROOT, "dist", "cli.js")), "no build: run `npm run build` first");
     const hostBefore = await hostNetworkState();
     const out = await mkdtemp(join(tmpdir(), "uplinkd-bench-"));
     try {
       const started = Date.now();
-      const r = await run(process.execPath, [
-        "--import",
-        "tsx",
-        join(ROOT, "bench", "run.ts"),
-        "--quick",
-        "--out",
-        out,
-      ]);
+      const r = await run(
+        process.execPath,
+        ["--import", "tsx", join(ROOT, "bench", "run.ts"), "--quick", "--out", out],
+        t.signal,
+      );
       const tail = r.out.split("\n").slice(-60).join("\n");
       assert.equal(r.code, 0, `bench --quick failed:\n${tail}`);
       const tookS = (Date.now() - started) / 1000;

@@ -11,8 +11,10 @@ import { DEFAULT_CONFIG_PATH, loadConfig } from "./config/load.js";
 import { registerControlCommands, registerNotifyTestCommand } from "./control/cli.js";
 import { Daemon } from "./daemon.js";
 import { Dataplane, planIsEmpty } from "./dataplane/apply.js";
-import { desiredInputs, desiredState } from "./controller/desired.js";
+import { desiredInputs, desiredState, scheduleSurroundings } from "./controller/desired.js";
+import { scheduleStatus } from "./controller/schedule.js";
 import { describePlanBasis, planHealth, readPlanBasis } from "./control/plan.js";
+import { formatSchedules } from "./control/format.js";
 import { renderNftsetFile } from "./dns/render.js";
 import { ConfigError, NotInstalledError, UplinkdError, formatConfigIssue } from "./errors.js";
 import { LinuxKernel } from "./kernel/linux.js";
@@ -226,11 +228,12 @@ program
       const inputs = desiredInputs(
         withMeasuredBandwidth(config, (name) => speedtests[name]),
         observed.links,
-        observed.surroundings,
+        scheduleSurroundings(config, observed.surroundings, Date.now()),
         health,
         load,
       );
       const views = inputs.views;
+      const schedules = scheduleStatus(config, Date.now());
       const desired = desiredState(inputs);
       const dataplane = new Dataplane(kernel, {
         table: config.dataplane.table,
@@ -250,6 +253,7 @@ program
                   : basis,
               ...plan,
               nftScript: desired.nftScript,
+              schedules,
               ...(fragment === undefined ? {} : { dnsmasq: { nftsetFile, fragment } }),
             },
             null,
@@ -259,6 +263,7 @@ program
         return;
       }
       process.stdout.write(describePlanBasis(basis, config) + "\n");
+      for (const line of formatSchedules(schedules)) process.stdout.write(line + "\n");
       // The fragment matters only with domain rules; without, it holds no nftset= line.
       if (nftsetFile !== undefined && fragment?.includes("nftset=") === true) {
         process.stdout.write(

@@ -52,14 +52,20 @@ import { ControlService } from "./control/service.js";
 import { buildStatus } from "./control/status.js";
 import { TrafficSampler } from "./control/traffic.js";
 import { Controller } from "./controller/controller.js";
-import { desiredInputs, type ControllerInputs, type HealthReading } from "./controller/desired.js";
+import {
+  desiredInputs,
+  scheduleSurroundings,
+  type ControllerInputs,
+  type HealthReading,
+} from "./controller/desired.js";
+import { ScheduleWatcher, scheduleStatus } from "./controller/schedule.js";
 import { DnsmasqPart } from "./dns/dnsmasq.js";
 import { Notifier } from "./notify/index.js";
 import { HaPart, type HaRoleChange } from "./ha/part.js";
 import { LoadBalancer } from "./policy/balancer.js";
 import { Ring } from "./ring.js";
 import { FailbackWatcher, type FailbackEvent } from "./controller/failback.js";
-import { TunnelWatcher } from "./controller/tunnels.js";
+import { deleteTunnelFlow, TunnelWatcher } from "./controller/tunnels.js";
 import { QuotaPart } from "./quota/part.js";
 import type { QuotaAlert, QuotaStatus } from "./quota/meter.js";
 import { readFile } from "node:fs/promises";
@@ -135,6 +141,7 @@ export class Daemon {
   readonly #failbacks: Ring<FailbackEvent>;
   readonly #failback: FailbackWatcher;
   readonly #tunnels: TunnelWatcher;
+  readonly #schedule: ScheduleWatcher;
   readonly #quota: QuotaPart;
   readonly #speedtest: SpeedtestPart;
   /** Why new connections go over the last resort (every uplink down by its probes, links up); null otherwise. */
@@ -216,7 +223,16 @@ export class Daemon {
     this.#tunnels = new TunnelWatcher({
       log,
       wall: () => this.#clock.wall(),
-      clearFlow: (flow) => options.kernel.conntrackDeleteFlow(flow),
+      clearFlow: (flow) => deleteTunnelFlow(options.kernel, flow),
+    });
+    this.#schedule = new ScheduleWatcher({
+      clock: this.#clock,
+      log,
+      config: () => this.#config,
+      kernel: options.kernel,
+      onOffsetChange: () => {
+        this.#controller.request("schedule", "time zone offset changed").catch(() => undefined);
+      },
     });
     this.#failback = new FailbackWatcher({
       clock: this.#clock,
@@ -319,6 +335,7 @@ export class Daemon {
     // Routes and rules first: probes need their uplink's table.
     await this.#controller.start();
     this.#firstReconcileDone();
+    this.#schedule.start();
     this.#ha.start(this.#config.ha);
     this.#health.reconfigure(this.#config, this.#links.now.links);
     this.#balancer.start(this.#speedtest.effective(this.#config));
@@ -360,13 +377,12 @@ export class Daemon {
   /** The controller's inputs for `config`, the links in `observation`, `health` and the load now. */
   #inputs(config: Config, observation: LinkObservation, health: HealthReading): ControllerInputs {
     const quotaExceeded = this.#quota.exceeded();
+    const surroundings = scheduleSurroundings(config, observation.surroundings, this.#clock.wall());
     return desiredInputs(
       // `bandwidth: auto` as the last speed tests measured it.
       this.#speedtest.effective(config),
       observation.links,
-      quotaExceeded.size === 0
-        ? observation.surroundings
-        : { ...observation.surroundings, quotaExceeded },
+      quotaExceeded.size === 0 ? surroundings : { ...surroundings, quotaExceeded },
       health,
       this.#balancer.snapshot,
     );
@@ -707,6 +723,7 @@ export class Daemon {
       this.#problemsChanged();
       this.#balancer.reconfigure(this.#speedtest.effective(next));
       this.#ha.reconfigure(next.ha);
+      this.#schedule.start();
       return changes;
     });
     // dnsmasq follows the new config (nftset fragment, servers) before the reload reports done.
@@ -785,6 +802,7 @@ export class Daemon {
       bandwidth: (name) => this.#speedtest.status(name),
       reason: this.#lastResortReason,
       tunnels: this.#tunnels.status(this.#config),
+      schedules: scheduleStatus(this.#config, this.#clock.wall()),
     });
   }
 
@@ -824,6 +842,7 @@ export class Daemon {
     this.#health.stop();
     this.#failback.stop();
     this.#tunnels.stop();
+    this.#schedule.stop();
     this.#speedtest.stop();
     // Without a config the quota part never started (and has nothing to save).
     if (config !== undefined) await this.#quota.stop();

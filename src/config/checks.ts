@@ -15,7 +15,7 @@ import {
   type HealthConfig,
 } from "./schema.js";
 import type { ConfigPath, ConfigProblem } from "./source.js";
-import { RULE_TARGETS, prefixesOverlap } from "./steering.js";
+import { RULE_TARGETS, prefixesOverlap, type RuleConfig } from "./steering.js";
 import { checkIpv6 } from "./checks6.js";
 import { checkHa } from "./ha.js";
 
@@ -158,6 +158,7 @@ function checkSteering(config: Config): ConfigProblem[] {
         message: "ports need proto tcp or udp (or both: proto: [tcp, udp])",
       });
     }
+    problems.push(...checkOnChange(rule, i));
     (rule.iif ?? []).forEach((name, j) => {
       if (!config.lan.includes(name)) {
         problems.push({
@@ -450,4 +451,50 @@ function count(n: number, noun: string): string {
 
 function nameAt(config: Config, index: number): string {
   return config.uplinks[index]?.name ?? `#${index}`;
+}
+
+/**
+ * `on_change: clear` needs a schedule (it acts at window edges) and a match
+ * conntrack can select entries by: addresses (`src`, `dst`, or `src_mac`
+ * through the neighbour table), with `proto` and single ports; conntrack
+ * records no interface, DSCP or DNS name, and takes one port per deletion.
+ */
+function checkOnChange(rule: RuleConfig, i: number): ConfigProblem[] {
+  if (rule.on_change !== "clear") return [];
+  const path = ["rules", i, "on_change"];
+  if (rule.schedule === undefined) {
+    return [{ path, message: "on_change acts at the edges of the rule's schedule; add schedule" }];
+  }
+  const unselectable = (["iif", "dscp", "dst_domain", "sticky"] as const).filter(
+    (key) => rule[key] !== undefined,
+  );
+  if (unselectable.length > 0) {
+    return [
+      {
+        path,
+        message: `on_change: clear selects connections with conntrack, which cannot select by ${unselectable.join(", ")}; leave ${unselectable.length === 1 ? "it" : "them"} out or use on_change: keep`,
+      },
+    ];
+  }
+  if (rule.src === undefined && rule.dst === undefined && rule.src_mac === undefined) {
+    return [
+      {
+        path,
+        message:
+          "on_change: clear needs src, dst or src_mac: conntrack selects the connections to clear by address",
+      },
+    ];
+  }
+  const ranges = [...(rule.src_port ?? []), ...(rule.dst_port ?? [])].filter(
+    (p) => typeof p === "string" && p.includes("-"),
+  );
+  if (ranges.length > 0) {
+    return [
+      {
+        path,
+        message: `on_change: clear takes single ports (conntrack deletes by one port at a time), not ${ranges.join(", ")}`,
+      },
+    ];
+  }
+  return [];
 }

@@ -30,6 +30,7 @@ import {
 
 import { interfaceName, safeName, safePath } from "./names.js";
 import { tunnelSchema } from "./tunnels.js";
+import { timeZone } from "./schedule.js";
 
 export { interfaceName } from "./names.js";
 
@@ -590,6 +591,11 @@ export const configSchema = z
       .default([])
       .describe(
         "the router's own VPN endpoints, each steered by a policy; when its uplink changes the tunnel's flow is cleared, so the peer sees the new address at once",
+      ),
+    time_zone: timeZone
+      .optional()
+      .describe(
+        "IANA time zone (Europe/Berlin) of the rules' schedules; default the router's local time zone",
       ),
     router_policy: z
       .string()

@@ -6,6 +6,7 @@ import { isIPv4, isIPv6 } from "node:net";
 import { z } from "zod";
 import { duration } from "./duration.js";
 import { interfaceName, safeName } from "./names.js";
+import { macAddress, windowSchema } from "./schedule.js";
 import { familyOf, formatPrefix6, hasHostBits6, parsePrefix6, prefixRange6 } from "../net/ipv6.js";
 import { formatPrefix, hasHostBits4, parsePrefix, prefixRange } from "../net/ipv4.js";
 
@@ -199,6 +200,11 @@ export const ruleSchema = z
       .optional()
       .describe("the rule's name in the nft comment, plan and logs"),
     src: oneOrMany(addressMatch).optional(),
+    src_mac: oneOrMany(macAddress)
+      .optional()
+      .describe(
+        "LAN devices by Ethernet address (aa:bb:cc:dd:ee:ff, any case): their connections whatever IPv4 or IPv6 address they hold",
+      ),
     dst: oneOrMany(addressMatch).optional(),
     dst_domain: oneOrMany(domainName)
       .optional()
@@ -230,6 +236,19 @@ export const ruleSchema = z
       })
       .strict()
       .optional(),
+    schedule: z
+      .array(windowSchema)
+      .min(1)
+      .optional()
+      .describe(
+        "weekly windows ({ days, from, to }, local time or time_zone) in which the rule applies; outside them it is skipped",
+      ),
+    on_change: z
+      .enum(["keep", "clear"])
+      .default("keep")
+      .describe(
+        "with schedule, at each window edge: keep: established connections stay where they are; clear: the rule's established connections are cleared so their next packet follows the rules in force",
+      ),
   })
   .strict();
 

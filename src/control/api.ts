@@ -31,6 +31,7 @@ import type { FailbackEvent } from "../controller/failback.js";
 import type { TunnelStatus } from "../controller/tunnels.js";
 
 export type { TunnelStatus } from "../controller/tunnels.js";
+import type { ScheduleRuleStatus } from "../controller/schedule.js";
 import type { QuotaAlert, QuotaStatus } from "../quota/meter.js";
 import type { BandwidthStatus, SpeedtestResult } from "../speedtest/state.js";
 
@@ -170,6 +171,12 @@ export interface StatusDocument {
   reason?: string | null;
   /** The router's tunnels (config `tunnels`) and the uplink each is on; absent from older daemons. */
   tunnels?: TunnelStatus[];
+  /**
+   * The rules with a `schedule`, each with whether it is in force now (the
+   * kernel applies it to new connections) and its next window edge; empty
+   * without schedule rules, absent from older daemons.
+   */
+  schedules?: readonly ScheduleRuleStatus[];
 }
 
 /** `GET /events`. */

@@ -8,6 +8,7 @@ import type { HaRoleChange } from "../ha/part.js";
 import { formatRate } from "../config/rate.js";
 import { shares } from "../policy/load.js";
 import type { Transition } from "../uplink-health.js";
+import type { ScheduleRuleStatus } from "../controller/schedule.js";
 import type { MaintenanceResult, ReloadResult, StatusDocument } from "./api.js";
 import { cleanText } from "../text.js";
 
@@ -146,6 +147,9 @@ export function formatStatus(status: StatusDocument, now = Date.now()): string {
     (status.reason == null ? "" : `\nlast resort: ${cleanText(status.reason)}\n`) +
     formatIpv6(status, now) +
     formatPolicies(status) +
+    formatSchedules(status.schedules ?? [])
+      .map((line) => `${cleanText(line)}\n`)
+      .join("") +
     domainTable +
     formatTunnels(status) +
     formatHa(status)
@@ -290,6 +294,19 @@ function formatPolicies(status: StatusDocument): string {
       return `policy ${name}: ${parts.length === 0 ? "none" : parts.join(", ")}\n`;
     })
     .join("");
+}
+
+/**
+ * One line per schedule rule: whether it applies to new connections now and
+ * when its next window edge comes (`rule "backup": not in force (policy
+ * blackhole) until 2026-12-08 17:00:00Z`); none without schedule rules.
+ */
+export function formatSchedules(schedules: readonly ScheduleRuleStatus[]): string[] {
+  return schedules.map((s) => {
+    const label = s.name === null ? `rule #${s.index}` : `rule "${s.name}"`;
+    const clear = s.onChange === "clear" ? ", on_change: clear" : "";
+    return `schedule ${label}: ${s.inForce ? "in force" : "not in force"} (policy ${s.policy}${clear}) until ${when(s.until)}`;
+  });
 }
 
 /**

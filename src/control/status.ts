@@ -8,6 +8,7 @@ import type { HaStatus } from "../ha/part.js";
 import type { TunnelStatus } from "../controller/tunnels.js";
 import type { LastApply } from "../controller/controller.js";
 import { activeUplinks } from "../controller/controller.js";
+import type { ScheduleRuleStatus } from "../controller/schedule.js";
 import type { UplinkView } from "../dataplane/render.js";
 import type { UplinkLink } from "../links/observe.js";
 import type { PolicyChoice } from "../policy/select.js";
@@ -60,6 +61,8 @@ export interface StatusParts {
   reason?: string | null;
   /** The tunnels and their uplinks; absent: none. */
   tunnels?: TunnelStatus[];
+  /** The rules with a schedule and whether each is in force now; absent: none shown. */
+  schedules?: readonly ScheduleRuleStatus[];
 }
 
 /** The status document of `parts`. */
@@ -111,6 +114,7 @@ export function buildStatus(parts: StatusParts): StatusDocument {
     ha: parts.ha ?? null,
     reason: parts.reason ?? null,
     tunnels: parts.tunnels ?? [],
+    schedules: parts.schedules ?? [],
   };
 }
 

@@ -42,7 +42,15 @@ export type { ControllerInputs } from "./desired.js";
 
 /** What asked for a reconcile. */
 export type Trigger =
-  "start" | "transition" | "maintenance" | "load" | "quota" | "links" | "verify" | "retry";
+  | "start"
+  | "transition"
+  | "maintenance"
+  | "load"
+  | "quota"
+  | "links"
+  | "verify"
+  | "retry"
+  | "schedule";
 
 /** Triggers whose change is applied from memory, ahead of everything else. */
 const URGENT: ReadonlySet<Trigger> = new Set(["transition", "maintenance", "load", "quota"]);

@@ -16,6 +16,7 @@ import type { Family } from "../kernel/types.js";
 import type { UplinkLink } from "../links/observe.js";
 import type { LoadSnapshot } from "../policy/load.js";
 import type { UplinkState } from "../uplink-health.js";
+import { zoneOffsetMinutes } from "../policy/schedule.js";
 
 /** What the desired state is computed from, as it is now. */
 export interface ControllerInputs {
@@ -85,4 +86,19 @@ export function desiredInputs(
 /** The desired kernel state of `inputs` (see {@link desiredInputs}). */
 export function desiredState(inputs: ControllerInputs): DesiredState {
   return renderDesired(inputs.config, inputs.views, inputs.surroundings);
+}
+
+/**
+ * `surroundings` with the UTC offset of the schedules' time zone at `atMs`
+ * (`scheduleOffset`, minutes east), when some rule has a schedule; else
+ * unchanged (the table then does not depend on the time zone).
+ * @param atMs epoch ms (the wall clock).
+ */
+export function scheduleSurroundings(
+  config: Config,
+  surroundings: Surroundings,
+  atMs: number,
+): Surroundings {
+  if (!config.rules.some((r) => r.schedule !== undefined)) return surroundings;
+  return { ...surroundings, scheduleOffset: zoneOffsetMinutes(config.time_zone, atMs) };
 }

@@ -22,9 +22,44 @@ import type { Config } from "../config/schema.js";
 import { tunnelEndpoint, type TunnelConfig } from "../config/tunnels.js";
 import { policyMembers } from "../dataplane/nft.js";
 import { routableIn, usabilityIn, type UplinkView } from "../dataplane/views.js";
-import type { ConntrackFlow, Family } from "../kernel/types.js";
+import type { Family, Kernel } from "../kernel/types.js";
 import type { PolicyChoice } from "../policy/select.js";
 import type { FailbackEvent } from "./failback.js";
+
+/** A tunnel's flow: the peer's address and port (absent: every port) and the protocol. */
+export interface ConntrackFlow {
+  family: Family;
+  protocol: "udp" | "tcp";
+  /** The peer's address. */
+  dst: string;
+  /** The peer's port; absent: every port. */
+  dport?: number;
+}
+
+/**
+ * Delete the conntrack entries of a tunnel's flow, whatever their mark:
+ * those the router started (`conntrack -D -f ipv4|ipv6 -d ADDRESS -p udp
+ * --dport PORT -m 0/0`), then those the peer started (`-s ADDRESS --sport PORT`).
+ * @returns the number of entries deleted.
+ * @throws {KernelCommandError}
+ */
+export async function deleteTunnelFlow(
+  kernel: Pick<Kernel, "conntrackDeleteMatching">,
+  flow: ConntrackFlow,
+): Promise<number> {
+  const common = { family: flow.family, proto: flow.protocol, mark: 0, mask: 0 };
+  const started = await kernel.conntrackDeleteMatching({
+    ...common,
+    dst: flow.dst,
+    ...(flow.dport === undefined ? {} : { dport: flow.dport }),
+  });
+  const answered = await kernel.conntrackDeleteMatching({
+    ...common,
+    src: flow.dst,
+    ...(flow.dport === undefined ? {} : { sport: flow.dport }),
+  });
+  return started + answered;
+}
 
 /** What status shows of one tunnel. */
 export interface TunnelStatus {

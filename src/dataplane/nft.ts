@@ -28,6 +28,7 @@ import { canonicalAddress6, disjointPrefixes6, familyOf } from "../net/ipv6.js";
 import { disjointPrefixes4 } from "../net/ipv4.js";
 import type { Family } from "../kernel/types.js";
 import { BALANCE_MODULUS } from "../policy/select.js";
+import { kernelWindows, type KernelWindow } from "../policy/schedule.js";
 import { domainSetComment, domainSetName, domainSets } from "./domains.js";
 import { hex, policyMarks, unreachableMark, uplinkSlots } from "../config/slots.js";
 import { nftString } from "../text.js";
@@ -183,6 +184,7 @@ export function ruleMatch(
   const f = family ?? 4;
   const parts: string[] = [];
   if (rule.iif !== undefined) parts.push(`iifname ${inline(rule.iif.map(q))}`);
+  if (rule.src_mac !== undefined) parts.push(`ether saddr ${inline(rule.src_mac)}`);
   if (rule.src !== undefined) parts.push(addressMatch(config, "saddr", rule.src, f));
   if (rule.dst !== undefined) parts.push(addressMatch(config, "daddr", rule.dst, f));
   if (rule.dst_domain !== undefined) {
@@ -201,6 +203,41 @@ export function ruleMatch(
   return parts.join(" ");
 }
 
+/**
+ * The time part of a schedule rule's match for one kernel window: `meta
+ * day` (UTC weekdays, 0 = Sunday; left out for every day) and `meta hour`
+ * as bare numbers, seconds since midnight UTC (nft converts a quoted
+ * "HH:MM" with its own TZ, a number not at all; left out for the whole
+ * day). Empty for a window that covers the whole week.
+ */
+export function timeMatch(window: KernelWindow): string {
+  const parts: string[] = [];
+  if (window.days.length < 7) parts.push(`meta day ${inline(window.days.map(String))}`);
+  if (window.from > 0 || window.to < 86_399) parts.push(`meta hour ${window.from}-${window.to}`);
+  return parts.join(" ");
+}
+
+/**
+ * The match lines of one rule: one per family it is tied to (or one for
+ * both), and for a rule with a schedule, each of those once per kernel
+ * window of the schedule at UTC offset `offsetMinutes`.
+ */
+export function ruleMatches(
+  config: Config,
+  rule: RuleConfig,
+  index: number,
+  offsetMinutes: number,
+): string[] {
+  const families = ruleFamilies(config, rule);
+  const matches =
+    families === undefined
+      ? [ruleMatch(config, rule, index)]
+      : families.map((f) => ruleMatch(config, rule, index, f));
+  if (rule.schedule === undefined) return matches;
+  const times = kernelWindows(rule.schedule, offsetMinutes).map(timeMatch);
+  return matches.flatMap((match) => times.map((time) => `${match} ${time}`.trim()));
+}
+
 /** The verdict of a rule target: a policy chain, or main, unreachable, blackhole. */
 function targetVerdict(target: string): string {
   if (target === "main") return "accept";
@@ -213,7 +250,11 @@ function targetVerdict(target: string): string {
 function singleField(rule: RuleConfig): "saddr" | "daddr" | undefined {
   if (rule.sticky !== undefined) return undefined;
   const keys = Object.keys(rule).filter(
-    (key) => rule[key as keyof RuleConfig] !== undefined && key !== "name" && key !== "policy",
+    (key) =>
+      rule[key as keyof RuleConfig] !== undefined &&
+      key !== "name" &&
+      key !== "policy" &&
+      key !== "on_change",
   );
   if (keys.length !== 1) return undefined;
   return keys[0] === "dst" ? "daddr" : keys[0] === "src" ? "saddr" : undefined;
@@ -234,7 +275,12 @@ interface SteerRender {
  * ICMP, domains) gets one line per family; IPv4 and IPv6 packets never
  * match each other's lines, so first-match order holds within each family.
  */
-function renderSteer(config: Config, views: readonly UplinkView[], mask: number): SteerRender {
+function renderSteer(
+  config: Config,
+  views: readonly UplinkView[],
+  mask: number,
+  offsetMinutes: number,
+): SteerRender {
   const out: SteerRender = { objects: [], chains: [], steer: [] };
   const keep = hex(~mask >>> 0);
   let group: { field: "saddr" | "daddr"; elements: Record<Family, [string, string][]> } | undefined;
@@ -280,11 +326,7 @@ function renderSteer(config: Config, views: readonly UplinkView[], mask: number)
       return;
     }
     flush();
-    const families = ruleFamilies(config, rule);
-    const matches =
-      families === undefined
-        ? [ruleMatch(config, rule, index)]
-        : families.map((f) => ruleMatch(config, rule, index, f));
+    const matches = ruleMatches(config, rule, index, offsetMinutes);
     const comment = rule.name === undefined ? "" : ` comment ${q(rule.name)}`;
     if (rule.sticky === undefined) {
       for (const match of matches) out.steer.push(`${match} ${verdict}${comment}`.trim());
@@ -360,17 +402,20 @@ export function policyMembers(
  *
  * @param maps elements of the dynamic maps and sets (see renderMaps).
  * @param hash structure hash stored in the `structure` set ("" while hashing).
+ * @param offsetMinutes UTC offset of the schedules' time zone now, minutes
+ *   east (see policy/schedule.ts); 0 when no rule has a schedule.
  */
 export function renderNft(
   config: Config,
   views: readonly UplinkView[],
   maps: Record<string, string[]>,
   hash = "",
+  offsetMinutes = 0,
 ): string {
   const table = config.dataplane.table;
   const mask = config.dataplane.mark_mask >>> 0;
   const policies = policyNames(config);
-  const steer = renderSteer(config, views, mask);
+  const steer = renderSteer(config, views, mask, offsetMinutes);
   const out: string[] = [
     `table inet ${table} {}`,
     `delete table inet ${table}`,

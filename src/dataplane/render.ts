@@ -454,7 +454,8 @@ function familyRules(
  *
  * @param config a validated config.
  * @param views one view per configured uplink, in config order.
- * @param surroundings the LAN address and the main table's own networks.
+ * @param surroundings the LAN address and the main table's own networks,
+ *   and the UTC offset of the schedules' time zone now (`scheduleOffset`).
  */
 export function renderDesired(
   config: Config,
@@ -464,14 +465,17 @@ export function renderDesired(
   const { maps, choices, choices6 } = renderMaps(config, views, surroundings);
   const choice = choices[config.router_policy] ?? { kind: "balance", members: [] };
   const choice6 = choices6[config.router_policy] ?? { kind: "balance", members: [] };
+  const offset = surroundings.scheduleOffset ?? 0;
   const structure = renderNft(
     config,
     views,
     Object.fromEntries(Object.keys(maps).map((name) => [name, []])),
+    "",
+    offset,
   );
   const nftHash = createHash("sha256").update(structure).digest("hex").slice(0, 8);
   return {
-    nftScript: renderNft(config, views, maps, nftHash),
+    nftScript: renderNft(config, views, maps, nftHash, offset),
     nftHash,
     maps,
     routes: [

@@ -19,8 +19,9 @@ import {
   type ConntrackCounts,
   type Family,
   type InterfaceAddress6,
-  type ConntrackFlow,
+  type ConntrackFilter,
   type Kernel,
+  type Neighbour,
   type LinkState,
   type NftJson,
   type Route,
@@ -133,6 +134,42 @@ function parseAddresses6(info: readonly Record<string, unknown>[]): InterfaceAdd
       temporary: a.temporary === true,
       dynamic: a.dynamic === true,
     }));
+}
+
+/**
+ * Parses `ip -j neigh show` (both families: `dst`, `dev`, `lladdr` when
+ * the neighbour's link-layer address is known, `state` a list such as
+ * `["REACHABLE"]`). Entries without an address (FAILED, INCOMPLETE) are
+ * kept with no `lladdr`.
+ */
+export function parseNeighbours(json: string): Neighbour[] {
+  return asRecords(json).flatMap((n) => {
+    if (typeof n.dst !== "string" || typeof n.dev !== "string") return [];
+    return [
+      {
+        address: n.dst,
+        family: n.dst.includes(":") ? (6 as const) : (4 as const),
+        dev: n.dev,
+        ...(typeof n.lladdr === "string" ? { lladdr: n.lladdr.toLowerCase() } : {}),
+      },
+    ];
+  });
+}
+
+/**
+ * The arguments of `conntrack -D` for `filter`: `-f ipv4|ipv6`, `-s`/`-d`
+ * with a prefix (conntrack-tools 1.4.7 takes `10.0.0.0/24`), `-p`,
+ * `--sport`/`--dport`, `-m MARK/MASK`.
+ */
+export function conntrackFilterArgs(filter: ConntrackFilter): string[] {
+  const args = ["-D", "-f", filter.family === 6 ? "ipv6" : "ipv4"];
+  if (filter.src !== undefined) args.push("-s", filter.src);
+  if (filter.dst !== undefined) args.push("-d", filter.dst);
+  if (filter.proto !== undefined) args.push("-p", String(filter.proto));
+  if (filter.sport !== undefined) args.push("--sport", String(filter.sport));
+  if (filter.dport !== undefined) args.push("--dport", String(filter.dport));
+  args.push("-m", `${filter.mark >>> 0}/${filter.mask >>> 0}`);
+  return args;
 }
 
 /** Parses `ip -j addr show` into links with their IPv4 and IPv6 addresses. */
@@ -428,23 +465,17 @@ export class LinuxKernel implements Kernel {
     return total;
   }
 
-  async conntrackDeleteFlow(flow: ConntrackFlow): Promise<number> {
-    let total = 0;
-    const port = flow.dport === undefined ? [] : [String(flow.dport)];
-    // Started by the router (to the peer), then by the peer (from it).
-    for (const match of [
-      ["-d", flow.dst, ...port.flatMap((p) => ["--dport", p])],
-      ["-s", flow.dst, ...port.flatMap((p) => ["--sport", p])],
-    ]) {
-      const { stderr } = await runCommand(
-        "conntrack",
-        ["-D", "-f", flow.family === 6 ? "ipv6" : "ipv4", "-p", flow.protocol, ...match],
-        { allowExitCodes: [1], timeoutMs: this.timeouts.conntrackDelete },
-      );
-      const count = /(\d+) flow entries have been deleted/.exec(stderr)?.[1];
-      total += count === undefined ? 0 : Number(count);
-    }
-    return total;
+  async conntrackDeleteMatching(filter: ConntrackFilter): Promise<number> {
+    const { stderr } = await runCommand("conntrack", conntrackFilterArgs(filter), {
+      allowExitCodes: [1],
+      timeoutMs: this.timeouts.conntrackDelete,
+    });
+    const count = /(\d+) flow entries have been deleted/.exec(stderr)?.[1];
+    return count === undefined ? 0 : Number(count);
+  }
+
+  async readNeighbours(): Promise<Neighbour[]> {
+    return parseNeighbours(await this.#ip.run("neigh show", this.timeouts.ipRead));
   }
 
   async conntrackCountByMark(mask: number): Promise<Map<number, number>> {

@@ -128,16 +128,6 @@ export interface Rule {
   protocol: number;
 }
 
-/** A flow by its original direction's destination (see {@link Kernel.conntrackDeleteFlow}). */
-export interface ConntrackFlow {
-  family: Family;
-  protocol: "udp" | "tcp";
-  /** Destination address (IPv6 in any form `conntrack` takes). */
-  dst: string;
-  /** Destination port; absent: every port. */
-  dport?: number;
-}
-
 /**
  * The kernel as uplinkd uses it; the only door to it. Every method may also
  * throw a KernelCommandTimeoutError (a KernelCommandError) when its command
@@ -206,14 +196,19 @@ export interface Kernel {
    */
   conntrackDelete(mark: number, mask: number, family?: Family): Promise<number>;
   /**
-   * Delete the conntrack entries of one flow between the router and a
-   * peer, whatever their mark: those the router started
-   * (`conntrack -D -f ipv4|ipv6 -p udp|tcp -d ADDRESS [--dport PORT]`),
-   * then those the peer started (`-s ADDRESS [--sport PORT]`).
+   * Delete the conntrack entries that match `filter` (`conntrack -D -f
+   * ipv4|ipv6 [-s PREFIX] [-d PREFIX] [-p PROTO] [--sport N] [--dport N]
+   * -m MARK/MASK`; addresses and ports of the original direction).
    * @returns the number of entries deleted.
    * @throws {KernelCommandError}
    */
-  conntrackDeleteFlow(flow: ConntrackFlow): Promise<number>;
+  conntrackDeleteMatching(filter: ConntrackFilter): Promise<number>;
+  /**
+   * The neighbour table of both families (`ip -j neigh show`): which
+   * address each link-layer (MAC) address holds on which interface.
+   * @throws {KernelCommandError}
+   */
+  readNeighbours(): Promise<Neighbour[]>;
   /**
    * Count conntrack entries per mark value under `mask` by dumping the
    * table (`conntrack -L`): its cost grows with the table (~0.7 s of CPU at
@@ -229,6 +224,32 @@ export interface Kernel {
    * `onNote` and retried.
    */
   watchConntrack(onNote?: (level: "info" | "warn", message: string) => void): ConntrackCounts;
+}
+
+/** Which conntrack entries {@link Kernel.conntrackDeleteMatching} deletes: all of the given fields must match. */
+export interface ConntrackFilter {
+  family: Family;
+  /** Source address or prefix of the original direction. */
+  src?: string;
+  /** Destination address or prefix of the original direction. */
+  dst?: string;
+  /** Protocol name (`tcp`) or number. */
+  proto?: string | number;
+  sport?: number;
+  dport?: number;
+  /** The entry's mark under `mask`. */
+  mark: number;
+  mask: number;
+}
+
+/** One entry of the neighbour table (ARP for IPv4, neighbour discovery for IPv6). */
+export interface Neighbour {
+  address: string;
+  family: Family;
+  /** Interface the neighbour is on. */
+  dev: string;
+  /** Its link-layer address, lower case; absent while unknown (INCOMPLETE, FAILED). */
+  lladdr?: string;
 }
 
 /** Conntrack entries per mark, kept current in the background (a {@link Kernel.watchConntrack}). */

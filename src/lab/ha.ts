@@ -33,8 +33,6 @@
  *
  * Only static ethernet uplinks (no --dhcp, --p2p, --cgnat).
  */
-import { type ChildProcess } from "node:child_process";
-import { closeSync, openSync } from "node:fs";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { parse, stringify } from "yaml";
@@ -46,7 +44,7 @@ import { parseStateFile, type HaRole } from "../ha/part.js";
 import { renderLabConfig } from "./config.js";
 import { statusAt, uplinkdArgv } from "./daemon.js";
 import { labUp, openLab, type Lab, type LabUpOptions } from "./lab.js";
-import { ipBatch, labRun, namespacePids, setSysctls, spawnIn, waitFor } from "./netns.js";
+import { ipBatch, labRun, namespacePids, setSysctls, startDetachedIn, waitFor } from "./netns.js";
 import {
   addressIn,
   ISP_INTERFACES,
@@ -311,19 +309,6 @@ export interface HaLabState {
   nodes: Record<HaNodeName, { pids: Record<string, number> }>;
 }
 
-function startDetached(ns: string, argv: readonly string[], log: string): number {
-  const fd = openSync(log, "a");
-  try {
-    const child: ChildProcess = spawnIn(ns, argv, { detached: true, stdio: ["ignore", fd, fd] });
-    child.on("error", () => undefined);
-    child.unref();
-    if (child.pid === undefined) throw new LabError(`could not start ${argv.join(" ")} in ${ns}`);
-    return child.pid;
-  } finally {
-    closeSync(fd);
-  }
-}
-
 async function tail(file: string, n = 8): Promise<string> {
   try {
     return (await readFile(file, "utf8")).trim().split("\n").slice(-n).join(" | ");
@@ -539,7 +524,7 @@ export class HaLab {
       await rm(f, { force: true });
     }
     const pids = this.state.nodes[name].pids;
-    pids.conntrackd = startDetached(
+    pids.conntrackd = startDetachedIn(
       ns,
       ["conntrackd", "-C", ha.conntrackd.config],
       p.log.conntrackd,
@@ -562,14 +547,14 @@ export class HaLab {
     }).catch(async (error: unknown) => {
       throw new LabError(`${String(error)}; ${p.log.conntrackd}: ${await tail(p.log.conntrackd)}`);
     });
-    pids.uplinkd = startDetached(ns, uplinkdArgv("run", "-c", p.config), p.log.uplinkd);
+    pids.uplinkd = startDetachedIn(ns, uplinkdArgv("run", "-c", p.config), p.log.uplinkd);
     // 60 s: uplinkd gives its first nft load that long (module autoloading, a busy machine).
     await waitFor(`uplinkd of router ${name} answering`, 60_000, () => this.status(name)).catch(
       async (error: unknown) => {
         throw new LabError(`${String(error)}; ${p.log.uplinkd}: ${await tail(p.log.uplinkd)}`);
       },
     );
-    pids.keepalived = startDetached(
+    pids.keepalived = startDetachedIn(
       ns,
       [
         "keepalived",

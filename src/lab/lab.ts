@@ -42,6 +42,7 @@ import {
   spawnIn,
   waitFor,
   type ExecResult,
+  startDetachedIn,
 } from "./netns.js";
 import {
   internetDnsAddresses,
@@ -314,34 +315,6 @@ async function tail(file: string, lines = 5): Promise<string> {
 }
 
 /**
- * Start a long-running process in a namespace, detached from the caller (it
- * outlives a CLI `lab up`), stdout and stderr appended to `log`.
- * @returns its pid.
- * @throws {LabError} when it cannot be started.
- */
-function startDetached(
-  ns: string,
-  argv: readonly string[],
-  log: string,
-  env?: NodeJS.ProcessEnv,
-): number {
-  const fd = openSync(log, "a");
-  try {
-    const child = spawnIn(ns, argv, {
-      detached: true,
-      stdio: ["ignore", fd, fd],
-      env: env ?? process.env,
-    });
-    child.on("error", () => undefined);
-    child.unref();
-    if (child.pid === undefined) throw new LabError(`could not start ${argv.join(" ")} in ${ns}`);
-    return child.pid;
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/**
  * Start an echo host on `address` (default the internet's 192.0.2.10, and
  * then also its IPv6 address 2001:db8:ffff::10) in `ns` and wait (at most `timeoutMs`) until it prints `ready`.
  * @throws {LabError} when it exits first or takes too long; names its log.
@@ -483,7 +456,7 @@ async function startP2pSession(
   const log = join(dir, `p2p-${u.name}.log`);
   await rm(log, { force: true });
   const argv = ["python3", join(dir, TUN_RELAY_FILE), u.routerInterface, p2pTransitName(u)];
-  const pid = startDetached(rtr, argv, log);
+  const pid = startDetachedIn(rtr, argv, log);
   await waitFor(`TUN relay of ${u.name} making its devices`, 5000, async () =>
     (await tail(log)).includes("ready") ? true : undefined,
   ).catch(async (error: unknown) => {
@@ -508,7 +481,7 @@ function startPppoeServer(dir: string, u: UplinkPlan, generation: number): LabPr
   return {
     name: `pppoe-${u.name}`,
     node: `isp${u.number}`,
-    pid: startDetached(u.namespace, argv, log),
+    pid: startDetachedIn(u.namespace, argv, log),
     log,
   };
 }
@@ -519,7 +492,7 @@ function startRouterPppd(dir: string, rtr: string, u: UplinkPlan, plugin: string
   return {
     name: `pppd-${u.name}`,
     node: "rtr",
-    pid: startDetached(rtr, routerPppdArgv(u, plugin), log),
+    pid: startDetachedIn(rtr, routerPppdArgv(u, plugin), log),
     log,
   };
 }
@@ -781,7 +754,7 @@ export async function labUp(options: LabUpOptions = {}): Promise<Lab> {
       record(
         `radvd-${u.name}`,
         `isp${u.number}`,
-        startDetached(u.namespace, radvdArgv(dir, u), paths.radvdLog),
+        startDetachedIn(u.namespace, radvdArgv(dir, u), paths.radvdLog),
         paths.radvdLog,
       );
       if (options.pd === true) {
@@ -789,7 +762,7 @@ export async function labUp(options: LabUpOptions = {}): Promise<Lab> {
         record(
           `kea-${u.name}`,
           `isp${u.number}`,
-          startDetached(u.namespace, keaArgv(dir, u), paths.keaOut, keaEnv(dir)),
+          startDetachedIn(u.namespace, keaArgv(dir, u), paths.keaOut, keaEnv(dir)),
           paths.keaOut,
         );
       }
@@ -803,10 +776,10 @@ export async function labUp(options: LabUpOptions = {}): Promise<Lab> {
       await rm(join(dir, `dhcp-${u.name}.pid`), { force: true });
       const log = join(dir, `dhcp-${u.name}.out`);
       const argv = dhcpServerArgv(u, dhcpAddress(u.number, 0), dir);
-      record(`dhcp-${u.name}`, `isp${u.number}`, startDetached(u.namespace, argv, log), log);
+      record(`dhcp-${u.name}`, `isp${u.number}`, startDetachedIn(u.namespace, argv, log), log);
     }
     const dnsLog = join(dir, "dns.out");
-    record("dns", "net", startDetached(ns.net, dnsServerArgv(plan, dir), dnsLog), dnsLog);
+    record("dns", "net", startDetachedIn(ns.net, dnsServerArgv(plan, dir), dnsLog), dnsLog);
     // The LAN's resolver on the router; uplinkd restarts it (new pid) when its nftset file changes.
     record("resolver", "rtr", await startResolver(plan, dir), resolverPaths(dir).log);
     await writeClientResolvConf(plan);
@@ -815,13 +788,13 @@ export async function labUp(options: LabUpOptions = {}): Promise<Lab> {
       const name = k === 0 ? "iperf3" : `iperf3-${port}`;
       const log = join(dir, `${name}.log`);
       const argv = ["iperf3", "-s", "-B", LAB_HOSTS.echo, "-p", port];
-      record(name, "net", startDetached(ns.net, argv, log), log);
+      record(name, "net", startDetachedIn(ns.net, argv, log), log);
     }
     if (iperf3Servers > 0) {
       // One on the echo host's IPv6 address too (same port: another address).
       const log = join(dir, "iperf3-v6.log");
       const argv = ["iperf3", "-s", "-B", LAB_HOSTS6.echo, "-p", String(LAB_PORTS.iperf3)];
-      record("iperf3-v6", "net", startDetached(ns.net, argv, log), log);
+      record("iperf3-v6", "net", startDetachedIn(ns.net, argv, log), log);
     }
     const hostLog = join(dir, "host.log");
     const hostReady = Promise.all([
@@ -841,7 +814,7 @@ export async function labUp(options: LabUpOptions = {}): Promise<Lab> {
           readPidFile(join(dir, `dhcp-${u.name}.pid`)),
         );
         const log = join(dir, `udhcpc-${u.routerInterface}.log`);
-        const pid = startDetached(
+        const pid = startDetachedIn(
           ns.rtr,
           [
             "busybox",
@@ -1097,7 +1070,7 @@ async function startPdClient(dir: string, rtr: string, u: UplinkPlan): Promise<L
   await writeFile(paths.clientScript, dhclientScript(dir));
   await chmod(paths.clientScript, 0o755);
   await rm(paths.clientPid, { force: true });
-  const pid = startDetached(rtr, dhclientArgv(dir, u), paths.clientLog);
+  const pid = startDetachedIn(rtr, dhclientArgv(dir, u), paths.clientLog);
   return { name: `dhclient6-${u.routerInterface}`, node: "rtr", pid, log: paths.clientLog };
 }
 
@@ -1631,7 +1604,7 @@ export class Lab {
     await writeFile(script, DELAY_LINE_SCRIPT);
     const log = join(dir, `${name}.log`);
     await rm(log, { force: true });
-    const pid = startDetached(ns, delayLineArgv(script, set.delay, set.jitter ?? 0), log);
+    const pid = startDetachedIn(ns, delayLineArgv(script, set.delay, set.jitter ?? 0), log);
     this.#state.processes.push({ name, node: `isp${u.number}`, pid, log });
     await waitFor(`delay line of ${u.name} making its device`, 5000, async () =>
       (await tail(log)).includes("ready") ? true : undefined,
@@ -1692,7 +1665,7 @@ export class Lab {
     await this.#stopProcess(u.namespace, `radvd-${u.name}`);
     if (this.#state.pd === true) await this.#stopProcess(u.namespace, `kea-${u.name}`);
     await between?.();
-    const radvd = startDetached(u.namespace, radvdArgv(dir, u), paths.radvdLog);
+    const radvd = startDetachedIn(u.namespace, radvdArgv(dir, u), paths.radvdLog);
     this.#replaceProcess({
       name: `radvd-${u.name}`,
       node: ispNode,
@@ -1700,7 +1673,7 @@ export class Lab {
       log: paths.radvdLog,
     });
     if (this.#state.pd === true) {
-      const kea = startDetached(u.namespace, keaArgv(dir, u), paths.keaOut, keaEnv(dir));
+      const kea = startDetachedIn(u.namespace, keaArgv(dir, u), paths.keaOut, keaEnv(dir));
       this.#replaceProcess({ name: `kea-${u.name}`, node: ispNode, pid: kea, log: paths.keaOut });
     }
   }
@@ -1761,7 +1734,7 @@ export class Lab {
       if (radvd !== undefined && (await namespacePids(u.namespace)).includes(radvd.pid)) {
         process.kill(radvd.pid, "SIGHUP");
       } else {
-        const pid = startDetached(u.namespace, radvdArgv(dir, u), paths.radvdLog);
+        const pid = startDetachedIn(u.namespace, radvdArgv(dir, u), paths.radvdLog);
         this.#replaceProcess({
           name: `radvd-${u.name}`,
           node: `isp${u.number}`,
@@ -1776,7 +1749,7 @@ export class Lab {
           paths.keaConfig,
           renderKeaConfig(dir, u, delegatedPrefix6(u.number, next.network)),
         );
-        const kea = startDetached(u.namespace, keaArgv(dir, u), paths.keaOut, keaEnv(dir));
+        const kea = startDetachedIn(u.namespace, keaArgv(dir, u), paths.keaOut, keaEnv(dir));
         this.#replaceProcess({
           name: `kea-${u.name}`,
           node: `isp${u.number}`,
@@ -1832,7 +1805,7 @@ export class Lab {
     await rm(join(dir, `dhcp-${u.name}.leases`), { force: true });
     await rm(join(dir, `dhcp-${u.name}.pid`), { force: true });
     const log = join(dir, `dhcp-${u.name}.out`);
-    const pid = startDetached(u.namespace, dhcpServerArgv(u, address, dir), log);
+    const pid = startDetachedIn(u.namespace, dhcpServerArgv(u, address, dir), log);
     this.#state.processes = this.#state.processes.filter((p) => p.name !== `dhcp-${u.name}`);
     this.#state.processes.push({ name: `dhcp-${u.name}`, node: ispNode, pid, log });
     this.#state.dhcpGeneration[String(u.number)] = generation;

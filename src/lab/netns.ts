@@ -5,6 +5,7 @@
  * NS`, `tc -n NS`); nothing here changes the host's own namespace.
  */
 import { spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
+import { closeSync, openSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { KernelCommandError } from "../errors.js";
 import { LabError } from "./errors.js";
@@ -123,6 +124,37 @@ export function spawnIn(
 ): ChildProcess {
   if (argv.length === 0) throw new LabError(`spawn in ${ns}: no command given`);
   return spawn("ip", ["netns", "exec", ns, ...argv], options);
+}
+
+/**
+ * Start `argv` in `ns` in the background, detached (a process group of its
+ * own, not waited for: it outlives the caller, as the lab's daemons must),
+ * stdin from /dev/null, stdout and stderr appended to `log`, with `env`
+ * (default the caller's environment).
+ *
+ * @returns its pid (that of `ip netns exec`, which execs the program).
+ * @throws {LabError} when it could not be started.
+ */
+export function startDetachedIn(
+  ns: string,
+  argv: readonly string[],
+  log: string,
+  env?: NodeJS.ProcessEnv,
+): number {
+  const fd = openSync(log, "a");
+  try {
+    const child = spawnIn(ns, argv, {
+      detached: true,
+      stdio: ["ignore", fd, fd],
+      env: env ?? process.env,
+    });
+    child.on("error", () => undefined);
+    child.unref();
+    if (child.pid === undefined) throw new LabError(`could not start ${argv.join(" ")} in ${ns}`);
+    return child.pid;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /**

@@ -42,6 +42,12 @@ export interface Surroundings {
    * `off` ones get none.
    */
   quotaExceeded?: ReadonlyMap<string, "standby" | "off">;
+  /**
+   * UTC offset of the rules' schedules' time zone (`time_zone`, else the
+   * router's) now, minutes east (set by the daemon and `plan`, not
+   * observed): schedule rules are rendered with it. Absent: 0 (UTC).
+   */
+  scheduleOffset?: number;
 }
 
 /** What one read of the kernel says about the uplinks and their surroundings. */

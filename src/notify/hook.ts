@@ -1,11 +1,11 @@
 /**
  * Hook scripts: a program run with the transition in environment variables,
  * never through a shell, killed when it overstays its timeout, its output
- * captured to the log.
+ * captured to the log (through the process runner, ../process/run.ts).
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import type { Logger } from "pino";
-import type { Clock, TimerHandle } from "../clock.js";
+import type { Clock } from "../clock.js";
+import { runProcess } from "../process/run.js";
 import { NotifyError, NotifyTimeoutError } from "./errors.js";
 import type { HookConfig } from "../config/notify.js";
 import { cleanText } from "../text.js";
@@ -58,135 +58,56 @@ export interface HookOutcome {
  *   message); `NotifyTimeoutError` (`UPLINKD_ERR_NOTIFY_TIMEOUT`) after the
  *   timeout. Never retryable: a script runs once.
  */
-export function runHook(
+export async function runHook(
   hook: HookConfig,
   env: Readonly<Record<string, string>>,
   deps: { clock: Clock; log: Logger },
 ): Promise<HookOutcome> {
   const target = hookTarget(hook);
   const [file, ...args] = hook.command;
-  const { clock, log } = deps;
-  return new Promise((resolve, reject) => {
-    if (file === undefined) {
-      reject(new NotifyError("hook", target, "no command to run", { retryable: false }));
-      return;
-    }
-    const started = clock.now();
-    let child: ChildProcess;
-    try {
-      child = spawn(file, args, {
-        shell: false,
-        // The hook's own variables (config hooks[].env), then the notification's.
-        env: { ...process.env, ...hookVariables(hook), ...env },
-        cwd: "/",
-        stdio: ["ignore", "pipe", "pipe"],
-        detached: true,
-      });
-    } catch (error) {
-      reject(
-        new NotifyError("hook", target, `cannot start ${file}: ${(error as Error).message}`, {
-          retryable: false,
-          cause: error,
-        }),
-      );
-      return;
-    }
-    // First of all (start failures such as EMFILE come as 'error' on the next tick).
-    child.on("error", (error) => {
-      if (exit === undefined && child.pid === undefined) startError = error;
-      finish();
-    });
-    const stdout = new OutputCapture(OUTPUT_LIMIT_BYTES);
-    const stderr = new OutputCapture(OUTPUT_LIMIT_BYTES);
-    child.stdout?.on("data", (chunk: Buffer) => {
-      stdout.add(chunk);
-    });
-    child.stderr?.on("data", (chunk: Buffer) => {
-      stderr.add(chunk);
-    });
-
-    let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
-    let startError: Error | undefined;
-    let timedOut = false;
-    let finished = false;
-    const timers: TimerHandle[] = [];
-
-    const killGroup = (signal: NodeJS.Signals): void => {
-      if (child.pid === undefined) return;
-      try {
-        process.kill(-child.pid, signal);
-      } catch {
-        // The group is gone already (or was never made): signal the process alone.
-        child.kill(signal);
-      }
-    };
-
-    const finish = (): void => {
-      if (finished) return;
-      finished = true;
-      for (const timer of timers) clock.clearTimeout(timer);
-      child.stdout?.destroy();
-      child.stderr?.destroy();
-      const outcome: HookOutcome = {
-        exitCode: exit?.code ?? null,
-        signal: exit?.signal ?? null,
-        stdout: stdout.text(),
-        stderr: stderr.text(),
-        durationMs: Math.round(clock.now() - started),
-      };
-      const failed = startError !== undefined || timedOut || outcome.exitCode !== 0;
-      if (startError === undefined) {
-        log[failed ? "warn" : "info"](
-          { channel: "hook", target, ...outcome },
-          `hook ${target} ${describeEnd(outcome, timedOut)}`,
-        );
-      }
-      if (startError !== undefined) {
-        reject(
-          new NotifyError("hook", target, `cannot start ${file}: ${startError.message}`, {
-            retryable: false,
-            cause: startError,
-          }),
-        );
-      } else if (timedOut) {
-        reject(new NotifyTimeoutError("hook", target, hook.timeout, "the script"));
-      } else if (outcome.exitCode !== 0) {
-        const last = lastLine(outcome.stderr);
-        reject(
-          new NotifyError(
-            "hook",
-            target,
-            `${describeEnd(outcome, false)}${last ? `: ${last}` : ""}`,
-            { retryable: false },
-          ),
-        );
-      } else {
-        resolve(outcome);
-      }
-    };
-
-    child.on("exit", (code, signal) => {
-      exit = { code, signal };
-      if (!timedOut) timers.push(clock.setTimeout(finish, OUTPUT_GRACE_MS));
-    });
-    child.on("close", finish);
-    timers.push(
-      clock.setTimeout(() => {
-        if (exit !== undefined) {
-          finish();
-          return;
-        }
-        timedOut = true;
-        killGroup("SIGTERM");
-        timers.push(
-          clock.setTimeout(() => {
-            killGroup("SIGKILL");
-            finish();
-          }, KILL_GRACE_MS),
-        );
-      }, hook.timeout),
-    );
+  if (file === undefined) {
+    throw new NotifyError("hook", target, "no command to run", { retryable: false });
+  }
+  const run = await runProcess(file, args, {
+    timeoutMs: hook.timeout,
+    input: null,
+    // The hook's own variables (config hooks[].env), then the notification's.
+    env: { ...process.env, ...hookVariables(hook), ...env },
+    cwd: "/",
+    killGraceMs: KILL_GRACE_MS,
+    outputGraceMs: OUTPUT_GRACE_MS,
+    outputLimitBytes: OUTPUT_LIMIT_BYTES,
+    clock: deps.clock,
   });
+  if (run.startError !== undefined) {
+    throw new NotifyError("hook", target, `cannot start ${file}: ${run.startError.message}`, {
+      retryable: false,
+      cause: run.startError,
+    });
+  }
+  const outcome: HookOutcome = {
+    exitCode: run.exitCode,
+    signal: run.signal,
+    stdout: run.stdout,
+    stderr: run.stderr,
+    durationMs: Math.round(run.durationMs),
+  };
+  const failed = run.timedOut || outcome.exitCode !== 0;
+  deps.log[failed ? "warn" : "info"](
+    { channel: "hook", target, ...outcome },
+    `hook ${target} ${describeEnd(outcome, run.timedOut)}`,
+  );
+  if (run.timedOut) throw new NotifyTimeoutError("hook", target, hook.timeout, "the script");
+  if (outcome.exitCode !== 0) {
+    const last = lastLine(outcome.stderr);
+    throw new NotifyError(
+      "hook",
+      target,
+      `${describeEnd(outcome, false)}${last ? `: ${last}` : ""}`,
+      { retryable: false },
+    );
+  }
+  return outcome;
 }
 
 /** A hook's own variables (config `hooks[].env`), secret or not, by name. */
@@ -213,31 +134,4 @@ function lastLine(text: string): string {
       .filter(Boolean)
       .at(-1) ?? "",
   );
-}
-
-/** Keeps the first `limit` bytes of a stream and counts the rest. */
-class OutputCapture {
-  readonly #limit: number;
-  readonly #chunks: Buffer[] = [];
-  #kept = 0;
-  #dropped = 0;
-
-  constructor(limit: number) {
-    this.#limit = limit;
-  }
-
-  add(chunk: Buffer): void {
-    const room = this.#limit - this.#kept;
-    if (room > 0) {
-      const part = chunk.subarray(0, room);
-      this.#chunks.push(part);
-      this.#kept += part.byteLength;
-    }
-    this.#dropped += Math.max(0, chunk.byteLength - Math.max(0, room));
-  }
-
-  text(): string {
-    const text = Buffer.concat(this.#chunks).toString("utf8");
-    return this.#dropped > 0 ? `${text}\n[${this.#dropped} more bytes not kept]` : text;
-  }
 }

@@ -5,11 +5,13 @@
  */
 import { canonicalElement, routeKey, ruleKey } from "../../src/dataplane/diff.js";
 import { KernelCommandError } from "../../src/errors.js";
+import { conntrackFilterArgs } from "../../src/kernel/linux.js";
 import {
   IPV6_LINE,
   type ConntrackCounts,
-  type ConntrackFlow,
+  type ConntrackFilter,
   type Kernel,
+  type Neighbour,
   type LinkState,
   type NftJson,
   type Route,
@@ -305,16 +307,20 @@ export class FakeKernel implements Kernel {
     return before - this.conntrack.length;
   }
 
-  /** Flows deleted by {@link conntrackDeleteFlow}, in order. */
-  deletedFlows: ConntrackFlow[] = [];
+  /** The filters of every {@link conntrackDeleteMatching} call, in order. */
+  conntrackFilters: ConntrackFilter[] = [];
+  /** What {@link readNeighbours} reports (tests set it). */
+  neighbours: Neighbour[] = [];
 
-  async conntrackDeleteFlow(flow: ConntrackFlow): Promise<number> {
-    await this.#enter(
-      "conntrack-delete",
-      `conntrack -D -p ${flow.protocol} -d ${flow.dst}${flow.dport === undefined ? "" : ` --dport ${flow.dport}`}`,
-    );
-    this.deletedFlows.push(flow);
-    return 1;
+  async conntrackDeleteMatching(filter: ConntrackFilter): Promise<number> {
+    await this.#enter("conntrack-delete", `conntrack ${conntrackFilterArgs(filter).join(" ")}`);
+    this.conntrackFilters.push(filter);
+    return 0;
+  }
+
+  async readNeighbours(): Promise<Neighbour[]> {
+    await this.#enter("read-links", "read-neighbours");
+    return this.neighbours.map((n) => ({ ...n }));
   }
 
   async conntrackCountByMark(mask: number): Promise<Map<number, number>> {

@@ -5,21 +5,7 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import { KernelCommandError, KernelCommandTimeoutError } from "../../src/errors.js";
 import { runCommand } from "../../src/process/run.js";
-
-/**
- * Whether a process with this pid still runs: it exists and is not a zombie
- * (a killed orphan stays a zombie until its new parent reaps it, which some
- * container inits never do). State from /proc/PID/stat (proc(5)).
- */
-async function running(pid: number): Promise<boolean> {
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, "utf8");
-    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
-    return state !== "Z" && state !== "X";
-  } catch {
-    return false;
-  }
-}
+import { running } from "./processes.js";
 
 describe("runCommand", () => {
   it("returns what a normal command prints, well within its timeout", async () => {
@@ -82,10 +68,10 @@ describe("runCommand", () => {
       const sleepPid = Number((await readFile(pidFile, "utf8")).trim());
       assert.ok(sleepPid > 0);
       // SIGKILL is queued at once; the kernel needs a moment to end the process.
-      for (let i = 0; i < 100 && (await running(sleepPid)); i++) {
+      for (let i = 0; i < 100 && running(sleepPid); i++) {
         await new Promise((resolve) => setTimeout(resolve, 10));
       }
-      assert.equal(await running(sleepPid), false, "the script's child survived the timeout");
+      assert.equal(running(sleepPid), false, "the script's child survived the timeout");
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { once } from "node:events";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer as createHttpServer, type IncomingHttpHeaders, type Server } from "node:http";
 import {
@@ -28,6 +28,7 @@ import {
 import { promisify } from "node:util";
 import { pino, type Logger } from "pino";
 import { ManualClock } from "../fakes/clock.js";
+import { running } from "./processes.js";
 import { SystemClock, type TimerHandle } from "../../src/clock.js";
 import { Notifier, notifyTest, type NotifyResult } from "../../src/notify/notifier.js";
 import { notifySchema, type NotifyConfig } from "../../src/config/notify.js";
@@ -478,21 +479,6 @@ async function script(name: string, body: string): Promise<string> {
   await writeFile(path, `#!/bin/sh\n${body}\n`);
   await chmod(path, 0o755);
   return path;
-}
-
-/** Whether a process runs: exists and is not a zombie waiting for a reaper that may be slow. */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
-  } catch {
-    return false;
-  }
 }
 
 /** Reads `env -0` output into an object. */
@@ -1044,7 +1030,7 @@ describe("hook scripts", () => {
     assert.ok(Date.now() - started < 4000, `took ${Date.now() - started}ms`);
     const pid = Number((await readFile(pidFile, "utf8")).trim());
     assert.ok(pid > 0);
-    await until(3000, `sleep (pid ${pid}) killed`, () => !alive(pid));
+    await until(3000, `sleep (pid ${pid}) killed`, () => !running(pid));
   });
 
   test("their output goes to the log, and a non-zero exit is a failure", async () => {

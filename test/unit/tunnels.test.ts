@@ -4,11 +4,17 @@ import { pino } from "pino";
 import { parseConfig } from "../../src/config/load.js";
 import type { Config } from "../../src/config/schema.js";
 import { parseTunnelEndpoint } from "../../src/config/tunnels.js";
-import { tunnelFlow, tunnelUplink, TunnelWatcher } from "../../src/controller/tunnels.js";
+import {
+  deleteTunnelFlow,
+  tunnelFlow,
+  tunnelUplink,
+  TunnelWatcher,
+} from "../../src/controller/tunnels.js";
+import { FakeKernel } from "../fakes/kernel.js";
 import { renderNft, tunnelLine } from "../../src/dataplane/nft.js";
 import { renderMaps } from "../../src/dataplane/render.js";
 import { buildViews } from "../../src/dataplane/views.js";
-import type { ConntrackFlow } from "../../src/kernel/types.js";
+import type { ConntrackFlow } from "../../src/controller/tunnels.js";
 import type { UplinkLink } from "../../src/links/observe.js";
 import type { UplinkState } from "../../src/uplink-health.js";
 import { formatTunnels } from "../../src/control/format.js";
@@ -283,6 +289,21 @@ describe("the tunnel watcher", () => {
     );
     assert.equal(tunnelUplink({ kind: "unreachable" }), undefined);
     assert.equal(tunnelUplink(undefined), undefined);
+  });
+
+  it("deletes a tunnel's flow both ways, whatever its mark", async () => {
+    const kernel = new FakeKernel();
+    await deleteTunnelFlow(kernel, OFFICE as ConntrackFlow);
+    await deleteTunnelFlow(kernel, { family: 4, protocol: "tcp", dst: "198.51.100.10" });
+    assert.deepEqual(
+      kernel.calls.filter((c) => c.startsWith("conntrack")),
+      [
+        "conntrack -D -f ipv4 -d 203.0.113.7 -p udp --dport 51820 -m 0/0",
+        "conntrack -D -f ipv4 -s 203.0.113.7 -p udp --sport 51820 -m 0/0",
+        "conntrack -D -f ipv4 -d 198.51.100.10 -p tcp -m 0/0",
+        "conntrack -D -f ipv4 -s 198.51.100.10 -p tcp -m 0/0",
+      ],
+    );
   });
 
   it("status lists each tunnel with its uplink", () => {
