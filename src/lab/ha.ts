@@ -38,6 +38,7 @@ import { join } from "node:path";
 import { parse, stringify } from "yaml";
 import { parseConfig } from "../config/load.js";
 import type { StatusDocument } from "../control/api.js";
+import { tail } from "./logs.js";
 import { LabError } from "./errors.js";
 import { haFiles, writeHaFiles } from "../ha/cli.js";
 import { parseStateFile, type HaRole } from "../ha/part.js";
@@ -309,14 +310,6 @@ export interface HaLabState {
   nodes: Record<HaNodeName, { pids: Record<string, number> }>;
 }
 
-async function tail(file: string, n = 8): Promise<string> {
-  try {
-    return (await readFile(file, "utf8")).trim().split("\n").slice(-n).join(" | ");
-  } catch {
-    return "(no log)";
-  }
-}
-
 /**
  * Options of {@link haLabUp}: those of a normal lab (static ethernet
  * uplinks only) and the VRRP advert interval (ms, whole centiseconds;
@@ -545,13 +538,15 @@ export class HaLab {
         return undefined;
       }
     }).catch(async (error: unknown) => {
-      throw new LabError(`${String(error)}; ${p.log.conntrackd}: ${await tail(p.log.conntrackd)}`);
+      throw new LabError(
+        `${String(error)}; ${p.log.conntrackd}: ${await tail(p.log.conntrackd, 8)}`,
+      );
     });
     pids.uplinkd = startDetachedIn(ns, uplinkdArgv("run", "-c", p.config), p.log.uplinkd);
     // 60 s: uplinkd gives its first nft load that long (module autoloading, a busy machine).
     await waitFor(`uplinkd of router ${name} answering`, 60_000, () => this.status(name)).catch(
       async (error: unknown) => {
-        throw new LabError(`${String(error)}; ${p.log.uplinkd}: ${await tail(p.log.uplinkd)}`);
+        throw new LabError(`${String(error)}; ${p.log.uplinkd}: ${await tail(p.log.uplinkd, 8)}`);
       },
     );
     pids.keepalived = startDetachedIn(
@@ -700,7 +695,7 @@ export class HaLab {
       const a = this.paths("a").log.keepalived;
       const b = this.paths("b").log.keepalived;
       throw new LabError(
-        `${String(error)}: a ${await this.role("a")}, b ${await this.role("b")}; ${a}: ${await tail(a)}; ${b}: ${await tail(b)}`,
+        `${String(error)}: a ${await this.role("a")}, b ${await this.role("b")}; ${a}: ${await tail(a, 8)}; ${b}: ${await tail(b, 8)}`,
       );
     });
   }

@@ -15,9 +15,8 @@
  * directly inside lab namespaces and every command names its namespace.
  */
 import type { ChildProcess, SpawnOptions } from "node:child_process";
-import { access, chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
-import { closeSync, constants as fsConstants, openSync } from "node:fs";
-import { delimiter, join } from "node:path";
+import { chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { UplinkdError } from "../errors.js";
 import { LabError } from "./errors.js";
 import { renderLabConfig } from "./config.js";
@@ -35,7 +34,6 @@ import {
   ipBatch,
   killNamespaceProcesses,
   labRun,
-  labTimeScale,
   listNamespaces,
   namespacePids,
   setSysctls,
@@ -47,15 +45,12 @@ import {
 import {
   internetDnsAddresses,
   internetDnsAddresses6,
-  internetDnsArgs,
   removeClientResolvConf,
   resolverPaths,
   startResolver,
   writeClientResolvConf,
 } from "./resolver.js";
 import {
-  dhclientArgv,
-  dhclientScript,
   ipv6Paths,
   keaArgv,
   keaEnv,
@@ -68,10 +63,8 @@ import {
   pppoeAddress,
   pppoeOptionsFile,
   pppoePlugin,
-  pppoeServerArgv,
   pppUnavailable,
   renderIspPppOptions,
-  routerPppdArgv,
 } from "./pppoe.js";
 import {
   DELAY_LINE_FILE,
@@ -81,7 +74,6 @@ import {
   delayRuleArgs,
   renderDelayBatch,
 } from "./delay.js";
-import { labScriptArgv } from "./scripts.js";
 import {
   readState,
   removeStateDir,
@@ -95,8 +87,6 @@ import {
   DEFAULT_PREFIX,
   DEFAULT_STATE_ROOT,
   ISP_INTERFACES,
-  LAB_DNS_RECORDS,
-  LAB_DNS_RECORDS6,
   LAB_HOSTS,
   LAB_HOSTS6,
   LAB_PORTS,
@@ -105,13 +95,11 @@ import {
   delegatedPrefix6,
   ispLinkLocal6,
   uplinkNetwork6,
-  ROUTER_TOKEN,
   renderIspRoutes6Batch,
   dhcpAddress,
   isLabNamespace,
   namespaceOf,
   namespaceSysctls,
-  p2pTransitName,
   parseNode,
   parseUplink,
   planLab,
@@ -122,8 +110,6 @@ import {
   renderNetBatch,
   renderNetRoutesBatch,
   p2pAddress,
-  renderP2pIspBatch,
-  renderP2pRouterBatch,
   renderRouterBatch,
   validatePrefix,
   type LabNode,
@@ -131,6 +117,33 @@ import {
   type UplinkKind,
   type UplinkPlan,
 } from "./topology.js";
+import {
+  UDHCPC_SCRIPT,
+  onPath,
+  launchEchoHost,
+  dhcpServerArgv,
+  dnsServerArgv,
+  readPidFile,
+  startP2pSession,
+  startPppoeServer,
+  startRouterPppd,
+  waitForPppoeSession,
+  checkAlive,
+} from "./services.js";
+import { errorText, tail } from "./logs.js";
+import {
+  readRouterLinks,
+  ipv4Of,
+  dhcpApplied,
+  routerAddresses,
+  type IpAddr6Json,
+  routerAddresses6,
+  raGateways,
+  waitForRa,
+  readDelegatedPrefix,
+  startPdClient,
+  waitForDelegatedPrefix,
+} from "./router-addresses.js";
 
 export type { ExecResult } from "./netns.js";
 export type { Fault, FaultSet } from "./faults.js";
@@ -259,293 +272,6 @@ export interface LabExecOptions {
   /** SIGKILL after this many ms (default 60000); the call then throws LabError. */
   timeoutMs?: number;
   env?: NodeJS.ProcessEnv;
-}
-
-/** Event script busybox udhcpc runs in the router namespace (only `ip addr`/`ip route` on its interface). */
-const UDHCPC_SCRIPT = `#!/bin/sh
-# udhcpc event script of the uplinkd lab; runs inside the router namespace.
-# Sets the lease's address and default route on $interface, nothing else
-# (never /etc/resolv.conf). udhcpc sets interface, ip, mask (prefix length)
-# and router; the lab sets UPLINKD_LAB_METRIC.
-metric="\${UPLINKD_LAB_METRIC:-100}"
-case "$1" in
-  deconfig)
-    ip -4 addr flush dev "$interface"
-    ;;
-  bound|renew)
-    ip -4 -o addr show dev "$interface" | while read -r _ _ _ cidr _; do
-      [ "$cidr" = "$ip/\${mask:-24}" ] || ip addr del "$cidr" dev "$interface"
-    done
-    ip addr replace "$ip/\${mask:-24}" dev "$interface"
-    gw="\${router%% *}"
-    if [ -n "$gw" ]; then
-      ip route replace default via "$gw" dev "$interface" metric "$metric"
-    fi
-    ;;
-esac
-exit 0
-`;
-
-/** Lease time the ISPs' DHCP servers give. */
-const DHCP_LEASE = "1h";
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-async function onPath(program: string): Promise<boolean> {
-  for (const dir of (process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin").split(delimiter)) {
-    try {
-      await access(join(dir, program), fsConstants.X_OK);
-      return true;
-    } catch {
-      // not here
-    }
-  }
-  return false;
-}
-
-async function tail(file: string, lines = 5): Promise<string> {
-  try {
-    const text = await readFile(file, "utf8");
-    return text.trim().split("\n").slice(-lines).join(" | ");
-  } catch {
-    return "(no log)";
-  }
-}
-
-/**
- * Start an echo host on `address` (default the internet's 192.0.2.10, and
- * then also its IPv6 address 2001:db8:ffff::10) in `ns` and wait (at most `timeoutMs`) until it prints `ready`.
- * @throws {LabError} when it exits first or takes too long; names its log.
- */
-function launchEchoHost(
-  ns: string,
-  log: string,
-  address: string = LAB_HOSTS.echo,
-  timeoutMs = 20_000,
-): Promise<number> {
-  const argv = [
-    ...labScriptArgv("host"),
-    "--address",
-    address,
-    ...(address === LAB_HOSTS.echo ? ["--address", LAB_HOSTS6.echo] : []),
-    "--http-port",
-    String(LAB_PORTS.http),
-    "--whoami-port",
-    String(LAB_PORTS.whoami),
-  ];
-  const fd = openSync(log, "a");
-  let child: ChildProcess;
-  try {
-    child = spawnIn(ns, argv, { detached: true, stdio: ["ignore", "pipe", fd] });
-  } finally {
-    closeSync(fd);
-  }
-  return new Promise((resolve, reject) => {
-    let out = "";
-    const fail = (why: string): void => {
-      clearTimeout(timer);
-      child.removeAllListeners();
-      child.on("error", () => undefined);
-      child.stdout?.destroy();
-      child.unref();
-      void tail(log).then((t) => {
-        reject(new LabError(`echo host in ${ns} ${why}; ${log}: ${t}`));
-      });
-    };
-    const limitMs = Math.round(timeoutMs * labTimeScale());
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      fail(`was not ready within ${limitMs} ms`);
-    }, limitMs);
-    child.on("error", (error) => {
-      fail(`could not start: ${error.message}`);
-    });
-    child.on("exit", (code, signal) => {
-      fail(`exited (${code ?? signal ?? "?"}) before it was ready`);
-    });
-    child.stdout?.on("data", (chunk: Buffer) => {
-      out += chunk.toString("utf8");
-      if (!out.includes("ready\n")) return;
-      clearTimeout(timer);
-      child.removeAllListeners();
-      child.on("error", () => undefined);
-      child.stdout?.removeAllListeners();
-      child.stdout?.on("error", () => undefined);
-      child.stdout?.destroy();
-      child.unref();
-      if (child.pid === undefined) reject(new LabError(`echo host in ${ns} has no pid`));
-      else resolve(child.pid);
-    });
-  });
-}
-
-function dhcpServerArgv(u: UplinkPlan, address: string, dir: string): string[] {
-  return [
-    "dnsmasq",
-    "--keep-in-foreground",
-    "--conf-file=/dev/null",
-    "--port=0",
-    `--interface=${ISP_INTERFACES.customer}`,
-    "--bind-interfaces",
-    `--dhcp-range=${address},${address},255.255.255.0,${DHCP_LEASE}`,
-    `--dhcp-option=option:router,${u.gateway}`,
-    `--dhcp-option=option:dns-server,${LAB_HOSTS.dns}`,
-    "--dhcp-authoritative",
-    "--no-ping",
-    `--dhcp-leasefile=${join(dir, `dhcp-${u.name}.leases`)}`,
-    `--pid-file=${join(dir, `dhcp-${u.name}.pid`)}`,
-    `--log-facility=${join(dir, `dhcp-${u.name}.log`)}`,
-    "--log-dhcp",
-    "--user=root",
-    "--group=root",
-  ];
-}
-
-function dnsServerArgv(plan: LabPlan, dir: string): string[] {
-  return [
-    "dnsmasq",
-    "--keep-in-foreground",
-    "--conf-file=/dev/null",
-    "--no-resolv",
-    "--no-hosts",
-    "--no-poll",
-    `--listen-address=${LAB_HOSTS.dns}`,
-    `--listen-address=${LAB_HOSTS6.dns}`,
-    "--bind-interfaces",
-    "--local=/lab.test/",
-    ...Object.entries(LAB_DNS_RECORDS).map(
-      ([name, a]) =>
-        `--host-record=${name},${a}` +
-        (LAB_DNS_RECORDS6[name] === undefined ? "" : `,${LAB_DNS_RECORDS6[name]}`),
-    ),
-    ...internetDnsArgs(plan),
-    `--pid-file=${join(dir, "dns.pid")}`,
-    `--log-facility=${join(dir, "dns.log")}`,
-    "--user=root",
-    "--group=root",
-  ];
-}
-
-/** Read a pid file; undefined while it is missing or empty. */
-async function readPidFile(file: string): Promise<number | undefined> {
-  try {
-    const pid = Number((await readFile(file, "utf8")).trim());
-    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * Start a session of point-to-point uplink `u`: its TUN relay (which makes
- * `wanI` and the ISP's end), the router's `address`, and the ISP's end
- * moved and configured. Like a PPP session coming up: the interface
- * appears with its address.
- * @returns the relay process, to record.
- * @throws {LabError} when the relay does not start (its log's end in the
- *   message) or a command fails.
- */
-async function startP2pSession(
-  dir: string,
-  rtr: string,
-  u: UplinkPlan,
-  address: string,
-): Promise<LabProcess> {
-  const log = join(dir, `p2p-${u.name}.log`);
-  await rm(log, { force: true });
-  const argv = ["python3", join(dir, TUN_RELAY_FILE), u.routerInterface, p2pTransitName(u)];
-  const pid = startDetachedIn(rtr, argv, log);
-  await waitFor(`TUN relay of ${u.name} making its devices`, 5000, async () =>
-    (await tail(log)).includes("ready") ? true : undefined,
-  ).catch(async (error: unknown) => {
-    throw new LabError(`${errorText(error)}; ${log}: ${await tail(log)}`, { cause: error });
-  });
-  await ipBatch(`wire point-to-point ${u.name} in ${rtr}`, rtr, renderP2pRouterBatch(u, address));
-  await ipBatch(
-    `wire point-to-point ${u.name} in ${u.namespace}`,
-    u.namespace,
-    renderP2pIspBatch(u),
-  );
-  return { name: `p2p-${u.name}`, node: "rtr", pid, log };
-}
-
-/** Longest wait for a PPPoE session to come up (discovery, LCP, IPCP; slow under emulation), ms. */
-const PPPOE_SESSION_TIMEOUT_MS = 30_000;
-
-/** Start the PPPoE server of uplink `u` in its ISP for session generation `generation`. */
-function startPppoeServer(dir: string, u: UplinkPlan, generation: number): LabProcess {
-  const log = join(dir, `pppoe-${u.name}.log`);
-  const argv = pppoeServerArgv(u, join(dir, pppoeOptionsFile(u)), generation);
-  return {
-    name: `pppoe-${u.name}`,
-    node: `isp${u.number}`,
-    pid: startDetachedIn(u.namespace, argv, log),
-    log,
-  };
-}
-
-/** Start the router's pppd of PPPoE uplink `u` (it redials by itself after a session ends). */
-function startRouterPppd(dir: string, rtr: string, u: UplinkPlan, plugin: string): LabProcess {
-  const log = join(dir, `pppd-${u.name}.log`);
-  return {
-    name: `pppd-${u.name}`,
-    node: "rtr",
-    pid: startDetachedIn(rtr, routerPppdArgv(u, plugin), log),
-    log,
-  };
-}
-
-/**
- * Wait until the router's session interface of PPPoE uplink `u` has `address`.
- * @throws {LabError} after {@link PPPOE_SESSION_TIMEOUT_MS}, with the end of both sides' logs.
- */
-async function waitForPppoeSession(
-  dir: string,
-  rtr: string,
-  u: UplinkPlan,
-  address: string,
-): Promise<void> {
-  await waitFor(
-    `PPPoE session of ${u.name} (${address} on ${u.routerInterface})`,
-    PPPOE_SESSION_TIMEOUT_MS,
-    async () =>
-      (await routerAddresses(rtr, u.routerInterface).catch(() => [])).some((a) =>
-        a.startsWith(`${address}/`),
-      )
-        ? true
-        : undefined,
-  ).catch(async (error: unknown) => {
-    const pppd = join(dir, `pppd-${u.name}.log`);
-    const server = join(dir, `pppoe-${u.name}.log`);
-    throw new LabError(
-      `${errorText(error)}; ${pppd}: ${await tail(pppd)}; ${server}: ${await tail(server)}`,
-      { cause: error },
-    );
-  });
-}
-
-/**
- * Check that every process the lab started still runs in its namespace (a
- * service with a bad option or a missing program exits at once).
- * @throws {LabError} naming the dead process and the end of its log.
- */
-async function checkAlive(prefix: string, processes: readonly LabProcess[]): Promise<void> {
-  const pids = new Map<string, number[]>();
-  for (const p of processes) {
-    const ns = namespaceOf(prefix, p.node);
-    let inNs = pids.get(ns);
-    if (inNs === undefined) {
-      inNs = await namespacePids(ns);
-      pids.set(ns, inNs);
-    }
-    if (!inNs.includes(p.pid)) {
-      throw new LabError(
-        `${p.name} (pid ${p.pid}) in ${ns} exited at start; ${p.log}: ${await tail(p.log)}`,
-      );
-    }
-  }
 }
 
 /**
@@ -900,203 +626,6 @@ function planFromState(state: LabState): LabPlan {
     p2p: state.p2p ?? [],
     cgnat: state.cgnat ?? [],
     pppoe: state.pppoe ?? [],
-  });
-}
-
-interface IpAddrJson {
-  ifname?: string;
-  flags?: string[];
-  operstate?: string;
-  addr_info?: { family?: string; local?: string; prefixlen?: number }[];
-}
-
-async function readRouterLinks(rtr: string): Promise<IpAddrJson[]> {
-  const { stdout } = await labRun(`read addresses in ${rtr}`, "ip", [
-    "-n",
-    rtr,
-    "-j",
-    "addr",
-    "show",
-  ]);
-  return JSON.parse(stdout) as IpAddrJson[];
-}
-
-function ipv4Of(link: IpAddrJson | undefined): string[] {
-  return (link?.addr_info ?? [])
-    .filter((a) => a.family === "inet" && a.local !== undefined)
-    .map((a) => `${a.local ?? ""}/${a.prefixlen ?? 32}`);
-}
-
-/**
- * True once the router holds `address` on `dev` and a default route via
- * `dev` in its main table (what the udhcpc script installs); else undefined.
- */
-async function dhcpApplied(rtr: string, dev: string, address: string): Promise<true | undefined> {
-  const addresses = await routerAddresses(rtr, dev);
-  if (!addresses.some((c) => c.startsWith(`${address}/`))) return undefined;
-  const { stdout } = await labRun(`read routes in ${rtr}`, "ip", [
-    "-n",
-    rtr,
-    "-j",
-    "-4",
-    "route",
-    "show",
-    "default",
-    "dev",
-    dev,
-  ]);
-  return (JSON.parse(stdout) as unknown[]).length > 0 ? true : undefined;
-}
-
-/** IPv4 addresses (CIDR) of `dev` in namespace `rtr`; [] when it has none. */
-async function routerAddresses(rtr: string, dev: string): Promise<string[]> {
-  const { stdout } = await labRun(`read addresses of ${dev} in ${rtr}`, "ip", [
-    "-n",
-    rtr,
-    "-j",
-    "-4",
-    "addr",
-    "show",
-    "dev",
-    dev,
-  ]);
-  return ipv4Of((JSON.parse(stdout) as IpAddrJson[])[0]);
-}
-
-interface IpAddr6Json {
-  addr_info?: {
-    family?: string;
-    local?: string;
-    prefixlen?: number;
-    scope?: string;
-    deprecated?: boolean;
-    tentative?: boolean;
-  }[];
-}
-
-/** Global IPv6 addresses (CIDR) of `dev` in `rtr`, deprecated ones with ` (deprecated)` after them. */
-async function routerAddresses6(rtr: string, dev: string): Promise<string[]> {
-  const { stdout } = await labRun(`read IPv6 addresses of ${dev} in ${rtr}`, "ip", [
-    "-n",
-    rtr,
-    "-j",
-    "-6",
-    "addr",
-    "show",
-    "dev",
-    dev,
-    "scope",
-    "global",
-  ]);
-  return ((JSON.parse(stdout) as IpAddr6Json[])[0]?.addr_info ?? [])
-    .filter((a) => a.family === "inet6" && a.local !== undefined)
-    .map(
-      (a) =>
-        `${a.local ?? ""}/${a.prefixlen ?? 128}` +
-        (a.deprecated === true ? " (deprecated)" : "") +
-        (a.tentative === true ? " (tentative)" : ""),
-    );
-}
-
-/** Routers of `default ... proto ra` routes via `dev` in the main table of `rtr`, lowest metric first. */
-async function raGateways(rtr: string, dev: string): Promise<string[]> {
-  const { stdout } = await labRun(`read IPv6 default routes of ${dev} in ${rtr}`, "ip", [
-    "-n",
-    rtr,
-    "-j",
-    "-6",
-    "route",
-    "show",
-    "default",
-    "dev",
-    dev,
-    "proto",
-    "ra",
-  ]);
-  return (JSON.parse(stdout) as { gateway?: string; metric?: number }[])
-    .sort((a, b) => (a.metric ?? 0) - (b.metric ?? 0))
-    .flatMap((r) => (r.gateway === undefined ? [] : [r.gateway]));
-}
-
-/**
- * Wait (at most `timeoutMs`) until the router holds its SLAAC address of
- * uplink network generation `network` (not deprecated) and a default route
- * via the ISP router's link-local address of generation `router`, from
- * router advertisements alone.
- * @throws {LabError} naming what is missing and the radvd log's end.
- */
-async function waitForRa(
-  dir: string,
-  rtr: string,
-  u: UplinkPlan,
-  network: number,
-  router: number,
-  timeoutMs = 15_000,
-): Promise<void> {
-  const address = addressIn(uplinkNetwork6(u.number, network), ROUTER_TOKEN);
-  const gateway = ispLinkLocal6(router);
-  await waitFor(
-    `router address ${address} and default via ${gateway} on ${u.routerInterface} from router advertisements`,
-    timeoutMs,
-    async () => {
-      const addresses = await routerAddresses6(rtr, u.routerInterface);
-      if (!addresses.includes(`${address}/64`)) return undefined;
-      return (await raGateways(rtr, u.routerInterface)).includes(gateway) ? true : undefined;
-    },
-    100,
-  ).catch(async (error: unknown) => {
-    const log = ipv6Paths(dir, u).radvdLog;
-    throw new LabError(`${errorText(error)}; ${log}: ${await tail(log)}`, { cause: error });
-  });
-}
-
-/** The prefix in a delegated-prefix file, or undefined while there is none. */
-async function readDelegatedPrefix(file: string): Promise<string | undefined> {
-  const text = (await readFile(file, "utf8").catch(() => "")).trim();
-  return text === "" ? undefined : text;
-}
-
-/**
- * Start the router's DHCPv6-PD client on uplink `u` (writing its config and
- * event script first).
- * @returns the process, to record.
- */
-async function startPdClient(dir: string, rtr: string, u: UplinkPlan): Promise<LabProcess> {
-  const paths = ipv6Paths(dir, u);
-  await writeFile(
-    paths.clientConfig,
-    "# uplinkd lab: dhclient -6 -P, nothing beyond the defaults\n",
-  );
-  await writeFile(paths.clientScript, dhclientScript(dir));
-  await chmod(paths.clientScript, 0o755);
-  await rm(paths.clientPid, { force: true });
-  const pid = startDetachedIn(rtr, dhclientArgv(dir, u), paths.clientLog);
-  return { name: `dhclient6-${u.routerInterface}`, node: "rtr", pid, log: paths.clientLog };
-}
-
-/**
- * Wait (at most `timeoutMs`) until the router's client recorded `want` as
- * the prefix delegated on uplink `u`.
- * @throws {LabError} with the ends of the client's and the ISP server's logs.
- */
-async function waitForDelegatedPrefix(
-  dir: string,
-  u: UplinkPlan,
-  want: string,
-  timeoutMs = 20_000,
-): Promise<void> {
-  const paths = ipv6Paths(dir, u);
-  await waitFor(
-    `delegated prefix ${want} on ${u.routerInterface}`,
-    timeoutMs,
-    async () =>
-      (await readDelegatedPrefix(paths.delegatedPrefixFile)) === want ? true : undefined,
-    100,
-  ).catch(async (error: unknown) => {
-    throw new LabError(
-      `${errorText(error)}; ${paths.clientLog}: ${await tail(paths.clientLog)}; ${paths.keaLog}: ${await tail(paths.keaLog)}`,
-      { cause: error },
-    );
   });
 }
 

@@ -7,6 +7,7 @@ import { configSchema, type Config } from "../../src/config/schema.js";
 import { renderDesired } from "../../src/dataplane/render.js";
 import { buildViews } from "../../src/dataplane/views.js";
 import type { UplinkLink } from "../../src/links/observe.js";
+import { upLink } from "../fakes/links.js";
 import {
   inWindows,
   kernelWindows,
@@ -34,18 +35,9 @@ function config(extra: Record<string, unknown>): Config {
   return configSchema.parse({ ...base, ...extra });
 }
 
-const up = (address: string, gateway: string): UplinkLink => ({
-  present: true,
-  up: true,
-  carrier: true,
-  pointToPoint: false,
-  address,
-  network: address.replace(/\.\d+$/, ".0/24"),
-  gateway,
-});
 const links = new Map<string, UplinkLink>([
-  ["fibre", up("100.64.1.2", "100.64.1.1")],
-  ["lte", up("100.64.2.2", "100.64.2.1")],
+  ["fibre", upLink("100.64.1.2", "100.64.1.1")],
+  ["lte", upLink("100.64.2.2", "100.64.2.1")],
 ]);
 
 function steer(c: Config, offset = 0): string[] {

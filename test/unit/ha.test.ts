@@ -6,6 +6,7 @@ import { renderDesired } from "../../src/dataplane/render.js";
 import { buildViews } from "../../src/dataplane/views.js";
 import { uplinkSlots } from "../../src/config/slots.js";
 import type { UplinkLink } from "../../src/links/observe.js";
+import { upLink } from "../fakes/links.js";
 import {
   advertSeconds,
   renderConntrackd,
@@ -270,19 +271,10 @@ describe("ha render", () => {
 });
 
 describe("ha dataplane", () => {
-  const link = (address: string, gateway: string): UplinkLink => ({
-    present: true,
-    up: true,
-    carrier: true,
-    pointToPoint: false,
-    address,
-    network: address.replace(/\.\d+$/, ".0/24"),
-    gateway,
-  });
   const links = new Map<string, UplinkLink>([
-    ["isp1", link("100.64.1.2", "100.64.1.1")],
-    ["isp2", link("100.64.2.2", "100.64.2.1")],
-    ["lte", link("100.64.3.2", "100.64.3.1")],
+    ["isp1", upLink("100.64.1.2", "100.64.1.1")],
+    ["isp2", upLink("100.64.2.2", "100.64.2.1")],
+    ["lte", upLink("100.64.3.2", "100.64.3.1")],
   ]);
 
   it("forwarded connections are SNATed to the uplink's virtual address, the router's own keep its address", () => {

@@ -14,6 +14,7 @@ import {
 import { renderDesired, renderMapUpdate, type UplinkView } from "../../src/dataplane/render.js";
 import { buildViews } from "../../src/dataplane/views.js";
 import type { UplinkLink } from "../../src/links/observe.js";
+import { upLink } from "../fakes/links.js";
 
 const config = configSchema.parse({
   lan: ["lan0"],
@@ -24,19 +25,10 @@ const config = configSchema.parse({
   ],
 });
 
-const up = (address: string, gateway: string): UplinkLink => ({
-  present: true,
-  up: true,
-  carrier: true,
-  pointToPoint: false,
-  address,
-  network: address.replace(/\.\d+$/, ".0/24"),
-  gateway,
-});
 const links = new Map<string, UplinkLink>([
-  ["isp1", up("100.64.1.2", "100.64.1.1")],
-  ["isp2", up("100.64.2.2", "100.64.2.1")],
-  ["lte", up("100.64.3.2", "100.64.3.1")],
+  ["isp1", upLink("100.64.1.2", "100.64.1.1")],
+  ["isp2", upLink("100.64.2.2", "100.64.2.1")],
+  ["lte", upLink("100.64.3.2", "100.64.3.1")],
 ]);
 
 function views(usable: (name: string) => boolean = () => true): UplinkView[] {
@@ -98,7 +90,7 @@ describe("rendering the desired state", () => {
 
   it("drops an uplink's default route when its link is down, keeping the catch-all", () => {
     const down = new Map(links);
-    down.set("isp2", { ...up("100.64.2.2", "100.64.2.1"), up: false, carrier: false });
+    down.set("isp2", { ...upLink("100.64.2.2", "100.64.2.1"), up: false, carrier: false });
     const routes = renderDesired(
       config,
       buildViews(config, down, () => "up"),
