@@ -66,7 +66,7 @@ node_bin=$(command -v node) || die "needs node"
 # What the machine has: the lab's tools, the kernel, a static busybox for
 # the initramfs, and what Node.js links against.
 packages=(linux-image-amd64 kmod busybox-static iproute2 nftables conntrack iputils-ping dnsmasq-base
-  radvd pppoe ppp python3-minimal procps psmisc iperf3 libstdc++6 util-linux)
+  radvd pppoe ppp python3-minimal procps psmisc iperf3 libstdc++6 util-linux wireguard-tools)
 node_version=$("$node_bin" --version)
 key=$(printf '%s\n' "$suite" "${packages[@]}" "$node_version" vm-2 | sha256sum | cut -c1-12)
 root=$CACHE/$suite-$key

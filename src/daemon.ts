@@ -65,6 +65,7 @@ import { HaPart, type HaRoleChange } from "./ha/part.js";
 import { LoadBalancer } from "./policy/balancer.js";
 import { Ring } from "./ring.js";
 import { FailbackWatcher, type FailbackEvent } from "./controller/failback.js";
+import { deleteTunnelFlow, TunnelWatcher } from "./controller/tunnels.js";
 import { QuotaPart } from "./quota/part.js";
 import type { QuotaAlert, QuotaStatus } from "./quota/meter.js";
 import { readFile } from "node:fs/promises";
@@ -139,6 +140,7 @@ export class Daemon {
   /** Failbacks (`failback: move`), oldest first, at most `eventLimit`. */
   readonly #failbacks: Ring<FailbackEvent>;
   readonly #failback: FailbackWatcher;
+  readonly #tunnels: TunnelWatcher;
   readonly #schedule: ScheduleWatcher;
   readonly #quota: QuotaPart;
   readonly #speedtest: SpeedtestPart;
@@ -209,8 +211,19 @@ export class Daemon {
           this.#controller.choices,
           this.#controller.choices6,
         );
+        this.#tunnels.update(
+          inputs.config,
+          inputs.views,
+          this.#controller.choices,
+          this.#controller.choices6,
+        );
         this.#checkLastResort(inputs);
       },
+    });
+    this.#tunnels = new TunnelWatcher({
+      log,
+      wall: () => this.#clock.wall(),
+      clearFlow: (flow) => deleteTunnelFlow(options.kernel, flow),
     });
     this.#schedule = new ScheduleWatcher({
       clock: this.#clock,
@@ -404,6 +417,7 @@ export class Daemon {
   /** A failback ended: kept for events, counted in metrics, pushed to event streams. */
   #failbackDone(event: FailbackEvent): void {
     this.#failbacks.push(event);
+    this.#tunnels.failback(event);
     this.#control?.failback(event);
   }
 
@@ -787,6 +801,7 @@ export class Daemon {
       quota: (name) => this.#quota.status(name),
       bandwidth: (name) => this.#speedtest.status(name),
       reason: this.#lastResortReason,
+      tunnels: this.#tunnels.status(this.#config),
       schedules: scheduleStatus(this.#config, this.#clock.wall()),
     });
   }
@@ -826,6 +841,7 @@ export class Daemon {
     this.#links.stop();
     this.#health.stop();
     this.#failback.stop();
+    this.#tunnels.stop();
     this.#schedule.stop();
     this.#speedtest.stop();
     // Without a config the quota part never started (and has nothing to save).

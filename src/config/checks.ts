@@ -102,6 +102,22 @@ function checkSteering(config: Config): ConfigProblem[] {
       message: `unknown policy "${config.router_policy}" (policies: ${[...policies].join(", ")})`,
     });
   }
+  const tunnelNames = new Set<string>();
+  config.tunnels.forEach((tunnel, i) => {
+    if (tunnelNames.has(tunnel.name)) {
+      problems.push({
+        path: ["tunnels", i, "name"],
+        message: `duplicate tunnel name "${tunnel.name}"`,
+      });
+    }
+    tunnelNames.add(tunnel.name);
+    if (!policies.has(tunnel.policy)) {
+      problems.push({
+        path: ["tunnels", i, "policy"],
+        message: `unknown policy "${tunnel.policy}" (policies: ${[...policies].join(", ")})`,
+      });
+    }
+  });
   config.rules.forEach((rule, i) => {
     const isPolicy = policies.has(rule.policy);
     if (!isPolicy && !(RULE_TARGETS as readonly string[]).includes(rule.policy)) {

@@ -29,6 +29,7 @@ import {
 } from "./steering.js";
 
 import { interfaceName, safeName, safePath } from "./names.js";
+import { tunnelSchema } from "./tunnels.js";
 import { timeZone } from "./schedule.js";
 
 export { interfaceName } from "./names.js";
@@ -585,6 +586,12 @@ export const configSchema = z
       .array(ruleSchema)
       .default([])
       .describe("steering rules for new LAN connections; the first that matches decides"),
+    tunnels: z
+      .array(tunnelSchema)
+      .default([])
+      .describe(
+        "the router's own VPN endpoints, each steered by a policy; when its uplink changes the tunnel's flow is cleared, so the peer sees the new address at once",
+      ),
     time_zone: timeZone
       .optional()
       .describe(

@@ -28,6 +28,9 @@ import type { PolicyChoice } from "../policy/select.js";
 import type { Transition, UplinkState } from "../uplink-health.js";
 import type { HaRoleChange, HaStatus } from "../ha/part.js";
 import type { FailbackEvent } from "../controller/failback.js";
+import type { TunnelStatus } from "../controller/tunnels.js";
+
+export type { TunnelStatus } from "../controller/tunnels.js";
 import type { ScheduleRuleStatus } from "../controller/schedule.js";
 import type { QuotaAlert, QuotaStatus } from "../quota/meter.js";
 import type { BandwidthStatus, SpeedtestResult } from "../speedtest/state.js";
@@ -166,6 +169,8 @@ export interface StatusDocument {
    * its probes while links are up); null while some uplink is usable.
    */
   reason?: string | null;
+  /** The router's tunnels (config `tunnels`) and the uplink each is on; absent from older daemons. */
+  tunnels?: TunnelStatus[];
   /**
    * The rules with a `schedule`, each with whether it is in force now (the
    * kernel applies it to new connections) and its next window edge; empty

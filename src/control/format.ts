@@ -151,8 +151,29 @@ export function formatStatus(status: StatusDocument, now = Date.now()): string {
       .map((line) => `${cleanText(line)}\n`)
       .join("") +
     domainTable +
+    formatTunnels(status) +
     formatHa(status)
   );
+}
+
+/**
+ * The tunnels (config `tunnels`), one row each: name, endpoint, protocol,
+ * policy and the uplink its flow is steered to now (`-`: none); empty
+ * without tunnels.
+ */
+export function formatTunnels(status: StatusDocument): string {
+  const tunnels = status.tunnels ?? [];
+  if (tunnels.length === 0) return "";
+  return `\n${table(
+    ["TUNNEL", "ENDPOINT", "PROTO", "POLICY", "UPLINK"],
+    tunnels.map((t) => [
+      cleanText(t.name),
+      cleanText(t.endpoint),
+      t.protocol,
+      cleanText(t.policy),
+      t.uplink === null ? "-" : cleanText(t.uplink),
+    ]),
+  )}`;
 }
 
 /**

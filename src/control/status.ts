@@ -5,6 +5,7 @@
 import type { QuotaStatus } from "../quota/meter.js";
 import type { BandwidthStatus } from "../speedtest/state.js";
 import type { HaStatus } from "../ha/part.js";
+import type { TunnelStatus } from "../controller/tunnels.js";
 import type { LastApply } from "../controller/controller.js";
 import { activeUplinks } from "../controller/controller.js";
 import type { ScheduleRuleStatus } from "../controller/schedule.js";
@@ -58,6 +59,8 @@ export interface StatusParts {
   bandwidth?: (uplink: string) => BandwidthStatus | null;
   /** Why new connections go over the last resort; null or absent when they do not. */
   reason?: string | null;
+  /** The tunnels and their uplinks; absent: none. */
+  tunnels?: TunnelStatus[];
   /** The rules with a schedule and whether each is in force now; absent: none shown. */
   schedules?: readonly ScheduleRuleStatus[];
 }
@@ -110,6 +113,7 @@ export function buildStatus(parts: StatusParts): StatusDocument {
     domains: parts.domains ?? [],
     ha: parts.ha ?? null,
     reason: parts.reason ?? null,
+    tunnels: parts.tunnels ?? [],
     schedules: parts.schedules ?? [],
   };
 }

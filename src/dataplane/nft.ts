@@ -33,6 +33,7 @@ import { domainSetComment, domainSetName, domainSets } from "./domains.js";
 import { hex, policyMarks, unreachableMark, uplinkSlots } from "../config/slots.js";
 import { nftString } from "../text.js";
 import type { UplinkView } from "./views.js";
+import { tunnelEndpoint, type TunnelConfig } from "../config/tunnels.js";
 
 /** Name of the nft chain that marks packets with uplink `id`. */
 export function uplinkChain(id: number): string {
@@ -587,6 +588,7 @@ function preroutingChain(config: Config, mask: number): string[] {
     ...(config.ha === undefined
       ? []
       : [`\t\tct state new tcp flags & (fin | syn | rst | ack) != syn drop`]),
+    ...config.tunnels.map((tunnel) => `\t\t${tunnelInboundLine(tunnel)}`),
     `\t\tct state new iifname vmap @inbound`,
     `\t\tiifname != @lan_interfaces return`,
     `\t\tfib daddr type { local, broadcast, multicast } return`,
@@ -624,9 +626,47 @@ function passiveChain(mask: number): string[] {
 }
 
 /**
- * The router's own traffic: marked connections keep their uplink; traffic
- * from an uplink address, to the LAN or local networks is left alone;
- * the rest follows pinned destinations, then the router's policy.
+ * The line of the output chain that sends a tunnel's new flow to its
+ * policy: `ip daddr 192.0.2.7 udp dport 51820 goto policy_site comment "tunnel site"`
+ * (`meta l4proto udp` when the endpoint has no port).
+ */
+export function tunnelLine(tunnel: TunnelConfig): string {
+  return `${tunnelMatch(tunnel, "daddr", "dport")} goto ${policyChain(tunnel.policy)} comment ${q(`tunnel ${tunnel.name}`)}`;
+}
+
+/**
+ * The line of the prerouting chain that drops a new flow from a tunnel's
+ * peer to the router: `ct state new fib daddr type local ip saddr
+ * 192.0.2.7 udp sport 51820 drop comment "tunnel site: the router starts it"`.
+ * The router starts the tunnel's flow; a flow the peer started (its
+ * packets to the address of an uplink the tunnel just left, in flight
+ * when the tunnel moved) would be kept on that uplink by its entry.
+ */
+export function tunnelInboundLine(tunnel: TunnelConfig): string {
+  return `ct state new fib daddr type local ${tunnelMatch(tunnel, "saddr", "sport")} drop comment ${q(`tunnel ${tunnel.name}: the router starts it`)}`;
+}
+
+function tunnelMatch(
+  tunnel: TunnelConfig,
+  address: "saddr" | "daddr",
+  port: "sport" | "dport",
+): string {
+  const endpoint = tunnelEndpoint(tunnel);
+  const transport =
+    endpoint.port === undefined
+      ? `meta l4proto ${tunnel.protocol}`
+      : `${tunnel.protocol} ${port} ${endpoint.port}`;
+  return `${ipOf(endpoint.family)} ${address} ${endpoint.address} ${transport}`;
+}
+
+/**
+ * The router's own traffic: marked connections keep their uplink; a new
+ * flow to a tunnel's endpoint follows the tunnel's policy, whatever its
+ * source address (a tunnel whose socket cached an uplink's address is
+ * masqueraded to the chosen uplink's); traffic from an uplink address, to
+ * the LAN or local networks is left alone; the rest follows pinned
+ * destinations, then the router's policy. The kernel re-routes a packet
+ * whose mark this `type route` chain changed (ip_route_me_harder).
  */
 function outputChain(config: Config, mask: number): string[] {
   return [
@@ -634,6 +674,7 @@ function outputChain(config: Config, mask: number): string[] {
     `\t\ttype route hook output priority mangle; policy accept;`,
     `\t\tmeta mark & ${hex(mask)} vmap @restore`,
     `\t\tct mark & ${hex(mask)} vmap @restore`,
+    ...config.tunnels.map((tunnel) => `\t\t${tunnelLine(tunnel)}`),
     `\t\tip saddr @uplink_addresses return`,
     `\t\tip6 saddr @uplink_addresses6 return`,
     `\t\tip6 saddr ${LINK_LOCAL6} return`,

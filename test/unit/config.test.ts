@@ -116,6 +116,7 @@ describe("the config contract of DESIGN.md", () => {
       sets: {},
       policies: {},
       rules: [],
+      tunnels: [],
       router_policy: "default",
       last_resort: "all",
       log: { level: "info" },
