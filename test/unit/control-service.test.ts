@@ -16,6 +16,7 @@ import { controlRequest } from "../../src/control/client.js";
 import { ControlService, type ControlSource } from "../../src/control/service.js";
 import type { StatusDocument } from "../../src/control/api.js";
 import type { Transition } from "../../src/uplink-health.js";
+import { uplinkStatus } from "../fakes/status.js";
 
 const CONFIG_TEXT =
   "lan: [lan0]\nuplinks:\n  - { name: isp1, interface: wan1, gateway: 100.64.1.1 }\n";
@@ -30,20 +31,9 @@ function fakeSource(socket: string): ControlSource & { transitions: Transition[]
     config: "u.yaml",
     startedAt: new Date(0).toISOString(),
     uplinks: [
-      {
-        name: "isp1",
-        interface: "wan1",
+      uplinkStatus("isp1", {
         state: "degraded",
         since: new Date(0).toISOString(),
-        active: true,
-        weight: 1,
-        tier: 1,
-        id: 1,
-        mark: "0x100",
-        table: 101,
-        address: "100.64.1.2",
-        gateway: "100.64.1.1",
-        carrier: true,
         loss: 25,
         recentLoss: 25,
         rtt: 12.5,
@@ -53,8 +43,7 @@ function fakeSource(socket: string): ControlSource & { transitions: Transition[]
         rxBytes: 1000,
         txBytes: 2000,
         throughput: null,
-        ipv6: null,
-      },
+      }),
     ],
     policies: {},
     lastApply: null,

@@ -21,6 +21,8 @@ import {
 } from "../../src/lab/topology.js";
 import { observeUplinks } from "../../src/links/observe.js";
 import { parse } from "yaml";
+import type { UplinkStatus } from "../../src/control/api.js";
+import { uplinkStatus } from "../fakes/status.js";
 
 const PROTO = 73;
 
@@ -238,32 +240,16 @@ describe("several addresses on one interface", () => {
       /source address 100\.64\.2\.9 \(address:, SNAT to it; waits until wan2 has it\)/,
     );
     assert.match(c ?? "", /no gateway: default dev wwan0/);
-    const row = (extra: Record<string, unknown>) => ({
-      name: "isp2",
-      interface: "wan2",
-      state: "up" as const,
-      since: "2026-01-01T00:00:00.000Z",
-      active: true,
-      weight: 1,
-      tier: 1,
-      id: 2,
-      mark: "0x200",
-      table: 102,
-      address: null,
-      gateway: "100.64.2.1",
-      carrier: true,
-      loss: 0,
-      recentLoss: 0,
-      rtt: 1,
-      jitter: 0,
-      reason: "",
-      connections: 0,
-      rxBytes: 0,
-      txBytes: 0,
-      throughput: null,
-      ipv6: null,
-      ...extra,
-    });
+    const row = (overrides: Partial<UplinkStatus>): UplinkStatus =>
+      uplinkStatus("isp2", {
+        since: "2026-01-01T00:00:00.000Z",
+        id: 2,
+        mark: "0x200",
+        table: 102,
+        address: null,
+        gateway: "100.64.2.1",
+        ...overrides,
+      });
     const text = formatStatus(
       {
         version: "0.1.0",
