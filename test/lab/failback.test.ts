@@ -18,6 +18,7 @@ import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { StatusDocument } from "../../src/control/api.js";
 import type { Lab } from "../../src/lab/lab.js";
+import { startUdpFlow, uplinkOfAddress4, type UdpFlow } from "./helpers.js";
 import {
   holdConnection,
   labWithConfig,
@@ -77,39 +78,6 @@ after(async () => {
   await (lab as Lab | undefined)?.down();
 });
 
-/** A UDP flow from the LAN with a fixed source port: one datagram every 200 ms; answers as they come. */
-function udpFlow(sourcePort: number, port: number): { answers: { t: number; source: string }[] } {
-  const flow = { answers: [] as { t: number; source: string }[] };
-  const child = lab.spawn(
-    "lan",
-    [
-      process.execPath,
-      "-e",
-      `const s = require("node:dgram").createSocket("udp4");
-       s.on("message", (m) => console.log(JSON.stringify({ t: Date.now(), source: m.toString() })));
-       s.bind(${sourcePort}, () => setInterval(() => s.send("x", ${port}, "192.0.2.10"), 200));
-       setTimeout(() => process.exit(0), 120000);`,
-    ],
-    { stdio: ["ignore", "pipe", "ignore"] },
-  );
-  children.push(child);
-  let buffer = "";
-  child.stdout?.on("data", (chunk: Buffer) => {
-    buffer += chunk.toString("utf8");
-    const lines = buffer.split("\n");
-    buffer = lines.pop() ?? "";
-    for (const line of lines) {
-      if (line.trim() !== "") flow.answers.push(JSON.parse(line) as { t: number; source: string });
-    }
-  });
-  return flow;
-}
-
-function uplinkOf(address: string): string {
-  const u = lab.uplinks.find((x) => address.startsWith(x.subnet.replace(/0\/24$/, "")));
-  return u === undefined ? `unknown ${address}` : `isp${u.number}`;
-}
-
 /** Conntrack entries in the router matching `args` and carrying `mark/mask`. */
 async function entries(args: string[], mark: number, mask: number): Promise<number> {
   const r = await lab.exec("rtr", [
@@ -130,6 +98,13 @@ function members(status: StatusDocument, policy: string): string[] {
   return choice?.kind === "balance" ? choice.members.map((m) => m.uplink) : [];
 }
 
+/** A UDP flow from the LAN, one datagram every 200 ms (ended in `after`). */
+function flow(sourcePort: number, port: number): UdpFlow {
+  const started = startUdpFlow(lab, "lan", sourcePort, port, 200);
+  children.push(started.child);
+  return started;
+}
+
 describe("failback: move", () => {
   it("moves the policy's UDP flow and TCP connection back to tier 1 after the delay; a keep policy's flow stays", async (t) => {
     const first = await daemon.waitFor((s) => members(s, "default").length > 0);
@@ -144,8 +119,8 @@ describe("failback: move", () => {
     );
     assert.equal(failed.uplinks.find((u) => u.name === "isp1")?.state, "down");
 
-    const moving = udpFlow(40_001, 5001);
-    const staying = udpFlow(40_002, 5002);
+    const moving = flow(40_001, 5001);
+    const staying = flow(40_002, 5002);
     const hold = holdConnection(lab, { durationMs: 90_000, intervalMs: 200, timeoutMs: 2000 });
     try {
       const deadline = Date.now() + 10_000;
@@ -160,8 +135,8 @@ describe("failback: move", () => {
         );
         await sleep(100);
       }
-      assert.equal(uplinkOf(moving.answers[0]?.source ?? ""), "isp2");
-      assert.equal(uplinkOf(staying.answers[0]?.source ?? ""), "isp2");
+      assert.equal(uplinkOfAddress4(lab, moving.answers[0]?.source ?? ""), "isp2");
+      assert.equal(uplinkOfAddress4(lab, staying.answers[0]?.source ?? ""), "isp2");
       // The default policy's entries carry its mark, the stay policy's do not.
       assert.equal(
         await entries(
@@ -195,14 +170,14 @@ describe("failback: move", () => {
       const usableAt = Date.now();
       await sleep(DELAY_MS + 3_000);
 
-      const onIsp1 = moving.answers.find((a) => uplinkOf(a.source) === "isp1");
+      const onIsp1 = moving.answers.find((a) => uplinkOfAddress4(lab, a.source) === "isp1");
       assert.ok(onIsp1 !== undefined, `the UDP flow stayed on isp2:\n${daemon.log(40)}`);
       const after = onIsp1.t - (usableAt + DELAY_MS);
       t.diagnostic(`the UDP flow's first answer via isp1 came ${after} ms after the delay ended`);
       assert.ok(after <= 1_000, `the UDP flow moved ${after} ms after the delay`);
       assert.ok(after >= -300, `the UDP flow moved ${-after} ms before the delay ended`);
       const last = moving.answers.at(-1);
-      assert.equal(uplinkOf(last?.source ?? ""), "isp1", "the UDP flow stays on isp1");
+      assert.equal(uplinkOfAddress4(lab, last?.source ?? ""), "isp1", "the UDP flow stays on isp1");
 
       assert.equal(
         await entries(["-p", "tcp", "--dport", "7"], isp2Mark, MARK_MASK),
@@ -212,7 +187,7 @@ describe("failback: move", () => {
       const kept = staying.answers.filter((a) => a.t > usableAt + DELAY_MS + 1_000);
       assert.ok(kept.length >= 5, `the stay policy's flow got ${kept.length} answers`);
       assert.ok(
-        kept.every((a) => uplinkOf(a.source) === "isp2"),
+        kept.every((a) => uplinkOfAddress4(lab, a.source) === "isp2"),
         "the stay policy's UDP flow stays on isp2",
       );
       const log = daemon.output.join("");

@@ -5,6 +5,7 @@
  * iperf3 and the traffic tool.
  */
 import assert from "node:assert/strict";
+import type { ChildProcess } from "node:child_process";
 import type { TestContext } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { runCommand } from "../../src/process/run.js";
@@ -241,4 +242,56 @@ export async function hostNetworkSnapshot(): Promise<Record<string, string>> {
     rules: await read("ip", ["-j", "rule", "show"]),
     nft: await read("nft", ["list", "tables"]),
   };
+}
+
+/** A UDP flow of {@link startUdpFlow}: the answers of the lab's UDP echo host as they came. */
+export interface UdpFlow {
+  /** The process sending the flow (kill it when done). */
+  child: ChildProcess;
+  /** Each answer: when it came (ms since the epoch) and the source address the host saw. */
+  answers: { t: number; source: string }[];
+}
+
+/**
+ * A UDP flow from namespace `node` (`lan` or `rtr`) with a fixed source
+ * port: one datagram every `intervalMs` to 192.0.2.10:`port`, whose echo
+ * host answers with the source address it saw. It ends by itself after
+ * 120 s.
+ */
+export function startUdpFlow(
+  lab: Lab,
+  node: "lan" | "rtr",
+  sourcePort: number,
+  port: number,
+  intervalMs: number,
+): UdpFlow {
+  const child = lab.spawn(
+    node,
+    [
+      process.execPath,
+      "-e",
+      `const s = require("node:dgram").createSocket("udp4");
+       s.on("message", (m) => console.log(JSON.stringify({ t: Date.now(), source: m.toString() })));
+       s.bind(${sourcePort}, () => setInterval(() => s.send("x", ${port}, "192.0.2.10"), ${intervalMs}));
+       setTimeout(() => process.exit(0), 120000);`,
+    ],
+    { stdio: ["ignore", "pipe", "ignore"] },
+  );
+  const flow: UdpFlow = { child, answers: [] };
+  let buffer = "";
+  child.stdout?.on("data", (chunk: Buffer) => {
+    buffer += chunk.toString("utf8");
+    const lines = buffer.split("\n");
+    buffer = lines.pop() ?? "";
+    for (const line of lines) {
+      if (line.trim() !== "") flow.answers.push(JSON.parse(line) as { t: number; source: string });
+    }
+  });
+  return flow;
+}
+
+/** The uplink (`ispN`) whose subnet holds IPv4 `address`, or `unknown ADDRESS`. */
+export function uplinkOfAddress4(lab: Lab, address: string): string {
+  const u = lab.uplinks.find((x) => address.startsWith(x.subnet.replace(/0\/24$/, "")));
+  return u === undefined ? `unknown ${address}` : `isp${u.number}`;
 }

@@ -12,6 +12,7 @@ import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { StatusDocument } from "../../src/control/api.js";
 import type { Lab } from "../../src/lab/lab.js";
+import { startUdpFlow, uplinkOfAddress4, type UdpFlow } from "./helpers.js";
 import { labWithConfig, startDaemon, testPrefix, type LabDaemon } from "./harness.js";
 
 const DELAY_MS = 2_000;
@@ -55,37 +56,11 @@ after(async () => {
   await (lab as Lab | undefined)?.down();
 });
 
-/** The router's own UDP flow: one datagram every 100 ms from a fixed port; answers as they come. */
-function routerFlow(): { answers: { t: number; source: string }[] } {
-  const flow = { answers: [] as { t: number; source: string }[] };
-  const child = lab.spawn(
-    "rtr",
-    [
-      process.execPath,
-      "-e",
-      `const s = require("node:dgram").createSocket("udp4");
-       s.on("message", (m) => console.log(JSON.stringify({ t: Date.now(), source: m.toString() })));
-       s.bind(${SOURCE_PORT}, () => setInterval(() => s.send("x", ${PORT}, "192.0.2.10"), 100));
-       setTimeout(() => process.exit(0), 120000);`,
-    ],
-    { stdio: ["ignore", "pipe", "ignore"] },
-  );
-  children.push(child);
-  let buffer = "";
-  child.stdout?.on("data", (chunk: Buffer) => {
-    buffer += chunk.toString("utf8");
-    const lines = buffer.split("\n");
-    buffer = lines.pop() ?? "";
-    for (const line of lines) {
-      if (line.trim() !== "") flow.answers.push(JSON.parse(line) as { t: number; source: string });
-    }
-  });
-  return flow;
-}
-
-function uplinkOfAddress(address: string): string {
-  const u = lab.uplinks.find((x) => address.startsWith(x.subnet.replace(/0\/24$/, "")));
-  return u === undefined ? `unknown ${address}` : `isp${u.number}`;
+/** The router's own UDP flow: one datagram every 100 ms from a fixed port (ended in `after`). */
+function routerFlow(): UdpFlow {
+  const started = startUdpFlow(lab, "rtr", SOURCE_PORT, PORT, 100);
+  children.push(started.child);
+  return started;
 }
 
 function tunnelUplink(status: StatusDocument): string | null | undefined {
@@ -101,7 +76,7 @@ async function answeredVia(
 ): Promise<number> {
   const deadline = Date.now() + limitMs;
   for (;;) {
-    const hit = flow.answers.find((a) => a.t > since && uplinkOfAddress(a.source) === uplink);
+    const hit = flow.answers.find((a) => a.t > since && uplinkOfAddress4(lab, a.source) === uplink);
     if (hit !== undefined) return hit.t;
     assert.ok(
       Date.now() < deadline,
