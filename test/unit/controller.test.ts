@@ -8,9 +8,9 @@ import { Controller, type ControllerInputs } from "../../src/controller/controll
 import { buildViews } from "../../src/dataplane/views.js";
 import { KernelCommandError } from "../../src/errors.js";
 import { ManualClock } from "../fakes/clock.js";
-import type { UplinkLink } from "../../src/links/observe.js";
 import type { UplinkState } from "../../src/uplink-health.js";
 import { FakeKernel } from "../fakes/kernel.js";
+import { numberedLink } from "../fakes/links.js";
 
 const YAML = `
 lan: [lan0]
@@ -22,18 +22,6 @@ uplinks:
 
 const silent = pino({ level: "silent" });
 
-function link(n: number): UplinkLink {
-  return {
-    present: true,
-    up: true,
-    carrier: true,
-    pointToPoint: false,
-    address: `100.64.${n}.2`,
-    network: `100.64.${n}.0/24`,
-    gateway: `100.64.${n}.1`,
-  };
-}
-
 /** A controller on a fake kernel, with uplink states the test sets. */
 function setup(yaml = YAML) {
   const kernel = new FakeKernel();
@@ -44,9 +32,9 @@ function setup(yaml = YAML) {
     /** Uplinks in maintenance: their view says disabled, their health does not. */
     maintenance: new Set<string>(),
     links: new Map([
-      ["isp1", link(1)],
-      ["isp2", link(2)],
-      ["isp3", link(3)],
+      ["isp1", numberedLink(1)],
+      ["isp2", numberedLink(2)],
+      ["isp3", numberedLink(3)],
     ]),
   };
   const inputsFor = (config: Config): ControllerInputs => {

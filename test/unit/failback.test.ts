@@ -10,12 +10,11 @@ import {
 } from "../../src/controller/cleanup.js";
 import { hasAlternative } from "../../src/controller/controller.js";
 import { FailbackWatcher, usableTier, type FailbackEvent } from "../../src/controller/failback.js";
-import { renderMaps, type UplinkView } from "../../src/dataplane/render.js";
+import type { UplinkView } from "../../src/dataplane/render.js";
 import { renderNft } from "../../src/dataplane/nft.js";
-import { buildViews } from "../../src/dataplane/views.js";
-import type { UplinkLink } from "../../src/links/observe.js";
 import type { UplinkState } from "../../src/uplink-health.js";
 import { ManualClock } from "../fakes/clock.js";
+import { numberedLink, policyWorld } from "../fakes/links.js";
 
 const silent = pino({ level: "silent" });
 
@@ -33,27 +32,13 @@ rules:
   - { dst_port: 5060, proto: udp, policy: voip }
 `;
 
-function link(n: number): UplinkLink {
-  return {
-    present: true,
-    up: true,
-    carrier: true,
-    pointToPoint: false,
-    address: `100.64.${n}.2`,
-    network: `100.64.${n}.0/24`,
-    gateway: `100.64.${n}.1`,
-  };
-}
-
 const links = new Map([
-  ["fibre", link(1)],
-  ["lte", link(2)],
+  ["fibre", numberedLink(1)],
+  ["lte", numberedLink(2)],
 ]);
 
 function world(config: Config, states: Record<string, UplinkState>) {
-  const views = buildViews(config, links, (n) => states[n] ?? "up");
-  const { choices, choices6 } = renderMaps(config, views);
-  return { views, choices, choices6 };
+  return policyWorld(config, links, states);
 }
 
 /** A watcher whose clean-ups are recorded; each deletes `deleted` entries. */

@@ -12,14 +12,12 @@ import {
 } from "../../src/controller/tunnels.js";
 import { FakeKernel } from "../fakes/kernel.js";
 import { renderNft, tunnelLine } from "../../src/dataplane/nft.js";
-import { renderMaps } from "../../src/dataplane/render.js";
-import { buildViews } from "../../src/dataplane/views.js";
 import type { ConntrackFlow } from "../../src/controller/tunnels.js";
-import type { UplinkLink } from "../../src/links/observe.js";
 import type { UplinkState } from "../../src/uplink-health.js";
 import { formatTunnels } from "../../src/control/format.js";
 import type { StatusDocument } from "../../src/control/api.js";
 import { ConfigError, formatConfigIssue } from "../../src/errors.js";
+import { numberedLink, policyWorld } from "../fakes/links.js";
 
 const silent = pino({ level: "silent" });
 
@@ -126,27 +124,13 @@ describe("tunnels config", () => {
   });
 });
 
-function link(n: number): UplinkLink {
-  return {
-    present: true,
-    up: true,
-    carrier: true,
-    pointToPoint: false,
-    address: `100.64.${n}.2`,
-    network: `100.64.${n}.0/24`,
-    gateway: `100.64.${n}.1`,
-  };
-}
-
 const links = new Map([
-  ["fibre", link(1)],
-  ["lte", link(2)],
+  ["fibre", numberedLink(1)],
+  ["lte", numberedLink(2)],
 ]);
 
-function world(c: Config, states: Record<string, UplinkState>) {
-  const views = buildViews(c, links, (n) => states[n] ?? "up");
-  const { choices, choices6 } = renderMaps(c, views);
-  return { views, choices, choices6 };
+function world(config: Config, states: Record<string, UplinkState>) {
+  return policyWorld(config, links, states);
 }
 
 const TUNNELS = [
