@@ -322,11 +322,13 @@ export class UplinkMonitor {
 
   /**
    * Probe the uplink at once (a suspicion, e.g. from the passive signal):
-   * each ICMP target gets `down` echo requests 20 ms apart, each judged by
-   * its target's timeout (the RTO with `timeout: auto`). Burst probe k of
-   * every target makes one round, fed to the state machine like the
-   * regular rounds: a burst whose rounds all fail brings the uplink to its
-   * down count, one that passes changes nothing. Only while the uplink is
+   * each ICMP target gets as many echo requests, 20 ms apart, as failed
+   * rounds would take it down now (`down`, or more on a lossy uplink: the
+   * state machine's loss-aware count), each judged by its target's timeout
+   * (the RTO with `timeout: auto`). Burst probe k of every target makes
+   * one round, fed to the state machine like the regular rounds: a burst
+   * whose rounds all fail brings the uplink to its down count, one that
+   * passes changes nothing. Only while the uplink is
    * `up` or `degraded`, one burst at a time, and only with ICMP targets.
    *
    * @returns a promise that resolves once the burst's rounds were fed
@@ -348,7 +350,7 @@ export class UplinkMonitor {
     }
     this.#bursting = true;
     this.#bursts++;
-    const count = this.settings.down;
+    const count = Math.max(this.settings.down, this.#machine.failedRoundsForDown);
     const spawner = this.#o.spawner ?? nodeSpawner;
     const timeouts = icmp.map((t) => Math.min(this.settings.timeoutMs, t.window.currentTimeoutMs));
     this.#sink(icmp[0] as Target).note(`probe burst (${count} per target): ${reason}`);

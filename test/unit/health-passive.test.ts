@@ -311,6 +311,30 @@ describe("probe burst", () => {
     assert.equal(burst.mark, 0x100);
   });
 
+  it("on a lossy uplink, a burst sends as many probes per target as failed rounds would take it down now", async () => {
+    const { clock, ping, monitor, transitions } = monitorWithPing();
+    ping.path(A, { rttMs: 5, lossPct: 20 });
+    ping.path(B, { rttMs: 5, lossPct: 20 });
+    monitor.start();
+    clock.advance(120_000);
+    assert.ok(monitor.state !== "down", transitions.map((t) => t.reason).join("; "));
+    const needed = monitor.snapshot().failedRoundsForDown;
+    assert.ok(needed > 3, `the loss-aware down count is ${needed}, want more than down (3)`);
+    ping.path(A, { blackhole: true });
+    ping.path(B, { blackhole: true });
+    await settle(clock, monitor.burst("test"));
+    const down = transitions.find((t) => t.to === "down");
+    assert.ok(down, `not down: ${transitions.map((t) => t.reason).join("; ")}`);
+    assert.match(down.reason, /burst: no answer/);
+    assert.match(
+      down.reason,
+      new RegExp(`^${needed} rounds failed: .*\\(${needed} needed on this lossy uplink`),
+    );
+    const burst = ping.processes.find((p) => p.args.includes("-c"));
+    assert.ok(burst);
+    assert.equal(burst.args[burst.args.indexOf("-c") + 1], String(needed));
+  });
+
   it("on a healthy uplink a burst changes nothing", async () => {
     const { clock, monitor, transitions } = monitorWithPing();
     monitor.start();
