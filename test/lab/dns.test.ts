@@ -14,19 +14,10 @@ import type { ReloadResult, StatusDocument } from "../../src/control/api.js";
 import { controlRequest } from "../../src/control/client.js";
 import type { Lab } from "../../src/lab/lab.js";
 import { LAB_DNS_DOMAINS, ispResolver, resolverPaths } from "../../src/lab/resolver.js";
-import { labScriptArgv } from "../../src/lab/scripts.js";
 import { labWithConfig, startDaemon, testPrefix, uplinkdArgv, type LabDaemon } from "./harness.js";
+import { setElements, startEchoHost, viaHttp } from "./helpers.js";
 
 const VIDEO = LAB_DNS_DOMAINS["video.lab.test"] ?? { ipv4: "", ipv6: "" };
-
-/** The router address (uplink) the echo host saw for one HTTP GET of `url` from the LAN client. */
-async function via(lab: Lab, name: string): Promise<string> {
-  const result = await lab.exec("lan", ["curl", "-4", "-s", "--max-time", "3", `http://${name}/`], {
-    timeoutMs: 10_000,
-  });
-  assert.equal(result.code, 0, `curl http://${name}/: ${result.stderr}`);
-  return result.stdout.trim();
-}
 
 /** Resolve `name` from the LAN client through its resolv.conf (the router); ms taken and addresses. */
 async function resolve(lab: Lab, name: string): Promise<{ ms: number; addresses: string[] }> {
@@ -50,12 +41,6 @@ r.resolve6(${JSON.stringify(name)}).then((a) => console.log(a.join(",")), (e) =>
   const result = await lab.exec("lan", [process.execPath, "-e", script], { timeoutMs: 10_000 });
   assert.equal(result.code, 0, result.stderr);
   return result.stdout.trim();
-}
-
-/** Elements of a domain set in the router, or null when the set does not exist. */
-async function setElements(lab: Lab, set: string): Promise<string | null> {
-  const result = await lab.exec("rtr", ["nft", "list", "set", "inet", "uplinkd", set]);
-  return result.code === 0 ? result.stdout : null;
 }
 
 async function status(lab: Lab): Promise<StatusDocument> {
@@ -93,20 +78,7 @@ describe("steering by domain name with the LAN's dnsmasq", () => {
         });
       },
     );
-    videoEcho = lab.spawn("net", [...labScriptArgv("host"), "--address", VIDEO.ipv4], {
-      stdio: ["ignore", "pipe", "ignore"],
-    });
-    await new Promise<void>((resolveReady, reject) => {
-      const timer = setTimeout(() => {
-        reject(new Error("echo host on the video address did not start"));
-      }, 10_000);
-      videoEcho.stdout?.on("data", (chunk: Buffer) => {
-        if (chunk.toString().includes("ready")) {
-          clearTimeout(timer);
-          resolveReady();
-        }
-      });
-    });
+    videoEcho = await startEchoHost(lab, "net", VIDEO.ipv4);
     daemon = startDaemon(lab);
     await daemon.waitForStates(["up"]);
   });
@@ -130,7 +102,7 @@ describe("steering by domain name with the LAN's dnsmasq", () => {
     );
     const seen: string[] = [];
     for (let i = 0; i < 8; i++)
-      seen.push(await via(lab, i % 2 === 0 ? "video.lab.test" : `cdn${i}.video.lab.test`));
+      seen.push(await viaHttp(lab, i % 2 === 0 ? "video.lab.test" : `cdn${i}.video.lab.test`));
     assert.deepEqual(
       [...new Set(seen)],
       ["100.64.2.2"],
@@ -157,7 +129,8 @@ describe("steering by domain name with the LAN's dnsmasq", () => {
 
   it("other names are balanced as before", async () => {
     const seen = new Set<string>();
-    for (let i = 0; i < 15 && seen.size < 2; i++) seen.add(await via(lab, `site${i}.web.lab.test`));
+    for (let i = 0; i < 15 && seen.size < 2; i++)
+      seen.add(await viaHttp(lab, `site${i}.web.lab.test`));
     assert.ok(seen.size >= 2, `other names spread over uplinks: ${[...seen].join(" ")}`);
   });
 
@@ -170,7 +143,7 @@ describe("steering by domain name with the LAN's dnsmasq", () => {
       (await setElements(lab, "dom_0_4")) ?? "",
       new RegExp(VIDEO.ipv4.replaceAll(".", "\\.")),
     );
-    assert.equal(await via(lab, "video.lab.test"), "100.64.2.2");
+    assert.equal(await viaHttp(lab, "video.lab.test"), "100.64.2.2");
   });
 
   it("after isp1 goes down, dnsmasq stops asking isp1's resolver and names resolve at once", async () => {
@@ -246,7 +219,8 @@ describe("steering by domain name with the LAN's dnsmasq", () => {
     assert.equal(resolver?.alive, true, "lab status follows the restarted resolver");
     assert.deepEqual((await status(lab)).domains, []);
     const seen = new Set<string>();
-    for (let i = 0; i < 15 && seen.size < 2; i++) seen.add(await via(lab, `v${i}.video.lab.test`));
+    for (let i = 0; i < 15 && seen.size < 2; i++)
+      seen.add(await viaHttp(lab, `v${i}.video.lab.test`));
     assert.ok(seen.size >= 2, `video names are balanced again: ${[...seen].join(" ")}`);
   });
 });

@@ -11,9 +11,12 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { runCommand } from "../../src/process/run.js";
 import { uplinkOfAddress6 as uplinkInPlan6 } from "../../src/lab/ipv6.js";
 import { labUp, type Lab, type LabUpOptions } from "../../src/lab/lab.js";
+import { labTimeScale } from "../../src/lab/netns.js";
 import { labScriptArgv } from "../../src/lab/scripts.js";
-import { LAB_HOSTS6, LAB_PORTS } from "../../src/lab/topology.js";
+import { LAB_HOSTS, LAB_HOSTS6, LAB_PORTS } from "../../src/lab/topology.js";
 import type { TrafficReport } from "../../src/lab/traffic.js";
+import { controlRequest } from "../../src/control/client.js";
+import type { Transition } from "../../src/uplink-health.js";
 
 let labCount = 0;
 
@@ -294,4 +297,122 @@ export function startUdpFlow(
 export function uplinkOfAddress4(lab: Lab, address: string): string {
   const u = lab.uplinks.find((x) => address.startsWith(x.subnet.replace(/0\/24$/, "")));
   return u === undefined ? `unknown ${address}` : `isp${u.number}`;
+}
+
+/**
+ * Start the lab's echo host on `address` in namespace `node` (extra
+ * arguments after it) and wait until it prints `ready`.
+ * @throws Error when it has not within 10 s (times the lab's time scale).
+ */
+export async function startEchoHost(
+  lab: Lab,
+  node: string,
+  address: string,
+  extra: readonly string[] = [],
+): Promise<ChildProcess> {
+  const child = lab.spawn(node, [...labScriptArgv("host"), "--address", address, ...extra], {
+    stdio: ["ignore", "pipe", "ignore"],
+  });
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill();
+      reject(new Error(`echo host on ${address} did not start`));
+    }, 10_000 * labTimeScale());
+    child.stdout?.on("data", (chunk: Buffer) => {
+      if (chunk.toString().includes("ready")) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+  return child;
+}
+
+/**
+ * The router address (uplink) the echo host saw for one HTTP GET of
+ * `http://NAME/` from the LAN client (curl, IPv4, at most `maxTimeS` s).
+ */
+export async function viaHttp(lab: Lab, name: string, maxTimeS = 3): Promise<string> {
+  const result = await lab.exec(
+    "lan",
+    ["curl", "-4", "-s", "--max-time", String(maxTimeS), `http://${name}/`],
+    { timeoutMs: (maxTimeS + 7) * 1000 },
+  );
+  assert.equal(result.code, 0, `curl http://${name}/: ${result.stderr}`);
+  return result.stdout.trim();
+}
+
+/** Elements of set `set` of uplinkd's table in the router (`nft list set`), or null when it does not exist. */
+export async function setElements(lab: Lab, set: string): Promise<string | null> {
+  const result = await lab.exec("rtr", ["nft", "list", "set", "inet", "uplinkd", set]);
+  return result.code === 0 ? result.stdout : null;
+}
+
+/** The daemon's recent transitions (`GET /events`), oldest first. */
+export async function events(lab: Lab): Promise<Transition[]> {
+  const doc = (await controlRequest(lab.controlSocket, "GET", "/events?limit=1000")) as {
+    events?: Transition[];
+  } | null;
+  return doc?.events ?? [];
+}
+
+/**
+ * The first transition of `uplink`'s `family` (IPv4 unless given) to `to`
+ * at or after `since` (epoch ms), polling every 50 ms up to `timeoutMs`;
+ * undefined when none came.
+ */
+export async function transitionAfter(
+  lab: Lab,
+  uplink: string,
+  to: string,
+  since: number,
+  timeoutMs: number,
+  family: 4 | 6 = 4,
+): Promise<Transition | undefined> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const found = (await events(lab)).find(
+      (e) =>
+        e.uplink === uplink && e.family === family && e.to === to && Date.parse(e.time) >= since,
+    );
+    if (found !== undefined) return found;
+    await sleep(50);
+  }
+  return undefined;
+}
+
+/**
+ * New TCP connections from the LAN client to `host` (the echo host's IPv4
+ * address unless given), one every 20 ms for `durationMs` (the traffic
+ * tool's probe mode, each given 1 s). Kill the process to stop early.
+ */
+export function lanConnections(
+  lab: Lab,
+  durationMs: number,
+  host: string = LAB_HOSTS.echo,
+): ChildProcess {
+  return lab.spawn(
+    "lan",
+    [
+      ...labScriptArgv("traffic"),
+      "probe",
+      "--host",
+      host,
+      "--interval",
+      "20",
+      "--timeout",
+      "1000",
+      "--duration",
+      String(durationMs),
+    ],
+    { stdio: "ignore" },
+  );
+}
+
+/** The daemon's log lines about the passive signal. */
+export function passiveLines(daemon: { output: readonly string[] }): string[] {
+  return daemon.output
+    .join("")
+    .split("\n")
+    .filter((l) => l.includes("passive signal"));
 }

@@ -16,7 +16,6 @@ import type { StatusDocument, UplinkStatus } from "../../src/control/api.js";
 import { LAB_HEALTH_TARGETS6 } from "../../src/lab/config.js";
 import type { Lab } from "../../src/lab/lab.js";
 import type { TrafficReport } from "../../src/lab/traffic.js";
-import { controlRequest } from "../../src/control/client.js";
 import {
   labWithConfig,
   lanTraffic,
@@ -25,9 +24,8 @@ import {
   testPrefix,
   type LabDaemon,
 } from "./harness.js";
-import { connectionsByUplink6, eventually, traffic6 } from "./helpers.js";
+import { connectionsByUplink6, events, eventually, traffic6 } from "./helpers.js";
 import { runCommand } from "../../src/process/run.js";
-import type { Transition } from "../../src/uplink-health.js";
 
 function uplinkOf(status: StatusDocument, name: string): UplinkStatus {
   const uplink = status.uplinks.find((u) => u.name === name);
@@ -104,13 +102,6 @@ async function uplinks6(lab: Lab, count = 100): Promise<number[]> {
   const report = await traffic6(lab, { count });
   assertAllOk(report, count);
   return [...connectionsByUplink6(lab, report).keys()].sort((a, b) => a - b);
-}
-
-async function events(lab: Lab): Promise<Transition[]> {
-  const body = (await controlRequest(lab.controlSocket, "GET", "/events?limit=1000")) as {
-    events: Transition[];
-  };
-  return body.events;
 }
 
 /**

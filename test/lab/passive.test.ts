@@ -13,77 +13,14 @@
  * measures times, the bounds here are generous.
  */
 import assert from "node:assert/strict";
-import type { ChildProcess } from "node:child_process";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { controlRequest } from "../../src/control/client.js";
 import type { Lab } from "../../src/lab/lab.js";
 import { labScriptArgv } from "../../src/lab/scripts.js";
 import { LAB_HEALTH_TARGETS6 } from "../../src/lab/config.js";
 import { LAB_HOSTS, LAB_HOSTS6 } from "../../src/lab/topology.js";
-import type { Transition } from "../../src/uplink-health.js";
 import { labWithConfig, startDaemon, testPrefix, type LabDaemon } from "./harness.js";
-
-async function events(lab: Lab): Promise<Transition[]> {
-  const doc = (await controlRequest(lab.controlSocket, "GET", "/events?limit=1000")) as {
-    events?: Transition[];
-  } | null;
-  return doc?.events ?? [];
-}
-
-/**
- * The first transition of `uplink`'s `family` (IPv4 unless given) to `to`
- * at or after `since` (epoch ms), polling up to `timeoutMs`.
- */
-async function transitionAfter(
-  lab: Lab,
-  uplink: string,
-  to: string,
-  since: number,
-  timeoutMs: number,
-  family: 4 | 6 = 4,
-): Promise<Transition | undefined> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const found = (await events(lab)).find(
-      (e) =>
-        e.uplink === uplink && e.family === family && e.to === to && Date.parse(e.time) >= since,
-    );
-    if (found !== undefined) return found;
-    await sleep(50);
-  }
-  return undefined;
-}
-
-/**
- * A new TCP connection from the LAN client to the echo host (its IPv4
- * address, or its IPv6 one) every 20 ms (traffic tool, probe mode).
- */
-function lanConnections(lab: Lab, durationMs: number, host: string = LAB_HOSTS.echo): ChildProcess {
-  return lab.spawn(
-    "lan",
-    [
-      ...labScriptArgv("traffic"),
-      "probe",
-      "--host",
-      host,
-      "--interval",
-      "20",
-      "--timeout",
-      "1000",
-      "--duration",
-      String(durationMs),
-    ],
-    { stdio: "ignore" },
-  );
-}
-
-function passiveLines(daemon: LabDaemon): string[] {
-  return daemon.output
-    .join("")
-    .split("\n")
-    .filter((l) => l.includes("passive signal"));
-}
+import { events, lanConnections, passiveLines, transitionAfter } from "./helpers.js";
 
 describe("the passive signal from LAN connections", () => {
   let lab: Lab;

@@ -10,6 +10,7 @@ import type { Lab } from "../../src/lab/lab.js";
 import { labScriptArgv } from "../../src/lab/scripts.js";
 import type { TrafficReport } from "../../src/lab/traffic.js";
 import { labWithConfig, startDaemon, testPrefix, uplinkdArgv, type LabDaemon } from "./harness.js";
+import { startEchoHost } from "./helpers.js";
 
 /** LAN client addresses (the lab gives the client 100.64.100.2; the test adds the others). */
 const CLIENTS = ["100.64.100.2", "100.64.100.3", "100.64.100.4", "100.64.100.5"];
@@ -69,26 +70,6 @@ setTimeout(() => process.exit(3), 3000);`;
   return result.stdout.trim();
 }
 
-function spawnEcho(lab: Lab, node: string, address: string, extra: string[] = []): ChildProcess {
-  return lab.spawn(node, [...labScriptArgv("host"), "--address", address, ...extra], {
-    stdio: ["ignore", "pipe", "ignore"],
-  });
-}
-
-async function ready(child: ChildProcess): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      reject(new Error("echo host did not start"));
-    }, 10_000);
-    child.stdout?.on("data", (chunk: Buffer) => {
-      if (chunk.toString().includes("ready")) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-  });
-}
-
 describe("traffic steering", () => {
   let lab: Lab;
   let daemon: LabDaemon;
@@ -138,11 +119,14 @@ describe("traffic steering", () => {
     for (const address of [...CLIENTS.slice(1), ...STICKY]) {
       await lab.exec("lan", ["ip", "addr", "add", `${address}/24`, "dev", "eth0"]);
     }
-    const pinnedEcho = spawnEcho(lab, "net", PINNED_HOST, ["--http-port", "8081"]);
-    const lanEcho = spawnEcho(lab, "lan", "100.64.100.2", ["--http-port", "8082"]);
     const udpEcho = lab.spawn("net", [process.execPath, "-e", UDP_ECHO], { stdio: "ignore" });
-    helpers.push(pinnedEcho, lanEcho, udpEcho);
-    await Promise.all([ready(pinnedEcho), ready(lanEcho)]);
+    helpers.push(udpEcho);
+    helpers.push(
+      ...(await Promise.all([
+        startEchoHost(lab, "net", PINNED_HOST, ["--http-port", "8081"]),
+        startEchoHost(lab, "lan", "100.64.100.2", ["--http-port", "8082"]),
+      ])),
+    );
     daemon = startDaemon(lab);
     await daemon.waitForStates(["up"]);
   });
