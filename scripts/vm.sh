@@ -20,7 +20,11 @@
 #
 # Accelerator: UPLINKD_VM_ACCEL=tcg|kvm|auto (default auto: KVM only when a
 # short probe boot with it succeeds, remembered in the cache per host
-# kernel, else TCG with one thread per virtual CPU).
+# kernel, else TCG). Under TCG both virtual CPUs run on one host thread
+# (UPLINKD_VM_TCG_THREAD=single, the default; `multi`: one thread per
+# virtual CPU) with CPU model UPLINKD_VM_CPU (default max): with one
+# thread per CPU, Node died of segfaults in its generated code under
+# Linux 6.1 (docs/vm.md, Findings), and one thread was not slower here.
 #
 # Exit status: COMMAND's, or 124 when it ran out of time, 125 when the
 # machine did not boot or this script failed before starting COMMAND.
@@ -66,7 +70,7 @@ node_bin=$(command -v node) || die "needs node"
 # What the machine has: the lab's tools, the kernel, a static busybox for
 # the initramfs, and what Node.js links against.
 packages=(linux-image-amd64 kmod busybox-static iproute2 nftables conntrack iputils-ping dnsmasq-base
-  radvd pppoe ppp python3-minimal procps psmisc iperf3 libstdc++6 util-linux wireguard-tools)
+  radvd pppoe ppp python3-minimal procps psmisc iperf3 libstdc++6 util-linux wireguard-tools curl)
 node_version=$("$node_bin" --version)
 key=$(printf '%s\n' "$suite" "${packages[@]}" "$node_version" vm-2 | sha256sum | cut -c1-12)
 root=$CACHE/$suite-$key
@@ -195,7 +199,7 @@ run_qemu() {
   return "$rc"
 }
 
-tcg="-accel tcg,thread=multi -smp $cpus -cpu max"
+tcg="-accel tcg,thread=${UPLINKD_VM_TCG_THREAD:-single} -smp $cpus -cpu ${UPLINKD_VM_CPU:-max}"
 kvm="-accel kvm -smp $cpus -cpu kvm64"
 case "$accel" in
   tcg) accel_args=$tcg ;;
