@@ -2,10 +2,11 @@
  * The lab tests of the core on the stock kernel (run in the VM, `npm run
  * test:vm`; they also pass on the host): one lab with three static
  * uplinks and the default health intervals; balance over IPv4 and IPv6, a
- * blackhole beyond a gateway and a carrier loss (down, traffic elsewhere,
- * recovery), a 40 ms ± 10 ms delay from the kernel's netem on one uplink
- * beside the same delay from the lab's user-space delay line on another (no
- * false down; both RTTs seen), and a clean stop.
+ * blackhole beyond a gateway, an IPv6-only blackhole and a carrier loss
+ * (down, traffic elsewhere, recovery), a 40 ms ± 10 ms delay from the
+ * kernel's netem on one uplink beside the same delay from the lab's
+ * user-space delay line on another (no false down; both RTTs seen), and a
+ * clean stop.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -78,6 +79,45 @@ describe("the core on this kernel: three uplinks, default health intervals", () 
     const afterwards = await lanTraffic(lab, 300, { rounds: 1, ...VM_TRAFFIC });
     assertAllOk(afterwards, 300);
     assertEvenShares(t, afterwards, lab, [1, 2, 3], 0.1);
+  });
+
+  it("moves new IPv6 connections off an uplink blackholed for IPv6 only, keeps its IPv4, and takes it back", async (t) => {
+    await lab.fault("isp3", "blackhole6");
+    try {
+      await waitUplink(
+        daemon,
+        "isp3",
+        (u) => u.state === "up" && u.active && u.ipv6?.state === "down",
+        "IPv4 up and active, IPv6 down",
+      );
+      const v6 = await traffic6(lab, { count: 200, ...VM_TRAFFIC });
+      assert.equal(v6.failed, 0, JSON.stringify(v6.errors));
+      const by = connectionsByUplink6(lab, v6);
+      t.diagnostic(`IPv6 connections by uplink during the fault: ${JSON.stringify([...by])}`);
+      assert.deepEqual([...by.keys()].sort(), [1, 2], "new IPv6 connections avoid isp3");
+      const v4 = await lanTraffic(lab, 200, { rounds: 1, ...VM_TRAFFIC });
+      assertAllOk(v4, 200);
+      assert.deepEqual(
+        Object.keys(v4.bySource).sort(),
+        ["100.64.1.2", "100.64.2.2", "100.64.3.2"],
+        "IPv4 still uses isp3",
+      );
+    } finally {
+      await lab.heal("isp3");
+    }
+    await waitUplink(
+      daemon,
+      "isp3",
+      (u) => u.ipv6?.state === "up" && u.ipv6.active,
+      "IPv6 up and active",
+    );
+    const v6 = await traffic6(lab, { count: 200, ...VM_TRAFFIC });
+    assert.equal(v6.failed, 0, JSON.stringify(v6.errors));
+    assert.deepEqual(
+      [...connectionsByUplink6(lab, v6).keys()].sort(),
+      [1, 2, 3],
+      "IPv6 uses isp3 again",
+    );
   });
 
   it("takes an uplink out at once when its carrier goes, and back when it returns", async () => {

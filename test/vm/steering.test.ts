@@ -1,0 +1,104 @@
+/**
+ * Steering by domain name and the passive signal on the stock kernel (run
+ * in the VM, `npm run test:vm`; they also pass on the host): one lab with
+ * two uplinks, probes every 2 s (so that a blackhole takes the rounds
+ * alone 6 s or more), and a rule that sends `video.lab.test` and the names
+ * below it to isp2. What the kernel does in both: dnsmasq adds each
+ * resolved address to the rule's nft set (with a timeout), and the daemon
+ * reads the counters of new LAN connections and their answers per uplink
+ * from its table.
+ */
+import assert from "node:assert/strict";
+import type { ChildProcess } from "node:child_process";
+import { after, before, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Lab } from "../../src/lab/lab.js";
+import { labTimeScale } from "../../src/lab/netns.js";
+import { LAB_DNS_DOMAINS } from "../../src/lab/resolver.js";
+import { labWithConfig, testPrefix, type LabDaemon } from "../lab/harness.js";
+import {
+  lanConnections,
+  passiveLines,
+  setElements,
+  startEchoHost,
+  transitionAfter,
+  viaHttp,
+} from "../lab/helpers.js";
+import { defaultHealth, startBuiltDaemon, VM_STATE_TIMEOUT_MS } from "./vm-helpers.js";
+
+const VIDEO = LAB_DNS_DOMAINS["video.lab.test"] ?? { ipv4: "" };
+
+describe("domain steering and the passive signal on this kernel", () => {
+  let lab: Lab;
+  let daemon: LabDaemon;
+  let videoEcho: ChildProcess | undefined;
+
+  before(async () => {
+    lab = await labWithConfig(
+      { prefix: testPrefix("vms"), uplinks: 2, iperf3Servers: 0 },
+      (config) => {
+        defaultHealth(config);
+        (config.health as Record<string, unknown>).interval = "2s";
+        Object.assign(config, {
+          policies: { only2: { members: [{ uplink: "isp2" }] } },
+          rules: [{ name: "video", dst_domain: ["video.lab.test"], policy: "only2" }],
+        });
+      },
+    );
+    videoEcho = await startEchoHost(lab, "net", VIDEO.ipv4);
+    daemon = startBuiltDaemon(lab);
+    await daemon.waitFor(
+      (s) => s.uplinks.every((u) => u.state === "up" && u.active),
+      VM_STATE_TIMEOUT_MS,
+      "both uplinks up and active",
+    );
+  });
+
+  after(async () => {
+    videoEcho?.kill();
+    await daemon.stop();
+    await lab.down();
+  });
+
+  it("sends the names of a domain rule by its policy: dnsmasq fills the rule's nft set", async () => {
+    const seen: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      seen.push(await viaHttp(lab, i % 2 === 0 ? "video.lab.test" : `cdn${i}.video.lab.test`, 30));
+    }
+    assert.deepEqual([...new Set(seen)], ["100.64.2.2"], `every GET via isp2: ${seen.join(" ")}`);
+    const elements = (await setElements(lab, "dom_0_4")) ?? "";
+    assert.match(
+      elements,
+      new RegExp(`${VIDEO.ipv4.replaceAll(".", "\\.")}\\b[^,}]*expires`),
+      elements,
+    );
+  });
+
+  it("confirms a blackhole with a probe burst when LAN connections to it go unanswered", async (t) => {
+    const traffic = lanConnections(lab, 120_000);
+    try {
+      // The traffic tool starts (seconds under emulation) and the counters move.
+      await sleep(5000 * Math.min(labTimeScale(), 2));
+      const from = Date.now();
+      await lab.fault("isp1", "blackhole");
+      const down = await transitionAfter(lab, "isp1", "down", from, 30_000 * labTimeScale());
+      assert.ok(down, "isp1 never went down");
+      t.diagnostic(
+        `isp1 down ${Date.parse(down.time) - from} ms after the blackhole: ${down.reason}`,
+      );
+      t.diagnostic(passiveLines(daemon).join("\n"));
+      assert.match(down.reason, /burst: no answer/);
+      assert.ok(
+        passiveLines(daemon).some((l) => l.includes("isp1")),
+        "no passive signal for isp1",
+      );
+      assert.ok(
+        !passiveLines(daemon).some((l) => /"uplink":"isp2"/.test(l)),
+        "the answering uplink was suspect",
+      );
+    } finally {
+      traffic.kill("SIGTERM");
+      await lab.heal("isp1");
+    }
+  });
+});
