@@ -6,6 +6,7 @@ import { cpus, release, totalmem } from "node:os";
 import type { ApplyResults } from "./apply.js";
 import type { BalanceResults } from "./balance.js";
 import { exec } from "./built.js";
+import { FAST } from "./context.js";
 import type { ConntrackResults } from "./conntrack.js";
 import type { FailoverResults, TrialSet } from "./failover.js";
 import type { FootprintResults } from "./footprint.js";
@@ -433,6 +434,22 @@ export function summaryRows(doc: Results): Row[] {
         "lab health profile (500 ms probes under emulation); pppd redials after 1 s",
       ),
     );
+    const host = fo?.sets.find((s) => s.profile === FAST.name && s.fault === "blackhole");
+    for (const { kernel, set } of vm.failover ?? []) {
+      const notes = [
+        `detected ${num(set.detect.median, " ms")}, recovery ${num(set.recovery.median, " ms")} (medians)`,
+        `host kernel in this run: ${host === undefined ? "not measured" : num(host.failover.median, " ms")}`,
+        failed(set),
+      ];
+      rows.push(
+        spreadRow(
+          `VM (${vm.accel.toUpperCase()}, Debian's Linux ${kernel}): failover, blackhole, uplinkd fast`,
+          set.failover,
+          " ms",
+          notes.filter(Boolean).join("; "),
+        ),
+      );
+    }
   }
   for (const [name, p] of Object.entries(doc.parts)) {
     if (p?.status === "error") rows.push(valueRow(`Part ${name}`, "FAILED", p.error ?? ""));

@@ -7,13 +7,17 @@
  * succeeded). PPPoE reconnect on 6.1: bench/vm-pppoe.ts inside the
  * machine, 5 session drops, each timed from `lab fault isp2 pppoe-drop` to
  * the daemon's status showing the uplink up from its new address.
+ * Blackhole failover of the fast profile on each kernel:
+ * bench/vm-failover.ts inside the machine, 5 trials measured as part
+ * failover measures them on the host.
  */
 import { spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { release } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { BenchContext } from "./context.js";
+import { FAST, describeProfile, type BenchContext } from "./context.js";
+import { trialSet, type Trial, type TrialSet } from "./failover.js";
 import { spreadOf, type Spread } from "./stats.js";
 
 const REPO = fileURLToPath(new URL("..", import.meta.url));
@@ -26,6 +30,8 @@ export interface VmResults {
   boots: { kernel: string; ms: Spread }[];
   /** PPPoE session drop to uplink up again, ms (on 6.1). */
   pppoeReconnectMs: Spread;
+  /** Blackhole failover of the fast profile, per kernel (absent in results of older runs). */
+  failover?: { kernel: string; set: TrialSet }[];
 }
 
 /** Run scripts/vm.sh; resolves with its stdout and wall time, rejects on a non-zero exit. */
@@ -80,5 +86,25 @@ export async function vmPart(ctx: BenchContext): Promise<VmResults> {
   const line = stdout.trim().split("\n").at(-1) ?? "{}";
   const { reconnectMs } = JSON.parse(line) as { reconnectMs: number[] };
   ctx.log("vm", `PPPoE reconnect: ${reconnectMs.join(", ")} ms`);
-  return { accel: await accelUsed(), boots, pppoeReconnectMs: spreadOf(reconnectMs, 0) };
+  const failover: NonNullable<VmResults["failover"]> = [];
+  for (const kernel of ["6.1", "6.12"]) {
+    ctx.check();
+    const run = await vm(kernel, ["node", "--import", "tsx", "bench/vm-failover.ts", "5"]);
+    const { trials } = JSON.parse(run.stdout.trim().split("\n").at(-1) ?? "{}") as {
+      trials: Trial[];
+    };
+    const set = trialSet("uplinkd", FAST.name, describeProfile(FAST), "blackhole", trials);
+    ctx.log(
+      "vm",
+      `Linux ${kernel}: blackhole failover ${trials.map((t) => t.failoverMs ?? "-").join(", ")} ms` +
+        `, detected ${trials.map((t) => t.detectMs ?? "-").join(", ")} ms`,
+    );
+    failover.push({ kernel, set });
+  }
+  return {
+    accel: await accelUsed(),
+    boots,
+    pppoeReconnectMs: spreadOf(reconnectMs, 0),
+    failover,
+  };
 }
