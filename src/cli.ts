@@ -7,7 +7,7 @@
 import { Command, Option } from "commander";
 import { kernelIssues, registerCheckCommand } from "./config/cli.js";
 import { registerInitCommand } from "./config/init-cli.js";
-import { DEFAULT_CONFIG_PATH, loadConfig } from "./config/load.js";
+import { DEFAULT_CONFIG_PATH, loadConfig, loadConfigOffThread } from "./config/load.js";
 import { registerControlCommands, registerNotifyTestCommand } from "./control/cli.js";
 import { Daemon } from "./daemon.js";
 import { Dataplane, planIsEmpty } from "./dataplane/apply.js";
@@ -149,7 +149,8 @@ program
           }
         : {}),
       configPath: opts.config,
-      loadConfig,
+      // Off the event loop: probes and failover go on while a reload parses.
+      loadConfig: (file: string) => loadConfigOffThread(file),
       kernel: new LinuxKernel(),
       log,
       createHealth: (options) => createUplinkHealth(options),

@@ -3,6 +3,7 @@
  * Every problem is reported at once, each at its FILE:LINE:COL.
  */
 import { readFile, stat } from "node:fs/promises";
+import { Worker } from "node:worker_threads";
 import {
   LineCounter,
   isCollection,
@@ -108,7 +109,8 @@ export function parseConfig(text: string, file: string): Config {
 
 /**
  * Largest config file read, bytes (1 MiB): a real config is a few KiB;
- * parsing a much larger one would block the event loop on reload.
+ * parsing a much larger one costs seconds of CPU and much memory (the
+ * daemon parses in a worker thread, {@link loadConfigOffThread}).
  */
 export const MAX_CONFIG_BYTES = 1024 * 1024;
 
@@ -129,8 +131,7 @@ class ConfigTooLarge extends Error {
 export async function loadConfig(file: string = DEFAULT_CONFIG_PATH): Promise<Config> {
   let text: string;
   try {
-    // Bounded: parsing runs on the daemon's event loop (a reload), where a huge file
-    // would stall health checks and failover for seconds.
+    // Bounded: a huge file would cost seconds of CPU and much memory to parse.
     const size = (await stat(file)).size;
     if (size > MAX_CONFIG_BYTES) throw new ConfigTooLarge(size);
     text = await readFile(file, "utf8");
@@ -144,6 +145,103 @@ export async function loadConfig(file: string = DEFAULT_CONFIG_PATH): Promise<Co
     throw new ConfigError([{ file, ...START, path: "", message }]);
   }
   return parseConfig(text, file);
+}
+
+/** Options of {@link loadConfigOffThread}. */
+export interface OffThreadOptions {
+  /** Longest the worker may take, ms (default 30,000). */
+  timeoutMs?: number;
+  /** Most the worker's heap may hold, MB (default 512). */
+  maxHeapMb?: number;
+}
+
+/**
+ * The worker of {@link loadConfigOffThread}. From the build it is
+ * `load-worker.js`; from the sources under tsx (tests, development) it is
+ * `load-worker.ts`, which a worker can load only after registering tsx's
+ * loader in its own thread (hooks of the parent thread do not reach it).
+ */
+function startWorker(file: string, maxHeapMb: number): Worker {
+  const options = {
+    workerData: { file },
+    resourceLimits: { maxOldGenerationSizeMb: maxHeapMb },
+    stdout: false,
+    stderr: false,
+  };
+  if (!import.meta.url.endsWith(".ts")) {
+    return new Worker(new URL("./load-worker.js", import.meta.url), options);
+  }
+  const tsx = import.meta.resolve("tsx/esm/api");
+  const entry = new URL("./load-worker.ts", import.meta.url).href;
+  const code = `import(${JSON.stringify(tsx)}).then((api) => { api.register(); return import(${JSON.stringify(entry)}); });`;
+  return new Worker(code, { ...options, eval: true });
+}
+
+/**
+ * `loadConfig` in a worker thread, so that parsing (up to seconds for a
+ * 1 MiB file built to be slow) does not stall the caller's event loop:
+ * the daemon's probes, failover and control API go on during a reload.
+ * The worker ends after one file; one that runs past `timeoutMs` or needs
+ * more heap than `maxHeapMb` is stopped, and the file is refused.
+ *
+ * @param file path of the YAML file.
+ * @returns the config, as `loadConfig` returns it.
+ * @throws {ConfigError} as `loadConfig`, and with one issue at line 1,
+ *   column 1 when the worker ran out of time or memory or failed to start.
+ */
+export function loadConfigOffThread(file: string, options: OffThreadOptions = {}): Promise<Config> {
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  const maxHeapMb = options.maxHeapMb ?? 512;
+  const refuse = (message: string): ConfigError =>
+    new ConfigError([{ file, ...START, path: "", message }]);
+  return new Promise<Config>((resolve, reject) => {
+    const worker = startWorker(file, maxHeapMb);
+    let settled = false;
+    const settle = (fn: () => void): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      void worker.terminate();
+      fn();
+    };
+    const timer = setTimeout(() => {
+      settle(() => {
+        reject(refuse(`reading the config took longer than ${timeoutMs / 1000} s; it was stopped`));
+      });
+    }, timeoutMs);
+    worker.once(
+      "message",
+      (
+        m: { ok: true; config: Config } | { ok: false; issues?: ConfigIssue[]; message?: string },
+      ) => {
+        settle(() => {
+          if (m.ok) resolve(m.config);
+          else
+            reject(
+              m.issues === undefined
+                ? refuse(`cannot read the config: ${m.message ?? "unknown error"}`)
+                : new ConfigError(m.issues),
+            );
+        });
+      },
+    );
+    worker.once("error", (error: Error & { code?: string }) => {
+      settle(() => {
+        reject(
+          refuse(
+            error.code === "ERR_WORKER_OUT_OF_MEMORY"
+              ? `reading the config needed more than ${maxHeapMb} MB; it was stopped`
+              : `cannot read the config: ${error.message}`,
+          ),
+        );
+      });
+    });
+    worker.once("exit", (code) => {
+      settle(() => {
+        reject(refuse(`cannot read the config: its worker ended (exit ${code}) without an answer`));
+      });
+    });
+  });
 }
 
 /**

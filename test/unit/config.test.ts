@@ -3,7 +3,12 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import { DEFAULT_CONFIG_PATH, loadConfig, parseConfig } from "../../src/config/load.js";
+import {
+  DEFAULT_CONFIG_PATH,
+  loadConfig,
+  loadConfigOffThread,
+  parseConfig,
+} from "../../src/config/load.js";
 import { uplinkHealth, type Config } from "../../src/config/schema.js";
 import { maxUplinkId } from "../../src/config/slots.js";
 import { ConfigError, formatConfigIssue } from "../../src/errors.js";
@@ -953,6 +958,63 @@ describe("a reload of a huge or hostile config does not stall the daemon", () =>
         /uplinkd\.yaml:1:1: the config is 1\d{7} bytes; at most 1048576 are read \(1 MiB\)$/,
       );
       assert.ok(lagMs < 200, `the event loop stalled ${Math.round(lagMs)} ms`);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("the daemon parses in a worker thread: a slow 1 MiB file gives loadConfig's issues, and the caller's event loop keeps turning", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "uplinkd-worker-"));
+    try {
+      const file = join(dir, "uplinkd.yaml");
+      const keys = Array.from({ length: 60_000 }, (_, i) => `  k${i}: v`);
+      keys.push("  k17: again");
+      await writeFile(file, lines(...TWO_UPLINKS, "extra:", ...keys));
+      const inThread = await loadConfig(file).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      assert.ok(inThread instanceof ConfigError);
+      const started = performance.now();
+      const { value: error, lagMs } = await withLoopLag(() =>
+        loadConfigOffThread(file).then(
+          () => undefined,
+          (e: unknown) => e,
+        ),
+      );
+      const tookMs = performance.now() - started;
+      assert.ok(error instanceof ConfigError, String(error));
+      assert.deepEqual(error.issues, inThread.issues);
+      // Parsing it on the caller's thread would stall the loop for most of the time taken.
+      assert.ok(
+        lagMs < tookMs / 2,
+        `the event loop stalled ${Math.round(lagMs)} ms of ${Math.round(tookMs)} ms`,
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("the worker's config equals loadConfig's; a worker out of time or heap is stopped and the file refused", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "uplinkd-worker-"));
+    try {
+      const file = join(dir, "uplinkd.yaml");
+      await writeFile(file, lines(...TWO_UPLINKS));
+      assert.deepEqual(await loadConfigOffThread(file), await loadConfig(file));
+      const refusal = (options: { timeoutMs?: number; maxHeapMb?: number }) =>
+        loadConfigOffThread(file, options).then(
+          () => "loaded",
+          (e: unknown) =>
+            e instanceof ConfigError ? e.issues.map(formatConfigIssue).join(" | ") : String(e),
+        );
+      assert.match(
+        await refusal({ timeoutMs: 1 }),
+        /uplinkd\.yaml:1:1: reading the config took longer than 0\.001 s; it was stopped$/,
+      );
+      assert.match(
+        await refusal({ maxHeapMb: 2 }),
+        /uplinkd\.yaml:1:1: reading the config needed more than 2 MB; it was stopped$/,
+      );
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
