@@ -26,6 +26,11 @@ export interface PartResult {
   durationS: number;
   error?: string;
   data?: unknown;
+  /**
+   * Set on a part measured by a later run with `--merge` (it replaced the
+   * record's part of that name): when, and on which machine and commit.
+   */
+  merged?: { startedAt: string; machine: Machine };
 }
 
 /** What the machine was. */
@@ -438,7 +443,7 @@ export function summaryRows(doc: Results): Row[] {
     for (const { kernel, set } of vm.failover ?? []) {
       const notes = [
         `detected ${num(set.detect.median, " ms")}, recovery ${num(set.recovery.median, " ms")} (medians)`,
-        `host kernel in this run: ${host === undefined ? "not measured" : num(host.failover.median, " ms")}`,
+        `host kernel (part failover): ${host === undefined ? "not measured" : num(host.failover.median, " ms")}`,
         failed(set),
       ];
       rows.push(
@@ -496,6 +501,20 @@ export function renderTable(doc: Results): string {
   return table(summaryRows(doc), false);
 }
 
+/** The header's list of parts measured later (`--merge`), each with its date and machine; [] when none. */
+function mergedLines(doc: Results): string[] {
+  const merged = Object.entries(doc.parts).flatMap(([name, p]) =>
+    p?.merged === undefined ? [] : [{ name, ...p.merged }],
+  );
+  if (merged.length === 0) return [];
+  return [
+    "Parts measured later, each in a run of its own (`--only PART --merge`), which replaced that part of the run above:",
+    "",
+    ...merged.map((m) => `- ${m.name}: ${m.startedAt.slice(0, 10)}; ${machineLine(m.machine)}.`),
+    "",
+  ];
+}
+
 function machineLine(m: Machine): string {
   return (
     `Linux ${m.kernel}, ${m.cpus} CPUs (${m.cpuModel}), ${Math.round(m.memoryMb / 1024)} GiB; ` +
@@ -547,6 +566,7 @@ export function renderMarkdown(doc: Results): string {
     "",
     `Machine: ${machineLine(m)}.`,
     "",
+    ...mergedLines(doc),
     "## Summary",
     "",
     table(summaryRows(doc), true),

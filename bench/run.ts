@@ -13,8 +13,10 @@
  * `dist/` in DIR (another build, with its `node_modules` beside it) back to
  * back with this one; `--footprint-sizes 8,16`: the footprint part's uplink
  * counts (default 2,4,8,16; 4 with --quick, fast profile only); `--takeover-trials N`:
- * trials per advert interval of the ha-takeover part (default 10). Needs root (network
- * namespaces) and a build.
+ * trials per advert interval of the ha-takeover part (default 10); `--merge` (with
+ * `--only`): the parts run replace those of the record in DIR/results.json
+ * (the rest stays, and RESULTS.md names each replaced part's date and
+ * machine). Needs root (network namespaces) and a build.
  *
  * Every part runs in labs of its own (prefix `b<part><run id>`), removed at
  * the end, on error and on SIGINT/SIGTERM. A part that fails is recorded
@@ -114,6 +116,7 @@ async function main(): Promise<number> {
       baseline: { type: "string" },
       "footprint-sizes": { type: "string" },
       "takeover-trials": { type: "string" },
+      merge: { type: "boolean", default: false },
     },
   });
   if (values.render !== undefined) {
@@ -138,6 +141,13 @@ async function main(): Promise<number> {
       throw new Error(`unknown part ${name}: use ${PARTS.join(", ")}`);
     }
   }
+  if (values.merge && values.only === undefined) {
+    throw new Error("--merge needs --only: it replaces those parts of the record");
+  }
+  // Read first: a run that cannot merge should fail before it measures.
+  const record = values.merge
+    ? (JSON.parse(await readFile(join(outDir, "results.json"), "utf8")) as Results)
+    : undefined;
   if (process.getuid?.() !== 0) throw new Error("the benchmark needs root (network namespaces)");
   const ctx = new BenchContext(quick);
   const onSignal = (signal: NodeJS.Signals): void => {
@@ -204,16 +214,31 @@ async function main(): Promise<number> {
   }
 
   const finishedAt = new Date();
-  const doc: Results = {
-    version: 1,
-    mode: quick ? "quick" : "full",
-    startedAt: startedAt.toISOString(),
-    finishedAt: finishedAt.toISOString(),
-    durationS: Math.round((finishedAt.getTime() - startedAt.getTime()) / 1000),
-    machine: await machineInfo(),
-    prefixes: [...ctx.prefixes],
-    parts: results,
-  };
+  const machine = await machineInfo();
+  const doc: Results =
+    record === undefined
+      ? {
+          version: 1,
+          mode: quick ? "quick" : "full",
+          startedAt: startedAt.toISOString(),
+          finishedAt: finishedAt.toISOString(),
+          durationS: Math.round((finishedAt.getTime() - startedAt.getTime()) / 1000),
+          machine,
+          prefixes: [...ctx.prefixes],
+          parts: results,
+        }
+      : {
+          ...record,
+          parts: {
+            ...record.parts,
+            ...Object.fromEntries(
+              Object.entries(results).map(([name, part]) => [
+                name,
+                { ...part, merged: { startedAt: startedAt.toISOString(), machine } },
+              ]),
+            ),
+          },
+        };
   await mkdir(outDir, { recursive: true });
   const json = join(outDir, "results.json");
   const markdown = join(outDir, "RESULTS.md");
