@@ -6,17 +6,25 @@
  * below it to isp2. What the kernel does in both: dnsmasq adds each
  * resolved address to the rule's nft set (with a timeout), and the daemon
  * reads the counters of new LAN connections and their answers per uplink
- * from its table.
+ * from its table. Then a reload into the sub-second profile (probes every
+ * 50 ms, `timeout: auto`): a blackhole takes isp2 down and the heal brings
+ * it back (times and any other transition are printed, not asserted: this
+ * runs under emulation).
  */
 import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
+import { readFile, writeFile } from "node:fs/promises";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import { parse, stringify } from "yaml";
+import type { ReloadResult } from "../../src/control/api.js";
+import { controlRequest } from "../../src/control/client.js";
 import type { Lab } from "../../src/lab/lab.js";
 import { labTimeScale } from "../../src/lab/netns.js";
 import { LAB_DNS_DOMAINS } from "../../src/lab/resolver.js";
 import { labWithConfig, testPrefix, type LabDaemon } from "../lab/harness.js";
 import {
+  events,
   lanConnections,
   passiveLines,
   setElements,
@@ -24,7 +32,7 @@ import {
   transitionAfter,
   viaHttp,
 } from "../lab/helpers.js";
-import { defaultHealth, startBuiltDaemon, VM_STATE_TIMEOUT_MS } from "./vm-helpers.js";
+import { defaultHealth, startBuiltDaemon, VM_STATE_TIMEOUT_MS, waitUplink } from "./vm-helpers.js";
 
 const VIDEO = LAB_DNS_DOMAINS["video.lab.test"] ?? { ipv4: "" };
 
@@ -100,5 +108,57 @@ describe("domain steering and the passive signal on this kernel", () => {
       traffic.kill("SIGTERM");
       await lab.heal("isp1");
     }
+  });
+
+  it("runs the sub-second profile after a reload: a blackhole takes isp2 down, and it comes back", async (t) => {
+    await waitUplink(daemon, "isp1", (u) => u.state === "up" && u.active, "up, active");
+    const config = parse(await readFile(lab.configPath, "utf8")) as Record<string, unknown>;
+    Object.assign(config.health as Record<string, unknown>, {
+      interval: "50ms",
+      timeout: "auto",
+      down: 3,
+    });
+    await writeFile(lab.configPath, stringify(config));
+    const reloaded = (await controlRequest(
+      lab.controlSocket,
+      "POST",
+      "/reload",
+      undefined,
+      30_000 * labTimeScale(),
+    )) as ReloadResult;
+    assert.deepEqual(
+      reloaded.changes.filter((c) => c.startsWith("health.")).sort(),
+      ["health.interval: 2000 -> 50", 'health.timeout: 1000 -> "auto"'],
+      JSON.stringify(reloaded.changes),
+    );
+    const reloadedAt = Date.now();
+    await daemon.waitFor(
+      (s) => s.uplinks.every((u) => u.state === "up" && u.active),
+      VM_STATE_TIMEOUT_MS,
+      "both uplinks up with 50 ms probes",
+    );
+    const faultAt = Date.now();
+    await lab.fault("isp2", "blackhole");
+    let healAt = Date.now();
+    try {
+      const down = await transitionAfter(lab, "isp2", "down", faultAt, 30_000 * labTimeScale());
+      assert.ok(down, "isp2 never went down");
+      t.diagnostic(
+        `isp2 down ${Date.parse(down.time) - faultAt} ms after the blackhole: ${down.reason}`,
+      );
+    } finally {
+      healAt = Date.now();
+      await lab.heal("isp2");
+    }
+    const up = await transitionAfter(lab, "isp2", "up", healAt, 30_000 * labTimeScale());
+    assert.ok(up, "isp2 did not come back");
+    t.diagnostic(`isp2 up ${Date.parse(up.time) - healAt} ms after the heal`);
+    const others = (await events(lab)).filter(
+      (e) =>
+        Date.parse(e.time) >= reloadedAt && (e.uplink === "isp1" || Date.parse(e.time) < faultAt),
+    );
+    t.diagnostic(
+      `other transitions since the reload: ${JSON.stringify(others.map((e) => [e.uplink, e.to, e.reason]))}`,
+    );
   });
 });
