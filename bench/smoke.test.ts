@@ -284,12 +284,17 @@ void test(
         fp.runs.some((f) => f.uplinks === 4 && f.profile === "fast" && f.families === "ipv4"),
       );
       assert.ok((fp.profile?.top.length ?? 0) > 0, "the idle daemon's profile names its top costs");
+      // An idle daemon of 4 uplinks measured 82-113 MB and 2.5-3.7 % of a core (daemon),
+      // 3.4-4.5 % with its children, on a busy machine (docs/footprint.md); the build
+      // before the long-lived readers used 8.5 % (daemon) and 18 % (tree). The bounds
+      // allow 3-4 times the measured figures and catch a return to that build's cost.
+      // At least an empty Node's RSS (~40 MB), and some CPU: it parses 40 probes a second.
       for (const f of fp.runs) {
-        between(f.rssMb.median, 10, 2000, `RSS, ${f.uplinks} uplinks`);
-        between(f.cpuPct, 0, 200, `CPU, ${f.uplinks} uplinks`);
+        between(f.rssMb.median, 30, 350, `RSS, ${f.uplinks} uplinks`);
+        between(f.cpuPct, 0.1, 8, `CPU, ${f.uplinks} uplinks`);
       }
       for (const f of fp.runs) {
-        between(f.tree.cpuPct, f.cpuPct ?? 0, 400, `tree CPU, ${f.uplinks} uplinks`);
+        between(f.tree.cpuPct, f.cpuPct ?? 0, 15, `tree CPU, ${f.uplinks} uplinks`);
         assert.ok(
           (f.tree.rssMb.median ?? 0) > (f.rssMb.median ?? 0),
           `the tree's RSS (${f.tree.rssMb.median} MB) counts the children beside the daemon (${f.rssMb.median} MB)`,
