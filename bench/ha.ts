@@ -34,6 +34,17 @@ import type { HoldLine } from "../src/lab/traffic.js";
 
 const run = promisify(execFile);
 
+/**
+ * A probe connection of a takeover trial fails when it has not answered
+ * after this, ms: below Linux's first SYN retransmission (1 s, RFC 6298's
+ * initial RTO), so a connection whose first SYN was lost while the masters
+ * changed counts as failed. With 1000 ms, the retransmitted SYN's answer
+ * at about 1001 ms raced the timeout and often won: with 100 ms adverts 8
+ * of 10 trials measured no failed connection (0 ms) while a takeover takes
+ * 3 adverts and more.
+ */
+export const TAKEOVER_PROBE_TIMEOUT_MS = 800;
+
 /** One takeover trial of part `ha` (IPv4). */
 export interface HaTrial extends FamilyTrial {
   error?: string;
@@ -147,7 +158,7 @@ async function takeoverTrial(
     ]),
   );
   const probes = new Map<Family, Probe>(
-    families.map((f) => [f, new Probe(lab, 20, 1000, 600_000, f)]),
+    families.map((f) => [f, new Probe(lab, 20, TAKEOVER_PROBE_TIMEOUT_MS, 600_000, f)]),
   );
   const out: Awaited<ReturnType<typeof takeoverTrial>> = { families: {}, commitMs: null };
   const all = () => [...holds.values()].flat();

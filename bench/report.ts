@@ -17,7 +17,7 @@ import { ratio, type Spread } from "./stats.js";
 import type { ThroughputResults } from "./throughput.js";
 import type { Ipv6Results } from "./ipv6.js";
 import type { LoadResults } from "./load.js";
-import type { HaResults, HaTakeoverResults } from "./ha.js";
+import { TAKEOVER_PROBE_TIMEOUT_MS, type HaResults, type HaTakeoverResults } from "./ha.js";
 import type { VmResults } from "./vm.js";
 
 /** One part's outcome. */
@@ -890,7 +890,8 @@ export function renderMarkdown(doc: Results): string {
       `VRRPv3 adverts every ${ha?.advertMs ?? 100} ms, conntrackd FTFW over a dedicated link, uplinkd in each. Per trial six ` +
       "long-lived LAN connections (an answer every 100 ms) and a probe opening a connection every 20 ms run " +
       "while the master dies: its switch ports and sync link are cut, then its processes killed. **Takeover**: " +
-      "cut to new connections succeeding again for good (as part 1's failover). **Surviving**: long-lived " +
+      "cut to new connections succeeding again for good (as part 1's failover, but a probe connection fails " +
+      `after ${TAKEOVER_PROBE_TIMEOUT_MS} ms, below TCP's first SYN retransmission at 1 s). **Surviving**: long-lived ` +
       "connections answering again after the cut (within 10 s), never reset, always from the same address. The old master returns (its " +
       "virtual addresses and conntrack table gone, as after a reboot) and takes over again before the next " +
       "trial. **Sync traffic**: 10,000 synthetic ESTABLISHED entries loaded into the master's table; bytes on " +
