@@ -72,7 +72,16 @@ async function firstLine(file: string, args: string[]): Promise<string> {
 
 /** Kernel, CPUs, memory, tool versions and the checkout's commit. */
 export async function machineInfo(): Promise<Machine> {
-  const status = await firstLine("git", ["status", "--porcelain", "--untracked-files=no"]);
+  // The record's own files do not count: a run with --merge starts from an uncommitted record.
+  const status = await firstLine("git", [
+    "status",
+    "--porcelain",
+    "--untracked-files=no",
+    "--",
+    ".",
+    ":(exclude)bench/results.json",
+    ":(exclude)bench/RESULTS.md",
+  ]);
   return {
     kernel: release(),
     cpus: cpus().length,
