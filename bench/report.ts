@@ -30,7 +30,12 @@ export interface PartResult {
    * Set on a part measured by a later run with `--merge` (it replaced the
    * record's part of that name): when, and on which machine and commit.
    */
-  merged?: { startedAt: string; machine: Machine };
+  merged?: {
+    startedAt: string;
+    /** Absent for a part merged by hand before `--merge` existed (then `note` says what is known). */
+    machine?: Machine;
+    note?: string;
+  };
 }
 
 /** What the machine was. */
@@ -419,12 +424,16 @@ export function summaryRows(doc: Results): Row[] {
   }
   const takeover = data(doc, "ha-takeover") as HaTakeoverResults | undefined;
   for (const r of takeover?.rows ?? []) {
+    // A trial whose probe saw no failed connection measures 0 ms: say how many there were.
+    const trials = takeover?.runs.find((run) => run.advertMs === r.advertMs)?.trials ?? [];
+    const clean = trials.filter((t) => t.families[r.family]?.takeoverMs === 0).length;
     rows.push(
       spreadRow(
         `HA pair, dual-stack: master dies -> new IPv${r.family} connections succeed again (VRRP adverts ${r.advertMs} ms)`,
         r.takeoverMs,
         " ms",
-        `flows kept ${num(r.keptPct, " %")} (${r.kept} of ${r.held}); ${r.failed} probe connections failed; commit path ${num(r.commitMs.median, " ms")}`,
+        (clean > 0 ? `${clean} of ${trials.length} trials: no probe connection failed; ` : "") +
+          `flows kept ${num(r.keptPct, " %")} (${r.kept} of ${r.held}); ${r.failed} probe connections failed; commit path ${num(r.commitMs.median, " ms")}`,
       ),
     );
   }
@@ -517,9 +526,16 @@ function mergedLines(doc: Results): string[] {
   );
   if (merged.length === 0) return [];
   return [
-    "Parts measured later, each in a run of its own (`--only PART --merge`), which replaced that part of the run above:",
+    "Parts measured later, each in a run of its own (`--only PART`), which replaced that part of the run above:",
     "",
-    ...merged.map((m) => `- ${m.name}: ${m.startedAt.slice(0, 10)}; ${machineLine(m.machine)}.`),
+    ...merged.map(
+      (m) =>
+        `- ${m.name}: ${m.startedAt.slice(0, 10)}; ` +
+        [m.machine === undefined ? "" : machineLine(m.machine), m.note ?? ""]
+          .filter(Boolean)
+          .join("; ") +
+        ".",
+    ),
     "",
   ];
 }
