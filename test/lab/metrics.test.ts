@@ -58,7 +58,12 @@ describe("metrics pass promtool check metrics", () => {
 
     await lab.fault("isp2", "blackhole");
     try {
-      await daemon.waitForState("isp2", "down", 20_000);
+      // Down in status comes first; the share follows once the kernel holds the new map.
+      await daemon.waitFor(
+        (s) => s.uplinks.some((u) => u.name === "isp2" && u.state === "down" && !u.active),
+        20_000,
+        "isp2 down and out of the map",
+      );
       const text = await scrape();
       const result = promtool(text);
       assert.equal(result.code, 0, `promtool (isp2 down):\n${result.output}`);

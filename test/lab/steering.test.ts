@@ -249,7 +249,12 @@ describe("traffic steering", () => {
   it("applies the last resort of a policy whose only uplink is down", async () => {
     await lab.fault("isp2", "blackhole");
     try {
-      await daemon.waitForState("isp2", "down", 10_000);
+      // Down in status comes first; the reject follows once the kernel holds the new state.
+      await daemon.waitFor(
+        (s) => s.uplinks.some((u) => u.name === "isp2" && u.state === "down" && !u.active),
+        10_000,
+        "isp2 down and out of the map",
+      );
       const report = await traffic(lab, { host: "192.0.2.10", bind: "100.64.100.3", count: 5 });
       assert.equal(report.ok, 0);
       // The kernel rate-limits ICMP errors per destination, so some SYNs of a burst go unanswered.
