@@ -281,6 +281,30 @@ export class UplinkdMonitor implements Monitor {
   }
 }
 
+/**
+ * {@link runTrials} with uplinkd under `configPath` as the monitor
+ * ({@link UplinkdMonitor}, with `hang` and `family` as there), stopped
+ * afterwards whatever happens.
+ */
+export async function uplinkdTrials(
+  ctx: BenchContext,
+  lab: Lab,
+  configPath: string,
+  trials: number,
+  fault: FailoverFault,
+  part: string,
+  describe: string,
+  options: { hang?: { dir: string; marker: string }; family?: 4 | 6 } = {},
+): Promise<Trial[]> {
+  const family = options.family ?? 4;
+  const monitor = new UplinkdMonitor(lab, configPath, options.hang, family);
+  try {
+    return await runTrials(ctx, lab, monitor, trials, fault, part, describe, family);
+  } finally {
+    await monitor.stop();
+  }
+}
+
 /** The daemon's recent transitions, oldest first. */
 export async function daemonEvents(lab: Lab): Promise<Transition[]> {
   const doc = (await control.controlRequest(
@@ -309,41 +333,34 @@ export async function failoverPart(ctx: BenchContext, trials: number): Promise<F
     for (const profile of [DEFAULTS, FAST] as HealthProfile[]) {
       const configPath = await writeConfig(lab, profile);
       for (const fault of ["blackhole", "carrier"] as FailoverFault[]) {
-        const monitor = new UplinkdMonitor(lab, configPath);
-        let done: Trial[];
-        try {
-          done = await runTrials(
-            ctx,
-            lab,
-            monitor,
-            trials,
-            fault,
-            "failover",
-            `uplinkd ${profile.name} ${fault}`,
-          );
-        } finally {
-          await monitor.stop();
-        }
+        const done = await uplinkdTrials(
+          ctx,
+          lab,
+          configPath,
+          trials,
+          fault,
+          "failover",
+          `uplinkd ${profile.name} ${fault}`,
+        );
         sets.push(trialSet("uplinkd", profile.name, describeProfile(profile), fault, done));
       }
     }
     // The fast profile again while every `conntrack -D` and `nft list` hangs.
     const configPath = await writeConfig(lab, FAST);
     const tools = await labDaemons.hangingTools();
-    const monitor = new UplinkdMonitor(lab, configPath, tools);
     let done: Trial[] = [];
     try {
-      done = await runTrials(
+      done = await uplinkdTrials(
         ctx,
         lab,
-        monitor,
+        configPath,
         trials,
         "blackhole",
         "failover",
         "uplinkd fast, conntrack -D and nft list hanging, blackhole",
+        { hang: tools },
       );
     } finally {
-      await monitor.stop();
       await tools.remove();
     }
     sets.push(

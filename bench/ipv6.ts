@@ -15,7 +15,7 @@
 import { labDaemons, topology } from "./built.js";
 import { balanceResults, type BalanceResults } from "./balance.js";
 import { FAST, describeProfile, writeConfig, type BenchContext } from "./context.js";
-import { UplinkdMonitor, runTrials, trialSet, type Trial, type TrialSet } from "./failover.js";
+import { trialSet, uplinkdTrials, type TrialSet } from "./failover.js";
 import { installStaticRouting, removeStaticRouting } from "./static-routing.js";
 import { ratio, round, spreadOf } from "./stats.js";
 import { iperf, type IperfRun, type ThroughputResults } from "./throughput.js";
@@ -46,22 +46,16 @@ async function ipv6Ready(daemon: InstanceType<typeof labDaemons.LabDaemon>): Pro
 export async function ipv6Part(ctx: BenchContext, trials: number): Promise<Ipv6Results> {
   const failover = await ctx.withLab("v6", { uplinks: 2, iperf3Servers: 1 }, async (lab) => {
     const configPath = await writeConfig(lab, FAST);
-    const monitor = new UplinkdMonitor(lab, configPath, undefined, 6);
-    let done: Trial[] = [];
-    try {
-      done = await runTrials(
-        ctx,
-        lab,
-        monitor,
-        trials,
-        "blackhole6",
-        "ipv6",
-        "uplinkd fast blackhole6",
-        6,
-      );
-    } finally {
-      await monitor.stop();
-    }
+    const done = await uplinkdTrials(
+      ctx,
+      lab,
+      configPath,
+      trials,
+      "blackhole6",
+      "ipv6",
+      "uplinkd fast blackhole6",
+      { family: 6 },
+    );
     return trialSet("uplinkd", FAST.name, describeProfile(FAST), "blackhole6", done);
   });
 

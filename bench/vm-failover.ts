@@ -12,27 +12,23 @@
  *     bash scripts/vm.sh -- node --import tsx bench/vm-failover.ts 5
  */
 import { BenchContext, FAST, writeConfig } from "./context.js";
-import { UplinkdMonitor, runTrials, type Trial } from "./failover.js";
+import { uplinkdTrials, type Trial } from "./failover.js";
 
 const trials = Number(process.argv[2] ?? "5");
 const ctx = new BenchContext(false);
 let done: Trial[] = [];
 try {
   await ctx.withLab("vmfo", { uplinks: 2 }, async (lab) => {
-    const monitor = new UplinkdMonitor(lab, await writeConfig(lab, FAST));
-    try {
-      done = await runTrials(
-        ctx,
-        lab,
-        monitor,
-        trials,
-        "blackhole",
-        "vm",
-        "uplinkd fast blackhole",
-      );
-    } finally {
-      await monitor.stop();
-    }
+    const configPath = await writeConfig(lab, FAST);
+    done = await uplinkdTrials(
+      ctx,
+      lab,
+      configPath,
+      trials,
+      "blackhole",
+      "vm",
+      "uplinkd fast blackhole",
+    );
   });
 } finally {
   await ctx.teardown();
