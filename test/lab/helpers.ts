@@ -416,3 +416,27 @@ export function passiveLines(daemon: { output: readonly string[] }): string[] {
     .split("\n")
     .filter((l) => l.includes("passive signal"));
 }
+
+/**
+ * Assert that `down`, uplink `suspect`'s transition to down, came from a
+ * probe burst that the passive signal started: its reason names the
+ * burst, the daemon logged a passive signal for `suspect` and none for
+ * `answering`.
+ */
+export function assertPassiveBurst(
+  daemon: { output: readonly string[] },
+  down: Transition,
+  suspect: string,
+  answering: string,
+): void {
+  const lines = passiveLines(daemon);
+  assert.match(down.reason, /burst: no answer/);
+  assert.ok(
+    lines.some((l) => l.includes(`"uplink":"${suspect}"`)),
+    `no passive signal for ${suspect}`,
+  );
+  assert.ok(
+    !lines.some((l) => l.includes(`"uplink":"${answering}"`)),
+    "the answering uplink was suspect",
+  );
+}
