@@ -350,7 +350,8 @@ export class UplinkMonitor {
     }
     this.#bursting = true;
     this.#bursts++;
-    const count = Math.max(this.settings.down, this.#machine.failedRoundsForDown);
+    // At least `down`: the loss-aware count never goes below it.
+    const count = this.#machine.failedRoundsForDown;
     const spawner = this.#o.spawner ?? nodeSpawner;
     const timeouts = icmp.map((t) => Math.min(this.settings.timeoutMs, t.window.currentTimeoutMs));
     this.#sink(icmp[0] as Target).note(`probe burst (${count} per target): ${reason}`);
