@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, test } from "node:test";
+import { describe, test, type TestContext } from "node:test";
 import {
   DEFAULT_CONFIG_PATH,
   loadConfig,
@@ -31,6 +31,15 @@ function problems(text: string, file = "uplinkd.yaml"): string[] {
 
 /** A valid config with two uplinks, to which a test adds lines. */
 const NO_STEERING_UPLINK = { dns: [], pinned: [], forwards: [], gateway6: "auto" };
+
+/** `text` written to `uplinkd.yaml` in a fresh temporary directory that goes when test `t` ends; its path. */
+async function configFile(t: TestContext, text: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), "uplinkd-config-"));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const file = join(dir, "uplinkd.yaml");
+  await writeFile(file, text);
+  return file;
+}
 
 const TWO_UPLINKS = [
   "lan: [lan0]",
@@ -714,10 +723,7 @@ describe("checks across fields", () => {
 
 describe("loadConfig", () => {
   test("reads and validates a file", async (t) => {
-    const dir = await mkdtemp(join(tmpdir(), "uplinkd-config-"));
-    t.after(() => rm(dir, { recursive: true, force: true }));
-    const file = join(dir, "uplinkd.yaml");
-    await writeFile(file, lines(...TWO_UPLINKS));
+    const file = await configFile(t, lines(...TWO_UPLINKS));
     const config = await loadConfig(file);
     assert.deepEqual(
       config.uplinks.map((u) => u.name),
@@ -726,10 +732,7 @@ describe("loadConfig", () => {
   });
 
   test("reports problems with the file name it was given", async (t) => {
-    const dir = await mkdtemp(join(tmpdir(), "uplinkd-config-"));
-    t.after(() => rm(dir, { recursive: true, force: true }));
-    const file = join(dir, "uplinkd.yaml");
-    await writeFile(file, lines(...TWO_UPLINKS, "    weight: 0"));
+    const file = await configFile(t, lines(...TWO_UPLINKS, "    weight: 0"));
     await assert.rejects(loadConfig(file), (error: unknown) => {
       assert.ok(error instanceof ConfigError);
       assert.deepEqual(error.issues.map(formatConfigIssue), [
@@ -900,22 +903,16 @@ describe("names and paths that would become code are refused at their line", () 
 });
 
 describe("a config too large to parse on the event loop", () => {
-  test("is refused at 1:1 with its size, before it is parsed", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "uplinkd-big-"));
-    try {
-      const file = join(dir, "uplinkd.yaml");
-      await writeFile(file, `${lines(...TWO_UPLINKS)}# ${"x".repeat(2 * 1024 * 1024)}\n`);
-      await assert.rejects(loadConfig(file), (error: unknown) => {
-        assert.ok(error instanceof ConfigError);
-        assert.match(
-          error.issues.map(formatConfigIssue).join(" | "),
-          /uplinkd\.yaml:1:1: the config is 2\d{6} bytes; at most 1048576 are read \(1 MiB\)$/,
-        );
-        return true;
-      });
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+  test("is refused at 1:1 with its size, before it is parsed", async (t) => {
+    const file = await configFile(t, `${lines(...TWO_UPLINKS)}# ${"x".repeat(2 * 1024 * 1024)}\n`);
+    await assert.rejects(loadConfig(file), (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.match(
+        error.issues.map(formatConfigIssue).join(" | "),
+        /uplinkd\.yaml:1:1: the config is 2\d{6} bytes; at most 1048576 are read \(1 MiB\)$/,
+      );
+      return true;
+    });
   });
 });
 
@@ -938,86 +935,68 @@ describe("a reload of a huge or hostile config does not stall the daemon", () =>
     }
   }
 
-  test("a 10 MB invalid config is refused by its size at once, the event loop keeps running", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "uplinkd-huge-"));
-    try {
-      const file = join(dir, "uplinkd.yaml");
-      await writeFile(
-        file,
-        `lan: [lan0\n${"  - [ {a: b, c: [d, {e: f}]}, 'x' \n".repeat(300_000)}`,
-      );
-      const { value: error, lagMs } = await withLoopLag(() =>
-        loadConfig(file).then(
-          () => undefined,
-          (e: unknown) => e,
-        ),
-      );
-      assert.ok(error instanceof ConfigError);
-      assert.match(
-        error.issues.map(formatConfigIssue).join(" | "),
-        /uplinkd\.yaml:1:1: the config is 1\d{7} bytes; at most 1048576 are read \(1 MiB\)$/,
-      );
-      assert.ok(lagMs < 200, `the event loop stalled ${Math.round(lagMs)} ms`);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
-
-  test("the daemon parses in a worker thread: a slow 1 MiB file gives loadConfig's issues, and the caller's event loop keeps turning", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "uplinkd-worker-"));
-    try {
-      const file = join(dir, "uplinkd.yaml");
-      const keys = Array.from({ length: 60_000 }, (_, i) => `  k${i}: v`);
-      keys.push("  k17: again");
-      await writeFile(file, lines(...TWO_UPLINKS, "extra:", ...keys));
-      const inThread = await loadConfig(file).then(
+  test("a 10 MB invalid config is refused by its size at once, the event loop keeps running", async (t) => {
+    const file = await configFile(
+      t,
+      `lan: [lan0\n${"  - [ {a: b, c: [d, {e: f}]}, 'x' \n".repeat(300_000)}`,
+    );
+    const { value: error, lagMs } = await withLoopLag(() =>
+      loadConfig(file).then(
         () => undefined,
         (e: unknown) => e,
-      );
-      assert.ok(inThread instanceof ConfigError);
-      const started = performance.now();
-      const { value: error, lagMs } = await withLoopLag(() =>
-        loadConfigOffThread(file).then(
-          () => undefined,
-          (e: unknown) => e,
-        ),
-      );
-      const tookMs = performance.now() - started;
-      assert.ok(error instanceof ConfigError, String(error));
-      assert.deepEqual(error.issues, inThread.issues);
-      // Parsing it on the caller's thread would stall the loop for most of the time taken.
-      assert.ok(
-        lagMs < tookMs / 2,
-        `the event loop stalled ${Math.round(lagMs)} ms of ${Math.round(tookMs)} ms`,
-      );
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+      ),
+    );
+    assert.ok(error instanceof ConfigError);
+    assert.match(
+      error.issues.map(formatConfigIssue).join(" | "),
+      /uplinkd\.yaml:1:1: the config is 1\d{7} bytes; at most 1048576 are read \(1 MiB\)$/,
+    );
+    assert.ok(lagMs < 200, `the event loop stalled ${Math.round(lagMs)} ms`);
   });
 
-  test("the worker's config equals loadConfig's; a worker out of time or heap is stopped and the file refused", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "uplinkd-worker-"));
-    try {
-      const file = join(dir, "uplinkd.yaml");
-      await writeFile(file, lines(...TWO_UPLINKS));
-      assert.deepEqual(await loadConfigOffThread(file), await loadConfig(file));
-      const refusal = (options: { timeoutMs?: number; maxHeapMb?: number }) =>
-        loadConfigOffThread(file, options).then(
-          () => "loaded",
-          (e: unknown) =>
-            e instanceof ConfigError ? e.issues.map(formatConfigIssue).join(" | ") : String(e),
-        );
-      assert.match(
-        await refusal({ timeoutMs: 1 }),
-        /uplinkd\.yaml:1:1: reading the config took longer than 0\.001 s; it was stopped$/,
+  test("the daemon parses in a worker thread: a slow 1 MiB file gives loadConfig's issues, and the caller's event loop keeps turning", async (t) => {
+    const keys = Array.from({ length: 60_000 }, (_, i) => `  k${i}: v`);
+    keys.push("  k17: again");
+    const file = await configFile(t, lines(...TWO_UPLINKS, "extra:", ...keys));
+    const inThread = await loadConfig(file).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    assert.ok(inThread instanceof ConfigError);
+    const started = performance.now();
+    const { value: error, lagMs } = await withLoopLag(() =>
+      loadConfigOffThread(file).then(
+        () => undefined,
+        (e: unknown) => e,
+      ),
+    );
+    const tookMs = performance.now() - started;
+    assert.ok(error instanceof ConfigError, String(error));
+    assert.deepEqual(error.issues, inThread.issues);
+    // Parsing it on the caller's thread would stall the loop for most of the time taken.
+    assert.ok(
+      lagMs < tookMs / 2,
+      `the event loop stalled ${Math.round(lagMs)} ms of ${Math.round(tookMs)} ms`,
+    );
+  });
+
+  test("the worker's config equals loadConfig's; a worker out of time or heap is stopped and the file refused", async (t) => {
+    const file = await configFile(t, lines(...TWO_UPLINKS));
+    assert.deepEqual(await loadConfigOffThread(file), await loadConfig(file));
+    const refusal = (options: { timeoutMs?: number; maxHeapMb?: number }) =>
+      loadConfigOffThread(file, options).then(
+        () => "loaded",
+        (e: unknown) =>
+          e instanceof ConfigError ? e.issues.map(formatConfigIssue).join(" | ") : String(e),
       );
-      assert.match(
-        await refusal({ maxHeapMb: 2 }),
-        /uplinkd\.yaml:1:1: reading the config needed more than 2 MB; it was stopped$/,
-      );
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    assert.match(
+      await refusal({ timeoutMs: 1 }),
+      /uplinkd\.yaml:1:1: reading the config took longer than 0\.001 s; it was stopped$/,
+    );
+    assert.match(
+      await refusal({ maxHeapMb: 2 }),
+      /uplinkd\.yaml:1:1: reading the config needed more than 2 MB; it was stopped$/,
+    );
   });
 
   test("a key given twice among 60,000 is found in linear time, at its second occurrence", () => {
